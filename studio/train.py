@@ -1,0 +1,199 @@
+"""The trainer shared by every domain (after minGPT's trainer: it knows nothing of the domain).
+
+A domain supplies a TrainTask: how to get a training batch for a step, the loss on it, and a
+validation loss. The trainer does the rest: AdamW, gradient clipping, warmup + cosine LR,
+periodic validation, best-checkpoint saving, resume, progress callbacks, CPU/CUDA selection,
+seeding, and DDP when started by `torchrun --nproc_per_node=N` (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+import torch.distributed as dist
+
+from studio import checkpoint
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10_000  # optimizer steps in total
+    lr: float = 2e-3  # peak learning rate
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio at the last step
+    warmup_steps: int = 200  # linear warmup from 0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global gradient norm
+    eval_every: int = 500  # steps between validations (and checkpoints)
+    seed: int = 1337
+    device: str = "auto"  # "auto" picks cuda when available, else cpu
+
+
+class TrainTask(Protocol):
+    def train_batch(self, step: int, rank: int, world_size: int, device) -> object: ...
+
+    def loss(self, model: torch.nn.Module, batch) -> torch.Tensor: ...
+
+    def evaluate(self, model: torch.nn.Module) -> float: ...
+
+
+@dataclass
+class Progress:
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float | None = None
+    val_loss: float | None = None  # set on validation steps
+    best_val_loss: float | None = None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """Flatten AdamW's state into safetensors-friendly names (never pickled)."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"optim.{index}.{name}": value if torch.is_tensor(value) else torch.tensor(value)
+        for index, slots in state["state"].items()
+        for name, value in slots.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], param_groups: list) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+
+
+def resume_paths(out) -> Path:
+    return Path(str(out) + ".resume")
+
+
+def train(
+    model: torch.nn.Module,
+    task: TrainTask,
+    config: TrainConfig,
+    out=None,
+    card: dict | None = None,
+    resume: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict:
+    """Train `model` on `task`. Saves the best-validation weights to OUT.safetensors/.json
+    (card + metrics) and the latest full state to OUT.resume.* for `resume=True`.
+    Returns the final metrics."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = pick_device(config.device)
+    rank, world_size = 0, 1
+    if distributed:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(config.seed + rank)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    start_step, best_val = 0, math.inf
+    if resume and out is not None and checkpoint.paths(resume_paths(out))[1].exists():
+        tensors, state_card = checkpoint.load(resume_paths(out))
+        model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+        _restore_optimizer(optimizer, tensors, state_card["optimizer_param_groups"])
+        start_step, best_val = state_card["step"], state_card["best_val_loss"]
+
+    wrapped = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    metrics: dict = {"best_val_loss": best_val}
+    tokens_seen, clock = 0, time.perf_counter()
+    for step in range(start_step, config.steps):
+        lr = learning_rate(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        wrapped.train()
+        batch = task.train_batch(step, rank, world_size, device)
+        loss = task.loss(wrapped, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        tokens_seen += getattr(batch, "num_tokens", 0) * world_size
+
+        last = step == config.steps - 1
+        val_loss = None
+        if (step + 1) % config.eval_every == 0 or last:
+            val_loss = _validate(model, task, rank, distributed, device)
+            if val_loss < best_val:
+                best_val = val_loss
+                if rank == 0 and out is not None:
+                    metrics = {"best_val_loss": best_val, "best_step": step + 1}
+                    _save_best(model, out, card, config, metrics)
+            if rank == 0 and out is not None:
+                _save_resume(model, optimizer, out, card, step + 1, best_val)
+        if on_progress is not None and rank == 0:
+            elapsed = time.perf_counter() - clock
+            speed = tokens_seen / elapsed if tokens_seen and elapsed > 0 else None
+            on_progress(Progress(step + 1, config.steps, float(loss), lr, speed, val_loss, best_val))
+    if distributed:
+        dist.barrier()
+    metrics["best_val_loss"] = best_val
+    return metrics
+
+
+def _validate(model, task, rank, distributed, device) -> float:
+    """Validation runs on rank 0 only and is shared, so every rank agrees on 'best'."""
+    value = torch.zeros(1, device=device)
+    if rank == 0:
+        model.eval()
+        with torch.no_grad():
+            value[0] = task.evaluate(model)
+    if distributed:
+        dist.broadcast(value, src=0)
+    return float(value[0])
+
+
+def _save_best(model, out, card, config, metrics):
+    card = dict(card or {})
+    card["training"] = {**card.get("training", {}), **asdict(config)}
+    card["metrics"] = {**card.get("metrics", {}), **metrics}
+    checkpoint.save(out, model.state_dict(), card)
+
+
+def _save_resume(model, optimizer, out, card, step, best_val):
+    optim_tensors, param_groups = _optimizer_tensors(optimizer)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
+    state_card = {
+        **(card or {}),
+        "kind": "resume-state",
+        "step": step,
+        "best_val_loss": best_val,
+        "optimizer_param_groups": param_groups,
+    }
+    checkpoint.save(resume_paths(out), tensors, state_card)
