@@ -71,16 +71,25 @@ def load(stem, domain: str | None = None) -> tuple[dict[str, torch.Tensor], dict
     return tensors, card
 
 
-def list_models(domain: str, models_dir=MODELS_DIR) -> dict[str, Path]:
-    """{name: stem} of every card in models_dir for this domain (bad cards are skipped here;
-    loading one reports its problem)."""
-    found = {}
+def scan(models_dir=MODELS_DIR) -> tuple[dict[str, dict[str, Path]], list[str]]:
+    """({domain: {name: stem}}, problems) for every model card in models_dir.
+
+    Problems are cards that cannot be read, in words that name the file, so the app can say
+    at start-up which checkpoint is broken while every other tab keeps working."""
+    by_domain: dict[str, dict[str, Path]] = {}
+    problems = []
     for card_path in sorted(Path(models_dir).glob("*.json")):
         try:
-            card = json.loads(card_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            card = read_card(card_path)
+        except CheckpointError as error:
+            problems.append(str(error))
             continue
         # resume states (see train.py) share the format but are not models to offer
-        if isinstance(card, dict) and card.get("domain") == domain and card.get("kind") != "resume-state":
-            found[card_path.stem] = card_path.parent / card_path.stem
-    return found
+        if card.get("kind") != "resume-state":
+            by_domain.setdefault(card["domain"], {})[card_path.stem] = card_path.parent / card_path.stem
+    return by_domain, problems
+
+
+def list_models(domain: str, models_dir=MODELS_DIR) -> dict[str, Path]:
+    """{name: stem} of every readable model card in models_dir for this domain."""
+    return scan(models_dir)[0].get(domain, {})

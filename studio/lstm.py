@@ -84,7 +84,7 @@ class LSTMCore(nn.Module):
         out, new_state, layer_io = self._run_layers(x, state, keep_layer_io=True)
         h0, c0 = state
         gates = []
-        for k, (layer, (inp, hid)) in enumerate(zip(self.layers, layer_io)):
+        for k, (layer, (inp, hid)) in enumerate(zip(self.layers, layer_io, strict=False)):
             h_prev = torch.cat([h0[k].unsqueeze(1), hid[:, :-1]], dim=1)  # (B, T, H)
             # One GEMM for both halves of z: [x_t, h_{t-1}] @ [W_ih, W_hh]^T + (b_ih + b_hh)
             weight = torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1)  # (4H, X+H)

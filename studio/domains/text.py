@@ -272,3 +272,41 @@ def generate(model: TextModel, codec: CharCodec, settings: TextSettings, traced:
     meta = {"domain": DOMAIN, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
     trace = Trace.concat(prompt_trace, Trace.from_steps(step_gates, text), meta)
     return result, trace
+
+
+# ---------------------------------------------------------------- render
+QUANTITY_RANGES = {"i": (0, 1), "f": (0, 1), "o": (0, 1), "g": (-1, 1), "h": (-1, 1), "tanh_c": (-1, 1)}
+
+
+def unit_values(trace: Trace, layer: int, quantity: str, unit: int) -> tuple[np.ndarray, float, float]:
+    """(values over the shown steps, vmin, vmax) of one unit, with a colour range that suits
+    the quantity: gates 0..1, squashed values -1..1, the raw cell symmetric around 0."""
+    values = trace.quantity(layer, quantity)[trace.meta.get("shown_from", 0) :, unit]
+    if quantity in QUANTITY_RANGES:
+        vmin, vmax = QUANTITY_RANGES[quantity]
+    else:
+        bound = float(np.abs(values).max()) or 1.0
+        vmin, vmax = -bound, bound
+    return values, vmin, vmax
+
+
+def render_html(trace: Trace, layer: int, quantity: str, unit: int) -> str:
+    """The prompt and generated text, each character painted by one unit's value after reading
+    it (Karpathy 2015). Prompt characters are underlined; hovering a character shows the value."""
+    from html import escape
+
+    from studio.viz import activation_colors
+
+    values, vmin, vmax = unit_values(trace, layer, quantity, unit)
+    labels = trace.labels[trace.meta.get("shown_from", 0) :]
+    prompt_end = trace.meta.get("prompt_length", 0) - trace.meta.get("shown_from", 0)
+    spans = []
+    for k, (ch, colour, value) in enumerate(zip(labels, activation_colors(values, vmin, vmax), values, strict=False)):
+        kind = "ch prompt" if k < prompt_end else "ch"
+        spans.append(f'<span class="{kind}" style="background:{colour}" title="{value:+.3f}">{escape(ch)}</span>')
+    return (
+        '<div class="lstm-text" style="font-family:monospace;white-space:pre-wrap;line-height:1.5;'
+        'padding:8px;border:1px solid #ddd;border-radius:6px;max-height:32em;overflow:auto">'
+        + "".join(spans)
+        + "</div>"
+    )

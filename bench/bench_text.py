@@ -1,0 +1,196 @@
+"""Text-domain and LSTM-core benchmarks. Prints ratios measured side by side in one run.
+
+python bench/bench_text.py [--model models/shakespeare-char] [--repeats 3] [--skip-naive] [--skip-ui]
+
+Every comparison runs both sides in the same process, alternating, and reports the best of
+`--repeats` for each, so a busy shared machine slows both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from studio.domains import text  # noqa: E402
+from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def side_by_side(a, b, repeats: int) -> tuple[float, float]:
+    """Best time of a and of b, interleaved a, b, a, b, ... so drift hits both."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(best_of(a, 1))
+        tb.append(best_of(b, 1))
+    return min(ta), min(tb)
+
+
+def lstmcell_loop(core, x):
+    """Baseline: the usual way to see inside an LSTM, one nn.LSTMCell call per step and layer."""
+    cells = []
+    for layer in core.layers:
+        cell = torch.nn.LSTMCell(layer.input_size, layer.hidden_size)
+        cell.weight_ih.data, cell.weight_hh.data = layer.weight_ih_l0.data, layer.weight_hh_l0.data
+        cell.bias_ih.data, cell.bias_hh.data = layer.bias_ih_l0.data, layer.bias_hh_l0.data
+        cells.append(cell)
+    with torch.no_grad():
+        seq = x[0]
+        for cell in cells:
+            h = torch.zeros(1, cell.hidden_size)
+            c = torch.zeros(1, cell.hidden_size)
+            outs = []
+            for t in range(seq.shape[0]):
+                h, c = cell(seq[t : t + 1], (h, c))
+                outs.append(h)
+            seq = torch.cat(outs)
+    return seq
+
+
+def naive_generate(model, codec, prompt_ids, length, sampling):
+    """Baseline: the tutorial loop that re-encodes and re-runs the whole sequence from a fresh
+    state for every new character."""
+    generator = make_generator(sampling.seed)
+    ids = list(prompt_ids)
+    with torch.no_grad():
+        for _ in range(length):
+            logits, _ = model(torch.tensor([ids]))
+            ids.append(sample_next(logits[0, -1], sampling, generator))
+    return codec.decode(ids[len(prompt_ids) :])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="models/shakespeare-char")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-ui", action="store_true")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    model, codec, card = text.load_model(args.model)
+    cfg = model.config
+    print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device cpu")
+    sampling = SamplingConfig(temperature=0.8, seed=1)
+    settings = text.TextSettings(prompt="ROMEO:\n", length=1000, sampling=sampling)
+
+    # 1. traced vs untraced generation, 1,000 characters
+    traced, untraced = side_by_side(
+        lambda: text.generate(model, codec, settings, traced=True),
+        lambda: text.generate(model, codec, settings, traced=False),
+        args.repeats,
+    )
+    print(f"generation 1000 chars: traced {traced:.3f} s, untraced (fused per step) {untraced:.3f} s, "
+          f"ratio traced/untraced {traced / untraced:.2f} (goal <= 1.1)")
+    print(f"batch-1 sampling: traced {1000 / traced:,.0f} steps/s, untraced {1000 / untraced:,.0f} steps/s")
+
+    # 2. teacher-forced trace of 10,000 steps vs fused forward and vs an LSTMCell loop
+    x = torch.randn(1, 10_000, cfg.embed_size)
+    fused, trace = side_by_side(lambda: model.core(x), lambda: model.core.trace(x), args.repeats)
+    cell_loop = best_of(lambda: lstmcell_loop(model.core, x), 1)
+    print(f"trace 10,000 steps: fused forward {fused:.3f} s, exact trace {trace:.3f} s, LSTMCell loop {cell_loop:.3f} s")
+    print(f"  trace/fused {trace / fused:.2f} (goal <= 1.5); LSTMCell loop/trace {cell_loop / trace:.1f}x (goal >= 10)")
+
+    # 3. 1,000-character generation vs the naive re-run-everything loop
+    if not args.skip_naive:
+        prompt_ids = codec.encode(settings.prompt)[0]
+        naive = best_of(lambda: naive_generate(model, codec, prompt_ids, 1000, sampling), 1)
+        print(f"1000 chars: naive re-run loop {naive:.2f} s vs ours (traced) {traced:.3f} s: "
+              f"{naive / traced:.0f}x faster (goal >= 20)")
+
+    # 4. Text-tab click-to-result: 400 characters with all plots, through the real server
+    if not args.skip_ui:
+        bench_ui(args.model, args.repeats)
+
+
+def bench_ui(model_stem: str, repeats: int) -> None:
+    """Times the Text tab's Generate from click to the page showing text and plots, in Debian
+    chromium when playwright can drive it, and the API call alone through gradio_client."""
+    import socket
+
+    from gradio_client import Client
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo(Path(model_stem).parent)
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        client = Client(url, verbose=False)
+        args = dict(name=Path(model_stem).name, prompt_text="ROMEO:\n", length_value=400, temp=0.8, k=0, p=1.0,
+                    seed_value=0, layer_value=0, quantity_value="tanh_c", unit_value=0, order_value="variance")
+        api_times = []
+        for seed in range(repeats + 1):
+            args["seed_value"] = seed
+            start = time.perf_counter()
+            client.predict(*args.values(), api_name="/generate_text")
+            api_times.append(time.perf_counter() - start)
+        print(f"text tab API (gradio_client) 400 chars + all plots: median {statistics.median(api_times[1:]):.3f} s "
+              f"(first call {api_times[0]:.3f} s)")
+        try:
+            browser_times = browser_click_to_result(url, repeats)
+        except Exception as error:  # no chromium here: the API figure still stands
+            print(f"browser timing skipped: {error}")
+        else:
+            print(f"text tab click-to-result in chromium, 400 chars + all plots: median "
+                  f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 1 s)")
+    finally:
+        demo.close()
+
+
+def browser_click_to_result(url: str, repeats: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.locator("#text-generate").wait_for()
+        seed = page.get_by_label("Seed")
+        for k in range(repeats + 1):
+            seed.fill(str(100 + k))  # a new seed each click, so a new text proves a new result
+            page.evaluate("() => { window.__before = (document.querySelector('#text-output') || {}).innerHTML; }")
+            start = time.perf_counter()
+            page.click("#text-generate")
+            # done when the coloured text is new and the heatmap image has loaded
+            page.wait_for_function(
+                """() => {
+                    const out = document.querySelector('#text-output');
+                    const img = document.querySelector('#text-heatmaps img');
+                    return out && out.querySelector('.lstm-text') && out.innerHTML !== window.__before
+                        && img && img.complete && img.naturalWidth > 0;
+                }""",
+                timeout=60_000,
+            )
+            if k:  # the first click warms caches
+                times.append(time.perf_counter() - start)
+        browser.close()
+    return times
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if __name__ == "__main__":
+    main()
