@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +18,6 @@ DEFAULT_MODEL = checkpoint.MODELS_DIR / "shakespeare-char"
 SHAKESPEARE_SOURCE = {
     "source": "Tiny Shakespeare (karpathy/char-rnn data/tinyshakespeare/input.txt), 1,115,394 characters",
     "licence": "Shakespeare's text is in the public domain",
-    "split": "nanoGPT shakespeare_char: first 90% of characters train, last 10% validate",
 }
 
 
@@ -37,6 +38,8 @@ def add_text_commands(command: str, parser) -> None:
         parser.add_argument("--seed", type=int, default=1337)
         parser.add_argument("--device", default="auto")
         parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
+        parser.add_argument("--source", help="where the data comes from, for the model card")
+        parser.add_argument("--licence", help="the data's licence, for the model card")
         parser.set_defaults(run=run_train)
     elif command == "generate":
         parser.add_argument("--model", default=str(DEFAULT_MODEL), help="checkpoint stem")
@@ -62,7 +65,23 @@ def add_text_commands(command: str, parser) -> None:
 
 
 def read_text(path) -> str:
-    return Path(path).read_text(encoding="utf-8", errors="replace")
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as error:
+        sys.exit(f"error: cannot read {path}: {error.strerror or error}")
+
+
+def data_provenance(args, corpus: str) -> dict:
+    """The card's data section: Tiny Shakespeare is recognised; any other file is described by
+    --source/--licence (or says they were not given)."""
+    known = SHAKESPEARE_SOURCE if Path(args.data).name == "tinyshakespeare.txt" else {}
+    return {
+        "file": Path(args.data).name,
+        "characters": len(corpus),
+        "source": args.source or known.get("source", f"{Path(args.data).name} (no --source given)"),
+        "licence": args.licence or known.get("licence", "unknown (no --licence given)"),
+        "split": "first 90% of characters train, last 10% validate",
+    }
 
 
 def run_train(args) -> int:
@@ -71,7 +90,10 @@ def run_train(args) -> int:
     corpus = read_text(args.data)
     codec = text.CharCodec.from_text(corpus)
     train_text, val_text = text.split_train_val(corpus)
-    task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
+    try:
+        task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     config = TrainConfig(
         steps=args.steps, lr=args.lr, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
         seed=args.seed, device=args.device,
@@ -79,11 +101,12 @@ def run_train(args) -> int:
     torch.manual_seed(args.seed)
     model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, args.dropout))
     card = text.make_card(model, codec, {
-        "data": {"file": Path(args.data).name, "characters": len(corpus), **SHAKESPEARE_SOURCE},
+        "data": data_provenance(args, corpus),
         "hyperparameters": {"batch_size": args.batch_size, "seq_len": args.seq_len},
         "reproduce": args.command_line,
     })
-    bar = tqdm(total=config.steps, desc="train text", unit="step", dynamic_ncols=True, file=sys.stderr)
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports and writes
+    bar = tqdm(total=config.steps, desc="train text", unit="step", dynamic_ncols=True, file=sys.stderr, disable=not is_main)
 
     def on_progress(p):
         bar.n = p.step
@@ -99,6 +122,10 @@ def run_train(args) -> int:
 
     metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
     bar.close()
+    if is_main and checkpoint.paths(args.out)[1].exists():  # name the metric in the card as `eval` prints it
+        saved = checkpoint.read_card(args.out)
+        saved["metrics"]["val_nats_per_char"] = round(metrics["best_val_loss"], 4)
+        checkpoint.paths(args.out)[1].write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
     print(f"best_val_nats_per_char: {metrics['best_val_loss']:.4f}")
     return 0
 

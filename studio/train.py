@@ -112,7 +112,8 @@ def train(
         if device.type == "cuda":
             device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
-        if not dist.is_initialized():
+        started_group = not dist.is_initialized()
+        if started_group:
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         rank, world_size = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(config.seed + rank)
@@ -161,9 +162,11 @@ def train(
         if on_progress is not None and rank == 0:
             elapsed = time.perf_counter() - clock
             speed = tokens_seen / elapsed if tokens_seen and elapsed > 0 else None
-            on_progress(Progress(step + 1, config.steps, float(loss), lr, speed, val_loss, best_val))
+            on_progress(Progress(step + 1, config.steps, float(loss.detach()), lr, speed, val_loss, best_val))
     if distributed:
         dist.barrier()
+        if started_group:
+            dist.destroy_process_group()
     metrics["best_val_loss"] = best_val
     return metrics
 
@@ -191,6 +194,8 @@ def _save_resume(model, optimizer, out, card, step, best_val):
     optim_tensors, param_groups = _optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
     state_card = {
+        "domain": "unknown",  # a bare train() call has no card; the state still loads
+        "config": {},
         **(card or {}),
         "kind": "resume-state",
         "step": step,

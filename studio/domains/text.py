@@ -139,6 +139,12 @@ class TextTask:
         self.train_ids = torch.tensor(train_ids, dtype=torch.long)
         self.val_ids = torch.tensor(val_ids, dtype=torch.long)
         self.batch_size, self.seq_len = batch_size, seq_len
+        if len(train_ids) < batch_size * (seq_len + 1) or len(val_ids) < 2:
+            raise ValueError(
+                f"the training text has {len(train_ids):,} characters, fewer than batch size x (sequence length + 1)"
+                f" = {batch_size * (seq_len + 1):,}, or the validation part has fewer than 2: use more text or"
+                " a smaller --batch-size / --seq-len"
+            )
         self.state = None
 
     def train_batch(self, step: int, rank: int, world_size: int, device) -> TextBatch:
@@ -174,6 +180,8 @@ def nats_per_char(model: TextModel, ids, streams: int = 16, chunk: int = 1024) -
     The text is cut into `streams` contiguous pieces run side by side for speed; each piece's
     first character has no prediction, all others are scored."""
     ids = torch.as_tensor(ids, dtype=torch.long)
+    if len(ids) < 2:
+        raise ValueError("need at least 2 characters to score a prediction")
     device = next(model.parameters()).device
     streams = max(1, min(streams, (len(ids) - 1) // 2))
     piece = (len(ids) - 1) // streams

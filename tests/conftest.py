@@ -1,0 +1,104 @@
+"""Shared fixtures: a tiny corpus, a tiny text model (random weights) saved to tmp_path, and a
+runner for the CLI in a subprocess.
+
+Everything here is deliberately small (hidden size <= 32, corpora of a few KB) so the whole
+suite stays fast on a busy 2-core CPU. Helpers are handed out as fixtures because this
+directory is not a package (a site-packages package named `tests` exists; never import it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # plain `pytest` from anywhere still finds `studio`
+    sys.path.insert(0, str(REPO_ROOT))
+
+from studio.domains import text  # noqa: E402
+
+# Tiny models gain nothing from threads, and a background job shares the cores.
+torch.set_num_threads(1)
+
+RHYME = (
+    "Twinkle, twinkle, little star,\n"
+    "How I wonder what you are!\n"
+    "Up above the world so high,\n"
+    "Like a diamond in the sky.\n"
+)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def corpus() -> str:
+    """About 2.5 KB of a repeated nursery rhyme: easy to learn, 28 distinct characters."""
+    return RHYME * 24
+
+
+@pytest.fixture
+def corpus_file(tmp_path, corpus) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def codec(corpus) -> text.CharCodec:
+    return text.CharCodec.from_text(corpus)
+
+
+def make_text_model(vocab_size: int, hidden_size: int = 16, num_layers: int = 2, seed: int = 0) -> text.TextModel:
+    torch.manual_seed(seed)
+    config = text.TextModelConfig(vocab_size, embed_size=8, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0)
+    return text.TextModel(config).eval()
+
+
+@pytest.fixture(scope="session")
+def model_factory():
+    """model_factory(vocab_size, hidden_size=16, num_layers=2, seed=0) -> a random TextModel in eval mode."""
+    return make_text_model
+
+
+@pytest.fixture
+def text_model(codec) -> text.TextModel:
+    """A random (untrained) 2-layer, 16-unit text model over the corpus' characters, in eval mode."""
+    return make_text_model(codec.size)
+
+
+@pytest.fixture
+def saved_text_model(tmp_path, text_model, codec) -> Path:
+    """The text_model saved with studio.domains.text.save_model; returns the checkpoint stem."""
+    stem = tmp_path / "models" / "tiny"
+    text.save_model(stem, text_model, codec, {"data": {"file": "corpus.txt"}, "metrics": {}})
+    return stem
+
+
+@pytest.fixture(scope="session")
+def run_cli(repo_root):
+    """run_cli(*args, timeout=60) -> CompletedProcess of `python -m studio ARGS` from the repo root."""
+
+    def run(*args, timeout: float = 60, module: tuple[str, ...] = ("-m", "studio")) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo_root), env.get("PYTHONPATH")]))
+        for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(name, None)
+        return subprocess.run(
+            [sys.executable, *module, *map(str, args)],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,118 @@
+"""The command line, run as users run it: `python -m studio COMMAND DOMAIN ...` in a subprocess
+from the repository root (derived from this file, so it works in any clone)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from studio import checkpoint
+from studio.domains import text
+from studio.sampling import SamplingConfig
+from studio.trace import Trace
+
+FLOAT = r"[0-9]+\.[0-9]+"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus, run_cli):
+    """A tiny model trained through the CLI once for this module: (stem, corpus path, process)."""
+    folder = tmp_path_factory.mktemp("cli")
+    data = folder / "rhyme.txt"
+    data.write_text(corpus, encoding="utf-8")
+    stem = folder / "models" / "tiny"
+    result = run_cli(
+        "train", "text", "--data", data, "--out", stem, "--steps", "6", "--batch-size", "4", "--seq-len", "16",
+        "--hidden-size", "16", "--embed-size", "8", "--eval-every", "3", "--warmup-steps", "2", "--device", "cpu",
+    )
+    return stem, data, result
+
+
+def test_train(trained):
+    stem, data, result = trained
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(rf"best_val_nats_per_char: {FLOAT}", result.stdout.strip().splitlines()[-1])
+    assert re.search(rf"step 3: train_loss {FLOAT} val_nats_per_char {FLOAT}", result.stdout)
+    model, codec, card = text.load_model(stem)
+    assert model.config.hidden_size == 16 and model.config.embed_size == 8 and model.config.num_layers == 2
+    assert codec.chars == "".join(sorted(set(data.read_text())))
+    assert card["metrics"]["best_step"] in (3, 6)
+    assert card["hyperparameters"] == {"batch_size": 4, "seq_len": 16}
+    assert card["training"]["steps"] == 6
+    assert card["reproduce"].startswith("python -m studio train text --data ")
+    assert card["data"]["file"] == "rhyme.txt" and card["data"]["characters"] == len(data.read_text())
+    assert checkpoint.list_models("text", stem.parent) == {"tiny": stem}
+
+
+def test_generate_to_file(trained, tmp_path, run_cli):
+    stem, _, _ = trained
+    out, trace_out = tmp_path / "out.txt", tmp_path / "gen.npz"
+    result = run_cli(
+        "generate", "text", "--model", stem, "--prompt", "Twin€kle", "--length", "40", "--temperature", "0.9",
+        "--top-k", "5", "--seed", "11", "--out", out, "--trace-out", trace_out,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == ""  # the text went to the file
+    assert "note:" in result.stderr and "'€'" in result.stderr
+    written = out.read_text(encoding="utf-8")
+    assert written.startswith("Twinkle") and len(written) == len("Twinkle") + 40
+
+    # the same request in-process gives the same text: the CLI adds nothing of its own
+    model, codec, _ = text.load_model(stem)
+    settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5, seed=11))
+    expected, _ = text.generate(model, codec, settings)
+    assert written == expected.prompt + expected.text
+
+    trace = Trace.load_npz(trace_out)
+    assert "".join(trace.labels) == written
+    assert trace.num_layers == 2 and trace.hidden_size == 16
+
+
+def test_eval_last_line(trained, run_cli):
+    stem, data, _ = trained
+    result = run_cli("eval", "text", "--model", stem, "--data", data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(rf"val_nats_per_char: ({FLOAT})", last)
+    assert match, result.stdout
+    model, codec, _ = text.load_model(stem)
+    ids = codec.encode(text.split_train_val(data.read_text())[1])[0]
+    assert float(match.group(1)) == pytest.approx(text.nats_per_char(model, ids), abs=2e-4)
+
+
+def test_trace_command(trained, tmp_path, run_cli):
+    stem, _, _ = trained
+    source = tmp_path / "input.txt"
+    source.write_text("How I wonder€ what you are!\n", encoding="utf-8")
+    out = tmp_path / "trace.npz"
+    result = run_cli("trace", "text", "--model", stem, "--input", source, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "€" in result.stderr  # the dropped character is reported
+    trace = Trace.load_npz(out)
+    expected = "How I wonder what you are!\n"
+    assert trace.steps == len(expected) and "".join(trace.labels) == expected
+    assert trace.num_layers == 2 and trace.hidden_size == 16
+    assert trace.layers[0]["h"].shape == (len(expected), 16)
+    assert f"{len(expected)} steps x 2 layers x 16 units" in result.stdout
+
+    # the stored gates are the model's teacher-forced trace
+    model, codec, _ = text.load_model(stem)
+    _, _, gates = model.trace(torch.tensor([codec.encode(expected)[0]]))
+    assert abs(trace.layers[1]["c"] - gates[1]["c"][0].numpy()).max() <= 1e-5
+
+
+def test_domain_not_ready(run_cli):
+    result = run_cli("generate", "music")
+    assert result.returncode != 0
+    assert "music" in result.stderr and "not ready" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path, run_cli):
+    missing = tmp_path / "nope"
+    result = run_cli("generate", "text", "--model", missing, "--length", "5")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error:") and str(missing) + ".json" in result.stderr

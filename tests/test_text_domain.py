@@ -1,0 +1,208 @@
+"""Text domain: codec, request cleaning (bad input), trace alignment, nats_per_char, batches."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from studio.domains import text
+from studio.lstm import GATE_NAMES
+from studio.sampling import SamplingConfig
+
+
+def settings(prompt="Twinkle", length=30, seed=0, temperature=1.0) -> text.TextSettings:
+    return text.TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature, seed=seed))
+
+
+# ---------------------------------------------------------------- codec
+def test_codec_round_trip_and_dropped_characters(corpus, codec):
+    assert codec.chars == "".join(sorted(set(corpus)))
+    assert codec.size == len(set(corpus))
+    ids, dropped = codec.encode(corpus[:200])
+    assert dropped == "" and codec.decode(ids) == corpus[:200]
+    assert all(0 <= k < codec.size for k in ids)
+    ids, dropped = codec.encode("a€bé€d")
+    assert codec.decode(ids) == "abd"
+    assert dropped == "€é"  # distinct, first-seen order
+
+
+# ---------------------------------------------------------------- bad input
+def test_empty_prompt_is_a_fresh_start(text_model, codec):
+    result, trace = text.generate(text_model, codec, settings(prompt="", length=25))
+    assert result.prompt == ""
+    assert len(result.text) == 25
+    assert any("Empty prompt" in note for note in result.notes)
+    assert trace.meta["shown_from"] == 1 and trace.meta["prompt_length"] == 1
+    assert trace.labels[0] == "\n"
+    assert trace.steps == len(result.prompt + result.text) + trace.meta["shown_from"]
+    assert "".join(trace.labels[1:]) == result.text
+
+
+def test_unknown_characters_dropped_with_a_note(text_model, codec):
+    assert "€" not in codec.index and "Z" not in codec.index
+    result, trace = text.generate(text_model, codec, settings(prompt="Tw€inkZle"))
+    assert result.prompt == "Twinkle"
+    notes = " ".join(result.notes)
+    assert "'€'" in notes and "'Z'" in notes
+    assert trace.meta["shown_from"] == 0
+    assert "".join(trace.labels) == result.prompt + result.text
+
+
+def test_prompt_of_only_unknown_characters(text_model, codec):
+    result, trace = text.generate(text_model, codec, settings(prompt="€€ZZ"))
+    assert result.prompt == ""
+    assert any("'€'" in note for note in result.notes)
+    assert any("fresh state" in note for note in result.notes)
+    assert trace.meta["shown_from"] == 1
+
+
+@pytest.mark.parametrize("length", [0, -7])
+def test_length_below_one_gives_one_character(text_model, codec, length):
+    result, trace = text.generate(text_model, codec, settings(length=length))
+    assert len(result.text) == 1
+    assert any(str(length) in note and "below 1" in note for note in result.notes)
+    assert trace.steps == len("Twinkle") + 1
+
+
+def test_huge_length_is_clamped(codec):
+    ids, fresh, length, notes = text.clean_settings(settings(length=10**9), codec)
+    assert length == text.MAX_LENGTH and not fresh and codec.decode(ids) == "Twinkle"
+    assert any(f"{text.MAX_LENGTH:,}" in note for note in notes)
+
+
+def test_huge_length_is_clamped_end_to_end(text_model, codec, monkeypatch):
+    monkeypatch.setattr(text, "MAX_LENGTH", 40)  # the real cap (5,000) is slow to generate in a test
+    result, trace = text.generate(text_model, codec, settings(length=1000))
+    assert len(result.text) == 40
+    assert any("cap of 40" in note for note in result.notes)
+    assert trace.steps == len("Twinkle") + 40
+
+
+def test_long_prompt_keeps_its_end(text_model, codec, monkeypatch):
+    monkeypatch.setattr(text, "MAX_PROMPT", 10)
+    result, _ = text.generate(text_model, codec, settings(prompt="How I wonder what you are", length=5))
+    assert result.prompt == "at you are"
+    assert any("longer than 10" in note for note in result.notes)
+
+
+def test_clean_request_has_no_notes(text_model, codec):
+    result, _ = text.generate(text_model, codec, settings())
+    assert result.notes == []
+
+
+# ---------------------------------------------------------------- trace alignment
+def test_trace_aligns_with_shown_text(text_model, codec):
+    result, trace = text.generate(text_model, codec, settings(length=33))
+    shown = result.prompt + result.text
+    assert trace.steps == len(shown) + trace.meta["shown_from"]
+    assert "".join(trace.labels) == shown
+    assert trace.meta["domain"] == "text" and trace.meta["prompt_length"] == len("Twinkle")
+    assert trace.num_layers == text_model.config.num_layers
+    assert trace.hidden_size == text_model.config.hidden_size
+    for layer in trace.layers:
+        for name in GATE_NAMES:
+            assert layer[name].shape == (trace.steps, text_model.config.hidden_size)
+            assert layer[name].dtype == np.float32
+
+
+def test_generation_trace_equals_teacher_forced_trace(text_model, codec):
+    """Prompt gates come from the batched trace, generated ones from step: together they must
+    equal one teacher-forced trace over everything the model read."""
+    result, trace = text.generate(text_model, codec, settings(length=70, seed=3))
+    ids = codec.encode(result.prompt + result.text)[0]
+    _, _, gates = text_model.trace(torch.tensor([ids]))
+    for k, layer in enumerate(trace.layers):
+        for name in GATE_NAMES:
+            assert np.abs(layer[name] - gates[k][name][0].numpy()).max() <= 1e-5, (k, name)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_traced_and_untraced_generate_the_same_text(text_model, codec, seed):
+    traced, trace = text.generate(text_model, codec, settings(length=50, seed=seed), traced=True)
+    plain, no_trace = text.generate(text_model, codec, settings(length=50, seed=seed), traced=False)
+    assert trace is not None and no_trace is None
+    assert traced.text == plain.text and traced.prompt == plain.prompt and traced.notes == plain.notes
+
+
+def test_trace_npz_round_trip(tmp_path, text_model, codec):
+    from studio.trace import Trace
+
+    _, trace = text.generate(text_model, codec, settings(prompt="", length=12))
+    loaded = Trace.load_npz(trace.save_npz(tmp_path / "t.npz"))
+    assert loaded.labels == trace.labels and loaded.meta == trace.meta
+    for a, b in zip(loaded.layers, trace.layers, strict=True):
+        for name in GATE_NAMES:
+            assert np.array_equal(a[name], b[name])
+
+
+# ---------------------------------------------------------------- nats_per_char
+def cross_entropy_sum(model, ids) -> tuple[float, int]:
+    ids = torch.tensor(ids)
+    with torch.no_grad():
+        logits, _ = model(ids[None, :-1])
+    return float(F.cross_entropy(logits[0], ids[1:], reduction="sum")), len(ids) - 1
+
+
+def test_nats_per_char_single_stream_equals_full_forward(text_model, codec, corpus):
+    ids = codec.encode(corpus[:41])[0]
+    total, count = cross_entropy_sum(text_model, ids)
+    expected = total / count
+    assert math.isclose(text.nats_per_char(text_model, ids, streams=1), expected, rel_tol=1e-5)
+    # the state is carried across chunks: chunking changes nothing
+    assert math.isclose(text.nats_per_char(text_model, ids, streams=1, chunk=7), expected, rel_tol=1e-5)
+    # by hand too, from softmax probabilities
+    ids_t = torch.tensor(ids)
+    with torch.no_grad():
+        probs = torch.softmax(text_model(ids_t[None, :-1])[0][0], dim=-1)
+    by_hand = -sum(math.log(float(probs[t, ids[t + 1]])) for t in range(len(ids) - 1)) / (len(ids) - 1)
+    assert math.isclose(text.nats_per_char(text_model, ids, streams=1), by_hand, rel_tol=1e-4)
+
+
+def test_nats_per_char_streams_score_each_piece(text_model, codec, corpus):
+    ids = codec.encode(corpus[:83])[0]  # 82 predictions, 4 streams of 20: 2 left out
+    piece = (len(ids) - 1) // 4
+    total, count = 0.0, 0
+    for k in range(4):
+        t, c = cross_entropy_sum(text_model, ids[k * piece : k * piece + piece + 1])
+        total, count = total + t, count + c
+    assert count == 80
+    assert math.isclose(text.nats_per_char(text_model, ids, streams=4, chunk=6), total / count, rel_tol=1e-5)
+
+
+def test_nats_per_char_uniform_model_is_log_vocab(codec):
+    model = text.TextModel(text.TextModelConfig(codec.size, 4, 8, 1, 0.0)).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    assert math.isclose(text.nats_per_char(model, list(range(codec.size)) * 3), math.log(codec.size), rel_tol=1e-6)
+
+
+# ---------------------------------------------------------------- training batches
+def test_split_train_val(corpus):
+    train, val = text.split_train_val(corpus)
+    assert train + val == corpus and len(train) == int(len(corpus) * 0.9)
+
+
+def test_text_task_batches_are_shifted_windows_of_disjoint_streams(codec, corpus):
+    ids = codec.encode(corpus)[0]
+    task = text.TextTask(ids, ids[:100], batch_size=3, seq_len=8)
+    data = torch.tensor(ids)
+    seen = []
+    for rank in range(2):
+        batch = task.train_batch(step=0, rank=rank, world_size=2, device="cpu")
+        assert batch.inputs.shape == batch.targets.shape == (3, 8)
+        assert batch.fresh and batch.num_tokens == 24
+        for row_in, row_out in zip(batch.inputs, batch.targets, strict=True):
+            start = int(np.flatnonzero([torch.equal(data[s : s + 8], row_in) for s in range(len(ids) - 8)])[0])
+            assert torch.equal(data[start + 1 : start + 9], row_out)
+        seen.append(batch.inputs)
+    assert not torch.equal(seen[0], seen[1])  # ranks read different streams
+    # the next window continues each stream where the previous one ended, state carried
+    first = task.train_batch(0, 0, 1, "cpu")
+    second = task.train_batch(1, 0, 1, "cpu")
+    assert not second.fresh
+    assert torch.equal(first.targets[:, -1], second.inputs[:, 0])
