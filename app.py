@@ -6,6 +6,7 @@ python app.py  ->  http://127.0.0.1:7860  (GRADIO_SERVER_NAME / GRADIO_SERVER_PO
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
 
@@ -42,6 +43,8 @@ def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
 def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
     torch.set_grad_enabled(False)  # the app only ever runs models forward
     text_models, problems = load_text_models(models_dir)
+    for problem in problems:  # also on the console, for whoever started the server
+        print(f"warning: {problem}", file=sys.stderr)
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tab("Text"):

@@ -138,7 +138,8 @@ def bench_ui(model_stem: str, repeats: int) -> None:
     try:
         client = Client(url, verbose=False)
         args = dict(name=Path(model_stem).name, prompt_text="ROMEO:\n", length_value=400, temp=0.8, k=0, p=1.0,
-                    seed_value=0, layer_value=0, quantity_value="tanh_c", unit_value=0, order_value="variance")
+                    seed_value=0, layer_value=0, quantity_value="tanh_c", unit_value=0, order_value="variance",
+                    window_from=0, whole=False)
         api_times = []
         for seed in range(repeats + 1):
             args["seed_value"] = seed
@@ -170,16 +171,20 @@ def browser_click_to_result(url: str, repeats: int) -> list[float]:
         seed = page.get_by_label("Seed")
         for k in range(repeats + 1):
             seed.fill(str(100 + k))  # a new seed each click, so a new text proves a new result
-            page.evaluate("() => { window.__before = (document.querySelector('#text-output') || {}).innerHTML; }")
+            # done when both the painted text and the heatmap image are new and loaded
+            page.evaluate("""() => {
+                const text = document.querySelector('#text-output .lstm-text');
+                const img = document.querySelector('#text-heatmaps img');
+                window.__before = [text ? text.textContent : null, img ? img.src : null];
+            }""")
             start = time.perf_counter()
             page.click("#text-generate")
-            # done when the coloured text is new and the heatmap image has loaded
             page.wait_for_function(
                 """() => {
-                    const out = document.querySelector('#text-output');
+                    const text = document.querySelector('#text-output .lstm-text');
                     const img = document.querySelector('#text-heatmaps img');
-                    return out && out.querySelector('.lstm-text') && out.innerHTML !== window.__before
-                        && img && img.complete && img.naturalWidth > 0;
+                    return text && img && text.textContent !== window.__before[0]
+                        && img.src !== window.__before[1] && img.complete && img.naturalWidth > 0;
                 }""",
                 timeout=60_000,
             )

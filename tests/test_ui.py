@@ -44,7 +44,8 @@ def studio_url(tmp_path_factory):
 
 def call_generate(client, **overrides):
     args = dict(name="tiny", prompt_text="To be", length_value=40, temp=0.8, k=0, p=1.0, seed_value=3,
-                layer_value=0, quantity_value="tanh_c", unit_value=2, order_value="variance")
+                layer_value=0, quantity_value="tanh_c", unit_value=2, order_value="variance",
+                window_from=0, whole=False)
     args.update(overrides)
     return client.predict(*args.values(), api_name="/generate_text")
 
@@ -110,3 +111,23 @@ def test_browser_generates_coloured_text_and_heatmap(studio_url):
             assert prompt.input_value() == "Once upon"  # what the user typed is kept
         finally:
             browser.close()
+
+
+def test_view_settings_repaint_from_the_trace_alone():
+    """Layer, unit, colouring and window come from the stored trace: no new generation."""
+    from studio.domains import text
+    from studio.sampling import SamplingConfig
+    from studio.ui.text_tab import WINDOW, render_views
+
+    torch.manual_seed(0)
+    codec = text.CharCodec.from_text("abc d\n")
+    model = text.TextModel(text.TextModelConfig(codec.size, embed_size=4, hidden_size=8, num_layers=2))
+    _, trace = text.generate(model, codec, text.TextSettings("ab", 250, SamplingConfig(seed=1)))
+    html, heatmaps, unit_plot, units_md = render_views(trace, 1, "f", 99, "saturation", window_from=30)
+    image_axes = [ax for ax in heatmaps.axes if ax.get_images()]  # the six heatmaps, not their colorbars
+    labels = [t.get_text() for t in image_axes[-1].get_xticklabels()]
+    assert len(labels) == WINDOW  # one column per character, each labelled
+    assert html.count('class="ch') == 252
+    assert "Layer 1, unit 7" in unit_plot.axes[0].get_title(loc="left")  # unit 99 clamped to the last unit
+    _, whole_heatmaps, *_ = render_views(trace, 0, "tanh_c", 0, "index", whole=True)
+    assert whole_heatmaps.axes[0].get_images()[0].get_array().shape[1] == 252

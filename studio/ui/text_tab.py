@@ -12,16 +12,22 @@ from studio.ui.common import clamp_int, notes_markdown, output_dir
 
 ORDERINGS = ["index", "variance", "saturation"]
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
+WINDOW = 100  # characters per heatmap window: few enough to label each column with its character
 EXAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\nWe are accounted poor citizens", "KING HENRY VI:\nO God! methinks"]
 
 
-def render_views(trace: Trace, layer, quantity: str, unit, order: str):
+def render_views(trace: Trace, layer, quantity: str, unit, order: str, window_from=0, whole=False):
     """Everything that depends only on the trace and the view settings, so changing the
-    layer, unit or colouring repaints without generating again."""
+    layer, unit, colouring or window repaints without generating again."""
     layer = clamp_int(layer, 0, trace.num_layers - 1, 0)
     unit = clamp_int(unit, 0, trace.hidden_size - 1, 0)
     quantity = quantity if quantity in QUANTITY_TITLES else "tanh_c"
     start = trace.meta.get("shown_from", 0)
+    if whole:
+        window_start, window_end = start, trace.steps
+    else:
+        window_start = start + clamp_int(window_from, 0, max(0, trace.steps - start - 1), 0)
+        window_end = min(trace.steps, window_start + WINDOW)
     units = analysis.order_units(trace, layer, by=order if order in ORDERINGS else "index")[:HEATMAP_UNITS]
     notes = analysis.interesting_units(trace, layer, k=6, start=start)
     units_md = f"**Units worth a look (layer {layer})**: type one into *Unit*.\n\n" + "\n".join(
@@ -29,8 +35,8 @@ def render_views(trace: Trace, layer, quantity: str, unit, order: str):
     )
     return (
         text.render_html(trace, layer, quantity, unit),
-        viz.gate_heatmaps(trace, layer, units=units, start=start),
-        viz.unit_plot(trace, layer, unit, start=start),
+        viz.gate_heatmaps(trace, layer, units=units, start=window_start, end=window_end),
+        viz.unit_plot(trace, layer, unit, start=window_start, end=window_end),
         units_md,
     )
 
@@ -75,6 +81,9 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
                                        value="tanh_c", label="Colour characters by")
                 unit = gr.Number(0, label="Unit", precision=0)
                 order = gr.Radio(ORDERINGS, value="variance", label="Order heatmap rows by")
+            with gr.Row():
+                window_from = gr.Number(0, label=f"Plots show {WINDOW} characters from character", precision=0)
+                whole = gr.Checkbox(False, label="Plots show the whole sequence (no character labels)")
             coloured = gr.HTML(elem_id="text-output")
             units_md = gr.Markdown()
             with gr.Row():
@@ -89,7 +98,7 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
     def on_model_change(name):
         return describe(name), gr.update(choices=_layer_choices(models[name][0]), value=0)
 
-    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value, layer_value, quantity_value, unit_value, order_value):
+    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value, *view):
         if name not in models:
             raise gr.Error(f"Unknown model {name!r}; pick one from the list.")
         model, codec, _ = models[name]
@@ -111,27 +120,29 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
         (folder / "generated.txt").write_text(result.prompt + result.text, encoding="utf-8")
         trace.meta["model"] = name
         trace.save_npz(folder / "trace.npz")
-        views = render_views(trace, layer_value, quantity_value, unit_value, order_value)
+        views = render_views(trace, *view)
         return (notes_markdown(result.notes), *views, viz.saturation_plot(trace),
                 str(folder / "generated.txt"), str(folder / "trace.npz"), trace)
 
-    def on_view_change(trace, layer_value, quantity_value, unit_value, order_value):
+    def on_view_change(trace, *view):
         if trace is None:  # nothing generated yet: keep the page as it is
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return render_views(trace, layer_value, quantity_value, unit_value, order_value)
+        return render_views(trace, *view)
 
     model_name.change(on_model_change, model_name, [model_info, layer])
-    view_inputs = [trace_state, layer, quantity, unit, order]
+    view_controls = [layer, quantity, unit, order, window_from, whole]
+    view_inputs = [trace_state, *view_controls]
     view_outputs = [coloured, heatmaps, unit_lines, units_md]
     generate_button.click(
         on_generate,
-        [model_name, prompt, length, temperature, top_k, top_p, seed, layer, quantity, unit, order],
+        [model_name, prompt, length, temperature, top_k, top_p, seed, *view_controls],
         [notes, *view_outputs, saturation, download_text, download_trace, trace_state],
         api_name="generate_text",
     )
-    for control in (layer, quantity, order):
+    for control in (layer, quantity, order, whole):
         control.change(on_view_change, view_inputs, view_outputs, api_visibility="private")
-    unit.submit(on_view_change, view_inputs, view_outputs, api_visibility="private")
+    for field in (unit, window_from):  # numbers repaint on Enter, not on every keystroke
+        field.submit(on_view_change, view_inputs, view_outputs, api_visibility="private")
 
 
 def _layer_choices(model) -> list[tuple[str, int]]:
