@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -36,7 +38,9 @@ DIVERGING_CMAP = "RdBu_r"  # red positive, blue negative, white at 0
 # The heatmap shows tanh(c) rather than c: it is what h actually sees (h = o * tanh(c)), and
 # it shares the -1..1 scale of g and h where the raw cell is unbounded.
 HEATMAP_QUANTITIES = ("i", "f", "g", "o", "tanh_c", "h")
-HEATMAP_TITLES = {**QUANTITY_TITLES, "tanh_c": "tanh(cell state c), the cell as h sees it"}
+HEATMAP_LABELS = {"i": "input i", "f": "forget f", "g": "candidate g", "o": "output o", "tanh_c": "tanh(cell c)",
+                  "h": "hidden h"}
+HEATMAP_GAP = 2  # blank rows between the quantities' blocks
 COLORS = {"i": "tab:blue", "f": "tab:green", "g": "tab:purple", "o": "tab:red", "c": "tab:orange", "h": "black"}
 POSITIVE_RGB = (178, 24, 43)  # the red and blue ends of RdBu, so text and heatmaps agree
 NEGATIVE_RGB = (33, 102, 172)
@@ -49,31 +53,69 @@ def gate_heatmaps(
     max_units: int = 64,
     start: int = 0,
     end: int | None = None,
+    unit: int | None = None,
 ) -> Figure:
-    """Six stacked units x steps heatmaps (i, f, g, o, tanh(c), h) of one layer, with colorbars."""
+    """i, f, g, o, tanh(c) and h of one layer as one picture: six stacked blocks of units x steps.
+
+    The six blocks are coloured in numpy and shown as a single image on one axes (with one
+    colorbar per scale): six separate axes with their own tick labels cost several times
+    more to draw, and drawing is most of a Text-tab click. With `unit`, a panel on top plots
+    that unit's six quantities as lines over the same steps, and its rows are marked.
+    """
     check_layer(trace, layer)
     start, end = _window(trace, start, end)
     units = _select_units(trace, units, max_units)
-    panel_height = float(np.clip(0.4 + 0.02 * len(units), 0.9, 1.6))
-    fig = Figure(figsize=(FIGURE_WIDTH, 6 * panel_height + 0.8), dpi=DPI)
-    fig.subplots_adjust(left=0.06, right=0.97, top=1 - 0.45 / (6 * panel_height + 0.8),
-                        bottom=0.5 / (6 * panel_height + 0.8), hspace=0.35)
-    axes = fig.subplots(len(HEATMAP_QUANTITIES), 1, sharex=True)
-    # extent puts step t at x = t, so ticks read as absolute steps of the trace
-    extent = (start - 0.5, end - 0.5, len(units) - 0.5, -0.5)
-    for ax, name in zip(axes, HEATMAP_QUANTITIES, strict=True):
+    rows_per_block = len(units) + HEATMAP_GAP
+    blocks = []
+    for name in HEATMAP_QUANTITIES:
         values = np.nan_to_num(trace.quantity(layer, name)[start:end, units].T)  # (units, steps)
         if name in SIGMOID_GATES:
-            cmap, vmin, vmax = SEQUENTIAL_CMAP, 0.0, 1.0
+            blocks.append(matplotlib.colormaps[SEQUENTIAL_CMAP](np.clip(values, 0.0, 1.0)))
         else:
-            cmap, vmin, vmax = DIVERGING_CMAP, -1.0, 1.0
-        image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
-        fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01)
-        ax.set_title(HEATMAP_TITLES[name], loc="left", fontsize=9)
-        ax.set_ylabel("unit", fontsize=8)
-        _unit_ticks(ax, units)
-    _step_ticks(axes[-1], trace.labels, start, end)
-    fig.suptitle(f"Layer {layer}: {len(units)} units over steps {start}..{end - 1}", fontsize=11)
+            blocks.append(matplotlib.colormaps[DIVERGING_CMAP]((np.clip(values, -1.0, 1.0) + 1.0) / 2.0))
+        blocks.append(np.ones((HEATMAP_GAP, end - start, 4)))  # a white gap between quantities
+    image = np.concatenate(blocks[:-1])  # (6 * units + 5 * gap, steps, RGBA)
+
+    heat_height = float(np.clip(1.2 + 0.075 * image.shape[0], 3.0, 8.0))
+    line_height = 2.2 if unit is not None else 0.0
+    height = heat_height + line_height + 0.9
+    fig = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI)
+    left, right, bottom, top = 0.075, 0.86, 0.55 / height, 1 - 0.35 / height
+    heat_top = bottom + (top - bottom) * heat_height / (heat_height + line_height)
+    ax = fig.add_axes((left, bottom, right - left, heat_top - bottom))
+    # extent puts step t at x = t, so ticks read as absolute steps of the trace
+    ax.imshow(image, aspect="auto", interpolation="nearest", extent=(start - 0.5, end - 0.5, image.shape[0] - 0.5, -0.5))
+    centres = [k * rows_per_block + (len(units) - 1) / 2 for k in range(len(HEATMAP_QUANTITIES))]
+    ax.set_yticks(centres, [HEATMAP_LABELS[name] for name in HEATMAP_QUANTITIES], fontsize=8)
+    ax.tick_params(axis="y", length=0)
+    shown = ", ".join(str(u) for u in units[:8]) + (", …" if len(units) > 8 else "")
+    ax.set_title(f"rows of each block: units {shown}", loc="right", fontsize=8)
+    if unit is not None:
+        _check_unit(trace, unit)
+        for row in np.flatnonzero(units == unit):  # mark the plotted unit's row in every block
+            for k in range(len(HEATMAP_QUANTITIES)):
+                ax.axhline(k * rows_per_block + row, color="black", linewidth=0.6, alpha=0.6)
+        lines_ax = fig.add_axes((left, heat_top + 0.25 / height, right - left, top - heat_top - 0.3 / height), sharex=ax)
+        steps = np.arange(start, end)
+        for name in ("i", "f", "o", "g", "tanh_c", "h"):
+            values = np.nan_to_num(trace.quantity(layer, name)[start:end, unit])
+            lines_ax.plot(steps, values, color=COLORS["c" if name == "tanh_c" else name], linewidth=1.1,
+                          label=HEATMAP_LABELS[name])
+        lines_ax.set_ylim(-1.05, 1.05)
+        lines_ax.axhline(0.0, color="0.7", linewidth=0.6)
+        lines_ax.legend(loc="upper left", ncol=6, fontsize=7, framealpha=0.8)
+        lines_ax.tick_params(axis="x", bottom=False, labelbottom=False)  # the heatmap below labels the steps
+        lines_ax.set_title(f"Layer {layer}, unit {unit}", loc="left", fontsize=10)
+    else:
+        ax.set_title(f"Layer {layer}: {len(units)} units over steps {start}..{end - 1}", loc="left", fontsize=10)
+    for k, (cmap, vmin, vmax, label) in enumerate(
+        ((SEQUENTIAL_CMAP, 0.0, 1.0, "i, f, o"), (DIVERGING_CMAP, -1.0, 1.0, "g, tanh c, h"))
+    ):
+        bar_ax = fig.add_axes((0.872 + 0.055 * k, bottom, 0.011, heat_top - bottom))
+        fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), cax=bar_ax)
+        bar_ax.set_ylabel(label, fontsize=8)
+        bar_ax.tick_params(labelsize=7)
+    _step_ticks(ax, trace.labels, start, end)
     return fig
 
 
@@ -180,7 +222,91 @@ def _step_ticks(ax, labels: list[str], start: int, end: int) -> None:
     if len(shown) <= MAX_LABELED_STEPS and all(len(label) <= MAX_LABEL_CHARS for label in shown):
         fontsize = 8 if len(shown) <= 60 else 6
         ax.set_xticks(np.arange(start, end), [display_label(label) for label in shown], fontsize=fontsize)
+        ax.tick_params(axis="x", length=0, pad=2)  # a label per column needs no tick mark: fewer lines to draw
         ax.set_xlabel("step (what the model read)", fontsize=8)
     else:
         ax.xaxis.set_major_locator(MaxNLocator(nbins=12, integer=True))
         ax.set_xlabel("step", fontsize=8)
+
+
+def piano_roll(
+    roll: np.ndarray,
+    min_pitch: int,
+    note_values: np.ndarray | None = None,
+    step_values: np.ndarray | None = None,
+    vmin: float = -1.0,
+    vmax: float = 1.0,
+    steps_per_bar: int = 4,
+    primer_steps: int = 0,
+    title: str = "",
+) -> Figure:
+    """A piano roll (time steps x pitches) with notes painted by one unit's values.
+
+    roll: (T, P) bool, pitch min_pitch + p sounding at step t. note_values: (T, P) colours for
+    the notes (NaN off notes); step_values: (T,) a strip under the roll. Same width, margins
+    and step-t-at-x-=-t extent as `gate_heatmaps`, so the two line up when stacked; pitches are
+    cropped to the ones used (padded a little), bars get lines, a primer is shaded.
+    """
+    from matplotlib.patches import Rectangle
+
+    roll = np.asarray(roll, dtype=bool)
+    if roll.ndim != 2 or roll.shape[0] == 0:
+        raise ValueError(f"roll must be a non-empty (steps, pitches) array, got shape {roll.shape}")
+    if not vmax > vmin:
+        raise ValueError(f"need vmin < vmax, got vmin={vmin}, vmax={vmax}")
+    steps, _ = roll.shape
+    used = np.flatnonzero(roll.any(axis=0))
+    low = max(0, (used.min() if len(used) else 0) - 2)
+    high = min(roll.shape[1] - 1, (used.max() if len(used) else roll.shape[1] - 1) + 2)
+    sequential = vmin >= 0
+    cmap = matplotlib.colormaps[SEQUENTIAL_CMAP if sequential else DIVERGING_CMAP]
+    has_strip = step_values is not None
+    height = 4.6 + (0.7 if has_strip else 0.0)
+    fig = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI)
+    fig.subplots_adjust(left=0.06, right=0.97, top=1 - 0.4 / height, bottom=0.5 / height, hspace=0.08)
+    if has_strip:
+        roll_ax, strip_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [6, 0.5]})
+    else:
+        roll_ax, strip_ax = fig.subplots(1, 1), None
+    extent = (-0.5, steps - 0.5, min_pitch + low - 0.5, min_pitch + high + 0.5)
+    # black keys shaded, as on a piano-roll editor, so pitches can be read off
+    black = np.array([(min_pitch + p) % 12 in (1, 3, 6, 8, 10) for p in range(low, high + 1)], dtype=float)
+    roll_ax.imshow(black[::-1, None] * np.ones((1, steps)), aspect="auto", cmap="Greys", vmin=0, vmax=8,
+                   extent=extent, interpolation="nearest")
+    window = roll[:, low : high + 1].T[::-1]  # (pitches, steps), highest pitch on top
+    if note_values is None:
+        painted = np.where(window, 1.0, np.nan)
+        image = roll_ax.imshow(painted, aspect="auto", cmap="Greys", vmin=0, vmax=1.2, extent=extent, interpolation="nearest")
+    else:
+        values = np.asarray(note_values, dtype=float)[:, low : high + 1].T[::-1]
+        painted = np.where(window, np.nan_to_num(values, nan=(vmin + vmax) / 2), np.nan)
+        image = roll_ax.imshow(painted, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
+        bar = fig.colorbar(image, ax=[roll_ax] + ([strip_ax] if has_strip else []), fraction=0.02, pad=0.01)
+        bar.set_ticks([vmin, (vmin + vmax) / 2, vmax])
+        bar.ax.tick_params(labelsize=7)
+    for t, p in zip(*np.nonzero(roll[:, low : high + 1]), strict=True):  # outlines keep pale notes visible
+        roll_ax.add_patch(Rectangle((t - 0.5, min_pitch + low + p - 0.5), 1, 1, fill=False,
+                                                       linewidth=0.4, edgecolor="0.25"))
+    for bar in range(0, steps + 1, max(1, steps_per_bar)):
+        roll_ax.axvline(bar - 0.5, color="0.55", linewidth=0.6)
+    if 0 < primer_steps <= steps:
+        roll_ax.axvspan(-0.5, primer_steps - 0.5, color="tab:orange", alpha=0.08, linewidth=0)
+        roll_ax.axvline(primer_steps - 0.5, color="tab:orange", linewidth=1.5)
+        roll_ax.text(primer_steps - 0.5, min_pitch + high + 0.4, " generated →", color="tab:orange", fontsize=8, va="top")
+    c_pitches = [p for p in range(min_pitch + low, min_pitch + high + 1) if p % 12 == 0]
+    roll_ax.set_yticks(c_pitches, [f"C{p // 12 - 1}" for p in c_pitches], fontsize=8)
+    roll_ax.set_ylabel("pitch", fontsize=8)
+    roll_ax.set_xlim(-0.5, steps - 0.5)
+    if title:
+        roll_ax.set_title(title, loc="left", fontsize=10)
+    bottom_ax = roll_ax
+    if has_strip:
+        strip = np.nan_to_num(np.asarray(step_values, dtype=float))[None, :steps]
+        strip_ax.imshow(strip, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, extent=(-0.5, steps - 0.5, 0, 1),
+                        interpolation="nearest")
+        strip_ax.set_yticks([])
+        strip_ax.set_ylabel("frame", fontsize=7, rotation=0, ha="right", va="center")
+        bottom_ax = strip_ax
+    bottom_ax.xaxis.set_major_locator(MaxNLocator(nbins=16, integer=True))
+    bottom_ax.set_xlabel(f"step (bar lines every {steps_per_bar} steps)", fontsize=8)
+    return fig

@@ -3,6 +3,7 @@
 import re
 import warnings
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -121,34 +122,47 @@ def test_one_step_and_bad_layer():
 # ---------------------------------------------------------------- viz
 
 
+def block(fig, k: int, units: int) -> np.ndarray:
+    """Rows of quantity k (i, f, g, o, tanh c, h) in the one composite heatmap image."""
+    image = np.asarray(image_axes(fig)[0].images[0].get_array())
+    first = k * (units + viz.HEATMAP_GAP)
+    return image[first : first + units]
+
+
 def test_gate_heatmaps_short_trace_labels_steps_with_characters():
     trace = random_trace(TEXT, hidden=12)
     units = analysis.order_units(trace, 0, by="variance")[:5]
     fig = viz.gate_heatmaps(trace, 0, units=units)
     assert isinstance(fig, Figure)
     axes = image_axes(fig)
-    assert len(axes) == 6 and len(fig.axes) == 12  # six heatmaps, six colorbars
-    for ax in axes:
-        data = np.asarray(ax.images[0].get_array())
-        assert data.shape == (5, len(TEXT)) and np.isfinite(data).all()
-    assert [t.get_text() for t in axes[-1].get_xticklabels()] == [viz.display_label(ch) for ch in TEXT]
-    assert "⏎" in [t.get_text() for t in axes[-1].get_xticklabels()]
-    assert [t.get_text() for t in axes[0].get_yticklabels()][0] == str(units[0])
+    assert len(axes) == 1  # one composite image (colorbars aside)
+    image = np.asarray(axes[0].images[0].get_array())
+    assert image.shape == (6 * 5 + 5 * viz.HEATMAP_GAP, len(TEXT), 4) and np.isfinite(image).all()
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == [viz.display_label(ch) for ch in TEXT]
+    assert "⏎" in [t.get_text() for t in axes[0].get_xticklabels()]
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["input i", "forget f", "candidate g", "output o",
+                                                                 "tanh(cell c)", "hidden h"]
+    # the colours are the values: gates on viridis 0..1, tanh(c) on RdBu -1..1, rows in `units` order
+    forget = trace.quantity(0, "f")[:, units].T
+    np.testing.assert_allclose(block(fig, 1, 5), matplotlib.colormaps["viridis"](forget), atol=1e-6)
+    squashed = trace.quantity(0, "tanh_c")[:, units].T
+    np.testing.assert_allclose(block(fig, 4, 5), matplotlib.colormaps["RdBu_r"]((squashed + 1) / 2), atol=1e-6)
 
-    cell_ax = axes[4]
-    assert "tanh" in cell_ax.get_title(loc="left") and cell_ax.images[0].get_clim() == (-1.0, 1.0)
-    assert axes[1].images[0].get_clim() == (0.0, 1.0)
 
-
-def test_gate_heatmaps_window_and_long_trace():
+def test_gate_heatmaps_window_long_trace_and_unit_panel():
     trace = random_trace("ab" * 150, hidden=80)
     fig = viz.gate_heatmaps(trace, 1)
-    assert np.asarray(image_axes(fig)[0].images[0].get_array()).shape == (64, 300)  # max_units rows
-    assert "a" not in [t.get_text() for t in image_axes(fig)[-1].get_xticklabels()]  # numeric ticks
-    fig = viz.gate_heatmaps(trace, 1, units=[7, 3], start=10, end=20)
-    assert np.asarray(image_axes(fig)[0].images[0].get_array()).shape == (2, 10)
+    assert np.asarray(image_axes(fig)[0].images[0].get_array()).shape[:2] == (6 * 64 + 5 * viz.HEATMAP_GAP, 300)
+    assert "a" not in [t.get_text() for t in image_axes(fig)[0].get_xticklabels()]  # numeric ticks
+    fig = viz.gate_heatmaps(trace, 1, units=[7, 3], start=10, end=20, unit=3)
+    assert np.asarray(image_axes(fig)[0].images[0].get_array()).shape[:2] == (6 * 2 + 5 * viz.HEATMAP_GAP, 10)
+    lines = fig.axes[1]
+    assert len(lines.lines) == 7  # six quantities + the zero line
+    np.testing.assert_allclose(lines.lines[1].get_ydata(), trace.quantity(1, "f")[10:20, 3])
     with pytest.raises(ValueError, match="out of range"):
         viz.gate_heatmaps(trace, 0, units=[80])
+    with pytest.raises(ValueError, match="out of range"):
+        viz.gate_heatmaps(trace, 0, unit=80)
     with pytest.raises(ValueError, match="no steps"):
         viz.gate_heatmaps(trace, 0, start=300)
 
@@ -204,7 +218,7 @@ def test_real_lstm_trace_end_to_end():
 def test_one_step_trace_and_glyphs_draw():
     one_step = random_trace("\n", hidden=3, num_layers=1)
     figures = [viz.gate_heatmaps(one_step, 0), viz.unit_plot(one_step, 0, 2), viz.saturation_plot(one_step)]
-    assert len(image_axes(figures[0])) == 6 and len(figures[1].axes) == 2 and len(figures[2].axes) == 1
+    assert len(image_axes(figures[0])) == 1 and len(figures[1].axes) == 2 and len(figures[2].axes) == 1
     # Drawing is slow, so only the smallest figure that carries ⏎ and ␣ as tick labels is drawn.
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns when a font lacks a glyph

@@ -54,7 +54,7 @@ def test_text_endpoint_answers_through_gradio_client(studio_url):
     from gradio_client import Client
 
     client = Client(studio_url, verbose=False)
-    notes, html, heatmaps, unit_plot, units_md, saturation, txt_file, npz_file = call_generate(client)
+    notes, html, heatmaps, units_md, saturation, txt_file, npz_file = call_generate(client)
     assert html.count('class="ch') == len("To be") + 40  # prompt + generated, one span each
     assert html.count('class="ch prompt"') == len("To be")
     assert "rgba(" in html
@@ -64,7 +64,7 @@ def test_text_endpoint_answers_through_gradio_client(studio_url):
 
     trace = Trace.load_npz(npz_file)
     assert trace.steps == len("To be") + 40 and trace.num_layers == 2 and trace.hidden_size == 16
-    assert heatmaps is not None and saturation is not None and unit_plot is not None
+    assert heatmaps is not None and saturation is not None
     assert "unit" in units_md
 
     # same seed, same text; bad input is adjusted and said, never a traceback
@@ -123,11 +123,11 @@ def test_view_settings_repaint_from_the_trace_alone():
     codec = text.CharCodec.from_text("abc d\n")
     model = text.TextModel(text.TextModelConfig(codec.size, embed_size=4, hidden_size=8, num_layers=2))
     _, trace = text.generate(model, codec, text.TextSettings("ab", 250, SamplingConfig(seed=1)))
-    html, heatmaps, unit_plot, units_md = render_views(trace, 1, "f", 99, "saturation", window_from=30)
-    image_axes = [ax for ax in heatmaps.axes if ax.get_images()]  # the six heatmaps, not their colorbars
-    labels = [t.get_text() for t in image_axes[-1].get_xticklabels()]
+    html, heatmaps, units_md = render_views(trace, 1, "f", 99, "saturation", window_from=30)
+    heat_ax = heatmaps.axes[0]
+    labels = [t.get_text() for t in heat_ax.get_xticklabels()]
     assert len(labels) == WINDOW  # one column per character, each labelled
     assert html.count('class="ch') == 252
-    assert "Layer 1, unit 7" in unit_plot.axes[0].get_title(loc="left")  # unit 99 clamped to the last unit
+    assert "Layer 1, unit 7" in heatmaps.axes[1].get_title(loc="left")  # unit 99 clamped to the last unit
     _, whole_heatmaps, *_ = render_views(trace, 0, "tanh_c", 0, "index", whole=True)
     assert whole_heatmaps.axes[0].get_images()[0].get_array().shape[1] == 252

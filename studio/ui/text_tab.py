@@ -35,8 +35,7 @@ def render_views(trace: Trace, layer, quantity: str, unit, order: str, window_fr
     )
     return (
         text.render_html(trace, layer, quantity, unit),
-        viz.gate_heatmaps(trace, layer, units=units, start=window_start, end=window_end),
-        viz.unit_plot(trace, layer, unit, start=window_start, end=window_end),
+        viz.gate_heatmaps(trace, layer, units=units, start=window_start, end=window_end, unit=unit),
         units_md,
     )
 
@@ -89,10 +88,10 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
             with gr.Row():
                 download_text = gr.File(label="Text (.txt)")
                 download_trace = gr.File(label="Trace (.npz)")
-    heatmaps = gr.Plot(label="Gates and cell over time (units × characters)", elem_id="text-heatmaps")
-    with gr.Row():
-        unit_lines = gr.Plot(label="One unit over time")
-        saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)")
+    # png: for these pictures it encodes a little faster than Gradio's default webp
+    heatmaps = gr.Plot(label="The chosen unit, then every gate and the cell over time (units × characters)",
+                       elem_id="text-heatmaps", format="png")
+    saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", format="png")
     trace_state = gr.State()
 
     def on_model_change(name):
@@ -126,13 +125,13 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
 
     def on_view_change(trace, *view):
         if trace is None:  # nothing generated yet: keep the page as it is
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         return render_views(trace, *view)
 
     model_name.change(on_model_change, model_name, [model_info, layer])
     view_controls = [layer, quantity, unit, order, window_from, whole]
     view_inputs = [trace_state, *view_controls]
-    view_outputs = [coloured, heatmaps, unit_lines, units_md]
+    view_outputs = [coloured, heatmaps, units_md]
     generate_button.click(
         on_generate,
         [model_name, prompt, length, temperature, top_k, top_p, seed, *view_controls],
