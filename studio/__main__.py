@@ -6,9 +6,17 @@ import argparse
 import shlex
 import sys
 
+from studio.cli_handwriting import add_handwriting_commands
+from studio.cli_music import add_music_commands
+from studio.cli_speech import add_speech_commands
 from studio.cli_text import add_text_commands
 
-NOT_READY = ("music", "handwriting", "speech")
+ADD_COMMANDS = {
+    "text": add_text_commands,
+    "music": add_music_commands,
+    "handwriting": add_handwriting_commands,
+    "speech": add_speech_commands,
+}
 
 
 def main(argv=None) -> int:
@@ -17,12 +25,11 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("train", "generate", "eval", "trace"):
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
-        add_text_commands(command, domains.add_parser("text"))
-        for domain in NOT_READY:
-            domains.add_parser(domain, help="not ready yet")
+        for domain, add_commands in ADD_COMMANDS.items():
+            add_commands(command, domains.add_parser(domain))
     args = parser.parse_args(argv)
-    if args.domain in NOT_READY:
-        print(f"The {args.domain} domain is not ready yet.", file=sys.stderr)
+    if not hasattr(args, "run"):  # a domain without this command (e.g. `trace` for some)
+        print(f"'{args.command} {args.domain}' is not available.", file=sys.stderr)
         return 2
     args.command_line = "python -m studio " + shlex.join(argv)
     return args.run(args) or 0

@@ -243,8 +243,8 @@ def piano_roll(
     """A piano roll (time steps x pitches) with notes painted by one unit's values.
 
     roll: (T, P) bool, pitch min_pitch + p sounding at step t. note_values: (T, P) colours for
-    the notes (NaN off notes); step_values: (T,) a strip under the roll. Same width, margins
-    and step-t-at-x-=-t extent as `gate_heatmaps`, so the two line up when stacked; pitches are
+    the notes (NaN off notes); step_values: (T,) a strip under the roll. The same axes box and
+    step-t-at-x-=-t extent as `gate_heatmaps`, so the two line up when stacked; pitches are
     cropped to the ones used (padded a little), bars get lines, a primer is shaded.
     """
     from matplotlib.patches import Rectangle
@@ -261,13 +261,14 @@ def piano_roll(
     sequential = vmin >= 0
     cmap = matplotlib.colormaps[SEQUENTIAL_CMAP if sequential else DIVERGING_CMAP]
     has_strip = step_values is not None
-    height = 4.6 + (0.7 if has_strip else 0.0)
+    height = 4.6 + (0.6 if has_strip else 0.0)
     fig = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI)
-    fig.subplots_adjust(left=0.06, right=0.97, top=1 - 0.4 / height, bottom=0.5 / height, hspace=0.08)
-    if has_strip:
-        roll_ax, strip_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [6, 0.5]})
-    else:
-        roll_ax, strip_ax = fig.subplots(1, 1), None
+    # the axes box of gate_heatmaps, so a piano roll above a heatmap shares its x positions
+    left, right, bottom, top = 0.075, 0.86, 0.55 / height, 1 - 0.35 / height
+    strip_top = bottom + (0.35 / height if has_strip else 0.0)
+    roll_bottom = strip_top + (0.1 / height if has_strip else 0.0)
+    roll_ax = fig.add_axes((left, roll_bottom, right - left, top - roll_bottom))
+    strip_ax = fig.add_axes((left, bottom, right - left, strip_top - bottom), sharex=roll_ax) if has_strip else None
     extent = (-0.5, steps - 0.5, min_pitch + low - 0.5, min_pitch + high + 0.5)
     # black keys shaded, as on a piano-roll editor, so pitches can be read off
     black = np.array([(min_pitch + p) % 12 in (1, 3, 6, 8, 10) for p in range(low, high + 1)], dtype=float)
@@ -281,9 +282,9 @@ def piano_roll(
         values = np.asarray(note_values, dtype=float)[:, low : high + 1].T[::-1]
         painted = np.where(window, np.nan_to_num(values, nan=(vmin + vmax) / 2), np.nan)
         image = roll_ax.imshow(painted, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
-        bar = fig.colorbar(image, ax=[roll_ax] + ([strip_ax] if has_strip else []), fraction=0.02, pad=0.01)
-        bar.set_ticks([vmin, (vmin + vmax) / 2, vmax])
-        bar.ax.tick_params(labelsize=7)
+        bar_ax = fig.add_axes((0.872, bottom, 0.011, top - bottom))
+        fig.colorbar(image, cax=bar_ax).set_ticks([vmin, (vmin + vmax) / 2, vmax])
+        bar_ax.tick_params(labelsize=7)
     for t, p in zip(*np.nonzero(roll[:, low : high + 1]), strict=True):  # outlines keep pale notes visible
         roll_ax.add_patch(Rectangle((t - 0.5, min_pitch + low + p - 0.5), 1, 1, fill=False,
                                                        linewidth=0.4, edgecolor="0.25"))

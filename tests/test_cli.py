@@ -103,11 +103,13 @@ def test_trace_command(trained, tmp_path, run_cli):
     assert abs(trace.layers[1]["c"] - gates[1]["c"][0].numpy()).max() <= 1e-5
 
 
-def test_domain_not_ready(run_cli):
-    result = run_cli("generate", "music")
+@pytest.mark.parametrize("domain", ["music", "handwriting", "speech"])
+def test_every_domain_reports_a_missing_model_clearly(domain, tmp_path, run_cli):
+    result = run_cli("eval", domain, "--model", tmp_path / "nope", "--help")
+    assert result.returncode == 0 and "--model" in result.stdout  # the command exists for every domain
+    result = run_cli("generate", domain, "--model", tmp_path / "nope", "--out", tmp_path / "x")
     assert result.returncode != 0
-    assert "music" in result.stderr and "not ready" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_model_is_a_clear_error(tmp_path, run_cli):

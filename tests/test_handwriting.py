@@ -1,0 +1,273 @@
+"""Handwriting domain: codec, importers, mixture density, window, sampling, rendering, CLI.
+
+Tiny random models only; every file is written by the test (no ../shared data)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from studio.domains import handwriting as hw
+
+STROKES = [np.array([[0, 0], [1, 2], [3, 2.5]], np.float32), np.array([[5, 1], [6, 0]], np.float32)]
+
+
+def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> hw.SynthesisModel:
+    torch.manual_seed(seed)
+    model = hw.SynthesisModel(hw.SynthesisConfig(hw.CharCodec().size, hidden_size=8, num_layers=1, mixtures=3,
+                                                 window_gaussians=2)).eval()
+    with torch.no_grad():
+        if kappa_step is not None:  # the window moves kappa_step characters per point, whatever the input
+            model.window.weight[4:].zero_()
+            model.window.bias[4:] = math.log(kappa_step)
+        if eos_bias is not None:
+            model.head.bias[0] = eos_bias
+    return model
+
+
+CARD = {"codec": {"offset_scale": 2.0}}
+
+
+def test_strokes_offsets_round_trip():
+    offsets = hw.strokes_to_offsets(STROKES)
+    assert offsets.shape == (5, 3)
+    assert offsets[:, 2].tolist() == [0, 0, 1, 0, 1]
+    np.testing.assert_allclose(offsets[3], [2, -1.5, 0])  # pen-up travel from (3, 2.5) to (5, 1)
+    back = hw.offsets_to_strokes(offsets)
+    assert len(back) == 2
+    for a, b in zip(back, STROKES, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_svg_round_trip_and_animation():
+    svg = hw.strokes_to_svg(STROKES)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    for a, b in zip(hw.svg_to_strokes(svg), STROKES, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    animated = hw.strokes_to_svg(STROKES, animate_seconds=2.0)
+    assert animated.count("<set ") == 3  # one per segment
+    coloured = hw.strokes_to_svg(STROKES, colors=[["red", "blue"], ["rgba(1,2,3,0.5)"]])
+    assert 'stroke="blue"' in coloured and "rgba(1,2,3,0.5)" in coloured
+
+
+def test_normalize_and_png(tmp_path):
+    norm = hw.normalize_strokes([s * 10 + 7 for s in STROKES])
+    x0, y0, x1, y1 = hw.bounds(norm)
+    assert (x0, y0) == pytest.approx((0, 0)) and y1 == pytest.approx(1.0)
+    path = hw.write_png(STROKES, tmp_path / "out.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mdn_log_likelihood_matches_hand_computation():
+    m = 2
+    raw = torch.zeros(1 + 6 * m)
+    # eos logit 0.3; pi logits [0, ln 3] -> weights 1/4, 3/4; mu; log sigma; atanh-ish rho
+    raw[0] = 0.3
+    raw[1:3] = torch.tensor([0.0, math.log(3.0)])
+    raw[3:7] = torch.tensor([0.1, -0.2, 1.0, 0.5])
+    raw[7:11] = torch.tensor([0.0, math.log(2.0), math.log(0.5), 0.0])
+    raw[11:13] = torch.tensor([0.0, 0.5])
+    params = hw.mdn_split(raw, m)
+    x, y, lift = 0.4, 0.1, 1.0
+    log_p = float(hw.mdn_log_likelihood(params, torch.tensor([x, y, lift])))
+
+    def gauss(x, y, mx, my, sx, sy, rho):
+        zx, zy = (x - mx) / sx, (y - my) / sy
+        z = zx**2 + zy**2 - 2 * rho * zx * zy
+        return math.exp(-z / (2 * (1 - rho**2))) / (2 * math.pi * sx * sy * math.sqrt(1 - rho**2))
+
+    rho2 = math.tanh(0.5) * 0.999
+    density = 0.25 * gauss(x, y, 0.1, -0.2, 1.0, 2.0, 0.0) + 0.75 * gauss(x, y, 1.0, 0.5, 0.5, 1.0, rho2)
+    p_lift = 1 / (1 + math.exp(-0.3))
+    assert log_p == pytest.approx(math.log(density) + math.log(p_lift), abs=1e-5)
+
+
+def test_bias_sharpens_the_mixture():
+    raw = torch.randn(1 + 6 * 3)
+    plain, biased = hw.mdn_split(raw, 3), hw.mdn_split(raw, 3, bias=2.0)
+    assert torch.allclose(biased.log_sigma, plain.log_sigma - 2.0)
+    assert biased.log_pi.exp().max() >= plain.log_pi.exp().max()
+
+
+def test_window_and_teacher_forced_shapes():
+    codec = hw.CharCodec()
+    model = tiny_synthesis()
+    rng = np.random.default_rng(0)
+    texts = ["hello", "to be or"]
+    offsets = [hw.strokes_to_offsets(hw.render_phrase(t, rng)) for t in texts]
+    batch = hw.make_batch(offsets, texts, codec, 5.0)
+    raw, phi = model(batch.points, batch.chars, batch.char_mask)
+    steps = max(len(o) for o in offsets)
+    assert raw.shape == (2, steps, 1 + 6 * 3)
+    assert phi.shape == (2, steps, len("to be or"))
+    assert float(phi.detach()[0, :, len("hello"):].abs().max()) == 0.0  # padding characters get no weight
+    total, count = hw.batch_nll(model, batch)
+    assert count == sum(len(o) for o in offsets) and torch.isfinite(total)
+    total.backward()
+    assert model.attention.layers[0].weight_hh_l0.grad is not None
+
+
+def test_training_step_matches_sampling_step():
+    """The stepped training path (torch.lstm_cell) and LSTMCore.step agree on the first outputs."""
+    codec = hw.CharCodec()
+    model = tiny_synthesis(seed=3)
+    offsets = [hw.strokes_to_offsets(STROKES)]
+    batch = hw.make_batch(offsets, ["ab"], codec, 2.0)
+    raw, phi = model(batch.points, batch.chars, batch.char_mask)
+    state = model.initial_state(1)
+    chars = codec.one_hot("ab")[None]
+    for t in range(3):
+        params, state, gates, step_phi = model.step(batch.points[:, t], chars, state)
+        ref = hw.mdn_split(raw[0, t], 3)
+        assert torch.allclose(params.mu, ref.mu, atol=1e-5)
+        assert torch.allclose(step_phi[:-1], phi[0, t], atol=1e-5)
+    assert len(gates) == 2 and gates[0]["c"].shape == (1, 8)
+
+
+def test_sampling_stops_when_window_passes_the_end():
+    codec = hw.CharCodec()
+    model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
+    result, trace = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="abc", seed=1))
+    assert result.finished
+    assert len(result.offsets) < hw.max_steps_for("abc")
+    assert result.phi.shape == (len(result.offsets), 3)
+    assert trace.steps == len(result.offsets) and trace.num_layers == 2
+    # a window that never moves never finishes, and the cap is said in a note
+    stuck = tiny_synthesis(kappa_step=1e-6, eos_bias=-5.0)
+    result, _ = hw.generate(stuck, codec, CARD, hw.HandwritingSettings(text="ab", seed=1))
+    assert not result.finished and len(result.offsets) == hw.max_steps_for("ab")
+    assert any("did not reach the end" in n for n in result.notes)
+
+
+def test_generation_is_seeded_and_bad_text_is_explained():
+    codec = hw.CharCodec()
+    model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
+    a, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="Café “ok” €", seed=4))
+    b, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="Café “ok” €", seed=4))
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    assert a.text == "Cafe 'ok'"
+    notes = " ".join(a.notes)
+    assert "Mapped" in notes and "Dropped" in notes and "'€'" in notes
+    long, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="word " * 40, seed=0))
+    assert len(long.text) <= hw.MAX_TEXT and any("longer than" in n for n in long.notes)
+    with pytest.raises(ValueError, match="nothing to write"):
+        hw.generate(model, codec, CARD, hw.HandwritingSettings(text="  €€ "))
+
+
+def test_priming_reads_the_style_sample_first():
+    codec = hw.CharCodec()
+    model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
+    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok")
+    result, trace = hw.generate(model, codec, CARD, settings)
+    assert result.primer_points == 5 and result.chars == "ok hi"
+    assert trace.meta["shown_from"] == 5 and trace.steps == 5 + len(result.offsets)
+
+
+def test_free_scribble_and_renders():
+    torch.manual_seed(0)
+    model = hw.PredictionModel(hw.PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval()
+    result, trace = hw.generate(model, None, CARD, hw.HandwritingSettings(text="ignored", max_points=40, seed=2))
+    assert len(result.offsets) == 40 and trace.steps == 40 and result.offsets[-1, 2] == 1
+    assert any("free-scribble" in n for n in result.notes)
+    colors = hw.unit_colors(result, trace, 1, "tanh_c", 3)
+    assert [len(c) for c in colors] == [max(len(s) - 1, 1) for s in result.strokes]
+    assert hw.strokes_figure(result, trace, 0, "i", 0).axes
+    assert hw.attention_figure(result).axes
+    assert "<set " in hw.animated_svg(result, colors)
+    points = hw.make_batch([result.offsets], None, None, 2.0)
+    assert hw.batch_nll(model, points)[1] == 40
+
+
+# ---------------------------------------------------------------- importers
+def test_loaders_read_small_files(tmp_path):
+    xml = tmp_path / "a.xml"
+    xml.write_text('<WhiteboardCaptureSession><StrokeSet><Stroke><Point x="1" y="2" time="0"/><Point x="3" y="4"/>'
+                   '</Stroke><Stroke><Point x="5" y="6"/></Stroke></StrokeSet></WhiteboardCaptureSession>')
+    strokes, _ = hw.load_stroke_file(xml)
+    assert [len(s) for s in strokes] == [2, 1] and strokes[0][1].tolist() == [3, 4]
+
+    nd = tmp_path / "cat.ndjson"
+    nd.write_text(json.dumps({"word": "cat", "drawing": [[[0, 10, 20], [0, 5, 0]], [[3, 4], [9, 9]]]}) + "\n")
+    strokes, _ = hw.load_stroke_file(nd)
+    assert [len(s) for s in strokes] == [3, 2] and strokes[0][1].tolist() == [10, 5]
+
+    npz = tmp_path / "sketch.npz"
+    np.savez(npz, train=hw.strokes_to_offsets(STROKES)[None])
+    strokes, _ = hw.load_stroke_file(npz)
+    np.testing.assert_allclose(strokes[1], STROKES[1], atol=1e-5)
+
+    js = tmp_path / "style.json"
+    js.write_text(json.dumps({"text": "ok", "strokes": [s.tolist() for s in STROKES]}))
+    strokes, text = hw.load_stroke_file(js)
+    assert text == "ok" and len(strokes) == 2
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps([[[0, 0], [1, 1]]]))
+    assert len(hw.load_stroke_file(plain)[0]) == 1
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.xml", "<StrokeSet><Stroke>", "not well-formed XML"),
+    ("empty.xml", "<StrokeSet></StrokeSet>", "no <Stroke>"),
+    ("nox.xml", '<StrokeSet><Stroke><Point y="1"/></Stroke></StrokeSet>', "numeric x and y"),
+    ("bad.ndjson", "{\"word\": 1}\n", "not QuickDraw ndjson"),
+    ("bad.json", "{nope", "not valid JSON"),
+    ("shape.json", "[[1, 2, 3]]", r"list of \[x, y\]"),
+    ("empty.json", "[]", "no pen points"),
+    ("nan.json", "[[[0, NaN]]]", "not finite"),
+    ("notes.txt", "hello", "unknown extension"),
+])
+def test_malformed_files_give_clear_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(hw.StrokeFileError, match=message) as caught:
+        hw.load_stroke_file(path)
+    assert name in str(caught.value)
+
+
+def test_pickled_npz_is_refused(tmp_path):
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros((3, 3)), np.zeros((2, 3))
+    path = tmp_path / "ragged.npz"
+    np.savez(path, train=ragged)
+    with pytest.raises(hw.StrokeFileError, match="pickled"):
+        hw.load_stroke_file(path)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(hw.StrokeFileError, match="not a readable"):
+        hw.load_stroke_file(tmp_path / "junk.npz")
+
+
+# ---------------------------------------------------------------- data and checkpoints
+def test_build_dataset_holds_out_phrases(tmp_path):
+    corpus = " ".join(f"word{k % 7} and more text here, said he." for k in range(200)).replace("0", "o")
+    config = hw.DataConfig(samples=12, held_out=3, seed=1)
+    codec = hw.CharCodec()
+    corpus = "".join(c for c in corpus if c in codec.index or c == " ")
+    summary = hw.build_dataset(corpus, tmp_path, config, codec)
+    texts, offsets = hw.load_dataset(tmp_path / "train.npz")
+    held, _ = hw.load_dataset(tmp_path / "held_out.npz")
+    assert len(texts) == 12 and len(held) == 3 and not set(held) & set(texts)
+    assert summary["offset_scale"] > 0 and all(o.shape[1] == 3 for o in offsets)
+
+
+def test_save_load_and_cli_generate(tmp_path, run_cli):
+    from studio import checkpoint
+
+    codec = hw.CharCodec()
+    model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
+    stem = tmp_path / "tiny-hw"
+    checkpoint.save(stem, model.state_dict(), hw.make_card("synthesis", model, codec, 2.0, {"data": {}}))
+    loaded, loaded_codec, card = hw.load_model(stem)
+    assert isinstance(loaded, hw.SynthesisModel) and loaded_codec.chars == codec.chars
+    out = tmp_path / "out.svg"
+    done = run_cli("generate", "--model", stem, "--text", "hi there", "--bias", "1", "--out", out,
+                   module=("-m", "studio.cli_handwriting"), timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().startswith("<svg") and "finished: True" in done.stdout
+    from studio import cli_handwriting
+
+    with pytest.raises(SystemExit, match="nothing to write"):  # a message, not a traceback
+        cli_handwriting.main(["generate", "--model", str(stem), "--text", "€", "--out", str(out)])

@@ -1,0 +1,308 @@
+"""The music domain: codec, exact frame probabilities, MIDI in and out, generation, bad input,
+and the CLI. Tiny random models and data the tests make; nothing from ../shared."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from studio.domains import music
+from studio.sampling import SamplingConfig
+from studio.trace import Trace
+
+FLOAT = r"[0-9]+\.[0-9]+"
+SMALL = music.PitchCodec(60, 63, 1)  # four pitches: every frame can be listed by hand
+
+
+def tiny_model(min_pitch=60, max_pitch=63, hidden_size=8, seed=0) -> music.MusicModel:
+    torch.manual_seed(seed)
+    config = music.MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=hidden_size, num_layers=2, dropout=0.0)
+    return music.MusicModel(config).eval()
+
+
+def write_midi(path, notes, tempo=100.0, drums=(), program=0):
+    """notes: (pitch, start_quarter, end_quarter); returns the path of a real MIDI file."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=tempo)
+    seconds = 60.0 / tempo
+    if notes:
+        piano = pretty_midi.Instrument(program=program)
+        piano.notes = [pretty_midi.Note(90, p, s * seconds, e * seconds) for p, s, e in notes]
+        midi.instruments.append(piano)
+    if drums:
+        kit = pretty_midi.Instrument(program=0, is_drum=True)
+        kit.notes = [pretty_midi.Note(90, p, s * seconds, e * seconds) for p, s, e in drums]
+        midi.instruments.append(kit)
+    midi.write(str(path))
+    return path
+
+
+# ---------------------------------------------------------------- codec
+def test_codec_format_is_the_documented_one():
+    codec = music.PitchCodec(60, 72, 1)
+    tokens = codec.encode([[67, 60, 64, 64], [], [62]])
+    end, bos = codec.end, codec.bos
+    assert tokens == [bos, 0, 4, 7, end, end, 2, end]  # ascending, duplicates merged, rest = bare END
+    assert codec.decode(tokens) == [[60, 64, 67], [], [62]]
+    assert [codec.label(t) for t in tokens[:3]] == ["start", "C4", "E4"] and codec.label(end) == "end"
+    with pytest.raises(ValueError, match="outside"):
+        codec.encode([[59]])
+
+
+def test_frame_context_batched_equals_step_by_step():
+    tokens = SMALL.encode([[60, 62], [], [63], [60, 61, 62, 63], [61]])
+    batched = music.frame_context(torch.tensor([tokens]), SMALL.num_pitches)[0]
+    tracker = music.FrameContextTracker(SMALL.num_pitches)
+    assert torch.equal(batched, torch.cat([tracker.read(t) for t in tokens]))
+    # after the END of [60, 62] the previous frame is {60, 62} and the current one empty
+    assert batched[3].tolist() == [1, 0, 1, 0, 0, 0, 0, 0]
+
+
+def test_frame_probabilities_sum_to_one():
+    model = tiny_model()
+    context = [[60, 62], [61]]
+    base_nll, _ = music.nll_per_frame(model, [context])
+    total = 0.0
+    for size in range(SMALL.num_pitches + 1):
+        for frame in itertools.combinations(range(60, 64), size):
+            nll, frames = music.nll_per_frame(model, [[*context, list(frame)]])
+            total += math.exp(-(nll * frames - base_nll * len(context)))
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_frame_nll_equals_a_hand_computation():
+    model = tiny_model(seed=3)
+    frames = [[60, 62], [], [61, 63]]
+    # by hand: read BOS, then each token; the next token's probability is a softmax over the
+    # tokens the rule allows (after pitch p: pitches above p or END; otherwise any pitch or END)
+    tokens = [SMALL.bos, 0, 2, SMALL.end, SMALL.end, 1, 3, SMALL.end]
+    state = model.core.initial_state(1)
+    tracker = music.FrameContextTracker(SMALL.num_pitches)
+    frame_nll, current = [], 0.0
+    for read, nxt in zip(tokens[:-1], tokens[1:], strict=True):
+        logits, state, _ = model.step(read, tracker, state)
+        allowed = [v for v in range(SMALL.num_pitches) if read >= SMALL.num_pitches or v > read] + [SMALL.end]
+        log_z = math.log(sum(math.exp(float(logits[v])) for v in allowed))
+        current += log_z - float(logits[nxt])
+        if nxt == SMALL.end:
+            frame_nll.append(current)
+            current = 0.0
+    nll, count = music.nll_per_frame(model, [frames])
+    assert count == 3
+    assert nll == pytest.approx(sum(frame_nll) / 3, abs=1e-5)
+    # pieces are independent: scoring two together averages over all their frames
+    other = [[63], [60]]
+    nll_other, _ = music.nll_per_frame(model, [other])
+    nll_both, count_both = music.nll_per_frame(model, [frames, other])
+    assert count_both == 5 and nll_both == pytest.approx((nll * 3 + nll_other * 2) / 5, abs=1e-5)
+
+
+def test_training_loss_is_the_scored_nll(tmp_path):
+    model = tiny_model(seed=1)
+    pieces = [[[60, 62], [61]], [[63], [], [60, 61]]]
+    task = music.MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=0)
+    batch = task.train_batch(0, 0, 1, "cpu")
+    tokens_scored = int((batch.lengths - 1).sum())
+    nll, frames = music.nll_per_frame(model, pieces)
+    assert float(task.loss(model, batch)) * tokens_scored == pytest.approx(nll * frames, abs=1e-4)
+    # transposition keeps every piece inside the codec's range
+    wide = music.MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=6, seed=5)
+    for step in range(20):
+        tokens = wide.train_batch(step, 0, 1, "cpu").tokens
+        assert int(tokens[tokens < SMALL.num_pitches].max()) < SMALL.num_pitches
+
+
+# ---------------------------------------------------------------- MIDI and scores
+def test_midi_round_trip_keeps_pitches_and_grid_onsets(tmp_path):
+    notes = [(60, 0, 2), (64, 0, 1), (67, 1, 3), (72, 2, 3), (48, 3, 4), (62, 5, 6)]  # a rest at step 4
+    path = write_midi(tmp_path / "in.mid", notes, tempo=100)
+    codec = music.PitchCodec(36, 96, 1)
+    primer = music.read_primer(path, codec)
+    assert primer.notes == []
+    assert primer.frames == [[60, 64], [60, 67], [67, 72], [48], [], [62]]
+    tokens = codec.encode(primer.frames)
+    midi = music.frames_to_midi(codec.decode(tokens), 1, tempo_bpm=100)
+    out = tmp_path / "out.mid"
+    midi.write(str(out))
+    again = pretty_midi.PrettyMIDI(str(out))
+    seconds = 60.0 / 100
+    got = sorted((n.pitch, round(n.start / seconds, 6), round(n.end / seconds, 6)) for n in again.instruments[0].notes)
+    assert got == sorted((p, float(s), float(e)) for p, s, e in notes)
+
+
+def test_midi_in_quantizes_sampled_on_the_grid(tmp_path):
+    # a slightly late onset lands on its grid point; a passing eighth note sounds at no grid point
+    path = write_midi(tmp_path / "played.mid", [(60, 0.01, 1.0), (62, 1.0, 2.0), (64, 1.5, 2.0)], tempo=90)
+    primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
+    assert primer.frames == [[60], [62]]
+    assert any("short note" in note for note in primer.notes)
+
+
+def test_abc_score_in_through_music21(tmp_path):
+    path = tmp_path / "tune.abc"
+    path.write_text("X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D E F | [CEG]2 z2 |\n")
+    primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
+    assert primer.frames == [[60], [62], [64], [65], [60, 64, 67], [60, 64, 67]]  # the trailing rest is trimmed
+
+
+# ---------------------------------------------------------------- bad input, each with a clear message
+def test_bad_primer_files_raise_clear_errors(tmp_path):
+    codec = music.PitchCodec(36, 96, 1)
+    cases = {
+        "text.mid": (b"hello, not music", "not a MIDI file"),
+        "corrupt.mid": (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02garbage", "corrupt"),
+        "empty.mid": (b"", "empty"),
+        "letter.txt": (b"Dear Bach", "neither a MIDI file nor a score"),
+        "broken.xml": (b"<score-partwise><part", "could not be read as a score"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(music.MusicInputError, match=message):
+            music.read_primer(tmp_path / name, codec)
+    with pytest.raises(music.MusicInputError, match="no pitched notes.*empty"):
+        music.read_primer(write_midi(tmp_path / "silent.mid", []), codec)
+    with pytest.raises(music.MusicInputError, match="drums only"):
+        music.read_primer(write_midi(tmp_path / "drums.mid", [], drums=[(36, 0, 1), (38, 1, 2)]), codec)
+    with pytest.raises(music.MusicInputError, match="not a file"):
+        music.read_primer(tmp_path / "missing.mid", codec)
+
+
+def test_primer_adjustments_are_reported(tmp_path):
+    codec = music.PitchCodec(48, 84, 1)
+    two_hours = [(60 + k % 12, 4 * k, 4 * k + 4) for k in range(120 * 120 // 4)]  # 120 bpm, a whole note a bar
+    path = write_midi(tmp_path / "long.mid", two_hours + [(24, 0, 1), (100, 1, 2)], tempo=120, drums=[(36, 0, 1)])
+    primer = music.read_primer(path, codec, max_bars=8)
+    assert len(primer.frames) == 8 * codec.steps_per_bar
+    text = " ".join(primer.notes)
+    assert "first 8 bar(s)" in text and "3,600 bars" in text
+    assert "drum track" in text
+    assert "moved by octaves" in text
+    assert primer.frames[:2] == [[48, 60], [60, 76]]  # 24 moved up two octaves, 100 down two
+    assert all(codec.in_range(p) for f in primer.frames for p in f)
+
+
+def test_bars_and_tempo_are_clamped_with_notes():
+    model = tiny_model()
+    result, _ = music.generate(model, music.MusicSettings(bars=0, tempo_bpm=1000))
+    assert len(result.frames) == model.codec.steps_per_bar
+    assert any("below 1" in n for n in result.notes) and any("300" in n for n in result.notes)
+    bars, _, notes = music.clean_settings(music.MusicSettings(bars=10**9))
+    assert bars == music.MAX_BARS and "cap" in notes[0]
+
+
+# ---------------------------------------------------------------- generation
+def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
+    model = tiny_model(36, 96, hidden_size=16)
+    primer = music.Primer([[60, 64, 67], [62, 65, 69]], [], "test primer")
+    settings = music.MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0, seed=7))
+    result, trace = music.generate(model, settings)
+    assert result.frames[:2] == primer.frames and result.primer_steps == 2
+    assert len(result.frames) == 2 + 2 * model.codec.steps_per_bar
+    midi = music.frames_to_midi(result.frames, 1, result.tempo_bpm)
+    midi.write(str(tmp_path / "out.mid"))
+    loaded = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
+    assert loaded.get_end_time() <= len(result.frames) * 0.5 + 1e-6  # 120 bpm: half a second a quarter
+    assert {n.pitch for n in loaded.instruments[0].notes} >= {60, 64, 67}
+    # the trace has one step per token read, labelled, and one frame step per frame
+    tokens = trace.meta["tokens"]
+    assert trace.steps == len(tokens) and trace.labels[0] == "start" and trace.labels[1] == "C4"
+    assert music.frame_trace(trace).steps == len(result.frames)
+    assert trace.labels.count("end") == len(result.frames)
+    # the step-by-step gates are the exact teacher-forced ones
+    _, _, gates = model.trace(torch.tensor([tokens]))
+    exact = Trace.from_sequence(gates, trace.labels)
+    np.testing.assert_allclose(trace.layers[1]["c"], exact.layers[1]["c"], atol=1e-5)
+    # same seed, same music
+    assert music.generate(model, settings)[0].frames == result.frames
+    trace.save_npz(tmp_path / "trace.npz")
+    assert Trace.load_npz(tmp_path / "trace.npz").meta["tokens"] == tokens
+
+
+def test_render_piano_roll_and_audio(tmp_path):
+    model = tiny_model(36, 96, hidden_size=16)
+    result, trace = music.generate(model, music.MusicSettings(bars=1, sampling=SamplingConfig(seed=1)))
+    roll, note_values, frame_values = music.piano_roll_arrays(trace, 0, "tanh_c", 3)
+    assert roll.shape == (len(result.frames), model.codec.num_pitches)
+    assert [sorted(np.flatnonzero(r) + 36) for r in roll] == result.frames
+    assert np.isfinite(note_values[roll]).all() and np.isnan(note_values[~roll]).all()
+    figure = music.render_piano_roll(trace, 1, "f", 2)
+    assert figure.axes
+    audio, note = music.synthesize(music.frames_to_midi(result.frames or [[60]], 1, 120), 16000)
+    assert audio.ndim == 1 and len(audio) > 0 and np.abs(audio).max() <= 1.0
+    assert note is None or "sine" in note
+    path = music.write_wav(tmp_path / "a.wav", audio, 16000)
+    assert path.stat().st_size > 44
+
+
+def test_audio_falls_back_to_a_sine_synth_with_a_note(monkeypatch):
+    midi = music.frames_to_midi([[60, 64], [67]], 1, 120)
+
+    def no_fluidsynth(*args, **kwargs):
+        raise ImportError("fluidsynth() was called but pyfluidsynth is not installed.")
+
+    monkeypatch.setattr(midi, "fluidsynth", no_fluidsynth)
+    audio, note = music.synthesize(midi, 8000)
+    assert len(audio) >= 8000 and np.abs(audio).max() > 0.1
+    assert "FluidSynth is not available" in note and "sine" in note
+
+
+# ---------------------------------------------------------------- checkpoint and CLI
+def tiny_jsb() -> dict:
+    rng = np.random.default_rng(0)
+
+    def piece(length):
+        root = int(rng.integers(55, 65))
+        return [sorted({root + int(rng.integers(0, 3)) * 4 - 12, root, root + 4, root + 7}) for _ in range(length)]
+
+    return {"train": [piece(12) for _ in range(4)], "valid": [piece(8) for _ in range(2)], "test": [piece(8) for _ in range(2)]}
+
+
+def test_checkpoint_round_trip_and_broken_card(tmp_path):
+    model = tiny_model(36, 96)
+    music.save_model(tmp_path / "m", model, {"data": {"source": "test"}})
+    loaded, card = music.load_model(tmp_path / "m")
+    assert card["codec"]["min_pitch"] == 36 and loaded.codec == model.codec
+    card["config"]["hidden_size"] = 99
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    from studio import checkpoint
+
+    with pytest.raises(checkpoint.CheckpointError, match="m.safetensors"):
+        music.load_model(tmp_path / "m")
+
+
+def test_cli_train_eval_generate(tmp_path, run_cli):
+    data = tmp_path / "chorales.json"
+    data.write_text(json.dumps(tiny_jsb()))
+    stem = tmp_path / "models" / "tiny-music"
+    result = run_cli("train", "music", "--data", data, "--out", stem, "--steps", "4", "--batch-size", "2",
+                     "--hidden-size", "8", "--embed-size", "4", "--eval-every", "2", "--warmup-steps", "1",
+                     "--min-pitch", "36", "--max-pitch", "84", "--device", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(rf"best_valid_nll_per_frame: {FLOAT}", result.stdout.strip().splitlines()[-1])
+    card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["reproduce"].startswith("python -m studio train music --data")
+    assert card["metrics"]["test_frames"] == 16
+
+    result = run_cli("eval", "music", "--model", stem, "--data", data, "--split", "test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(rf"test_nll_per_frame: {FLOAT}", last)
+    assert float(last.split()[-1]) == pytest.approx(card["metrics"]["test_nll_per_frame"], abs=1e-4)
+
+    primer = write_midi(tmp_path / "primer.mid", [(60, 0, 1), (64, 1, 2), (67, 2, 4)])
+    out = tmp_path / "out.mid"
+    result = run_cli("generate", "music", "--model", stem, "--bars", "2", "--primer", primer, "--out", out,
+                     "--seed", "3", "--trace-out", tmp_path / "t.npz")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pretty_midi.PrettyMIDI(str(out)).instruments[0].notes
+    assert Trace.load_npz(tmp_path / "t.npz").meta["primer_frames"] == 4
+
+    (tmp_path / "bad.mid").write_text("not midi")
+    result = run_cli("generate", "music", "--model", stem, "--primer", tmp_path / "bad.mid", "--out", out)
+    assert result.returncode != 0 and "not a MIDI file" in result.stderr and "Traceback" not in result.stderr

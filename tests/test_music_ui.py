@@ -1,0 +1,120 @@
+"""The Music tab end to end: through the API (gradio_client) and in Debian chromium (playwright)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pretty_midi
+import pytest
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCRATCH, UPLOAD, CORPUS = "Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory):
+    """The real app, serving a tiny untrained music model plus one broken music checkpoint."""
+    import app
+    from studio.domains import music
+
+    models_dir = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    model = music.MusicModel(music.MusicModelConfig(36, 96, 1, embed_size=4, hidden_size=16, num_layers=2))
+    music.save_model(models_dir / "tiny-chorales", model, {"data": {"source": "made by the test"}})
+    broken = music.make_card(model, {})
+    broken["format_version"] = 1
+    (models_dir / "broken-chorales.json").write_text(json.dumps(broken))  # no weights next to it
+    demo = app.build_demo(models_dir)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def call_generate(client, **overrides):
+    args = dict(name="tiny-chorales", source_value=SCRATCH, upload_path=None, chorale_name="bach/bwv65.2",
+                primer_bars_value=2, bars_value=2, temp=1.0, k=0, seed_value=3, tempo_value=120,
+                layer_value=0, quantity_value="tanh_c", unit_value=2)
+    args.update(overrides)
+    return client.predict(*args.values(), api_name="/generate_music")
+
+
+def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from studio.trace import Trace
+
+    client = Client(studio_url, verbose=False)
+    notes, wav, roll, heatmaps, units_md, midi_file, npz_file = call_generate(client)
+    assert "Composed 8 frames (2 bars)" in notes
+    assert Path(wav).stat().st_size > 44 and roll is not None and heatmaps is not None and "unit" in units_md
+    midi = pretty_midi.PrettyMIDI(midi_file)
+    assert midi.instruments[0].notes and midi.get_end_time() <= 8 * 0.5 + 1e-6
+    trace = Trace.load_npz(npz_file)
+    assert trace.meta["domain"] == "music" and trace.labels.count("end") == 8
+    assert call_generate(client)[0] == notes  # same seed, same piece
+
+    # continue an uploaded MIDI; out-of-range bars are clamped with a note
+    primer = pretty_midi.PrettyMIDI(initial_tempo=100)
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(90, 60 + k, k * 0.6, k * 0.6 + 0.6) for k in range(6)]
+    primer.instruments.append(piano)
+    primer.write(str(tmp_path / "primer.mid"))
+    notes, *_, npz_file = call_generate(client, source_value=UPLOAD, upload_path=handle_file(str(tmp_path / "primer.mid")),
+                                        bars_value=0)
+    assert "Continued 6 frames of *primer.mid*" in notes and "below 1" in notes
+    assert Trace.load_npz(npz_file).meta["primer_frames"] == 6
+
+    # bad input: a clear message, not a traceback
+    (tmp_path / "fake.mid").write_text("this is not a MIDI file")
+    with pytest.raises(Exception, match="not a MIDI file") as error:
+        call_generate(client, source_value=UPLOAD, upload_path=handle_file(str(tmp_path / "fake.mid")))
+    assert "Traceback" not in str(error.value)
+    with pytest.raises(Exception, match="Upload a primer file first"):
+        call_generate(client, source_value=UPLOAD)
+
+
+def test_broken_music_checkpoint_is_named(studio_url):
+    import httpx
+
+    page = httpx.get(studio_url, timeout=30).text
+    assert "broken-chorales.safetensors" in page
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_browser_composes_with_audio_and_piano_roll(studio_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(studio_url)
+            page.get_by_role("tab", name="Music (MIDI)").click()
+            page.get_by_label("Bars to generate", exact=False).fill("4")
+            page.click("#music-generate")
+            audio = page.locator("#music-audio audio[src]")
+            audio.first.wait_for(state="attached", timeout=60_000)
+            assert audio.first.get_attribute("src")
+            roll = page.locator("#music-roll img")
+            roll.wait_for(timeout=60_000)
+            assert page.evaluate("() => document.querySelector('#music-roll img').naturalWidth") > 200
+            page.locator("#music-heatmaps img").wait_for(timeout=60_000)
+        finally:
+            browser.close()

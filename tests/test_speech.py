@@ -1,0 +1,210 @@
+"""Speech domain: feature codec, bad audio, text codec, attention/stop-token model, generation,
+continue mode, MCD, checkpoint round trip, render. Tiny models, signals made here; no espeak-ng."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from studio.domains import speech
+
+SR = speech.SAMPLE_RATE
+
+
+def tone(seconds=0.5, rate=SR, freq=220.0, amplitude=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def tiny_tts(seed=0, stop_bias=None):
+    torch.manual_seed(seed)
+    config = speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2)
+    model = speech.SpeechModel(config).eval()
+    if stop_bias is not None:
+        with torch.no_grad():
+            model.stop.weight.zero_()
+            model.stop.bias.fill_(stop_bias)
+    return model
+
+
+def test_mel_shape_and_inversion_length():
+    audio = tone(0.5)
+    log_mel = speech.encode_audio(audio)
+    assert log_mel.shape == (1 + len(audio) // speech.HOP, speech.N_MELS)
+    assert log_mel.dtype == np.float32 and log_mel.min() >= np.log(speech.LOG_FLOOR) - 1e-4
+    back = speech.decode_audio(log_mel, n_iter=4)
+    assert back.shape == (len(log_mel) * speech.HOP,)
+    assert np.abs(back).max() <= 0.99 + 1e-6 and np.abs(back).max() > 0.01
+    # the 220 Hz tone survives the round trip: its spectrum peaks near 220 Hz
+    spectrum = np.abs(np.fft.rfft(back[2048:-2048]))
+    peak_hz = np.argmax(spectrum) * SR / len(back[2048:-2048])
+    assert abs(peak_hz - 220) < 30
+
+
+def test_prepare_audio_resamples_mixes_down_and_caps():
+    stereo = np.stack([tone(1.0, 16_000), tone(1.0, 16_000, freq=330)], axis=1)  # (samples, 2)
+    loaded = speech.prepare_audio(stereo, 16_000, max_seconds=0.5)
+    assert loaded.audio.ndim == 1 and abs(len(loaded.audio) - SR // 2) <= 2
+    text = " ".join(loaded.notes)
+    assert "Mixed 2 channels" in text and "Resampled from 16,000" in text and "first 0.5 s" in text
+    ints = (tone(0.2) * 32767).astype(np.int16)[None]  # gradio's (channels, samples) int16
+    assert speech.prepare_audio(np.repeat(ints, 2, 0), SR).audio.shape == (ints.shape[1],)
+
+
+@pytest.mark.parametrize("signal, rate, words", [
+    (np.zeros(SR, np.float32), SR, "silent"),
+    (np.zeros(0, np.float32), SR, "empty"),
+    (tone(0.01), SR, "too short"),
+    (np.full(SR, np.nan, np.float32), SR, "invalid"),
+    (tone(0.5), 10, "not plausible"),
+])
+def test_bad_audio_gives_plain_errors(signal, rate, words):
+    with pytest.raises(speech.AudioError, match=words):
+        speech.prepare_audio(signal, rate)
+
+
+def test_read_audio_files(tmp_path):
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.tile(tone(1.0, 8000), 3), 8000)  # 3 s at 8 kHz
+    loaded = speech.read_audio(path, max_seconds=1.0)
+    assert abs(len(loaded.audio) - SR) <= 2 and any("3.0 s long" in n for n in loaded.notes)
+    fake = tmp_path / "notes.wav"
+    fake.write_text("this is not audio")
+    with pytest.raises(speech.AudioError, match="not an audio file"):
+        speech.read_audio(fake)
+    with pytest.raises(speech.AudioError, match="not an audio file"):
+        speech.read_audio(tmp_path / "missing.wav")
+
+
+def test_text_codec_round_trip_and_notes():
+    ids, dropped = speech.encode_text("Hello,  World! 42")
+    assert ids[-1] == speech.END and speech.decode_text(ids) == "hello, world! "
+    assert dropped == "42"
+    _, _, notes = speech.clean_text(speech.SpeechSettings(text="x" * 1000), 2)
+    assert any("cap 300" in n for n in notes)
+    ids, voice, notes = speech.clean_text(speech.SpeechSettings(text="", voice=7), 2)
+    assert len(ids) > 1 and voice == 0 and any("default sentence" in n for n in notes) and any("Voice 7" in n for n in notes)
+
+
+def test_teacher_forced_shapes_and_monotonic_window():
+    model = tiny_tts()
+    rng = np.random.default_rng(0)
+    mels = [rng.normal(-5, 1, (n, speech.N_MELS)).astype(np.float32) for n in (20, 31)]
+    batch = speech.make_speech_batch(model.config, mels, ["hi", "a longer one"], [0, 1])
+    r = model.config.reduction
+    assert batch.targets.shape == (2, 11, r * speech.N_MELS) and batch.mel_in.shape == (2, 11, speech.N_MELS)
+    assert batch.mask.sum(1).tolist() == [7, 11] and batch.stop[0, 6:].eq(1).all() and batch.stop[0, :6].eq(0).all()
+    frames, stop, alignment = model(batch.tokens, batch.voices, batch.mel_in)
+    assert frames.shape == batch.targets.shape and stop.shape == (2, 11)
+    assert alignment.shape == (2, 11, batch.tokens.shape[1])
+    assert alignment[0, :, 3:].abs().max() == 0  # padding characters get no attention
+    loss = speech.speech_loss(model.train(), batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.window.weight.grad.abs().sum() > 0
+    _, _, kappa = model._window(torch.randn(1, 9, 16), None)
+    assert (kappa.diff(dim=1) > 0).all()  # the window only moves forward
+
+
+def test_stop_token_ends_generation_and_trace_matches():
+    settings = speech.SpeechSettings(text="hi", griffin_lim_iters=2)
+    result, trace = speech.generate(tiny_tts(stop_bias=20.0), settings, griffin_lim=False)
+    assert result.stopped and len(result.stop_probs) == 1 and result.log_mel.shape == (3, speech.N_MELS)
+    result, trace = speech.generate(tiny_tts(stop_bias=-20.0), settings, griffin_lim=False)
+    steps = 12 * len(speech.encode_text("hi")[0]) + 20
+    assert not result.stopped and len(result.stop_probs) == steps and any("never fired" in n for n in result.notes)
+    assert result.alignment.shape == (steps, 3) and result.log_mel.shape == (3 * steps, speech.N_MELS)
+    assert trace.steps == steps and trace.num_layers == 2 and trace.hidden_size == 16
+    assert set(trace.labels) <= {"h", "i", "⏹"}
+
+
+def test_generation_is_seeded_and_makes_audio():
+    model = tiny_tts(stop_bias=-20.0)
+    settings = speech.SpeechSettings(text="ok", seed=5, griffin_lim_iters=2)
+    a, _ = speech.generate(model, settings)
+    b, _ = speech.generate(model, settings)
+    assert np.array_equal(a.log_mel, b.log_mel) and len(a.audio) == len(a.log_mel) * speech.HOP
+
+
+def test_continue_mode_primes_and_extends():
+    torch.manual_seed(0)
+    model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=2)).eval()
+    result, trace = speech.continue_audio(model, tone(0.3), speech.ContinueSettings(seconds=0.2, seed=1))
+    r = model.config.reduction
+    groups_in = (1 + len(tone(0.3)) // speech.HOP) // r
+    added = int(0.2 * SR / speech.HOP / r)
+    assert result.primer_frames == groups_in * r and len(result.log_mel) == (groups_in + added) * r
+    assert trace.steps == groups_in + added and trace.meta["prompt_length"] == groups_in
+    assert len(result.audio) == len(result.log_mel) * speech.HOP
+
+
+def test_mcd_is_zero_for_identical_and_grows_with_error():
+    log_mel = speech.encode_audio(tone(0.4, freq=300) + tone(0.4, freq=900, amplitude=0.2))
+    assert speech.mcd_db(log_mel, log_mel) == pytest.approx(0.0, abs=1e-9)
+    noisy = log_mel + np.random.default_rng(0).normal(0, 0.5, log_mel.shape).astype(np.float32)
+    assert 0 < speech.mcd_db(noisy, log_mel) < speech.mcd_db(noisy * 1.5, log_mel)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny_tts()
+    speech.save_model(tmp_path / "tts", model, {"data": {"source": "test"}})
+    frame_model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8))
+    speech.save_model(tmp_path / "frames", frame_model, {"data": {"source": "test"}})
+    models, problems = speech.load_models(tmp_path)
+    assert not problems and isinstance(models["tts"][0], speech.SpeechModel) and isinstance(models["frames"][0], speech.FrameModel)
+    assert torch.equal(models["tts"][0].frames.weight, model.frames.weight)
+
+
+def test_render_figures():
+    from matplotlib.figure import Figure
+
+    result, trace = speech.generate(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="yo"), griffin_lim=False)
+    fig = speech.mel_figure(result.log_mel, unit_values=trace.quantity(0, "h")[:, 0], reduction=3, boundary=4,
+                            f0=np.full(len(result.log_mel), 200.0, np.float32))
+    assert isinstance(fig, Figure)
+    assert isinstance(speech.alignment_figure(result.alignment, result.text, 3), Figure)
+    report = speech.alignment_report(np.eye(5))
+    assert report["monotonic"] and report["reaches_end"]
+    assert not speech.alignment_report(np.eye(5)[::-1])["monotonic"]
+
+
+def _speech_cli(argv):
+    """The speech subcommands exactly as studio/__main__.py wires them (in-process)."""
+    import argparse
+    import shlex
+
+    from studio import cli_speech
+
+    parser = argparse.ArgumentParser(prog="python -m studio")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in ("train", "generate", "eval", "trace"):
+        domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
+        cli_speech.add_speech_commands(command, domains.add_parser("speech"))
+    args = parser.parse_args(argv)
+    args.command_line = "python -m studio " + shlex.join(argv)
+    return args.run(args)
+
+
+def test_cli_train_generate_eval_trace(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(10, 25, 70)
+    np.savez(tmp_path / "corpus.npz", mels=rng.normal(-5, 1, (lengths.sum(), speech.N_MELS)).astype(np.float32),
+             offsets=np.concatenate([[0], np.cumsum(lengths)]), texts=np.array([f"line {k}" for k in range(70)]),
+             voices=np.arange(70) % 2, split=np.array(["test"] * 2 + ["train"] * 68))
+    stem = tmp_path / "tts"
+    _speech_cli(["train", "speech", "--corpus", str(tmp_path), "--out", str(stem), "--steps", "2", "--batch-size", "2",
+                 "--hidden-size", "8", "--eval-every", "2", "--device", "cpu"])
+    _speech_cli(["train", "speech", "--kind", "frame", "--corpus", str(tmp_path), "--out", str(tmp_path / "frames"),
+                 "--steps", "2", "--batch-size", "2", "--hidden-size", "8", "--eval-every", "2", "--device", "cpu"])
+    card = speech.load_model(stem)[1]
+    assert card["reproduce"].startswith("python -m studio train speech") and card["kind"] == "text-to-mel"
+    _speech_cli(["eval", "speech", "--model", str(stem), "--corpus", str(tmp_path), "--limit", "1"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("mcd_db: ") and float(last.split()[1]) > 0
+    with pytest.raises(SystemExit, match="text-to-mel"):
+        _speech_cli(["generate", "speech", "--model", str(tmp_path / "frames"), "--out", str(tmp_path / "x.wav")])
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, tone(0.3), SR)
+    _speech_cli(["trace", "speech", "--model", str(tmp_path / "frames"), "--input", str(wav), "--out", str(tmp_path / "t.npz")])
+    assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,107 @@
+"""The Speech tab end to end: through the API (gradio_client) and in Debian chromium (playwright).
+Tiny untrained models; the page is built from create_speech_tab alone (app.py wires it in)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def speech_url():
+    import gradio as gr
+
+    from studio.domains import speech
+    from studio.ui.speech_tab import create_speech_tab
+
+    torch.manual_seed(0)
+    tts = speech.SpeechModel(speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4)).eval()
+    with torch.no_grad():  # stop after ~12 steps whatever the input: a short, fast answer
+        tts.stop.weight.zero_()
+        tts.stop.bias.fill_(-20.0)
+    frames = speech.FrameModel(speech.FrameModelConfig(hidden_size=8)).eval()
+    models = {"tiny-tts": (tts, speech.make_card(tts, {})), "tiny-frames": (frames, speech.make_card(frames, {}))}
+    with gr.Blocks() as demo:
+        create_speech_tab(models, [])
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from studio.domains import speech
+    from studio.trace import Trace
+
+    client = Client(speech_url, verbose=False)
+    notes, audio, mel_plot, alignment, heatmaps, wav, features, trace_file = client.predict(
+        "tiny-tts", "hi", 0, 1, 1, "f", 3, api_name="/generate_speech")
+    data, rate = soundfile.read(wav)
+    assert rate == speech.SAMPLE_RATE and len(data) > 0 and Path(audio).exists()
+    with np.load(features) as arrays:
+        frames = arrays["log_mel"].shape[0]
+        assert arrays["log_mel"].shape[1] == speech.N_MELS and len(data) == frames * speech.HOP
+    trace = Trace.load_npz(trace_file)
+    assert trace.num_layers == 2 and trace.steps * 3 == frames
+    assert mel_plot is not None and alignment is not None and heatmaps is not None
+    assert "length cap" in notes
+
+    stereo = tmp_path / "stereo-8k.wav"
+    t = np.arange(8000) / 8000
+    soundfile.write(stereo, np.stack([np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 300 * t)], 1) * 0.3, 8000)
+    notes, audio, plot, heat, npz = client.predict(handle_file(str(stereo)), "tiny-frames", 0.5, 0.3, 0, 0, 1,
+                                                   api_name="/continue_speech")
+    assert "Mixed 2 channels" in notes and "Resampled" in notes and soundfile.info(audio).duration > 1.0
+
+    junk = tmp_path / "junk.wav"
+    junk.write_text("not audio at all")
+    with pytest.raises(Exception, match="not an audio file"):
+        client.predict(handle_file(str(junk)), api_name="/speech_features")
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(22050), 22050)
+    with pytest.raises(Exception, match="silent"):
+        client.predict(handle_file(str(silent)), "tiny-frames", 1, 0.3, 0, 0, 0, api_name="/continue_speech")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+def test_browser_gets_audio_and_spectrogram(speech_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(speech_url)
+            page.locator("#speech-text textarea").fill("hello")
+            page.click("#speech-generate")
+            page.locator("#speech-spectrogram img").wait_for(timeout=90_000)
+            assert page.evaluate("() => document.querySelector('#speech-spectrogram img').naturalWidth") > 200
+            # Gradio 6's player serves the wav through its download link; wavesurfer makes the
+            # <audio> element itself only once played, so either counts as "audio with a source"
+            found = """() => [...document.querySelectorAll('#speech-audio audio')].some(a => (a.currentSrc || a.src || '').length > 0)
+                             || [...document.querySelectorAll('#speech-audio a[download]')].some(a => a.href.endsWith('.wav'))"""
+            page.wait_for_function(found, timeout=60_000)
+        finally:
+            browser.close()
