@@ -9,6 +9,7 @@ Every comparison runs both sides in the same process, alternating, and reports t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -119,23 +120,30 @@ def main() -> None:
         bench_ui(args.model, args.repeats)
 
 
-def bench_ui(model_stem: str, repeats: int) -> None:
-    """Times the Text tab's Generate from click to the page showing text and plots, in Debian
-    chromium when playwright can drive it, and the API call alone through gradio_client."""
+@contextlib.contextmanager
+def serve(models_dir):
+    """The real app on a free local port, closed afterwards."""
     import socket
 
-    from gradio_client import Client
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = app.build_demo(Path(model_stem).parent)
+    demo = app.build_demo(models_dir)
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
     try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def bench_ui(model_stem: str, repeats: int) -> None:
+    """Times the Text tab's Generate from click to the page showing text and plots, in Debian
+    chromium when playwright can drive it, and the API call alone through gradio_client."""
+    from gradio_client import Client
+
+    with serve(Path(model_stem).parent) as url:
         client = Client(url, verbose=False)
         args = dict(name=Path(model_stem).name, prompt_text="ROMEO:\n", length_value=400, temp=0.8, k=0, p=1.0,
                     seed_value=0, layer_value=0, quantity_value="tanh_c", unit_value=0, order_value="variance",
@@ -155,8 +163,6 @@ def bench_ui(model_stem: str, repeats: int) -> None:
         else:
             print(f"text tab click-to-result in chromium, 400 chars + all plots: median "
                   f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 1 s)")
-    finally:
-        demo.close()
 
 
 def browser_click_to_result(url: str, repeats: int) -> list[float]:

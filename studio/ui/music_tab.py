@@ -65,7 +65,7 @@ def create_music_tab(models: dict, problems: list[str]) -> None:
             temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
                 top_k = gr.Number(0, label="Top-k (0 = off)", precision=0)
-                seed = gr.Number(0, label="Seed", precision=0)
+                seed = gr.Number(0, label="Seed", precision=0, elem_id="music-seed")
                 tempo = gr.Number(80, label="Tempo (quarter notes per minute)")
             generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
         with gr.Column(scale=2):
