@@ -299,7 +299,7 @@ def piano_roll(
     roll_ax.set_ylabel("pitch", fontsize=8)
     roll_ax.set_xlim(-0.5, steps - 0.5)
     if title:
-        roll_ax.set_title(title, loc="left", fontsize=10)
+        roll_ax.set_title(title, fontsize=10)  # centred: Gradio lays its label over the top-left corner
     bottom_ax = roll_ax
     if has_strip:
         strip = np.nan_to_num(np.asarray(step_values, dtype=float))[None, :steps]
