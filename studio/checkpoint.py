@@ -33,12 +33,16 @@ def paths(stem) -> tuple[Path, Path]:
 
 def save(stem, tensors: dict[str, torch.Tensor], card: dict) -> Path:
     """Write STEM.safetensors and STEM.json; returns the weights path."""
-    weights_path, card_path = paths(stem)
+    weights_path = paths(stem)[0]
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights_path))
-    card = {"format_version": FORMAT_VERSION, **card}
-    card_path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    write_card(stem, {"format_version": FORMAT_VERSION, **card})
     return weights_path
+
+
+def write_card(stem, card: dict) -> None:
+    """(Re)write STEM.json, e.g. to add metrics measured after training."""
+    paths(stem)[1].write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_card(stem) -> dict:

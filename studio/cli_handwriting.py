@@ -121,7 +121,7 @@ def run_train(args) -> int:
         saved = checkpoint.read_card(args.out)
         saved["metrics"]["held_out_nll_per_point"] = round(metrics["best_val_loss"], 4)
         saved["metrics"]["nll_units"] = "nats per pen point, offsets divided by codec.offset_scale"
-        checkpoint.paths(args.out)[1].write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+        checkpoint.write_card(args.out, saved)
     print(f"best_held_out_nll_per_point: {metrics['best_val_loss']:.4f}")
     return 0
 

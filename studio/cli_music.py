@@ -158,7 +158,7 @@ def run_train(args) -> int:
             saved["metrics"]["test_frames"] = frames
             saved["metrics"]["published_test_nll_per_frame"] = PUBLISHED
             print(f"test_nll_per_frame: {test_nll:.4f} over {frames} frames")
-        checkpoint.paths(args.out)[1].write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+        checkpoint.write_card(args.out, saved)
     print(f"best_valid_nll_per_frame: {metrics['best_val_loss']:.4f}")
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -125,7 +124,7 @@ def run_train(args) -> int:
     if is_main and checkpoint.paths(args.out)[1].exists():  # name the metric in the card as `eval` prints it
         saved = checkpoint.read_card(args.out)
         saved["metrics"]["val_nats_per_char"] = round(metrics["best_val_loss"], 4)
-        checkpoint.paths(args.out)[1].write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+        checkpoint.write_card(args.out, saved)
     print(f"best_val_nats_per_char: {metrics['best_val_loss']:.4f}")
     return 0
 
