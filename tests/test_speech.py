@@ -107,6 +107,29 @@ def test_teacher_forced_shapes_and_monotonic_window():
     assert (kappa.diff(dim=1) > 0).all()  # the window only moves forward
 
 
+def test_generation_steps_the_same_model_as_teacher_forced_training():
+    """Generating step by step and re-reading the generated frames teacher-forced give the same
+    frames, stops and alignment: the attention layer reads its previous context in both paths."""
+    torch.manual_seed(1)
+    config = speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2,
+                                      prenet_dropout=0.0, decoder_layers=2)
+    model = speech.SpeechModel(config).eval()
+    with torch.no_grad():
+        model.stop.weight.zero_()
+        model.stop.bias.fill_(-20.0)  # never stop: a fixed number of steps
+    result, trace = speech.generate(model, speech.SpeechSettings(text="hi there", voice=1), griffin_lim=False)
+    frames = model.normalize(torch.from_numpy(result.log_mel))[None]  # (1, steps*R, 80)
+    r = config.reduction
+    grouped = frames.reshape(1, -1, r * speech.N_MELS)
+    mel_in = torch.cat([torch.zeros(1, 1, speech.N_MELS), grouped[:, :-1, -speech.N_MELS:]], 1)
+    tokens = torch.tensor([speech.encode_text("hi there")[0]])
+    with torch.no_grad():
+        forced, stop_logits, alignment = model(tokens, torch.tensor([1]), mel_in)
+    torch.testing.assert_close(forced, grouped, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(alignment[0], torch.from_numpy(result.alignment), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.sigmoid(stop_logits[0]), torch.from_numpy(result.stop_probs), atol=1e-6, rtol=1e-4)
+
+
 def test_stop_token_ends_generation_and_trace_matches():
     settings = speech.SpeechSettings(text="hi", griffin_lim_iters=2)
     result, trace = speech.generate(tiny_tts(stop_bias=20.0), settings, griffin_lim=False)

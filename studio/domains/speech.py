@@ -20,9 +20,12 @@ Models
     receptive field); decoder per step of R frames: prenet(last frame) -> attention LSTM (layer 0)
     -> Graves GMM window over the encoded characters (kappa only moves forward, so the alignment
     is monotonic) -> decoder LSTM (layers 1..) fed [attention h, context] -> R mel frames + a stop
-    logit. Because the window position is a cumulative sum of the attention LSTM's outputs and the
-    attention LSTM reads only the previous frames, teacher-forced training runs the fused kernel
-    over all steps at once; generation runs LSTMCore.step and so traces itself.
+    logit. The attention LSTM reads the previous step's context (what it was just looking at) next
+    to the previous frame, as in Graves (2013) and Tacotron: without it the window can only guess
+    its speed from the sound, and drifts off the text on spellings like "th" or silent letters. So
+    teacher-forced training steps the attention layer (torch.lstm_cell, the same math as
+    LSTMCore.step) and runs the decoder LSTM fused over all steps; generation runs LSTMCore.step
+    for both and so traces itself.
     FrameModel (continue mode): an unconditional LSTM over groups of R frames that predicts the
     next group; primed with an uploaded recording's frames.
 
@@ -277,8 +280,10 @@ class Corpus:
         if path.is_dir():
             path = path / "corpus.npz"
         with np.load(path, allow_pickle=False) as data:
-            offsets = data["offsets"]
-            mels = [data["mels"][offsets[k] : offsets[k + 1]] for k in range(len(offsets) - 1)]
+            # Read each array once: every data["mels"] access decompresses the whole array again
+            # (a 3,000-utterance corpus filled 22 GB before this).
+            offsets, all_mels = data["offsets"], data["mels"]
+            mels = [all_mels[offsets[k] : offsets[k + 1]] for k in range(len(offsets) - 1)]
             return cls(mels, [str(t) for t in data["texts"]], [int(v) for v in data["voices"]],
                        [str(s) for s in data["split"]])
 
@@ -316,7 +321,8 @@ class SpeechModel(nn.Module):
         self.encoder_norms = nn.ModuleList(nn.BatchNorm1d(c.embed_size) for _ in range(3))
         self.voice = nn.Embedding(c.num_voices, c.voice_size)
         self.prenet = nn.Sequential(nn.Linear(N_MELS, c.prenet_size), nn.ReLU(), nn.Linear(c.prenet_size, c.prenet_size), nn.ReLU())
-        self.attention_rnn = LSTMCore(LSTMConfig(c.prenet_size + c.voice_size, c.hidden_size, 1))
+        # reads [prenet(previous frame), voice, previous context]
+        self.attention_rnn = LSTMCore(LSTMConfig(c.prenet_size + c.voice_size + c.embed_size, c.hidden_size, 1))
         self.window = nn.Linear(c.hidden_size, 3 * c.mixtures)  # -> weight, width, step per Gaussian
         self.decoder_rnn = LSTMCore(LSTMConfig(c.hidden_size + c.embed_size + c.voice_size, c.hidden_size, c.decoder_layers))
         self.frames = nn.Linear(c.hidden_size + c.embed_size, c.reduction * N_MELS)
@@ -351,7 +357,8 @@ class SpeechModel(nn.Module):
         return x
 
     def _window(self, h: torch.Tensor, kappa_prev: torch.Tensor | None):
-        """h (B, T, H) -> weights, widths, positions (B, T, K): kappa is cumulative over T."""
+        """h (B, T, H) -> weights, widths, positions (B, T, K): kappa is cumulative over T
+        (T = 1 when stepping: pass the previous position as kappa_prev)."""
         weight, width, step = self.window(h).chunk(3, dim=-1)
         step = F.softplus(step)
         kappa = torch.cumsum(step, dim=1)
@@ -369,13 +376,29 @@ class SpeechModel(nn.Module):
         return phi, phi @ encoded
 
     def forward(self, tokens, voices, mel_in, state=None):
-        """Teacher-forced, fused. tokens (B, U), voices (B,), mel_in (B, T, 80) normalised frames
-        that precede each step -> frames (B, T, R*80), stop logits (B, T), alignment (B, T, U)."""
-        encoded = self.encode(tokens)
+        """Teacher-forced. tokens (B, U), voices (B,), mel_in (B, T, 80) normalised frames that
+        precede each step -> frames (B, T, R*80), stop logits (B, T), alignment (B, T, U)."""
+        encoded = self.encode(tokens)  # (B, U, E)
         text_mask = (tokens != PAD).float()
-        voice = self.voice(voices)[:, None].expand(-1, mel_in.shape[1], -1)
-        h_att, _ = self.attention_rnn(torch.cat([self._prenet(mel_in), voice], -1))
-        phi, context = self._attend(*self._window(h_att, None), encoded, text_mask)
+        batch, steps = mel_in.shape[:2]
+        voice = self.voice(voices)[:, None].expand(-1, steps, -1)
+        frames_in = torch.cat([self._prenet(mel_in), voice], -1)  # (B, T, P+V)
+        layer = self.attention_rnn.layers[0]
+        h = mel_in.new_zeros(batch, self.config.hidden_size)
+        c = torch.zeros_like(h)
+        kappa = mel_in.new_zeros(batch, self.config.mixtures)
+        context = mel_in.new_zeros(batch, 1, self.config.embed_size)
+        hs, phis, contexts = [], [], []
+        for t in range(steps):  # the attention layer reads the context it produced a step ago
+            h, c = torch.lstm_cell(torch.cat([frames_in[:, t], context[:, 0]], -1), (h, c), layer.weight_ih_l0,
+                                   layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+            weights, widths, kappa_t = self._window(h[:, None], kappa)
+            kappa = kappa_t[:, 0]
+            phi, context = self._attend(weights, widths, kappa_t, encoded, text_mask)  # (B, 1, U), (B, 1, E)
+            hs.append(h)
+            phis.append(phi)
+            contexts.append(context)
+        h_att, phi, context = torch.stack(hs, 1), torch.cat(phis, 1), torch.cat(contexts, 1)
         h_dec, _ = self.decoder_rnn(torch.cat([h_att, context, voice], -1))
         out = torch.cat([h_dec, context], -1)
         return self.frames(out), self.stop(out).squeeze(-1), phi
@@ -637,11 +660,12 @@ def generate(model: SpeechModel, settings: SpeechSettings, griffin_lim: bool = T
     dec_state = model.decoder_rnn.initial_state(1, device)
     frame = torch.zeros(1, N_MELS, device=device)
     kappa = torch.zeros(1, c.mixtures, device=device)
+    context = torch.zeros(1, 1, c.embed_size, device=device)
     max_steps = int(min(MAX_SECONDS_OUT * SAMPLE_RATE / HOP / c.reduction, 12 * len(ids) + 20))
     groups, phis, stops, step_gates, labels = [], [], [], [], []
     stopped = False
     for _ in range(max_steps):
-        x = torch.cat([model._prenet(frame, generator), voice], -1)
+        x = torch.cat([model._prenet(frame, generator), voice, context[:, 0]], -1)
         h_att, att_state, att_gates = model.attention_rnn.step(x, att_state)
         weights, widths, kappa = model._window(h_att[:, None], kappa)
         kappa = kappa[:, 0]
