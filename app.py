@@ -14,10 +14,11 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from studio import checkpoint  # noqa: E402
-from studio.domains import music, text  # noqa: E402
+from studio.domains import handwriting, music, speech, text  # noqa: E402
 from studio.train import pick_device  # noqa: E402
+from studio.ui.handwriting_tab import create_handwriting_tab  # noqa: E402
 from studio.ui.music_tab import create_music_tab  # noqa: E402
-from studio.ui.placeholder import create_placeholder_tab  # noqa: E402
+from studio.ui.speech_tab import create_speech_tab  # noqa: E402
 from studio.ui.text_tab import create_text_tab  # noqa: E402
 
 TITLE = "LSTM Studio"
@@ -29,16 +30,8 @@ INTRO = (
 
 
 def load_models(domain_module, models_dir=checkpoint.MODELS_DIR, device=None) -> tuple[dict, list[str]]:
-    """({name: whatever domain.load_model returns}, problems) for one domain's tab. A broken
-    checkpoint is reported by name and skipped, so the rest of the studio still works."""
-    by_domain, _ = checkpoint.scan(models_dir)
-    models, problems = {}, []
-    for name, stem in by_domain.get(domain_module.DOMAIN, {}).items():
-        try:
-            models[name] = domain_module.load_model(stem, device=device or pick_device())
-        except checkpoint.CheckpointError as error:
-            problems.append(str(error))
-    return models, problems
+    """({name: whatever domain.load_model returns}, problems) for one domain's tab."""
+    return checkpoint.load_models(domain_module.DOMAIN, domain_module.load_model, models_dir, device or pick_device())
 
 
 def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
@@ -49,24 +42,20 @@ def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
 
 
 def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
-    text_models, problems = load_text_models(models_dir)
-    music_models, music_problems = load_models(music, models_dir)
-    for problem in problems + music_problems:  # also on the console, for whoever started the server
-        print(f"warning: {problem}", file=sys.stderr)
+    text_models, text_problems = load_text_models(models_dir)
+    loaded = {domain: load_models(domain, models_dir) for domain in (music, handwriting, speech)}
+    for problem in text_problems + [p for _, problems in loaded.values() for p in problems]:
+        print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tab("Text"):
-            create_text_tab(text_models, problems)
+            create_text_tab(text_models, text_problems)
         with gr.Tab("Music (MIDI)"):
-            create_music_tab(music_models, music_problems)
+            create_music_tab(*loaded[music])
         with gr.Tab("Handwriting"):
-            # studio/domains/handwriting.py and its tab are built and tested; the tab opens once a
-            # model writes legibly (the CPU-trained ones so far scribble): see issue 4's notes
-            create_placeholder_tab("Handwriting", "A Graves-style pen-stroke LSTM that writes your text by hand is "
-                                   "built and in training; its tab opens once the model writes legibly.")
+            create_handwriting_tab(*loaded[handwriting])
         with gr.Tab("Speech"):
-            create_placeholder_tab("Speech", "A text-to-mel LSTM with attention, played through Griffin-Lim, is built "
-                                   "and in training; its tab opens once the model speaks intelligibly.")
+            create_speech_tab(*loaded[speech])
     return demo
 
 

@@ -97,3 +97,15 @@ def scan(models_dir=MODELS_DIR) -> tuple[dict[str, dict[str, Path]], list[str]]:
 def list_models(domain: str, models_dir=MODELS_DIR) -> dict[str, Path]:
     """{name: stem} of every readable model card in models_dir for this domain."""
     return scan(models_dir)[0].get(domain, {})
+
+
+def load_models(domain: str, load_model, models_dir=MODELS_DIR, device="cpu") -> tuple[dict, list[str]]:
+    """({name: load_model(stem, device=device)}, problems) for one domain's tab. A checkpoint that
+    fails to load is reported by name and skipped, so the rest of the studio still works."""
+    models, problems = {}, []
+    for name, stem in list_models(domain, models_dir).items():
+        try:
+            models[name] = load_model(stem, device=device)
+        except CheckpointError as error:
+            problems.append(str(error))
+    return models, problems

@@ -8,6 +8,7 @@ import pytest
 import soundfile
 import torch
 
+from studio import checkpoint
 from studio.domains import speech
 
 SR = speech.SAMPLE_RATE
@@ -174,7 +175,7 @@ def test_checkpoint_round_trip(tmp_path):
     speech.save_model(tmp_path / "tts", model, {"data": {"source": "test"}})
     frame_model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8))
     speech.save_model(tmp_path / "frames", frame_model, {"data": {"source": "test"}})
-    models, problems = speech.load_models(tmp_path)
+    models, problems = checkpoint.load_models(speech.DOMAIN, speech.load_model, tmp_path)
     assert not problems and isinstance(models["tts"][0], speech.SpeechModel) and isinstance(models["frames"][0], speech.FrameModel)
     assert torch.equal(models["tts"][0].frames.weight, model.frames.weight)
 

@@ -826,15 +826,3 @@ def features_npz(path, log_mel: np.ndarray, **extra) -> Path:
     arrays.update({k: np.asarray(v) for k, v in extra.items() if v is not None})
     np.savez(path, **arrays)
     return Path(path)
-
-
-def load_models(models_dir=checkpoint.MODELS_DIR, device="cpu") -> tuple[dict, list[str]]:
-    """({name: (model, card)} of every speech checkpoint in models_dir, problems in words)."""
-    by_domain, problems = checkpoint.scan(models_dir)
-    models = {}
-    for name, stem in by_domain.get(DOMAIN, {}).items():
-        try:
-            models[name] = load_model(stem, device=device)
-        except checkpoint.CheckpointError as error:
-            problems.append(str(error))
-    return models, problems
