@@ -9,17 +9,15 @@ Every comparison runs both sides in the same process, alternating, and reports t
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from common import click_to_result, serve  # noqa: E402, F401 (common also puts the repo on sys.path)
 
 from studio.domains import text  # noqa: E402
 from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
@@ -120,24 +118,6 @@ def main() -> None:
         bench_ui(args.model, args.repeats)
 
 
-@contextlib.contextmanager
-def serve(models_dir):
-    """The real app on a free local port, closed afterwards."""
-    import socket
-
-    import app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = app.build_demo(models_dir)
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
-
-
 def bench_ui(model_stem: str, repeats: int) -> None:
     """Times the Text tab's Generate from click to the page showing text and plots, in Debian
     chromium when playwright can drive it, and the API call alone through gradio_client."""
@@ -165,43 +145,13 @@ def bench_ui(model_stem: str, repeats: int) -> None:
                   f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 1 s)")
 
 
+WATCHED = ["#text-output .lstm-text", "#text-heatmaps img"]
+
+
 def browser_click_to_result(url: str, repeats: int) -> list[float]:
-    from playwright.sync_api import sync_playwright
+    """Click to the painted text and the heatmap image both new and loaded."""
+    return click_to_result(url, None, "#text-generate", "#text-seed input", WATCHED, repeats)
 
-    times = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        page.locator("#text-generate").wait_for()
-        seed = page.get_by_label("Seed")
-        for k in range(repeats + 1):
-            seed.fill(str(100 + k))  # a new seed each click, so a new text proves a new result
-            # done when both the painted text and the heatmap image are new and loaded
-            page.evaluate("""() => {
-                const text = document.querySelector('#text-output .lstm-text');
-                const img = document.querySelector('#text-heatmaps img');
-                window.__before = [text ? text.textContent : null, img ? img.src : null];
-            }""")
-            start = time.perf_counter()
-            page.click("#text-generate")
-            page.wait_for_function(
-                """() => {
-                    const text = document.querySelector('#text-output .lstm-text');
-                    const img = document.querySelector('#text-heatmaps img');
-                    return text && img && text.textContent !== window.__before[0]
-                        && img.src !== window.__before[1] && img.complete && img.naturalWidth > 0;
-                }""",
-                timeout=60_000,
-            )
-            if k:  # the first click warms caches
-                times.append(time.perf_counter() - start)
-        browser.close()
-    return times
-
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 if __name__ == "__main__":
     main()

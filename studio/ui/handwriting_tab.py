@@ -56,7 +56,7 @@ def create_handwriting_tab(models: dict, problems: list[str]) -> None:
             model_info = gr.Markdown(describe(names[0]))
             text_box = gr.Textbox(label=f"Text to write (up to {hw.MAX_TEXT} characters)", value="hello world", lines=2)
             bias = gr.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
-            seed = gr.Number(0, label="Seed", precision=0)
+            seed = gr.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
             style = gr.Radio(STYLES, value="none", label="Style (priming)")
             style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
             points = gr.Number(600, label="Free-scribble points (prediction models)", precision=0)

@@ -77,7 +77,7 @@ def _text_to_speech(models: dict) -> None:
             gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_box])
             voices = first_card.get("codec", {}).get("voices", list(speech.VOICES))
             voice = gr.Dropdown([(v, k) for k, v in enumerate(voices)], value=0, label="Voice (espeak-ng voice it imitates)")
-            seed = gr.Number(0, label="Seed (prenet dropout)", precision=0)
+            seed = gr.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
             speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")
         with gr.Column(scale=2):
             notes = gr.Markdown(elem_id="speech-notes")
@@ -93,7 +93,7 @@ def _text_to_speech(models: dict) -> None:
                 download_trace = gr.File(label="Trace (.npz)")
     spectrogram = gr.Plot(label="Spectrogram with one unit", elem_id="speech-spectrogram")
     alignment = gr.Plot(label="Attention alignment", elem_id="speech-alignment")
-    heatmaps = gr.Plot(label="Gates and cell over decoder steps (units × steps)")
+    heatmaps = gr.Plot(label="Gates and cell over decoder steps (units × steps)", elem_id="speech-heatmaps")
     state = gr.State()
 
     def on_speak(name, text, voice_id, seed_value, layer_value, quantity_value, unit_value):

@@ -70,7 +70,7 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
             with gr.Row():
                 top_k = gr.Number(0, label="Top-k (0 = off)", precision=0)
                 top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
-                seed = gr.Number(0, label="Seed", precision=0)
+                seed = gr.Number(0, label="Seed", precision=0, elem_id="text-seed")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
         with gr.Column(scale=2):
             notes = gr.Markdown(elem_id="text-notes")

@@ -1,0 +1,64 @@
+"""Handwriting-tab timing: one line of text written, with the pen animation, the strokes coloured by a
+unit, the attention window and the gate heatmaps, through the real server. Prints the median of
+(1) the generation alone, in process, (2) the request through gradio_client, and (3) click-to-result
+in Debian chromium (the new animation, strokes, attention and heatmap images all shown).
+
+python bench/bench_handwriting.py [--model hershey-synthesis] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import click_to_result, serve  # noqa: E402
+
+from studio.domains import handwriting as hw  # noqa: E402
+
+LINE = "The quick brown fox jumps"  # one line: 25 characters
+WATCHED = ["#handwriting-output svg", "#handwriting-strokes img", "#handwriting-attention img",
+           "#handwriting-heatmaps img"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="hershey-synthesis", help="a handwriting model in models/")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    model, codec, card = hw.load_model(Path("models") / args.model)
+    gen_times = []
+    for seed in range(args.repeats + 1):
+        start = time.perf_counter()
+        result, _ = hw.generate(model, codec, card, hw.HandwritingSettings(text=LINE, bias=0.5, seed=seed))
+        gen_times.append(time.perf_counter() - start)
+    print(f"generation alone, {len(LINE)} characters ({len(result.offsets)} pen points): "
+          f"median {statistics.median(gen_times[1:]):.3f} s")
+    with serve("models") as url:
+        client = Client(url, verbose=False)
+        api_times = []
+        for seed in range(args.repeats + 1):
+            start = time.perf_counter()
+            client.predict(args.model, LINE, 0.5, seed, "none", None, 600, 0, "tanh_c", 0,
+                           api_name="/generate_handwriting")
+            api_times.append(time.perf_counter() - start)
+        print(f"handwriting tab API (gradio_client), one line + all plots: median {statistics.median(api_times[1:]):.3f} s")
+        try:
+            browser_times = click_to_result(
+                url, "Handwriting", "#handwriting-generate", "#handwriting-seed input", WATCHED, args.repeats,
+                prepare=lambda page: page.get_by_label("Text to write", exact=False).fill(LINE))
+        except Exception as error:  # no chromium here: the API figure still stands
+            print(f"browser timing skipped: {error}")
+        else:
+            print(f"handwriting tab click-to-result in chromium, one line + all plots: median "
+                  f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 3 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Speech-tab timing: one sentence spoken (mel frames, Griffin-Lim audio, spectrogram with a unit,
+attention alignment, gate heatmaps), through the real server. Prints the median of (1) the
+generation alone in process, split into the LSTM decoder and Griffin-Lim, (2) the request through
+gradio_client, and (3) click-to-result in Debian chromium (new audio decoded by the player, new
+spectrogram, alignment and heatmap images all shown).
+
+python bench/bench_speech.py [--model espeak-tts] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import click_to_result, serve  # noqa: E402
+
+from studio.domains import speech  # noqa: E402
+
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+WATCHED = ["#speech-audio a[download]", "#speech-spectrogram img", "#speech-alignment img", "#speech-heatmaps img"]
+AUDIO_DECODED = """() => {
+    const d = document.querySelector('#speech-audio #duration');
+    return d && !['', '0:00'].includes(d.textContent.trim());
+}"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="espeak-tts", help="a text-to-mel model in models/")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    model, _ = speech.load_model(Path("models") / args.model)
+    decoder, vocoder = [], []
+    for seed in range(args.repeats + 1):
+        start = time.perf_counter()
+        result, _ = speech.generate(model, speech.SpeechSettings(text=SENTENCE, seed=seed), griffin_lim=False)
+        middle = time.perf_counter()
+        speech.decode_audio(result.log_mel, seed=seed)
+        decoder.append(middle - start)
+        vocoder.append(time.perf_counter() - middle)
+    seconds = len(result.log_mel) * speech.HOP / speech.SAMPLE_RATE
+    print(f"generation alone, {seconds:.2f} s of speech: LSTM decoder median {statistics.median(decoder[1:]):.3f} s, "
+          f"Griffin-Lim median {statistics.median(vocoder[1:]):.3f} s")
+    with serve("models") as url:
+        client = Client(url, verbose=False)
+        api_times = []
+        for seed in range(args.repeats + 1):
+            start = time.perf_counter()
+            client.predict(args.model, SENTENCE, 0, seed, 0, "tanh_c", 0, api_name="/generate_speech")
+            api_times.append(time.perf_counter() - start)
+        print(f"speech tab API (gradio_client), one sentence + all plots: median {statistics.median(api_times[1:]):.3f} s")
+        try:
+            browser_times = click_to_result(
+                url, "Speech", "#speech-generate", "#speech-seed input", WATCHED, args.repeats,
+                prepare=lambda page: page.locator("#speech-text textarea").fill(SENTENCE), extra_ready_js=AUDIO_DECODED)
+        except Exception as error:  # no chromium here: the API figure still stands
+            print(f"browser timing skipped: {error}")
+        else:
+            print(f"speech tab click-to-result in chromium, one sentence + all plots: median "
+                  f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 4 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""What every tab benchmark shares: the real app on a free port, and click-to-result timing in
+Debian chromium driven by playwright.
+
+Click-to-result = from the click on a tab's button until the page shows every new output, loaded:
+each watched element's marker (an image's src, a file link's href, an HTML block's text) differs
+from what it was before the click, and every watched image has decoded. A new seed per click
+guarantees new outputs; the first click warms caches and is not counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def serve(models_dir="models"):
+    """The real app (app.build_demo) on a free local port, closed afterwards."""
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo(models_dir)
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+# Markers of what a selector shows now: <img> src, a download link's href, else the element's text.
+_SNAPSHOT_JS = """(selectors) => selectors.map((sel) => {
+    const e = document.querySelector(sel);
+    if (!e) return null;
+    if (e.tagName === 'IMG') return e.getAttribute('src');
+    if (e.tagName === 'A') return e.getAttribute('href');
+    return e.textContent;
+})"""
+
+_READY_JS = """([selectors, before]) => {
+    const now = (""" + _SNAPSHOT_JS + """)(selectors);
+    const loaded = selectors.map((sel) => document.querySelector(sel)).every(
+        (e) => e && (e.tagName !== 'IMG' || (e.complete && e.naturalWidth > 0)));
+    return loaded && now.every((v, i) => v && v !== before[i]);
+}"""
+
+
+def click_to_result(url: str, tab: str | None, button: str, seed_input: str, watched: list[str], repeats: int,
+                    prepare=None, extra_ready_js: str | None = None) -> list[float]:
+    """Seconds from clicking `button` until every selector in `watched` shows something new (and
+    images have loaded), for `repeats` clicks after one warm-up. `prepare(page)` fills the form once;
+    `extra_ready_js` is one more condition the page must meet (a JS expression)."""
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            if tab:
+                page.get_by_role("tab", name=tab).click()
+            page.locator(button).wait_for()
+            if prepare:
+                prepare(page)
+            for k in range(repeats + 1):
+                page.locator(seed_input).fill(str(100 + k))
+                before = page.evaluate(_SNAPSHOT_JS, watched)
+                start = time.perf_counter()
+                page.click(button)
+                page.wait_for_function(_READY_JS, arg=[watched, before], timeout=120_000)
+                if extra_ready_js:
+                    page.wait_for_function(extra_ready_js, timeout=120_000)
+                if k:
+                    times.append(time.perf_counter() - start)
+        finally:
+            browser.close()
+    return times
