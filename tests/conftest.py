@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny corpus, a tiny text model (random weights) saved to tmp_path, and a
-runner for the CLI in a subprocess.
+"""Shared fixtures: a tiny corpus, a tiny text model (random weights) saved to tmp_path, a
+runner for the CLI in a subprocess, and for the UI tests a gradio server (`serve`) and a page in
+Debian's chromium (`chromium_page`).
 
 Everything here is deliberately small (hidden size <= 32, corpora of a few KB) so the whole
 suite stays fast on a busy 2-core CPU. Helpers are handed out as fixtures because this
@@ -9,6 +10,8 @@ directory is not a package (a site-packages package named `tests` exists; never 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +27,15 @@ from studio.domains import text  # noqa: E402
 
 # Tiny models gain nothing from threads, and a background job shares the cores.
 torch.set_num_threads(1)
+# Set before any test imports gradio: tests must not phone home (nor wait on the network to).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# Debian's chromium, not playwright's downloaded build (nothing is downloaded on the test machines).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# No sandbox (we may run as root in a container), no GPU, and none of chromium's own network
+# traffic (updates, sync, QUIC) so that a page load waits only on the local gradio server.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 RHYME = (
     "Twinkle, twinkle, little star,\n"
@@ -102,3 +114,45 @@ def run_cli(repo_root):
         )
 
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """serve(demo) -> url: launch a gr.Blocks on a free local port, without blocking.
+
+    A factory, module-scoped so that a test file's own module-scoped fixture can build its demo
+    and serve it; every demo served is closed when that module's tests are done, so only one
+    file's server is up at a time.
+    """
+    demos = []
+
+    def launch(demo) -> str:
+        port = free_port()
+        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+        demos.append(demo)
+        return f"http://127.0.0.1:{port}/"
+
+    yield launch
+    for demo in demos:
+        demo.close()
+
+
+@pytest.fixture
+def chromium_page():
+    """A fresh 1400x1000 playwright page in Debian's chromium; the browser is closed afterwards."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def handwriting_url():
+def handwriting_url(serve):
     import gradio as gr
 
     from studio.domains import handwriting as hw
@@ -41,10 +26,7 @@ def handwriting_url():
     card = {"kind_of_model": "synthesis", "codec": {"offset_scale": 2.0}, "metrics": {}}
     with gr.Blocks() as demo:
         create_handwriting_tab({"tiny": (model, codec, card)}, [])
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    return serve(demo)
 
 
 def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
@@ -63,21 +45,13 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-def test_browser_shows_drawing_and_animation(handwriting_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(handwriting_url)
-            page.get_by_label("Text to write", exact=False).fill("abc def")
-            page.click("#handwriting-generate")
-            svg = page.locator("#handwriting-output svg.handwriting")
-            svg.wait_for(timeout=60_000)
-            assert page.locator("#handwriting-output svg line").count() > 3
-            assert page.locator("#handwriting-output svg set").count() > 3  # animated
-            page.locator("#handwriting-strokes img").wait_for(timeout=60_000)
-        finally:
-            browser.close()
+def test_browser_shows_drawing_and_animation(handwriting_url, chromium_page):
+    page = chromium_page
+    page.goto(handwriting_url)
+    page.get_by_label("Text to write", exact=False).fill("abc def")
+    page.click("#handwriting-generate")
+    svg = page.locator("#handwriting-output svg.handwriting")
+    svg.wait_for(timeout=60_000)
+    assert page.locator("#handwriting-output svg line").count() > 3
+    assert page.locator("#handwriting-output svg set").count() > 3  # animated
+    page.locator("#handwriting-strokes img").wait_for(timeout=60_000)

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 from pathlib import Path
 
 import pretty_midi
 import pytest
 import torch
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCRATCH, UPLOAD, CORPUS = "Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
+def studio_url(tmp_path_factory, serve):
     """The real app, serving a tiny untrained music model plus one broken music checkpoint."""
     import app
     from studio.domains import music
@@ -40,10 +26,7 @@ def studio_url(tmp_path_factory):
     broken["format_version"] = 1
     (models_dir / "broken-chorales.json").write_text(json.dumps(broken))  # no weights next to it
     demo = app.build_demo(models_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    return serve(demo)
 
 
 def call_generate(client, **overrides):
@@ -97,24 +80,16 @@ def test_broken_music_checkpoint_is_named(studio_url):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-def test_browser_composes_with_audio_and_piano_roll(studio_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(studio_url)
-            page.get_by_role("tab", name="Music (MIDI)").click()
-            page.get_by_label("Bars to generate", exact=False).fill("4")
-            page.click("#music-generate")
-            audio = page.locator("#music-audio audio[src]")
-            audio.first.wait_for(state="attached", timeout=60_000)
-            assert audio.first.get_attribute("src")
-            roll = page.locator("#music-roll img")
-            roll.wait_for(timeout=60_000)
-            assert page.evaluate("() => document.querySelector('#music-roll img').naturalWidth") > 200
-            page.locator("#music-heatmaps img").wait_for(timeout=60_000)
-        finally:
-            browser.close()
+def test_browser_composes_with_audio_and_piano_roll(studio_url, chromium_page):
+    page = chromium_page
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Music (MIDI)").click()
+    page.get_by_label("Bars to generate", exact=False).fill("4")
+    page.click("#music-generate")
+    audio = page.locator("#music-audio audio[src]")
+    audio.first.wait_for(state="attached", timeout=60_000)
+    assert audio.first.get_attribute("src")
+    roll = page.locator("#music-roll img")
+    roll.wait_for(timeout=60_000)
+    assert page.evaluate("() => document.querySelector('#music-roll img').naturalWidth") > 200
+    page.locator("#music-heatmaps img").wait_for(timeout=60_000)

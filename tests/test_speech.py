@@ -142,7 +142,7 @@ def test_stop_token_ends_generation_and_trace_matches():
     assert not result.stopped and len(result.stop_probs) == steps and any("never fired" in n for n in result.notes)
     assert result.alignment.shape == (steps, 3) and result.log_mel.shape == (3 * steps, speech.N_MELS)
     assert trace.steps == steps and trace.num_layers == 2 and trace.hidden_size == 16
-    assert set(trace.labels) <= {"h", "i", "⏹"}
+    assert set(trace.labels) <= {"h", "i", "■"}
 
 
 def test_generation_is_seeded_and_makes_audio():

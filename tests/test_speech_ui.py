@@ -3,9 +3,6 @@ Tiny untrained models; the page is built from create_speech_tab alone (app.py wi
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +10,9 @@ import pytest
 import soundfile
 import torch
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def speech_url():
+def speech_url(serve):
     import gradio as gr
 
     from studio.domains import speech
@@ -42,10 +27,7 @@ def speech_url():
     models = {"tiny-tts": (tts, speech.make_card(tts, {})), "tiny-frames": (frames, speech.make_card(frames, {}))}
     with gr.Blocks() as demo:
         create_speech_tab(models, [])
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    return serve(demo)
 
 
 def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
@@ -85,23 +67,15 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-def test_browser_gets_audio_and_spectrogram(speech_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(speech_url)
-            page.locator("#speech-text textarea").fill("hello")
-            page.click("#speech-generate")
-            page.locator("#speech-spectrogram img").wait_for(timeout=90_000)
-            assert page.evaluate("() => document.querySelector('#speech-spectrogram img').naturalWidth") > 200
-            # Gradio 6's player serves the wav through its download link; wavesurfer makes the
-            # <audio> element itself only once played, so either counts as "audio with a source"
-            found = """() => [...document.querySelectorAll('#speech-audio audio')].some(a => (a.currentSrc || a.src || '').length > 0)
-                             || [...document.querySelectorAll('#speech-audio a[download]')].some(a => a.href.endsWith('.wav'))"""
-            page.wait_for_function(found, timeout=60_000)
-        finally:
-            browser.close()
+def test_browser_gets_audio_and_spectrogram(speech_url, chromium_page):
+    page = chromium_page
+    page.goto(speech_url)
+    page.locator("#speech-text textarea").fill("hello")
+    page.click("#speech-generate")
+    page.locator("#speech-spectrogram img").wait_for(timeout=90_000)
+    assert page.evaluate("() => document.querySelector('#speech-spectrogram img').naturalWidth") > 200
+    # Gradio 6's player serves the wav through its download link; wavesurfer makes the
+    # <audio> element itself only once played, so either counts as "audio with a source"
+    found = """() => [...document.querySelectorAll('#speech-audio audio')].some(a => (a.currentSrc || a.src || '').length > 0)
+                     || [...document.querySelectorAll('#speech-audio a[download]')].some(a => a.href.endsWith('.wav'))"""
+    page.wait_for_function(found, timeout=60_000)

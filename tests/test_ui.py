@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory):
+def studio_url(tmp_path_factory, serve):
     """The real app, serving a tiny untrained text model plus one corrupt checkpoint."""
     import app
     from studio.domains import text
@@ -36,10 +21,7 @@ def studio_url(tmp_path_factory):
     text.save_model(models_dir / "tiny", model, codec, {"data": {"source": "made by the test"}})
     (models_dir / "broken.json").write_text("{not json")
     demo = app.build_demo(models_dir)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    return serve(demo)
 
 
 def call_generate(client, **overrides):
@@ -84,33 +66,25 @@ def test_broken_checkpoint_is_named_and_text_tab_still_works(studio_url):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
-def test_browser_generates_coloured_text_and_heatmap(studio_url):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(studio_url)
-            prompt = page.get_by_label("Prompt", exact=False)
-            prompt.fill("Once upon")
-            page.get_by_label("Seed").fill("7")
-            page.click("#text-generate")
-            spans = page.locator("#text-output .lstm-text span.ch")
-            spans.first.wait_for(timeout=60_000)
-            assert spans.count() == len("Once upon") + 400
-            coloured = page.evaluate(
-                "() => [...document.querySelectorAll('#text-output span.ch')]"
-                ".filter(s => getComputedStyle(s).backgroundColor !== 'rgba(0, 0, 0, 0)').length"
-            )
-            assert coloured > 100
-            heatmap = page.locator("#text-heatmaps img")
-            heatmap.wait_for(timeout=60_000)
-            assert page.evaluate("() => document.querySelector('#text-heatmaps img').naturalWidth") > 200
-            assert prompt.input_value() == "Once upon"  # what the user typed is kept
-        finally:
-            browser.close()
+def test_browser_generates_coloured_text_and_heatmap(studio_url, chromium_page):
+    page = chromium_page
+    page.goto(studio_url)
+    prompt = page.get_by_label("Prompt", exact=False)
+    prompt.fill("Once upon")
+    page.get_by_label("Seed").fill("7")
+    page.click("#text-generate")
+    spans = page.locator("#text-output .lstm-text span.ch")
+    spans.first.wait_for(timeout=60_000)
+    assert spans.count() == len("Once upon") + 400
+    coloured = page.evaluate(
+        "() => [...document.querySelectorAll('#text-output span.ch')]"
+        ".filter(s => getComputedStyle(s).backgroundColor !== 'rgba(0, 0, 0, 0)').length"
+    )
+    assert coloured > 100
+    heatmap = page.locator("#text-heatmaps img")
+    heatmap.wait_for(timeout=60_000)
+    assert page.evaluate("() => document.querySelector('#text-heatmaps img').naturalWidth") > 200
+    assert prompt.input_value() == "Once upon"  # what the user typed is kept
 
 
 def test_view_settings_repaint_from_the_trace_alone():

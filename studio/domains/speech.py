@@ -710,7 +710,7 @@ def generate(model: SpeechModel, settings: SpeechSettings, griffin_lim: bool = T
         phis.append(phi[0, 0])
         stops.append(stop)
         step_gates.append(att_gates + dec_gates)
-        labels.append(CHARS[ids[int(phi[0, 0].argmax())]].replace("~", "⏹"))
+        labels.append(CHARS[ids[int(phi[0, 0].argmax())]].replace("~", "■"))
         frame = group[:, -N_MELS:]
         if stop > settings.stop_threshold:
             stopped = True
@@ -833,7 +833,7 @@ def alignment_figure(alignment: np.ndarray, text_ids_or_text, reduction: int = 1
     image = ax.imshow(alignment.T, origin="lower", aspect="auto", cmap="viridis", interpolation="nearest",
                       extent=(-0.5 * reduction, (steps - 0.5) * reduction, -0.5, length - 0.5))
     fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="weight")
-    labels = list(chars) + ["⏹"]
+    labels = list(chars) + ["■"]
     if length <= 80:
         ax.set_yticks(range(length))
         ax.set_yticklabels([ch if ch != " " else "␣" for ch in labels[:length]], fontsize=7, family="monospace")
