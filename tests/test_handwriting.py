@@ -45,11 +45,22 @@ def test_strokes_offsets_round_trip():
 
 def test_svg_round_trip_and_animation():
     svg = hw.strokes_to_svg(STROKES)
-    assert svg.startswith("<svg") and svg.count("<polyline") == 2
+    assert svg.startswith("<svg") and svg.count("<path") == 2
     for a, b in zip(hw.svg_to_strokes(svg), STROKES, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
     animated = hw.strokes_to_svg(STROKES, animate_seconds=2.0)
     assert animated.count("<set ") == 3  # one per segment
+
+
+def test_smooth_curve_passes_through_every_point():
+    points = np.array([[0, 0], [1, 2], [3, 2], [4, 0], [6, 1]], dtype=np.float64)
+    curve = hw._smooth(points, per_segment=5)
+    assert curve.shape == (4 * 5 + 1, 2)
+    np.testing.assert_allclose(curve[::5], points, atol=1e-12)  # on every stored point
+    # between points it bends (not the straight chord), but stays near it
+    chord_mid = (points[1] + points[2]) / 2
+    assert 0 < np.linalg.norm(curve[5 + 2] - chord_mid) < 0.5
+    assert len(hw._smooth(points[:2])) == 2  # a single segment stays a line
     coloured = hw.strokes_to_svg(STROKES, colors=[["red", "blue"], ["rgba(1,2,3,0.5)"]])
     assert 'stroke="blue"' in coloured and "rgba(1,2,3,0.5)" in coloured
 

@@ -52,6 +52,6 @@ def test_browser_shows_drawing_and_animation(handwriting_url, chromium_page):
     page.click("#handwriting-generate")
     svg = page.locator("#handwriting-output svg.handwriting")
     svg.wait_for(timeout=60_000)
-    assert page.locator("#handwriting-output svg line").count() > 3
+    assert page.locator("#handwriting-output svg path").count() > 3
     assert page.locator("#handwriting-output svg set").count() > 3  # animated
     page.locator("#handwriting-strokes img").wait_for(timeout=60_000)

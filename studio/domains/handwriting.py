@@ -125,9 +125,32 @@ def _svg_frame(strokes, margin: float, width_px: float):
     return vb, height_px, span
 
 
+def _curve_controls(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cubic Bezier control points (c1, c2), each (N-1, 2), of a Catmull-Rom curve through `points`.
+
+    Pen points are ~10 per letter, so straight segments look like a polygon; the curve passes
+    through every stored point exactly (the codec stays exact), it only bends between them."""
+    padded = np.vstack([points[:1], points, points[-1:]])  # the ends repeat: no overshoot there
+    c1 = points[:-1] + (padded[2:-1] - padded[:-3]) / 6.0
+    c2 = points[1:] - (padded[3:] - padded[1:-2]) / 6.0
+    return c1, c2
+
+
+def _smooth(points: np.ndarray, per_segment: int = 5) -> np.ndarray:
+    """The Catmull-Rom curve sampled `per_segment` times per segment: ((N-1) * per_segment + 1, 2)."""
+    if len(points) < 3:
+        return points
+    c1, c2 = _curve_controls(points)
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None, None]  # (S, 1, 1)
+    a, b = points[:-1][None], points[1:][None]
+    curve = (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * c1[None] + 3 * (1 - t) * t**2 * c2[None] + t**3 * b  # (S, N-1, 2)
+    return np.vstack([curve.transpose(1, 0, 2).reshape(-1, 2), points[-1:]])
+
+
 def strokes_to_svg(strokes, colors: list[list[str]] | None = None, width_px: float = 800, stroke_width: float = 0.012,
                    margin: float = 0.04, animate_seconds: float | None = None) -> str:
-    """An SVG document. colors: per stroke, per segment (N-1) CSS colours (else black lines).
+    """An SVG document: one smooth path per stroke through its points (cubic Bezier segments).
+    colors: per stroke, per segment (N-1) CSS colours (one path per segment then).
     animate_seconds: draw the pen moving, each segment appearing at its turn (SMIL, no script)."""
     strokes = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes if len(s)]
     vb, height_px, span = _svg_frame(strokes, margin, width_px)
@@ -139,37 +162,45 @@ def strokes_to_svg(strokes, colors: list[list[str]] | None = None, width_px: flo
     total_segments = sum(max(len(s) - 1, 1) for s in strokes)
     done = 0
     for k, s in enumerate(strokes):
+        if len(s) == 1:  # a dot: a tiny segment, so the round caps draw it
+            s = np.vstack([s, s + [1e-3, 0]])
+        c1, c2 = _curve_controls(s)
+        segments = [f"C {a[0]:.3f},{a[1]:.3f} {b[0]:.3f},{b[1]:.3f} {p[0]:.3f},{p[1]:.3f}"
+                    for a, b, p in zip(c1, c2, s[1:], strict=True)]
         if colors is None and animate_seconds is None:
-            pts = " ".join(f"{x:.3f},{y:.3f}" for x, y in s)
-            if len(s) == 1:
-                pts = f"{pts} {s[0, 0] + 1e-3:.3f},{s[0, 1]:.3f}"
-            parts.append(f'<polyline stroke="black" points="{pts}"/>')
+            parts.append(f'<path stroke="black" d="M {s[0, 0]:.3f},{s[0, 1]:.3f} {" ".join(segments)}"/>')
             continue
-        segs = [(s[j], s[j + 1]) for j in range(len(s) - 1)] or [(s[0], s[0] + [1e-3, 0])]
-        for j, (a, b) in enumerate(segs):
+        for j, segment in enumerate(segments):
             colour = colors[k][min(j, len(colors[k]) - 1)] if colors is not None and len(colors[k]) else "black"
-            anim = ""
+            path = f'<path stroke="{colour}" d="M {s[j, 0]:.3f},{s[j, 1]:.3f} {segment}"'
             if animate_seconds:
                 begin = animate_seconds * done / max(total_segments, 1)
-                anim = (f' opacity="0"><set attributeName="opacity" to="1" begin="{begin:.3f}s" fill="freeze"/></line>')
-            line = f'<line x1="{a[0]:.3f}" y1="{a[1]:.3f}" x2="{b[0]:.3f}" y2="{b[1]:.3f}" stroke="{colour}"'
-            parts.append(line + (anim if anim else "/>"))
+                path += f' opacity="0"><set attributeName="opacity" to="1" begin="{begin:.3f}s" fill="freeze"/></path>'
+            else:
+                path += "/>"
+            parts.append(path)
             done += 1
     parts.append("</g></svg>")
     return "\n".join(parts)
 
 
 def svg_to_strokes(svg: str) -> list[np.ndarray]:
-    """Read back the polylines of an SVG written by strokes_to_svg (uncoloured form)."""
-    found = re.findall(r'<polyline[^>]*points="([^"]*)"', svg)
-    return [np.array([[float(v) for v in p.split(",")] for p in pts.split()], dtype=np.float32) for pts in found]
+    """Read back the strokes of an SVG written by strokes_to_svg (uncoloured form): the points
+    each path passes through (its start, then the end of every curve segment)."""
+    strokes = []
+    for d in re.findall(r'<path[^>]*\sd="([^"]*)"', svg):
+        numbers = [[float(v) for v in pair.split(",")] for pair in re.findall(r"-?[\d.]+,-?[\d.]+", d)]
+        strokes.append(np.array([numbers[0]] + numbers[3::3], dtype=np.float32))
+    return strokes
 
 
 def render_figure(strokes, colors=None, title: str = "", width: float = 10.0):
-    """Matplotlib Figure of the strokes (y down, aspect kept); colors as in strokes_to_svg."""
+    """Matplotlib Figure of the strokes (y down, aspect kept), drawn along the same smooth curves
+    as the SVG; colors as in strokes_to_svg."""
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
 
+    per_segment = 5
     strokes = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes if len(s)]
     x0, y0, x1, y1 = bounds(strokes)
     aspect = (y1 - y0 + 1e-6) / (x1 - x0 + 1e-6)
@@ -178,12 +209,14 @@ def render_figure(strokes, colors=None, title: str = "", width: float = 10.0):
     for k, s in enumerate(strokes):
         if len(s) < 2:
             s = np.vstack([s, s + [1e-3, 0]])
-        segments = np.stack([s[:-1], s[1:]], axis=1)
+        curve = _smooth(s, per_segment)
+        segments = np.stack([curve[:-1], curve[1:]], axis=1)
         if colors is None:
             ax.add_collection(LineCollection(segments, colors="black", linewidths=2, capstyle="round"))
         else:
             cols = colors[k] if len(colors[k]) else ["black"]
-            cols = [cols[min(j, len(cols) - 1)] for j in range(len(segments))]
+            step = per_segment if len(s) >= 3 else 1  # sub-segments of segment j share its colour
+            cols = [cols[min(j // step, len(cols) - 1)] for j in range(len(segments))]
             ax.add_collection(LineCollection(segments, colors=[_css_to_rgba(c) for c in cols], linewidths=2.5, capstyle="round"))
     pad = 0.03 * max(x1 - x0, y1 - y0, 1e-6)
     ax.set_xlim(x0 - pad, x1 + pad)
