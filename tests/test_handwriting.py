@@ -274,11 +274,37 @@ def test_save_load_and_cli_generate(tmp_path, run_cli):
     loaded, loaded_codec, card = hw.load_model(stem)
     assert isinstance(loaded, hw.SynthesisModel) and loaded_codec.chars == codec.chars
     out = tmp_path / "out.svg"
-    done = run_cli("generate", "--model", stem, "--text", "hi there", "--bias", "1", "--out", out,
-                   module=("-m", "studio.cli_handwriting"), timeout=240)
+    done = run_cli("generate", "handwriting", "--model", stem, "--text", "hi there", "--bias", "1", "--out", out,
+                   timeout=240)
     assert done.returncode == 0, done.stderr
     assert out.read_text().startswith("<svg") and "finished: True" in done.stdout
-    from studio import cli_handwriting
+    from studio.__main__ import main
 
     with pytest.raises(SystemExit, match="nothing to write"):  # a message, not a traceback
-        cli_handwriting.main(["generate", "--model", str(stem), "--text", "€", "--out", str(out)])
+        main(["generate", "handwriting", "--model", str(stem), "--text", "€", "--out", str(out)])
+
+
+def test_cli_train_then_eval_records_metrics(tmp_path, run_cli):
+    """train (building a tiny synthetic set) -> eval --record: the last line and the card agree."""
+    from studio import checkpoint
+
+    corpus = tmp_path / "corpus.txt"
+    words = ["cat", "sat", "mat", "dog", "ran", "far", "sun", "hat", "big", "red", "old", "new", "fox", "owl"]
+    rng = np.random.default_rng(0)
+    corpus.write_text(" ".join(rng.choice(words, 3000)))  # hundreds of distinct phrases, 50 held out
+    too_small = tmp_path / "small.txt"
+    too_small.write_text("the cat sat on the mat")
+    done = run_cli("train", "handwriting", "--corpus", too_small, "--data-dir", tmp_path / "none", "--out", tmp_path / "x")
+    assert done.returncode != 0 and "distinct phrases" in done.stderr and "Traceback" not in done.stderr
+    data, stem = tmp_path / "data", tmp_path / "tiny-synthesis"
+    done = run_cli("train", "handwriting", "--corpus", corpus, "--data-dir", data, "--samples", "16", "--out", stem,
+                   "--steps", "2", "--batch-size", "4", "--hidden-size", "8", "--layers", "1", "--mixtures", "2",
+                   "--window-gaussians", "2", "--eval-every", "2", "--device", "cpu", timeout=300)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("eval", "handwriting", "--model", stem, "--data-dir", data, "--limit", "2", "--record", timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("finished_fraction: ")
+    metrics = checkpoint.read_card(stem)["metrics"]
+    assert metrics["finished_fraction"] == pytest.approx(float(last.split()[1]), abs=1e-3)
+    assert metrics["held_out_phrases"] == 2 and "eval handwriting" in metrics["eval_command"]

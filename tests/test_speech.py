@@ -257,10 +257,12 @@ def test_cli_train_generate_eval_trace(tmp_path, capsys):
     card = speech.load_model(stem)[1]
     assert card["reproduce"].startswith("python -m studio train speech") and card["kind"] == "text-to-mel"
     if shutil.which("espeak-ng"):  # eval scores against espeak-ng's own rendering (.ci/run installs it)
-        _speech_cli(["eval", "speech", "--model", str(stem), "--corpus", str(tmp_path), "--limit", "1"])
+        _speech_cli(["eval", "speech", "--model", str(stem), "--corpus", str(tmp_path), "--limit", "1", "--record"])
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[-1].startswith("mcd_db: ") and float(lines[-1].split()[1]) > 0
         assert any(line.startswith("griffin_lim_floor_mcd_db: ") for line in lines)
+        metrics = speech.load_model(stem)[1]["metrics"]
+        assert metrics["mcd_db"] == pytest.approx(float(lines[-1].split()[1]), abs=1e-3) and metrics["held_out_sentences"] == 1
     else:
         with pytest.raises(SystemExit, match="espeak-ng"):
             _speech_cli(["eval", "speech", "--model", str(stem), "--corpus", str(tmp_path), "--limit", "1"])

@@ -500,6 +500,9 @@ def build_dataset(corpus: str, out_dir, config: DataConfig | None = None, codec:
     rng = np.random.default_rng(config.seed)
     phrases = phrases_from_text(corpus, codec, config.min_chars, config.max_chars, config.seed)
     order = rng.permutation(len(phrases))
+    if len(phrases) <= config.held_out:
+        raise ValueError(f"the corpus gives only {len(phrases)} distinct phrases of {config.min_chars}-{config.max_chars} "
+                         f"known characters; {config.held_out} are held out, so at least {config.held_out + 1} are needed")
     held = [phrases[i] for i in order[: config.held_out]]
     train_phrases = [phrases[i] for i in order[config.held_out :]]
     texts, offsets, lengths = [], [], []
