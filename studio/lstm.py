@@ -107,12 +107,13 @@ class LSTMCore(nn.Module):
         """
         h0, c0 = state
         hs, cs, gates = [], [], []
-        for k, layer in enumerate(self.layers):
-            z = torch.addmm(layer.bias_ih_l0, x, layer.weight_ih_l0.t())
-            z = torch.addmm(z, h0[k], layer.weight_hh_l0.t()).add_(layer.bias_hh_l0)  # (B, 4H)
-            zi, zf, zg, zo = z.chunk(4, dim=-1)
-            i, f, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.sigmoid(zo)
-            g = torch.tanh(zg)
+        hidden = self.config.hidden_size
+        for k, (weight, bias) in enumerate(self._step_weights()):
+            z = torch.addmm(bias, torch.cat([x, h0[k]], dim=-1), weight)  # (B, 4H)
+            # one sigmoid over all four blocks (g's is unused) is cheaper than three calls at batch 1
+            squashed = torch.sigmoid(z)
+            i, f, o = squashed[:, :hidden], squashed[:, hidden : 2 * hidden], squashed[:, 3 * hidden :]
+            g = torch.tanh(z[:, 2 * hidden : 3 * hidden])
             c = torch.addcmul(f * c0[k], i, g)
             h = o * torch.tanh(c)
             gates.append({"i": i, "f": f, "g": g, "o": o, "c": c, "h": h})
@@ -120,6 +121,20 @@ class LSTMCore(nn.Module):
             cs.append(c)
             x = h
         return x, (torch.stack(hs), torch.stack(cs)), gates
+
+
+    def _step_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer ([W_ih, W_hh]^T (X+H, 4H), b_ih + b_hh): one matmul per layer and step
+        instead of two. Cached, and rebuilt whenever a weight changes (training updates them in
+        place, which bumps their version; loading or moving them makes new storage)."""
+        params = [p for layer in self.layers for p in (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if getattr(self, "_step_cache_key", None) != key:
+            with torch.no_grad():
+                self._step_cache = [(torch.cat([layer.weight_ih_l0, layer.weight_hh_l0], dim=1).t().contiguous(),
+                                     layer.bias_ih_l0 + layer.bias_hh_l0) for layer in self.layers]
+            self._step_cache_key = key
+        return self._step_cache
 
 
 def _cell_scan(forget: torch.Tensor, update: torch.Tensor, c0: torch.Tensor, block: int = 64) -> torch.Tensor:

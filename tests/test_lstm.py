@@ -147,6 +147,24 @@ def test_step_by_step_reproduces_fused_forward_and_trace_gates():
     assert max_diff(current[1], fused_c) <= TOL
 
 
+def test_step_sees_weights_changed_in_place():
+    """step() caches its concatenated weights; an in-place update (as an optimizer makes) or a
+    load_state_dict must not leave it stepping with stale ones."""
+    core = make_core(2)
+    x, state = random_inputs(2, 1, 1)
+    core.step(x[:, 0], state)  # fills the cache
+    with torch.no_grad():
+        core.layers[1].weight_hh_l0.mul_(0.5)
+        core.layers[0].bias_ih_l0.add_(0.25)
+    out, _, _ = core.step(x[:, 0], state)
+    assert max_diff(out, core(x, state)[0][:, 0]) <= TOL
+    other = make_core(2)
+    other.load_state_dict({k: v * 0.9 for k, v in core.state_dict().items()})
+    other.step(x[:, 0], state)
+    other.load_state_dict(core.state_dict())
+    assert max_diff(other.step(x[:, 0], state)[0], out) <= TOL
+
+
 @pytest.mark.parametrize("steps", [1, 2, 63, 64, 65, 129, 200])
 @pytest.mark.parametrize("block", [4, 64])
 def test_cell_scan_equals_sequential_recurrence(steps, block):
