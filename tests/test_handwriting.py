@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 import numpy as np
 import pytest
@@ -152,6 +153,27 @@ def test_sampling_stops_when_window_passes_the_end():
     result, _ = hw.generate(stuck, codec, CARD, hw.HandwritingSettings(text="ab", seed=1))
     assert not result.finished and len(result.offsets) == hw.max_steps_for("ab")
     assert any("did not reach the end" in n for n in result.notes)
+
+
+def test_long_text_is_written_line_by_line():
+    codec = hw.CharCodec()
+    model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
+    text = "the first line is here and the second line follows it, then a third"
+    result, trace = hw.generate(model, codec, CARD, hw.HandwritingSettings(text=text, seed=2))
+    lines = textwrap.wrap(text, hw.LINE_CHARS)
+    assert len(lines) == 3 and result.text == " ".join(lines) and result.finished
+    assert any("3 lines" in note for note in result.notes)
+    assert trace.steps == len(result.offsets) == sum(len(s) for s in result.strokes)
+    assert trace.meta["lines"] == 3 and result.phi.shape == (trace.steps, len(result.text))
+    # each line's window weight stays on that line's characters
+    first_rows = result.phi[: trace.steps // 4]
+    assert first_rows[:, len(lines[0]) + 1 :].max() == 0 and first_rows[:, : len(lines[0])].max() > 0
+    # lines are stacked downwards (the last line's first stroke lies below the first line's
+    # first stroke) and start at the left margin
+    assert hw.bounds(result.strokes)[0] == pytest.approx(0.0, abs=1e-4)
+    assert result.strokes[-1][:, 1].min() > result.strokes[0][:, 1].max()
+    again, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text=text, seed=2))
+    np.testing.assert_array_equal(again.offsets, result.offsets)  # still seeded
 
 
 def test_generation_is_seeded_and_bad_text_is_explained():

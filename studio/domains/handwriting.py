@@ -46,9 +46,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import textwrap
 import unicodedata
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,8 @@ from studio.lstm import LSTMConfig, LSTMCore
 from studio.trace import Trace
 
 DOMAIN = "handwriting"
-MAX_TEXT = 60  # characters per request; longer text is capped with a note
+MAX_TEXT = 160  # characters per request; longer text is capped with a note
+LINE_CHARS = 26  # longer text is written line by line: the training phrases were at most 28 characters
 MAX_STROKE_FILE_BYTES = 20_000_000
 DEFAULT_CHARS = " !',-.:;?ABCDEFGHIJKLMNOPRSTUVWYabcdefghijklmnopqrstuvwxyz"
 CHAR_MAP = {"\u2018": "'", "\u2019": "'", "\u201c": "'", "\u201d": "'", '"': "'", "\u2013": "-", "\u2014": "-", "\t": " ", "\n": " "}
@@ -846,7 +848,16 @@ def generate(model, codec: CharCodec | None, card: dict, settings: HandwritingSe
         bias = 10.0
     max_points = int(max(10, min(settings.max_points, 3000)))
     if isinstance(model, SynthesisModel):
-        return _generate_synthesis(model, codec, scale, settings, bias, generator, notes)
+        text, clean_notes = codec.clean(settings.text or "")
+        lines = textwrap.wrap(text, LINE_CHARS)
+        if len(lines) <= 1:
+            return _generate_synthesis(model, codec, scale, settings, bias, generator, notes)
+        notes.extend(clean_notes)
+        notes.append(f"Written in {len(lines)} lines of up to {LINE_CHARS} characters (the model learned phrases of "
+                     "at most 28), each from a fresh state" + (" primed with the style." if _has_style(settings) else "."))
+        parts = [_generate_synthesis(model, codec, scale, replace(settings, text=line), bias, generator, [])
+                 for line in lines]
+        return _stack_lines(parts, notes)
     if settings.text.strip():
         notes.append("This is an unconditional (free-scribble) model: the text was ignored.")
     state = model.core.initial_state(1)
@@ -925,6 +936,38 @@ def _generate_synthesis(model, codec, scale, settings, bias, generator, notes):
 
 
 MAX_PRIMER_POINTS = 800
+
+
+def _has_style(settings: HandwritingSettings) -> bool:
+    return bool(settings.style) or settings.primer_strokes is not None
+
+
+def _stack_lines(parts: list[tuple[HandwritingResult, Trace]], notes: list[str]) -> tuple[HandwritingResult, Trace]:
+    """One result from lines written separately: lines stacked top to bottom, left-aligned; the
+    trace and the attention window keep only the written steps (a style primer is read again
+    for every line and not repeated in the output), the window's columns spanning the whole text."""
+    strokes, phis, traces = [], [], []
+    top, width, column = 0.0, sum(len(r.text) for r, _ in parts) + len(parts) - 1, 0
+    for k, (result, trace) in enumerate(parts):
+        x0, y0, _, y1 = bounds(result.strokes)
+        strokes += [s - np.array([x0, y0 - top], np.float32) for s in result.strokes]
+        top += (y1 - y0) * 1.25
+        start = trace.meta.get("shown_from", 0)
+        traces.append(Trace([{n: layer[n][start:] for n in layer} for layer in trace.layers], trace.labels[start:]))
+        phi = np.zeros((len(result.phi) - result.primer_points, width), np.float32)
+        own = result.phi[result.primer_points :, -len(result.text) :]  # the line's characters (after any primer)
+        phi[:, column : column + len(result.text)] = own
+        phis.append(phi)
+        column += len(result.text) + 1
+        notes.extend(f"Line {k + 1}: {note}" for note in result.notes)
+    text = " ".join(r.text for r, _ in parts)
+    finished = all(r.finished for r, _ in parts)
+    trace = traces[0]
+    for more in traces[1:]:
+        trace = Trace.concat(trace, more)
+    trace.meta = {"domain": DOMAIN, "mode": "synthesis", "text": text, "shown_from": 0, "finished": finished,
+                  "lines": len(parts)}
+    return HandwritingResult(strokes, strokes_to_offsets(strokes), text, notes, finished, np.concatenate(phis), text, 0), trace
 
 
 @torch.no_grad()
