@@ -4,6 +4,8 @@ let the frame LSTM continue it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 
@@ -13,6 +15,7 @@ from studio.trace import QUANTITY_TITLES, Trace
 from studio.ui.common import clamp_int, notes_markdown, output_dir
 
 HEATMAP_UNITS = 48
+EXAMPLE_WAV = Path(__file__).resolve().parents[2] / "assets" / "speech-espeak-example.wav"
 EXAMPLE_TEXTS = ["Speak the speech, I pray you.", "Good time of day unto my gracious lord!", "Is this done?"]
 
 
@@ -141,6 +144,7 @@ def _continue_section(models: dict) -> None:
         with gr.Column(scale=1, min_width=280):
             # a File, not an Audio input: anything can arrive, and we answer in words, not with a decoder error
             upload = gr.File(label="Recording (WAV, FLAC or OGG; any rate, mono or stereo)", elem_id="speech-upload")
+            gr.Examples([[str(EXAMPLE_WAV)]], inputs=[upload], label="Or try espeak-ng saying a line")
             names = list(models)
             model_name = gr.Dropdown(names, value=names[0] if names else None, label="Frame LSTM (continue mode)")
             seconds = gr.Number(2.0, label=f"Seconds to continue (up to {speech.MAX_CONTINUE_SECONDS:g})")
