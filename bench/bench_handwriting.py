@@ -21,7 +21,7 @@ from common import click_to_result, serve  # noqa: E402
 from studio.domains import handwriting as hw  # noqa: E402
 
 LINE = "The quick brown fox jumps"  # one line: 25 characters
-WATCHED = ["#handwriting-output svg", "#handwriting-strokes img", "#handwriting-attention img",
+WATCHED = ["#handwriting-output svg.handwriting", "#handwriting-strokes img", "#handwriting-attention img",
            "#handwriting-heatmaps img"]
 
 

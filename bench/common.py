@@ -1,10 +1,12 @@
 """What every tab benchmark shares: the real app on a free port, and click-to-result timing in
 Debian chromium driven by playwright.
 
-Click-to-result = from the click on a tab's button until the page shows every new output, loaded:
-each watched element's marker (an image's src, a file link's href, an HTML block's text) differs
-from what it was before the click, and every watched image has decoded. A new seed per click
-guarantees new outputs; the first click warms caches and is not counted.
+Click-to-result = from the click on a tab's button until the page shows every output, loaded: the
+first watched element's marker (an image's src, a file link's href, else its markup) differs from
+what it was before the click, every watched element is there, and every watched image has decoded.
+Gradio delivers all outputs of one event in one update, so the first one changing means all have
+arrived (another may legitimately look the same as before: the same text's attention plot, say).
+A new seed per click guarantees a new first output; the first click warms caches and is not counted.
 """
 
 from __future__ import annotations
@@ -40,27 +42,27 @@ def serve(models_dir="models"):
         demo.close()
 
 
-# Markers of what a selector shows now: <img> src, a download link's href, else the element's text.
+# Markers of what a selector shows now: <img> src, a download link's href, else the element's markup.
 _SNAPSHOT_JS = """(selectors) => selectors.map((sel) => {
     const e = document.querySelector(sel);
     if (!e) return null;
     if (e.tagName === 'IMG') return e.getAttribute('src');
     if (e.tagName === 'A') return e.getAttribute('href');
-    return e.textContent;
+    return e.innerHTML;
 })"""
 
 _READY_JS = """([selectors, before]) => {
     const now = (""" + _SNAPSHOT_JS + """)(selectors);
     const loaded = selectors.map((sel) => document.querySelector(sel)).every(
         (e) => e && (e.tagName !== 'IMG' || (e.complete && e.naturalWidth > 0)));
-    return loaded && now.every((v, i) => v && v !== before[i]);
+    return loaded && now.every((v) => v) && now[0] !== before[0];
 }"""
 
 
 def click_to_result(url: str, tab: str | None, button: str, seed_input: str, watched: list[str], repeats: int,
                     prepare=None, extra_ready_js: str | None = None) -> list[float]:
-    """Seconds from clicking `button` until every selector in `watched` shows something new (and
-    images have loaded), for `repeats` clicks after one warm-up. `prepare(page)` fills the form once;
+    """Seconds from clicking `button` until `watched[0]` shows something new and every selector in
+    `watched` is there (images loaded), for `repeats` clicks after one warm-up. `prepare(page)` fills the form once;
     `extra_ready_js` is one more condition the page must meet (a JS expression)."""
     from playwright.sync_api import sync_playwright
 
