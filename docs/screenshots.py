@@ -1,45 +1,48 @@
-"""Retake the README's screenshots: python docs/screenshots.py (needs Debian's chromium)."""
+"""Retake the README's screenshots, one per tab: python docs/screenshots.py (needs Debian's chromium
+and the shipped models)."""
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from common import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+
+OUT = ROOT / "docs" / "screenshots"
+
+
+def shoot(page, name: str, tab: str | None, seed_input: str, button: str, wait_for: str, prepare=None) -> None:
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    page.locator(button).wait_for()
+    if prepare:
+        prepare(page)
+    page.locator(seed_input).fill("3")
+    page.click(button)
+    page.locator(wait_for).wait_for(timeout=120_000)
+    page.wait_for_timeout(1500)  # images decode, the pen animation draws
+    out = OUT / f"{name}.png"
+    page.screenshot(path=str(out), full_page=name == "text-tab")
+    print(f"wrote {out}")
 
 
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    import app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = app.build_demo()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1100})
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.get_by_label("Seed").fill("3")
-            page.click("#text-generate")
-            page.locator("#text-heatmaps img").wait_for(timeout=60_000)
-            page.wait_for_timeout(500)
-            out = ROOT / "docs" / "screenshots" / "text-tab.png"
-            page.screenshot(path=str(out), full_page=True)
-            print(f"wrote {out}")
-            browser.close()
-    finally:
-        demo.close()
+    with serve(ROOT / "models") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.goto(url)
+        shoot(page, "text-tab", None, "#text-seed input", "#text-generate", "#text-heatmaps img")
+        shoot(page, "music-tab", "Music (MIDI)", "#music-seed input", "#music-generate", "#music-roll img")
+        shoot(page, "handwriting-tab", "Handwriting", "#handwriting-seed input", "#handwriting-generate",
+              "#handwriting-strokes img",
+              prepare=lambda page: page.get_by_label("Text to write", exact=False).fill("Speak the speech, I pray you"))
+        shoot(page, "speech-tab", "Speech", "#speech-seed input", "#speech-generate", "#speech-spectrogram img")
+        browser.close()
 
 
 if __name__ == "__main__":
