@@ -42,6 +42,12 @@ def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
 
 
 def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
+    if pick_device() == "cpu":
+        # Every tab samples at batch 1, one small matmul per step: a second intra-op thread gains
+        # nothing alone and makes each step wait for the slower core when anything else runs (the
+        # browser, another tab's request). 400 characters: 0.21 s with one thread, 0.6-0.9 s with
+        # two while another process kept one core busy (docs/benchmarks.md).
+        torch.set_num_threads(1)
     text_models, text_problems = load_text_models(models_dir)
     loaded = {domain: load_models(domain, models_dir) for domain in (music, handwriting, speech)}
     for problem in text_problems + [p for _, problems in loaded.values() for p in problems]:
