@@ -24,6 +24,7 @@ def shoot(page, name: str, tab: str | None, seed_input: str, button: str, wait_f
     page.click(button)
     page.locator(wait_for).wait_for(timeout=120_000)
     page.wait_for_timeout(1500)  # images decode, the pen animation draws
+    page.evaluate("() => window.scrollTo(0, 0)")
     out = OUT / f"{name}.png"
     page.screenshot(path=str(out), full_page=name == "text-tab")
     print(f"wrote {out}")

@@ -149,7 +149,7 @@ def _smooth(points: np.ndarray, per_segment: int = 5) -> np.ndarray:
     return np.vstack([curve.transpose(1, 0, 2).reshape(-1, 2), points[-1:]])
 
 
-def strokes_to_svg(strokes, colors: list[list[str]] | None = None, width_px: float = 800, stroke_width: float = 0.012,
+def strokes_to_svg(strokes, colors: list[list[str]] | None = None, width_px: float = 800, stroke_width: float = 0.0035,
                    margin: float = 0.04, animate_seconds: float | None = None) -> str:
     """An SVG document: one smooth path per stroke through its points (cubic Bezier segments).
     colors: per stroke, per segment (N-1) CSS colours (one path per segment then).
@@ -158,7 +158,7 @@ def strokes_to_svg(strokes, colors: list[list[str]] | None = None, width_px: flo
     vb, height_px, span = _svg_frame(strokes, margin, width_px)
     width = stroke_width * span
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{vb[0]:.3f} {vb[1]:.3f} {vb[2]:.3f} {vb[3]:.3f}" '
-             f'width="{width_px:.0f}" height="{height_px:.0f}" class="handwriting">',
+             f'width="{width_px:.0f}" height="{height_px:.0f}" style="max-width:100%;height:auto" class="handwriting">',
              f'<rect x="{vb[0]:.3f}" y="{vb[1]:.3f}" width="{vb[2]:.3f}" height="{vb[3]:.3f}" fill="white"/>',
              f'<g fill="none" stroke-linecap="round" stroke-linejoin="round" stroke-width="{width:.4f}">']
     total_segments = sum(max(len(s) - 1, 1) for s in strokes)
@@ -989,12 +989,19 @@ def unit_colors(result: HandwritingResult, trace: Trace, layer: int, quantity: s
 
     values = trace.quantity(layer, quantity)[trace.meta.get("shown_from", 0) :, unit]
     vmin, vmax = QUANTITY_RANGES.get(quantity, (-(float(np.abs(values).max()) or 1.0), float(np.abs(values).max()) or 1.0))
-    colours = activation_colors(values, vmin, vmax)
+    # opaque: a value near the middle gives grey ink, not invisible ink, so the writing stays legible
+    colours = [_over_grey(colour) for colour in activation_colors(values, vmin, vmax)]
     out, k = [], 0
     for s in result.strokes:
         out.append([colours[min(k + j + 1, len(colours) - 1)] for j in range(max(len(s) - 1, 1))])
         k += len(s)
     return out
+
+
+def _over_grey(colour: str, grey: int = 150) -> str:
+    """An rgba() colour laid over grey ink, as an opaque rgb()."""
+    r, g, b, a = _css_to_rgba(colour)
+    return "rgb({}, {}, {})".format(*(round(255 * a * v + (1 - a) * grey) for v in (r, g, b)))
 
 
 def attention_figure(result: HandwritingResult):

@@ -32,7 +32,8 @@ def render_views(result: hw.HandwritingResult, trace: Trace, layer, quantity: st
 
 def create_handwriting_tab(models: dict, problems: list[str]) -> None:
     """models: {name: (model, codec or None, card)} loaded once by app.py (hw.load_model)."""
-    names = list(models)
+    # the synthesis models (they write your text) first: the tab's main use is the default
+    names = sorted(models, key=lambda name: (models[name][2].get("kind_of_model") != "synthesis", name))
     if problems:
         gr.Markdown("**Some checkpoints could not be loaded:**\n\n" + notes_markdown(problems))
     if not names:
