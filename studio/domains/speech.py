@@ -789,7 +789,8 @@ def _figure(height: float):
 
     from studio.viz import DPI, FIGURE_WIDTH
 
-    return Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI)
+    # constrained layout keeps axis labels, twin axes and colorbars inside the picture
+    return Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI, layout="constrained")
 
 
 def mel_figure(log_mel: np.ndarray, title: str = "log-mel spectrogram", unit_values: np.ndarray | None = None,
