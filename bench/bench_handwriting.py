@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import click_to_result, serve  # noqa: E402
+from common import report_click_to_result, serve, time_api  # noqa: E402
 
 from studio.domains import handwriting as hw  # noqa: E402
 
@@ -42,22 +42,13 @@ def main() -> None:
           f"median {statistics.median(gen_times[1:]):.3f} s")
     with serve("models") as url:
         client = Client(url, verbose=False)
-        api_times = []
-        for seed in range(args.repeats + 1):
-            start = time.perf_counter()
-            client.predict(args.model, LINE, 0.5, seed, "none", None, 600, 0, "tanh_c", 0,
-                           api_name="/generate_handwriting")
-            api_times.append(time.perf_counter() - start)
-        print(f"handwriting tab API (gradio_client), one line + all plots: median {statistics.median(api_times[1:]):.3f} s")
-        try:
-            browser_times = click_to_result(
-                url, "Handwriting", "#handwriting-generate", "#handwriting-seed input", WATCHED, args.repeats,
-                prepare=lambda page: page.get_by_label("Text to write", exact=False).fill(LINE))
-        except Exception as error:  # no chromium here: the API figure still stands
-            print(f"browser timing skipped: {error}")
-        else:
-            print(f"handwriting tab click-to-result in chromium, one line + all plots: median "
-                  f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 3 s)")
+        api = time_api(lambda seed: client.predict(args.model, LINE, 0.5, seed, "none", None, 600, 0, "tanh_c", 0,
+                                                   api_name="/generate_handwriting"), args.repeats)
+        print(f"handwriting tab API (gradio_client), one line + all plots: median {api:.3f} s")
+        report_click_to_result(
+            "handwriting tab, one line + all plots", 3, url, "Handwriting", "#handwriting-generate",
+            "#handwriting-seed input", WATCHED, args.repeats,
+            prepare=lambda page: page.get_by_label("Text to write", exact=False).fill(LINE))
 
 
 if __name__ == "__main__":

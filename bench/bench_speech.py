@@ -17,16 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import click_to_result, serve  # noqa: E402
+from common import audio_decoded_js, report_click_to_result, serve, time_api  # noqa: E402
 
 from studio.domains import speech  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 WATCHED = ["#speech-audio a[download]", "#speech-spectrogram img", "#speech-alignment img", "#speech-heatmaps img"]
-AUDIO_DECODED = """() => {
-    const d = document.querySelector('#speech-audio #duration');
-    return d && !['', '0:00'].includes(d.textContent.trim());
-}"""
 
 
 def main() -> None:
@@ -50,21 +46,13 @@ def main() -> None:
           f"Griffin-Lim median {statistics.median(vocoder[1:]):.3f} s")
     with serve("models") as url:
         client = Client(url, verbose=False)
-        api_times = []
-        for seed in range(args.repeats + 1):
-            start = time.perf_counter()
-            client.predict(args.model, SENTENCE, 0, seed, 0, "tanh_c", 0, api_name="/generate_speech")
-            api_times.append(time.perf_counter() - start)
-        print(f"speech tab API (gradio_client), one sentence + all plots: median {statistics.median(api_times[1:]):.3f} s")
-        try:
-            browser_times = click_to_result(
-                url, "Speech", "#speech-generate", "#speech-seed input", WATCHED, args.repeats,
-                prepare=lambda page: page.locator("#speech-text textarea").fill(SENTENCE), extra_ready_js=AUDIO_DECODED)
-        except Exception as error:  # no chromium here: the API figure still stands
-            print(f"browser timing skipped: {error}")
-        else:
-            print(f"speech tab click-to-result in chromium, one sentence + all plots: median "
-                  f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 4 s)")
+        api = time_api(lambda seed: client.predict(args.model, SENTENCE, 0, seed, 0, "tanh_c", 0,
+                                                   api_name="/generate_speech"), args.repeats)
+        print(f"speech tab API (gradio_client), one sentence + all plots: median {api:.3f} s")
+        report_click_to_result(
+            "speech tab, one sentence + audio + all plots", 4, url, "Speech", "#speech-generate", "#speech-seed input",
+            WATCHED, args.repeats, prepare=lambda page: page.locator("#speech-text textarea").fill(SENTENCE),
+            extra_ready_js=audio_decoded_js("speech-audio"))
 
 
 if __name__ == "__main__":

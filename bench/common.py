@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -90,3 +91,34 @@ def click_to_result(url: str, tab: str | None, button: str, seed_input: str, wat
         finally:
             browser.close()
     return times
+
+
+def audio_decoded_js(elem_id: str) -> str:
+    """JS condition: the gr.Audio with this elem_id shows a duration, i.e. its waveform player has
+    loaded and decoded the file (Gradio 6 plays audio through that player; its <audio> stays empty,
+    and its download link carries the file's URL: watch `#ID a[download]`)."""
+    return f"""() => {{
+        const d = document.querySelector('#{elem_id} #duration');
+        return d && !['', '0:00'].includes(d.textContent.trim());
+    }}"""
+
+
+def time_api(call, repeats: int) -> float:
+    """Median seconds of `call(seed)` over `repeats` calls after one warm-up."""
+    times = []
+    for seed in range(repeats + 1):
+        start = time.perf_counter()
+        call(seed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def report_click_to_result(what: str, goal_s: float, *args, **kwargs) -> None:
+    """click_to_result(*args, **kwargs), printed as a median against the goal (or why it was skipped)."""
+    try:
+        times = click_to_result(*args, **kwargs)
+    except Exception as error:  # no chromium here: the API figure still stands
+        print(f"browser timing skipped: {error}")
+    else:
+        print(f"{what} click-to-result in chromium: median {statistics.median(times):.3f} s over {len(times)} clicks "
+              f"(goal <= {goal_s:g} s)")
