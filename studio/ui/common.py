@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import tempfile
 from pathlib import Path
+
+import numpy as np
+from gradio.components.plot import PlotData
+from PIL import Image
 
 
 def output_dir() -> Path:
@@ -22,3 +28,10 @@ def clamp_int(value, low: int, high: int, default: int) -> int:
     except (TypeError, ValueError):
         return default
     return max(low, min(high, number))
+
+
+def png_plot(rgba: np.ndarray) -> PlotData:
+    """A picture already drawn (an RGBA array, e.g. from viz.SaturationPainter) as a gr.Plot value."""
+    with io.BytesIO() as out:
+        Image.fromarray(rgba).save(out, format="PNG", compress_level=1)  # fast; a bit larger than level 6
+        return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii"))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import gradio as gr
 
 from studio import analysis, viz
 from studio.domains import text
 from studio.sampling import SamplingConfig
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.common import clamp_int, notes_markdown, output_dir, png_plot
 
 ORDERINGS = ["index", "variance", "saturation"]
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
@@ -93,6 +95,8 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
                        elem_id="text-heatmaps", format="png")
     saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", format="png")
     trace_state = gr.State()
+    painters: dict[int, viz.SaturationPainter] = {}  # the saturation picture, fast (see viz.SaturationPainter)
+    painter_lock = threading.Lock()
 
     def on_model_change(name):
         return describe(name), gr.update(choices=_layer_choices(models[name][0]), value=0)
@@ -120,7 +124,11 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
         trace.meta["model"] = name
         trace.save_npz(folder / "trace.npz")
         views = render_views(trace, *view)
-        return (notes_markdown(result.notes), *views, viz.saturation_plot(trace),
+        with painter_lock:  # one painter per layer count, shared by every request
+            if trace.num_layers not in painters:
+                painters[trace.num_layers] = viz.SaturationPainter(trace.num_layers)
+            saturation_picture = png_plot(painters[trace.num_layers].paint(trace))
+        return (notes_markdown(result.notes), *views, saturation_picture,
                 str(folder / "generated.txt"), str(folder / "trace.npz"), trace)
 
     def on_view_change(trace, *view):
