@@ -82,6 +82,8 @@ def test_trace_matches_fused_forward_and_reference(num_layers, steps, batch):
         for name in GATE_NAMES:
             assert gates[k][name].shape == (batch, steps, HIDDEN), name
         assert max_diff(gates[k]["h"], layer_out) <= TOL
+        # the recovered gates rebuild the fused output: o * tanh(c) = h at every step
+        assert max_diff(gates[k]["o"] * torch.tanh(gates[k]["c"]), layer_out) <= TOL
         assert max_diff(gates[k]["c"][:, -1], layer_c[0]) <= TOL
         assert max_diff(gates[k]["c"][:, -1], fused_c[k]) <= TOL
         assert max_diff(gates[k]["h"][:, -1], fused_h[k]) <= TOL
