@@ -152,14 +152,15 @@ def _cell_scan(forget: torch.Tensor, update: torch.Tensor, c0: torch.Tensor, blo
     Cut the steps into blocks of `block`. Within every block at once, run the recurrence from a
     zero cell (`block` vectorised steps over all blocks); walk the T/block block ends to get the
     cell entering each block; add that cell times the forget gates' running product inside the
-    block; walk the last T mod block steps one by one (no padding copies). Only products of gates in [0, 1] and sums appear, never a division, so the result stays
-    within float rounding of the sequential recurrence. overwrite=True lets the scan work in
-    `update` itself (a temporary the caller does not need) instead of a copy: at T=10,000 and
-    H=384 every 15 MB allocation shows in the trace's time.
+    block; walk the last T mod block steps one by one (no padding copies). Only products of
+    gates in [0, 1] and sums appear, never a division, so the result stays within float
+    rounding of the sequential recurrence. overwrite=True lets the scan work in `update` itself
+    (a temporary the caller does not need) instead of a copy: at T=10,000 and H=384 every 15 MB
+    allocation shows in the trace's time.
     """
     batch, steps, hidden = forget.shape
-    if not overwrite:
-        update = update.clone()
+    if not overwrite or not update.is_contiguous():  # the in-place block view needs contiguous storage
+        update = update.contiguous() if overwrite else update.clone(memory_format=torch.contiguous_format)
     full = steps - steps % block  # whole blocks; the few steps after them are walked one by one
     forget_blocks = forget[:, :full].reshape(batch, -1, block, hidden)
     cells = update[:, :full].reshape(batch, -1, block, hidden)  # a view: the scan lands in `update`
