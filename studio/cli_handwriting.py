@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from studio import checkpoint
+from studio.cli_common import is_main_process, training_progress
 from studio.domains import handwriting as hw
 from studio.train import TrainConfig, pick_device, train
 
@@ -112,15 +113,10 @@ def run_train(args) -> int:
         "reproduce": args.command_line,
     })
 
-    def on_progress(p):
-        if p.step % 10 == 0 or p.val_loss is not None:
-            line = f"step {p.step}/{p.steps} loss {p.loss:.4f} lr {p.lr:.1e}"
-            if p.val_loss is not None:
-                line += f" held_out_nll_per_point {p.val_loss:.4f}"
-            print(line, flush=True)
-
+    on_progress, close_progress = training_progress("handwriting", config.steps, "held_out_nll_per_point")
     metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
-    if checkpoint.paths(args.out)[1].exists():
+    close_progress()
+    if is_main_process() and checkpoint.paths(args.out)[1].exists():
         saved = checkpoint.read_card(args.out)
         saved["metrics"]["held_out_nll_per_point"] = round(metrics["best_val_loss"], 4)
         saved["metrics"]["nll_units"] = "nats per pen point, offsets divided by codec.offset_scale"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from studio import checkpoint
+from studio.cli_common import is_main_process, training_progress
 from studio.domains import music
 from studio.sampling import SamplingConfig
 from studio.train import TrainConfig, pick_device, train
@@ -102,7 +102,6 @@ def fit_pieces(pieces, codec: music.PitchCodec, what: str):
 
 
 def run_train(args) -> int:
-    from tqdm import tqdm
 
     data = read_jsb(args.data)
     for split in ("train", "valid"):
@@ -135,20 +134,11 @@ def run_train(args) -> int:
         "hyperparameters": {"batch_size": args.batch_size, "transpose": args.transpose},
         "reproduce": args.command_line,
     })
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    bar = tqdm(total=train_config.steps, desc="train music", unit="step", dynamic_ncols=True, file=sys.stderr,
-               disable=not is_main, mininterval=30)
-
-    def on_progress(p):
-        bar.set_postfix({"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.1e}"}, refresh=False)
-        bar.update(p.step - bar.n)  # redraws at most every `mininterval` seconds: a short log
-        if p.val_loss is not None:
-            bar.write(f"step {p.step}: train_nll_per_token {p.loss:.4f} valid_nll_per_frame {p.val_loss:.4f}"
-                      f" (best {p.best_val_loss:.4f})")
-
+    on_progress, close_progress = training_progress("music", train_config.steps, "valid_nll_per_frame",
+                                                    train_name="train_nll_per_token")
     metrics = train(model, task, train_config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
-    bar.close()
-    if is_main and checkpoint.paths(args.out)[1].exists():
+    close_progress()
+    if is_main_process() and checkpoint.paths(args.out)[1].exists():
         # the test split is scored once, on the best-validation weights, for the card only
         best, saved = music.load_model(args.out)
         saved["metrics"]["valid_nll_per_frame"] = round(metrics["best_val_loss"], 4)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from studio import checkpoint
+from studio.cli_common import training_progress
 from studio.domains import speech
 from studio.train import TrainConfig, pick_device, train
 
@@ -113,14 +113,9 @@ def run_train(args) -> int:
             "split": f"first {speech.HELD_OUT} sentences (voice 0) held out for eval; 64 of the rest validate"}
     card = speech.make_card(model, {"data": data, "hyperparameters": {"batch_size": args.batch_size},
                                     "reproduce": args.command_line})
-    is_main = int(os.environ.get("RANK", "0")) == 0
-
-    def on_progress(p):
-        if is_main and (p.step % 20 == 0 or p.val_loss is not None):
-            extra = f" val_loss {p.val_loss:.4f}" if p.val_loss is not None else ""
-            print(f"step {p.step}/{p.steps}: loss {p.loss:.4f} lr {p.lr:.1e}{extra}", flush=True)
-
+    on_progress, close_progress = training_progress("speech", train_config.steps, "val_loss")
     metrics = train(model, task, train_config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
+    close_progress()
     print(f"best_val_loss: {metrics['best_val_loss']:.4f}")
     return 0
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from studio import checkpoint
+from studio.cli_common import is_main_process, training_progress
 from studio.domains import text
 from studio.sampling import SamplingConfig
 from studio.train import TrainConfig, pick_device, train
@@ -84,8 +84,6 @@ def data_provenance(args, corpus: str) -> dict:
 
 
 def run_train(args) -> int:
-    from tqdm import tqdm
-
     corpus = read_text(args.data)
     codec = text.CharCodec.from_text(corpus)
     train_text, val_text = text.split_train_val(corpus)
@@ -104,24 +102,10 @@ def run_train(args) -> int:
         "hyperparameters": {"batch_size": args.batch_size, "seq_len": args.seq_len},
         "reproduce": args.command_line,
     })
-    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports and writes
-    bar = tqdm(total=config.steps, desc="train text", unit="step", dynamic_ncols=True, file=sys.stderr, disable=not is_main)
-
-    def on_progress(p):
-        bar.n = p.step
-        fields = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.1e}"}
-        if p.tokens_per_s:
-            fields["tok/s"] = f"{p.tokens_per_s:,.0f}"
-        if p.best_val_loss is not None and p.best_val_loss < float("inf"):
-            fields["best_val"] = f"{p.best_val_loss:.4f}"
-        bar.set_postfix(fields, refresh=False)
-        bar.refresh()
-        if p.val_loss is not None:
-            bar.write(f"step {p.step}: train_loss {p.loss:.4f} val_nats_per_char {p.val_loss:.4f}")
-
+    on_progress, close_progress = training_progress("text", config.steps, "val_nats_per_char")
     metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
-    bar.close()
-    if is_main and checkpoint.paths(args.out)[1].exists():  # name the metric in the card as `eval` prints it
+    close_progress()
+    if is_main_process() and checkpoint.paths(args.out)[1].exists():  # name the metric in the card as `eval` prints it
         saved = checkpoint.read_card(args.out)
         saved["metrics"]["val_nats_per_char"] = round(metrics["best_val_loss"], 4)
         checkpoint.write_card(args.out, saved)
