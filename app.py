@@ -42,7 +42,7 @@ def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
 
 
 def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
-    if pick_device() == "cpu":
+    if pick_device().type == "cpu":
         # Every tab samples at batch 1, one small matmul per step: a second intra-op thread gains
         # nothing alone and makes each step wait for the slower core when anything else runs (the
         # browser, another tab's request). 400 characters: 0.21 s with one thread, 0.6-0.9 s with

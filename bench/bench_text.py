@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import click_to_result, serve  # noqa: E402, F401 (common also puts the repo on sys.path)
+from common import click_to_result, serve  # noqa: E402 (common also puts the repo on sys.path)
 
 from studio.domains import text  # noqa: E402
 from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
