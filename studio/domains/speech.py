@@ -172,7 +172,10 @@ def read_audio(path, max_seconds: float = MAX_UPLOAD_SECONDS) -> LoadedAudio:
             rate, total = handle.samplerate, handle.frames
             data = handle.read(frames=int(max_seconds * rate), dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, OSError) as error:
-        raise AudioError(f"{Path(path).name} is not an audio file this studio can read (WAV, FLAC or OGG): {error}") from None
+        # libsndfile's own reason, without the temporary path the upload was stored under
+        reason = getattr(error, "error_string", None) or getattr(error, "strerror", None) or "unreadable"
+        raise AudioError(f"{Path(path).name} is not an audio file this studio can read (WAV, FLAC or OGG): "
+                         f"{reason.rstrip('.').lower()}.") from None
     loaded = prepare_audio(data, rate, max_seconds=max_seconds)
     if total > data.shape[0]:
         loaded.notes.insert(0, f"The recording is {total / rate:,.1f} s long; only its first {max_seconds:g} s were used.")
@@ -582,10 +585,10 @@ MCD_FRAME_MS, MCD_HOP_MS, MCD_BANDS, MCD_FIRST, MCD_LAST = 32, 8, 20, 2, 16
 MCD_NOISE_FLOOR = 1e-3
 
 
-def _mcd_log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+def mcd_bands(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(frames, MCD_BANDS) log10 mel energies: peak-normalised signal plus the noise floor, Hann
     frames without padding, power spectrum, triangular bands evenly spaced on the HTK mel scale from
-    0 Hz to sample_rate / 2."""
+    0 Hz to sample_rate / 2. Compute once per recording when comparing it with many (mcd_between)."""
     audio = np.asarray(audio, np.float64)
     audio = audio / max(np.abs(audio).max(), 1e-12)
     audio = audio + MCD_NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(audio))
@@ -612,7 +615,11 @@ def mcd_db(audio: np.ndarray, reference: np.ndarray, sample_rate: int = SAMPLE_R
     aligned frame pair is the Euclidean norm over coefficients MCD_FIRST..MCD_LAST (the package's
     s = 1, D = 16), with no 10 sqrt(2) / ln 10 factor (Kubichek used none). Called "dB" as the
     literature does."""
-    a, b = _mcd_log_mel(audio, sample_rate), _mcd_log_mel(reference, sample_rate)
+    return mcd_between(mcd_bands(audio, sample_rate), mcd_bands(reference, sample_rate))
+
+
+def mcd_between(a: np.ndarray, b: np.ndarray) -> float:
+    """mcd_db of two recordings' mcd_bands."""
     _, path = _librosa().sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
     n = np.arange(1, MCD_BANDS + 1)
     cosines = np.cos(np.arange(MCD_FIRST, MCD_LAST + 1)[:, None] * (n - 0.5) * np.pi / MCD_BANDS)  # (D, M)
