@@ -1,4 +1,5 @@
-"""What the four domains' command lines share: who reports, and the training progress bar."""
+"""What the four domains' command lines share: who reports, loading a checkpoint, and the training
+progress bar."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def training_progress(domain: str, steps: int, val_name: str, train_name: str = 
             bar.write(f"step {p.step}: {train_name} {p.loss:.4f} {val_name} {p.val_loss:.4f}{best}")
 
     return on_progress, bar.close
+
+
+def load_or_exit(load, stem, **kwargs):
+    """`load(stem, **kwargs)` from a domain, or exit with the checkpoint error in one line (a
+    command line should name the bad file, not print a traceback)."""
+    from studio import checkpoint
+
+    try:
+        return load(stem, **kwargs)
+    except checkpoint.CheckpointError as error:
+        sys.exit(f"error: {error}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from studio import checkpoint
-from studio.cli_common import is_main_process, training_progress
+from studio.cli_common import is_main_process, load_or_exit, training_progress
 from studio.domains import handwriting as hw
 from studio.train import TrainConfig, pick_device, train
 
@@ -126,10 +126,7 @@ def run_train(args) -> int:
 
 
 def _load(stem):
-    try:
-        return hw.load_model(stem, device=pick_device("cpu"))
-    except checkpoint.CheckpointError as error:
-        sys.exit(f"error: {error}")
+    return load_or_exit(hw.load_model, stem, device=pick_device("cpu"))
 
 
 def run_generate(args) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from studio import checkpoint
-from studio.cli_common import is_main_process, training_progress
+from studio.cli_common import is_main_process, load_or_exit, training_progress
 from studio.domains import music
 from studio.sampling import SamplingConfig
 from studio.train import TrainConfig, pick_device, train
@@ -154,10 +154,7 @@ def run_train(args) -> int:
 
 
 def _load(stem):
-    try:
-        return music.load_model(stem, device=pick_device())
-    except checkpoint.CheckpointError as error:
-        sys.exit(f"error: {error}")
+    return load_or_exit(music.load_model, stem, device=pick_device())
 
 
 def run_eval(args) -> int:

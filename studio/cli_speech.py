@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from studio import checkpoint
-from studio.cli_common import training_progress
+from studio.cli_common import load_or_exit, training_progress
 from studio.domains import speech
 from studio.train import TrainConfig, pick_device, train
 
@@ -121,10 +121,7 @@ def run_train(args) -> int:
 
 
 def _load(stem, kind: str):
-    try:
-        model, card = speech.load_model(stem, device=pick_device())
-    except checkpoint.CheckpointError as error:
-        sys.exit(f"error: {error}")
+    model, card = load_or_exit(speech.load_model, stem, device=pick_device())
     wanted = speech.FrameModel if kind == "frame" else speech.SpeechModel
     if not isinstance(model, wanted):
         sys.exit(f"error: {stem} is a {card.get('kind')} model; this command needs a {'frame-lstm' if kind == 'frame' else 'text-to-mel'} one")

@@ -849,10 +849,12 @@ def generate(model, codec: CharCodec | None, card: dict, settings: HandwritingSe
     max_points = int(max(10, min(settings.max_points, 3000)))
     if isinstance(model, SynthesisModel):
         text, clean_notes = codec.clean(settings.text or "")
+        notes.extend(clean_notes)
+        if not text:
+            raise ValueError("There is nothing to write: the text is empty" + (" after removing characters the model does not know." if settings.text.strip() else "."))
         lines = textwrap.wrap(text, LINE_CHARS)
         if len(lines) <= 1:
-            return _generate_synthesis(model, codec, scale, settings, bias, generator, notes)
-        notes.extend(clean_notes)
+            return _generate_synthesis(model, codec, scale, replace(settings, text=text), bias, generator, notes)
         notes.append(f"Written in {len(lines)} lines of up to {LINE_CHARS} characters (the model learned phrases of "
                      "at most 28), each from a fresh state" + (" primed with the style." if _has_style(settings) else "."))
         parts = [_generate_synthesis(model, codec, scale, replace(settings, text=line), bias, generator, [])
@@ -876,10 +878,8 @@ def generate(model, codec: CharCodec | None, card: dict, settings: HandwritingSe
 
 
 def _generate_synthesis(model, codec, scale, settings, bias, generator, notes):
-    text, clean_notes = codec.clean(settings.text or "")
-    notes.extend(clean_notes)
-    if not text:
-        raise ValueError("There is nothing to write: the text is empty" + (" after removing characters the model does not know." if settings.text.strip() else "."))
+    """One line of text, already cleaned by `generate` (settings.text is what gets written)."""
+    text = settings.text
     primer_strokes, primer_text = settings.primer_strokes, settings.primer_text
     if settings.style and primer_strokes is None:
         primer_strokes, primer_text = load_stroke_file(settings.style)
