@@ -32,6 +32,7 @@ def filtered_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor
         sorted_probs, order = torch.sort(probs, descending=True)
         # drop a token when the ones before it already reach top_p (the first always stays)
         drop = (torch.cumsum(sorted_probs, 0) - sorted_probs) >= config.top_p
+        drop[0] = False  # a top_p of 0 or below would otherwise drop every token
         probs = probs.scatter(0, order, sorted_probs.masked_fill(drop, 0.0))
         probs = probs / probs.sum()
     return probs

@@ -51,6 +51,12 @@ def test_top_p_keeps_smallest_set_reaching_p(top_p, kept):
     assert math.isclose(float(probs.sum()), 1.0, rel_tol=1e-6)
 
 
+@pytest.mark.parametrize("top_p", [0.0, -1.0])
+def test_top_p_at_most_zero_keeps_the_most_likely_token(top_p):
+    # the UI's slider starts at 0.05, but the API takes any number
+    assert torch.allclose(filtered_probs(LOGITS, config(top_p=top_p)), torch.tensor([0.0, 1.0, 0.0, 0.0]))
+
+
 @pytest.mark.parametrize("top_k, kept", [(1, [1]), (2, [1, 3]), (3, [1, 3, 0]), (4, [0, 1, 2, 3]), (0, [0, 1, 2, 3]), (9, [0, 1, 2, 3])])
 def test_top_k(top_k, kept):
     probs = filtered_probs(LOGITS, config(top_k=top_k))

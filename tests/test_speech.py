@@ -165,6 +165,15 @@ def test_continue_mode_primes_and_extends():
     assert len(result.audio) == len(result.log_mel) * speech.HOP
 
 
+@pytest.mark.parametrize("seconds, noise, clamped", [(0.0, 0.3, "Continuation length clamped to 0.1 s"),
+                                                     (0.2, -2.0, "Noise clamped to 0 "), (0.2, 50.0, "Noise clamped to 1 ")])
+def test_continue_mode_clamps_silly_settings_with_a_note(seconds, noise, clamped):
+    model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=1)).eval()
+    result, _ = speech.continue_audio(model, tone(0.3), speech.ContinueSettings(seconds=seconds, noise=noise))
+    assert any(note.startswith(clamped) for note in result.notes), result.notes
+    assert np.isfinite(result.log_mel).all()
+
+
 def test_mcd_is_zero_for_identical_and_grows_with_error():
     audio = tone(0.4, freq=300) + tone(0.4, freq=900, amplitude=0.2)
     assert speech.mcd_db(audio, audio) == pytest.approx(0.0, abs=1e-9)

@@ -760,6 +760,10 @@ def continue_audio(model: FrameModel, audio: np.ndarray, settings: ContinueSetti
     if not 0 < seconds <= MAX_CONTINUE_SECONDS:
         seconds = min(max(seconds, 0.1), MAX_CONTINUE_SECONDS)
         notes.append(f"Continuation length clamped to {seconds:g} s (0.1 to {MAX_CONTINUE_SECONDS:g} s).")
+    noise = float(settings.noise)
+    if not 0 <= noise <= 1:
+        noise = min(max(noise, 0.0), 1.0)
+        notes.append(f"Noise clamped to {noise:g} (0 to 1).")
     log_mel = encode_audio(audio)
     keep = int(settings.prime_seconds * SAMPLE_RATE / HOP) // r * r
     if len(log_mel) > keep:
@@ -777,7 +781,7 @@ def continue_audio(model: FrameModel, audio: np.ndarray, settings: ContinueSetti
     group = predicted[:, -1]
     new_groups, step_gates = [], []
     for _ in range(max(1, int(seconds * SAMPLE_RATE / HOP / r))):
-        group = group + settings.noise * torch.randn(group.shape, generator=generator, device=device)
+        group = group + noise * torch.randn(group.shape, generator=generator, device=device)
         new_groups.append(group)
         group, state, step_gates_k = model.step(group, state)
         step_gates.append(step_gates_k)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import tempfile
 from pathlib import Path
 
@@ -21,13 +22,26 @@ def notes_markdown(notes: list[str]) -> str:
     return "\n".join(f"- {note}" for note in notes)
 
 
-def clamp_int(value, low: int, high: int, default: int) -> int:
-    """A number from a UI field as an int in [low, high]; blank or garbage gives `default`."""
+def number_or(value, default: float) -> float:
+    """A number from a UI field or an API call as a finite float; blank, garbage, NaN or an
+    infinity gives `default` (the domains then clamp the range, with a note)."""
     try:
-        number = int(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         return default
-    return max(low, min(high, number))
+    return number if math.isfinite(number) else default
+
+
+def clamp_int(value, low: int, high: int, default: int) -> int:
+    """A number from a UI field as an int in [low, high]; blank, garbage or NaN gives `default`,
+    an infinity the nearer end."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    if math.isnan(number):
+        return default
+    return max(low, min(high, int(number))) if math.isfinite(number) else (high if number > 0 else low)
 
 
 def png_plot(rgba: np.ndarray) -> PlotData:

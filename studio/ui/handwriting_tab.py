@@ -9,7 +9,7 @@ import gradio as gr
 from studio import analysis, viz
 from studio.domains import handwriting as hw
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 HEATMAP_UNITS = 48
 STYLE_SAMPLE = Path(__file__).resolve().parents[2] / "assets" / "handwriting-style.json"
@@ -83,7 +83,7 @@ def create_handwriting_tab(models: dict, problems: list[str]) -> None:
             raise gr.Error(f"Unknown model {name!r}; pick one from the list.")
         model, codec, card = models[name]
         settings = hw.HandwritingSettings(
-            text=text or "", bias=float(bias_value if bias_value is not None else 0.5),
+            text=text or "", bias=number_or(bias_value, 0.5),
             seed=clamp_int(seed_value, 0, 2**62, 0), max_points=clamp_int(points_value, 10, 3000, 600))
         extra = []
         try:

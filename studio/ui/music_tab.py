@@ -8,7 +8,7 @@ from studio import analysis, viz
 from studio.domains import music
 from studio.sampling import SamplingConfig
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
 SAMPLE_RATE = 22050  # audio: FluidSynth renders a minute of chorale in well under a second
@@ -110,7 +110,7 @@ def create_music_tab(models: dict, problems: list[str]) -> None:
             primer=primer,
             tempo_bpm=tempo_value,  # blank or silly tempos are fixed, with a note, by music.clean_settings
             sampling=SamplingConfig(
-                temperature=float(temp if temp is not None else 1.0),
+                temperature=number_or(temp, 1.0),
                 top_k=clamp_int(k, 0, model.codec.size, 0),
                 seed=clamp_int(seed_value, 0, 2**62, 0),
             ),

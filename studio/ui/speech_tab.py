@@ -12,7 +12,7 @@ import numpy as np
 from studio import analysis, viz
 from studio.domains import speech
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 HEATMAP_UNITS = 48
 EXAMPLE_WAV = Path(__file__).resolve().parents[2] / "assets" / "speech-espeak-example.wav"
@@ -190,7 +190,7 @@ def _continue_section(models: dict) -> None:
             raise gr.Error("No frame LSTM is available to continue recordings.")
         loaded = load(path)
         model, _ = models[name]
-        settings = speech.ContinueSettings(seconds=float(seconds_value or 2.0), noise=float(noise_value or 0.0),
+        settings = speech.ContinueSettings(seconds=number_or(seconds_value, 2.0), noise=number_or(noise_value, 0.0),
                                            seed=clamp_int(seed_value, 0, 2**62, 0))
         try:
             result, trace = speech.continue_audio(model, loaded.audio, settings)

@@ -10,7 +10,7 @@ from studio import analysis, viz
 from studio.domains import text
 from studio.sampling import SamplingConfig
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir, png_plot
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir, png_plot
 
 ORDERINGS = ["index", "variance", "saturation"]
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
@@ -109,9 +109,9 @@ def create_text_tab(models: dict, problems: list[str]) -> None:
             prompt=prompt_text or "",
             length=clamp_int(length_value, -10**9, 10**9, 400),
             sampling=SamplingConfig(
-                temperature=float(temp if temp is not None else 0.8),
+                temperature=number_or(temp, 0.8),
                 top_k=clamp_int(k, 0, codec.size, 0),
-                top_p=float(p if p is not None else 1.0),
+                top_p=number_or(p, 1.0),
                 seed=clamp_int(seed_value, 0, 2**62, 0),
             ),
         )

@@ -1,0 +1,26 @@
+"""The helpers every tab uses to read numbers from UI fields and API calls."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from studio.ui.common import clamp_int, number_or
+
+
+@pytest.mark.parametrize("value, expected", [
+    (7, 7), ("12", 12), (3.9, 3), (-5, 0), (10**12, 100),  # in range, text, truncated, clamped
+    (None, 42), ("", 42), ("abc", 42), (math.nan, 42),  # blank or garbage: the default
+    (math.inf, 100), (-math.inf, 0), ("1e400", 100),  # infinities: the nearer end, no OverflowError
+])
+def test_clamp_int(value, expected):
+    assert clamp_int(value, 0, 100, 42) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0.25, 0.25), ("1.5", 1.5), (-3, -3.0), (0, 0.0),  # zero is a number, not blank
+    (None, 0.8), ("", 0.8), ("warm", 0.8), (math.nan, 0.8), (math.inf, 0.8), ("-inf", 0.8),
+])
+def test_number_or(value, expected):
+    assert number_or(value, 0.8) == expected
