@@ -20,6 +20,10 @@ SHAKESPEARE_SOURCE = {
 }
 
 
+VAL_HOW = ("mean -log P(char | all earlier val chars), state carried through the validation text in 16 contiguous "
+           "streams; `python -m studio eval text --data FILE` prints it")
+
+
 def add_text_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data", required=True, help="a UTF-8 text file")
@@ -79,7 +83,7 @@ def data_provenance(args, corpus: str) -> dict:
         "characters": len(corpus),
         "source": args.source or known.get("source", f"{Path(args.data).name} (no --source given)"),
         "licence": args.licence or known.get("licence", "unknown (no --licence given)"),
-        "split": "first 90% of characters train, last 10% validate",
+        "split": "first 90% of characters train, last 10% validate (as nanoGPT's shakespeare_char)",
     }
 
 
@@ -98,6 +102,7 @@ def run_train(args) -> int:
     torch.manual_seed(args.seed)
     model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, args.dropout))
     card = text.make_card(model, codec, {
+        "name": Path(args.out).name,
         "data": data_provenance(args, corpus),
         "hyperparameters": {"batch_size": args.batch_size, "seq_len": args.seq_len},
         "reproduce": args.command_line,
@@ -108,6 +113,7 @@ def run_train(args) -> int:
     if is_main_process() and checkpoint.paths(args.out)[1].exists():  # name the metric in the card as `eval` prints it
         saved = checkpoint.read_card(args.out)
         saved["metrics"]["val_nats_per_char"] = round(metrics["best_val_loss"], 4)
+        saved["metrics"]["val_nats_per_char_how"] = VAL_HOW
         checkpoint.write_card(args.out, saved)
     print(f"best_val_nats_per_char: {metrics['best_val_loss']:.4f}")
     return 0

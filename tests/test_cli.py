@@ -43,6 +43,9 @@ def test_train(trained):
     assert card["training"]["steps"] == 6
     assert card["reproduce"].startswith("python -m studio train text --data ")
     assert card["data"]["file"] == "rhyme.txt" and card["data"]["characters"] == len(data.read_text())
+    assert card["name"] == "tiny" and card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert "2-layer LSTM with 16 units" in card["description"]
+    assert card["metrics"]["val_nats_per_char"] == round(card["metrics"]["best_val_loss"], 4)
     assert checkpoint.list_models("text", stem.parent) == {"tiny": stem}
 
 

@@ -111,7 +111,16 @@ def save_model(stem, model: TextModel, codec: CharCodec, card: dict) -> None:
 
 
 def make_card(model: TextModel, codec: CharCodec, extra: dict) -> dict:
-    return {"domain": DOMAIN, "config": asdict(model.config), "codec": {"chars": codec.chars}, **extra}
+    config = model.config
+    return {
+        "domain": DOMAIN,
+        "config": asdict(config),
+        "codec": {"chars": codec.chars},
+        "description": f"Character-level LSTM (char-rnn). Embedding {config.embed_size} -> {config.num_layers}-layer "
+                       f"LSTM with {config.hidden_size} units -> softmax over {config.vocab_size} characters.",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **extra,
+    }
 
 
 # ---------------------------------------------------------------- training
