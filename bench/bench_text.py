@@ -1,6 +1,6 @@
 """Text-domain and LSTM-core benchmarks. Prints ratios measured side by side in one run.
 
-python bench/bench_text.py [--model models/shakespeare-char] [--repeats 3] [--skip-naive] [--skip-ui]
+python bench/bench_text.py [--model models/shakespeare-char] [--repeats 3] [--skip-naive] [--skip-ui] [--device auto]
 
 Every comparison runs both sides in the same process, alternating, and reports the best of
 `--repeats` for each, so a busy shared machine slows both sides alike.
@@ -21,13 +21,22 @@ from common import click_to_result, serve  # noqa: E402 (common also puts the re
 
 from studio.domains import text  # noqa: E402
 from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
+from studio.train import pick_device  # noqa: E402
+
+
+def synchronize() -> None:
+    """On a GPU, wait for queued kernels, so a timing covers the work and not just its launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def best_of(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -45,15 +54,15 @@ def lstmcell_loop(core, x):
     """Baseline: the usual way to see inside an LSTM, one nn.LSTMCell call per step and layer."""
     cells = []
     for layer in core.layers:
-        cell = torch.nn.LSTMCell(layer.input_size, layer.hidden_size)
+        cell = torch.nn.LSTMCell(layer.input_size, layer.hidden_size, device=x.device)
         cell.weight_ih.data, cell.weight_hh.data = layer.weight_ih_l0.data, layer.weight_hh_l0.data
         cell.bias_ih.data, cell.bias_hh.data = layer.bias_ih_l0.data, layer.bias_hh_l0.data
         cells.append(cell)
     with torch.no_grad():
         seq = x[0]
         for cell in cells:
-            h = torch.zeros(1, cell.hidden_size)
-            c = torch.zeros(1, cell.hidden_size)
+            h = torch.zeros(1, cell.hidden_size, device=x.device)
+            c = torch.zeros(1, cell.hidden_size, device=x.device)
             outs = []
             for t in range(seq.shape[0]):
                 h, c = cell(seq[t : t + 1], (h, c))
@@ -67,10 +76,11 @@ def naive_generate(model, codec, prompt_ids, length, sampling):
     state for every new character."""
     generator = make_generator(sampling.seed)
     ids = list(prompt_ids)
+    device = next(model.parameters()).device
     with torch.no_grad():
         for _ in range(length):
-            logits, _ = model(torch.tensor([ids]))
-            ids.append(sample_next(logits[0, -1], sampling, generator))
+            logits, _ = model(torch.tensor([ids], device=device))
+            ids.append(sample_next(logits[0, -1].cpu(), sampling, generator))
     return codec.decode(ids[len(prompt_ids) :])
 
 
@@ -80,12 +90,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-ui", action="store_true")
+    parser.add_argument("--device", default="auto", help="auto: cuda when there is one, else cpu")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    model, codec, card = text.load_model(args.model)
+    device = pick_device(args.device)
+    model, codec, card = text.load_model(args.model, device=device)
     cfg = model.config
-    print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device cpu")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, device {where}")
     sampling = SamplingConfig(temperature=0.8, seed=1)
     settings = text.TextSettings(prompt="ROMEO:\n", length=1000, sampling=sampling)
 
@@ -100,7 +112,7 @@ def main() -> None:
     print(f"batch-1 sampling: traced {1000 / traced:,.0f} steps/s, untraced {1000 / untraced:,.0f} steps/s")
 
     # 2. teacher-forced trace of 10,000 steps vs fused forward and vs an LSTMCell loop
-    x = torch.randn(1, 10_000, cfg.embed_size)
+    x = torch.randn(1, 10_000, cfg.embed_size, device=device)
     fused, trace = side_by_side(lambda: model.core(x), lambda: model.core.trace(x), args.repeats)
     cell_loop = best_of(lambda: lstmcell_loop(model.core, x), 1)
     print(f"trace 10,000 steps: fused forward {fused:.3f} s, exact trace {trace:.3f} s, LSTMCell loop {cell_loop:.3f} s")
