@@ -9,6 +9,10 @@ import os
 import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
+# torch backs CPU tensors of 2 MB and more with transparent huge pages: a 10,000-step trace
+# allocates ~100 MB per layer, and faulting it in 4 KB pages cost ~10% of the trace's time
+# (docs/benchmarks.md). torch reads this once, at its first allocation, so it is set before import.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402

@@ -9,12 +9,14 @@ Every comparison runs both sides in the same process, alternating, and reports t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py sets it (read at torch's first allocation)
 
 import torch  # noqa: E402
 from common import click_to_result, serve  # noqa: E402 (common also puts the repo on sys.path)
@@ -97,7 +99,8 @@ def main() -> None:
     model, codec, card = text.load_model(args.model, device=device)
     cfg = model.config
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, device {where}")
+    print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, device {where}, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
     sampling = SamplingConfig(temperature=0.8, seed=1)
     settings = text.TextSettings(prompt="ROMEO:\n", length=1000, sampling=sampling)
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py does; import this module before torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CHROMIUM = "/usr/bin/chromium"
