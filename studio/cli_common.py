@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from studio import checkpoint
+
 
 def is_main_process() -> bool:
     """Under torchrun only rank 0 reports and writes files; a plain run is rank 0."""
@@ -41,8 +43,6 @@ def training_progress(domain: str, steps: int, val_name: str, train_name: str = 
 def load_or_exit(load, stem, **kwargs):
     """`load(stem, **kwargs)` from a domain, or exit with the checkpoint error in one line (a
     command line should name the bad file, not print a traceback)."""
-    from studio import checkpoint
-
     try:
         return load(stem, **kwargs)
     except checkpoint.CheckpointError as error:
