@@ -1,10 +1,12 @@
-"""LSTM Studio: one tab per domain. Loads every shipped model once, then serves the page.
+"""LSTM Studio: one tab per domain of studio.domains.ALL. Loads every shipped model once, then
+serves the page.
 
 python app.py  ->  http://127.0.0.1:7860  (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -18,12 +20,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from studio import checkpoint  # noqa: E402
-from studio.domains import handwriting, music, speech, text  # noqa: E402
+from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui.handwriting_tab import create_handwriting_tab  # noqa: E402
-from studio.ui.music_tab import create_music_tab  # noqa: E402
-from studio.ui.speech_tab import create_speech_tab  # noqa: E402
-from studio.ui.text_tab import create_text_tab  # noqa: E402
 
 TITLE = "LSTM Studio"
 INTRO = (
@@ -33,16 +31,19 @@ INTRO = (
 )
 
 
-def load_models(domain_module, models_dir=checkpoint.MODELS_DIR, device=None) -> tuple[dict, list[str]]:
-    """({name: whatever domain.load_model returns}, problems) for one domain's tab."""
-    return checkpoint.load_models(domain_module.DOMAIN, domain_module.load_model, models_dir, device or pick_device())
+def load_models(domain, models_dir=checkpoint.MODELS_DIR, device=None) -> tuple[dict, list[str]]:
+    """({name: LoadedModel}, problems) for one domain's tab."""
+    return checkpoint.load_models(domain.NAME, domain.load, models_dir, device or pick_device())
 
 
-def load_text_models(models_dir=checkpoint.MODELS_DIR, device=None):
-    """Text models, plus every card in models_dir that cannot be read at all (its domain is
-    unknown, so the first tab reports it)."""
-    models, problems = load_models(text, models_dir, device)
-    return models, checkpoint.scan(models_dir)[1] + problems
+def load_all(models_dir=checkpoint.MODELS_DIR, device=None) -> dict:
+    """{domain: (models, problems)}; cards that cannot be read at all (their domain is unknown)
+    are reported by the first tab."""
+    loaded = {domain: load_models(domain, models_dir, device) for domain in ALL}
+    unreadable = checkpoint.scan(models_dir)[1]
+    first = ALL[0]
+    loaded[first] = (loaded[first][0], unreadable + loaded[first][1])
+    return loaded
 
 
 def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
@@ -52,20 +53,14 @@ def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
         # browser, another tab's request). 400 characters: 0.21 s with one thread, 0.6-0.9 s with
         # two while another process kept one core busy (docs/benchmarks.md).
         torch.set_num_threads(1)
-    text_models, text_problems = load_text_models(models_dir)
-    loaded = {domain: load_models(domain, models_dir) for domain in (music, handwriting, speech)}
-    for problem in text_problems + [p for _, problems in loaded.values() for p in problems]:
+    loaded = load_all(models_dir)
+    for problem in [p for _, problems in loaded.values() for p in problems]:
         print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        with gr.Tab("Text"):
-            create_text_tab(text_models, text_problems)
-        with gr.Tab("Music (MIDI)"):
-            create_music_tab(*loaded[music])
-        with gr.Tab("Handwriting"):
-            create_handwriting_tab(*loaded[handwriting])
-        with gr.Tab("Speech"):
-            create_speech_tab(*loaded[speech])
+        for domain in ALL:
+            with gr.Tab(domain.TITLE):
+                importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
     return demo
 
 

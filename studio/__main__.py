@@ -1,34 +1,35 @@
-"""Command line: python -m studio {train,generate,eval,trace} DOMAIN [options]."""
+"""Command line: python -m studio {train,generate,eval,trace} DOMAIN [options].
+
+Every domain of studio.domains.ALL gets each command; `trace` (teacher-force a file, keep the
+gates) is the same for all of them (studio.cli_common), the others are the domain's cli.py."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
 
-from studio.cli_handwriting import add_handwriting_commands
-from studio.cli_music import add_music_commands
-from studio.cli_speech import add_speech_commands
-from studio.cli_text import add_text_commands
+from studio import cli_common
+from studio.domains import ALL
 
-ADD_COMMANDS = {
-    "text": add_text_commands,
-    "music": add_music_commands,
-    "handwriting": add_handwriting_commands,
-    "speech": add_speech_commands,
-}
+COMMANDS = ("train", "generate", "eval", "trace")
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for command in ("train", "generate", "eval", "trace"):
+    for command in COMMANDS:
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
-        for domain, add_commands in ADD_COMMANDS.items():
-            add_commands(command, domains.add_parser(domain))
+        for domain in ALL:
+            domain_parser = domains.add_parser(domain.NAME, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            if command == "trace":
+                cli_common.add_trace_command(domain_parser, domain)
+            else:
+                importlib.import_module(f"{domain.__name__}.cli").add_commands(command, domain_parser)
     args = parser.parse_args(argv)
-    if not hasattr(args, "run"):  # a domain without this command (e.g. `trace` for some)
+    if not hasattr(args, "run"):  # a domain without this command
         print(f"'{args.command} {args.domain}' is not available.", file=sys.stderr)
         return 2
     args.command_line = "python -m studio " + shlex.join(argv)

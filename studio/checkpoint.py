@@ -9,6 +9,7 @@ so nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,6 +18,23 @@ from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+# The one card schema every domain writes (field: (type, what it holds)); read_card checks it.
+CARD_FIELDS = {
+    "name": (str, "the model's name (its file stem)"),
+    "description": (str, "one sentence: what the model is"),
+    "domain": (str, "text, music, handwriting or speech"),
+    "kind": (str, "which of the domain's models (char-rnn, synthesis, text-to-mel, ...)"),
+    "parameters": (int, "number of weights"),
+    "config": (dict, "the model config dataclass's fields"),
+    "codec": (dict, "everything the codec needs (the vocabulary travels here)"),
+    "data": (dict, "where the training data came from: at least source and licence"),
+    "training": (dict, "the trainer's settings"),
+    "metrics": (dict, "what was measured, and how"),
+    "reproduce": (str, "the command that trains it again"),
+}
+DATA_FIELDS = ("source", "licence")
+RESUME_KEY = "resume"  # a resume state's card (see train.py) holds its step here; it is not a model to offer
 
 
 class CheckpointError(Exception):
@@ -31,12 +49,46 @@ def paths(stem) -> tuple[Path, Path]:
     return Path(stem + ".safetensors"), Path(stem + ".json")
 
 
+def make_card(domain: str, kind: str, model: torch.nn.Module, codec: dict, description: str, **fields) -> dict:
+    """A complete card for `model` (its dataclass config is written as is); the fields the caller
+    does not know yet (data, training, metrics, reproduce) start empty and are filled by the trainer
+    and the CLI."""
+    card = {
+        "name": "", "description": description, "domain": domain, "kind": kind,
+        "parameters": sum(p.numel() for p in model.parameters()), "config": asdict(model.config), "codec": codec,
+        "data": {"source": "unknown", "licence": "unknown"}, "training": {}, "metrics": {}, "reproduce": "",
+    }
+    card.update(fields)
+    return card
+
+
+def check_card(card, card_path) -> None:
+    """Raise CheckpointError naming the file and the first field that is missing or of the wrong type."""
+    if not isinstance(card, dict):
+        raise CheckpointError(f"model card {card_path} is not a JSON object")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"model card {card_path} has format_version {card.get('format_version')!r}, expected {FORMAT_VERSION}")
+    for name, (kind, meaning) in CARD_FIELDS.items():
+        if name not in card:
+            raise CheckpointError(f"model card {card_path} lacks the field '{name}' ({meaning})")
+        if not isinstance(card[name], kind) or (kind is int and isinstance(card[name], bool)):
+            raise CheckpointError(f"model card {card_path}: field '{name}' should be a {kind.__name__} ({meaning}), "
+                                  f"not {type(card[name]).__name__}")
+    for name in DATA_FIELDS:
+        if not isinstance(card["data"].get(name), str):
+            raise CheckpointError(f"model card {card_path}: field 'data.{name}' is missing (where the data came from "
+                                  "and under which licence)")
+
+
 def save(stem, tensors: dict[str, torch.Tensor], card: dict) -> Path:
     """Write STEM.safetensors and STEM.json; returns the weights path."""
     weights_path = paths(stem)[0]
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights_path))
-    write_card(stem, {"format_version": FORMAT_VERSION, **card})
+    card = {"format_version": FORMAT_VERSION, **card}
+    if not card.get("name") and RESUME_KEY not in card:
+        card["name"] = weights_path.stem  # a model is named after its file unless its card says otherwise
+    write_card(stem, card)
     return weights_path
 
 
@@ -53,10 +105,11 @@ def read_card(stem) -> dict:
         card = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"model card {card_path} is not valid JSON: {error}") from None
-    if not isinstance(card, dict) or "domain" not in card or "config" not in card:
-        raise CheckpointError(f"model card {card_path} lacks 'domain' or 'config'")
-    if card.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"model card {card_path} has format_version {card.get('format_version')!r}, expected {FORMAT_VERSION}")
+    if isinstance(card, dict) and RESUME_KEY in card:  # a training state: only the trainer reads it
+        if card.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"resume state {card_path} has format_version {card.get('format_version')!r}")
+        return card
+    check_card(card, card_path)
     return card
 
 
@@ -89,7 +142,7 @@ def scan(models_dir=MODELS_DIR) -> tuple[dict[str, dict[str, Path]], list[str]]:
             problems.append(str(error))
             continue
         # resume states (see train.py) share the format but are not models to offer
-        if card.get("kind") != "resume-state":
+        if RESUME_KEY not in card:
             by_domain.setdefault(card["domain"], {})[card_path.stem] = card_path.parent / card_path.stem
     return by_domain, problems
 

@@ -1,17 +1,73 @@
-"""What the four domains' command lines share: who reports, loading a checkpoint, and the training
-progress bar."""
+"""What the four domains' command lines share: the flags every domain's train/generate/eval take,
+loading a checkpoint, the training run with its progress bar and card, and the `trace` command
+(it needs only the contract: read_input + score)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from studio import checkpoint
+from studio.train import TrainConfig, pick_device, train
 
 
 def is_main_process() -> bool:
     """Under torchrun only rank 0 reports and writes files; a plain run is rank 0."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+# ---------------------------------------------------------------- flags
+def add_model_flag(parser, domain) -> None:
+    parser.add_argument("--model", default=str(domain.DEFAULT_MODEL),
+                        help=f"checkpoint stem (default: {Path(domain.DEFAULT_MODEL).name})")
+
+
+def add_sampling_flags(parser, temperature: float = 0.8, top_p: bool = True) -> None:
+    parser.add_argument("--temperature", type=float, default=temperature, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0 = all)")
+    if top_p:
+        parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (1 = off)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_train_flags(parser, steps: int, lr: float, eval_every: int, batch_size: int, hidden_size: int,
+                    layers: int = 2, warmup_steps: int = 200) -> None:
+    """The trainer's and the card's flags; a domain adds its data and model-shape flags."""
+    parser.add_argument("--out", required=True, help="checkpoint stem, e.g. models/NAME")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--hidden-size", type=int, default=hidden_size)
+    parser.add_argument("--layers", type=int, default=layers)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--warmup-steps", type=int, default=warmup_steps)
+    parser.add_argument("--eval-every", type=int, default=eval_every)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
+    parser.add_argument("--source", help="where the data comes from, for the model card")
+    parser.add_argument("--licence", help="the data's licence, for the model card")
+
+
+def train_config(args) -> TrainConfig:
+    return TrainConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
+                       eval_every=args.eval_every, seed=args.seed, device=args.device)
+
+
+# ---------------------------------------------------------------- running
+def load_or_exit(domain, stem):
+    """`domain.load(stem)` on the best device, or exit with the checkpoint error in one line (a
+    command line should name the bad file, not print a traceback)."""
+    try:
+        return domain.load(stem, device=pick_device())
+    except checkpoint.CheckpointError as error:
+        sys.exit(f"error: {error}")
+
+
+def print_notes(notes) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def training_progress(domain: str, steps: int, val_name: str, train_name: str = "train_loss"):
@@ -40,10 +96,39 @@ def training_progress(domain: str, steps: int, val_name: str, train_name: str = 
     return on_progress, bar.close
 
 
-def load_or_exit(load, stem, **kwargs):
-    """`load(stem, **kwargs)` from a domain, or exit with the checkpoint error in one line (a
-    command line should name the bad file, not print a traceback)."""
+def run_training(domain: str, model, task, args, card: dict, val_name: str, val_how: str, train_name: str = "train_loss"):
+    """Train with a progress bar, then name the best validation value in the card as the domain's
+    `eval` prints it (`val_name`, with how it is measured) and print `best_VAL_NAME: X`."""
+    config = train_config(args)
+    on_progress, close_progress = training_progress(domain, config.steps, val_name, train_name)
+    metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
+    close_progress()
+    if is_main_process() and checkpoint.paths(args.out)[1].exists():
+        saved = checkpoint.read_card(args.out)
+        saved["metrics"][val_name] = round(metrics["best_val_loss"], 4)
+        saved["metrics"][f"{val_name}_how"] = val_how
+        checkpoint.write_card(args.out, saved)
+    print(f"best_{val_name}: {metrics['best_val_loss']:.4f}")
+    return metrics
+
+
+
+def add_trace_command(parser, domain) -> None:
+    """`python -m studio trace DOMAIN --input FILE --out TRACE.npz`: the same for every domain."""
+    add_model_flag(parser, domain)
+    parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
+    parser.add_argument("--out", required=True, help="trace .npz")
+    parser.set_defaults(run=lambda args: run_trace(domain, args))
+
+
+def run_trace(domain, args) -> int:
+    loaded = load_or_exit(domain, args.model)
     try:
-        return load(stem, **kwargs)
-    except checkpoint.CheckpointError as error:
+        scored = domain.score(loaded, domain.read_input(args.input, loaded))
+    except ValueError as error:
         sys.exit(f"error: {error}")
+    print_notes(scored.notes)
+    scored.trace.save_npz(args.out)
+    print(f"wrote {args.out}: {scored.trace.steps} steps x {scored.trace.num_layers} layers x "
+          f"{scored.trace.hidden_size} units")
+    return 0

@@ -12,10 +12,18 @@ order i, f, g, o):
     c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
 
 State is always passed explicitly as ``(h, c)``, each (num_layers, B, H), as ``nn.LSTM`` does.
+
+Hooks (for interventions and for reading values as they are made): ``step`` accepts a list of
+callables ``hook(step, layer, name, value) -> Tensor | None``, called for every layer in the
+order i, f, g, o, c, h. A hook that returns a tensor replaces that value, and everything computed
+after it uses the replacement (a replaced forget gate changes c; a replaced c changes h; a replaced
+h is what the next layer and the next step read). ``layer`` counts from ``first_layer`` so a model
+with several cores (an attention layer below a core) numbers its layers as its Trace does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +32,8 @@ import torch.nn as nn
 GATE_NAMES = ("i", "f", "g", "o", "c", "h")
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (L, B, H)
+# hook(step, layer, name, value) -> replacement or None; name in GATE_NAMES, value (B, H)
+Hook = Callable[[int, int, str, torch.Tensor], "torch.Tensor | None"]
 
 
 @dataclass
@@ -51,10 +61,12 @@ class LSTMCore(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Fused forward. x: (B, T, input_size) -> out (B, T, H), new state."""
-        out, state, _ = self._run_layers(x, state, keep_layer_io=False)
+        out, state, _ = self.run_layers(x, state, keep_layer_io=False)
         return out, state
 
-    def _run_layers(self, x, state, keep_layer_io):
+    def run_layers(self, x, state=None, keep_layer_io=True):
+        """Fused forward keeping each layer's (input, output) sequences when asked:
+        (out (B, T, H), state, [(x_k (B, T, X_k), h_k (B, T, H)) per layer])."""
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         h0, c0 = state
@@ -82,7 +94,7 @@ class LSTMCore(nn.Module):
         """
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        out, new_state, layer_io = self._run_layers(x, state, keep_layer_io=True)
+        out, new_state, layer_io = self.run_layers(x, state, keep_layer_io=True)
         h0, c0 = state
         gates = []
         hidden = self.config.hidden_size
@@ -107,11 +119,14 @@ class LSTMCore(nn.Module):
         return out, new_state, gates
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: State):
+    def step(self, x: torch.Tensor, state: State, hooks: Sequence[Hook] | None = None, step: int = 0,
+             first_layer: int = 0):
         """One time step for sampling, computing its gates on the way.
 
         x: (B, input_size). Returns (out (B, H), new_state, gates) with gates[k] a dict of
-        (B, H) tensors i, f, g, o, c, h.
+        (B, H) tensors i, f, g, o, c, h. `hooks` (see the module docstring) see this step as
+        number `step` and this core's layer k as layer `first_layer + k`; with no hooks the
+        arithmetic is exactly the hook-free path's.
         """
         h0, c0 = state
         hs, cs, gates = [], [], []
@@ -122,14 +137,23 @@ class LSTMCore(nn.Module):
             squashed = torch.sigmoid(z)
             i, f, o = squashed[:, :hidden], squashed[:, hidden : 2 * hidden], squashed[:, 3 * hidden :]
             g = torch.tanh(z[:, 2 * hidden : 3 * hidden])
-            c = torch.addcmul(f * c0[k], i, g)
-            h = o * torch.tanh(c)
-            gates.append({"i": i, "f": f, "g": g, "o": o, "c": c, "h": h})
-            hs.append(h)
-            cs.append(c)
-            x = h
+            if hooks:
+                layer_gates = _hooked_cell(i, f, g, o, c0[k], hooks, step, first_layer + k)
+            else:
+                c = torch.addcmul(f * c0[k], i, g)
+                layer_gates = {"i": i, "f": f, "g": g, "o": o, "c": c, "h": o * torch.tanh(c)}
+            gates.append(layer_gates)
+            hs.append(layer_gates["h"])
+            cs.append(layer_gates["c"])
+            x = layer_gates["h"]
         return x, (torch.stack(hs), torch.stack(cs)), gates
 
+    def cell(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, layer: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """One differentiable step of one layer, (B, X), (B, H), (B, H) -> (h, c): for layers that
+        must be stepped in training because their input depends on their own last output (an
+        attention window). Same math as the fused kernel and `step`."""
+        lstm = self.layers[layer]
+        return torch.lstm_cell(x, (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
 
     def _step_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer ([W_ih, W_hh]^T (X+H, 4H), b_ih + b_hh): one matmul per layer and step
@@ -143,6 +167,40 @@ class LSTMCore(nn.Module):
                                      layer.bias_ih_l0 + layer.bias_hh_l0) for layer in self.layers]
             self._step_cache_key = key
         return self._step_cache
+
+
+def _hooked_cell(i, f, g, o, c_prev, hooks: Sequence[Hook], step: int, layer: int) -> dict[str, torch.Tensor]:
+    """The cell update of `step` with every hook offered each value before it is used."""
+    values = {}
+
+    def offer(name, value):
+        for hook in hooks:
+            replaced = hook(step, layer, name, value)
+            if replaced is not None:
+                value = replaced
+        values[name] = value
+        return value
+
+    i, f, g, o = offer("i", i), offer("f", f), offer("g", g), offer("o", o)
+    c = offer("c", torch.addcmul(f * c_prev, i, g))
+    offer("h", o * torch.tanh(c))
+    return values
+
+
+def set_units(layer: int, units, quantity: str = "h", value: float = 0.0, from_step: int = 0,
+              until_step: int | None = None) -> Hook:
+    """A hook that holds `quantity` of `units` in `layer` at `value` (0 ablates) for steps in
+    [from_step, until_step): the building block of interventions (forget = 1, input = 0, h = 0)."""
+    units = [int(u) for u in ([units] if isinstance(units, int) else units)]
+
+    def hook(step, hook_layer, name, current):
+        if hook_layer != layer or name != quantity or step < from_step or (until_step is not None and step >= until_step):
+            return None
+        changed = current.clone()
+        changed[:, units] = value
+        return changed
+
+    return hook
 
 
 def _cell_scan(forget: torch.Tensor, update: torch.Tensor, c0: torch.Tensor, block: int = 64,

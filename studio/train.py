@@ -124,8 +124,9 @@ def train(
     if resume and out is not None and checkpoint.paths(resume_paths(out))[1].exists():
         tensors, state_card = checkpoint.load(resume_paths(out))
         model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-        _restore_optimizer(optimizer, tensors, state_card["optimizer_param_groups"])
-        start_step, best_val = state_card["step"], state_card["best_val_loss"]
+        resume_state = state_card[checkpoint.RESUME_KEY]
+        _restore_optimizer(optimizer, tensors, resume_state["optimizer_param_groups"])
+        start_step, best_val = resume_state["step"], resume_state["best_val_loss"]
 
     wrapped = model
     if distributed:
@@ -194,12 +195,7 @@ def _save_resume(model, optimizer, out, card, step, best_val):
     optim_tensors, param_groups = _optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
     state_card = {
-        "domain": "unknown",  # a bare train() call has no card; the state still loads
-        "config": {},
         **(card or {}),
-        "kind": "resume-state",
-        "step": step,
-        "best_val_loss": best_val,
-        "optimizer_param_groups": param_groups,
+        checkpoint.RESUME_KEY: {"step": step, "best_val_loss": best_val, "optimizer_param_groups": param_groups},
     }
     checkpoint.save(resume_paths(out), tensors, state_card)

@@ -218,6 +218,27 @@ class SaturationPainter:
         return np.asarray(self.canvas.buffer_rgba()).copy()
 
 
+# One colour range per quantity, for every picture and painted output: gates 0..1, squashed
+# values -1..1; the raw cell c (unbounded) gets a range symmetric around 0 from its values.
+QUANTITY_RANGES = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0), "h": (-1.0, 1.0),
+                   "tanh_c": (-1.0, 1.0)}
+
+
+def value_range(quantity: str, values: np.ndarray) -> tuple[float, float]:
+    """(vmin, vmax) for colouring `values` of `quantity`."""
+    if quantity in QUANTITY_RANGES:
+        return QUANTITY_RANGES[quantity]
+    bound = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
+    bound = bound if np.isfinite(bound) and bound > 0 else 1.0
+    return -bound, bound
+
+
+def unit_values(trace: Trace, layer: int, quantity: str, unit: int) -> tuple[np.ndarray, float, float]:
+    """(values of one unit over the shown steps, vmin, vmax) with the quantity's colour range."""
+    values = trace.quantity(layer, quantity)[trace.shown_from :, unit]
+    return (values, *value_range(quantity, values))
+
+
 def activation_colors(values, vmin: float = -1.0, vmax: float = 1.0) -> list[str]:
     """CSS rgba() per value: blue below the middle of [vmin, vmax], red above, transparent at it."""
     if not vmax > vmin:

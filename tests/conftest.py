@@ -64,8 +64,8 @@ def corpus_file(tmp_path, corpus) -> Path:
 
 
 @pytest.fixture
-def codec(corpus) -> text.CharCodec:
-    return text.CharCodec.from_text(corpus)
+def codec(corpus) -> text.TextCodec:
+    return text.TextCodec.from_text(corpus)
 
 
 def make_text_model(vocab_size: int, hidden_size: int = 16, num_layers: int = 2, seed: int = 0) -> text.TextModel:
@@ -86,11 +86,24 @@ def text_model(codec) -> text.TextModel:
     return make_text_model(codec.size)
 
 
+TEST_DATA = {"file": "corpus.txt", "source": "a nursery rhyme (tests/conftest.py)", "licence": "public domain"}
+
+
+@pytest.fixture
+def text_loaded(text_model, codec):
+    """text_model and codec as the domain contract hands them out (a LoadedModel named "tiny")."""
+    from studio.domains.base import LoadedModel
+
+    card = text.make_card(text_model, codec, name="tiny", data=TEST_DATA)
+    return LoadedModel("tiny", text_model, codec, card, [f"layer {k}" for k in range(text_model.config.num_layers)],
+                       "tiny test model")
+
+
 @pytest.fixture
 def saved_text_model(tmp_path, text_model, codec) -> Path:
-    """The text_model saved with studio.domains.text.save_model; returns the checkpoint stem."""
+    """The text_model saved with studio.domains.text.save; returns the checkpoint stem."""
     stem = tmp_path / "models" / "tiny"
-    text.save_model(stem, text_model, codec, {"data": {"file": "corpus.txt"}, "metrics": {}})
+    text.save(stem, text_model, codec, {"data": TEST_DATA})
     return stem
 
 

@@ -23,7 +23,8 @@ def test_save_load_round_trip(saved_text_model, text_model, codec):
     assert weights_path.name == "tiny.safetensors" and weights_path.exists()
     assert card_path.name == "tiny.json" and card_path.exists()
 
-    model, loaded_codec, card = text.load_model(saved_text_model)
+    loaded_model = text.load(saved_text_model)
+    model, loaded_codec, card = loaded_model.model, loaded_model.codec, loaded_model.card
     assert not model.training
     original = text_model.state_dict()
     loaded = model.state_dict()
@@ -41,7 +42,7 @@ def test_save_load_round_trip(saved_text_model, text_model, codec):
     assert card["domain"] == "text"
     assert card["config"] == asdict(text_model.config)
     assert card["codec"] == {"chars": codec.chars}
-    assert card["data"] == {"file": "corpus.txt"}  # extra card fields are kept
+    assert card["data"]["file"] == "corpus.txt"  # extra card fields are kept
 
 
 @pytest.mark.parametrize("given", ["stem", ".json", ".safetensors"])
@@ -65,7 +66,7 @@ def test_missing_card(saved_text_model):
     card_path = checkpoint.paths(saved_text_model)[1]
     card_path.unlink()
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, card_path)
     assert "missing" in str(error.value)
 
@@ -74,7 +75,7 @@ def test_missing_weights(saved_text_model):
     weights_path = checkpoint.paths(saved_text_model)[0]
     weights_path.unlink()
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, weights_path)
     assert "missing" in str(error.value)
 
@@ -87,7 +88,7 @@ def test_corrupt_weights(saved_text_model, garbage):
     weights_path = checkpoint.paths(saved_text_model)[0]
     weights_path.write_bytes(garbage)
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, weights_path)
 
 
@@ -96,7 +97,7 @@ def test_truncated_weights(saved_text_model):
     data = weights_path.read_bytes()
     weights_path.write_bytes(data[: len(data) // 2])
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, weights_path)
 
 
@@ -104,7 +105,7 @@ def test_corrupt_card(saved_text_model):
     card_path = checkpoint.paths(saved_text_model)[1]
     card_path.write_bytes(b"\xff\xfe{garbage")
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, card_path)
 
 
@@ -113,7 +114,7 @@ def test_wrong_domain(saved_text_model):
     card = card_of(saved_text_model)
     card_path.write_text(json.dumps({**card, "domain": "music"}))
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, card_path)
     assert "music" in str(error.value) and "text" in str(error.value)
 
@@ -122,7 +123,7 @@ def test_wrong_format_version(saved_text_model):
     card_path = checkpoint.paths(saved_text_model)[1]
     card_path.write_text(json.dumps({**card_of(saved_text_model), "format_version": 99}))
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, card_path)
     assert "99" in str(error.value)
 
@@ -133,21 +134,21 @@ def test_weights_not_matching_card(saved_text_model):
     card["config"]["hidden_size"] = 20
     card_path.write_text(json.dumps(card))
     with pytest.raises(checkpoint.CheckpointError) as error:
-        text.load_model(saved_text_model)
+        text.load(saved_text_model)
     assert_error_names(error, checkpoint.paths(saved_text_model)[0])
 
 
 def test_list_models_finds_text_models_only(tmp_path, text_model, codec):
     models = tmp_path / "models"
-    text.save_model(models / "alpha", text_model, codec, {})
-    text.save_model(models / "beta", text_model, codec, {})
+    text.save(models / "alpha", text_model, codec)
+    text.save(models / "beta", text_model, codec)
     # A trainer resume state next to its model: same format, but not a model to offer.
     checkpoint.save(
         resume_paths(models / "alpha"),
         {f"model.{k}": v for k, v in text_model.state_dict().items()},
-        {**text.make_card(text_model, codec, {}), "kind": "resume-state", "step": 3},
+        {**text.make_card(text_model, codec), "resume": {"step": 3}},
     )
-    checkpoint.save(models / "tune", {"w": torch.zeros(2)}, {"domain": "music", "config": {}})
+    checkpoint.save(models / "tune", {"w": torch.zeros(2)}, {**text.make_card(text_model, codec), "domain": "music"})
     (models / "notes.json").write_text("{ this is not json")
     (models / "list.json").write_text("[1, 2]")
 
@@ -157,5 +158,4 @@ def test_list_models_finds_text_models_only(tmp_path, text_model, codec):
     assert checkpoint.list_models("speech", models) == {}
     assert checkpoint.list_models("text", tmp_path / "nowhere") == {}
     # What the registry returns loads.
-    model, _, _ = text.load_model(found["alpha"])
-    assert isinstance(model, text.TextModel)
+    assert isinstance(text.load(found["alpha"]).model, text.TextModel)

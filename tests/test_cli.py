@@ -35,7 +35,9 @@ def test_train(trained):
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(rf"best_val_nats_per_char: {FLOAT}", result.stdout.strip().splitlines()[-1])
     assert re.search(rf"step 3: train_loss {FLOAT} val_nats_per_char {FLOAT}", result.stdout)
-    model, codec, card = text.load_model(stem)
+    loaded = text.load(stem)
+    model, codec, card = loaded.model, loaded.codec, loaded.card
+    assert loaded.name == "tiny"
     assert model.config.hidden_size == 16 and model.config.embed_size == 8 and model.config.num_layers == 2
     assert codec.chars == "".join(sorted(set(data.read_text())))
     assert card["metrics"]["best_step"] in (3, 6)
@@ -63,9 +65,8 @@ def test_generate_to_file(trained, tmp_path, run_cli):
     assert written.startswith("Twinkle") and len(written) == len("Twinkle") + 40
 
     # the same request in-process gives the same text: the CLI adds nothing of its own
-    model, codec, _ = text.load_model(stem)
     settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5, seed=11))
-    expected, _ = text.generate(model, codec, settings)
+    expected = text.generate(text.load(stem), settings).result
     assert written == expected.prompt + expected.text
 
     trace = Trace.load_npz(trace_out)
@@ -80,9 +81,9 @@ def test_eval_last_line(trained, run_cli):
     last = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(rf"val_nats_per_char: ({FLOAT})", last)
     assert match, result.stdout
-    model, codec, _ = text.load_model(stem)
-    ids = codec.encode(text.split_train_val(data.read_text())[1])[0]
-    assert float(match.group(1)) == pytest.approx(text.nats_per_char(model, ids), abs=2e-4)
+    loaded = text.load(stem)
+    ids = loaded.codec.encode(text.split_train_val(data.read_text())[1])[0]
+    assert float(match.group(1)) == pytest.approx(text.nats_per_char(loaded.model, ids), abs=2e-4)
 
 
 def test_trace_command(trained, tmp_path, run_cli):
@@ -101,8 +102,8 @@ def test_trace_command(trained, tmp_path, run_cli):
     assert f"{len(expected)} steps x 2 layers x 16 units" in result.stdout
 
     # the stored gates are the model's teacher-forced trace
-    model, codec, _ = text.load_model(stem)
-    _, _, gates = model.trace(torch.tensor([codec.encode(expected)[0]]))
+    loaded = text.load(stem)
+    _, _, gates = loaded.model.trace(torch.tensor([loaded.codec.encode(expected)[0]]))
     assert abs(trace.layers[1]["c"] - gates[1]["c"][0].numpy()).max() <= 1e-5
 
 

@@ -100,12 +100,16 @@ def test_seeded_draws_repeat_and_follow_the_distribution():
 
 # ---------------------------------------------------------------- seeded text generation
 def generate(model, codec, traced=True, **sampling):
+    """(result, trace) of one seeded generation."""
+    from studio.domains.base import LoadedModel
+
     settings = text.TextSettings(prompt="Twinkle", length=60, sampling=SamplingConfig(**{"temperature": 1.0, **sampling}))
-    return text.generate(model, codec, settings, traced=traced)
+    generation = text.generate(LoadedModel("t", model, codec, {}), settings, traced=traced)
+    return generation.result, generation.trace
 
 
 def assert_same_trace(a, b):
-    assert a.labels == b.labels and a.meta == b.meta and a.num_layers == b.num_layers
+    assert a.labels == b.labels and a.description() == b.description() and a.num_layers == b.num_layers
     for la, lb in zip(a.layers, b.layers, strict=True):
         for name in GATE_NAMES:
             assert np.array_equal(la[name], lb[name]), name

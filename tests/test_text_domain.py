@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -13,9 +14,18 @@ from studio.domains import text
 from studio.lstm import GATE_NAMES
 from studio.sampling import SamplingConfig
 
+# the module, not the function the package exports under the same name
+GENERATE = importlib.import_module("studio.domains.text.generate")
+
 
 def settings(prompt="Twinkle", length=30, seed=0, temperature=1.0) -> text.TextSettings:
     return text.TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature, seed=seed))
+
+
+def run(loaded, request, **options):
+    """(result, trace) of text.generate."""
+    generation = text.generate(loaded, request, **options)
+    return generation.result, generation.trace
 
 
 # ---------------------------------------------------------------- codec
@@ -31,38 +41,38 @@ def test_codec_round_trip_and_dropped_characters(corpus, codec):
 
 
 # ---------------------------------------------------------------- bad input
-def test_empty_prompt_is_a_fresh_start(text_model, codec):
-    result, trace = text.generate(text_model, codec, settings(prompt="", length=25))
+def test_empty_prompt_is_a_fresh_start(text_model, codec, text_loaded):
+    result, trace = run(text_loaded, settings(prompt="", length=25))
     assert result.prompt == ""
     assert len(result.text) == 25
     assert any("Empty prompt" in note for note in result.notes)
-    assert trace.meta["shown_from"] == 1 and trace.meta["prompt_length"] == 1
+    assert trace.shown_from == 1 and trace.prompt_length == 1
     assert trace.labels[0] == "\n"
-    assert trace.steps == len(result.prompt + result.text) + trace.meta["shown_from"]
+    assert trace.steps == len(result.prompt + result.text) + trace.shown_from
     assert "".join(trace.labels[1:]) == result.text
 
 
-def test_unknown_characters_dropped_with_a_note(text_model, codec):
+def test_unknown_characters_dropped_with_a_note(text_model, codec, text_loaded):
     assert "€" not in codec.index and "Z" not in codec.index
-    result, trace = text.generate(text_model, codec, settings(prompt="Tw€inkZle"))
+    result, trace = run(text_loaded, settings(prompt="Tw€inkZle"))
     assert result.prompt == "Twinkle"
     notes = " ".join(result.notes)
     assert "'€'" in notes and "'Z'" in notes
-    assert trace.meta["shown_from"] == 0
+    assert trace.shown_from == 0
     assert "".join(trace.labels) == result.prompt + result.text
 
 
-def test_prompt_of_only_unknown_characters(text_model, codec):
-    result, trace = text.generate(text_model, codec, settings(prompt="€€ZZ"))
+def test_prompt_of_only_unknown_characters(text_model, codec, text_loaded):
+    result, trace = run(text_loaded, settings(prompt="€€ZZ"))
     assert result.prompt == ""
     assert any("'€'" in note for note in result.notes)
     assert any("fresh state" in note for note in result.notes)
-    assert trace.meta["shown_from"] == 1
+    assert trace.shown_from == 1
 
 
 @pytest.mark.parametrize("length", [0, -7])
-def test_length_below_one_gives_one_character(text_model, codec, length):
-    result, trace = text.generate(text_model, codec, settings(length=length))
+def test_length_below_one_gives_one_character(text_model, codec, length, text_loaded):
+    result, trace = run(text_loaded, settings(length=length))
     assert len(result.text) == 1
     assert any(str(length) in note and "below 1" in note for note in result.notes)
     assert trace.steps == len("Twinkle") + 1
@@ -74,33 +84,33 @@ def test_huge_length_is_clamped(codec):
     assert any(f"{text.MAX_LENGTH:,}" in note for note in notes)
 
 
-def test_huge_length_is_clamped_end_to_end(text_model, codec, monkeypatch):
-    monkeypatch.setattr(text, "MAX_LENGTH", 40)  # the real cap (5,000) is slow to generate in a test
-    result, trace = text.generate(text_model, codec, settings(length=1000))
+def test_huge_length_is_clamped_end_to_end(text_model, codec, monkeypatch, text_loaded):
+    monkeypatch.setattr(GENERATE, "MAX_LENGTH", 40)  # the real cap (5,000) is slow to generate in a test
+    result, trace = run(text_loaded, settings(length=1000))
     assert len(result.text) == 40
     assert any("cap of 40" in note for note in result.notes)
     assert trace.steps == len("Twinkle") + 40
 
 
-def test_long_prompt_keeps_its_end(text_model, codec, monkeypatch):
-    monkeypatch.setattr(text, "MAX_PROMPT", 10)
-    result, _ = text.generate(text_model, codec, settings(prompt="How I wonder what you are", length=5))
+def test_long_prompt_keeps_its_end(text_model, codec, monkeypatch, text_loaded):
+    monkeypatch.setattr(GENERATE, "MAX_PROMPT", 10)
+    result, _ = run(text_loaded, settings(prompt="How I wonder what you are", length=5))
     assert result.prompt == "at you are"
     assert any("longer than 10" in note for note in result.notes)
 
 
-def test_clean_request_has_no_notes(text_model, codec):
-    result, _ = text.generate(text_model, codec, settings())
+def test_clean_request_has_no_notes(text_model, codec, text_loaded):
+    result, _ = run(text_loaded, settings())
     assert result.notes == []
 
 
 # ---------------------------------------------------------------- trace alignment
-def test_trace_aligns_with_shown_text(text_model, codec):
-    result, trace = text.generate(text_model, codec, settings(length=33))
+def test_trace_aligns_with_shown_text(text_model, codec, text_loaded):
+    result, trace = run(text_loaded, settings(length=33))
     shown = result.prompt + result.text
-    assert trace.steps == len(shown) + trace.meta["shown_from"]
+    assert trace.steps == len(shown) + trace.shown_from
     assert "".join(trace.labels) == shown
-    assert trace.meta["domain"] == "text" and trace.meta["prompt_length"] == len("Twinkle")
+    assert trace.domain == "text" and trace.prompt_length == len("Twinkle")
     assert trace.num_layers == text_model.config.num_layers
     assert trace.hidden_size == text_model.config.hidden_size
     for layer in trace.layers:
@@ -109,10 +119,10 @@ def test_trace_aligns_with_shown_text(text_model, codec):
             assert layer[name].dtype == np.float32
 
 
-def test_generation_trace_equals_teacher_forced_trace(text_model, codec):
+def test_generation_trace_equals_teacher_forced_trace(text_model, codec, text_loaded):
     """Prompt gates come from the batched trace, generated ones from step: together they must
     equal one teacher-forced trace over everything the model read."""
-    result, trace = text.generate(text_model, codec, settings(length=70, seed=3))
+    result, trace = run(text_loaded, settings(length=70, seed=3))
     ids = codec.encode(result.prompt + result.text)[0]
     _, _, gates = text_model.trace(torch.tensor([ids]))
     for k, layer in enumerate(trace.layers):
@@ -121,19 +131,19 @@ def test_generation_trace_equals_teacher_forced_trace(text_model, codec):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_traced_and_untraced_generate_the_same_text(text_model, codec, seed):
-    traced, trace = text.generate(text_model, codec, settings(length=50, seed=seed), traced=True)
-    plain, no_trace = text.generate(text_model, codec, settings(length=50, seed=seed), traced=False)
+def test_traced_and_untraced_generate_the_same_text(text_model, codec, seed, text_loaded):
+    traced, trace = run(text_loaded, settings(length=50, seed=seed), traced=True)
+    plain, no_trace = run(text_loaded, settings(length=50, seed=seed), traced=False)
     assert trace is not None and no_trace is None
     assert traced.text == plain.text and traced.prompt == plain.prompt and traced.notes == plain.notes
 
 
-def test_trace_npz_round_trip(tmp_path, text_model, codec):
+def test_trace_npz_round_trip(tmp_path, text_model, codec, text_loaded):
     from studio.trace import Trace
 
-    _, trace = text.generate(text_model, codec, settings(prompt="", length=12))
+    _, trace = run(text_loaded, settings(prompt="", length=12))
     loaded = Trace.load_npz(trace.save_npz(tmp_path / "t.npz"))
-    assert loaded.labels == trace.labels and loaded.meta == trace.meta
+    assert loaded.labels == trace.labels and loaded.description() == trace.description()
     for a, b in zip(loaded.layers, trace.layers, strict=True):
         for name in GATE_NAMES:
             assert np.array_equal(a[name], b[name])

@@ -56,7 +56,7 @@ def test_trainer_lowers_loss_and_saves_best(tmp_path, codec, corpus, model_facto
     assert initial_val == pytest.approx(math.log(codec.size), rel=0.1)  # random model: about uniform
 
     progress = []
-    metrics = train(model, task, tiny_config(), out=out, card=text.make_card(model, codec, {"data": {"file": "rhyme"}}), on_progress=progress.append)
+    metrics = train(model, task, tiny_config(), out=out, card=text.make_card(model, codec, data={"file": "rhyme", "source": "a rhyme", "licence": "public domain"}), on_progress=progress.append)
 
     assert [p.step for p in progress] == list(range(1, 61))
     assert all(p.steps == 60 for p in progress)
@@ -69,17 +69,18 @@ def test_trainer_lowers_loss_and_saves_best(tmp_path, codec, corpus, model_facto
 
     # best checkpoint: loads, card carries metrics + training config, metrics match a re-evaluation
     assert metrics["best_val_loss"] == pytest.approx(progress[-1].best_val_loss)
-    loaded, loaded_codec, card = text.load_model(out)
+    reloaded = text.load(out)
+    loaded, loaded_codec, card = reloaded.model, reloaded.codec, reloaded.card
     assert loaded_codec.chars == codec.chars
     assert card["metrics"]["best_val_loss"] == pytest.approx(metrics["best_val_loss"])
     assert card["metrics"]["best_step"] in (20, 40, 60)
     assert card["training"]["steps"] == 60 and card["training"]["lr"] == 2e-2
-    assert card["data"] == {"file": "rhyme"}
+    assert card["data"]["file"] == "rhyme"
     assert text.nats_per_char(loaded, task.val_ids) == pytest.approx(card["metrics"]["best_val_loss"], rel=1e-5)
 
     # the resume state sits beside the model but is not offered as a model
     resume_card = checkpoint.read_card(resume_paths(out))
-    assert resume_card["kind"] == "resume-state" and resume_card["step"] == 60
+    assert resume_card["resume"]["step"] == 60
     assert checkpoint.list_models("text", tmp_path) == {"m": tmp_path / "m"}
 
 
@@ -91,13 +92,13 @@ def test_resume_continues_from_saved_step(tmp_path, codec, corpus, model_factory
     def config(steps):
         return tiny_config(steps=steps, eval_every=5, warmup_steps=2)
 
-    card = text.make_card(small_model(0), codec, {})
+    card = text.make_card(small_model(0), codec)
     first_run = []
     train(small_model(1), make_task(codec, corpus), config(16), out=out, card=card, on_progress=first_run.append)
     assert first_run[-1].step == 16
     # the last resume state is written at the last step (16), after validation
     saved_tensors, saved_card = checkpoint.load(resume_paths(out))
-    assert saved_card["step"] == 16 and saved_card["kind"] == "resume-state"
+    assert saved_card["resume"]["step"] == 16
     assert any(k.startswith("optim.") for k in saved_tensors)
 
     # resuming with nothing left to do restores the saved weights exactly
@@ -116,7 +117,7 @@ def test_resume_continues_from_saved_step(tmp_path, codec, corpus, model_factory
     assert resumed[0].loss < first_run[0].loss - 0.4  # about 2.6 vs 3.4: a fresh model starts near log(V)
     assert resumed[0].best_val_loss == pytest.approx(first_run[-1].best_val_loss)
     assert metrics["best_val_loss"] <= first_run[-1].best_val_loss
-    assert checkpoint.read_card(resume_paths(out))["step"] == 24
+    assert checkpoint.read_card(resume_paths(out))["resume"]["step"] == 24
 
 
 def test_resume_without_saved_state_starts_at_zero(tmp_path, codec, corpus, model_factory):
@@ -143,8 +144,9 @@ def test_ddp_two_gloo_processes(tmp_path, corpus_file, run_cli):
         module=("-m", "torch.distributed.run"), timeout=300,  # slow only on a starved machine
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    model, codec, card = text.load_model(out)
+    reloaded = text.load(out)
+    model, card = reloaded.model, reloaded.card
     assert model.config.hidden_size == 16
     assert card["metrics"]["best_step"] in (3, 6)
-    assert checkpoint.read_card(resume_paths(out))["step"] == 6
+    assert checkpoint.read_card(resume_paths(out))["resume"]["step"] == 6
     assert "best_val_nats_per_char:" in result.stdout

@@ -16,9 +16,9 @@ def studio_url(tmp_path_factory, serve):
 
     models_dir = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    codec = text.CharCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
+    codec = text.TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
     model = text.TextModel(text.TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
-    text.save_model(models_dir / "tiny", model, codec, {"data": {"source": "made by the test"}})
+    text.save(models_dir / "tiny", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
     (models_dir / "broken.json").write_text("{not json")
     demo = app.build_demo(models_dir)
     return serve(demo)
@@ -91,17 +91,18 @@ def test_view_settings_repaint_from_the_trace_alone():
     """Layer, unit, colouring and window come from the stored trace: no new generation."""
     from studio.domains import text
     from studio.sampling import SamplingConfig
-    from studio.ui.text_tab import WINDOW, render_views
+    from studio.domains.base import LoadedModel
+    from studio.domains.text.tab import WINDOW, render_views
 
     torch.manual_seed(0)
-    codec = text.CharCodec.from_text("abc d\n")
+    codec = text.TextCodec.from_text("abc d\n")
     model = text.TextModel(text.TextModelConfig(codec.size, embed_size=4, hidden_size=8, num_layers=2))
-    _, trace = text.generate(model, codec, text.TextSettings("ab", 250, SamplingConfig(seed=1)))
-    html, heatmaps, units_md = render_views(trace, 1, "f", 99, "saturation", window_from=30)
+    generation = text.generate(LoadedModel("t", model, codec, {}), text.TextSettings("ab", 250, SamplingConfig(seed=1)))
+    html, heatmaps, units_md = render_views(generation, 1, "f", 99, "saturation", window_from=30)
     heat_ax = heatmaps.axes[0]
     labels = [t.get_text() for t in heat_ax.texts]  # written under the columns
     assert len(labels) == WINDOW  # one column per character, each labelled
     assert html.count('class="ch') == 252
     assert "Layer 1, unit 7" in heatmaps.axes[1].get_title(loc="left")  # unit 99 clamped to the last unit
-    _, whole_heatmaps, *_ = render_views(trace, 0, "tanh_c", 0, "index", whole=True)
+    _, whole_heatmaps, *_ = render_views(generation, 0, "tanh_c", 0, "index", whole=True)
     assert whole_heatmaps.axes[0].get_images()[0].get_array().shape[1] == 252

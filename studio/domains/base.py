@@ -1,0 +1,127 @@
+"""The contract every domain implements, so the app, the CLI, the benches and the analyses to come
+(saliency, probes, interventions) treat text, music, handwriting and speech alike.
+
+A domain is a package `studio/domains/<name>/` with the same files in each (codec, model, data,
+train, evaluate, generate, render, cli, tab); its `__init__` exposes the module-level surface
+below (`Domain`), and never imports `tab.py` (gradio) or `cli.py`.
+
+The two pictures of a sequence that every analysis needs:
+- `score(loaded, sequence) -> Scored`: the model read over a sequence in the domain's own format
+  (text, MIDI frames, pen strokes with their transcript, log-mel frames), teacher-forced, with the
+  exact Trace and per step the model's prediction of the next step.
+- `generate(loaded, settings, hooks) -> Generation`: sampling through the model's own `step`, with
+  the same per-step predictions, and hooks that may read or replace any layer's gates, c or h
+  (studio.lstm's Hook; the layer numbers are the Trace's).
+
+Per-step predictions (`distributions`) are named arrays whose first axis is the trace's steps:
+row t is what the model predicted for step t+1 after reading step t (text and music: "logits";
+handwriting: the mixture's parameters; speech: the next frames and the stop probability).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from studio.lstm import Hook
+from studio.trace import Trace
+
+REQUIRED = ("NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
+            "features", "render", "write_files", "fused", "tiny", "example")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: the module (eval mode, on its device), its codec and its card."""
+
+    name: str  # the checkpoint's stem name, as the model lists show it
+    model: torch.nn.Module
+    codec: Any  # the domain's codec object, rebuilt from the card
+    card: dict  # the model card (studio.checkpoint.CARD_FIELDS)
+    layer_names: list[str] = field(default_factory=list)  # the trace's layers, bottom first ("layer 0", "attention")
+    summary: str = ""  # one line for the model header: shape, vocabulary, headline metric
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+@dataclass
+class Scored:
+    """A teacher-forced pass over a sequence."""
+
+    trace: Trace  # exact gates of every layer at every step
+    distributions: dict[str, np.ndarray]  # per step (first axis = trace.steps) the prediction of the next step
+    sequence: Any = None  # the sequence as the model read it (after the codec dropped what it cannot read)
+    notes: list[str] = field(default_factory=list)  # what was adjusted, in plain words
+
+
+@dataclass
+class Generation:
+    """What `generate` made."""
+
+    result: Any  # the domain's result record: the output in its own format plus `notes` for the user
+    trace: Trace
+    distributions: dict[str, np.ndarray]  # per step of the trace, as in Scored
+
+
+@dataclass
+class View:
+    """What the viewer shows of a trace: one layer, one unit painted on the output by one quantity,
+    heatmap rows in one order. Every tab and `render` read the same record."""
+
+    layer: int = 0
+    unit: int = 0
+    quantity: str = "tanh_c"  # a key of studio.trace.QUANTITY_TITLES
+    order: str = "variance"  # studio.analysis.ORDERINGS
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """What `studio.domains.<name>` exposes (a module satisfies it; tests check every entry of ALL)."""
+
+    NAME: str  # "text": the CLI's word and the card's domain
+    TITLE: str  # the tab's title
+    DEFAULT_MODEL: Path  # the shipped checkpoint stem the CLI uses when --model is not given
+    Settings: type  # the generation settings dataclass (defaults = the tab's defaults)
+
+    def load(self, stem, device="cpu") -> LoadedModel: ...
+
+    def save(self, stem, model: torch.nn.Module, codec: Any, card: dict) -> Path: ...
+
+    def read_input(self, path, loaded: LoadedModel) -> Any:
+        """A file in the domain's format -> the sequence `score` reads (raises ValueError with a
+        sentence for the user when the file cannot be read)."""
+
+    def score(self, loaded: LoadedModel, sequence: Any) -> Scored: ...
+
+    def generate(self, loaded: LoadedModel, settings: Any, hooks: Sequence[Hook] | None = None) -> Generation: ...
+
+    def features(self, sequence: Any, scored: Scored | None = None) -> dict[str, np.ndarray]:
+        """Named per-step tracks, one value per step of score(loaded, sequence).trace. Tracks that
+        need the model (a window position) come from `scored` and are left out without it."""
+
+    def render(self, generation: Generation, view: View) -> Any:
+        """The output with `view.unit` painted on it (HTML for text, a Figure otherwise)."""
+
+    def write_files(self, generation: Generation, folder: Path) -> dict[str, Path]:
+        """The downloads of one generation ({label: path}; the trace .npz is written by the caller)."""
+
+    def fused(self, loaded: LoadedModel, sequence: Any) -> dict[str, np.ndarray]:
+        """score's distributions computed by the model's training forward (no trace), to check score."""
+
+    def tiny(self, seed: int = 0) -> tuple[torch.nn.Module, Any]:
+        """(model, codec): a small random model of the domain's main kind, for tests."""
+
+    def example(self) -> tuple[Any, Any]:
+        """(sequence, settings): a short input for score and short settings for generate (tests, docs)."""
+
+
+def missing_parts(domain) -> list[str]:
+    """The names of REQUIRED that a domain module lacks (empty when it keeps the contract)."""
+    return [name for name in REQUIRED if not hasattr(domain, name)]

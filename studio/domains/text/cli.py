@@ -1,0 +1,89 @@
+"""`python -m studio {train,generate,eval} text`; `trace` is shared (studio.cli_common)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from studio import cli_common
+from studio.domains import text
+from studio.sampling import SamplingConfig
+
+
+def add_commands(command: str, parser) -> None:
+    if command == "train":
+        parser.add_argument("--data", required=True, help="a UTF-8 text file")
+        cli_common.add_train_flags(parser, steps=10_000, lr=2e-3, eval_every=500, batch_size=64, hidden_size=384)
+        parser.add_argument("--seq-len", type=int, default=128, help="characters per window (truncated BPTT)")
+        parser.add_argument("--embed-size", type=int, default=64)
+        parser.add_argument("--dropout", type=float, default=0.2)
+        parser.set_defaults(run=run_train)
+    elif command == "generate":
+        cli_common.add_model_flag(parser, text)
+        parser.add_argument("--prompt", default="")
+        parser.add_argument("--length", type=int, default=400)
+        cli_common.add_sampling_flags(parser, temperature=0.8)
+        parser.add_argument("--out", help="write the text here (default: print it)")
+        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
+        parser.set_defaults(run=run_generate)
+    elif command == "eval":
+        cli_common.add_model_flag(parser, text)
+        parser.add_argument("--data", required=True)
+        parser.add_argument("--split", choices=["val", "all"], default="val", help="val: the last 10%% of the file")
+        parser.set_defaults(run=run_eval)
+
+
+def _read(path) -> str:
+    try:
+        return text.read_input(path)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+
+
+def run_train(args) -> int:
+    corpus = _read(args.data)
+    codec = text.TextCodec.from_text(corpus)
+    train_text, val_text = text.split_train_val(corpus)
+    try:
+        task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    torch.manual_seed(args.seed)
+    model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, args.dropout))
+    card = text.make_card(model, codec, name=Path(args.out).name, reproduce=args.command_line,
+                          data=text.data.provenance(args.data, corpus, args.source, args.licence),
+                          hyperparameters={"batch_size": args.batch_size, "seq_len": args.seq_len})
+    cli_common.run_training("text", model, task, args, card, "val_nats_per_char", text.evaluate.VAL_HOW)
+    return 0
+
+
+def run_generate(args) -> int:
+    loaded = cli_common.load_or_exit(text, args.model)
+    settings = text.TextSettings(prompt=args.prompt, length=args.length,
+                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed))
+    generation = text.generate(loaded, settings)
+    cli_common.print_notes(generation.result.notes)
+    written = generation.result.prompt + generation.result.text
+    if args.out:
+        Path(args.out).write_text(written, encoding="utf-8")
+    else:
+        print(written)
+    if args.trace_out:
+        generation.trace.save_npz(args.trace_out)
+    return 0
+
+
+def run_eval(args) -> int:
+    loaded = cli_common.load_or_exit(text, args.model)
+    corpus = _read(args.data)
+    part = text.split_train_val(corpus)[1] if args.split == "val" else corpus
+    ids, dropped = loaded.codec.encode(part)
+    if dropped:
+        print(f"note: {len(dropped)} distinct characters are not in the model's vocabulary and were skipped", file=sys.stderr)
+    if len(ids) < 2:
+        sys.exit("error: not enough text to evaluate")
+    print(f"characters: {len(ids)}")
+    print(f"val_nats_per_char: {text.nats_per_char(loaded.model, ids):.4f}")
+    return 0

@@ -1,0 +1,60 @@
+"""Text scoring: nats per character over a text, and the contract's teacher-forced `score`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from studio.domains.base import LoadedModel, Scored
+from studio.trace import Trace
+
+VAL_HOW = ("mean -log P(char | all earlier val chars), state carried through the validation text in 16 contiguous "
+           "streams; `python -m studio eval text --data FILE` prints it")
+
+
+@torch.no_grad()
+def nats_per_char(model, ids, streams: int = 16, chunk: int = 1024) -> float:
+    """Mean -log P(char | all earlier chars) in nats, state carried through the text.
+
+    The text is cut into `streams` contiguous pieces run side by side for speed; each piece's
+    first character has no prediction, all others are scored."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if len(ids) < 2:
+        raise ValueError("need at least 2 characters to score a prediction")
+    device = next(model.parameters()).device
+    streams = max(1, min(streams, (len(ids) - 1) // 2))
+    piece = (len(ids) - 1) // streams
+    total, count = 0.0, 0
+    rows = torch.stack([ids[k * piece : k * piece + piece + 1] for k in range(streams)]).to(device)
+    state = None
+    for start in range(0, piece, chunk):
+        inputs = rows[:, start : min(start + chunk, piece)]
+        targets = rows[:, start + 1 : min(start + chunk, piece) + 1]
+        logits, state = model(inputs, state)
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"))
+        count += targets.numel()
+    # Scored characters outside the streams' even split are left out: at most `streams` chars.
+    return total / count
+
+
+@torch.no_grad()
+def score(loaded: LoadedModel, text: str) -> Scored:
+    """Teacher-forced over `text` from a fresh state: the exact trace (one batched recovery, see
+    LSTMCore.trace) and after every character the logits of the next one."""
+    ids, dropped = loaded.codec.encode(text)
+    if not ids:
+        raise ValueError("the text has no character this model knows")
+    notes = [f"Dropped characters this model never saw: {dropped!r}."] if dropped else []
+    logits, _, gates = loaded.model.trace(torch.tensor([ids], device=loaded.device))
+    read = loaded.codec.decode(ids)
+    trace = Trace.from_sequence(gates, read, domain="text", model=loaded.name, prompt_length=len(ids))
+    return Scored(trace, {"logits": logits[0].float().cpu().numpy()}, read, notes)
+
+
+@torch.no_grad()
+def fused(loaded: LoadedModel, text: str) -> dict:
+    """score's distributions computed by the training path (the fused kernel, no trace): the
+    contract test checks the two agree."""
+    ids, _ = loaded.codec.encode(text)
+    logits, _ = loaded.model(torch.tensor([ids], device=loaded.device))
+    return {"logits": logits[0].float().cpu().numpy()}

@@ -1,0 +1,80 @@
+"""Text model: embedding -> LSTMCore -> linear head over the vocabulary; logits per step.
+Loading and saving go through the one checkpoint format (studio.checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from studio import checkpoint
+from studio.domains.base import LoadedModel
+from studio.domains.text.codec import TextCodec
+from studio.lstm import LSTMConfig, LSTMCore
+
+NAME = "text"
+KIND = "char-rnn"
+
+
+@dataclass
+class TextModelConfig:
+    vocab_size: int  # characters in the codec
+    embed_size: int = 64  # character embedding width fed to the LSTM
+    hidden_size: int = 384  # LSTM units per layer
+    num_layers: int = 2
+    dropout: float = 0.2  # between layers and before the head, training only
+
+
+class TextModel(nn.Module):
+    def __init__(self, config: TextModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_size)
+        self.core = LSTMCore(LSTMConfig(config.embed_size, config.hidden_size, config.num_layers, config.dropout))
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        """tokens (B, T) -> logits (B, T, V), state. The fused path, for training and plain runs."""
+        out, state = self.core(self.embed(tokens), state)
+        return self.head(self.drop(out)), state
+
+    def trace(self, tokens: torch.Tensor, state=None):
+        """Teacher-forced: logits (B, T, V), state, per-layer gates (B, T, H)."""
+        out, state, gates = self.core.trace(self.embed(tokens), state)
+        return self.head(out), state, gates
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, state, hooks=None, step: int = 0):
+        """token (B,) -> logits (B, V), state, gates of this step (hooks: studio.lstm)."""
+        out, state, gates = self.core.step(self.embed(token), state, hooks, step)
+        return self.head(out), state, gates
+
+
+def load(stem, device="cpu") -> LoadedModel:
+    tensors, card = checkpoint.load(stem, domain=NAME)
+    try:
+        model = TextModel(TextModelConfig(**card["config"]))
+        model.load_state_dict(tensors)
+        codec = TextCodec(card["codec"]["chars"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise checkpoint.CheckpointError(f"{checkpoint.paths(stem)[0]} does not match its card: {error}") from None
+    config, metrics = model.config, card["metrics"]
+    val = metrics.get("val_nats_per_char", metrics.get("best_val_loss"))
+    summary = (f"{config.num_layers} layers × {config.hidden_size} units, {codec.size} characters"
+               + (f", val loss {val:.3f} nats/char" if val else ""))
+    return LoadedModel(checkpoint.paths(stem)[1].stem, model.to(device).eval(), codec, card,
+                       [f"layer {k}" for k in range(config.num_layers)], summary)
+
+
+def make_card(model: TextModel, codec: TextCodec, **fields) -> dict:
+    c = model.config
+    description = (f"Character-level LSTM (char-rnn). Embedding {c.embed_size} -> {c.num_layers}-layer LSTM with "
+                   f"{c.hidden_size} units -> softmax over {c.vocab_size} characters.")
+    return checkpoint.make_card(NAME, KIND, model, codec.card(), description, **fields)
+
+
+def save(stem, model: TextModel, codec: TextCodec, card: dict | None = None):
+    """Weights + a complete card (fields in `card` override the made ones)."""
+    return checkpoint.save(stem, model.state_dict(), make_card(model, codec, **(card or {})))

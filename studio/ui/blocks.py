@@ -1,0 +1,128 @@
+"""The blocks every tab is built from: the model header, the view controls (layer, quantity,
+unit, row order) and the gate views (the chosen unit's lines over the heatmaps of every gate,
+the gate-saturation plot, "units worth a look"). A tab adds only its domain's inputs and output."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio import analysis, viz
+from studio.domains.base import LoadedModel, View
+from studio.trace import QUANTITY_TITLES, Trace
+from studio.ui.common import clamp_int, notes_markdown, png_plot
+
+HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
+UNITS_WORTH_A_LOOK = 6
+
+
+# ---------------------------------------------------------------- model header
+def describe(loaded: LoadedModel) -> str:
+    card = loaded.card
+    return f"**{loaded.name}** ({card['kind']}): {loaded.summary}. Data: {card['data']['source']}."
+
+
+def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_hint: str):
+    """The model dropdown and its description, or None (with the reason shown) when no model loads."""
+    if problems:
+        gr.Markdown("**Some checkpoints could not be loaded:**\n\n" + notes_markdown(problems))
+    if not models:
+        gr.Markdown(no_model_hint)
+        return None
+    names = list(models)
+    dropdown = gr.Dropdown(names, value=names[0], label="Model")
+    info = gr.Markdown(describe(models[names[0]]))
+    return dropdown, info
+
+
+def loaded_or_error(models: dict[str, LoadedModel], name) -> LoadedModel:
+    if not isinstance(name, str) or name not in models:
+        raise gr.Error(f"Unknown model {name!r}; pick one from the list.")
+    return models[name]
+
+
+# ---------------------------------------------------------------- view controls
+@dataclass
+class ViewControls:
+    layer: gr.Dropdown
+    quantity: gr.Dropdown
+    unit: gr.Number
+    order: gr.Radio
+
+    @property
+    def inputs(self) -> list:
+        return [self.layer, self.quantity, self.unit, self.order]
+
+    def on_change(self, fn, inputs: list, outputs: list) -> None:
+        """Repaint on every control change (numbers on Enter, not on each keystroke)."""
+        for control in (self.layer, self.quantity, self.order):
+            control.change(fn, inputs, outputs, api_visibility="private")
+        self.unit.submit(fn, inputs, outputs, api_visibility="private")
+
+
+def layer_choices(loaded: LoadedModel) -> list[tuple[str, int]]:
+    return [(name, k) for k, name in enumerate(loaded.layer_names)]
+
+
+def view_controls(loaded: LoadedModel, paint_label: str = "Colour the output by") -> ViewControls:
+    with gr.Row():
+        layer = gr.Dropdown(layer_choices(loaded), value=0, label="Layer")
+        quantity = gr.Dropdown([(title, key) for key, title in QUANTITY_TITLES.items()], value="tanh_c",
+                               label=paint_label)
+        unit = gr.Number(0, label="Unit", precision=0)
+        order = gr.Radio(list(analysis.ORDERINGS), value="variance", label="Order heatmap rows by")
+    return ViewControls(layer, quantity, unit, order)
+
+
+def read_view(trace: Trace, layer, quantity, unit, order) -> View:
+    """The controls' values as a View that fits `trace` (anything odd falls back to a default)."""
+    return View(
+        layer=clamp_int(layer, 0, trace.num_layers - 1, 0),
+        unit=clamp_int(unit, 0, trace.hidden_size - 1, 0),
+        quantity=quantity if quantity in QUANTITY_TITLES else "tanh_c",
+        order=order if order in analysis.ORDERINGS else "variance",
+    )
+
+
+# ---------------------------------------------------------------- gate views
+@dataclass
+class GateViews:
+    heatmaps: gr.Plot
+    saturation: gr.Plot
+    units: gr.Markdown
+
+
+def gate_views(prefix: str, heatmap_label: str) -> GateViews:
+    # png: for these pictures it encodes a little faster than Gradio's default webp
+    heatmaps = gr.Plot(label=heatmap_label, elem_id=f"{prefix}-heatmaps", format="png")
+    saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", elem_id=f"{prefix}-saturation",
+                         format="png")
+    units = gr.Markdown(elem_id=f"{prefix}-units")
+    return GateViews(heatmaps, saturation, units)
+
+
+def units_markdown(trace: Trace, layer: int) -> str:
+    notes = analysis.interesting_units(trace, layer, k=UNITS_WORTH_A_LOOK, start=trace.shown_from)
+    return (f"**Units worth a look ({trace.layer_name(layer)})**: type one into *Unit*.\n\n"
+            + "\n".join(f"- {note.reason}" for note in notes))
+
+
+def paint_heatmaps(trace: Trace, view: View, start: int | None = None, end: int | None = None):
+    """The chosen unit's lines over the heatmaps of its layer (rows in the view's order)."""
+    units = analysis.order_units(trace, view.layer, by=view.order, start=trace.shown_from)[:HEATMAP_UNITS]
+    start = trace.shown_from if start is None else start
+    return viz.gate_heatmaps(trace, view.layer, units=units, start=start, end=end, unit=view.unit)
+
+
+_painters: dict[int, viz.SaturationPainter] = {}  # one per layer count, shared by every request
+_painter_lock = threading.Lock()
+
+
+def saturation_picture(trace: Trace):
+    """The saturation plot, drawn fast over a cached background (viz.SaturationPainter)."""
+    with _painter_lock:
+        if trace.num_layers not in _painters:
+            _painters[trace.num_layers] = viz.SaturationPainter(trace.num_layers)
+        return png_plot(_painters[trace.num_layers].paint(trace, start=trace.shown_from))
