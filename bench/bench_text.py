@@ -19,37 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py sets it (read at torch's first allocation)
 
 import torch  # noqa: E402
-from common import click_to_result, serve  # noqa: E402 (common also puts the repo on sys.path)
+from common import best_of, click_to_result, serve, side_by_side  # noqa: E402 (common also puts the repo on sys.path)
 
 from studio.domains import text  # noqa: E402
 from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-
-
-def synchronize() -> None:
-    """On a GPU, wait for queued kernels, so a timing covers the work and not just its launch."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def side_by_side(a, b, repeats: int) -> tuple[float, float]:
-    """Best time of a and of b, interleaved a, b, a, b, ... so drift hits both."""
-    ta, tb = [], []
-    for _ in range(repeats):
-        ta.append(best_of(a, 1))
-        tb.append(best_of(b, 1))
-    return min(ta), min(tb)
 
 
 def lstmcell_loop(core, x):
@@ -96,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     device = pick_device(args.device)
-    model, codec, card = text.load_model(args.model, device=device)
+    loaded = text.load(args.model, device=device)
+    model, codec = loaded.model, loaded.codec
     cfg = model.config
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, device {where}, "
@@ -106,8 +81,8 @@ def main() -> None:
 
     # 1. traced vs untraced generation, 1,000 characters
     traced, untraced = side_by_side(
-        lambda: text.generate(model, codec, settings, traced=True),
-        lambda: text.generate(model, codec, settings, traced=False),
+        lambda: text.generate(loaded, settings, traced=True),
+        lambda: text.generate(loaded, settings, traced=False),
         args.repeats,
     )
     print(f"generation 1000 chars: traced {traced:.3f} s, untraced (fused per step) {untraced:.3f} s, "

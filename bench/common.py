@@ -123,3 +123,32 @@ def report_click_to_result(what: str, goal_s: float, *args, **kwargs) -> None:
     else:
         print(f"{what} click-to-result in chromium: median {statistics.median(times):.3f} s over {len(times)} clicks "
               f"(goal <= {goal_s:g} s)")
+
+
+# ---------------------------------------------------------------- timing side by side
+def synchronize() -> None:
+    """On a GPU, wait for queued kernels, so a timing covers the work and not just its launch."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def side_by_side(a, b, repeats: int) -> tuple[float, float]:
+    """Best time of a and of b, interleaved a, b, a, b, ... so drift hits both."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        ta.append(best_of(a, 1))
+        tb.append(best_of(b, 1))
+    return min(ta), min(tb)

@@ -34,6 +34,7 @@ CARD_FIELDS = {
     "reproduce": (str, "the command that trains it again"),
 }
 DATA_FIELDS = ("source", "licence")
+JSON_TYPES = {str: "a string", int: "an integer", dict: "an object"}  # as a card's reader knows them
 RESUME_KEY = "resume"  # a resume state's card (see train.py) holds its step here; it is not a model to offer
 
 
@@ -72,7 +73,7 @@ def check_card(card, card_path) -> None:
         if name not in card:
             raise CheckpointError(f"model card {card_path} lacks the field '{name}' ({meaning})")
         if not isinstance(card[name], kind) or (kind is int and isinstance(card[name], bool)):
-            raise CheckpointError(f"model card {card_path}: field '{name}' should be a {kind.__name__} ({meaning}), "
+            raise CheckpointError(f"model card {card_path}: field '{name}' should be {JSON_TYPES[kind]} ({meaning}), "
                                   f"not {type(card[name]).__name__}")
     for name in DATA_FIELDS:
         if not isinstance(card["data"].get(name), str):

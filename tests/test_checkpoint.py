@@ -159,3 +159,34 @@ def test_list_models_finds_text_models_only(tmp_path, text_model, codec):
     assert checkpoint.list_models("text", tmp_path / "nowhere") == {}
     # What the registry returns loads.
     assert isinstance(text.load(found["alpha"]).model, text.TextModel)
+
+
+@pytest.mark.parametrize("field", list(checkpoint.CARD_FIELDS))
+def test_card_without_a_schema_field_is_refused_by_name(saved_text_model, field):
+    card_path = checkpoint.paths(saved_text_model)[1]
+    card = card_of(saved_text_model)
+    del card[field]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        text.load(saved_text_model)
+    assert_error_names(error, card_path)
+    assert f"'{field}'" in str(error.value)
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("parameters", "many", "'parameters' should be an integer"),
+    ("config", [1], "'config' should be an object"),
+    ("data", {"source": "somewhere"}, "'data.licence'"),
+])
+def test_card_with_a_bad_field_is_refused_by_name(saved_text_model, field, value, named):
+    card_path = checkpoint.paths(saved_text_model)[1]
+    card_path.write_text(json.dumps({**card_of(saved_text_model), field: value}))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        text.load(saved_text_model)
+    assert_error_names(error, card_path)
+    assert named in str(error.value)
+
+
+def test_every_shipped_card_keeps_the_schema(repo_root):
+    for card_path in (repo_root / "models").glob("*.json"):
+        checkpoint.check_card(json.loads(card_path.read_text()), card_path)
