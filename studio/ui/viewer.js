@@ -1,0 +1,459 @@
+// The trace viewer, drawn in the browser from the payload of studio/ui/payload.py (props.value).
+// Runs as gr.HTML's js_on_load: `element`, `props`, `watch` are in scope. Layer, quantity, unit,
+// row order, zoom and scroll repaint here with no request to the server; a click on a step or a
+// unit row, a brushed range and an export are sent to Python through the companion events
+// component (studio/ui/viewer.py), as a 'lstm-viewer' DOM event it turns into a Gradio event.
+
+const MARGIN = 46;       // px left of every time axis: unit labels, and where a click picks a unit row
+const AXIS = 16;         // px under the heatmap for step ticks
+const HEAT_MAX = 384;    // px: the heatmap's height at most (rows get at least one pixel)
+const TITLES = {i: 'input gate i', f: 'forget gate f', g: 'candidate g', o: 'output gate o',
+                c: 'cell state c', tanh_c: 'tanh(cell state)', h: 'hidden state h'};
+const LINE_COLORS = {i: '#1f77b4', f: '#2ca02c', g: '#9467bd', o: '#d62728', tanh_c: '#ff7f0e', h: '#000000'};
+const SIGMOID = new Set(['i', 'f', 'o']);
+
+const $ = (selector) => element.querySelector(selector);
+const st = {data: null, layer: 0, quantity: 'tanh_c', unit: 0, order: 'variance', v0: 0, v1: 0,
+            cursor: null, brush: null, orders: {}, version: 0};
+
+function send(detail) {
+  const id = props.viewer_id;
+  document.dispatchEvent(new CustomEvent('lstm-viewer', {detail: {viewer: id, ...detail}}));
+}
+
+// ---------------------------------------------------------------- decoding the payload
+async function inflate(b64) {
+  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+async function decode(payload) {
+  const layers = [];
+  for (const layer of payload.layers) {
+    const quantities = {};
+    for (const [name, q] of Object.entries(layer.quantities)) {
+      quantities[name] = {lo: q.lo, hi: q.hi, codes: await inflate(q.data)};
+    }
+    layers.push({name: layer.name, quantities});
+  }
+  let image = null;
+  if (payload.track && payload.track.image) {
+    const im = payload.track.image;
+    image = {rows: im.rows, lo: im.lo, hi: im.hi, codes: await inflate(im.data)};
+  }
+  return {...payload, layers, image, first: payload.shown_from || 0};
+}
+
+// value of one quantity (derived ones rebuilt as the LSTM defines them) of one unit at one step
+function raw(layer, name, unit, step) {
+  const q = st.data.layers[layer].quantities[name];
+  return q.lo + q.codes[unit * st.data.steps + step] / (st.data.levels - 1) * (q.hi - q.lo);
+}
+function value(layer, name, unit, step) {
+  if (name === 'tanh_c') return Math.tanh(raw(layer, 'c', unit, step));
+  if (name === 'h') return raw(layer, 'o', unit, step) * Math.tanh(raw(layer, 'c', unit, step));
+  return raw(layer, name, unit, step);
+}
+function range(name) {
+  if (SIGMOID.has(name)) return [0, 1];
+  if (name === 'c') { const q = st.data.layers[st.layer].quantities.c; return [q.lo, q.hi]; }
+  return [-1, 1];
+}
+function lut(name) { return SIGMOID.has(name) ? props.colormaps.sequential : props.colormaps.diverging; }
+function colour(name, v) {
+  const [lo, hi] = range(name);
+  const k = Math.max(0, Math.min(255, Math.round((v - lo) / (hi - lo) * 255)));
+  return lut(name)[k];
+}
+function css(rgb) { return `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; }
+
+// ---------------------------------------------------------------- row order (over the shown steps)
+function order() {
+  const key = `${st.layer}/${st.quantity}/${st.order}`;
+  if (st.orders[key]) return st.orders[key];
+  const units = st.data.units, first = st.data.first, steps = st.data.steps;
+  const idx = Array.from({length: units}, (_, u) => u);
+  if (st.order !== 'index') {
+    const score = new Float64Array(units);
+    for (let u = 0; u < units; u++) {
+      let sum = 0, sq = 0, sat = 0;
+      for (let t = first; t < steps; t++) {
+        const v = value(st.layer, st.quantity, u, t);
+        sum += v; sq += v * v;
+        if (SIGMOID.has(st.quantity) ? (v < 0.1 || v > 0.9) : Math.abs(v) > 0.9) sat += 1;
+      }
+      const n = Math.max(1, steps - first);
+      score[u] = st.order === 'variance' ? sq / n - (sum / n) ** 2 : sat / n;
+    }
+    idx.sort((a, b) => score[b] - score[a] || a - b);
+  }
+  st.orders[key] = idx;
+  return idx;
+}
+
+// ---------------------------------------------------------------- geometry shared by every time axis
+function width() { return Math.max(200, $('.lv-root').clientWidth); }
+function span() { return st.v1 - st.v0; }
+function stepAt(x) {
+  const w = width() - MARGIN;
+  return Math.max(st.v0, Math.min(st.v1 - 1, st.v0 + Math.floor((x - MARGIN) / w * span())));
+}
+function xOf(step) { return MARGIN + (step - st.v0 + 0.5) / span() * (width() - MARGIN); }
+function rowHeight() { return Math.max(1, Math.floor(HEAT_MAX / st.data.units)); }
+function sized(canvas, height) {
+  const w = width();
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== height) canvas.height = height;
+  canvas.style.width = w + 'px'; canvas.style.height = height + 'px';
+  return canvas.getContext('2d');
+}
+
+// ---------------------------------------------------------------- drawing
+function drawHeat() {
+  const units = st.data.units, rh = rowHeight(), height = units * rh + AXIS;
+  const ctx = sized($('.lv-heat'), height);
+  sized($('.lv-overlay'), height);
+  ctx.clearRect(0, 0, width(), height);
+  const cols = Math.min(span(), width() - MARGIN);
+  const image = ctx.createImageData(cols, units);
+  const rows = order(), table = lut(st.quantity), [lo, hi] = range(st.quantity);
+  for (let x = 0; x < cols; x++) {
+    const t = st.v0 + Math.floor(x * span() / cols);
+    for (let r = 0; r < units; r++) {
+      const v = value(st.layer, st.quantity, rows[r], t);
+      const rgb = table[Math.max(0, Math.min(255, Math.round((v - lo) / (hi - lo) * 255)))];
+      const p = (r * cols + x) * 4;
+      image.data[p] = rgb[0]; image.data[p + 1] = rgb[1]; image.data[p + 2] = rgb[2]; image.data[p + 3] = 255;
+    }
+  }
+  const off = new OffscreenCanvas(cols, units);
+  off.getContext('2d').putImageData(image, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, MARGIN, 0, width() - MARGIN, units * rh);
+  ctx.fillStyle = '#333'; ctx.font = '10px sans-serif'; ctx.textAlign = 'right';
+  const every = Math.max(1, Math.ceil(12 / rh));
+  for (let r = 0; r < units; r += every) ctx.fillText(String(rows[r]), MARGIN - 3, r * rh + Math.min(rh, 10));
+  ctx.save(); ctx.translate(9, units * rh / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = 'center';
+  ctx.fillText(`units (by ${st.order})`, 0, 0); ctx.restore();
+  ticks(ctx, units * rh + 11);
+}
+
+function ticks(ctx, y) {
+  ctx.fillStyle = '#333'; ctx.font = '10px sans-serif'; ctx.textAlign = 'center';
+  const every = Math.max(1, niceStep(span() / 10));
+  for (let t = Math.ceil(st.v0 / every) * every; t < st.v1; t += every) ctx.fillText(String(t), xOf(t), y);
+  ctx.textAlign = 'left'; ctx.fillText('step', 2, y);
+}
+function niceStep(x) { const p = 10 ** Math.floor(Math.log10(Math.max(1, x))); return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= x) || p * 10; }
+
+function drawLines() {
+  const height = 120, ctx = sized($('.lv-lines'), height);
+  ctx.clearRect(0, 0, width(), height);
+  const y = (v) => 8 + (1 - (v + 1) / 2) * (height - 16);
+  ctx.strokeStyle = '#ccc'; ctx.beginPath(); ctx.moveTo(MARGIN, y(0)); ctx.lineTo(width(), y(0)); ctx.stroke();
+  ctx.fillStyle = '#333'; ctx.font = '10px sans-serif'; ctx.textAlign = 'right';
+  for (const v of [-1, 0, 1]) ctx.fillText(String(v), MARGIN - 3, y(v) + 3);
+  const stride = Math.max(1, Math.floor(span() / (width() - MARGIN)));
+  for (const name of ['i', 'f', 'o', 'g', 'tanh_c', 'h']) {
+    ctx.strokeStyle = LINE_COLORS[name]; ctx.lineWidth = name === st.quantity ? 2 : 1; ctx.beginPath();
+    for (let t = st.v0; t < st.v1; t += stride) {
+      const px = xOf(t), py = y(value(st.layer, name, st.unit, t));
+      if (t === st.v0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+    }
+    ctx.stroke();
+  }
+  ctx.lineWidth = 1;
+  $('.lv-legend').innerHTML = legend();
+}
+
+function legend() {
+  const [lo, hi] = range(st.quantity), table = lut(st.quantity);
+  const stops = [0, 64, 128, 192, 255].map((k) => `${css(table[k])} ${k / 2.55}%`).join(',');
+  const lines = ['i', 'f', 'o', 'g', 'tanh_c', 'h'].map((n) =>
+    `<span style="color:${LINE_COLORS[n]}">━ ${TITLES[n]}</span>`).join(' ');
+  return `<span class="lv-bar-scale" style="background:linear-gradient(to right,${stops})"></span>` +
+    ` ${TITLES[st.quantity]}: ${lo.toFixed(2)} … ${hi.toFixed(2)} &nbsp;·&nbsp; ` +
+    `lines: ${st.data.layers[st.layer].name}, unit ${st.unit}: ${lines}`;
+}
+
+function drawStrip() {
+  const track = st.data.track || {kind: 'text'};
+  const height = track.kind === 'roll' ? 140 : track.kind === 'spectrogram' ? 100 : 22;
+  const ctx = sized($('.lv-strip'), height);
+  ctx.clearRect(0, 0, width(), height);
+  const cellW = (width() - MARGIN) / span();
+  ctx.fillStyle = '#333'; ctx.font = '10px sans-serif'; ctx.textAlign = 'right';
+  ctx.fillText({text: 'text', roll: 'notes', pen: 'pen', spectrogram: 'mel'}[track.kind] || '', MARGIN - 3, 12);
+  if (track.kind === 'spectrogram' && st.data.image) {
+    const im = st.data.image, cols = Math.min(span(), width() - MARGIN);
+    const image = ctx.createImageData(cols, im.rows);
+    for (let x = 0; x < cols; x++) {
+      const t = st.v0 + Math.floor(x * span() / cols);
+      for (let r = 0; r < im.rows; r++) {
+        const rgb = props.colormaps.sequential[im.codes[r * st.data.steps + t] * 2];
+        const p = ((im.rows - 1 - r) * cols + x) * 4;
+        image.data[p] = rgb[0]; image.data[p + 1] = rgb[1]; image.data[p + 2] = rgb[2]; image.data[p + 3] = 255;
+      }
+    }
+    const off = new OffscreenCanvas(cols, im.rows);
+    off.getContext('2d').putImageData(image, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(off, MARGIN, 0, width() - MARGIN, height - 6);
+  }
+  for (let t = st.v0; t < st.v1; t++) {
+    const x = MARGIN + (t - st.v0) * cellW, rgb = colour(st.quantity, value(st.layer, st.quantity, st.unit, t));
+    if (track.kind === 'roll') {
+      const pitch = track.pitches[t];
+      if (pitch < 0) continue;
+      const y = (1 - (pitch - track.low) / Math.max(1, track.high - track.low)) * (height - 8) + 2;
+      ctx.fillStyle = css(rgb); ctx.fillRect(x, y - 2, Math.max(1, cellW), 5);
+    } else if (track.kind === 'spectrogram') {
+      ctx.fillStyle = css(rgb); ctx.fillRect(x, height - 5, Math.max(1, cellW), 5);
+    } else {
+      ctx.fillStyle = css(rgb); ctx.fillRect(x, 2, Math.max(1, cellW), height - 4);
+      if (track.kind === 'pen' && track.pen_up && track.pen_up[t]) { ctx.fillStyle = '#000'; ctx.fillRect(x, 0, 1, height); }
+      if (cellW >= 7 && track.kind === 'text') {
+        const lum = 0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2];
+        ctx.fillStyle = lum > 140 ? '#000' : '#fff'; ctx.textAlign = 'center'; ctx.font = '12px monospace';
+        ctx.fillText(shown(st.data.labels[t]), x + cellW / 2, height - 6);
+      }
+    }
+  }
+}
+
+function shown(label) { return label === '\n' ? '⏎' : label === ' ' ? '␣' : label; }
+
+function paintText() {
+  const box = $('.lv-text');
+  const track = st.data.track || {kind: 'text'};
+  if (track.kind !== 'text') { box.style.display = 'none'; return; }
+  box.style.display = '';
+  if (box.dataset.version !== String(st.version)) {  // build the spans once per payload
+    const frag = document.createDocumentFragment();
+    for (let t = st.data.first; t < st.data.steps; t++) {
+      const span = document.createElement('span');
+      span.className = t < st.data.prompt_length ? 'lv-ch lv-prompt' : 'lv-ch';
+      span.dataset.step = t; span.textContent = st.data.labels[t];
+      frag.appendChild(span);
+    }
+    box.replaceChildren(frag); box.dataset.version = String(st.version);
+  }
+  for (const span of box.children) {
+    const t = Number(span.dataset.step), v = value(st.layer, st.quantity, st.unit, t), rgb = colour(st.quantity, v);
+    span.style.background = css(rgb);
+    span.style.color = 0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2] > 140 ? '#000' : '#fff';
+    span.classList.toggle('lv-cursor', t === st.cursor);
+  }
+}
+
+function drawPen() {
+  const canvas = $('.lv-pen'), track = st.data.track || {};
+  if (track.kind !== 'pen') { canvas.style.display = 'none'; return; }
+  canvas.style.display = '';
+  const [w, h] = [width(), 220], ctx = sized(canvas, h);
+  ctx.clearRect(0, 0, w, h);
+  const geometry = penGeometry(track, w, h);
+  ctx.lineWidth = 2; ctx.lineCap = 'round';
+  for (let t = Math.max(1, st.data.first); t < st.data.steps; t++) {
+    if (track.pen_up[t - 1]) continue;
+    ctx.strokeStyle = css(colour(st.quantity, value(st.layer, st.quantity, st.unit, t)));
+    ctx.beginPath(); ctx.moveTo(...geometry.at(t - 1)); ctx.lineTo(...geometry.at(t)); ctx.stroke();
+  }
+  if (st.cursor !== null) {
+    ctx.strokeStyle = '#000'; ctx.lineWidth = 2; ctx.beginPath();
+    ctx.arc(...geometry.at(st.cursor), 6, 0, 2 * Math.PI); ctx.stroke();
+  }
+}
+
+function penGeometry(track, w, h) {
+  const xs = track.x, ys = track.y;
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let t = 0; t < xs.length; t++) { x0 = Math.min(x0, xs[t]); x1 = Math.max(x1, xs[t]); y0 = Math.min(y0, ys[t]); y1 = Math.max(y1, ys[t]); }
+  const scale = Math.min((w - 20) / Math.max(1e-6, x1 - x0), (h - 20) / Math.max(1e-6, y1 - y0));
+  // pen y grows upwards in the data, downwards on a canvas
+  return {at: (t) => [10 + (xs[t] - x0) * scale, h - 10 - (ys[t] - y0) * scale],
+          nearest: (px, py) => {
+            let best = 0, bestD = Infinity;
+            for (let t = st.data.first; t < xs.length; t++) {
+              const [x, y] = [10 + (xs[t] - x0) * scale, h - 10 - (ys[t] - y0) * scale];
+              const d = (x - px) ** 2 + (y - py) ** 2;
+              if (d < bestD) { bestD = d; best = t; }
+            }
+            return best;
+          }};
+}
+
+function drawOverlay() {
+  const units = st.data.units, rh = rowHeight();
+  const ctx = $('.lv-overlay').getContext('2d');
+  ctx.clearRect(0, 0, width(), units * rh + AXIS);
+  const rows = order(), row = rows.indexOf(st.unit);
+  ctx.strokeStyle = 'rgba(255,255,255,0.9)'; ctx.lineWidth = 1;
+  ctx.strokeRect(MARGIN, row * rh - 0.5, width() - MARGIN, rh + 1);
+  if (st.brush) {
+    const [a, b] = [Math.min(...st.brush), Math.max(...st.brush)];
+    ctx.fillStyle = 'rgba(255,255,255,0.3)';
+    ctx.fillRect(xOf(a) - 0.5 * (width() - MARGIN) / span(), 0, (b - a + 1) * (width() - MARGIN) / span(), units * rh);
+  }
+  for (const [step, style] of [[st.cursor, '#ff0'], [st.hover, 'rgba(255,255,255,0.6)']]) {
+    if (step === null || step === undefined || step < st.v0 || step >= st.v1) continue;
+    ctx.strokeStyle = style; ctx.beginPath(); ctx.moveTo(xOf(step), 0); ctx.lineTo(xOf(step), units * rh); ctx.stroke();
+  }
+}
+
+function drawAll() {
+  if (!st.data) return;
+  const started = performance.now();
+  drawHeat(); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay();
+  $('.lv-scroll').max = String(Math.max(st.data.first, st.data.steps - span()));
+  $('.lv-scroll').min = String(st.data.first);
+  $('.lv-scroll').value = String(st.v0);
+  $('.lv-unit').value = String(st.unit);
+  const ms = performance.now() - started;
+  $('.lv-root').dataset.paintMs = ms.toFixed(1);  // the browser tests read how long a repaint took
+  $('.lv-root').dataset.painted = String(Number($('.lv-root').dataset.painted || 0) + 1);
+}
+
+// ---------------------------------------------------------------- interaction
+function tip(html, x, y) {
+  const box = $('.lv-tip');
+  if (html === null) { box.style.display = 'none'; return; }
+  box.innerHTML = html; box.style.display = 'block';
+  box.style.left = (x + 14) + 'px'; box.style.top = (y + 10) + 'px';
+}
+
+function describe(step, unit, name) {
+  const label = JSON.stringify(st.data.labels[step] ?? '');
+  return `step ${step} ${label} · ${st.data.layers[st.layer].name} · unit ${unit}<br>` +
+    `${TITLES[name]} = <b class="lv-value">${value(st.layer, name, unit, step).toFixed(3)}</b>`;
+}
+
+function heatPoint(event) {
+  const rect = $('.lv-overlay').getBoundingClientRect();
+  const x = event.clientX - rect.left, y = event.clientY - rect.top;
+  const row = Math.floor(y / rowHeight());
+  return {x, y, step: stepAt(x), unit: row >= 0 && row < st.data.units ? order()[row] : null, gutter: x < MARGIN};
+}
+
+function setCursor(step, announce = true) {
+  st.cursor = Math.max(st.data.first, Math.min(st.data.steps - 1, step));
+  if (st.cursor < st.v0 || st.cursor >= st.v1) { const s = span(); st.v0 = Math.max(st.data.first, Math.min(st.data.steps - s, st.cursor - Math.floor(s / 2))); st.v1 = st.v0 + s; drawAll(); }
+  else { drawOverlay(); drawPen(); paintText(); }
+  if (announce) send({kind: 'step', step: st.cursor, unit: st.unit, layer: st.layer, quantity: st.quantity});
+}
+
+function setUnit(unit) { st.unit = Math.max(0, Math.min(st.data.units - 1, unit)); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay(); }
+
+function zoom(factor, around) {
+  const first = st.data.first, total = st.data.steps - first;
+  const s = Math.max(Math.min(10, total), Math.min(total, Math.round(span() * factor)));
+  const centre = around ?? (st.v0 + span() / 2);
+  st.v0 = Math.round(Math.max(first, Math.min(st.data.steps - s, centre - s * (centre - st.v0) / span())));
+  st.v1 = st.v0 + s;
+  drawAll();
+}
+
+function wire() {
+  const overlay = $('.lv-overlay');
+  let down = null;
+  overlay.addEventListener('mousemove', (event) => {
+    if (!st.data) return;
+    const p = heatPoint(event);
+    if (down !== null && !p.gutter) { st.brush = [down, p.step]; }
+    st.hover = p.step; drawOverlay();
+    if (p.unit !== null) tip(describe(p.step, p.unit, st.quantity), p.x, p.y); else tip(null);
+  });
+  overlay.addEventListener('mouseleave', () => { st.hover = null; tip(null); if (st.data) drawOverlay(); });
+  overlay.addEventListener('mousedown', (event) => { if (st.data && !heatPoint(event).gutter) { down = heatPoint(event).step; st.brush = null; } });
+  overlay.addEventListener('mouseup', (event) => {
+    if (!st.data) return;
+    const p = heatPoint(event), start = down;
+    down = null;
+    if (p.gutter) { if (p.unit !== null) { setUnit(p.unit); send({kind: 'unit', unit: p.unit, layer: st.layer}); } return; }
+    if (start !== null && start !== p.step) {
+      st.brush = [Math.min(start, p.step), Math.max(start, p.step)]; drawOverlay();
+      send({kind: 'range', start: st.brush[0], end: st.brush[1], layer: st.layer, quantity: st.quantity});
+      return;
+    }
+    st.brush = null;
+    if (p.unit !== null) st.unit = p.unit;
+    drawLines(); drawStrip();
+    setCursor(p.step);
+  });
+  overlay.addEventListener('wheel', (event) => {
+    if (!st.data) return;
+    event.preventDefault();
+    zoom(event.deltaY > 0 ? 1.25 : 0.8, heatPoint(event).step);
+  }, {passive: false});
+  $('.lv-strip').addEventListener('click', (event) => {
+    if (!st.data) return;
+    const x = event.clientX - $('.lv-strip').getBoundingClientRect().left;
+    if (x >= MARGIN) setCursor(stepAt(x));
+  });
+  $('.lv-strip').addEventListener('mousemove', (event) => {
+    if (!st.data) return;
+    const rect = $('.lv-strip').getBoundingClientRect(), x = event.clientX - rect.left;
+    if (x < MARGIN) { tip(null); return; }
+    tip(describe(stepAt(x), st.unit, st.quantity), x, event.clientY - $('.lv-root').getBoundingClientRect().top);
+  });
+  $('.lv-strip').addEventListener('mouseleave', () => tip(null));
+  $('.lv-text').addEventListener('click', (event) => {
+    const step = event.target.dataset && event.target.dataset.step;
+    if (step !== undefined) setCursor(Number(step));
+  });
+  $('.lv-pen').addEventListener('click', (event) => {
+    if (!st.data) return;
+    const rect = $('.lv-pen').getBoundingClientRect();
+    setCursor(penGeometry(st.data.track, width(), 220).nearest(event.clientX - rect.left, event.clientY - rect.top));
+  });
+  $('.lv-layer').addEventListener('change', (e) => { st.layer = Number(e.target.value); drawAll(); });
+  $('.lv-quantity').addEventListener('change', (e) => { st.quantity = e.target.value; drawAll(); });
+  $('.lv-order').addEventListener('change', (e) => { st.order = e.target.value; drawHeat(); drawOverlay(); });
+  $('.lv-unit').addEventListener('change', (e) => setUnit(Number(e.target.value) || 0));
+  $('.lv-scroll').addEventListener('input', (e) => { const s = span(); st.v0 = Number(e.target.value); st.v1 = st.v0 + s; drawAll(); });
+  $('.lv-zoom-in').addEventListener('click', () => st.data && zoom(0.5, st.cursor));
+  $('.lv-zoom-out').addEventListener('click', () => st.data && zoom(2, st.cursor));
+  $('.lv-fit').addEventListener('click', () => { if (st.data) { st.v0 = st.data.first; st.v1 = st.data.steps; drawAll(); } });
+  for (const button of element.querySelectorAll('.lv-export')) {
+    button.addEventListener('click', () => st.data && send({kind: 'export', format: button.dataset.format, layer: st.layer,
+      quantity: st.quantity, unit: st.unit, order: st.order, start: st.v0, end: st.v1}));
+  }
+  $('.lv-root').addEventListener('keydown', (event) => {
+    if (!st.data || event.target.tagName === 'INPUT' || event.target.tagName === 'SELECT') return;
+    const moves = {ArrowLeft: -1, ArrowRight: 1};
+    if (event.key in moves) { event.preventDefault(); setCursor((st.cursor ?? st.v0) + moves[event.key]); }
+    if (event.key === 'ArrowUp' || event.key === 'ArrowDown') {
+      event.preventDefault();
+      const rows = order(), row = rows.indexOf(st.unit) + (event.key === 'ArrowUp' ? -1 : 1);
+      setUnit(rows[Math.max(0, Math.min(rows.length - 1, row))]);
+    }
+  });
+  new ResizeObserver(() => drawAll()).observe($('.lv-root'));
+}
+
+async function load() {
+  const payload = props.value;
+  if (!payload || !payload.layers || !payload.layers.length) {
+    st.data = null; $('.lv-root').dataset.ready = 'empty'; $('.lv-status').textContent = 'Generate to see the gates here.';
+    return;
+  }
+  $('.lv-root').dataset.ready = 'loading';
+  st.data = await decode(payload);
+  st.version += 1; st.orders = {};
+  st.layer = Math.min(st.layer, st.data.layers.length - 1); st.unit = Math.min(st.unit, st.data.units - 1);
+  st.v0 = st.data.first; st.v1 = st.data.steps; st.cursor = null; st.brush = null;
+  $('.lv-layer').innerHTML = st.data.layers.map((l, k) => `<option value="${k}">${l.name}</option>`).join('');
+  $('.lv-layer').value = String(st.layer);
+  $('.lv-status').textContent = `${payload.title || ''} ${st.data.steps - st.data.first} steps × ${st.data.units} units × ` +
+    `${st.data.layers.length} layers. Hover for values; click a step or a unit row; drag to select steps; ` +
+    `wheel to zoom; ←/→ move the step, ↑/↓ the unit.`;
+  drawAll();
+  $('.lv-root').dataset.ready = 'yes';
+}
+
+$('.lv-quantity').innerHTML = Object.entries(TITLES).map(([k, t]) => `<option value="${k}">${t}</option>`).join('');
+$('.lv-quantity').value = st.quantity;
+wire();
+load();
+watch('value', load);
