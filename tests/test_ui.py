@@ -25,9 +25,7 @@ def studio_url(tmp_path_factory, serve):
 
 
 def call_generate(client, **overrides):
-    args = dict(name="tiny", prompt_text="To be", length_value=40, temp=0.8, k=0, p=1.0, seed_value=3,
-                layer_value=0, quantity_value="tanh_c", unit_value=2, order_value="variance",
-                window_from=0, whole=False)
+    args = dict(name="tiny", prompt_text="To be", length_value=40, temp=0.8, k=0, p=1.0, seed_value=3)
     args.update(overrides)
     return client.predict(*args.values(), api_name="/generate_text")
 
@@ -36,26 +34,27 @@ def test_text_endpoint_answers_through_gradio_client(studio_url):
     from gradio_client import Client
 
     client = Client(studio_url, verbose=False)
-    notes, html, heatmaps, units_md, saturation, txt_file, npz_file = call_generate(client)
-    assert html.count('class="ch') == len("To be") + 40  # prompt + generated, one span each
-    assert html.count('class="ch prompt"') == len("To be")
-    assert "rgba(" in html
+    notes, payload, saturation, units_md, selection, txt_file, npz_file = call_generate(client)
+    assert payload["steps"] == len("To be") + 40 and payload["prompt_length"] == len("To be")
+    assert "".join(payload["labels"]) == Path(txt_file).read_text(encoding="utf-8")
+    assert len(payload["layers"]) == 2 and payload["units"] == 16
     assert Path(txt_file).read_text(encoding="utf-8").startswith("To be")
-    assert len(Path(txt_file).read_text(encoding="utf-8")) == len("To be") + 40
     from studio.trace import Trace
 
     trace = Trace.load_npz(npz_file)
     assert trace.steps == len("To be") + 40 and trace.num_layers == 2 and trace.hidden_size == 16
-    assert heatmaps is not None and saturation is not None
-    assert "unit" in units_md
+    assert saturation is not None
+    assert "layer 0" in units_md and "layer 1" in units_md
 
     # same seed, same text; bad input is adjusted and said, never a traceback
     again = call_generate(client)
-    assert again[1] == html
-    notes, html, *_ = call_generate(client, prompt_text="€€€", length_value=999_999, temp=0, layer_value=1, unit_value=-3)
+    assert again[1]["labels"] == payload["labels"]
+    notes, payload, *_ = call_generate(client, prompt_text="€€€", length_value=999_999, temp=0)
     assert "Dropped characters" in notes and "'€'" in notes
     assert "5,000" in notes and "greedy" in notes
-    assert html.count('class="ch') == 5000
+    assert payload["steps"] == 5001  # the implicit line break, then the capped length
+    notes, payload, *_ = call_generate(client, prompt_text=None, length_value=None, seed_value=None)
+    assert payload["steps"] == 401  # blank fields: an empty prompt's line break, then the default length
 
 
 def test_broken_checkpoint_is_named_and_text_tab_still_works(studio_url):
@@ -65,44 +64,68 @@ def test_broken_checkpoint_is_named_and_text_tab_still_works(studio_url):
     assert "broken.json" in page  # the start-up problem is on the page, naming the file
 
 
-@pytest.mark.browser
-def test_browser_generates_coloured_text_and_heatmap(studio_url, chromium_page):
-    page = chromium_page
-    page.goto(studio_url)
-    prompt = page.get_by_label("Prompt", exact=False)
-    prompt.fill("Once upon")
-    page.get_by_label("Seed").fill("7")
+def generate_in_browser(page, url, prompt="Once upon", seed="7"):
+    page.goto(url)
+    page.get_by_label("Prompt", exact=False).fill(prompt)
+    page.get_by_label("Seed").fill(seed)
     page.click("#text-generate")
-    spans = page.locator("#text-output .lstm-text span.ch")
-    spans.first.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)
+    return page
+
+
+@pytest.mark.browser
+def test_viewer_shows_the_generation_and_hover_values(studio_url, chromium_page, tmp_path):
+    page = generate_in_browser(chromium_page, studio_url)
+    spans = page.locator("#text-viewer .lv-text span.lv-ch")
     assert spans.count() == len("Once upon") + 400
-    coloured = page.evaluate(
-        "() => [...document.querySelectorAll('#text-output span.ch')]"
-        ".filter(s => getComputedStyle(s).backgroundColor !== 'rgba(0, 0, 0, 0)').length"
-    )
-    assert coloured > 100
-    heatmap = page.locator("#text-heatmaps img")
-    heatmap.wait_for(timeout=60_000)
-    assert page.evaluate("() => document.querySelector('#text-heatmaps img').naturalWidth") > 200
-    assert prompt.input_value() == "Once upon"  # what the user typed is kept
+    coloured = page.evaluate("() => [...document.querySelectorAll('#text-viewer .lv-ch')]"
+                             ".filter(s => s.style.background !== '').length")
+    assert coloured == len("Once upon") + 400
+    assert page.get_by_label("Prompt", exact=False).input_value() == "Once upon"  # what the user typed is kept
+
+    # hovering a heatmap cell shows the trace's value there, to the payload's precision
+    npz = page.evaluate(
+        "() => [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('trace.npz'))[0]")
+    import re
+
+    import httpx
+    import numpy as np
+
+    from studio.trace import Trace
+
+    path = tmp_path / "trace.npz"
+    path.write_bytes(httpx.get(npz, timeout=30).content)
+    trace = Trace.load_npz(path)
+    overlay = page.locator("#text-viewer .lv-overlay")
+    box = overlay.bounding_box()
+    for fx, fy in ((0.3, 0.2), (0.7, 0.8), (0.95, 0.5)):
+        overlay.hover(position={"x": 46 + fx * (box["width"] - 46), "y": fy * (box["height"] - 20)})
+        tip = page.inner_text("#text-viewer .lv-tip")
+        step, unit = map(int, re.search(r"step (\d+) .* unit (\d+)", tip.replace("\n", " ")).groups())
+        shown = float(page.inner_text("#text-viewer .lv-tip .lv-value"))
+        assert abs(shown - np.tanh(trace.layers[0]["c"][step, unit])) <= 1 / 127 + 2e-3, tip
 
 
-def test_view_settings_repaint_from_the_trace_alone():
-    """Layer, unit, colouring and window come from the stored trace: no new generation."""
-    from studio.domains import text
-    from studio.sampling import SamplingConfig
-    from studio.domains.base import LoadedModel
-    from studio.domains.text.tab import WINDOW, render_views
+@pytest.mark.browser
+def test_viewer_clicks_reach_python_and_views_repaint_without_requests(studio_url, chromium_page):
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="3")
+    # a click on a character selects its step
+    page.locator("#text-viewer .lv-ch[data-step='12']").click()
+    page.wait_for_function("document.querySelector('#text-selection').innerText.includes('Step 12')", timeout=20_000)
+    # the keyboard moves the cursor
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.querySelector('#text-selection').innerText.includes('Step 13')", timeout=20_000)
 
-    torch.manual_seed(0)
-    codec = text.TextCodec.from_text("abc d\n")
-    model = text.TextModel(text.TextModelConfig(codec.size, embed_size=4, hidden_size=8, num_layers=2))
-    generation = text.generate(LoadedModel("t", model, codec, {}), text.TextSettings("ab", 250, SamplingConfig(seed=1)))
-    html, heatmaps, units_md = render_views(generation, 1, "f", 99, "saturation", window_from=30)
-    heat_ax = heatmaps.axes[0]
-    labels = [t.get_text() for t in heat_ax.texts]  # written under the columns
-    assert len(labels) == WINDOW  # one column per character, each labelled
-    assert html.count('class="ch') == 252
-    assert "Layer 1, unit 7" in heatmaps.axes[1].get_title(loc="left")  # unit 99 clamped to the last unit
-    _, whole_heatmaps, *_ = render_views(generation, 0, "tanh_c", 0, "index", whole=True)
-    assert whole_heatmaps.axes[0].get_images()[0].get_array().shape[1] == 252
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    painted = int(page.get_attribute("#text-viewer .lv-root", "data-painted"))
+    page.select_option("#text-viewer .lv-layer", "1")
+    page.select_option("#text-viewer .lv-quantity", "f")
+    page.select_option("#text-viewer .lv-order", "index")
+    page.fill("#text-viewer .lv-unit", "5")
+    page.press("#text-viewer .lv-unit", "Enter")
+    page.wait_for_timeout(300)
+    assert int(page.get_attribute("#text-viewer .lv-root", "data-painted")) >= painted + 2
+    assert float(page.get_attribute("#text-viewer .lv-root", "data-paint-ms")) <= 50
+    assert requests == []  # every repaint happened in the browser
+    assert "unit 5" in page.inner_text("#text-viewer .lv-legend")

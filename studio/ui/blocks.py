@@ -126,3 +126,85 @@ def saturation_picture(trace: Trace):
         if trace.num_layers not in _painters:
             _painters[trace.num_layers] = viz.SaturationPainter(trace.num_layers)
         return png_plot(_painters[trace.num_layers].paint(trace, start=trace.shown_from))
+
+
+# ---------------------------------------------------------------- the browser viewer and its panels
+@dataclass
+class GatePanel:
+    """The interactive viewer (studio/ui/viewer.py) with what the server draws once per generation
+    (saturation, units worth a look) and what answers the viewer's events (selection, exports)."""
+
+    viewer: "TraceViewer"  # noqa: F821 (imported below: viewer.py reads its assets at import)
+    selection: gr.Markdown
+    saturation: gr.Plot
+    units: gr.Markdown
+    export: gr.File
+
+    @property
+    def outputs(self) -> list:
+        """What gate_values fills, in order."""
+        return [self.viewer.html, self.saturation, self.units]
+
+
+def gate_panel(prefix: str) -> GatePanel:
+    from studio.ui.viewer import trace_viewer
+
+    viewer = trace_viewer(prefix)
+    selection = gr.Markdown(elem_id=f"{prefix}-selection")
+    with gr.Row():
+        saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", elem_id=f"{prefix}-saturation",
+                             format="png")
+        units = gr.Markdown(elem_id=f"{prefix}-units")
+    export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")
+    return GatePanel(viewer, selection, saturation, units, export)
+
+
+def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
+    """(viewer payload, saturation picture, units worth a look in every layer) for GatePanel.outputs."""
+    from studio.ui.payload import trace_payload
+
+    units = "\n\n".join(units_markdown(trace, layer) for layer in range(trace.num_layers))
+    return trace_payload(trace, track, title), saturation_picture(trace), units
+
+
+def describe_selection(trace: Trace, event: dict) -> str:
+    """A viewer event in words: the step's label and the unit's six values, or the brushed range."""
+    layer = clamp_int(event.get("layer"), 0, trace.num_layers - 1, 0)
+    unit = clamp_int(event.get("unit"), 0, trace.hidden_size - 1, 0)
+    if event.get("kind") == "range":
+        start = clamp_int(event.get("start"), 0, trace.steps - 1, 0)
+        end = clamp_int(event.get("end"), start, trace.steps - 1, start)
+        shown = "".join(trace.labels[start : end + 1]) if max(map(len, trace.labels or [""])) <= 1 else ""
+        return f"**Selected steps {start}–{end}** ({end - start + 1} steps)" + (f": `{shown[:200]!r}`" if shown else ".")
+    step = clamp_int(event.get("step"), 0, trace.steps - 1, 0)
+    values = ", ".join(f"{name} {trace.quantity(layer, name)[step, unit]:+.3f}" for name in ("i", "f", "g", "o", "c", "h"))
+    return f"**Step {step}** ({trace.labels[step]!r}), {trace.layer_name(layer)}, unit {unit}: {values}."
+
+
+def export_view(trace: Trace, event: dict, folder) -> str:
+    """The viewer's current view as a matplotlib picture (PNG or SVG), the same rows and steps."""
+    view = read_view(trace, event.get("layer"), "tanh_c", event.get("unit"), event.get("order"))
+    start = clamp_int(event.get("start"), trace.shown_from, trace.steps - 1, trace.shown_from)
+    end = clamp_int(event.get("end"), start + 1, trace.steps, trace.steps)
+    figure = paint_heatmaps(trace, view, start, end)
+    suffix = "svg" if event.get("format") == "svg" else "png"
+    path = folder / f"{trace.domain or 'trace'}-layer{view.layer}-unit{view.unit}-steps{start}-{end - 1}.{suffix}"
+    figure.savefig(path, format=suffix, dpi=120)
+    return str(path)
+
+
+def wire_panel(panel: GatePanel, trace_of, state: gr.State) -> None:
+    """Answer the viewer's events: a step, unit or range is described; an export is drawn and offered.
+    trace_of(state value) -> Trace or None."""
+    from studio.ui.common import output_dir
+
+    def on_event(kept, event):
+        trace = trace_of(kept) if kept is not None else None
+        if trace is None or not isinstance(event, dict):
+            return gr.skip(), gr.skip()
+        if event.get("kind") == "export":
+            return gr.skip(), export_view(trace, event, output_dir())
+        return describe_selection(trace, event), gr.skip()
+
+    panel.viewer.events.select(on_event, [state, panel.viewer.events], [panel.selection, panel.export],
+                               api_visibility="private")

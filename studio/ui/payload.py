@@ -1,11 +1,13 @@
 """The compact trace the browser viewer draws from (studio/ui/viewer.js), sent once per generation.
 
-Per layer, the quantities i, f, g, o and c are quantised to LEVELS codes (one byte each, units x
-steps) over a fixed range per quantity (gates 0..1, g -1..1, c symmetric around 0 from its largest
-magnitude), deflated and base64-encoded. h and tanh(c) are not sent: the browser rebuilds them as
-o * tanh(c) and tanh(c), exactly as the LSTM defines them. 128 levels (steps of 1/127 of a range)
-are finer than any colour map shows and keep a 5,000-step 2 x 384 trace under 15 MB
-(docs/benchmarks.md); hover values are shown to that precision.
+Per layer, the quantities i, f, g, o and tanh(c) are quantised to LEVELS codes (one byte each,
+units x steps) over their ranges (gates 0..1, g and tanh(c) -1..1), deflated and base64-encoded.
+h is not sent: the browser rebuilds it as o * tanh(c), as the LSTM defines it. The raw cell c is
+rebuilt as atanh(tanh(c)): exact in the range where tanh is not flat, shown as saturated beyond
+about |c| = 3. (Sending c itself over its own range instead would put a 0.3-wide step between codes
+for a cell reaching 20, and tanh(c), what h actually sees, would be that coarse too.) 128 levels
+(steps of 1/127 of a range) are finer than any colour map shows and keep a 5,000-step 2 x 384
+trace under 15 MB (docs/benchmarks.md); hover values are shown to that precision.
 
 No gradio here: benches and tests build payloads without a server.
 """
@@ -20,8 +22,8 @@ import numpy as np
 from studio.trace import Trace
 
 LEVELS = 128
-SENT = ("i", "f", "g", "o", "c")  # h and tanh(c) are rebuilt in the browser
-FIXED_RANGES = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0)}
+SENT = ("i", "f", "g", "o", "tanh_c")  # h and c are rebuilt in the browser
+RANGES = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0), "tanh_c": (-1.0, 1.0)}
 
 
 def pack(values: np.ndarray, low: float, high: float) -> str:
@@ -37,14 +39,6 @@ def unpack(data: str, low: float, high: float, units: int) -> np.ndarray:
     return (low + codes.astype(np.float32) / (LEVELS - 1) * (high - low)).T
 
 
-def quantity_range(name: str, values: np.ndarray) -> tuple[float, float]:
-    if name in FIXED_RANGES:
-        return FIXED_RANGES[name]
-    bound = float(np.nanmax(np.abs(values))) if values.size else 0.0
-    bound = bound if np.isfinite(bound) and bound > 0 else 1.0
-    return -bound, bound
-
-
 def trace_payload(trace: Trace, track: dict, title: str = "") -> dict:
     """Everything the viewer needs, JSON-ready: the packed quantities per layer, a label per step,
     where the prompt ends and what is shown, and the domain's own strip (`track`, see viewer.js:
@@ -53,9 +47,11 @@ def trace_payload(trace: Trace, track: dict, title: str = "") -> dict:
     for k, layer in enumerate(trace.layers):
         quantities = {}
         for name in SENT:
-            low, high = quantity_range(name, layer[name])
-            quantities[name] = {"lo": low, "hi": high, "data": pack(layer[name], low, high)}
-        layers.append({"name": trace.layer_name(k), "quantities": quantities})
+            low, high = RANGES[name]
+            quantities[name] = {"lo": low, "hi": high, "data": pack(trace.quantity(k, name), low, high)}
+        bound = float(np.nanmax(np.abs(layer["c"]))) if layer["c"].size else 1.0
+        layers.append({"name": trace.layer_name(k), "quantities": quantities,
+                       "c_bound": bound if np.isfinite(bound) and bound > 0 else 1.0})
     return {
         "version": 1,
         "title": title,

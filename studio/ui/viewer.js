@@ -8,7 +8,7 @@ const MARGIN = 46;       // px left of every time axis: unit labels, and where a
 const AXIS = 16;         // px under the heatmap for step ticks
 const HEAT_MAX = 384;    // px: the heatmap's height at most (rows get at least one pixel)
 const TITLES = {i: 'input gate i', f: 'forget gate f', g: 'candidate g', o: 'output gate o',
-                c: 'cell state c', tanh_c: 'tanh(cell state)', h: 'hidden state h'};
+                c: 'cell state c (|c| > 3 saturates)', tanh_c: 'tanh(cell state)', h: 'hidden state h'};
 const LINE_COLORS = {i: '#1f77b4', f: '#2ca02c', g: '#9467bd', o: '#d62728', tanh_c: '#ff7f0e', h: '#000000'};
 const SIGMOID = new Set(['i', 'f', 'o']);
 
@@ -50,14 +50,15 @@ function raw(layer, name, unit, step) {
   const q = st.data.layers[layer].quantities[name];
   return q.lo + q.codes[unit * st.data.steps + step] / (st.data.levels - 1) * (q.hi - q.lo);
 }
+const C_LIMIT = Math.atanh(1 - 1 / 254);  // |c| beyond this is saturated at the payload's precision
 function value(layer, name, unit, step) {
-  if (name === 'tanh_c') return Math.tanh(raw(layer, 'c', unit, step));
-  if (name === 'h') return raw(layer, 'o', unit, step) * Math.tanh(raw(layer, 'c', unit, step));
+  if (name === 'h') return raw(layer, 'o', unit, step) * raw(layer, 'tanh_c', unit, step);
+  if (name === 'c') { const t = raw(layer, 'tanh_c', unit, step); return Math.abs(t) >= 1 - 1 / 254 ? Math.sign(t) * C_LIMIT : Math.atanh(t); }
   return raw(layer, name, unit, step);
 }
 function range(name) {
   if (SIGMOID.has(name)) return [0, 1];
-  if (name === 'c') { const q = st.data.layers[st.layer].quantities.c; return [q.lo, q.hi]; }
+  if (name === 'c') { const b = Math.min(C_LIMIT, st.data.layers[st.layer].c_bound); return [-b, b]; }
   return [-1, 1];
 }
 function lut(name) { return SIGMOID.has(name) ? props.colormaps.sequential : props.colormaps.diverging; }

@@ -9,7 +9,7 @@ from studio.domains.text.data import example, features, read_input, split_train_
 from studio.domains.text.evaluate import fused, nats_per_char, score
 from studio.domains.text.generate import MAX_LENGTH, MAX_PROMPT, TextResult, TextSettings, clean_settings, generate
 from studio.domains.text.model import NAME, TextModel, TextModelConfig, load, make_card, save
-from studio.domains.text.render import render, render_html, write_files
+from studio.domains.text.render import render, render_html, track, write_files
 from studio.domains.text.train import TextBatch, TextTask
 
 TITLE = "Text"
@@ -18,5 +18,5 @@ Settings = TextSettings
 
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TextCodec", "TextModel", "TextModelConfig", "TextSettings",
            "TextResult", "TextBatch", "TextTask", "MAX_LENGTH", "MAX_PROMPT", "load", "save", "make_card", "read_input",
-           "score", "generate", "features", "render", "render_html", "write_files", "nats_per_char", "split_train_val",
+           "score", "generate", "features", "render", "render_html", "track", "write_files", "nats_per_char", "split_train_val",
            "clean_settings", "tiny", "example", "fused"]

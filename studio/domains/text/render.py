@@ -30,6 +30,11 @@ def render(generation: Generation, view: View) -> str:
     return render_html(generation.trace, view.layer, view.quantity, view.unit)
 
 
+def track(generation: Generation) -> dict:
+    """The viewer's strip for text: the characters themselves (the trace's labels)."""
+    return {"kind": "text"}
+
+
 def write_files(generation: Generation, folder) -> dict:
     """The downloads of one generation: {label: path}."""
     path = folder / "generated.txt"
