@@ -160,11 +160,11 @@ def gate_panel(prefix: str) -> GatePanel:
 
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
-    """(viewer payload, saturation picture, units worth a look in every layer) for GatePanel.outputs."""
-    from studio.ui.payload import trace_payload
+    """(viewer value, saturation picture, units worth a look in every layer) for GatePanel.outputs."""
+    from studio.ui.viewer import viewer_value
 
     units = "\n\n".join(units_markdown(trace, layer) for layer in range(trace.num_layers))
-    return trace_payload(trace, track, title), saturation_picture(trace), units
+    return viewer_value(trace, track, title), saturation_picture(trace), units
 
 
 def describe_selection(trace: Trace, event: dict) -> str:

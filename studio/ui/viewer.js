@@ -22,25 +22,27 @@ function send(detail) {
 }
 
 // ---------------------------------------------------------------- decoding the payload
-async function inflate(b64) {
-  const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+async function inflate(blob, where) {
+  const stream = new Blob([blob.slice(where.offset, where.offset + where.length)]).stream()
+    .pipeThrough(new DecompressionStream('deflate'));
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 async function decode(payload) {
-  const layers = [];
-  for (const layer of payload.layers) {
+  const response = await fetch(payload.blob);
+  if (!response.ok) throw new Error(`the trace could not be fetched (${response.status})`);
+  const blob = new Uint8Array(await response.arrayBuffer());
+  const layers = await Promise.all(payload.layers.map(async (layer) => {
     const quantities = {};
-    for (const [name, q] of Object.entries(layer.quantities)) {
-      quantities[name] = {lo: q.lo, hi: q.hi, codes: await inflate(q.data)};
-    }
-    layers.push({name: layer.name, quantities});
-  }
+    await Promise.all(Object.entries(layer.quantities).map(async ([name, q]) => {
+      quantities[name] = {lo: q.lo, hi: q.hi, codes: await inflate(blob, q)};
+    }));
+    return {name: layer.name, quantities, c_bound: layer.c_bound};
+  }));
   let image = null;
   if (payload.track && payload.track.image) {
     const im = payload.track.image;
-    image = {rows: im.rows, lo: im.lo, hi: im.hi, codes: await inflate(im.data)};
+    image = {rows: im.rows, lo: im.lo, hi: im.hi, codes: await inflate(blob, im)};
   }
   return {...payload, layers, image, first: payload.shown_from || 0};
 }
@@ -440,7 +442,13 @@ async function load() {
     return;
   }
   $('.lv-root').dataset.ready = 'loading';
-  st.data = await decode(payload);
+  try {
+    st.data = await decode(payload);
+  } catch (error) {
+    st.data = null; $('.lv-root').dataset.ready = 'error';
+    $('.lv-status').textContent = `The viewer could not read this trace: ${error.message}. Generate again.`;
+    return;
+  }
   st.version += 1; st.orders = {};
   st.layer = Math.min(st.layer, st.data.layers.length - 1); st.unit = Math.min(st.unit, st.data.units - 1);
   st.v0 = st.data.first; st.v1 = st.data.steps; st.cursor = null; st.brush = null;

@@ -3,21 +3,28 @@
 Gradio events. Layer, quantity, unit, row order, zoom and scroll never reach the server.
 
     viewer = trace_viewer("text")          # in a tab's layout
-    viewer.html                            # the output to return trace_payload(...) to
+    viewer.html                            # the output to return viewer_value(trace, track) to
     viewer.events.select(fn, viewer.events, outputs)   # fn gets {"kind": "step"|"unit"|"range"|"export", ...}
 """
 
 from __future__ import annotations
 
+import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import matplotlib
 
+from studio.trace import Trace
+from studio.ui.payload import trace_payload
+
 HERE = Path(__file__).resolve().parent
 VIEWER_JS = (HERE / "viewer.js").read_text(encoding="utf-8")
 VIEWER_CSS = (HERE / "viewer.css").read_text(encoding="utf-8")
+# Payload blobs are served from here as static files (binary: no base64 inflation, no JSON parse).
+BLOB_DIR = Path(tempfile.gettempdir()) / "lstm-studio-viewer"
 
 TEMPLATE = """
 <div class="lv-root" tabindex="0">
@@ -69,7 +76,18 @@ class TraceViewer:
     events: gr.HTML  # fires .select(fn, events, ...) with the viewer's event as a dict
 
 
+def viewer_value(trace: Trace, track: dict, title: str = "") -> dict:
+    """The viewer's value for one trace: the payload's description, with the URL of its blob."""
+    description, blob = trace_payload(trace, track, title)
+    BLOB_DIR.mkdir(parents=True, exist_ok=True)
+    path = BLOB_DIR / f"{uuid.uuid4().hex}.bin"
+    path.write_bytes(blob)
+    return {**description, "blob": f"gradio_api/file={path}"}
+
+
 def trace_viewer(prefix: str) -> TraceViewer:
+    BLOB_DIR.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([BLOB_DIR])  # served in place: the blobs are written once and never change
     viewer_id = f"{prefix}-viewer"
     html = gr.HTML(None, html_template=TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
                    elem_id=viewer_id, viewer_id=viewer_id, colormaps=colormaps(), apply_default_css=False)
