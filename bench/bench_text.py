@@ -167,8 +167,8 @@ def bench_ui(model_stem: str, repeats: int) -> None:
                   f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 0.5 s)")
 
 
-# the viewer's painted characters (built after the payload is decoded and drawn) and the saturation plot
-WATCHED = ["#text-viewer .lv-text", "#text-saturation img"]
+# the viewer's drawn trace (it changes once the new trace is decoded and drawn) and the saturation plot
+WATCHED = ["#text-viewer .lv-loaded", "#text-saturation img"]
 
 
 def browser_click_to_result(url: str, repeats: int) -> list[float]:

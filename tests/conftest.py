@@ -169,3 +169,33 @@ def chromium_page():
             yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:
             browser.close()
+
+
+class Viewer:
+    """The trace viewer (studio/ui/viewer.js) of one tab in a playwright page."""
+
+    def __init__(self, page, prefix: str):
+        self.page, self.root = page, f"#{prefix}-viewer .lv-root"
+        self.selection = f"#{prefix}-selection"
+
+    def wait_ready(self, timeout: float = 60_000) -> None:
+        self.page.wait_for_function(f"document.querySelector('{self.root}').dataset.ready === 'yes'", timeout=timeout)
+
+    def x_of(self, canvas: str, step: int) -> float:
+        """The x of a step's centre on one of the viewer's time-axis canvases."""
+        v0, v1, margin = map(int, self.page.get_attribute(self.root, "data-view").split(","))
+        width = self.page.locator(f"{self.root} {canvas}").bounding_box()["width"]
+        return margin + (step - v0 + 0.5) / (v1 - v0) * (width - margin)
+
+    def click_step(self, step: int, canvas: str = ".lv-strip") -> None:
+        self.page.locator(f"{self.root} {canvas}").click(position={"x": self.x_of(canvas, step), "y": 8})
+
+    def wait_selected(self, step: int, timeout: float = 20_000) -> None:
+        self.page.wait_for_function(
+            f"document.querySelector('{self.selection}').innerText.includes('Step {step} ')", timeout=timeout)
+
+
+@pytest.fixture
+def viewer():
+    """viewer(page, prefix) -> Viewer: drive a tab's trace viewer."""
+    return Viewer

@@ -1,5 +1,6 @@
 """The music domain: codec, exact frame probabilities, MIDI in and out, generation, bad input,
-and the CLI. Tiny random models and data the tests make; nothing from ../shared."""
+scoring and features, the piano roll, and the CLI. Tiny random models and data the tests make;
+nothing from ../shared."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import pretty_midi
 import pytest
 import torch
 
+from studio import checkpoint
+from studio.audio import write_wav
 from studio.domains import music
+from studio.domains.base import LoadedModel
+from studio.domains.music.codec import FrameContextTracker, frame_context
+from studio.domains.music.render import piano_roll, piano_roll_arrays, render_piano_roll
 from studio.sampling import SamplingConfig
 from studio.trace import Trace
 
@@ -25,6 +31,11 @@ def tiny_model(min_pitch=60, max_pitch=63, hidden_size=8, seed=0) -> music.Music
     torch.manual_seed(seed)
     config = music.MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=hidden_size, num_layers=2, dropout=0.0)
     return music.MusicModel(config).eval()
+
+
+def as_loaded(model: music.MusicModel, name: str = "tiny") -> LoadedModel:
+    """A model as the contract hands it out (what music.load returns for a saved one)."""
+    return LoadedModel(name, model, model.codec, music.make_card(model), ["layer 0", "layer 1"], "tiny test model")
 
 
 def write_midi(path, notes, tempo=100.0, drums=(), program=0):
@@ -57,8 +68,8 @@ def test_codec_format_is_the_documented_one():
 
 def test_frame_context_batched_equals_step_by_step():
     tokens = SMALL.encode([[60, 62], [], [63], [60, 61, 62, 63], [61]])
-    batched = music.frame_context(torch.tensor([tokens]), SMALL.num_pitches)[0]
-    tracker = music.FrameContextTracker(SMALL.num_pitches)
+    batched = frame_context(torch.tensor([tokens]), SMALL.num_pitches)[0]
+    tracker = FrameContextTracker(SMALL.num_pitches)
     assert torch.equal(batched, torch.cat([tracker.read(t) for t in tokens]))
     # after the END of [60, 62] the previous frame is {60, 62} and the current one empty
     assert batched[3].tolist() == [1, 0, 1, 0, 0, 0, 0, 0]
@@ -83,7 +94,7 @@ def test_frame_nll_equals_a_hand_computation():
     # tokens the rule allows (after pitch p: pitches above p or END; otherwise any pitch or END)
     tokens = [SMALL.bos, 0, 2, SMALL.end, SMALL.end, 1, 3, SMALL.end]
     state = model.core.initial_state(1)
-    tracker = music.FrameContextTracker(SMALL.num_pitches)
+    tracker = FrameContextTracker(SMALL.num_pitches)
     frame_nll, current = [], 0.0
     for read, nxt in zip(tokens[:-1], tokens[1:], strict=True):
         logits, state, _ = model.step(read, tracker, state)
@@ -124,9 +135,9 @@ def test_midi_round_trip_keeps_pitches_and_grid_onsets(tmp_path):
     path = write_midi(tmp_path / "in.mid", notes, tempo=100)
     codec = music.PitchCodec(36, 96, 1)
     primer = music.read_primer(path, codec)
-    assert primer.notes == []
-    assert primer.frames == [[60, 64], [60, 67], [67, 72], [48], [], [62]]
-    tokens = codec.encode(primer.frames)
+    assert primer.notes == [] and primer.source == "in.mid"
+    assert primer == [[60, 64], [60, 67], [67, 72], [48], [], [62]]
+    tokens = codec.encode(primer)
     midi = music.frames_to_midi(codec.decode(tokens), 1, tempo_bpm=100)
     out = tmp_path / "out.mid"
     midi.write(str(out))
@@ -140,7 +151,7 @@ def test_midi_in_quantizes_sampled_on_the_grid(tmp_path):
     # a slightly late onset lands on its grid point; a passing eighth note sounds at no grid point
     path = write_midi(tmp_path / "played.mid", [(60, 0.01, 1.0), (62, 1.0, 2.0), (64, 1.5, 2.0)], tempo=90)
     primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
-    assert primer.frames == [[60], [62]]
+    assert primer == [[60], [62]]
     assert any("short note" in note for note in primer.notes)
 
 
@@ -148,7 +159,7 @@ def test_abc_score_in_through_music21(tmp_path):
     path = tmp_path / "tune.abc"
     path.write_text("X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D E F | [CEG]2 z2 |\n")
     primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
-    assert primer.frames == [[60], [62], [64], [65], [60, 64, 67], [60, 64, 67]]  # the trailing rest is trimmed
+    assert primer == [[60], [62], [64], [65], [60, 64, 67], [60, 64, 67]]  # the trailing rest is trimmed
 
 
 # ---------------------------------------------------------------- bad input, each with a clear message
@@ -178,18 +189,18 @@ def test_primer_adjustments_are_reported(tmp_path):
     two_hours = [(60 + k % 12, 4 * k, 4 * k + 4) for k in range(120 * 120 // 4)]  # 120 bpm, a whole note a bar
     path = write_midi(tmp_path / "long.mid", two_hours + [(24, 0, 1), (100, 1, 2)], tempo=120, drums=[(36, 0, 1)])
     primer = music.read_primer(path, codec, max_bars=8)
-    assert len(primer.frames) == 8 * codec.steps_per_bar
+    assert len(primer) == 8 * codec.steps_per_bar
     text = " ".join(primer.notes)
     assert "first 8 bar(s)" in text and "3,600 bars" in text
     assert "drum track" in text
     assert "moved by octaves" in text
-    assert primer.frames[:2] == [[48, 60], [60, 76]]  # 24 moved up two octaves, 100 down two
-    assert all(codec.in_range(p) for f in primer.frames for p in f)
+    assert primer[:2] == [[48, 60], [60, 76]]  # 24 moved up two octaves, 100 down two
+    assert all(codec.in_range(p) for f in primer for p in f)
 
 
 def test_bars_and_tempo_are_clamped_with_notes():
     model = tiny_model()
-    result, _ = music.generate(model, music.MusicSettings(bars=0, tempo_bpm=1000))
+    result = music.generate(as_loaded(model), music.MusicSettings(bars=0, tempo_bpm=1000)).result
     assert len(result.frames) == model.codec.steps_per_bar
     assert any("below 1" in n for n in result.notes) and any("300" in n for n in result.notes)
     bars, _, notes = music.clean_settings(music.MusicSettings(bars=10**9))
@@ -201,8 +212,9 @@ def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
     primer = music.Primer([[60, 64, 67], [62, 65, 69]], [], "test primer")
     settings = music.MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0, seed=7))
-    result, trace = music.generate(model, settings)
-    assert result.frames[:2] == primer.frames and result.primer_steps == 2
+    generation = music.generate(as_loaded(model), settings)
+    result, trace = generation.result, generation.trace
+    assert result.frames[:2] == primer and result.primer_frames == 2
     assert len(result.frames) == 2 + 2 * model.codec.steps_per_bar
     midi = music.frames_to_midi(result.frames, 1, result.tempo_bpm)
     midi.write(str(tmp_path / "out.mid"))
@@ -210,34 +222,93 @@ def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     assert loaded.get_end_time() <= len(result.frames) * 0.5 + 1e-6  # 120 bpm: half a second a quarter
     assert {n.pitch for n in loaded.instruments[0].notes} >= {60, 64, 67}
     # the trace has one step per token read, labelled, and one frame step per frame
-    tokens = trace.meta["tokens"]
+    tokens = trace.detail.tokens
+    assert trace.detail.primer_source == "test primer" and trace.prompt_length == 1 + 3 + 1 + 3 + 1
     assert trace.steps == len(tokens) and trace.labels[0] == "start" and trace.labels[1] == "C4"
     assert music.frame_trace(trace).steps == len(result.frames)
     assert trace.labels.count("end") == len(result.frames)
     # the step-by-step gates are the exact teacher-forced ones
-    _, _, gates = model.trace(torch.tensor([tokens]))
+    logits, _, gates = model.trace(torch.tensor([tokens]))
     exact = Trace.from_sequence(gates, trace.labels)
     np.testing.assert_allclose(trace.layers[1]["c"], exact.layers[1]["c"], atol=1e-5)
+    # one row of raw logits per step: the prediction after reading that step's token
+    np.testing.assert_allclose(generation.distributions["logits"], logits[0].detach().numpy(), atol=1e-5)
     # same seed, same music
-    assert music.generate(model, settings)[0].frames == result.frames
+    assert music.generate(as_loaded(model), settings).result.frames == result.frames
     trace.save_npz(tmp_path / "trace.npz")
-    assert Trace.load_npz(tmp_path / "trace.npz").meta["tokens"] == tokens
+    again = Trace.load_npz(tmp_path / "trace.npz", detail_type=music.MusicTraceDetail)
+    assert again.detail.tokens == tokens and again.detail == trace.detail
 
 
 def test_render_piano_roll_and_audio(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
-    result, trace = music.generate(model, music.MusicSettings(bars=1, sampling=SamplingConfig(seed=1)))
-    roll, note_values, frame_values = music.piano_roll_arrays(trace, 0, "tanh_c", 3)
+    generation = music.generate(as_loaded(model), music.MusicSettings(bars=1, sampling=SamplingConfig(seed=1)))
+    result, trace = generation.result, generation.trace
+    roll, note_values, frame_values = piano_roll_arrays(trace, 0, "tanh_c", 3)
     assert roll.shape == (len(result.frames), model.codec.num_pitches)
     assert [sorted(np.flatnonzero(r) + 36) for r in roll] == result.frames
     assert np.isfinite(note_values[roll]).all() and np.isnan(note_values[~roll]).all()
-    figure = music.render_piano_roll(trace, 1, "f", 2)
+    figure = render_piano_roll(trace, 1, "f", 2)
     assert figure.axes
     audio, note = music.synthesize(music.frames_to_midi(result.frames or [[60]], 1, 120), 16000)
     assert audio.ndim == 1 and len(audio) > 0 and np.abs(audio).max() <= 1.0
     assert note is None or "sine" in note
-    path = music.write_wav(tmp_path / "a.wav", audio, 16000)
+    path = write_wav(tmp_path / "a.wav", audio, 16000)
     assert path.stat().st_size > 44
+    # the downloads: MIDI and audio, the audio's fallback named in the result's notes if used
+    files = music.write_files(generation, tmp_path)
+    assert set(files) == {"midi", "audio"} and all(p.stat().st_size > 44 for p in files.values())
+    assert pretty_midi.PrettyMIDI(str(files["midi"])).instruments[0].notes
+
+
+def test_piano_roll_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="non-empty"):
+        piano_roll(np.zeros((0, 5), dtype=bool), 60)
+    with pytest.raises(ValueError, match="vmin < vmax"):
+        piano_roll(np.ones((2, 5), dtype=bool), 60, vmin=1.0, vmax=1.0)
+    figure = piano_roll(np.eye(4, 6, dtype=bool), 60, primer_steps=2)  # no values: plain grey notes
+    assert len(figure.axes) == 1
+
+
+# ---------------------------------------------------------------- score, read_input, features
+def test_score_reads_frames_teacher_forced_and_says_what_it_changed(tmp_path):
+    loaded = as_loaded(tiny_model(48, 84, hidden_size=16))
+    frames = [[64, 60, 60, 67], [], [30, 62]]  # duplicates merged; 30 is below C3 and moves up by octaves
+    scored = music.score(loaded, frames)
+    assert scored.sequence == [[60, 64, 67], [], [54, 62]]
+    assert any("moved by octaves" in note for note in scored.notes)
+    trace = scored.trace
+    assert trace.labels == ["start", "C4", "E4", "G4", "end", "end", "F#3", "D4", "end"]
+    assert trace.shown_from == 1 and trace.prompt_length == trace.steps and trace.detail.primer_frames == 3
+    assert scored.distributions["logits"].shape == (trace.steps, loaded.codec.size)
+    np.testing.assert_allclose(scored.distributions["logits"], music.fused(loaded, frames)["logits"], atol=1e-5)
+    for bad in ("C4 E4 G4", [[60.5]], [60, 64], None):
+        with pytest.raises(music.MusicInputError, match="list of frames"):
+            music.score(loaded, bad)
+    # a file: read_input keeps what reading it changed, and score passes that on
+    path = write_midi(tmp_path / "in.mid", [(60, 0, 1), (64, 1, 2)], drums=[(36, 0, 1)])
+    read = music.read_input(path, loaded)
+    assert read == [[60], [64]] and read.source == "in.mid"
+    scored = music.score(loaded, read)
+    assert any("drum track" in note for note in scored.notes) and scored.trace.detail.primer_source == "in.mid"
+
+
+def test_features_follow_the_frames_token_by_token():
+    frames = [[60, 64, 67], [60, 64, 67], [], [55, 62, 71]]
+    tracks = music.features(frames)
+    # steps: start, C4 E4 G4 end, C4 E4 G4 end, end, G3 D4 B4 end (the start belongs to frame 0)
+    frame = [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3, 3]
+    assert tracks["voices"].tolist() == [[3, 3, 0, 3][k] for k in frame]
+    assert tracks["soprano pitch"].tolist() == [[67, 67, 0, 71][k] for k in frame]
+    assert tracks["bass pitch"].tolist() == [[60, 60, 0, 55][k] for k in frame]
+    assert tracks["beat position"].tolist() == frame  # a quarter-note grid: frame k is beat k of the bar
+    assert tracks["chord change"].tolist() == [[1, 0, 1, 1][k] for k in frame]
+    assert np.flatnonzero(tracks["end of frame"]).tolist() == [4, 8, 9, 13]
+    loaded = as_loaded(tiny_model(36, 96, hidden_size=16))
+    scored = music.score(loaded, frames)
+    assert all(len(track) == scored.trace.steps for track in tracks.values())
+    long = music.features([[60]] * 6, music.score(loaded, [[60]] * 6))  # the bar starts again on frame 4
+    assert long["beat position"][np.flatnonzero(long["end of frame"])].tolist() == [0, 1, 2, 3, 0, 1]
 
 
 def test_audio_falls_back_to_a_sine_synth_with_a_note(monkeypatch):
@@ -265,15 +336,17 @@ def tiny_jsb() -> dict:
 
 def test_checkpoint_round_trip_and_broken_card(tmp_path):
     model = tiny_model(36, 96)
-    music.save_model(tmp_path / "m", model, {"data": {"source": "test"}})
-    loaded, card = music.load_model(tmp_path / "m")
-    assert card["codec"]["min_pitch"] == 36 and loaded.codec == model.codec
+    music.save(tmp_path / "m", model, model.codec, {"data": {"source": "test", "licence": "none"}})
+    loaded = music.load(tmp_path / "m")
+    card = loaded.card
+    assert card["codec"]["min_pitch"] == 36 and loaded.codec == model.codec and card["kind"] == "pitch-lstm"
+    with pytest.raises(ValueError, match="not the model's own"):  # the codec lives in the model's config
+        music.save(tmp_path / "x", model, music.PitchCodec(40, 90, 1))
     card["config"]["hidden_size"] = 99
     (tmp_path / "m.json").write_text(json.dumps(card))
-    from studio import checkpoint
 
     with pytest.raises(checkpoint.CheckpointError, match="m.safetensors"):
-        music.load_model(tmp_path / "m")
+        music.load(tmp_path / "m")
 
 
 def test_cli_train_eval_generate(tmp_path, run_cli):
@@ -284,8 +357,12 @@ def test_cli_train_eval_generate(tmp_path, run_cli):
                      "--hidden-size", "8", "--embed-size", "4", "--eval-every", "2", "--warmup-steps", "1",
                      "--min-pitch", "36", "--max-pitch", "84", "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.fullmatch(rf"best_valid_nll_per_frame: {FLOAT}", result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    # the trainer's summary, then the test split scored once on the best weights
+    assert any(re.fullmatch(rf"best_valid_nll_per_frame: {FLOAT}", line) for line in lines)
+    assert re.fullmatch(rf"test_nll_per_frame: {FLOAT} over 16 frames", lines[-1])
     card = json.loads(stem.with_suffix(".json").read_text())
+    assert card["metrics"]["valid_nll_per_frame"] == pytest.approx(float(lines[-2].split()[-1]), abs=1e-4)
     assert card["reproduce"].startswith("python -m studio train music --data")
     assert card["metrics"]["test_frames"] == 16
 
@@ -301,7 +378,14 @@ def test_cli_train_eval_generate(tmp_path, run_cli):
                      "--seed", "3", "--trace-out", tmp_path / "t.npz")
     assert result.returncode == 0, result.stderr[-3000:]
     assert pretty_midi.PrettyMIDI(str(out)).instruments[0].notes
-    assert Trace.load_npz(tmp_path / "t.npz").meta["primer_frames"] == 4
+    trace = Trace.load_npz(tmp_path / "t.npz", detail_type=music.MusicTraceDetail)
+    assert trace.domain == "music" and trace.detail.primer_frames == 4 and trace.detail.primer_source == "primer.mid"
+
+    # the generic trace command reads the file through music.read_input and scores it
+    result = run_cli("trace", "music", "--model", stem, "--input", primer, "--out", tmp_path / "read.npz")
+    assert result.returncode == 0, result.stderr[-3000:]
+    read = Trace.load_npz(tmp_path / "read.npz", detail_type=music.MusicTraceDetail)
+    assert read.labels == ["start", "C4", "end", "E4", "end", "G4", "end", "G4", "end"]
 
     (tmp_path / "bad.mid").write_text("not midi")
     result = run_cli("generate", "music", "--model", stem, "--primer", tmp_path / "bad.mid", "--out", out)

@@ -21,8 +21,9 @@ def studio_url(tmp_path_factory, serve):
     models_dir = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     model = music.MusicModel(music.MusicModelConfig(36, 96, 1, embed_size=4, hidden_size=16, num_layers=2))
-    music.save_model(models_dir / "tiny-chorales", model, {"data": {"source": "made by the test"}})
-    broken = music.make_card(model, {})
+    music.save(models_dir / "tiny-chorales", model, model.codec,
+               {"data": {"source": "made by the test", "licence": "none"}})
+    broken = music.make_card(model, name="broken-chorales")
     broken["format_version"] = 1
     (models_dir / "broken-chorales.json").write_text(json.dumps(broken))  # no weights next to it
     demo = app.build_demo(models_dir)
@@ -31,8 +32,7 @@ def studio_url(tmp_path_factory, serve):
 
 def call_generate(client, **overrides):
     args = dict(name="tiny-chorales", source_value=SCRATCH, upload_path=None, chorale_name="bach/bwv65.2",
-                primer_bars_value=2, bars_value=2, temp=1.0, k=0, seed_value=3, tempo_value=120,
-                layer_value=0, quantity_value="tanh_c", unit_value=2)
+                primer_bars_value=2, bars_value=2, temp=1.0, k=0, seed_value=3, tempo_value=120)
     args.update(overrides)
     return client.predict(*args.values(), api_name="/generate_music")
 
@@ -40,16 +40,19 @@ def call_generate(client, **overrides):
 def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     from gradio_client import Client, handle_file
 
+    from studio.domains.music import MusicTraceDetail
     from studio.trace import Trace
 
     client = Client(studio_url, verbose=False)
-    notes, wav, roll, heatmaps, units_md, midi_file, npz_file = call_generate(client)
+    notes, wav, payload, saturation, units_md, selection, midi_file, npz_file = call_generate(client)
     assert "Composed 8 frames (2 bars)" in notes
-    assert Path(wav).stat().st_size > 44 and roll is not None and heatmaps is not None and "unit" in units_md
+    assert Path(wav).stat().st_size > 44 and "unit" in units_md and saturation is not None
+    assert payload["track"]["kind"] == "roll" and len(payload["track"]["pitches"]) == payload["steps"]
     midi = pretty_midi.PrettyMIDI(midi_file)
     assert midi.instruments[0].notes and midi.get_end_time() <= 8 * 0.5 + 1e-6
-    trace = Trace.load_npz(npz_file)
-    assert trace.meta["domain"] == "music" and trace.labels.count("end") == 8
+    trace = Trace.load_npz(npz_file, detail_type=MusicTraceDetail)
+    assert trace.domain == "music" and trace.model == "tiny-chorales" and trace.labels.count("end") == 8
+    assert trace.detail.tokens.count(trace.detail.num_pitches) == 8
     assert call_generate(client)[0] == notes  # same seed, same piece
 
     # continue an uploaded MIDI; out-of-range bars are clamped with a note
@@ -61,7 +64,7 @@ def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     notes, *_, npz_file = call_generate(client, source_value=UPLOAD, upload_path=handle_file(str(tmp_path / "primer.mid")),
                                         bars_value=0)
     assert "Continued 6 frames of *primer.mid*" in notes and "below 1" in notes
-    assert Trace.load_npz(npz_file).meta["primer_frames"] == 6
+    assert Trace.load_npz(npz_file, detail_type=MusicTraceDetail).detail.primer_frames == 6
 
     # bad input: a clear message, not a traceback
     (tmp_path / "fake.mid").write_text("this is not a MIDI file")
@@ -70,6 +73,13 @@ def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     assert "Traceback" not in str(error.value)
     with pytest.raises(Exception, match="Upload a primer file first"):
         call_generate(client, source_value=UPLOAD)
+
+    # garbage from the API: words, not a traceback; odd view values fall back to defaults
+    with pytest.raises(Exception, match="Unknown model"):
+        call_generate(client, name=None)
+    notes, *_ = call_generate(client, source_value=CORPUS, chorale_name=None, primer_bars_value=None, bars_value=None,
+                              seed_value=None, tempo_value=None)
+    assert "Continued 16 frames of *bach/bwv2.6*" in notes and "Tempo None is not a number" in notes
 
 
 def test_broken_music_checkpoint_is_named(studio_url):
@@ -80,7 +90,7 @@ def test_broken_music_checkpoint_is_named(studio_url):
 
 
 @pytest.mark.browser
-def test_browser_composes_with_audio_and_piano_roll(studio_url, chromium_page):
+def test_browser_composes_with_audio_and_the_viewer(studio_url, chromium_page, viewer):
     page = chromium_page
     page.goto(studio_url)
     page.get_by_role("tab", name="Music (MIDI)").click()
@@ -89,7 +99,8 @@ def test_browser_composes_with_audio_and_piano_roll(studio_url, chromium_page):
     audio = page.locator("#music-audio audio[src]")
     audio.first.wait_for(state="attached", timeout=60_000)
     assert audio.first.get_attribute("src")
-    roll = page.locator("#music-roll img")
-    roll.wait_for(timeout=60_000)
-    assert page.evaluate("() => document.querySelector('#music-roll img').naturalWidth") > 200
-    page.locator("#music-heatmaps img").wait_for(timeout=60_000)
+    music_viewer = viewer(page, "music")
+    music_viewer.wait_ready()
+    # clicking a note step on the roll strip selects that step
+    music_viewer.click_step(7)
+    music_viewer.wait_selected(7)

@@ -315,6 +315,7 @@ function drawAll() {
   $('.lv-unit').value = String(st.unit);
   const ms = performance.now() - started;
   $('.lv-root').dataset.paintMs = ms.toFixed(1);  // the browser tests read how long a repaint took
+  $('.lv-root').dataset.view = `${st.v0},${st.v1},${MARGIN}`;  // and where a step is drawn
   $('.lv-root').dataset.painted = String(Number($('.lv-root').dataset.painted || 0) + 1);
 }
 
@@ -459,6 +460,7 @@ async function load() {
     `wheel to zoom; ←/→ move the step, ↑/↓ the unit.`;
   drawAll();
   $('.lv-root').dataset.ready = 'yes';
+  $('.lv-loaded').textContent = payload.blob;  // which trace is drawn (benches wait for it to change)
 }
 
 $('.lv-quantity').innerHTML = Object.entries(TITLES).map(([k, t]) => `<option value="${k}">${t}</option>`).join('');

@@ -47,6 +47,7 @@ TEMPLATE = """
   <canvas class="lv-pen"></canvas>
   <div class="lv-text"></div>
   <div class="lv-tip"></div>
+  <span class="lv-loaded" hidden></span>
 </div>
 """
 

@@ -1,0 +1,97 @@
+"""Music scoring: the exact NLL per frame (the JSB Chorales figure) and the contract's
+teacher-forced `score`."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from studio.domains.base import LoadedModel, Scored
+from studio.domains.music.codec import MusicTraceDetail, PitchCodec, masked_log_probs
+from studio.domains.music.data import MusicInputError
+from studio.trace import Trace
+
+VALID_HOW = ("mean over the valid chorales' frames of -log P(frame | earlier frames of its chorale), nats, each "
+             "chorale from a fresh state; `python -m studio eval music --data FILE --split valid` prints it")
+TEST_HOW = ("mean over all JSB test frames of -log P(frame | earlier frames of its chorale), nats, each chorale from "
+            "a fresh state (Boulanger-Lewandowski et al. 2012); `python -m studio eval music --data FILE --split test` "
+            "prints it")
+
+
+def pad_batch(sequences: list[list[int]], pad: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) tokens padded with `pad`, and (B,) lengths."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    tokens = torch.full((len(sequences), int(lengths.max())), pad, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        tokens[row, : len(sequence)] = torch.tensor(sequence)
+    return tokens.to(device), lengths.to(device)
+
+
+def token_nll(model, tokens: torch.Tensor, lengths: torch.Tensor, codec: PitchCodec) -> torch.Tensor:
+    """(B, T-1) -log P(token t+1 | tokens <= t) under the validity mask; 0 on padding."""
+    logits, _ = model(tokens[:, :-1])
+    log_probs = masked_log_probs(logits, tokens[:, :-1], codec)
+    nll = -log_probs.gather(2, tokens[:, 1:, None])[..., 0]
+    real = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None, :] < (lengths[:, None] - 1)
+    return torch.where(real, nll, torch.zeros_like(nll))
+
+
+@torch.no_grad()
+def nll_per_frame(model, pieces: list[list[list[int]]], batch_size: int = 32) -> tuple[float, int]:
+    """(mean -log P(frame | earlier frames) in nats over all frames, number of frames).
+
+    Every piece starts from a fresh state after BOS; a frame's log-probability is the sum over
+    its tokens (pitches and END), so the total is the sum over all real tokens."""
+    codec = model.codec
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    sequences = sorted((codec.encode(piece) for piece in pieces), key=len)  # similar lengths batch well
+    total, frames = 0.0, 0
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        tokens, lengths = pad_batch(chunk, codec.end, device)
+        total += float(token_nll(model, tokens, lengths, codec).double().sum())
+        frames += sum(s.count(codec.end) for s in chunk)
+    model.train(was_training)
+    if frames == 0:
+        raise MusicInputError("no frames to score")
+    return total / frames, frames
+
+
+def read_frames(frames, codec: PitchCodec) -> tuple[list[list[int]], list[int], list[str]]:
+    """(the frames as the model reads them, BOS + their tokens, notes): a sequence that is not a
+    list of frames of MIDI pitches is refused; pitches outside the range are moved by octaves."""
+    ok = isinstance(frames, (list, tuple)) and all(
+        isinstance(frame, (list, tuple)) and all(isinstance(p, numbers.Integral) for p in frame)
+        for frame in frames)
+    if not ok:
+        raise MusicInputError("a music sequence is a list of frames, each a list of MIDI pitches (integers)")
+    fitted, notes = codec.fit_to_range(frames)
+    return fitted, codec.encode(fitted), list(getattr(frames, "notes", [])) + notes
+
+
+@torch.no_grad()
+def score(loaded: LoadedModel, frames) -> Scored:
+    """Teacher-forced over BOS and `frames` from a fresh state: the exact trace (one batched
+    recovery, see LSTMCore.trace) and after every token the head's raw logits for the next one
+    (unmasked: apply codec.masked_log_probs for the distribution the model samples from)."""
+    codec = loaded.codec
+    fitted, tokens, notes = read_frames(frames, codec)
+    logits, _, gates = loaded.model.trace(torch.tensor([tokens], device=loaded.device))
+    detail = MusicTraceDetail.of(codec, tokens, len(fitted), getattr(frames, "source", ""))
+    # shown_from=1: BOS only sets up the state, as a fresh start does in every domain
+    trace = Trace.from_sequence(gates, [codec.label(t) for t in tokens], domain="music", model=loaded.name,
+                                shown_from=1, prompt_length=len(tokens), layer_names=list(loaded.layer_names),
+                                detail=detail)
+    return Scored(trace, {"logits": logits[0].float().cpu().numpy()}, fitted, notes)
+
+
+@torch.no_grad()
+def fused(loaded: LoadedModel, frames) -> dict:
+    """score's distributions computed by the training path (the fused kernel, no trace): the
+    contract test checks the two agree."""
+    _, tokens, _ = read_frames(frames, loaded.codec)
+    logits, _ = loaded.model(torch.tensor([tokens], device=loaded.device))
+    return {"logits": logits[0].float().cpu().numpy()}

@@ -1,0 +1,103 @@
+"""The Music tab: compose or continue a chorale, hear it, and see the gates in the trace viewer
+over its notes (one step per pitch read, and one per end of frame)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.domains import music
+from studio.sampling import SamplingConfig
+from studio.ui import blocks
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
+
+SOURCES = ["Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"]
+PRIMER_TYPES = [*music.MIDI_SUFFIXES, *music.SCORE_SUFFIXES]
+NO_MODEL = ("No music model is available in `models/`. Train one with `python -m studio train music "
+            "--data ../shared/data/jsb-chorales-quarter.json --out models/NAME`.")
+
+
+def read_primer(loaded, source_value, upload_path, chorale_name, primer_bars_value):
+    """The primer the request asks for (None: compose from scratch); gr.Error with the reason."""
+    keep = clamp_int(primer_bars_value, 1, music.MAX_PRIMER_BARS, 4)
+    try:
+        if source_value == SOURCES[1]:
+            if not isinstance(upload_path, str) or not upload_path:
+                raise gr.Error("Upload a primer file first (MIDI, MusicXML, ABC or kern), or compose from scratch.")
+            return music.read_primer(upload_path, loaded.codec, max_bars=keep)
+        if source_value == SOURCES[2]:
+            name = chorale_name if isinstance(chorale_name, str) and chorale_name else music.CORPUS_CHORALES[0]
+            return music.corpus_primer(name, loaded.codec, max_bars=keep)
+    except music.MusicInputError as error:
+        raise gr.Error(str(error)) from None
+    return None
+
+
+def create_tab(models: dict, problems: list[str]) -> None:
+    """models: {name: LoadedModel} loaded once by app.py."""
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
+                return  # no model: the header says how to train one
+            model_name, model_info = header
+            source = gr.Radio(SOURCES, value=SOURCES[0], label="Start from")
+            upload = gr.File(label="Primer file (MIDI, MusicXML, ABC, kern)", file_types=PRIMER_TYPES, type="filepath")
+            chorale = gr.Dropdown(music.CORPUS_CHORALES, value=music.CORPUS_CHORALES[0],
+                                  label="Chorale (music21 corpus; none of these is a JSB test piece)")
+            primer_bars = gr.Number(4, label=f"Primer bars to keep (1 to {music.MAX_PRIMER_BARS})", precision=0)
+            # Numbers, not Sliders: any value typed or sent to the API is clamped with a note
+            bars = gr.Number(8, label=f"Bars to generate (1 to {music.MAX_BARS})", precision=0)
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+            with gr.Row():
+                top_k = gr.Number(0, label="Top-k (0 = off)", precision=0)
+                seed = gr.Number(0, label="Seed", precision=0, elem_id="music-seed")
+                tempo = gr.Number(80, label="Tempo (quarter notes per minute)")
+            generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
+            with gr.Row():
+                download_midi = gr.File(label="MIDI (.mid)")
+                download_trace = gr.File(label="Trace (.npz, float16)")
+        with gr.Column(scale=3):
+            notes = gr.Markdown(elem_id="music-notes")
+            audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
+            panel = blocks.gate_panel("music")
+    generation_state = gr.State()
+
+    def on_model_change(name):
+        return blocks.describe(blocks.loaded_or_error(models, name))
+
+    def on_generate(name, source_value, upload_path, chorale_name, primer_bars_value, bars_value, temp, k,
+                    seed_value, tempo_value):
+        loaded = blocks.loaded_or_error(models, name)
+        primer = read_primer(loaded, source_value, upload_path, chorale_name, primer_bars_value)
+        settings = music.MusicSettings(
+            bars=clamp_int(bars_value, -10**9, 10**9, 8),
+            primer=primer,
+            tempo_bpm=tempo_value,  # blank or silly tempos are fixed, with a note, by music.clean_settings
+            sampling=SamplingConfig(
+                temperature=number_or(temp, 1.0),
+                top_k=clamp_int(k, 0, loaded.codec.size, 0),
+                seed=clamp_int(seed_value, 0, 2**62, 0),
+            ),
+        )
+        try:
+            generation = music.generate(loaded, settings)
+            folder = output_dir()
+            files = music.write_files(generation, folder)
+            generation.trace.save_npz(folder / "trace.npz", dtype="float16")
+            values = blocks.gate_values(generation.trace, music.track(generation), f"{name}:")
+        except Exception as error:  # the user keeps their settings; they get words, not a traceback
+            raise gr.Error(f"Composing failed: {error}") from None
+        result = generation.result
+        generated = len(result.frames) - result.primer_frames
+        summary = (f"Continued {result.primer_frames} frames of *{primer.source}* with {generated} new ones."
+                   if primer else f"Composed {generated} frames ({generated // loaded.codec.steps_per_bar} bars) from scratch.")
+        return (notes_markdown([summary, *result.notes]), str(files["audio"]), *values, "",
+                str(files["midi"]), str(folder / "trace.npz"), generation)
+
+    model_name.change(on_model_change, model_name, model_info)
+    generate_button.click(
+        on_generate,
+        [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo],
+        [notes, audio, *panel.outputs, panel.selection, download_midi, download_trace, generation_state],
+        api_name="generate_music",
+    )
+    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
