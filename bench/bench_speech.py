@@ -22,7 +22,8 @@ from common import audio_decoded_js, report_click_to_result, serve, time_api  # 
 from studio.domains import speech  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
-WATCHED = ["#speech-audio a[download]", "#speech-spectrogram img", "#speech-alignment img", "#speech-heatmaps img"]
+# the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
+WATCHED = ["#speech-viewer .lv-loaded", "#speech-audio a[download]", "#speech-alignment img", "#speech-saturation img"]
 
 
 def main() -> None:
@@ -32,11 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import Client
 
-    model, _ = speech.load_model(Path("models") / args.model)
+    loaded = speech.load(Path("models") / args.model)
     decoder, vocoder = [], []
     for seed in range(args.repeats + 1):
         start = time.perf_counter()
-        result, _ = speech.generate(model, speech.SpeechSettings(text=SENTENCE, seed=seed), griffin_lim=False)
+        result = speech.generate(loaded, speech.SpeechSettings(text=SENTENCE, seed=seed, griffin_lim_iters=0)).result
         middle = time.perf_counter()
         speech.decode_audio(result.log_mel, seed=seed)
         decoder.append(middle - start)
@@ -46,8 +47,7 @@ def main() -> None:
           f"Griffin-Lim median {statistics.median(vocoder[1:]):.3f} s")
     with serve("models") as url:
         client = Client(url, verbose=False)
-        api = time_api(lambda seed: client.predict(args.model, SENTENCE, 0, seed, 0, "tanh_c", 0,
-                                                   api_name="/generate_speech"), args.repeats)
+        api = time_api(lambda seed: client.predict(args.model, SENTENCE, 0, seed, api_name="/generate_speech"), args.repeats)
         print(f"speech tab API (gradio_client), one sentence + all plots: median {api:.3f} s")
         report_click_to_result(
             "speech tab, one sentence + audio + all plots", 4, url, "Speech", "#speech-generate", "#speech-seed input",

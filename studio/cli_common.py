@@ -46,7 +46,7 @@ def add_train_flags(parser, steps: int, lr: float, eval_every: int, batch_size: 
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
-    parser.add_argument("--source", help="where the data comes from, for the model card")
+    parser.add_argument("--source", help="where the data comes from, for the model card (speech builds its corpus from it)")
     parser.add_argument("--licence", help="the data's licence, for the model card")
 
 

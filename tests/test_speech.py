@@ -1,5 +1,6 @@
 """Speech domain: feature codec, bad audio, text codec, attention/stop-token model, generation,
-continue mode, MCD, checkpoint round trip, render. Tiny models, signals made here; no espeak-ng."""
+continue mode, MCD, checkpoint round trip, render, score/features/read_input, CLI. Tiny models,
+signals made here; espeak-ng only where installed."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import torch
 
 from studio import checkpoint
 from studio.domains import speech
+from studio.domains.base import LoadedModel, View
+from studio.domains.speech.model import layer_names
+from studio.lstm import set_units
 
 SR = speech.SAMPLE_RATE
+ALPHABET = speech.SpeechAlphabet()
 
 
 def tone(seconds=0.5, rate=SR, freq=220.0, amplitude=0.5):
@@ -21,15 +26,38 @@ def tone(seconds=0.5, rate=SR, freq=220.0, amplitude=0.5):
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def tiny_tts(seed=0, stop_bias=None):
+def as_loaded(model) -> LoadedModel:
+    """A model as load() hands it out (its card, layer names and the default codec)."""
+    codec = speech.SpeechCodec()
+    return LoadedModel("tiny", model, codec, speech.make_card(model, codec, name="tiny"), layer_names(model), "tiny")
+
+
+def tiny_tts(seed=0, stop_bias=None, **config):
     torch.manual_seed(seed)
-    config = speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2)
+    config = speech.SpeechModelConfig(**{"hidden_size": 16, "embed_size": 8, "prenet_size": 8, "voice_size": 4,
+                                         "mixtures": 2, **config})
     model = speech.SpeechModel(config).eval()
     if stop_bias is not None:
         with torch.no_grad():
             model.stop.weight.zero_()
             model.stop.bias.fill_(stop_bias)
-    return model
+    return as_loaded(model)
+
+
+def tiny_frames(hidden_size=8, num_layers=2):
+    return as_loaded(speech.FrameModel(speech.FrameModelConfig(hidden_size=hidden_size, num_layers=num_layers)).eval())
+
+
+def speak(loaded, settings):
+    """(result, trace) of speech.generate."""
+    generation = speech.generate(loaded, settings)
+    return generation.result, generation.trace
+
+
+def continue_audio(loaded, audio, settings):
+    settings.audio = audio
+    generation = speech.generate(loaded, settings)
+    return generation.result, generation.trace
 
 
 def test_mel_shape_and_inversion_length():
@@ -82,17 +110,18 @@ def test_read_audio_files(tmp_path):
 
 
 def test_text_codec_round_trip_and_notes():
-    ids, dropped = speech.encode_text("Hello,  World! 42")
-    assert ids[-1] == speech.END and speech.decode_text(ids) == "hello, world! "
+    ids, dropped = ALPHABET.encode("Hello,  World! 42")
+    assert ids[-1] == speech.END and ALPHABET.decode(ids) == "hello, world! "
     assert dropped == "42"
-    _, _, notes = speech.clean_text(speech.SpeechSettings(text="x" * 1000), 2)
+    codec = speech.SpeechCodec()
+    _, _, notes = speech.clean_text(speech.SpeechSettings(text="x" * 1000), codec, 2)
     assert any("cap 300" in n for n in notes)
-    ids, voice, notes = speech.clean_text(speech.SpeechSettings(text="", voice=7), 2)
+    ids, voice, notes = speech.clean_text(speech.SpeechSettings(text="", voice=7), codec, 2)
     assert len(ids) > 1 and voice == 0 and any("default sentence" in n for n in notes) and any("Voice 7" in n for n in notes)
 
 
 def test_teacher_forced_shapes_and_monotonic_window():
-    model = tiny_tts()
+    model = tiny_tts().model
     rng = np.random.default_rng(0)
     mels = [rng.normal(-5, 1, (n, speech.N_MELS)).astype(np.float32) for n in (20, 31)]
     batch = speech.make_speech_batch(model.config, mels, ["hi", "a longer one"], [0, 1])
@@ -106,26 +135,21 @@ def test_teacher_forced_shapes_and_monotonic_window():
     loss = speech.speech_loss(model.train(), batch)
     loss.backward()
     assert torch.isfinite(loss) and model.window.weight.grad.abs().sum() > 0
-    _, _, kappa = model._window(torch.randn(1, 9, 16), None)
+    _, _, kappa = model.attention_window(torch.randn(1, 9, 16), None)
     assert (kappa.diff(dim=1) > 0).all()  # the window only moves forward
 
 
 def test_generation_steps_the_same_model_as_teacher_forced_training():
     """Generating step by step and re-reading the generated frames teacher-forced give the same
     frames, stops and alignment: the attention layer reads its previous context in both paths."""
-    torch.manual_seed(1)
-    config = speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2,
-                                      prenet_dropout=0.0, decoder_layers=2)
-    model = speech.SpeechModel(config).eval()
-    with torch.no_grad():
-        model.stop.weight.zero_()
-        model.stop.bias.fill_(-20.0)  # never stop: a fixed number of steps
-    result, trace = speech.generate(model, speech.SpeechSettings(text="hi there", voice=1), griffin_lim=False)
+    loaded = tiny_tts(seed=1, stop_bias=-20.0, prenet_dropout=0.0, decoder_layers=2)  # never stops: fixed steps
+    model = loaded.model
+    result, trace = speak(loaded, speech.SpeechSettings(text="hi there", voice=1, griffin_lim_iters=0))
     frames = model.normalize(torch.from_numpy(result.log_mel))[None]  # (1, steps*R, 80)
-    r = config.reduction
+    r = model.config.reduction
     grouped = frames.reshape(1, -1, r * speech.N_MELS)
     mel_in = torch.cat([torch.zeros(1, 1, speech.N_MELS), grouped[:, :-1, -speech.N_MELS:]], 1)
-    tokens = torch.tensor([speech.encode_text("hi there")[0]])
+    tokens = torch.tensor([ALPHABET.encode("hi there")[0]])
     with torch.no_grad():
         forced, stop_logits, alignment = model(tokens, torch.tensor([1]), mel_in)
     torch.testing.assert_close(forced, grouped, atol=1e-4, rtol=1e-4)
@@ -134,42 +158,46 @@ def test_generation_steps_the_same_model_as_teacher_forced_training():
 
 
 def test_stop_token_ends_generation_and_trace_matches():
-    settings = speech.SpeechSettings(text="hi", griffin_lim_iters=2)
-    result, trace = speech.generate(tiny_tts(stop_bias=20.0), settings, griffin_lim=False)
+    settings = speech.SpeechSettings(text="hi", griffin_lim_iters=0)
+    result, trace = speak(tiny_tts(stop_bias=20.0), settings)
     assert result.stopped and len(result.stop_probs) == 1 and result.log_mel.shape == (3, speech.N_MELS)
-    result, trace = speech.generate(tiny_tts(stop_bias=-20.0), settings, griffin_lim=False)
-    steps = 12 * len(speech.encode_text("hi")[0]) + 20
+    assert len(result.audio) == 0  # griffin_lim_iters=0: frames only
+    result, trace = speak(tiny_tts(stop_bias=-20.0), settings)
+    steps = 12 * len(ALPHABET.encode("hi")[0]) + 20
     assert not result.stopped and len(result.stop_probs) == steps and any("never fired" in n for n in result.notes)
     assert result.alignment.shape == (steps, 3) and result.log_mel.shape == (3 * steps, speech.N_MELS)
     assert trace.steps == steps and trace.num_layers == 2 and trace.hidden_size == 16
     assert set(trace.labels) <= {"h", "i", "■"}
+    assert trace.layer_names == ["attention LSTM", "decoder LSTM 1"] and trace.detail.reduction == 3
+    assert trace.detail.mode == "text-to-speech" and trace.detail.text == "hi■" and len(trace.detail.position) == steps
+    capped = speak(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="hi", griffin_lim_iters=0, max_steps=5))[0]
+    assert len(capped.stop_probs) == 5 and any("cap of 15 frames" in n for n in capped.notes)
 
 
 def test_generation_is_seeded_and_makes_audio():
     model = tiny_tts(stop_bias=-20.0)
     settings = speech.SpeechSettings(text="ok", seed=5, griffin_lim_iters=2)
-    a, _ = speech.generate(model, settings)
-    b, _ = speech.generate(model, settings)
+    a, _ = speak(model, settings)
+    b, _ = speak(model, settings)
     assert np.array_equal(a.log_mel, b.log_mel) and len(a.audio) == len(a.log_mel) * speech.HOP
 
 
 def test_continue_mode_primes_and_extends():
     torch.manual_seed(0)
-    model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=2)).eval()
-    result, trace = speech.continue_audio(model, tone(0.3), speech.ContinueSettings(seconds=0.2, seed=1))
-    r = model.config.reduction
+    loaded = tiny_frames()
+    result, trace = continue_audio(loaded, tone(0.3), speech.ContinueSettings(seconds=0.2, seed=1))
+    r = loaded.model.config.reduction
     groups_in = (1 + len(tone(0.3)) // speech.HOP) // r
     added = int(0.2 * SR / speech.HOP / r)
     assert result.primer_frames == groups_in * r and len(result.log_mel) == (groups_in + added) * r
-    assert trace.steps == groups_in + added and trace.meta["prompt_length"] == groups_in
+    assert trace.steps == groups_in + added and trace.prompt_length == groups_in
     assert len(result.audio) == len(result.log_mel) * speech.HOP
 
 
 @pytest.mark.parametrize("seconds, noise, clamped", [(0.0, 0.3, "Continuation length clamped to 0.1 s"),
                                                      (0.2, -2.0, "Noise clamped to 0 "), (0.2, 50.0, "Noise clamped to 1 ")])
 def test_continue_mode_clamps_silly_settings_with_a_note(seconds, noise, clamped):
-    model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=1)).eval()
-    result, _ = speech.continue_audio(model, tone(0.3), speech.ContinueSettings(seconds=seconds, noise=noise))
+    result, _ = continue_audio(tiny_frames(num_layers=1), tone(0.3), speech.ContinueSettings(seconds=seconds, noise=noise))
     assert any(note.startswith(clamped) for note in result.notes), result.notes
     assert np.isfinite(result.log_mel).all()
 
@@ -213,19 +241,27 @@ def test_mcd_matches_a_hand_computation():
 
 
 def test_checkpoint_round_trip(tmp_path):
-    model = tiny_tts()
-    speech.save_model(tmp_path / "tts", model, {"data": {"source": "test"}})
+    model = tiny_tts().model
+    data = {"data": {"source": "test", "licence": "none"}}
+    speech.save(tmp_path / "tts", model, speech.SpeechCodec(), data)
     frame_model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8))
-    speech.save_model(tmp_path / "frames", frame_model, {"data": {"source": "test"}})
-    models, problems = checkpoint.load_models(speech.DOMAIN, speech.load_model, tmp_path)
-    assert not problems and isinstance(models["tts"][0], speech.SpeechModel) and isinstance(models["frames"][0], speech.FrameModel)
-    assert torch.equal(models["tts"][0].frames.weight, model.frames.weight)
+    speech.save(tmp_path / "frames", frame_model, speech.SpeechCodec(), data)
+    models, problems = checkpoint.load_models(speech.NAME, speech.load, tmp_path)
+    assert not problems and isinstance(models["tts"].model, speech.SpeechModel) and isinstance(models["frames"].model, speech.FrameModel)
+    assert torch.equal(models["tts"].model.frames.weight, model.frames.weight)
+    assert models["tts"].layer_names == ["attention LSTM", "decoder LSTM 1"] and models["frames"].layer_names == ["layer 0", "layer 1"]
+    assert models["tts"].codec.voices == list(speech.VOICES)
+    card = checkpoint.read_card(tmp_path / "frames")
+    card["codec"]["hop"] = 512  # features this code does not compute: refused by name
+    checkpoint.write_card(tmp_path / "frames", card)
+    with pytest.raises(checkpoint.CheckpointError, match="hop"):
+        speech.load(tmp_path / "frames")
 
 
 def test_render_figures():
     from matplotlib.figure import Figure
 
-    result, trace = speech.generate(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="yo"), griffin_lim=False)
+    result, trace = speak(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="yo", griffin_lim_iters=0))
     fig = speech.mel_figure(result.log_mel, unit_values=trace.quantity(0, "h")[:, 0], reduction=3, boundary=4,
                             f0=np.full(len(result.log_mel), 200.0, np.float32))
     assert isinstance(fig, Figure)
@@ -240,13 +276,17 @@ def _speech_cli(argv):
     import argparse
     import shlex
 
-    from studio import cli_speech
+    from studio import cli_common
+    from studio.domains.speech import cli
 
     parser = argparse.ArgumentParser(prog="python -m studio")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in ("train", "generate", "eval", "trace"):
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
-        cli_speech.add_speech_commands(command, domains.add_parser("speech"))
+        if command == "trace":
+            cli_common.add_trace_command(domains.add_parser("speech"), speech)
+        else:
+            cli.add_commands(command, domains.add_parser("speech"))
     args = parser.parse_args(argv)
     args.command_line = "python -m studio " + shlex.join(argv)
     return args.run(args)
@@ -263,14 +303,14 @@ def test_cli_train_generate_eval_trace(tmp_path, capsys):
                  "--hidden-size", "8", "--eval-every", "2", "--device", "cpu"])
     _speech_cli(["train", "speech", "--kind", "frame", "--corpus", str(tmp_path), "--out", str(tmp_path / "frames"),
                  "--steps", "2", "--batch-size", "2", "--hidden-size", "8", "--eval-every", "2", "--device", "cpu"])
-    card = speech.load_model(stem)[1]
+    card = speech.load(stem).card
     assert card["reproduce"].startswith("python -m studio train speech") and card["kind"] == "text-to-mel"
     if shutil.which("espeak-ng"):  # eval scores against espeak-ng's own rendering (.ci/run installs it)
         _speech_cli(["eval", "speech", "--model", str(stem), "--corpus", str(tmp_path), "--limit", "1", "--record"])
         lines = capsys.readouterr().out.strip().splitlines()
         assert lines[-1].startswith("mcd_db: ") and float(lines[-1].split()[1]) > 0
         assert any(line.startswith("griffin_lim_floor_mcd_db: ") for line in lines)
-        metrics = speech.load_model(stem)[1]["metrics"]
+        metrics = speech.load(stem).card["metrics"]
         assert metrics["mcd_db"] == pytest.approx(float(lines[-1].split()[1]), abs=1e-3) and metrics["held_out_sentences"] == 1
     else:
         with pytest.raises(SystemExit, match="espeak-ng"):
@@ -281,3 +321,112 @@ def test_cli_train_generate_eval_trace(tmp_path, capsys):
     soundfile.write(wav, tone(0.3), SR)
     _speech_cli(["trace", "speech", "--model", str(tmp_path / "frames"), "--input", str(wav), "--out", str(tmp_path / "t.npz")])
     assert "wrote" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the contract's speech specifics
+def test_read_input_needs_a_transcript_for_text_to_mel(tmp_path):
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, tone(0.3, 16_000), 16_000)
+    frames = speech.read_input(wav, tiny_frames())
+    assert frames.text == "" and frames.log_mel.shape[1] == speech.N_MELS and any("Resampled" in n for n in frames.notes)
+    with pytest.raises(ValueError, match="clip.txt"):
+        speech.read_input(wav, tiny_tts())
+    (tmp_path / "clip.txt").write_text("Hello there!\n", encoding="utf-8")
+    utterance = speech.read_input(wav, tiny_tts())
+    assert utterance.text == "Hello there!\n" and np.array_equal(utterance.log_mel, frames.log_mel)
+
+
+def test_score_both_kinds_and_features():
+    sequence, _ = speech.example()
+    loaded = tiny_tts()
+    scored = speech.score(loaded, sequence)
+    steps = len(sequence.log_mel) // 3
+    assert scored.trace.steps == steps == scored.trace.prompt_length and scored.trace.detail.text == "hi there.■"
+    assert scored.distributions["frames"].shape == (steps, 3, speech.N_MELS) and scored.distributions["stop"].shape == (steps,)
+    assert any("left out" in n for n in scored.notes) == (len(sequence.log_mel) % 3 > 0)
+    tracks = speech.features(sequence, scored)
+    assert set(tracks) == {"energy", "voiced", "attention position"}
+    assert tracks["voiced"].max() > 0.5  # the 150 Hz vowel is voiced in the middle
+    assert set(speech.features(sequence)) == {"energy", "voiced"}  # the window position needs the model
+    frames = tiny_frames()
+    scored = speech.score(frames, sequence.log_mel)  # a bare log-mel for the frame LSTM
+    assert scored.trace.steps == steps and "stop" not in scored.distributions and scored.trace.labels[1] == "3"
+    np.testing.assert_allclose(scored.distributions["frames"], speech.fused(frames, sequence.log_mel)["frames"], atol=1e-5)
+    with pytest.raises(ValueError, match="no character"):
+        speech.score(loaded, speech.Utterance("42", sequence.log_mel))
+
+
+def test_generate_goes_by_the_model_kind():
+    with pytest.raises(ValueError, match="frame LSTM"):
+        speech.generate(tiny_frames(), speech.SpeechSettings(text="hi"))
+    with pytest.raises(ValueError, match="text-to-mel"):
+        speech.generate(tiny_tts(), speech.ContinueSettings(audio=tone(0.3)))
+    with pytest.raises(speech.AudioError, match="recording"):
+        speech.generate(tiny_frames(), speech.ContinueSettings())
+
+
+def test_continue_with_hooks_steps_the_primer_and_numbers_layers_as_the_trace():
+    loaded = tiny_frames()
+    settings = speech.ContinueSettings(audio=tone(0.3), seconds=0.1, seed=2, griffin_lim_iters=0)
+    plain = speech.generate(loaded, settings)
+    seen = []
+    stepped = speech.generate(loaded, settings, hooks=[lambda step, layer, name, value: seen.append((step, layer))])
+    assert stepped.trace.labels == plain.trace.labels and stepped.trace.prompt_length == plain.trace.prompt_length
+    for a, b in zip(plain.trace.layers, stepped.trace.layers, strict=True):
+        for name in a:
+            np.testing.assert_allclose(a[name], b[name], atol=1e-5)
+    np.testing.assert_allclose(stepped.distributions["frames"], plain.distributions["frames"], atol=1e-5)
+    assert {step for step, _ in seen} == set(range(plain.trace.steps)) and {layer for _, layer in seen} == {0, 1}
+    at = plain.trace.steps - 3
+    hooked = speech.generate(loaded, settings, hooks=[set_units(1, [0, 1], "h", 0.0, from_step=at)])
+    np.testing.assert_allclose(hooked.distributions["frames"][:at], plain.distributions["frames"][:at], atol=1e-5)
+    assert not np.allclose(hooked.distributions["frames"][at], plain.distributions["frames"][at])
+
+
+def test_tts_hooks_see_attention_as_layer_0_and_decoder_after_it():
+    loaded = tiny_tts(stop_bias=-20.0, decoder_layers=2)
+    settings = speech.SpeechSettings(text="hi", max_steps=6, griffin_lim_iters=0)
+    seen = set()
+    generation = speech.generate(loaded, settings, hooks=[lambda step, layer, name, value: seen.add((step, layer))])
+    assert seen == {(t, k) for t in range(6) for k in range(3)} and generation.trace.num_layers == 3
+    hooked = speech.generate(loaded, settings, hooks=[set_units(0, [0], "h", 0.0, from_step=2)])
+    assert np.allclose(hooked.trace.layers[0]["h"][2:, 0], 0.0)
+    np.testing.assert_allclose(hooked.distributions["frames"][:2], generation.distributions["frames"][:2], atol=1e-6)
+    assert not np.allclose(hooked.distributions["frames"][2], generation.distributions["frames"][2])
+
+
+def test_render_and_write_files_for_both_kinds(tmp_path):
+    from matplotlib.figure import Figure
+
+    tts = speech.generate(tiny_tts(stop_bias=20.0), speech.SpeechSettings(text="hi", griffin_lim_iters=2))
+    files = speech.write_files(tts, tmp_path)
+    assert set(files) == {"audio", "features"} and soundfile.info(files["audio"]).samplerate == SR
+    with np.load(files["features"]) as arrays:
+        assert str(arrays["text"]) == "hi" and arrays["alignment"].shape == (1, 3)
+    frames = speech.generate(tiny_frames(num_layers=1), speech.ContinueSettings(audio=tone(0.3), seconds=0.1,
+                                                                              griffin_lim_iters=0))
+    files = speech.write_files(frames, tmp_path)
+    assert set(files) == {"features"}  # no audio asked for, none written
+    with np.load(files["features"]) as arrays:
+        assert int(arrays["primer_frames"]) == frames.result.primer_frames
+    assert isinstance(speech.render(frames, View(layer=0, unit=7, quantity="c")), Figure)
+
+
+def test_cli_generate_continues_with_a_frame_model_and_traces_text_to_mel(tmp_path, capsys):
+    speech.save(tmp_path / "frames", speech.FrameModel(speech.FrameModelConfig(hidden_size=8)), speech.SpeechCodec())
+    speech.save(tmp_path / "tts", tiny_tts().model, speech.SpeechCodec())
+    wav = tmp_path / "clip.wav"
+    soundfile.write(wav, tone(0.3), SR)
+    out = tmp_path / "more.wav"
+    _speech_cli(["generate", "speech", "--model", str(tmp_path / "frames"), "--input", str(wav), "--seconds", "0.2",
+                 "--out", str(out), "--features-out", str(tmp_path / "f.npz"), "--trace-out", str(tmp_path / "t.npz")])
+    assert soundfile.info(out).duration > 0.3 and (tmp_path / "f.npz").exists() and (tmp_path / "t.npz").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".wav") == ["clip.wav", "more.wav"]
+    with pytest.raises(SystemExit, match="clip.txt"):
+        _speech_cli(["trace", "speech", "--model", str(tmp_path / "tts"), "--input", str(wav), "--out", str(tmp_path / "x.npz")])
+    (tmp_path / "clip.txt").write_text("a tone", encoding="utf-8")
+    _speech_cli(["trace", "speech", "--model", str(tmp_path / "tts"), "--input", str(wav), "--out", str(tmp_path / "x.npz")])
+    from studio.trace import Trace
+
+    trace = Trace.load_npz(tmp_path / "x.npz", speech.SpeechDetail)
+    assert trace.num_layers == 2 and trace.detail.text == "a tone■" and trace.layer_names[0] == "attention LSTM"

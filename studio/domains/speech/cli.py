@@ -1,0 +1,173 @@
+"""`python -m studio {train,generate,eval} speech`; `trace` is shared (studio.cli_common: a
+recording, with its transcript in a .txt beside it for a text-to-mel model; see data.read_input).
+
+    python -m studio train speech --corpus runs/speech-corpus --source ../shared/data/tinyshakespeare.txt --out models/espeak-tts
+    python -m studio train speech --kind frame --corpus runs/speech-corpus --out models/espeak-frames
+    python -m studio generate speech --text "hello there" --out out.wav
+    python -m studio generate speech --model models/espeak-frames --input clip.wav --out more.wav
+    python -m studio eval speech --corpus runs/speech-corpus          # last line: mcd_db: X
+    python -m studio trace speech --model models/espeak-frames --input clip.wav --out trace.npz
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from studio import checkpoint, cli_common
+from studio.domains import speech
+from studio.domains.speech.evaluate import MCD_HOW
+from studio.domains.speech.train import FRAME_VAL_HOW, TTS_VAL_HOW, VAL_COUNT
+
+DEFAULT_CORPUS = Path("runs/speech-corpus")
+ESPEAK_SOURCE = {
+    "source": "speech synthesized offline with espeak-ng (Debian) from sentences of Tiny Shakespeare "
+              "(karpathy/char-rnn); features: log-mel, see studio/domains/speech/codec.py",
+    "licence": "Shakespeare's text is public domain; espeak-ng (GPL-3) output audio is not restricted by it",
+}
+
+
+def add_commands(command: str, parser) -> None:
+    if command == "train":
+        parser.add_argument("--kind", choices=["tts", "frame"], default="tts",
+                            help="tts: text-to-mel attention model; frame: unconditional frame LSTM (continue mode)")
+        parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder holding corpus.npz (built if missing)")
+        parser.add_argument("--sentences", type=int, default=3000, help="sentences to synthesize when building")
+        # --source (shared flag): here the text file the sentences are cut from when the corpus is built
+        cli_common.add_train_flags(parser, steps=6000, lr=1e-3, eval_every=200, batch_size=32, hidden_size=256)
+        parser.add_argument("--decoder-layers", type=int, default=1, help="tts: decoder LSTM layers (--layers: frame)")
+        parser.add_argument("--reduction", type=int, default=3, help="frames per step")
+        parser.set_defaults(run=run_train)
+    elif command == "generate":
+        parser.add_argument("--text", default="", help="what a text-to-mel model says")
+        cli_common.add_model_flag(parser, speech)
+        parser.add_argument("--voice", type=int, default=0)
+        parser.add_argument("--input", help="a recording for a frame-lstm model to continue")
+        parser.add_argument("--seconds", type=float, default=2.0, help="frame-lstm: seconds to add")
+        parser.add_argument("--noise", type=float, default=0.3, help="frame-lstm: noise fed back each step")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--out", required=True, help="output .wav")
+        parser.add_argument("--features-out", help="also write the log-mel (and alignment) .npz")
+        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
+        parser.set_defaults(run=run_generate)
+    elif command == "eval":
+        parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+        cli_common.add_model_flag(parser, speech)
+        parser.add_argument("--limit", type=int, default=speech.HELD_OUT, help="held-out sentences to score")
+        parser.add_argument("--record", action="store_true", help="also write the results into the model card")
+        parser.set_defaults(run=run_eval)
+
+
+def _corpus(args) -> speech.Corpus:
+    path = Path(args.corpus) / "corpus.npz"
+    if not path.exists():
+        if not getattr(args, "source", None):
+            sys.exit(f"error: {path} does not exist; give --source TEXTFILE to synthesize it with espeak-ng")
+        print(f"building {path} from {args.source} with espeak-ng ...", file=sys.stderr)
+        try:
+            info = speech.build_corpus(args.source, args.corpus, args.sentences,
+                                       progress=lambda k, n: print(f"  {k}/{n} sentences", file=sys.stderr))
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error} (is espeak-ng installed? apt-get install espeak-ng)")
+        print(f"corpus: {info}", file=sys.stderr)
+    try:
+        return speech.Corpus.load(path)
+    except (OSError, KeyError, ValueError) as error:
+        sys.exit(f"error: cannot read {path}: {error}")
+
+
+def run_train(args) -> int:
+    corpus = _corpus(args)
+    mean, std = corpus.stats()
+    torch.manual_seed(args.seed)
+    shape = {"reduction": args.reduction, "hidden_size": args.hidden_size, "mel_mean": mean.tolist(), "mel_std": std.tolist()}
+    try:
+        if args.kind == "tts":
+            config = speech.SpeechModelConfig(decoder_layers=args.decoder_layers, **shape)
+            model, task, how = speech.SpeechModel(config), speech.SpeechTask(corpus, config, args.batch_size), TTS_VAL_HOW
+        else:
+            config = speech.FrameModelConfig(num_layers=args.layers, **shape)
+            model, task, how = speech.FrameModel(config), speech.FrameTask(corpus, config, args.batch_size), FRAME_VAL_HOW
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    data = {**ESPEAK_SOURCE, "utterances": len(corpus.texts), "voices": list(speech.VOICES),
+            "split": f"first {speech.HELD_OUT} sentences (voice 0) held out for eval; "
+                     f"{VAL_COUNT} of the rest validate"}
+    card = speech.make_card(model, speech.SpeechCodec(), name=Path(args.out).name, reproduce=args.command_line,
+                            data=data, hyperparameters={"batch_size": args.batch_size})
+    cli_common.run_training("speech", model, task, args, card, "val_loss", how)
+    return 0
+
+
+def _load(stem, kind: str):
+    loaded = cli_common.load_or_exit(speech, stem)
+    if loaded.card["kind"] != kind:
+        sys.exit(f"error: {stem} is a {loaded.card['kind']} model; this command needs a {kind} one")
+    return loaded
+
+
+def run_generate(args) -> int:
+    loaded = cli_common.load_or_exit(speech, args.model)
+    if loaded.card["kind"] == speech.FRAME_KIND:
+        if not args.input:
+            sys.exit(f"error: {args.model} is a frame-lstm model: give --input RECORDING to continue, "
+                     "or a text-to-mel model to speak --text")
+        try:
+            recording = speech.read_audio(args.input)
+            settings = speech.ContinueSettings(recording.audio, args.seconds, args.noise, args.seed)
+            generation = speech.generate(loaded, settings)
+        except speech.AudioError as error:
+            sys.exit(f"error: {error}")
+        cli_common.print_notes(recording.notes)
+    else:
+        generation = speech.generate(loaded, speech.SpeechSettings(text=args.text, voice=args.voice, seed=args.seed))
+    result = generation.result
+    cli_common.print_notes(result.notes)
+    with tempfile.TemporaryDirectory() as folder:  # write_files' names, moved to the ones asked for
+        files = speech.write_files(generation, Path(folder))
+        shutil.move(files["audio"], args.out)
+        if args.features_out:
+            shutil.move(files["features"], args.features_out)
+    if args.trace_out:
+        generation.trace.save_npz(args.trace_out)
+    summary = f"wrote {args.out}: {len(result.audio) / speech.SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames"
+    if isinstance(result, speech.SpeechResult):
+        report = speech.alignment_report(result.alignment)
+        summary += f", stopped by the stop token: {result.stopped}, alignment: {json.dumps(report)}"
+    print(summary)
+    return 0
+
+
+def run_eval(args) -> int:
+    """MCD of the model's audio against espeak-ng's own rendering of each held-out sentence, next to
+    the floor that Griffin-Lim alone sets (espeak's log-mel inverted the same way)."""
+    if not shutil.which("espeak-ng"):
+        sys.exit("error: eval renders the reference sentences with espeak-ng: apt-get install espeak-ng")
+    loaded = _load(args.model, speech.TTS_KIND)
+    try:
+        report = speech.held_out_mcd(loaded, speech.Corpus.load(args.corpus), args.limit)
+    except (OSError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    print(f"sentences: {report.sentences}")
+    print(f"identified_among_held_out: {report.identified}/{report.sentences}")
+    print(f"stopped_by_stop_token: {report.stopped}/{report.sentences}")
+    print(f"monotonic_alignments: {report.monotonic}/{report.sentences}")
+    print(f"alignments_reaching_end: {report.reaching_end}/{report.sentences}")
+    print(f"griffin_lim_floor_mcd_db: {report.griffin_lim_floor_mcd_db:.3f}")
+    if args.record:
+        saved = checkpoint.read_card(args.model)
+        saved["metrics"].update({
+            "held_out_sentences": report.sentences, "mcd_db": round(report.mcd_db, 3),
+            "griffin_lim_floor_mcd_db": round(report.griffin_lim_floor_mcd_db, 3),
+            "identified_among_held_out": report.identified, "stopped_by_stop_token": report.stopped,
+            "monotonic_alignments": report.monotonic, "alignments_reaching_end": report.reaching_end,
+            "mcd_how": MCD_HOW, "eval_command": args.command_line,
+        })
+        checkpoint.write_card(args.model, saved)
+    print(f"mcd_db: {report.mcd_db:.3f}")
+    return 0

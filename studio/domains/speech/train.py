@@ -1,0 +1,128 @@
+"""Speech training tasks for studio.train.train: teacher-forced whole utterances for the
+text-to-mel model (SpeechTask), random crops of the frame stream for the frame LSTM (FrameTask)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from studio.domains.speech.codec import LOG_FLOOR, N_MELS, SpeechAlphabet
+from studio.domains.speech.data import Corpus
+from studio.domains.speech.model import FrameModelConfig, SpeechModelConfig, group_frames
+
+VAL_COUNT = 64  # training-split utterances kept aside to validate
+TTS_VAL_HOW = (f"L1 + L2 of the normalised log-mel frames plus the stop token's BCE (positive weight 5), "
+               f"teacher-forced, on {VAL_COUNT} validation utterances")
+FRAME_VAL_HOW = ("L1 + L2 of the predicted next group of normalised log-mel frames on "
+                 f"{VAL_COUNT} validation utterances (teacher-forced)")
+
+
+@dataclass
+class SpeechBatch:
+    tokens: torch.Tensor  # (B, U)
+    voices: torch.Tensor  # (B,)
+    mel_in: torch.Tensor  # (B, T, 80): the last frame of the previous group (zeros first)
+    targets: torch.Tensor  # (B, T, R*80) normalised
+    mask: torch.Tensor  # (B, T) 1 where a step is real
+    stop: torch.Tensor  # (B, T) 1 on the last real step
+    num_tokens: int = 0
+
+
+def make_speech_batch(model_config: SpeechModelConfig, mels, texts, voices, device="cpu") -> SpeechBatch:
+    """Utterances padded to the longest: steps of R frames, padding frames are silence."""
+    r = model_config.reduction
+    mean, std = np.array(model_config.mel_mean, np.float32), np.array(model_config.mel_std, np.float32)
+    alphabet = SpeechAlphabet()
+    ids = [alphabet.encode(t)[0] for t in texts]
+    steps = [math.ceil(len(m) / r) for m in mels]
+    b, u, t = len(mels), max(map(len, ids)), max(steps)
+    tokens = torch.zeros(b, u, dtype=torch.long)
+    targets = torch.zeros(b, t * r, N_MELS)
+    mask, stop = torch.zeros(b, t), torch.zeros(b, t)
+    silence = torch.from_numpy((np.log(LOG_FLOOR) - mean) / std)
+    for k, (m, i, s) in enumerate(zip(mels, ids, steps, strict=True)):
+        tokens[k, : len(i)] = torch.tensor(i)
+        targets[k] = silence  # padding frames are silence, so a late stop still sounds right
+        targets[k, : len(m)] = torch.from_numpy((m - mean) / std)
+        mask[k, :s] = 1
+        stop[k, s - 1 :] = 1
+    grouped = targets.reshape(b, t, r * N_MELS)
+    mel_in = torch.cat([torch.zeros(b, 1, N_MELS), grouped[:, :-1, -N_MELS:]], 1)
+    return SpeechBatch(tokens.to(device), torch.tensor(voices).to(device), mel_in.to(device), grouped.to(device),
+                       mask.to(device), stop.to(device), num_tokens=int(sum(steps)))
+
+
+def speech_loss(model, batch: SpeechBatch) -> torch.Tensor:
+    frames, stop_logits, _ = model(batch.tokens, batch.voices, batch.mel_in)
+    mask = batch.mask[..., None]
+    error = (frames - batch.targets) * mask
+    mel_loss = (error.abs().sum() + (error**2).sum()) / (mask.sum() * frames.shape[-1])
+    stop_loss = F.binary_cross_entropy_with_logits(stop_logits, batch.stop, pos_weight=torch.tensor(5.0, device=stop_logits.device))
+    return mel_loss + stop_loss
+
+
+class SpeechTask:
+    """Teacher-forced batches of whole utterances, similar lengths together (less padding)."""
+
+    def __init__(self, corpus: Corpus, model_config: SpeechModelConfig, batch_size: int = 32, val_count: int = VAL_COUNT):
+        self.corpus, self.config, self.batch_size = corpus, model_config, batch_size
+        train = corpus.indices("train")
+        self.val = train[:val_count]
+        self.train = sorted(train[val_count:], key=lambda k: len(corpus.mels[k]))
+        if len(self.train) < batch_size:
+            raise ValueError(f"the corpus has {len(self.train)} training utterances, fewer than the batch size {batch_size}")
+
+    def _batch(self, index, device):
+        c = self.corpus
+        return make_speech_batch(self.config, [c.mels[k] for k in index], [c.texts[k] for k in index],
+                                 [c.voices[k] for k in index], device)
+
+    def train_batch(self, step, rank, world_size, device) -> SpeechBatch:
+        rng = np.random.default_rng(step * world_size + rank)
+        start = int(rng.integers(0, len(self.train) - self.batch_size + 1))
+        return self._batch(self.train[start : start + self.batch_size], device)
+
+    def loss(self, model, batch):
+        return speech_loss(model, batch)
+
+    def evaluate(self, model) -> float:
+        total = 0.0
+        chunks = [self.val[k : k + self.batch_size] for k in range(0, len(self.val), self.batch_size)]
+        device = next(model.parameters()).device
+        for chunk in chunks:
+            total += float(speech_loss(model, self._batch(chunk, device))) * len(chunk)
+        return total / len(self.val)
+
+
+class FrameTask:
+    """Random crops of `crop` frames from the training utterances, grouped by R."""
+
+    def __init__(self, corpus: Corpus, model_config: FrameModelConfig, batch_size: int = 32, crop: int = 240):
+        self.corpus, self.config, self.batch_size, self.crop = corpus, model_config, batch_size, crop
+        self.mean, self.std = np.array(model_config.mel_mean, np.float32), np.array(model_config.mel_std, np.float32)
+        train = corpus.indices("train")
+        self.val, self.train = train[:VAL_COUNT], train[VAL_COUNT:]
+        self.stream = (np.concatenate([corpus.mels[k] for k in self.train]) - self.mean) / self.std
+        self.val_stream = (np.concatenate([corpus.mels[k] for k in self.val]) - self.mean) / self.std
+        # a small corpus gets shorter crops rather than an error; at least two groups are needed
+        self.crop = min(crop, len(self.stream) - 2)
+        if self.crop < 2 * model_config.reduction:
+            raise ValueError(f"the training frames ({len(self.stream)}) are too few for the frame LSTM")
+
+    def train_batch(self, step, rank, world_size, device):
+        rng = np.random.default_rng(step * world_size + rank)
+        starts = rng.integers(0, len(self.stream) - self.crop - 1, self.batch_size)
+        crops = np.stack([self.stream[s : s + self.crop] for s in starts])
+        return group_frames(torch.from_numpy(crops), self.config.reduction).to(device)
+
+    def loss(self, model, groups):
+        predicted, _ = model(groups[:, :-1])
+        return F.l1_loss(predicted, groups[:, 1:]) + F.mse_loss(predicted, groups[:, 1:])
+
+    def evaluate(self, model):
+        groups = group_frames(torch.from_numpy(self.val_stream[None]), self.config.reduction)
+        return float(self.loss(model, groups.to(next(model.parameters()).device)))
