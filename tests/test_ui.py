@@ -129,3 +129,28 @@ def test_viewer_clicks_reach_python_and_views_repaint_without_requests(studio_ur
     assert float(page.get_attribute("#text-viewer .lv-root", "data-paint-ms")) <= 50
     assert requests == []  # every repaint happened in the browser
     assert "unit 5" in page.inner_text("#text-viewer .lv-legend")
+
+
+@pytest.mark.browser
+def test_viewer_exports_its_view_as_png_and_svg(studio_url, chromium_page):
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="5")
+    page.select_option("#text-viewer .lv-layer", "1")
+    for fmt in ("png", "svg"):
+        page.click(f"#text-viewer .lv-export[data-format='{fmt}']")
+        page.wait_for_function(
+            f"[...document.querySelectorAll('#text-export a')].some(a => a.href.endsWith('.{fmt}'))", timeout=30_000)
+    href = page.evaluate("() => [...document.querySelectorAll('#text-export a')].map(a => a.href).find(h => h.endsWith('.svg'))")
+    assert "layer1" in href  # the view as the browser showed it: layer 1
+
+
+def test_export_view_draws_the_requested_steps_and_unit(tmp_path, text_loaded):
+    from studio.domains import text
+    from studio.sampling import SamplingConfig
+    from studio.ui.blocks import export_view
+
+    trace = text.generate(text_loaded, text.TextSettings("Tw", 60, SamplingConfig(seed=1))).trace
+    path = export_view(trace, {"format": "svg", "layer": 1, "unit": 3, "order": "index", "start": 10, "end": 40}, tmp_path)
+    assert path.endswith("layer1-unit3-steps10-39.svg")
+    assert "<svg" in Path(path).read_text()[:500]
+    png = export_view(trace, {"format": "png", "layer": 9, "unit": -4, "start": "x", "end": None}, tmp_path)
+    assert png.endswith(".png") and Path(png).read_bytes()[:4] == b"\x89PNG"
