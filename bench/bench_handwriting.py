@@ -1,5 +1,5 @@
 """Handwriting-tab timing: one line of text written, with the pen animation, the strokes coloured by a
-unit, the attention window and the gate heatmaps, through the real server. Prints the median of
+unit, the attention window, the gate heatmaps and the saturation plot, through the real server. Prints the median of
 (1) the generation alone, in process, (2) the request through gradio_client, and (3) click-to-result
 in Debian chromium (the new animation, strokes, attention and heatmap images all shown).
 
@@ -21,8 +21,9 @@ from common import report_click_to_result, serve, time_api  # noqa: E402
 from studio.domains import handwriting as hw  # noqa: E402
 
 LINE = "The quick brown fox jumps"  # one line: 25 characters
-WATCHED = ["#handwriting-output svg.handwriting", "#handwriting-strokes img", "#handwriting-attention img",
-           "#handwriting-heatmaps img"]
+# the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
+WATCHED = ["#handwriting-viewer .lv-loaded", "#handwriting-output svg.handwriting", "#handwriting-attention img",
+           "#handwriting-saturation img"]
 
 
 def main() -> None:
@@ -32,17 +33,17 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import Client
 
-    model, codec, card = hw.load_model(Path("models") / args.model)
+    loaded = hw.load(Path("models") / args.model)
     gen_times = []
     for seed in range(args.repeats + 1):
         start = time.perf_counter()
-        result, _ = hw.generate(model, codec, card, hw.HandwritingSettings(text=LINE, bias=0.5, seed=seed))
+        result = hw.generate(loaded, hw.HandwritingSettings(text=LINE, bias=0.5, seed=seed)).result
         gen_times.append(time.perf_counter() - start)
     print(f"generation alone, {len(LINE)} characters ({len(result.offsets)} pen points): "
           f"median {statistics.median(gen_times[1:]):.3f} s")
     with serve("models") as url:
         client = Client(url, verbose=False)
-        api = time_api(lambda seed: client.predict(args.model, LINE, 0.5, seed, "none", None, 600, 0, "tanh_c", 0,
+        api = time_api(lambda seed: client.predict(args.model, LINE, 0.5, seed, "none", None, 600,
                                                    api_name="/generate_handwriting"), args.repeats)
         print(f"handwriting tab API (gradio_client), one line + all plots: median {api:.3f} s")
         report_click_to_result(

@@ -1,4 +1,4 @@
-"""Handwriting domain: codec, importers, mixture density, window, sampling, rendering, CLI.
+"""Handwriting domain: codec, importers, mixture density, window, sampling, scoring, rendering, CLI.
 
 Tiny random models only; every file is written by the test (no ../shared data)."""
 
@@ -13,13 +13,17 @@ import pytest
 import torch
 
 from studio.domains import handwriting as hw
+from studio.domains.base import LoadedModel, View
+from studio.domains.handwriting.model import layer_names
+from studio.domains.handwriting.render import _smooth
+from studio.lstm import set_units
 
 STROKES = [np.array([[0, 0], [1, 2], [3, 2.5]], np.float32), np.array([[5, 1], [6, 0]], np.float32)]
 
 
 def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> hw.SynthesisModel:
     torch.manual_seed(seed)
-    model = hw.SynthesisModel(hw.SynthesisConfig(hw.CharCodec().size, hidden_size=8, num_layers=1, mixtures=3,
+    model = hw.SynthesisModel(hw.SynthesisConfig(hw.HandwritingAlphabet().size, hidden_size=8, num_layers=1, mixtures=3,
                                                  window_gaussians=2)).eval()
     with torch.no_grad():
         if kappa_step is not None:  # the window moves kappa_step characters per point, whatever the input
@@ -30,7 +34,17 @@ def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> hw.SynthesisModel:
     return model
 
 
-CARD = {"codec": {"offset_scale": 2.0}}
+def as_loaded(model, scale: float = 2.0) -> LoadedModel:
+    """A model ready for generate/score, as hw.load would hand it out (no files)."""
+    synthesis = isinstance(model, hw.SynthesisModel)
+    codec = hw.HandwritingCodec(scale, hw.HandwritingAlphabet() if synthesis else None)
+    card = {"kind": hw.SYNTHESIS if synthesis else hw.PREDICTION, "metrics": {}}
+    return LoadedModel("tiny", model, codec, card, layer_names(model))
+
+
+def write(model, settings):
+    generation = hw.generate(as_loaded(model), settings)
+    return generation.result, generation.trace
 
 
 def test_strokes_offsets_round_trip():
@@ -55,13 +69,13 @@ def test_svg_round_trip_and_animation():
 
 def test_smooth_curve_passes_through_every_point():
     points = np.array([[0, 0], [1, 2], [3, 2], [4, 0], [6, 1]], dtype=np.float64)
-    curve = hw._smooth(points, per_segment=5)
+    curve = _smooth(points, per_segment=5)
     assert curve.shape == (4 * 5 + 1, 2)
     np.testing.assert_allclose(curve[::5], points, atol=1e-12)  # on every stored point
     # between points it bends (not the straight chord), but stays near it
     chord_mid = (points[1] + points[2]) / 2
     assert 0 < np.linalg.norm(curve[5 + 2] - chord_mid) < 0.5
-    assert len(hw._smooth(points[:2])) == 2  # a single segment stays a line
+    assert len(_smooth(points[:2])) == 2  # a single segment stays a line
     coloured = hw.strokes_to_svg(STROKES, colors=[["red", "blue"], ["rgba(1,2,3,0.5)"]])
     assert 'stroke="blue"' in coloured and "rgba(1,2,3,0.5)" in coloured
 
@@ -106,7 +120,7 @@ def test_bias_sharpens_the_mixture():
 
 
 def test_window_and_teacher_forced_shapes():
-    codec = hw.CharCodec()
+    codec = hw.HandwritingAlphabet()
     model = tiny_synthesis()
     rng = np.random.default_rng(0)
     texts = ["hello", "to be or"]
@@ -124,8 +138,8 @@ def test_window_and_teacher_forced_shapes():
 
 
 def test_training_step_matches_sampling_step():
-    """The stepped training path (torch.lstm_cell) and LSTMCore.step agree on the first outputs."""
-    codec = hw.CharCodec()
+    """The stepped training path (LSTMCore.cell) and LSTMCore.step agree on the first outputs."""
+    codec = hw.HandwritingAlphabet()
     model = tiny_synthesis(seed=3)
     offsets = [hw.strokes_to_offsets(STROKES)]
     batch = hw.make_batch(offsets, ["ab"], codec, 2.0)
@@ -141,30 +155,28 @@ def test_training_step_matches_sampling_step():
 
 
 def test_sampling_stops_when_window_passes_the_end():
-    codec = hw.CharCodec()
     model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
-    result, trace = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="abc", seed=1))
+    result, trace = write(model, hw.HandwritingSettings(text="abc", seed=1))
     assert result.finished
     assert len(result.offsets) < hw.max_steps_for("abc")
     assert result.phi.shape == (len(result.offsets), 3)
     assert trace.steps == len(result.offsets) and trace.num_layers == 2
     # a window that never moves never finishes, and the cap is said in a note
     stuck = tiny_synthesis(kappa_step=1e-6, eos_bias=-5.0)
-    result, _ = hw.generate(stuck, codec, CARD, hw.HandwritingSettings(text="ab", seed=1))
+    result, _ = write(stuck, hw.HandwritingSettings(text="ab", seed=1))
     assert not result.finished and len(result.offsets) == hw.max_steps_for("ab")
     assert any("did not reach the end" in n for n in result.notes)
 
 
 def test_long_text_is_written_line_by_line():
-    codec = hw.CharCodec()
     model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
     text = "the first line is here and the second line follows it, then a third"
-    result, trace = hw.generate(model, codec, CARD, hw.HandwritingSettings(text=text, seed=2))
+    result, trace = write(model, hw.HandwritingSettings(text=text, seed=2))
     lines = textwrap.wrap(text, hw.LINE_CHARS)
     assert len(lines) == 3 and result.text == " ".join(lines) and result.finished
     assert any("3 lines" in note for note in result.notes)
     assert trace.steps == len(result.offsets) == sum(len(s) for s in result.strokes)
-    assert trace.meta["lines"] == 3 and result.phi.shape == (trace.steps, len(result.text))
+    assert trace.detail.lines == 3 and result.phi.shape == (trace.steps, len(result.text))
     # each line's window weight stays on that line's characters
     first_rows = result.phi[: trace.steps // 4]
     assert first_rows[:, len(lines[0]) + 1 :].max() == 0 and first_rows[:, : len(lines[0])].max() > 0
@@ -172,47 +184,100 @@ def test_long_text_is_written_line_by_line():
     # first stroke) and start at the left margin
     assert hw.bounds(result.strokes)[0] == pytest.approx(0.0, abs=1e-4)
     assert result.strokes[-1][:, 1].min() > result.strokes[0][:, 1].max()
-    again, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text=text, seed=2))
+    again, _ = write(model, hw.HandwritingSettings(text=text, seed=2))
     np.testing.assert_array_equal(again.offsets, result.offsets)  # still seeded
 
 
 def test_generation_is_seeded_and_bad_text_is_explained():
-    codec = hw.CharCodec()
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    a, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="Café “ok” €", seed=4))
-    b, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="Café “ok” €", seed=4))
+    a, _ = write(model, hw.HandwritingSettings(text="Café “ok” €", seed=4))
+    b, _ = write(model, hw.HandwritingSettings(text="Café “ok” €", seed=4))
     np.testing.assert_array_equal(a.offsets, b.offsets)
     assert a.text == "Cafe 'ok'"
     notes = " ".join(a.notes)
     assert "Mapped" in notes and "Dropped" in notes and "'€'" in notes
-    long, _ = hw.generate(model, codec, CARD, hw.HandwritingSettings(text="word " * 40, seed=0))
+    long, _ = write(model, hw.HandwritingSettings(text="word " * 40, seed=0))
     assert len(long.text) <= hw.MAX_TEXT and any("longer than" in n for n in long.notes)
     with pytest.raises(ValueError, match="nothing to write"):
-        hw.generate(model, codec, CARD, hw.HandwritingSettings(text="  €€ "))
+        write(model, hw.HandwritingSettings(text="  €€ "))
 
 
 def test_priming_reads_the_style_sample_first():
-    codec = hw.CharCodec()
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
     settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok")
-    result, trace = hw.generate(model, codec, CARD, settings)
+    result, trace = write(model, settings)
     assert result.primer_points == 5 and result.chars == "ok hi"
-    assert trace.meta["shown_from"] == 5 and trace.steps == 5 + len(result.offsets)
+    assert trace.shown_from == 5 == trace.prompt_length and trace.steps == 5 + len(result.offsets)
 
 
 def test_free_scribble_and_renders():
     torch.manual_seed(0)
     model = hw.PredictionModel(hw.PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval()
-    result, trace = hw.generate(model, None, CARD, hw.HandwritingSettings(text="ignored", max_points=40, seed=2))
+    generation = hw.generate(as_loaded(model), hw.HandwritingSettings(text="ignored", max_points=40, seed=2))
+    result, trace = generation.result, generation.trace
     assert len(result.offsets) == 40 and trace.steps == 40 and result.offsets[-1, 2] == 1
     assert any("free-scribble" in n for n in result.notes)
-    colors = hw.unit_colors(result, trace, 1, "tanh_c", 3)
+    colors = hw.unit_colors(result, trace, View(layer=1, unit=3, quantity="tanh_c"))
     assert [len(c) for c in colors] == [max(len(s) - 1, 1) for s in result.strokes]
-    assert hw.strokes_figure(result, trace, 0, "i", 0).axes
+    assert hw.strokes_figure(generation, View(layer=0, unit=0, quantity="i")).axes
     assert hw.attention_figure(result).axes
     assert "<set " in hw.animated_svg(result, colors)
     points = hw.make_batch([result.offsets], None, None, 2.0)
     assert hw.batch_nll(model, points)[1] == 40
+
+
+def test_hooks_see_the_trace_layers_and_steps():
+    """The attention layer is layer 0 and the core's layers follow; steps are the trace's, primer
+    included; a hook on the attention layer moves the window from its step on."""
+    model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
+    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", fixed_points=12)
+    seen = set()
+    plain = hw.generate(as_loaded(model), settings, hooks=[lambda step, layer, name, value: seen.add((step, layer))])
+    assert plain.trace.steps == 5 + 12 and plain.trace.layer_names == ["attention", "layer 1"]
+    assert seen == {(t, k) for t in range(plain.trace.steps) for k in range(2)}
+    at = 8
+    hooked = hw.generate(as_loaded(model), settings, hooks=[set_units(0, list(range(8)), "h", 0.0, from_step=at)])
+    np.testing.assert_array_equal(hooked.result.phi[:at], plain.result.phi[:at])  # phi rows: trace steps
+    assert not np.allclose(hooked.result.phi[at], plain.result.phi[at])
+    np.testing.assert_array_equal(hooked.distributions["mu"][:at], plain.distributions["mu"][:at])
+
+
+def test_score_reads_a_stroke_file_with_its_transcript(tmp_path, run_cli):
+    """score: teacher-forced, as training reads a phrase; the trace CLI goes through read_input + score."""
+    model = tiny_synthesis(seed=3)
+    loaded = as_loaded(model)
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps({"text": "a’b", "strokes": [s.tolist() for s in STROKES]}))
+    sample = hw.read_input(path, loaded)
+    scored = hw.score(loaded, sample)
+    assert scored.trace.steps == 5 and scored.sequence.text == "a'b" and any("Mapped" in n for n in scored.notes)
+    assert scored.distributions["phi"].shape == (5, 3) and scored.distributions["mu"].shape == (5, 3, 2)
+    np.testing.assert_allclose(scored.distributions["pi"].sum(-1), 1.0, atol=1e-5)
+    # the same numbers as the training loss over that phrase (its first move zeroed, as read)
+    offsets = sample.offsets()
+    batch = hw.make_batch([offsets], ["a'b"], hw.HandwritingAlphabet(), 2.0)
+    raw, _ = model(batch.points, batch.chars, batch.char_mask)
+    np.testing.assert_allclose(scored.distributions["eos"], torch.sigmoid(raw[0, :, 0]).detach().numpy(), atol=1e-5)
+    tracks = hw.features(sample, scored)
+    assert tracks["pen up"].tolist() == [0, 0, 1, 0, 1] and tracks["pen-up travel"].tolist() == [0, 0, 0, 1, 0]
+    assert tracks["pen speed"][0] == 0 and set(tracks["character under the window"]) <= {0, 1, 2}
+    # a synthesis model needs the transcript; a prediction model ignores it
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps([s.tolist() for s in STROKES]))
+    with pytest.raises(hw.StrokeFileError, match="no transcript"):
+        hw.read_input(bare, loaded)
+    torch.manual_seed(0)
+    scribbler = as_loaded(hw.PredictionModel(hw.PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval())
+    scored = hw.score(scribbler, sample)
+    assert "phi" not in scored.distributions and any("ignored" in n for n in scored.notes)
+    assert "character under the window" not in hw.features(sample, scored)
+    stem = tmp_path / "tiny-hw"
+    hw.save(stem, model, loaded.codec)
+    done = run_cli("trace", "handwriting", "--model", stem, "--input", path, "--out", tmp_path / "t.npz")
+    assert done.returncode == 0, done.stderr
+    assert "5 steps x 2 layers x 8 units" in done.stdout
+    done = run_cli("trace", "handwriting", "--model", stem, "--input", bare, "--out", tmp_path / "t.npz")
+    assert done.returncode != 0 and "no transcript" in done.stderr and "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- importers
@@ -277,9 +342,9 @@ def test_pickled_npz_is_refused(tmp_path):
 def test_build_dataset_holds_out_phrases(tmp_path):
     corpus = " ".join(f"word{k % 7} and more text here, said he." for k in range(200)).replace("0", "o")
     config = hw.DataConfig(samples=12, held_out=3, seed=1)
-    codec = hw.CharCodec()
-    corpus = "".join(c for c in corpus if c in codec.index or c == " ")
-    summary = hw.build_dataset(corpus, tmp_path, config, codec)
+    alphabet = hw.HandwritingAlphabet()
+    corpus = "".join(c for c in corpus if c in alphabet.index or c == " ")
+    summary = hw.build_dataset(corpus, tmp_path, config, alphabet)
     texts, offsets = hw.load_dataset(tmp_path / "train.npz")
     held, _ = hw.load_dataset(tmp_path / "held_out.npz")
     assert len(texts) == 12 and len(held) == 3 and not set(held) & set(texts)
@@ -287,14 +352,13 @@ def test_build_dataset_holds_out_phrases(tmp_path):
 
 
 def test_save_load_and_cli_generate(tmp_path, run_cli):
-    from studio import checkpoint
-
-    codec = hw.CharCodec()
+    alphabet = hw.HandwritingAlphabet()
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
     stem = tmp_path / "tiny-hw"
-    checkpoint.save(stem, model.state_dict(), hw.make_card("synthesis", model, codec, 2.0, {"data": {}}))
-    loaded, loaded_codec, card = hw.load_model(stem)
-    assert isinstance(loaded, hw.SynthesisModel) and loaded_codec.chars == codec.chars
+    hw.save(stem, model, hw.HandwritingCodec(2.0, alphabet))
+    loaded = hw.load(stem)
+    assert isinstance(loaded.model, hw.SynthesisModel) and loaded.codec.alphabet.chars == alphabet.chars
+    assert loaded.card["kind"] == "synthesis" and loaded.layer_names == ["attention", "layer 1"]
     out = tmp_path / "out.svg"
     done = run_cli("generate", "handwriting", "--model", stem, "--text", "hi there", "--bias", "1", "--out", out,
                    timeout=240)

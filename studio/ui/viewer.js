@@ -258,7 +258,7 @@ function drawPen() {
   ctx.clearRect(0, 0, w, h);
   const geometry = penGeometry(track, w, h);
   ctx.lineWidth = 2; ctx.lineCap = 'round';
-  for (let t = Math.max(1, st.data.first); t < st.data.steps; t++) {
+  for (let t = st.data.first + 1; t < st.data.steps; t++) {
     if (track.pen_up[t - 1]) continue;
     ctx.strokeStyle = css(colour(st.quantity, value(st.layer, st.quantity, st.unit, t)));
     ctx.beginPath(); ctx.moveTo(...geometry.at(t - 1)); ctx.lineTo(...geometry.at(t)); ctx.stroke();
@@ -272,14 +272,14 @@ function drawPen() {
 function penGeometry(track, w, h) {
   const xs = track.x, ys = track.y;
   let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-  for (let t = 0; t < xs.length; t++) { x0 = Math.min(x0, xs[t]); x1 = Math.max(x1, xs[t]); y0 = Math.min(y0, ys[t]); y1 = Math.max(y1, ys[t]); }
+  for (let t = st.data.first; t < xs.length; t++) { x0 = Math.min(x0, xs[t]); x1 = Math.max(x1, xs[t]); y0 = Math.min(y0, ys[t]); y1 = Math.max(y1, ys[t]); }
   const scale = Math.min((w - 20) / Math.max(1e-6, x1 - x0), (h - 20) / Math.max(1e-6, y1 - y0));
-  // pen y grows upwards in the data, downwards on a canvas
-  return {at: (t) => [10 + (xs[t] - x0) * scale, h - 10 - (ys[t] - y0) * scale],
+  // x right, y down: as the strokes are drawn everywhere else
+  return {at: (t) => [10 + (xs[t] - x0) * scale, 10 + (ys[t] - y0) * scale],
           nearest: (px, py) => {
             let best = 0, bestD = Infinity;
             for (let t = st.data.first; t < xs.length; t++) {
-              const [x, y] = [10 + (xs[t] - x0) * scale, h - 10 - (ys[t] - y0) * scale];
+              const [x, y] = [10 + (xs[t] - x0) * scale, 10 + (ys[t] - y0) * scale];
               const d = (x - px) ** 2 + (y - py) ** 2;
               if (d < bestD) { bestD = d; best = t; }
             }

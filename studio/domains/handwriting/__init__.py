@@ -1,0 +1,112 @@
+"""Handwriting: Graves (2013) pen-stroke LSTMs, a synthesis network that writes a text through a
+soft attention window and a prediction network that scribbles. The contract
+(studio.domains.base) in one place: codec.py (strokes <-> offsets, the alphabet, the sample and
+trace records), model.py (mixture density output, PredictionModel, SynthesisModel, load/save),
+data.py (stroke-file importers, the Hershey-font corpus, read_input, features), train.py (the
+training task), evaluate.py (NLL per point, finishing rate, score, fused), generate.py (writing and
+scribbling), render.py (SVG, PNG, figures), cli.py and tab.py (imported by the CLI and the app only).
+
+`score` reads a `Handwriting(strokes, text)` sample teacher-forced; `generate` takes
+HandwritingSettings (`Settings`) and goes by the model's kind (card `kind`: "synthesis" or
+"prediction")."""
+
+from studio import checkpoint
+from studio.domains.handwriting.codec import (
+    DEFAULT_CHARS,
+    MAX_SCORE_POINTS,
+    MAX_TEXT,
+    Handwriting,
+    HandwritingAlphabet,
+    HandwritingCodec,
+    HandwritingDetail,
+    bounds,
+    normalize_strokes,
+    offsets_to_strokes,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.data import (
+    PROVENANCE,
+    DataConfig,
+    StrokeFileError,
+    build_dataset,
+    features,
+    load_dataset,
+    load_iam_xml,
+    load_json_strokes,
+    load_quickdraw_ndjson,
+    load_sketch_rnn_npz,
+    load_stroke_file,
+    phrases_from_text,
+    read_input,
+    render_phrase,
+)
+from studio.domains.handwriting.evaluate import (
+    NLL_UNITS,
+    StrokeBatch,
+    batch_nll,
+    finished_fraction,
+    fused,
+    make_batch,
+    nll_per_point,
+    score,
+)
+from studio.domains.handwriting.generate import (
+    LINE_CHARS,
+    MAX_POINTS,
+    MAX_PRIMER_POINTS,
+    HandwritingResult,
+    HandwritingSettings,
+    example,
+    generate,
+    max_steps_for,
+)
+from studio.domains.handwriting.model import (
+    NAME,
+    PREDICTION,
+    SYNTHESIS,
+    MDNParams,
+    PredictionConfig,
+    PredictionModel,
+    SynthesisConfig,
+    SynthesisModel,
+    WindowState,
+    load,
+    make_card,
+    mdn_log_likelihood,
+    mdn_sample,
+    mdn_split,
+    save,
+    tiny,
+)
+from studio.domains.handwriting.render import (
+    animated_svg,
+    attention_figure,
+    render,
+    render_figure,
+    strokes_figure,
+    strokes_to_svg,
+    svg_to_strokes,
+    unit_colors,
+    track,
+    write_files,
+    write_png,
+)
+from studio.domains.handwriting.train import StrokeTask
+
+TITLE = "Handwriting"
+DEFAULT_MODEL = checkpoint.MODELS_DIR / "hershey-synthesis"
+Settings = HandwritingSettings
+
+__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_card", "read_input", "score", "generate",
+           "features", "render", "track", "write_files", "fused", "tiny", "example",
+           "DEFAULT_CHARS", "MAX_TEXT", "MAX_SCORE_POINTS", "LINE_CHARS", "MAX_POINTS", "MAX_PRIMER_POINTS", "NLL_UNITS",
+           "PROVENANCE", "SYNTHESIS", "PREDICTION",
+           "Handwriting", "HandwritingAlphabet", "HandwritingCodec", "HandwritingDetail", "HandwritingSettings",
+           "HandwritingResult", "StrokeFileError", "DataConfig", "MDNParams", "PredictionConfig", "PredictionModel",
+           "SynthesisConfig", "SynthesisModel", "WindowState", "StrokeBatch", "StrokeTask",
+           "strokes_to_offsets", "offsets_to_strokes", "normalize_strokes", "bounds", "load_stroke_file",
+           "load_iam_xml", "load_quickdraw_ndjson", "load_sketch_rnn_npz", "load_json_strokes", "phrases_from_text",
+           "render_phrase", "build_dataset", "load_dataset", "mdn_split", "mdn_log_likelihood", "mdn_sample",
+           "make_batch", "batch_nll", "nll_per_point", "finished_fraction", "max_steps_for",
+           "strokes_to_svg", "svg_to_strokes", "render_figure", "write_png", "unit_colors", "strokes_figure",
+           "attention_figure", "animated_svg"]

@@ -1,0 +1,138 @@
+"""`python -m studio {train,generate,eval} handwriting`; `trace` is shared (studio.cli_common: it
+reads a stroke file with its transcript, teacher-forced).
+
+python -m studio train handwriting --corpus ../shared/data/tinyshakespeare.txt --data-dir runs/handwriting-data --out models/hershey-synthesis
+python -m studio generate handwriting --text "hello" [--bias B] --out out.svg
+python -m studio eval handwriting --data-dir runs/handwriting-data   (last line: finished_fraction: X)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from studio import checkpoint, cli_common
+from studio.domains import handwriting as hw
+
+
+def add_commands(command: str, parser) -> None:
+    if command == "train":
+        parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
+        parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
+        parser.add_argument("--samples", type=int, default=hw.DataConfig.samples)
+        parser.add_argument("--model", choices=[hw.SYNTHESIS, hw.PREDICTION], default=hw.SYNTHESIS,
+                            help="synthesis writes a text; prediction scribbles freely")
+        cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
+                                   warmup_steps=50)
+        parser.add_argument("--mixtures", type=int, default=20)
+        parser.add_argument("--window-gaussians", type=int, default=10)
+        parser.add_argument("--max-points", type=int, default=400, help="training sequences are cut to this many points")
+        parser.set_defaults(run=run_train)
+    elif command == "generate":
+        cli_common.add_model_flag(parser, hw)
+        parser.add_argument("--text", default="", help="what to write (ignored by a free-scribble model)")
+        parser.add_argument("--bias", type=float, default=0.5)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--style", help="stroke file with a transcript to prime the style (.json {strokes, text})")
+        parser.add_argument("--points", type=int, default=600, help="free-scribble length")
+        parser.add_argument("--out", required=True, help=".svg or .png")
+        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
+        parser.set_defaults(run=run_generate)
+    elif command == "eval":
+        cli_common.add_model_flag(parser, hw)
+        parser.add_argument("--data-dir", default="runs/handwriting-data", help="holds held_out.npz")
+        parser.add_argument("--bias", type=float, default=0.5)
+        parser.add_argument("--limit", type=int, default=50, help="held-out phrases to write")
+        parser.add_argument("--record", action="store_true", help="also write the results into the model card")
+        parser.set_defaults(run=run_eval)
+
+
+def ensure_data(args) -> Path:
+    data_dir = Path(args.data_dir)
+    if not (data_dir / "train.npz").exists():
+        try:
+            corpus = Path(args.corpus).read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            sys.exit(f"error: cannot read {args.corpus}: {error.strerror or error}")
+        print(f"building {args.samples} synthetic samples into {data_dir} ...", file=sys.stderr)
+        try:
+            hw.build_dataset(corpus, data_dir, hw.DataConfig(samples=args.samples))
+        except ValueError as error:
+            sys.exit(f"error: {args.corpus}: {error}")
+    return data_dir
+
+
+def run_train(args) -> int:
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    data_dir = ensure_data(args)
+    summary = json.loads((data_dir / "summary.json").read_text())
+    texts, offsets = hw.load_dataset(data_dir / "train.npz")
+    val_texts, val_offsets = hw.load_dataset(data_dir / "held_out.npz")
+    alphabet = hw.HandwritingAlphabet(summary["chars"])
+    synthesis = args.model == hw.SYNTHESIS
+    codec = hw.HandwritingCodec(float(summary["offset_scale"]), alphabet if synthesis else None)
+    torch.manual_seed(args.seed)
+    if synthesis:
+        model = hw.SynthesisModel(hw.SynthesisConfig(alphabet.size, args.hidden_size, args.layers, args.mixtures,
+                                                     args.window_gaussians))
+    else:
+        model = hw.PredictionModel(hw.PredictionConfig(args.hidden_size, args.layers, args.mixtures))
+    task = hw.StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points)
+    data = {"source": args.source or hw.PROVENANCE["source"], "licence": args.licence or hw.PROVENANCE["licence"],
+            "samples": len(texts), "held_out_phrases": len(val_texts), "data_config": summary["config"],
+            "mean_points": summary["mean_points"]}
+    card = hw.make_card(model, codec, name=Path(args.out).name, data=data, reproduce=args.command_line,
+                        hyperparameters={"batch_size": args.batch_size, "max_points": args.max_points},
+                        metrics={"nll_units": hw.NLL_UNITS})
+    cli_common.run_training("handwriting", model, task, args, card, "held_out_nll_per_point", hw.evaluate.VAL_HOW)
+    return 0
+
+
+def run_generate(args) -> int:
+    loaded = cli_common.load_or_exit(hw, args.model)
+    settings = hw.HandwritingSettings(text=args.text, bias=args.bias, seed=args.seed, style=args.style,
+                                      max_points=args.points)
+    try:
+        generation = hw.generate(loaded, settings)
+    except ValueError as error:  # StrokeFileError too
+        sys.exit(f"error: {error}")
+    result = generation.result
+    cli_common.print_notes(result.notes)
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        hw.write_png(result.strokes, out)
+    else:
+        out.write_text(hw.strokes_to_svg(result.strokes), encoding="utf-8")
+    if args.trace_out:
+        generation.trace.save_npz(args.trace_out)
+    print(f"wrote {out}: {len(result.offsets)} points, {len(result.strokes)} strokes, finished: {result.finished}")
+    return 0
+
+
+def run_eval(args) -> int:
+    loaded = cli_common.load_or_exit(hw, args.model)
+    path = Path(args.data_dir) / "held_out.npz"
+    if not path.exists():
+        sys.exit(f"error: {path} is missing (train once, or build the data, to make it)")
+    texts, offsets = hw.load_dataset(path)
+    texts, offsets = texts[: args.limit], offsets[: args.limit]
+    synthesis = loaded.card["kind"] == hw.SYNTHESIS
+    nll = hw.nll_per_point(loaded.model, texts, offsets, loaded.codec)
+    print(f"phrases: {len(texts)}")
+    print(f"held_out_nll_per_point: {nll:.4f}")
+    fraction = hw.finished_fraction(loaded, texts, bias=args.bias) if synthesis else float("nan")
+    if args.record:
+        metrics = {"held_out_phrases": len(texts), "held_out_nll_per_point": round(nll, 4), "nll_units": hw.NLL_UNITS,
+                   "eval_command": args.command_line}
+        if synthesis:
+            metrics.update(finished_fraction=round(fraction, 4), finished_bias=args.bias,
+                           finished_how=hw.evaluate.FINISHED_HOW)
+        saved = checkpoint.read_card(args.model)
+        saved["metrics"].update(metrics)
+        checkpoint.write_card(args.model, saved)
+    print(f"finished_fraction: {fraction:.3f}")
+    return 0

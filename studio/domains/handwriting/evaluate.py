@@ -1,0 +1,168 @@
+"""Handwriting scoring: batches of phrases, the held-out NLL per pen point, the finishing rate
+(does the pen reach the end of the text?), and the contract's teacher-forced `score` / `fused`.
+
+`score` reads a sample as training does (`make_batch`: a start point with the pen lifted, then
+every point but the last as inputs, normalised by the codec's offset scale), so row t of its
+distributions is the mixture predicting pen point t from the points before it (and, for a
+synthesis model, the transcript read through the window: "phi", (T, U), is the window's weight on
+each character at each step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from studio.domains.base import LoadedModel, Scored
+from studio.domains.handwriting.codec import (
+    MAX_SCORE_POINTS,
+    Handwriting,
+    HandwritingAlphabet,
+    HandwritingCodec,
+    HandwritingDetail,
+    offsets_to_strokes,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.generate import HandwritingSettings, generate
+from studio.domains.handwriting.model import NAME, SynthesisModel, mdn_log_likelihood, mdn_split
+from studio.trace import Trace
+
+NLL_UNITS = "nats per pen point, offsets divided by codec.offset_scale"
+VAL_HOW = ("mean -log p(pen point | the points before it and the text) over the held-out phrases, teacher-forced; "
+           "`python -m studio eval handwriting --data-dir DIR` prints it")
+FINISHED_HOW = ("the window passed the last character and then the pen lifted, sampling each held-out phrase once "
+                "(seed = its index)")
+
+
+@dataclass
+class StrokeBatch:
+    points: torch.Tensor  # (B, T, 3) inputs: start token then offsets[:-1], normalised
+    targets: torch.Tensor  # (B, T, 3) normalised offsets
+    mask: torch.Tensor  # (B, T) 1 on real points
+    chars: torch.Tensor | None  # (B, U, V) one-hot text
+    char_mask: torch.Tensor | None  # (B, U)
+    num_tokens: int = 0
+
+    def to(self, device) -> StrokeBatch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return StrokeBatch(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
+
+
+def make_batch(offsets: list[np.ndarray], texts: list[str] | None, alphabet: HandwritingAlphabet | None, scale: float,
+               max_points: int = 10_000) -> StrokeBatch:
+    """Phrases as one padded batch (texts None: a prediction model's batch, no characters)."""
+    lengths = [min(len(o), max_points) for o in offsets]
+    steps = max(lengths)
+    targets = torch.zeros(len(offsets), steps, 3)
+    mask = torch.zeros(len(offsets), steps)
+    for b, (off, n) in enumerate(zip(offsets, lengths, strict=True)):
+        t = torch.as_tensor(off[:n], dtype=torch.float32)
+        targets[b, :n, :2] = t[:, :2] / scale
+        targets[b, :n, 2] = t[:, 2]
+        mask[b, :n] = 1
+    start = torch.zeros(len(offsets), 1, 3)
+    start[:, 0, 2] = 1  # the pen begins lifted
+    points = torch.cat([start, targets[:, :-1]], 1)
+    chars = char_mask = None
+    if texts is not None:
+        width = max(len(t) for t in texts)
+        chars = torch.zeros(len(texts), width, alphabet.size)
+        char_mask = torch.zeros(len(texts), width)
+        for b, text in enumerate(texts):
+            chars[b, : len(text)] = alphabet.one_hot(text)
+            char_mask[b, : len(text)] = 1
+    return StrokeBatch(points, targets, mask, chars, char_mask, int(mask.sum()))
+
+
+def batch_nll(model, batch: StrokeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of -log p over real points, number of points). `model` may be DDP-wrapped."""
+    inner = getattr(model, "module", model)
+    if isinstance(inner, SynthesisModel):
+        raw, _ = model(batch.points, batch.chars, batch.char_mask)
+    else:
+        raw, _ = model(batch.points)
+    log_p = mdn_log_likelihood(mdn_split(raw, inner.config.mixtures), batch.targets)
+    return -(log_p * batch.mask).sum(), batch.mask.sum()
+
+
+@torch.no_grad()
+def nll_per_point(model, texts: list[str], offsets: list[np.ndarray], codec: HandwritingCodec,
+                  max_points: int = 600, batch_size: int = 25) -> float:
+    """Mean -log p per real pen point over phrases (nats; NLL_UNITS), 25 phrases a batch."""
+    device = next(model.parameters()).device
+    synthesis = isinstance(getattr(model, "module", model), SynthesisModel)
+    total, count = 0.0, 0.0
+    for k in range(0, len(offsets), batch_size):
+        batch = make_batch(offsets[k : k + batch_size], texts[k : k + batch_size] if synthesis else None,
+                           codec.alphabet, codec.offset_scale, max_points)
+        t, n = batch_nll(model, batch.to(device))
+        total, count = total + float(t), count + float(n)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def finished_fraction(loaded: LoadedModel, phrases: list[str], bias: float = 0.5, seed: int = 0) -> float:
+    """The share of phrases the pen writes to the end (FINISHED_HOW)."""
+    done = 0
+    for k, phrase in enumerate(phrases):
+        done += generate(loaded, HandwritingSettings(text=phrase, bias=bias, seed=seed + k)).result.finished
+    return done / max(len(phrases), 1)
+
+
+def _read(loaded: LoadedModel, sequence: Handwriting) -> tuple[StrokeBatch, np.ndarray, str, list[str]]:
+    """The sample as the model reads it: (a batch of one on the model's device, its offsets, the
+    transcript read through the window ("" for a prediction model), notes)."""
+    offsets = sequence.offsets()
+    if not len(offsets):
+        raise ValueError("the handwriting sample has no pen points")
+    notes = []
+    if len(strokes_to_offsets(sequence.strokes)) > MAX_SCORE_POINTS:
+        notes.append(f"Only the first {MAX_SCORE_POINTS:,} pen points were read.")
+    alphabet, text = loaded.codec.alphabet, ""
+    if alphabet is not None:
+        text, clean_notes = alphabet.clean(sequence.text or "", max_chars=None)
+        notes += clean_notes
+        if not text:
+            raise ValueError("the sample's transcript has no character this model knows (a synthesis model reads "
+                             "the text being written)")
+    elif (sequence.text or "").strip():
+        notes.append("A prediction model reads no text: the transcript was ignored.")
+    batch = make_batch([offsets], [text] if alphabet is not None else None, alphabet, loaded.codec.offset_scale)
+    return batch.to(loaded.device), offsets, text, notes
+
+
+@torch.no_grad()
+def score(loaded: LoadedModel, sequence: Handwriting) -> Scored:
+    """Teacher-forced over a handwriting sample from a fresh state: the exact trace (the attention
+    layer stepped, the core in one batched recovery: LSTMCore.trace) and per pen point the mixture
+    that predicted it. Labels: the character under the window (synthesis) or the step number."""
+    batch, offsets, text, notes = _read(loaded, sequence)
+    model = loaded.model
+    if isinstance(model, SynthesisModel):
+        raw, phi, gates = model.trace(batch.points, batch.chars)
+        labels = [text[k] if text[k] != " " else "␣" for k in phi[0].argmax(-1).tolist()]
+        distributions = {**mdn_split(raw[0], model.config.mixtures).arrays(), "phi": phi[0].float().cpu().numpy()}
+        detail = HandwritingDetail("synthesis", text)
+    else:
+        raw, _, gates = model.trace(batch.points)
+        labels = [str(k) for k in range(raw.shape[1])]
+        distributions = mdn_split(raw[0], model.config.mixtures).arrays()
+        detail = HandwritingDetail("scribble")
+    trace = Trace.from_sequence(gates, labels, domain=NAME, model=loaded.name, prompt_length=len(labels),
+                                layer_names=list(loaded.layer_names), detail=detail)
+    return Scored(trace, distributions, Handwriting(offsets_to_strokes(offsets), text), notes)
+
+
+@torch.no_grad()
+def fused(loaded: LoadedModel, sequence: Handwriting) -> dict:
+    """score's distributions computed by the training forward (the attention layer through
+    LSTMCore.cell, the core fused, no trace): the contract test checks the two agree."""
+    batch, _, _, _ = _read(loaded, sequence)
+    model = loaded.model
+    if isinstance(model, SynthesisModel):
+        raw, phi = model(batch.points, batch.chars, batch.char_mask)
+        return {**mdn_split(raw[0], model.config.mixtures).arrays(), "phi": phi[0].float().cpu().numpy()}
+    raw, _ = model(batch.points)
+    return mdn_split(raw[0], model.config.mixtures).arrays()

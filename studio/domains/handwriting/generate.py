@@ -1,0 +1,269 @@
+"""Handwriting generation through the models' own `step`, every gate kept as it runs: a synthesis
+model writes a text (line by line when it is long), a prediction model scribbles freely.
+
+Trace alignment: step t is the pen point the model *produced* at t (the input that led to it was
+the point before); label = the character under the window (synthesis) or the step number
+(scribble). Distributions (first axis = trace steps): the mixture the point of step t was sampled
+from, sampling bias applied ("pi", "mu", "sigma", "rho", "eos": MDNParams.arrays). The attention
+window over the characters is the result's `phi`.
+
+Priming (Graves 5.5): the style strokes are read teacher-forced with the style text prefixed to
+the text, then sampling continues. Stopping: Graves' rule, the window has passed the last
+character (phi at u = U exceeds phi at every real character), then the pen finishes its stroke.
+
+Hooks (studio.lstm) see the trace's step numbers. A long text is written line by line, each from a
+fresh state, and only the written points are kept: a style primer read again before each line is
+not in the trace, so the hooks see its points as steps -P..-1.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from studio.domains.base import Generation, LoadedModel
+from studio.domains.handwriting.codec import (
+    Handwriting,
+    HandwritingDetail,
+    bounds,
+    offsets_to_strokes,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.data import load_stroke_file
+from studio.domains.handwriting.model import NAME, MDNParams, SynthesisModel, mdn_sample, mdn_split
+from studio.sampling import make_generator
+from studio.trace import Trace
+
+LINE_CHARS = 26  # longer text is written line by line: the training phrases were at most 28 characters
+MAX_POINTS = 3000  # free-scribble points per request
+MAX_PRIMER_POINTS = 800  # pen points of a style sample read before writing
+
+
+@dataclass
+class HandwritingSettings:
+    text: str = "hello world"  # what to write; a prediction model (free scribble) ignores it
+    bias: float = 0.5  # Graves' sampling bias: 0 = raw samples, larger = neater; clamped to [0, 10]
+    seed: int = 0
+    style: str | None = None  # path of a stroke file with a transcript (priming), or None
+    max_points: int = 600  # free-scribble length, clamped to [10, MAX_POINTS]
+    primer_strokes: list | None = None  # strokes given directly (instead of a style file)
+    primer_text: str = ""  # their transcript
+    fixed_points: int = 0  # synthesis: write exactly this many points a line, whatever the window does
+    # (0: Graves' stopping rule). Keeps a random test model writing for a known number of steps.
+
+
+@dataclass
+class HandwritingResult:
+    strokes: list[np.ndarray]  # the generated handwriting, absolute, y down (primer excluded)
+    offsets: np.ndarray  # (T, 3) the same as offsets, in data units
+    text: str  # the text as written (after cleaning)
+    notes: list[str]
+    finished: bool  # the window passed the last character and the pen lifted (synthesis)
+    phi: np.ndarray | None = None  # (T, U) attention window over the text's characters
+    chars: str = ""  # the characters phi indexes (the primer's text, a space, then the text)
+    primer_points: int = 0  # leading rows of phi that read the primer
+
+
+@dataclass
+class _Line:
+    """One line written by a synthesis model, before lines are stacked."""
+
+    result: HandwritingResult
+    trace: Trace
+    params: list[MDNParams]  # per trace step, the mixture sampled from
+
+
+def max_steps_for(text: str) -> int:
+    return 30 * len(text) + 60
+
+
+@torch.no_grad()
+def generate(loaded: LoadedModel, settings: HandwritingSettings, hooks=None) -> Generation:
+    """Write `settings.text` (synthesis model) or scribble freely (prediction model), sampling one
+    point at a time with the model's `step` (hooks: studio.lstm)."""
+    generator = make_generator(settings.seed)
+    bias = float(settings.bias)
+    notes: list[str] = []
+    if bias < 0:
+        notes.append(f"Bias {bias} is below 0; used 0.")
+        bias = 0.0
+    if bias > 10:
+        notes.append(f"Bias {bias} is above 10; used 10.")
+        bias = 10.0
+    hooks = list(hooks or [])
+    if isinstance(loaded.model, SynthesisModel):
+        return _write(loaded, settings, bias, generator, notes, hooks)
+    return _scribble(loaded, settings, bias, generator, notes, hooks)
+
+
+def _trace_fields(loaded: LoadedModel, detail: HandwritingDetail, primer_points: int = 0) -> dict:
+    return {"domain": NAME, "model": loaded.name, "shown_from": primer_points, "prompt_length": primer_points,
+            "layer_names": list(loaded.layer_names), "detail": detail}
+
+
+def _sample(params: MDNParams, generator, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(the next input point (1, 3) on the model's device, its row in normalised units): sampled
+    on the CPU, where the seeded generator lives."""
+    point = mdn_sample(params.to("cpu"), generator)[None]
+    return point.to(device), point[0].numpy().copy()
+
+
+def _scribble(loaded, settings, bias, generator, notes, hooks) -> Generation:
+    model, device = loaded.model, loaded.device
+    if (settings.text or "").strip():
+        notes.append("This is an unconditional (free-scribble) model: the text was ignored.")
+    max_points = int(max(10, min(settings.max_points, MAX_POINTS)))
+    state = model.core.initial_state(1)
+    point = torch.tensor([[0.0, 0.0, 1.0]], device=device)
+    rows, step_gates, params_per_step = [], [], []
+    for t in range(max_points):
+        raw, state, gates = model.step(point, state, hooks, t)
+        params = mdn_split(raw[0], model.config.mixtures, bias)
+        point, row = _sample(params, generator, device)
+        rows.append(row)
+        step_gates.append(gates)
+        params_per_step.append(params)
+    offsets = np.array(rows, np.float32)
+    offsets[:, :2] *= loaded.codec.offset_scale
+    offsets[-1, 2] = 1
+    trace = Trace.from_steps(step_gates, [str(k) for k in range(len(rows))],
+                             **_trace_fields(loaded, HandwritingDetail("scribble")))
+    result = HandwritingResult(offsets_to_strokes(offsets), offsets, "", notes, True)
+    return Generation(result, trace, MDNParams.stack(params_per_step).arrays())
+
+
+def _write(loaded, settings, bias, generator, notes, hooks) -> Generation:
+    text, clean_notes = loaded.codec.alphabet.clean(settings.text or "")
+    notes.extend(clean_notes)
+    if not text:
+        raise ValueError("There is nothing to write: the text is empty" + (
+            " after removing characters the model does not know." if (settings.text or "").strip() else "."))
+    if settings.style and settings.primer_strokes is None:  # read once, primes every line
+        strokes, transcript = load_stroke_file(settings.style)
+        settings = replace(settings, primer_strokes=strokes, primer_text=transcript)
+    lines = textwrap.wrap(text, LINE_CHARS)
+    if len(lines) <= 1:
+        line = _write_line(loaded, replace(settings, text=text), bias, generator, notes, hooks)
+        return Generation(line.result, line.trace, MDNParams.stack(line.params).arrays())
+    primed = settings.primer_strokes is not None
+    notes.append(f"Written in {len(lines)} lines of up to {LINE_CHARS} characters (the model learned phrases of "
+                 "at most 28), each from a fresh state" + (" primed with the style." if primed else "."))
+    parts, line_start = [], 0
+    for line_text in lines:
+        part = _write_line(loaded, replace(settings, text=line_text), bias, generator, [], hooks, line_start)
+        line_start += part.trace.steps - part.result.primer_points
+        parts.append(part)
+    return _stack_lines(loaded, parts, notes)
+
+
+def _primer(alphabet, settings: HandwritingSettings, notes: list[str]) -> tuple[np.ndarray, str]:
+    """(the style sample's offsets (P, 3), its cleaned transcript); no rows when there is none."""
+    primer_offsets = np.zeros((0, 3), np.float32)
+    if settings.primer_strokes is None:
+        return primer_offsets, ""
+    primer_text, primer_notes = alphabet.clean(settings.primer_text or "")
+    if not primer_text:
+        notes.append("The style sample has no transcript the model can read; it was not used.")
+        return primer_offsets, primer_text
+    primer_offsets = strokes_to_offsets(settings.primer_strokes)
+    primer_offsets[0, :2] = 0  # the primer starts where the pen is
+    if primer_notes:
+        notes.append("Style transcript: " + " ".join(primer_notes))
+    return primer_offsets[:MAX_PRIMER_POINTS], primer_text
+
+
+def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int | None = None) -> _Line:
+    """One line of text, already cleaned by `generate` (settings.text is what gets written).
+    line_start None: the only line, its primer kept in the trace (steps 0..P-1, shown_from = P);
+    a number: one line of several, its written points numbered from line_start for the hooks."""
+    model, device, scale = loaded.model, loaded.device, loaded.codec.offset_scale
+    text = settings.text
+    primer_offsets, primer_text = _primer(loaded.codec.alphabet, settings, notes)
+    primer_points = len(primer_offsets)
+    full = (primer_text + " " + text) if primer_points else text
+    chars = loaded.codec.alphabet.one_hot(full)[None].to(device)  # (1, U, V)
+    primer_first = 0 if line_start is None else -primer_points
+    written_first = primer_points if line_start is None else line_start
+    state = model.initial_state(1)
+    point = torch.tensor([[0.0, 0.0, 1.0]], device=device)
+    step_gates, labels, phis, params_per_step = [], [], [], []
+    for j, row in enumerate(primer_offsets):  # priming: teacher-forced over the style sample
+        params, state, gates, phi = model.step(point, chars, state, bias, hooks, primer_first + j)
+        point = torch.tensor([[row[0] / scale, row[1] / scale, row[2]]], device=device)
+        step_gates.append(gates)
+        phis.append(phi.cpu().numpy())
+        params_per_step.append(params)
+        labels.append("·")
+    rows, finished, passed = [], False, False
+    limit = settings.fixed_points or (max_steps_for(text) + primer_points)
+    for k in range(limit):
+        params, state, gates, phi = model.step(point, chars, state, bias, hooks, written_first + k)
+        point, row = _sample(params, generator, device)
+        rows.append(row)
+        step_gates.append(gates)
+        phis.append(phi.cpu().numpy())
+        params_per_step.append(params)
+        position = int(phi[:-1].argmax())
+        labels.append(full[position] if full[position] != " " else "␣")
+        # Graves' rule (phi past the end outweighs every character), or every window Gaussian
+        # already beyond the last character (where all phi may underflow to 0)
+        if not passed and (float(phi[-1]) > float(phi[:-1].max()) or float(state[1].kappa.min()) > len(full) + 0.5):
+            passed = True
+        if passed and row[2] > 0.5 and not settings.fixed_points:
+            finished = True
+            break
+    if settings.fixed_points:
+        finished = passed  # wrote the points asked for; "finished" says whether the window got past the text
+    elif not finished:
+        notes.append(f"The pen did not reach the end of the text within {limit - primer_points} points; stopped there.")
+    offsets = np.array(rows, np.float32).reshape(-1, 3)
+    offsets[:, :2] *= scale
+    if len(offsets):
+        offsets[-1, 2] = 1
+    trace = Trace.from_steps(step_gates, labels,
+                             **_trace_fields(loaded, HandwritingDetail("synthesis", full, finished), primer_points))
+    result = HandwritingResult(offsets_to_strokes(offsets), offsets, text, notes, finished,
+                               np.array(phis)[:, : len(full)], full, primer_points)
+    return _Line(result, trace, params_per_step)
+
+
+def _stack_lines(loaded, parts: list[_Line], notes: list[str]) -> Generation:
+    """One generation from lines written separately: lines stacked top to bottom, left-aligned; the
+    trace, the distributions and the attention window keep only the written steps (a style primer
+    is read again for every line and not repeated in the output), the window's columns spanning
+    the whole text."""
+    strokes, phis, traces, params = [], [], [], []
+    top, width, column = 0.0, sum(len(p.result.text) for p in parts) + len(parts) - 1, 0
+    for k, part in enumerate(parts):
+        result, trace, start = part.result, part.trace, part.result.primer_points
+        x0, y0, _, y1 = bounds(result.strokes)
+        strokes += [s - np.array([x0, y0 - top], np.float32) for s in result.strokes]
+        top += (y1 - y0) * 1.25
+        traces.append(trace.with_layers([{n: layer[n][start:] for n in layer} for layer in trace.layers],
+                                        trace.labels[start:]))
+        params += part.params[start:]
+        phi = np.zeros((len(result.phi) - start, width), np.float32)
+        phi[:, column : column + len(result.text)] = result.phi[start:, -len(result.text) :]  # the line's characters
+        phis.append(phi)
+        column += len(result.text) + 1
+        notes.extend(f"Line {k + 1}: {note}" for note in result.notes)
+    text = " ".join(p.result.text for p in parts)
+    finished = all(p.result.finished for p in parts)
+    fields = _trace_fields(loaded, HandwritingDetail("synthesis", text, finished, len(parts)))
+    trace = traces[0]
+    for more in traces[1:]:
+        trace = Trace.concat(trace, more, **fields)
+    result = HandwritingResult(strokes, strokes_to_offsets(strokes), text, notes, finished, np.concatenate(phis), text, 0)
+    return Generation(result, trace, MDNParams.stack(params).arrays())
+
+
+def example() -> tuple[Handwriting, HandwritingSettings]:
+    """A short sample for `score` (two strokes, transcript "hi") and short settings for `generate`:
+    that sample as the style primer, then 24 written points whatever the window does."""
+    sample = Handwriting([np.array([[0, 0], [1, 2], [3, 2.5], [4, 1]], np.float32),
+                          np.array([[5, 1], [6, 0], [7, 1], [7.5, 2.5]], np.float32)], "hi")
+    return sample, HandwritingSettings(text="ok", seed=0, primer_strokes=sample.strokes, primer_text=sample.text,
+                                       fixed_points=24)

@@ -1,0 +1,96 @@
+"""The Handwriting tab: text -> pen strokes (or free scribble), drawn live, with the attention
+window and the trace viewer (the pen's path painted by a unit, the point under the cursor marked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from studio.domains import handwriting as hw
+from studio.domains.base import Generation
+from studio.ui import blocks
+from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
+
+STYLE_SAMPLE = Path(__file__).resolve().parents[3] / "assets" / "handwriting-style.json"
+STYLES = ["none", "style sample (assets)", "uploaded file"]
+NO_MODEL = ("No handwriting model is available in `models/`. Train one with "
+            "`python -m studio train handwriting --out models/NAME`.")
+
+
+def animation(generation: Generation) -> str:
+    """The handwriting drawn stroke by stroke, in ink (the viewer paints it by a unit)."""
+    return ('<div id="handwriting-animation" style="overflow:auto;background:white;border:1px solid #ddd;'
+            'border-radius:6px;padding:4px">' + hw.animated_svg(generation.result) + "</div>")
+
+
+def read_style(choice, uploaded) -> tuple[list | None, str, list[str]]:
+    """(primer strokes or None, their transcript, notes) for the style the user picked."""
+    if choice == STYLES[1]:
+        return (*hw.load_stroke_file(STYLE_SAMPLE), [])
+    if choice == STYLES[2]:
+        if not isinstance(uploaded, str) or not uploaded:
+            return None, "", ["No style file was uploaded; wrote without priming."]
+        return (*hw.load_stroke_file(uploaded), [])
+    return None, "", []
+
+
+def create_tab(models: dict, problems: list[str]) -> None:
+    """models: {name: LoadedModel} loaded once by app.py."""
+    # the synthesis models (they write your text) first: the tab's main use is the default
+    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != hw.SYNTHESIS, item[0])))
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
+                return  # no model: the header says how to train one
+            model_name, model_info = header
+            text_box = gr.Textbox(label=f"Text to write (up to {hw.MAX_TEXT} characters)", value="hello world", lines=2)
+            bias = gr.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
+            seed = gr.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
+            style = gr.Radio(STYLES, value="none", label="Style (priming)")
+            style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
+            points = gr.Number(600, label="Free-scribble points (prediction models)", precision=0)
+            button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
+            with gr.Row():
+                svg_file = gr.File(label="SVG")
+                png_file = gr.File(label="PNG")
+                download_trace = gr.File(label="Trace (.npz, float16)")
+        with gr.Column(scale=3):
+            notes = gr.Markdown(elem_id="handwriting-notes")
+            written = gr.HTML(elem_id="handwriting-output")
+            panel = blocks.gate_panel("handwriting")
+            attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
+    generation_state = gr.State()
+
+    def on_model_change(name):
+        return blocks.describe(blocks.loaded_or_error(models, name))
+
+    def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value):
+        loaded = blocks.loaded_or_error(models, name)
+        settings = hw.HandwritingSettings(
+            text=text if isinstance(text, str) else "", bias=number_or(bias_value, 0.5),
+            seed=clamp_int(seed_value, 0, 2**62, 0), max_points=clamp_int(points_value, 10, hw.MAX_POINTS, 600))
+        try:
+            settings.primer_strokes, settings.primer_text, extra = read_style(style_choice, style_path)
+            generation = hw.generate(loaded, settings)
+        except ValueError as error:  # words, not a traceback (StrokeFileError too); inputs stay as typed
+            raise gr.Error(str(error)) from None
+        result = generation.result
+        folder = output_dir()
+        files = hw.write_files(generation, folder)
+        status = ([f"Finished: the window passed the last character after {len(result.offsets)} pen points."]
+                  if result.phi is not None and result.finished else [])
+        trace_path = generation.trace.save_npz(folder / "handwriting-trace.npz", dtype="float16")
+        values = blocks.gate_values(generation.trace, hw.track(generation), f"{name}:")
+        return (notes_markdown(extra + result.notes + status), animation(generation), *values, "",
+                hw.attention_figure(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
+
+    model_name.change(on_model_change, model_name, model_info)
+    button.click(
+        on_generate,
+        [model_name, text_box, bias, seed, style, style_file, points],
+        [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, download_trace,
+         generation_state],
+        api_name="generate_handwriting",
+    )
+    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
