@@ -50,6 +50,18 @@ def add_train_flags(parser, steps: int, lr: float, eval_every: int, batch_size: 
     parser.add_argument("--licence", help="the data's licence, for the model card")
 
 
+def add_options(parser, options: dict[str, tuple]) -> None:
+    """Plain options from a table {"--flag": (default, help)}; the type is the default's."""
+    for flag, (default, meaning) in options.items():
+        parser.add_argument(flag, type=type(default), default=default, help=meaning)
+
+
+def add_output_flags(parser, out_help: str, required: bool = True) -> None:
+    """--out (what generate writes) and --trace-out (the generation's exact trace), for every domain."""
+    parser.add_argument("--out", required=required, help=out_help)
+    parser.add_argument("--trace-out", help="also write the generation's trace .npz (float32, exact)")
+
+
 def train_config(args) -> TrainConfig:
     return TrainConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                        eval_every=args.eval_every, seed=args.seed, device=args.device)

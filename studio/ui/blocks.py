@@ -1,6 +1,6 @@
-"""The blocks every tab is built from: the model header, the view controls (layer, quantity,
-unit, row order) and the gate views (the chosen unit's lines over the heatmaps of every gate,
-the gate-saturation plot, "units worth a look"). A tab adds only its domain's inputs and output."""
+"""The blocks every tab is built from: the model header and the gate panel (the browser trace viewer,
+the gate-saturation plot, "units worth a look", what a click on the viewer selected, exports of the
+viewer's current view). A tab adds only its domain's inputs and outputs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import gradio as gr
 from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, png_plot
+from studio.ui.common import clamp_int, notes_markdown, output_dir, png_plot
+from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
 
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
 UNITS_WORTH_A_LOOK = 6
@@ -37,45 +38,24 @@ def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_h
     return dropdown, info
 
 
+def follow_model(dropdown: gr.Dropdown, info: gr.Markdown, models: dict[str, LoadedModel]) -> None:
+    """Describe whichever model is picked."""
+    dropdown.change(lambda name: describe(loaded_or_error(models, name)), dropdown, info)
+
+
+def downloads(*labels: str) -> list[gr.File]:
+    """A row of download slots with these labels, then the trace's (float16 .npz)."""
+    with gr.Row():
+        return [gr.File(label=label) for label in (*labels, "Trace (.npz, float16)")]
+
+
 def loaded_or_error(models: dict[str, LoadedModel], name) -> LoadedModel:
     if not isinstance(name, str) or name not in models:
         raise gr.Error(f"Unknown model {name!r}; pick one from the list.")
     return models[name]
 
 
-# ---------------------------------------------------------------- view controls
-@dataclass
-class ViewControls:
-    layer: gr.Dropdown
-    quantity: gr.Dropdown
-    unit: gr.Number
-    order: gr.Radio
-
-    @property
-    def inputs(self) -> list:
-        return [self.layer, self.quantity, self.unit, self.order]
-
-    def on_change(self, fn, inputs: list, outputs: list) -> None:
-        """Repaint on every control change (numbers on Enter, not on each keystroke)."""
-        for control in (self.layer, self.quantity, self.order):
-            control.change(fn, inputs, outputs, api_visibility="private")
-        self.unit.submit(fn, inputs, outputs, api_visibility="private")
-
-
-def layer_choices(loaded: LoadedModel) -> list[tuple[str, int]]:
-    return [(name, k) for k, name in enumerate(loaded.layer_names)]
-
-
-def view_controls(loaded: LoadedModel, paint_label: str = "Colour the output by") -> ViewControls:
-    with gr.Row():
-        layer = gr.Dropdown(layer_choices(loaded), value=0, label="Layer")
-        quantity = gr.Dropdown([(title, key) for key, title in QUANTITY_TITLES.items()], value="tanh_c",
-                               label=paint_label)
-        unit = gr.Number(0, label="Unit", precision=0)
-        order = gr.Radio(list(analysis.ORDERINGS), value="variance", label="Order heatmap rows by")
-    return ViewControls(layer, quantity, unit, order)
-
-
+# ---------------------------------------------------------------- views of a trace
 def read_view(trace: Trace, layer, quantity, unit, order) -> View:
     """The controls' values as a View that fits `trace` (anything odd falls back to a default)."""
     return View(
@@ -84,23 +64,6 @@ def read_view(trace: Trace, layer, quantity, unit, order) -> View:
         quantity=quantity if quantity in QUANTITY_TITLES else "tanh_c",
         order=order if order in analysis.ORDERINGS else "variance",
     )
-
-
-# ---------------------------------------------------------------- gate views
-@dataclass
-class GateViews:
-    heatmaps: gr.Plot
-    saturation: gr.Plot
-    units: gr.Markdown
-
-
-def gate_views(prefix: str, heatmap_label: str) -> GateViews:
-    # png: for these pictures it encodes a little faster than Gradio's default webp
-    heatmaps = gr.Plot(label=heatmap_label, elem_id=f"{prefix}-heatmaps", format="png")
-    saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", elem_id=f"{prefix}-saturation",
-                         format="png")
-    units = gr.Markdown(elem_id=f"{prefix}-units")
-    return GateViews(heatmaps, saturation, units)
 
 
 def units_markdown(trace: Trace, layer: int) -> str:
@@ -134,7 +97,7 @@ class GatePanel:
     """The interactive viewer (studio/ui/viewer.py) with what the server draws once per generation
     (saturation, units worth a look) and what answers the viewer's events (selection, exports)."""
 
-    viewer: "TraceViewer"  # noqa: F821 (imported below: viewer.py reads its assets at import)
+    viewer: TraceViewer
     selection: gr.Markdown
     saturation: gr.Plot
     units: gr.Markdown
@@ -147,8 +110,6 @@ class GatePanel:
 
 
 def gate_panel(prefix: str) -> GatePanel:
-    from studio.ui.viewer import trace_viewer
-
     viewer = trace_viewer(prefix)
     selection = gr.Markdown(elem_id=f"{prefix}-selection")
     with gr.Row():
@@ -161,8 +122,6 @@ def gate_panel(prefix: str) -> GatePanel:
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
     """(viewer value, saturation picture, units worth a look in every layer) for GatePanel.outputs."""
-    from studio.ui.viewer import viewer_value
-
     units = "\n\n".join(units_markdown(trace, layer) for layer in range(trace.num_layers))
     return viewer_value(trace, track, title), saturation_picture(trace), units
 
@@ -196,8 +155,6 @@ def export_view(trace: Trace, event: dict, folder) -> str:
 def wire_panel(panel: GatePanel, trace_of, state: gr.State) -> None:
     """Answer the viewer's events: a step, unit or range is described; an export is drawn and offered.
     trace_of(state value) -> Trace or None."""
-    from studio.ui.common import output_dir
-
     def on_event(kept, event):
         trace = trace_of(kept) if kept is not None else None
         if trace is None or not isinstance(event, dict):

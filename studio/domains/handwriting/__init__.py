@@ -86,8 +86,8 @@ from studio.domains.handwriting.render import (
     strokes_figure,
     strokes_to_svg,
     svg_to_strokes,
-    unit_colors,
     track,
+    unit_colors,
     write_files,
     write_png,
 )

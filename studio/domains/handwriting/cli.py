@@ -19,6 +19,13 @@ from studio import checkpoint, cli_common
 from studio.domains import handwriting as hw
 
 
+MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer flags
+    "--mixtures": (20, "Gaussians of the output mixture"),
+    "--window-gaussians": (10, "Gaussians of the soft window over the text (synthesis)"),
+    "--max-points": (400, "training sequences are cut to this many points"),
+}
+
+
 def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
@@ -28,9 +35,7 @@ def add_commands(command: str, parser) -> None:
                             help="synthesis writes a text; prediction scribbles freely")
         cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
                                    warmup_steps=50)
-        parser.add_argument("--mixtures", type=int, default=20)
-        parser.add_argument("--window-gaussians", type=int, default=10)
-        parser.add_argument("--max-points", type=int, default=400, help="training sequences are cut to this many points")
+        cli_common.add_options(parser, MODEL_OPTIONS)
         parser.set_defaults(run=run_train)
     elif command == "generate":
         cli_common.add_model_flag(parser, hw)
@@ -39,8 +44,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--style", help="stroke file with a transcript to prime the style (.json {strokes, text})")
         parser.add_argument("--points", type=int, default=600, help="free-scribble length")
-        parser.add_argument("--out", required=True, help=".svg or .png")
-        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
+        cli_common.add_output_flags(parser, ".svg or .png")
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, hw)

@@ -51,19 +51,13 @@ def create_tab(models: dict, problems: list[str]) -> None:
             style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
             points = gr.Number(600, label="Free-scribble points (prediction models)", precision=0)
             button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
-            with gr.Row():
-                svg_file = gr.File(label="SVG")
-                png_file = gr.File(label="PNG")
-                download_trace = gr.File(label="Trace (.npz, float16)")
+            svg_file, png_file, download_trace = blocks.downloads("SVG", "PNG")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
             panel = blocks.gate_panel("handwriting")
             attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
-
-    def on_model_change(name):
-        return blocks.describe(blocks.loaded_or_error(models, name))
 
     def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value):
         loaded = blocks.loaded_or_error(models, name)
@@ -85,7 +79,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         return (notes_markdown(extra + result.notes + status), animation(generation), *values, "",
                 hw.attention_figure(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
 
-    model_name.change(on_model_change, model_name, model_info)
+    blocks.follow_model(model_name, model_info, models)
     button.click(
         on_generate,
         [model_name, text_box, bias, seed, style, style_file, points],

@@ -16,16 +16,21 @@ PUBLISHED = {  # test NLL per quarter-note frame on JSB Chorales, nats
 }
 
 
+MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer flags
+    "--embed-size": (32, "pitch embedding width"),
+    "--dropout": (0.3, "between layers, training only"),
+    "--transpose": (6, "random transposition of training pieces, ± semitones"),
+    "--min-pitch": (36, "lowest MIDI pitch the model knows"),
+    "--max-pitch": (102, "highest MIDI pitch the model knows"),
+    "--steps-per-quarter": (1, "the data's grid (1 for the quarter-note file)"),
+}
+
+
 def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data", required=True, help="JSB Chorales JSON (train/valid/test lists of pieces)")
         cli_common.add_train_flags(parser, steps=6000, lr=3e-3, eval_every=100, batch_size=16, hidden_size=256)
-        parser.add_argument("--embed-size", type=int, default=32)
-        parser.add_argument("--dropout", type=float, default=0.3)
-        parser.add_argument("--transpose", type=int, default=6, help="random transposition of training pieces, ± semitones")
-        parser.add_argument("--min-pitch", type=int, default=36)
-        parser.add_argument("--max-pitch", type=int, default=102)
-        parser.add_argument("--steps-per-quarter", type=int, default=1, help="the data's grid (1 for the quarter-note file)")
+        cli_common.add_options(parser, MODEL_OPTIONS)
         parser.set_defaults(run=run_train)
     elif command == "generate":
         cli_common.add_model_flag(parser, music)
@@ -34,9 +39,8 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--corpus", help="a music21 corpus piece to continue, e.g. bach/bwv269")
         cli_common.add_sampling_flags(parser, temperature=1.0)
         parser.add_argument("--tempo", type=float, default=80.0, help="quarter notes per minute")
-        parser.add_argument("--out", required=True, help="MIDI file to write")
+        cli_common.add_output_flags(parser, "MIDI file to write")
         parser.add_argument("--wav", help="also render audio to this .wav")
-        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, music)

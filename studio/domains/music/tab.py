@@ -52,17 +52,12 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 seed = gr.Number(0, label="Seed", precision=0, elem_id="music-seed")
                 tempo = gr.Number(80, label="Tempo (quarter notes per minute)")
             generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
-            with gr.Row():
-                download_midi = gr.File(label="MIDI (.mid)")
-                download_trace = gr.File(label="Trace (.npz, float16)")
+            download_midi, download_trace = blocks.downloads("MIDI (.mid)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
             panel = blocks.gate_panel("music")
     generation_state = gr.State()
-
-    def on_model_change(name):
-        return blocks.describe(blocks.loaded_or_error(models, name))
 
     def on_generate(name, source_value, upload_path, chorale_name, primer_bars_value, bars_value, temp, k,
                     seed_value, tempo_value):
@@ -93,7 +88,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         return (notes_markdown([summary, *result.notes]), str(files["audio"]), *values, "",
                 str(files["midi"]), str(folder / "trace.npz"), generation)
 
-    model_name.change(on_model_change, model_name, model_info)
+    blocks.follow_model(model_name, model_info, models)
     generate_button.click(
         on_generate,
         [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo],

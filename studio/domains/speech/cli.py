@@ -51,9 +51,8 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--seconds", type=float, default=2.0, help="frame-lstm: seconds to add")
         parser.add_argument("--noise", type=float, default=0.3, help="frame-lstm: noise fed back each step")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--out", required=True, help="output .wav")
+        cli_common.add_output_flags(parser, "output .wav")
         parser.add_argument("--features-out", help="also write the log-mel (and alignment) .npz")
-        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))

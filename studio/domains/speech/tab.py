@@ -33,13 +33,6 @@ def create_tab(models: dict, problems: list[str]) -> None:
     _recording({n: m for n, m in models.items() if m.card["kind"] == speech.FRAME_KIND})
 
 
-def _model_change(models: dict):
-    def on_model_change(name):
-        return blocks.describe(blocks.loaded_or_error(models, name))
-
-    return on_model_change
-
-
 def _text_to_speech(models: dict, problems: list[str]) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -54,10 +47,8 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                                 label="Voice (espeak-ng voice it imitates)")
             seed = gr.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
             speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")
-            with gr.Row():
-                download_wav = gr.File(label="Audio (.wav)")
-                download_features = gr.File(label="Features (.npz: log-mel, alignment)")
-                download_trace = gr.File(label="Trace (.npz, float16)")
+            download_wav, download_features, download_trace = blocks.downloads(
+                "Audio (.wav)", "Features (.npz: log-mel, alignment)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
@@ -87,7 +78,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                 speech.alignment_figure(result.alignment, result.text, trace.detail.reduction),
                 str(files["audio"]), str(files["features"]), str(trace_path), generation)
 
-    model_name.change(_model_change(models), model_name, model_info)
+    blocks.follow_model(model_name, model_info, models)
     speak.click(on_speak, [model_name, text_box, voice, seed],
                 [notes, audio, *panel.outputs, panel.selection, alignment, download_wav, download_features,
                  download_trace, generation_state], api_name="generate_speech")
@@ -141,7 +132,7 @@ def _recording(models: dict) -> None:
             download_features = gr.File(label="Features (.npz)")
             if names:
                 continued = gr.Audio(label="Recording + continuation", type="filepath")
-                download_trace = gr.File(label="Trace (.npz, float16)")
+                (download_trace,) = blocks.downloads()
                 panel = blocks.gate_panel("speech-continue")
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
     if not names:
@@ -164,7 +155,7 @@ def _recording(models: dict) -> None:
         return (notes_markdown(recording.notes + generation.result.notes), str(files["audio"]), *values, "",
                 str(files["features"]), str(trace_path), generation)
 
-    model_name.change(_model_change(models), model_name, model_info)
+    blocks.follow_model(model_name, model_info, models)
     go_on.click(on_continue, [upload, model_name, seconds, noise, seed],
                 [notes, continued, *panel.outputs, panel.selection, download_features, download_trace,
                  generation_state], api_name="continue_speech")

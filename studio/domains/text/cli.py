@@ -25,8 +25,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--prompt", default="")
         parser.add_argument("--length", type=int, default=400)
         cli_common.add_sampling_flags(parser, temperature=0.8)
-        parser.add_argument("--out", help="write the text here (default: print it)")
-        parser.add_argument("--trace-out", help="also write the generation's trace .npz")
+        cli_common.add_output_flags(parser, "write the text here (default: print it)", required=False)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, text)

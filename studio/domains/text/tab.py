@@ -33,16 +33,11 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
                 seed = gr.Number(0, label="Seed", precision=0, elem_id="text-seed")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
-            with gr.Row():
-                download_text = gr.File(label="Text (.txt)")
-                download_trace = gr.File(label="Trace (.npz, float16)")
+            download_text, download_trace = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
             panel = blocks.gate_panel("text")
     generation_state = gr.State()
-
-    def on_model_change(name):
-        return blocks.describe(blocks.loaded_or_error(models, name))
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
         loaded = blocks.loaded_or_error(models, name)
@@ -67,7 +62,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         return (notes_markdown(generation.result.notes), *values, "", str(files["text"]), str(folder / "trace.npz"),
                 generation)
 
-    model_name.change(on_model_change, model_name, model_info)
+    blocks.follow_model(model_name, model_info, models)
     generate_button.click(
         on_generate,
         [model_name, prompt, length, temperature, top_k, top_p, seed],
