@@ -1,7 +1,7 @@
 """Every domain of studio.domains.ALL through the contract, with its shipped default model:
-teacher-forced `score` of the domain's example input, `generate` with its example settings, and
-the same generation with a hook that ablates one unit from the middle on (hooks step the prompt
-too, so this is the cost an intervention adds). Printed side by side, best of --repeats.
+teacher-forced `score` of the domain's example input, `generate` with the tab's default settings
+(Settings()), and the same generation with a hook that ablates one unit from the middle on (hooks
+step the prompt too, so this is the cost an intervention adds). Side by side, best of --repeats.
 
 python bench/bench_domains.py [--repeats 3]
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import best_of, side_by_side  # noqa: E402 (common also puts the repo on sys.path)
-
 import torch  # noqa: E402
+from common import best_of, side_by_side  # noqa: E402 (common also puts the repo on sys.path)
 
 from studio.domains import ALL  # noqa: E402
 from studio.lstm import set_units  # noqa: E402
@@ -26,7 +25,8 @@ def main() -> None:
     torch.set_num_threads(1)  # as the app samples
     for domain in ALL:
         loaded = domain.load(domain.DEFAULT_MODEL)
-        sequence, settings = domain.example()
+        sequence, _ = domain.example()
+        settings = domain.Settings()
         scored = domain.score(loaded, sequence)
         score_s = best_of(lambda: domain.score(loaded, sequence), args.repeats)  # noqa: B023
         plain = domain.generate(loaded, settings)
