@@ -22,8 +22,7 @@ from studio.domains import handwriting as hw  # noqa: E402
 
 LINE = "The quick brown fox jumps"  # one line: 25 characters
 # the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
-WATCHED = ["#handwriting-viewer .lv-loaded", "#handwriting-output svg.handwriting", "#handwriting-attention img",
-           "#handwriting-saturation img"]
+WATCHED = ["#handwriting-viewer .lv-loaded", "#handwriting-output svg.handwriting", "#handwriting-attention img"]
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import audio_decoded_js, report_click_to_result, serve, time_api  # noqa: E402
 
 # the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
-WATCHED = ["#music-viewer .lv-loaded", "#music-audio a[download]", "#music-saturation img"]
+WATCHED = ["#music-viewer .lv-loaded", "#music-audio a[download]"]
 
 
 def main() -> None:

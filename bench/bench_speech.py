@@ -23,7 +23,7 @@ from studio.domains import speech  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 # the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
-WATCHED = ["#speech-viewer .lv-loaded", "#speech-audio a[download]", "#speech-alignment img", "#speech-saturation img"]
+WATCHED = ["#speech-viewer .lv-loaded", "#speech-audio a[download]", "#speech-alignment img"]
 
 
 def main() -> None:

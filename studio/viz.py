@@ -158,7 +158,7 @@ def saturation_plot(trace: Trace, start: int = 0) -> Figure:
 
 
 def _saturation_axes(num_layers: int) -> Figure:
-    """saturation_plot's figure with every scatter empty: what does not depend on the trace."""
+    """saturation_plot's figure with every scatter empty."""
     fig = Figure(figsize=(min(FIGURE_WIDTH, 4.0 * num_layers + 0.5), 4.4), dpi=DPI)
     fig.subplots_adjust(left=0.1, right=0.97, top=0.92, bottom=0.14, wspace=0.25)
     axes = fig.subplots(1, num_layers, squeeze=False)[0]
@@ -181,41 +181,6 @@ def _saturation_points(fig: Figure, trace: Trace, start: int) -> None:
     for layer, ax in enumerate(fig.axes):
         for gate, points in zip(SIGMOID_GATES, ax.collections, strict=True):
             points.set_offsets(np.column_stack(saturation_fractions(trace, layer, gate, start)))
-
-
-class SaturationPainter:
-    """saturation_plot's picture for one trace after another, about four times faster.
-
-    The axes, labels, triangle and legend do not depend on the trace, so they are drawn once and
-    kept as a background; each trace only draws its points over it, then the triangle and the
-    legend again so they stay on top as in saturation_plot (matplotlib blitting). For the Text
-    tab, where this picture was ~0.15 s of every click."""
-
-    def __init__(self, num_layers: int):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        self.fig = _saturation_axes(num_layers)
-        self.canvas = FigureCanvasAgg(self.fig)
-        self.on_top = [a for ax in self.fig.axes for a in (*ax.lines, ax.get_legend()) if a is not None]
-        for artist in self.on_top:  # drawn over the points each time, so not part of the background
-            artist.set_visible(False)
-        self.canvas.draw()
-        self.background = self.canvas.copy_from_bbox(self.fig.bbox)
-        for artist in self.on_top:
-            artist.set_visible(True)
-
-    def paint(self, trace: Trace, start: int = 0) -> np.ndarray:
-        """(height, width, 4) uint8 RGBA of saturation_plot(trace, start)."""
-        if trace.num_layers != len(self.fig.axes):
-            raise ValueError(f"this painter draws {len(self.fig.axes)} layer(s), the trace has {trace.num_layers}")
-        _saturation_points(self.fig, trace, start)
-        self.canvas.restore_region(self.background)
-        for ax in self.fig.axes:
-            for points in ax.collections:
-                ax.draw_artist(points)
-        for artist in self.on_top:
-            artist.axes.draw_artist(artist)
-        return np.asarray(self.canvas.buffer_rgba()).copy()
 
 
 # One colour range per quantity, for every picture and painted output: gates 0..1, squashed

@@ -193,19 +193,6 @@ def test_saturation_plot_one_panel_per_layer():
         np.testing.assert_allclose(ax.lines[0].get_xydata(), [[0, 0], [1, 0], [0, 1], [0, 0]])  # x + y <= 1
 
 
-def test_saturation_painter_draws_exactly_what_saturation_plot_draws():
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    painter = viz.SaturationPainter(2)
-    for seed in (1, 2):  # the second trace must not show any point of the first
-        trace = random_trace(TEXT, hidden=9, num_layers=2, seed=seed)
-        canvas = FigureCanvasAgg(viz.saturation_plot(trace))
-        canvas.draw()
-        np.testing.assert_array_equal(painter.paint(trace), np.asarray(canvas.buffer_rgba()))
-    with pytest.raises(ValueError, match="2 layer"):
-        painter.paint(random_trace(TEXT, hidden=9, num_layers=3))
-
-
 def test_activation_colors():
     blue, neutral, red, missing = map(rgba, viz.activation_colors([-1.0, 0.0, 1.0, np.nan]))
     assert blue[2] > blue[0] and blue[3] == 1.0

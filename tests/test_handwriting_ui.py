@@ -34,13 +34,13 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
     from gradio_client import Client
 
     client = Client(handwriting_url, verbose=False)
-    notes, html, payload, saturation, units_md, selection, attention, svg_file, png_file, trace_file = client.predict(
+    notes, html, payload, units_md, selection, attention, svg_file, png_file, trace_file = client.predict(
         "tiny", "Héllo €", 1.0, 3, "style sample (assets)", None, 600, api_name="/generate_handwriting")
     assert "<svg" in html and "<set " in html  # the pen animation
     assert Path(svg_file).read_text().startswith("<svg")
     assert Path(png_file).read_bytes()[:4] == b"\x89PNG"
     assert "Dropped" in notes and "Mapped" in notes and "Finished" in notes
-    assert attention is not None and saturation is not None and "Units worth a look" in units_md
+    assert attention is not None and "Units worth a look" in units_md
     track = payload["track"]
     assert track["kind"] == "pen" and len(track["x"]) == len(track["y"]) == len(track["pen_up"]) == payload["steps"]
     from studio.trace import Trace

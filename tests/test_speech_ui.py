@@ -40,7 +40,7 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
     from studio.trace import Trace
 
     client = Client(speech_url, verbose=False)
-    notes, audio, payload, saturation, units, selection, alignment, wav, features, trace_file = client.predict(
+    notes, audio, payload, units, selection, alignment, wav, features, trace_file = client.predict(
         "tiny-tts", "hi", 0, 1, api_name="/generate_speech")
     data, rate = soundfile.read(wav)
     assert rate == speech.SAMPLE_RATE and len(data) > 0 and Path(audio).exists()
@@ -49,7 +49,7 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
         assert arrays["log_mel"].shape[1] == speech.N_MELS and len(data) == frames * speech.HOP
     trace = Trace.load_npz(trace_file)
     assert trace.num_layers == 2 and trace.steps * 3 == frames
-    assert alignment is not None and saturation is not None
+    assert alignment is not None
     assert payload["steps"] == trace.steps and payload["track"]["kind"] == "spectrogram"
     assert payload["track"]["image"]["rows"] == speech.N_MELS
     assert "length cap" in notes and "decoder LSTM 1" in units
@@ -60,7 +60,7 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
     stereo = tmp_path / "stereo-8k.wav"
     t = np.arange(8000) / 8000
     soundfile.write(stereo, np.stack([np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 300 * t)], 1) * 0.3, 8000)
-    notes, audio, payload, saturation, units, selection, npz, trace_file = client.predict(
+    notes, audio, payload, units, selection, npz, trace_file = client.predict(
         handle_file(str(stereo)), "tiny-frames", 0.5, 0.3, 0, api_name="/continue_speech")
     assert "Mixed 2 channels" in notes and "Resampled" in notes and soundfile.info(audio).duration > 1.0
     assert Trace.load_npz(trace_file).num_layers == 3 and "layer 2" in units  # the frame LSTM's own layers

@@ -4,7 +4,6 @@ viewer's current view). A tab adds only its domain's inputs and outputs."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import gradio as gr
@@ -12,7 +11,7 @@ import gradio as gr
 from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
-from studio.ui.common import clamp_int, notes_markdown, output_dir, png_plot
+from studio.ui.common import clamp_int, notes_markdown, output_dir
 from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
 
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
@@ -79,51 +78,35 @@ def paint_heatmaps(trace: Trace, view: View, start: int | None = None, end: int 
     return viz.gate_heatmaps(trace, view.layer, units=units, start=start, end=end, unit=view.unit)
 
 
-_painters: dict[int, viz.SaturationPainter] = {}  # one per layer count, shared by every request
-_painter_lock = threading.Lock()
-
-
-def saturation_picture(trace: Trace):
-    """The saturation plot, drawn fast over a cached background (viz.SaturationPainter)."""
-    with _painter_lock:
-        if trace.num_layers not in _painters:
-            _painters[trace.num_layers] = viz.SaturationPainter(trace.num_layers)
-        return png_plot(_painters[trace.num_layers].paint(trace, start=trace.shown_from))
-
-
 # ---------------------------------------------------------------- the browser viewer and its panels
 @dataclass
 class GatePanel:
-    """The interactive viewer (studio/ui/viewer.py) with what the server draws once per generation
-    (saturation, units worth a look) and what answers the viewer's events (selection, exports)."""
+    """The interactive viewer (studio/ui/viewer.py: heatmaps, unit lines, the domain strip, gate
+    saturation), the units worth a look, and what answers the viewer's events (selection, exports)."""
 
     viewer: TraceViewer
     selection: gr.Markdown
-    saturation: gr.Plot
     units: gr.Markdown
     export: gr.File
 
     @property
     def outputs(self) -> list:
         """What gate_values fills, in order."""
-        return [self.viewer.html, self.saturation, self.units]
+        return [self.viewer.html, self.units]
 
 
 def gate_panel(prefix: str) -> GatePanel:
     viewer = trace_viewer(prefix)
     selection = gr.Markdown(elem_id=f"{prefix}-selection")
-    with gr.Row():
-        saturation = gr.Plot(label="Gate saturation (Karpathy et al. 2015, Fig. 3)", elem_id=f"{prefix}-saturation",
-                             format="png")
-        units = gr.Markdown(elem_id=f"{prefix}-units")
+    units = gr.Markdown(elem_id=f"{prefix}-units")
     export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")
-    return GatePanel(viewer, selection, saturation, units, export)
+    return GatePanel(viewer, selection, units, export)
 
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
-    """(viewer value, saturation picture, units worth a look in every layer) for GatePanel.outputs."""
+    """(viewer value, units worth a look in every layer) for GatePanel.outputs."""
     units = "\n\n".join(units_markdown(trace, layer) for layer in range(trace.num_layers))
-    return viewer_value(trace, track, title), saturation_picture(trace), units
+    return viewer_value(trace, track, title), units
 
 
 def describe_selection(trace: Trace, event: dict) -> str:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from gradio.components.plot import PlotData
-from PIL import Image
+import gradio as gr
+
+# Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
+# Gradio serves in place (serve_outputs_in_place): no second copy in Gradio's cache, no hashing of
+# a trace's megabytes before the answer leaves.
+OUTPUT_ROOT = Path(tempfile.gettempdir()) / "lstm-studio"
+
+
+def serve_outputs_in_place() -> None:
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([OUTPUT_ROOT])
 
 
 def output_dir() -> Path:
-    """A fresh folder per request for downloads (Gradio serves files under the temp dir)."""
-    return Path(tempfile.mkdtemp(prefix="lstm-studio-"))
+    """A fresh folder per request for downloads."""
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=OUTPUT_ROOT))
 
 
 def notes_markdown(notes: list[str]) -> str:
@@ -42,10 +49,3 @@ def clamp_int(value, low: int, high: int, default: int) -> int:
     if math.isnan(number):
         return default
     return max(low, min(high, int(number))) if math.isfinite(number) else (high if number > 0 else low)
-
-
-def png_plot(rgba: np.ndarray) -> PlotData:
-    """A picture already drawn (an RGBA array, e.g. from viz.SaturationPainter) as a gr.Plot value."""
-    with io.BytesIO() as out:
-        Image.fromarray(rgba).save(out, format="PNG", compress_level=1)  # fast; a bit larger than level 6
-        return PlotData(type="matplotlib", plot="data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii"))

@@ -3,11 +3,12 @@
 Per layer, the quantities i, f, g, o and tanh(c) are quantised to LEVELS codes (one byte each,
 units x steps) over their ranges (gates 0..1, g and tanh(c) -1..1), deflated, and sent as one binary file beside a small JSON description.
 h is not sent: the browser rebuilds it as o * tanh(c), as the LSTM defines it. The raw cell c is
-rebuilt as atanh(tanh(c)): exact in the range where tanh is not flat, shown as saturated beyond
-about |c| = 3. (Sending c itself over its own range instead would put a 0.3-wide step between codes
-for a cell reaching 20, and tanh(c), what h actually sees, would be that coarse too.) 128 levels
-(steps of 1/127 of a range) are finer than any colour map shows and keep a 5,000-step 2 x 384
-trace under 15 MB (docs/benchmarks.md); hover values are shown to that precision.
+rebuilt as atanh(tanh(c)): good where tanh is not flat, shown as saturated beyond about |c| = 2.4.
+(Sending c itself over its own range instead would put a 0.6-wide step between codes for a cell
+reaching 20, and tanh(c), what h actually sees, would be that coarse too.) 64 levels (steps of
+1/63 of a range: 0.016 of a gate) are as many colours as a heatmap can show apart; they keep a
+5,000-step 2 x 384 trace at ~12 MB where 128 levels took 15.2 MB (docs/benchmarks.md). Hover
+values are shown to that precision.
 
 No gradio here: benches and tests build payloads without a server.
 """
@@ -20,26 +21,27 @@ import numpy as np
 
 from studio.trace import Trace
 
-LEVELS = 128
+LEVELS = 64
 SENT = ("i", "f", "g", "o", "tanh_c")  # h and c are rebuilt in the browser
 RANGES = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0), "tanh_c": (-1.0, 1.0)}
 
 
 def codes(values: np.ndarray, low: float, high: float) -> bytes:
-    """(T, H) floats -> deflated uint8 codes laid out units x steps (row u = unit u)."""
-    scaled = (np.nan_to_num(values.T, nan=low) - low) / (high - low) * (LEVELS - 1)
-    quantised = np.clip(np.rint(scaled), 0, LEVELS - 1).astype(np.uint8)
-    return zlib.compress(np.ascontiguousarray(quantised).tobytes(), 1)
+    """(T, H) floats -> uint8 codes laid out units x steps (row u = unit u)."""
+    scaled = (np.nan_to_num(values.T, nan=low) - low) * ((LEVELS - 1) / (high - low))
+    return np.clip(np.rint(scaled), 0, LEVELS - 1).astype(np.uint8).tobytes()
 
 
 def values(data: bytes, low: float, high: float, units: int) -> np.ndarray:
     """codes' inverse, to the payload's precision: (T, H) floats (tests and exports use it)."""
-    quantised = np.frombuffer(zlib.decompress(data), dtype=np.uint8).reshape(units, -1)
+    quantised = np.frombuffer(data, dtype=np.uint8).reshape(units, -1)
     return (low + quantised.astype(np.float32) / (LEVELS - 1) * (high - low)).T
 
 
 class Blob:
-    """The payload's arrays, one deflated chunk after another; each chunk's description says where it is."""
+    """The payload's arrays one after another, deflated as one stream (one stream inflates several
+    times faster in the browser than one per array); each array's description says where it lies
+    in the inflated bytes."""
 
     def __init__(self):
         self.parts: list[bytes] = []
@@ -51,7 +53,7 @@ class Blob:
         return {"offset": self.size - len(data), "length": len(data)}
 
     def bytes(self) -> bytes:
-        return b"".join(self.parts)
+        return zlib.compress(b"".join(self.parts), 1)
 
 
 def trace_payload(trace: Trace, track: dict, title: str = "") -> tuple[dict, bytes]:
@@ -92,4 +94,5 @@ def trace_payload(trace: Trace, track: dict, title: str = "") -> tuple[dict, byt
 
 
 def chunk(blob: bytes, where: dict) -> bytes:
-    return blob[where["offset"] : where["offset"] + where["length"]]
+    """One array's codes out of a blob (inflated whole: tests and exports only)."""
+    return zlib.decompress(blob)[where["offset"] : where["offset"] + where["length"]]

@@ -8,7 +8,7 @@ const MARGIN = 46;       // px left of every time axis: unit labels, and where a
 const AXIS = 16;         // px under the heatmap for step ticks
 const HEAT_MAX = 384;    // px: the heatmap's height at most (rows get at least one pixel)
 const TITLES = {i: 'input gate i', f: 'forget gate f', g: 'candidate g', o: 'output gate o',
-                c: 'cell state c (|c| > 3 saturates)', tanh_c: 'tanh(cell state)', h: 'hidden state h'};
+                c: 'cell state c (saturates beyond |c| ≈ 2.4)', tanh_c: 'tanh(cell state)', h: 'hidden state h'};
 const LINE_COLORS = {i: '#1f77b4', f: '#2ca02c', g: '#9467bd', o: '#d62728', tanh_c: '#ff7f0e', h: '#000000'};
 const SIGMOID = new Set(['i', 'f', 'o']);
 
@@ -22,28 +22,25 @@ function send(detail) {
 }
 
 // ---------------------------------------------------------------- decoding the payload
-async function inflate(blob, where) {
-  const stream = new Blob([blob.slice(where.offset, where.offset + where.length)]).stream()
-    .pipeThrough(new DecompressionStream('deflate'));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
-}
-
 async function decode(payload) {
+  const started = performance.now();
   const response = await fetch(payload.blob);
   if (!response.ok) throw new Error(`the trace could not be fetched (${response.status})`);
-  const blob = new Uint8Array(await response.arrayBuffer());
-  const layers = await Promise.all(payload.layers.map(async (layer) => {
+  // one deflate stream holds every array; each description says where its codes lie
+  const inflated = response.body.pipeThrough(new DecompressionStream('deflate'));
+  const bytes = new Uint8Array(await new Response(inflated).arrayBuffer());
+  const part = (where) => bytes.subarray(where.offset, where.offset + where.length);
+  const layers = payload.layers.map((layer) => {
     const quantities = {};
-    await Promise.all(Object.entries(layer.quantities).map(async ([name, q]) => {
-      quantities[name] = {lo: q.lo, hi: q.hi, codes: await inflate(blob, q)};
-    }));
+    for (const [name, q] of Object.entries(layer.quantities)) quantities[name] = {lo: q.lo, hi: q.hi, codes: part(q)};
     return {name: layer.name, quantities, c_bound: layer.c_bound};
-  }));
+  });
   let image = null;
   if (payload.track && payload.track.image) {
     const im = payload.track.image;
-    image = {rows: im.rows, lo: im.lo, hi: im.hi, codes: await inflate(blob, im)};
+    image = {rows: im.rows, lo: im.lo, hi: im.hi, codes: part(im)};
   }
+  $('.lv-root').dataset.decodeMs = (performance.now() - started).toFixed(1);  // fetch + inflate, for benches
   return {...payload, layers, image, first: payload.shown_from || 0};
 }
 
@@ -52,15 +49,16 @@ function raw(layer, name, unit, step) {
   const q = st.data.layers[layer].quantities[name];
   return q.lo + q.codes[unit * st.data.steps + step] / (st.data.levels - 1) * (q.hi - q.lo);
 }
-const C_LIMIT = Math.atanh(1 - 1 / 254);  // |c| beyond this is saturated at the payload's precision
+// c is rebuilt as atanh(tanh c); the last code below |tanh c| = 1 bounds it (|c| ~ 2.4 at 64 levels)
+function cLimit() { return Math.atanh(1 - 2 / (st.data.levels - 1)); }
 function value(layer, name, unit, step) {
   if (name === 'h') return raw(layer, 'o', unit, step) * raw(layer, 'tanh_c', unit, step);
-  if (name === 'c') { const t = raw(layer, 'tanh_c', unit, step); return Math.abs(t) >= 1 - 1 / 254 ? Math.sign(t) * C_LIMIT : Math.atanh(t); }
+  if (name === 'c') { const t = raw(layer, 'tanh_c', unit, step), m = cLimit(); return Math.abs(t) >= 1 ? Math.sign(t) * m : Math.max(-m, Math.min(m, Math.atanh(t))); }
   return raw(layer, name, unit, step);
 }
 function range(name) {
   if (SIGMOID.has(name)) return [0, 1];
-  if (name === 'c') { const b = Math.min(C_LIMIT, st.data.layers[st.layer].c_bound); return [-b, b]; }
+  if (name === 'c') { const b = Math.min(cLimit(), st.data.layers[st.layer].c_bound); return [-b, b]; }
   return [-1, 1];
 }
 function lut(name) { return SIGMOID.has(name) ? props.colormaps.sequential : props.colormaps.diverging; }
@@ -287,6 +285,59 @@ function penGeometry(track, w, h) {
           }};
 }
 
+// Karpathy et al. (2015) fig. 3: per layer, each unit's fraction of steps with a gate < 0.1 (x) and
+// > 0.9 (y), for i, f and o; hovering a point names the unit, clicking it picks that unit.
+const SAT_SIZE = 210, SAT_PAD = 30;
+function saturation() {
+  if (st.saturation) return st.saturation;
+  const low = Math.floor(0.1 * (st.data.levels - 1)), high = Math.ceil(0.9 * (st.data.levels - 1));
+  const n = Math.max(1, st.data.steps - st.data.first);
+  st.saturation = st.data.layers.map((layer) => ['i', 'f', 'o'].map((gate) => {
+    const codes = layer.quantities[gate].codes, points = [];
+    for (let u = 0; u < st.data.units; u++) {
+      let below = 0, above = 0;
+      for (let t = st.data.first; t < st.data.steps; t++) {
+        const code = codes[u * st.data.steps + t];
+        if (code < low) below += 1; else if (code > high) above += 1;
+      }
+      points.push([below / n, above / n]);
+    }
+    return points;
+  }));
+  return st.saturation;
+}
+function satXY(k, [x, y]) { return [k * (SAT_SIZE + SAT_PAD) + SAT_PAD + x * (SAT_SIZE - 8), 4 + (1 - y) * (SAT_SIZE - 8)]; }
+function drawSaturation() {
+  const layers = saturation(), canvas = $('.lv-sat');
+  const w = layers.length * (SAT_SIZE + SAT_PAD) + 10, h = SAT_SIZE + 26;
+  canvas.width = w; canvas.height = h; canvas.style.width = w + 'px'; canvas.style.height = h + 'px';
+  const ctx = canvas.getContext('2d');
+  ctx.clearRect(0, 0, w, h); ctx.font = '10px sans-serif';
+  layers.forEach((gates, k) => {
+    const [x0, y0] = satXY(k, [0, 0]), [x1, y1] = satXY(k, [1, 1]);
+    ctx.strokeStyle = '#999'; ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x1, y0); ctx.lineTo(x0, y1); ctx.closePath(); ctx.stroke();
+    ctx.fillStyle = '#333'; ctx.textAlign = 'center';
+    ctx.fillText(`${st.data.layers[k].name}: < 0.1 →`, (x0 + x1) / 2, y0 + 14);
+    ctx.save(); ctx.translate(x0 - 8, (y0 + y1) / 2); ctx.rotate(-Math.PI / 2); ctx.fillText('> 0.9 →', 0, 0); ctx.restore();
+    ['i', 'f', 'o'].forEach((gate, g) => {
+      ctx.fillStyle = LINE_COLORS[gate] + '99';
+      for (const point of gates[g]) { const [x, y] = satXY(k, point); ctx.fillRect(x - 2, y - 2, 4, 4); }
+    });
+    const [ux, uy] = satXY(k, gates[1][st.unit]);  // the chosen unit's forget gate, ringed
+    ctx.strokeStyle = '#000'; ctx.beginPath(); ctx.arc(ux, uy, 5, 0, 2 * Math.PI); ctx.stroke();
+  });
+  $('.lv-sat-legend').innerHTML = ['i', 'f', 'o'].map((n) => `<span style="color:${LINE_COLORS[n]}">■ ${TITLES[n]}</span>`).join(' ') +
+    ' — gate saturation per unit (Karpathy et al. 2015); ringed: the chosen unit\'s forget gate';
+}
+function saturationUnitAt(x, y) {
+  let best = null, bestD = 36;
+  saturation().forEach((gates, k) => gates.forEach((points) => points.forEach((point, u) => {
+    const [px, py] = satXY(k, point), d = (px - x) ** 2 + (py - y) ** 2;
+    if (d < bestD) { bestD = d; best = {layer: k, unit: u}; }
+  })));
+  return best;
+}
+
 function drawOverlay() {
   const units = st.data.units, rh = rowHeight();
   const ctx = $('.lv-overlay').getContext('2d');
@@ -308,7 +359,7 @@ function drawOverlay() {
 function drawAll() {
   if (!st.data) return;
   const started = performance.now();
-  drawHeat(); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay();
+  drawHeat(); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay(); drawSaturation();
   $('.lv-scroll').max = String(Math.max(st.data.first, st.data.steps - span()));
   $('.lv-scroll').min = String(st.data.first);
   $('.lv-scroll').value = String(st.v0);
@@ -347,7 +398,7 @@ function setCursor(step, announce = true) {
   if (announce) send({kind: 'step', step: st.cursor, unit: st.unit, layer: st.layer, quantity: st.quantity});
 }
 
-function setUnit(unit) { st.unit = Math.max(0, Math.min(st.data.units - 1, unit)); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay(); }
+function setUnit(unit) { st.unit = Math.max(0, Math.min(st.data.units - 1, unit)); drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay(); drawSaturation(); }
 
 function zoom(factor, around) {
   const first = st.data.first, total = st.data.steps - first;
@@ -411,6 +462,22 @@ function wire() {
     const rect = $('.lv-pen').getBoundingClientRect();
     setCursor(penGeometry(st.data.track, width(), 220).nearest(event.clientX - rect.left, event.clientY - rect.top));
   });
+  $('.lv-sat').addEventListener('mousemove', (event) => {
+    if (!st.data) return;
+    const rect = $('.lv-sat').getBoundingClientRect(), rootRect = $('.lv-root').getBoundingClientRect();
+    const hit = saturationUnitAt(event.clientX - rect.left, event.clientY - rect.top);
+    tip(hit ? `${st.data.layers[hit.layer].name}, unit ${hit.unit} (click to show it)` : null,
+        event.clientX - rootRect.left, event.clientY - rootRect.top);
+  });
+  $('.lv-sat').addEventListener('mouseleave', () => tip(null));
+  $('.lv-sat').addEventListener('click', (event) => {
+    if (!st.data) return;
+    const rect = $('.lv-sat').getBoundingClientRect();
+    const hit = saturationUnitAt(event.clientX - rect.left, event.clientY - rect.top);
+    if (!hit) return;
+    st.layer = hit.layer; $('.lv-layer').value = String(hit.layer);
+    st.unit = hit.unit; drawAll();
+  });
   $('.lv-layer').addEventListener('change', (e) => { st.layer = Number(e.target.value); drawAll(); });
   $('.lv-quantity').addEventListener('change', (e) => { st.quantity = e.target.value; drawAll(); });
   $('.lv-order').addEventListener('change', (e) => { st.order = e.target.value; drawHeat(); drawOverlay(); });
@@ -450,7 +517,7 @@ async function load() {
     $('.lv-status').textContent = `The viewer could not read this trace: ${error.message}. Generate again.`;
     return;
   }
-  st.version += 1; st.orders = {};
+  st.version += 1; st.orders = {}; st.saturation = null;
   st.layer = Math.min(st.layer, st.data.layers.length - 1); st.unit = Math.min(st.unit, st.data.units - 1);
   st.v0 = st.data.first; st.v1 = st.data.steps; st.cursor = null; st.brush = null;
   $('.lv-layer').innerHTML = st.data.layers.map((l, k) => `<option value="${k}">${l.name}</option>`).join('');

@@ -9,7 +9,6 @@ Gradio events. Layer, quantity, unit, row order, zoom and scroll never reach the
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,16 @@ import gradio as gr
 import matplotlib
 
 from studio.trace import Trace
+from studio.ui.common import OUTPUT_ROOT, serve_outputs_in_place
 from studio.ui.payload import trace_payload
 
 HERE = Path(__file__).resolve().parent
 VIEWER_JS = (HERE / "viewer.js").read_text(encoding="utf-8")
 VIEWER_CSS = (HERE / "viewer.css").read_text(encoding="utf-8")
-# Payload blobs are served from here as static files (binary: no base64 inflation, no JSON parse).
-BLOB_DIR = Path(tempfile.gettempdir()) / "lstm-studio-viewer"
+# Payload blobs are served from here as static files: binary, no base64 inflation, no JSON to parse.
+# (Inlined as a base64 data URL in the JSON instead, a 400-character trace arrived ~0.2 s later:
+# Gradio's front end handles a large value slowly.)
+BLOB_DIR = OUTPUT_ROOT / "viewer"
 
 TEMPLATE = """
 <div class="lv-root" tabindex="0">
@@ -46,6 +48,8 @@ TEMPLATE = """
   <canvas class="lv-strip"></canvas>
   <canvas class="lv-pen"></canvas>
   <div class="lv-text"></div>
+  <div class="lv-sat-legend"></div>
+  <canvas class="lv-sat"></canvas>
   <div class="lv-tip"></div>
   <span class="lv-loaded" hidden></span>
 </div>
@@ -87,8 +91,7 @@ def viewer_value(trace: Trace, track: dict, title: str = "") -> dict:
 
 
 def trace_viewer(prefix: str) -> TraceViewer:
-    BLOB_DIR.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([BLOB_DIR])  # served in place: the blobs are written once and never change
+    serve_outputs_in_place()  # the blobs are written once and never change
     viewer_id = f"{prefix}-viewer"
     html = gr.HTML(None, html_template=TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
                    elem_id=viewer_id, viewer_id=viewer_id, colormaps=colormaps(), apply_default_css=False)

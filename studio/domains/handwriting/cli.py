@@ -18,7 +18,6 @@ import torch
 from studio import checkpoint, cli_common
 from studio.domains import handwriting as hw
 
-
 MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer flags
     "--mixtures": (20, "Gaussians of the output mixture"),
     "--window-gaussians": (10, "Gaussians of the soft window over the text (synthesis)"),
