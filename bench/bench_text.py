@@ -165,6 +165,47 @@ def bench_ui(model_stem: str, repeats: int) -> None:
         else:
             print(f"text tab click-to-result in chromium, 400 chars + all plots: median "
                   f"{statistics.median(browser_times):.3f} s over {len(browser_times)} clicks (goal <= 0.5 s)")
+            viewer_repaints(url)
+
+
+def viewer_repaints(url: str) -> None:
+    """The browser viewer with 5,000 generated characters: how long each repaint takes (layer,
+    quantity, row order, unit, zoom, scroll) as the viewer measures it, and whether any of them
+    sent a request (goal: none, each <= 50 ms)."""
+    from common import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    root = "#text-viewer .lv-root"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_label("Length", exact=False).fill("5000")
+        start = time.perf_counter()
+        page.click("#text-generate")
+        page.wait_for_function(f"document.querySelector('{root}').dataset.ready === 'yes'", timeout=120_000)
+        print(f"5,000 chars: click to the viewer drawn {time.perf_counter() - start:.2f} s "
+              f"(fetch + inflate {page.get_attribute(root, 'data-decode-ms')} ms, first paint "
+              f"{page.get_attribute(root, 'data-paint-ms')} ms)")
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        actions = {
+            "layer": lambda: page.select_option(f"{root} .lv-layer", "1"),
+            "quantity": lambda: page.select_option(f"{root} .lv-quantity", "f"),
+            "order (saturation)": lambda: page.select_option(f"{root} .lv-order", "saturation"),
+            "unit": lambda: (page.fill(f"{root} .lv-unit", "17"), page.press(f"{root} .lv-unit", "Enter")),
+            "zoom in": lambda: page.click(f"{root} .lv-zoom-in"),
+            "scroll": lambda: page.locator(f"{root} .lv-scroll").fill("2000"),
+            "fit": lambda: page.click(f"{root} .lv-fit"),
+        }
+        times = {}
+        for name, action in actions.items():
+            action()
+            page.wait_for_timeout(200)
+            times[name] = float(page.get_attribute(root, "data-paint-ms"))
+        browser.close()
+    print("viewer repaints, 5,000 chars x 384 units (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
+          + f"; max {max(times.values()):.0f} ms (goal <= 50); requests sent: {len(requests)} (goal 0)")
 
 
 # the viewer's drawn trace: it changes once the new trace is decoded and drawn (saturation included)

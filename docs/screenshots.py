@@ -14,7 +14,10 @@ from common import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 OUT = ROOT / "docs" / "screenshots"
 
 
-def shoot(page, name: str, tab: str | None, seed_input: str, button: str, wait_for: str, prepare=None) -> None:
+def shoot(page, name: str, tab: str | None, prefix: str, prepare=None) -> None:
+    """Generate in one tab, wait for its trace viewer to draw, pick a cursor step, and take the page."""
+    seed_input, button = f"#{prefix}-seed input", f"#{prefix}-generate"
+    viewer = f"#{prefix}-viewer .lv-root"
     if tab:
         page.get_by_role("tab", name=tab).click()
     page.locator(button).wait_for()
@@ -22,11 +25,14 @@ def shoot(page, name: str, tab: str | None, seed_input: str, button: str, wait_f
         prepare(page)
     page.locator(seed_input).fill("3")
     page.click(button)
-    page.locator(wait_for).wait_for(timeout=120_000)
-    page.wait_for_timeout(1500)  # images decode, the pen animation draws
+    page.wait_for_function(f"document.querySelector('{viewer}').dataset.ready === 'yes'", timeout=120_000)
+    overlay = page.locator(f"{viewer} .lv-overlay")
+    box = overlay.bounding_box()
+    overlay.click(position={"x": 46 + 0.4 * (box["width"] - 46), "y": 0.3 * box["height"]})  # a step and a unit
+    page.wait_for_timeout(1500)  # the selection arrives, the pen animation draws
     page.evaluate("() => window.scrollTo(0, 0)")
     out = OUT / f"{name}.png"
-    page.screenshot(path=str(out), full_page=name == "text-tab")
+    page.screenshot(path=str(out), full_page=True)
     print(f"wrote {out}")
 
 
@@ -37,12 +43,11 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1100})
         page.goto(url)
-        shoot(page, "text-tab", None, "#text-seed input", "#text-generate", "#text-heatmaps img")
-        shoot(page, "music-tab", "Music (MIDI)", "#music-seed input", "#music-generate", "#music-roll img")
-        shoot(page, "handwriting-tab", "Handwriting", "#handwriting-seed input", "#handwriting-generate",
-              "#handwriting-strokes img",
+        shoot(page, "text-tab", None, "text")
+        shoot(page, "music-tab", "Music (MIDI)", "music")
+        shoot(page, "handwriting-tab", "Handwriting", "handwriting",
               prepare=lambda page: page.get_by_label("Text to write", exact=False).fill("Speak the speech, I pray you"))
-        shoot(page, "speech-tab", "Speech", "#speech-seed input", "#speech-generate", "#speech-spectrogram img")
+        shoot(page, "speech-tab", "Speech", "speech")
         browser.close()
 
 

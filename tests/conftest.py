@@ -194,6 +194,54 @@ class Viewer:
         self.page.wait_for_function(
             f"document.querySelector('{self.selection}').innerText.includes('Step {step} ')", timeout=timeout)
 
+    def downloaded_trace(self, folder):
+        """The trace the page offers for download (its link ends in trace.npz)."""
+        import httpx
+
+        from studio.trace import Trace
+
+        href = self.page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)"
+                                  ".filter(h => h.endsWith('trace.npz')).pop()")
+        path = Path(folder) / "downloaded-trace.npz"
+        path.write_bytes(httpx.get(href, timeout=30).content)
+        return Trace.load_npz(path)
+
+    def check_hover_values(self, trace) -> None:
+        """Hovering heatmap cells shows tanh(c) of layer 0 at that step and unit, to the payload's precision
+        (half a level of [-1, 1] each way), plus the float16 of the download and the 3 decimals shown."""
+        import re
+
+        import numpy as np
+
+        from studio.ui.payload import LEVELS
+
+        overlay = self.page.locator(f"{self.root} .lv-overlay")
+        box = overlay.bounding_box()
+        for fx, fy in ((0.3, 0.2), (0.7, 0.8), (0.95, 0.5)):
+            overlay.hover(position={"x": 46 + fx * (box["width"] - 46), "y": fy * (box["height"] - 20)})
+            tip = self.page.inner_text(f"{self.root} .lv-tip").replace("\n", " ")
+            step, unit = map(int, re.search(r"step (\d+) .* unit (\d+)", tip).groups())
+            shown = float(self.page.inner_text(f"{self.root} .lv-tip .lv-value"))
+            assert abs(shown - np.tanh(trace.layers[0]["c"][step, unit])) <= 1 / (LEVELS - 1) + 2e-3, tip
+
+    def check_views_repaint_without_requests(self, layer: str = "1") -> None:
+        """Layer, quantity, order and unit change in the browser alone: no request, each repaint <= 50 ms."""
+        requests = []
+        self.page.on("request", lambda request: requests.append(request.url))
+        painted = int(self.page.get_attribute(self.root, "data-painted"))
+        times = []
+        for action in (lambda: self.page.select_option(f"{self.root} .lv-layer", layer),
+                       lambda: self.page.select_option(f"{self.root} .lv-quantity", "f"),
+                       lambda: self.page.select_option(f"{self.root} .lv-order", "index"),
+                       lambda: (self.page.fill(f"{self.root} .lv-unit", "5"), self.page.press(f"{self.root} .lv-unit", "Enter"))):
+            action()
+            self.page.wait_for_timeout(100)
+            times.append(float(self.page.get_attribute(self.root, "data-paint-ms")))
+        assert int(self.page.get_attribute(self.root, "data-painted")) >= painted + 2
+        assert max(times) <= 50, times
+        assert requests == []  # every repaint happened in the browser
+        assert "unit 5" in self.page.inner_text(f"{self.root} .lv-legend")
+
 
 @pytest.fixture
 def viewer():

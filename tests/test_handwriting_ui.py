@@ -58,7 +58,7 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
 
 
 @pytest.mark.browser
-def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromium_page, viewer):
+def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromium_page, viewer, tmp_path):
     page = chromium_page
     page.goto(handwriting_url)
     page.get_by_label("Text to write", exact=False).fill("abc def")
@@ -69,6 +69,8 @@ def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromiu
     assert page.locator("#handwriting-output svg set").count() > 3  # animated
     pen_viewer = viewer(page, "handwriting")
     pen_viewer.wait_ready()
+    pen_viewer.check_hover_values(pen_viewer.downloaded_trace(tmp_path))
+    pen_viewer.check_views_repaint_without_requests()
     # a click on the time strip selects that pen step; a click on the ink selects the nearest point's
     pen_viewer.click_step(6)
     pen_viewer.wait_selected(6)

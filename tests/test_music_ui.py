@@ -90,7 +90,7 @@ def test_broken_music_checkpoint_is_named(studio_url):
 
 
 @pytest.mark.browser
-def test_browser_composes_with_audio_and_the_viewer(studio_url, chromium_page, viewer):
+def test_browser_composes_with_audio_and_the_viewer(studio_url, chromium_page, viewer, tmp_path):
     page = chromium_page
     page.goto(studio_url)
     page.get_by_role("tab", name="Music (MIDI)").click()
@@ -101,6 +101,8 @@ def test_browser_composes_with_audio_and_the_viewer(studio_url, chromium_page, v
     assert audio.first.get_attribute("src")
     music_viewer = viewer(page, "music")
     music_viewer.wait_ready()
+    music_viewer.check_hover_values(music_viewer.downloaded_trace(tmp_path))
+    music_viewer.check_views_repaint_without_requests()
     # clicking a note step on the roll strip selects that step
     music_viewer.click_step(7)
     music_viewer.wait_selected(7)

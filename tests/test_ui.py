@@ -73,7 +73,7 @@ def generate_in_browser(page, url, prompt="Once upon", seed="7"):
 
 
 @pytest.mark.browser
-def test_viewer_shows_the_generation_and_hover_values(studio_url, chromium_page, tmp_path):
+def test_viewer_shows_the_generation_and_hover_values(studio_url, chromium_page, tmp_path, viewer):
     page = generate_in_browser(chromium_page, studio_url)
     spans = page.locator("#text-viewer .lv-text span.lv-ch")
     assert spans.count() == len("Once upon") + 400
@@ -83,32 +83,12 @@ def test_viewer_shows_the_generation_and_hover_values(studio_url, chromium_page,
     assert page.get_by_label("Prompt", exact=False).input_value() == "Once upon"  # what the user typed is kept
 
     # hovering a heatmap cell shows the trace's value there, to the payload's precision
-    npz = page.evaluate(
-        "() => [...document.querySelectorAll('a')].map(a => a.href).filter(h => h.includes('trace.npz'))[0]")
-    import re
-
-    import httpx
-    import numpy as np
-
-    from studio.trace import Trace
-    from studio.ui.payload import LEVELS
-
-    path = tmp_path / "trace.npz"
-    path.write_bytes(httpx.get(npz, timeout=30).content)
-    trace = Trace.load_npz(path)
-    overlay = page.locator("#text-viewer .lv-overlay")
-    box = overlay.bounding_box()
-    for fx, fy in ((0.3, 0.2), (0.7, 0.8), (0.95, 0.5)):
-        overlay.hover(position={"x": 46 + fx * (box["width"] - 46), "y": fy * (box["height"] - 20)})
-        tip = page.inner_text("#text-viewer .lv-tip")
-        step, unit = map(int, re.search(r"step (\d+) .* unit (\d+)", tip.replace("\n", " ")).groups())
-        shown = float(page.inner_text("#text-viewer .lv-tip .lv-value"))
-        # half a payload level of [-1, 1] each way, float16 of the download, 3 decimals shown
-        assert abs(shown - np.tanh(trace.layers[0]["c"][step, unit])) <= 1 / (LEVELS - 1) + 2e-3, tip
+    text_viewer = viewer(chromium_page, "text")
+    text_viewer.check_hover_values(text_viewer.downloaded_trace(tmp_path))
 
 
 @pytest.mark.browser
-def test_viewer_clicks_reach_python_and_views_repaint_without_requests(studio_url, chromium_page):
+def test_viewer_clicks_reach_python_and_views_repaint_without_requests(studio_url, chromium_page, viewer):
     page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="3")
     # a click on a character selects its step
     page.locator("#text-viewer .lv-ch[data-step='12']").click()
@@ -117,19 +97,7 @@ def test_viewer_clicks_reach_python_and_views_repaint_without_requests(studio_ur
     page.keyboard.press("ArrowRight")
     page.wait_for_function("document.querySelector('#text-selection').innerText.includes('Step 13')", timeout=20_000)
 
-    requests = []
-    page.on("request", lambda request: requests.append(request.url))
-    painted = int(page.get_attribute("#text-viewer .lv-root", "data-painted"))
-    page.select_option("#text-viewer .lv-layer", "1")
-    page.select_option("#text-viewer .lv-quantity", "f")
-    page.select_option("#text-viewer .lv-order", "index")
-    page.fill("#text-viewer .lv-unit", "5")
-    page.press("#text-viewer .lv-unit", "Enter")
-    page.wait_for_timeout(300)
-    assert int(page.get_attribute("#text-viewer .lv-root", "data-painted")) >= painted + 2
-    assert float(page.get_attribute("#text-viewer .lv-root", "data-paint-ms")) <= 50
-    assert requests == []  # every repaint happened in the browser
-    assert "unit 5" in page.inner_text("#text-viewer .lv-legend")
+    viewer(page, "text").check_views_repaint_without_requests()
     # the gate-saturation scatter is drawn in the browser too: one panel per layer
     assert page.evaluate("() => document.querySelector('#text-viewer .lv-sat').width") > 2 * 210
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from studio import checkpoint
 from studio.domains.base import LoadedModel
@@ -47,9 +48,11 @@ class TextModel(nn.Module):
 
     @torch.no_grad()
     def step(self, token: torch.Tensor, state, hooks=None, step: int = 0):
-        """token (B,) -> logits (B, V), state, gates of this step (hooks: studio.lstm)."""
-        out, state, gates = self.core.step(self.embed(token), state, hooks, step)
-        return self.head(out), state, gates
+        """token (B,) -> logits (B, V), state, gates of this step (hooks: studio.lstm). The embedding
+        and head are called as functions, the very ops their modules run, without nn.Module's call
+        machinery (~25 us each, a tenth of a batch-1 step)."""
+        out, state, gates = self.core.step(F.embedding(token, self.embed.weight), state, hooks, step)
+        return F.linear(out, self.head.weight, self.head.bias), state, gates
 
 
 def load(stem, device="cpu") -> LoadedModel:
