@@ -198,14 +198,19 @@ def viewer_repaints(url: str) -> None:
             "scroll": lambda: page.locator(f"{root} .lv-scroll").fill("2000"),
             "fit": lambda: page.click(f"{root} .lv-fit"),
         }
-        times = {}
+        times, frames = {}, {}
         for name, action in actions.items():
             action()
             page.wait_for_timeout(200)
             times[name] = float(page.get_attribute(root, "data-paint-ms"))
+            frames[name] = float(page.get_attribute(root, "data-frame-ms"))
+            if name == "layer":
+                print(f"  a layer change, per part (ms): {page.get_attribute(root, 'data-parts')}")
         browser.close()
     print("viewer repaints, 5,000 chars x 384 units (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
           + f"; max {max(times.values()):.0f} ms (goal <= 50); requests sent: {len(requests)} (goal 0)")
+    print("  until the frame is on screen (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in frames.items())
+          + f"; max {max(frames.values()):.0f} ms")
 
 
 # the viewer's drawn trace: it changes once the new trace is decoded and drawn (saturation included)
