@@ -300,11 +300,13 @@ function paintText() {
 function paintVisibleText() {
   const box = $('.lv-text'), spans = box.children;
   if (!st.paintSpans || !spans.length) return;
-  const top = box.scrollTop, bottom = top + box.clientHeight;
+  // offsets are measured from the first character (the spans' offsetParent need not be the box)
+  const origin = spans[0].offsetTop, top = box.scrollTop, bottom = top + box.clientHeight;
+  const y = (k) => spans[k].offsetTop - origin;
   let lo = 0, hi = spans.length - 1;
-  while (lo < hi) { const mid = (lo + hi) >> 1; if (spans[mid].offsetTop + spans[mid].offsetHeight < top) lo = mid + 1; else hi = mid; }
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (y(mid) + spans[mid].offsetHeight < top) lo = mid + 1; else hi = mid; }
   let end = lo;
-  while (end < spans.length && spans[end].offsetTop <= bottom) end += 200;
+  while (end < spans.length && y(end) <= bottom) end += 200;
   st.paintSpans(lo - 50, end + 50);
 }
 
