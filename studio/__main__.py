@@ -1,7 +1,8 @@
-"""Command line: python -m studio {train,generate,eval,trace} DOMAIN [options].
+"""Command line: python -m studio {train,generate,eval,trace,explain} DOMAIN [options].
 
 Every domain of studio.domains.ALL gets each command; `trace` (teacher-force a file, keep the
-gates) is the same for all of them (studio.cli_common), the others are the domain's cli.py."""
+gates) and `explain` (why a step came out: top guesses, saliency, one step's equations) are the
+same for all of them (studio.cli_common), the others are the domain's cli.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 from studio import cli_common
 from studio.domains import ALL
 
-COMMANDS = ("train", "generate", "eval", "trace")
+COMMANDS = ("train", "generate", "eval", "trace", "explain")
 
 
 def main(argv=None) -> int:
@@ -26,6 +27,8 @@ def main(argv=None) -> int:
             domain_parser = domains.add_parser(domain.NAME, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
             if command == "trace":
                 cli_common.add_trace_command(domain_parser, domain)
+            elif command == "explain":
+                cli_common.add_explain_command(domain_parser, domain)
             else:
                 importlib.import_module(f"{domain.__name__}.cli").add_commands(command, domain_parser)
     args = parser.parse_args(argv)

@@ -144,3 +144,50 @@ def run_trace(domain, args) -> int:
     print(f"wrote {args.out}: {scored.trace.steps} steps x {scored.trace.num_layers} layers x "
           f"{scored.trace.hidden_size} units")
     return 0
+
+
+# ---------------------------------------------------------------- explain (the same for every domain)
+def add_explain_command(parser, domain) -> None:
+    """`python -m studio explain DOMAIN (--input FILE | --seed S) --step N ... --json OUT`."""
+    add_model_flag(parser, domain)
+    parser.add_argument("--input", help="a file in the domain's format, read teacher-forced (default: generate one)")
+    parser.add_argument("--seed", type=int, default=0, help="without --input: generate with the tab's defaults and this seed")
+    parser.add_argument("--step", type=int, required=True, help="the trace step whose prediction to explain")
+    parser.add_argument("--target", help="explain this next value instead of the actual one (text: a character)")
+    parser.add_argument("--layer", type=int, default=0, help="the layer of the unit under the microscope")
+    parser.add_argument("--unit", type=int, default=0, help="the unit under the microscope")
+    parser.add_argument("--method", choices=["gradient_x_input", "integrated_gradients"], default="gradient_x_input")
+    parser.add_argument("--json", required=True, help="write the explanation here (- for stdout)")
+    parser.set_defaults(run=lambda args: run_explain(domain, args))
+
+
+def with_seed(settings, seed: int):
+    """A domain's settings with its seed set (it lives in .seed or in .sampling.seed)."""
+    holder = settings.sampling if hasattr(settings, "sampling") else settings
+    holder.seed = int(seed)
+    return settings
+
+
+def run_explain(domain, args) -> int:
+    import json
+
+    from studio import explain
+
+    loaded = load_or_exit(domain, args.model)
+    try:
+        if args.input:
+            sequence = domain.read_input(args.input, loaded)
+        else:
+            sequence = domain.sequence_of(domain.generate(loaded, with_seed(domain.Settings(), args.seed)))
+        scored, ex = domain.explainable(loaded, sequence)
+        answer = explain.explain(scored.trace, ex, args.step, args.layer, args.unit, args.target, args.method)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    text = json.dumps(answer, indent=1, ensure_ascii=False)
+    if args.json == "-":
+        print(text)
+    else:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.json}: step {args.step} ({answer['label']!r}), top guess "
+              f"{answer['topk'][0]['token']!r} p={answer['topk'][0]['p']:.3f}")
+    return 0

@@ -56,8 +56,9 @@ class LSTMCore(nn.Module):
 
     def initial_state(self, batch_size: int, device=None) -> State:
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        device = device or self.layers[0].weight_ih_l0.device
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+        weight = self.layers[0].weight_ih_l0  # the state takes the weights' device and dtype (float64 in checks)
+        device = device or weight.device
+        return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(shape, device=device, dtype=weight.dtype)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Fused forward. x: (B, T, input_size) -> out (B, T, H), new state."""

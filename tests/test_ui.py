@@ -125,3 +125,24 @@ def test_export_view_draws_the_requested_steps_and_unit(tmp_path, text_loaded):
     assert "<svg" in Path(path).read_text()[:500]
     png = export_view(trace, {"format": "png", "layer": 9, "unit": -4, "start": "x", "end": None}, tmp_path)
     assert png.endswith(".png") and Path(png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.browser
+def test_ask_why_a_character_came_out(studio_url, chromium_page, viewer):
+    """Click a character: its top guesses, the saliency painted on the text, the cell diagram; a
+    named target ("why not 'e'?") is explained too; a trajectory point moves the cursor."""
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="4")
+    page.locator("#text-viewer .lv-ch[data-step='20']").click()
+    panel = "#text-explain .ex-root"
+    page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '20'", timeout=30_000)
+    assert page.locator(f"{panel} .ex-guesses tr").count() == 5
+    assert page.locator(f"{panel} svg.ex-sal rect").count() == 21  # one bar per step 0..20
+    assert page.locator(f"{panel} svg.ex-cell").count() == 1 and "c<sub>t</sub>" in page.inner_html(panel)
+    # the saliency is painted onto the text, nothing after the explained step
+    page.wait_for_function("document.querySelector('#text-viewer .lv-legend').innerText.includes('saliency')")
+    assert page.locator("#text-viewer .lv-ch[data-step='30']").evaluate("s => s.style.background") == "rgb(238, 238, 238)"
+    page.locator("#text-why-not textarea").fill("e")
+    page.locator("#text-why-not textarea").press("Enter")
+    page.wait_for_function(f"document.querySelector('{panel}').innerText.includes('target \"e\"')", timeout=30_000)
+    page.locator(f"{panel} circle.ex-point[data-step='7']").click()
+    page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '7'", timeout=30_000)

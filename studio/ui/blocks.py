@@ -12,6 +12,7 @@ from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
 from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.explain_panel import ExplainPanel, explain_panel, explanation
 from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
 
 HEATMAP_UNITS = 48  # rows per heatmap: enough to see structure, small enough to read
@@ -82,10 +83,12 @@ def paint_heatmaps(trace: Trace, view: View, start: int | None = None, end: int 
 @dataclass
 class GatePanel:
     """The interactive viewer (studio/ui/viewer.py: heatmaps, unit lines, the domain strip, gate
-    saturation), the units worth a look, and what answers the viewer's events (selection, exports)."""
+    saturation), the units worth a look, what answers the viewer's events (the selection, "ask
+    why" for a step, exports)."""
 
     viewer: TraceViewer
     selection: gr.Markdown
+    why: ExplainPanel | None  # None for a domain that offers no `explainable`
     units: gr.Markdown
     export: gr.File
 
@@ -95,12 +98,13 @@ class GatePanel:
         return [self.viewer.html, self.units]
 
 
-def gate_panel(prefix: str) -> GatePanel:
+def gate_panel(prefix: str, domain=None) -> GatePanel:
     viewer = trace_viewer(prefix)
     selection = gr.Markdown(elem_id=f"{prefix}-selection")
+    why = explain_panel(prefix, viewer.html.elem_id) if hasattr(domain, "explainable") else None
     units = gr.Markdown(elem_id=f"{prefix}-units")
     export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")
-    return GatePanel(viewer, selection, units, export)
+    return GatePanel(viewer, selection, why, units, export)
 
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
@@ -135,16 +139,36 @@ def export_view(trace: Trace, event: dict, folder) -> str:
     return str(path)
 
 
-def wire_panel(panel: GatePanel, trace_of, state: gr.State) -> None:
-    """Answer the viewer's events: a step, unit or range is described; an export is drawn and offered.
-    trace_of(state value) -> Trace or None."""
-    def on_event(kept, event):
-        trace = trace_of(kept) if kept is not None else None
-        if trace is None or not isinstance(event, dict):
-            return gr.skip(), gr.skip()
-        if event.get("kind") == "export":
-            return gr.skip(), export_view(trace, event, output_dir())
-        return describe_selection(trace, event), gr.skip()
+def wire_panel(panel: GatePanel, state: gr.State, domain=None, models: dict | None = None) -> None:
+    """Answer the viewer's events: a step is described and, where the domain offers it, explained
+    ("ask why"); a unit or range is described; an export is drawn and offered. The state holds the
+    tab's Generation."""
+    last_step = gr.State()  # the viewer event the explanation answers (the target/method controls re-ask it)
 
-    panel.viewer.events.select(on_event, [state, panel.viewer.events], [panel.selection, panel.export],
-                               api_visibility="private")
+    def ask_why(generation, event, target, method):
+        if panel.why is None or generation is None or not isinstance(event, dict) or event.get("kind") != "step":
+            return gr.skip()
+        loaded = (models or {}).get(generation.trace.model)
+        if loaded is None:
+            return {"message": "The model that made this output is no longer loaded; generate again."}
+        try:
+            return explanation(domain, loaded, generation, event, target, method)
+        except ValueError as error:
+            return {"message": str(error)}
+
+    def on_event(generation, event, target, method):
+        trace = generation.trace if generation is not None else None
+        if trace is None or not isinstance(event, dict):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if event.get("kind") == "export":
+            return gr.skip(), export_view(trace, event, output_dir()), gr.skip(), gr.skip()
+        remembered = event if event.get("kind") == "step" else gr.skip()
+        return describe_selection(trace, event), gr.skip(), ask_why(generation, event, target, method), remembered
+
+    why_outputs = [panel.why.html] if panel.why is not None else [gr.State()]
+    controls = [panel.why.target, panel.why.method] if panel.why is not None else [gr.State(), gr.State()]
+    panel.viewer.events.select(on_event, [state, panel.viewer.events, *controls],
+                               [panel.selection, panel.export, *why_outputs, last_step], api_visibility="private")
+    if panel.why is not None:
+        for control in controls:
+            control.change(ask_why, [state, last_step, *controls], why_outputs, api_visibility="private")

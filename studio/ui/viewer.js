@@ -13,6 +13,13 @@ const LINE_COLORS = {i: '#1f77b4', f: '#2ca02c', g: '#9467bd', o: '#d62728', tan
 const SIGMOID = new Set(['i', 'f', 'o']);
 
 const $ = (selector) => element.querySelector(selector);
+// an overlay (the explain panel's saliency) paints the strip and the text instead of the unit:
+// signed values scaled by their largest magnitude, none after the explained step
+function overlayValue(t) {
+  const o = st.overlay;
+  if (!o) return null;
+  return t < o.values.length ? o.values[t] / o.peak : NaN;
+}
 const st = {data: null, layer: 0, quantity: 'tanh_c', unit: 0, order: 'variance', v0: 0, v1: 0,
             cursor: null, brush: null, orders: {}, version: 0};
 
@@ -199,6 +206,17 @@ function drawLines() {
 }
 
 function legend() {
+  let overlay = '';
+  if (st.overlay) {
+    const table = lut('g'), stops = [0, 64, 128, 192, 255].map((k) => `${css(table[k])} ${k / 2.55}%`).join(',');
+    overlay = `<div><span class="lv-bar-scale" style="background:linear-gradient(to right,${stops})"></span> ` +
+      `the output shows the ${st.overlay.title} (−${st.overlay.peak.toPrecision(2)} … +${st.overlay.peak.toPrecision(2)}); ` +
+      `<button class="lv-clear-overlay">show the unit again</button></div>`;
+  }
+  return overlay + unitLegend();
+}
+
+function unitLegend() {
   const [lo, hi] = range(st.quantity), table = lut(st.quantity);
   const stops = [0, 64, 128, 192, 255].map((k) => `${css(table[k])} ${k / 2.55}%`).join(',');
   const lines = ['i', 'f', 'o', 'g', 'tanh_c', 'h'].map((n) =>
@@ -234,7 +252,9 @@ function drawStrip() {
   }
   const at = accessor(st.layer, st.quantity);
   for (let t = st.v0; t < st.v1; t++) {
-    const x = MARGIN + (t - st.v0) * cellW, rgb = colour(st.quantity, at(st.unit, t));
+    const over = overlayValue(t);
+    const x = MARGIN + (t - st.v0) * cellW, rgb = over === null ? colour(st.quantity, at(st.unit, t))
+      : (Number.isNaN(over) ? [235, 235, 235] : colour('g', over));
     if (track.kind === 'roll') {
       const pitch = track.pitches[t];
       if (pitch < 0) continue;
@@ -274,12 +294,17 @@ function paintText() {
   // The characters in sight are painted now; the rest while the browser is idle (restyling all
   // 5,000 at once cost ~20 ms of style work per repaint). One style string per colour, written only
   // where a character's colour changed.
-  const at = accessor(st.layer, st.quantity), [lo, hi] = range(st.quantity), table = lut(st.quantity);
+  const overlaid = st.overlay !== null && st.overlay !== undefined;
+  const at = overlaid ? (u, t) => overlayValue(t) : accessor(st.layer, st.quantity);
+  const [lo, hi] = overlaid ? [-1, 1] : range(st.quantity), table = lut(overlaid ? 'g' : st.quantity);
   const styles = table.map((rgb) => `background:${css(rgb)};color:${0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2] > 140 ? '#000' : '#fff'}`);
-  const spans = box.children, first = st.data.first, key = `${st.version}/${st.layer}/${st.quantity}/${st.unit}`;
+  const blank = 'background:#eee;color:#888';
+  const spans = box.children, first = st.data.first;
+  const key = `${st.version}/${st.layer}/${st.quantity}/${st.unit}/${overlaid ? st.overlay.id : ''}`;
   st.paintSpans = (a, b) => {
     for (let k = Math.max(0, a); k < Math.min(spans.length, b); k++) {
-      const style = styles[Math.max(0, Math.min(255, Math.round((at(st.unit, first + k) - lo) / (hi - lo) * 255)))];
+      const v = at(st.unit, first + k);
+      const style = Number.isNaN(v) ? blank : styles[Math.max(0, Math.min(255, Math.round((v - lo) / (hi - lo) * 255)))];
       if (spans[k].lvColour !== style) { spans[k].style.cssText = style; spans[k].lvColour = style; }
     }
   };
@@ -477,6 +502,7 @@ function timed(paint) {
 
 function setUnit(unit) {
   st.unit = Math.max(0, Math.min(st.data.units - 1, unit));
+  st.overlay = null;  // choosing a unit means: paint the output by it again
   timed(() => { drawLines(); drawStrip(); drawPen(); paintText(); drawOverlay(); drawSaturation(); });
 }
 
@@ -558,8 +584,22 @@ function wire() {
     st.layer = hit.layer; $('.lv-layer').value = String(hit.layer);
     st.unit = hit.unit; drawAll();
   });
-  $('.lv-layer').addEventListener('change', (e) => { st.layer = Number(e.target.value); drawAll(); });
-  $('.lv-quantity').addEventListener('change', (e) => { st.quantity = e.target.value; drawAll(); });
+  document.addEventListener('lstm-viewer-overlay', (event) => {
+    if (event.detail.viewer !== props.viewer_id || !st.data) return;
+    const values = event.detail.values || [];
+    st.overlay = {values, title: event.detail.title || 'overlay', id: Math.random(),
+                  peak: Math.max(1e-12, ...values.map((v) => Math.abs(v)))};
+    timed(() => { drawStrip(); paintText(); drawLines(); });
+  });
+  document.addEventListener('lstm-viewer-goto', (event) => {
+    if (event.detail.viewer === props.viewer_id && st.data) setCursor(Number(event.detail.step));
+  });
+  $('.lv-legend').addEventListener('click', (event) => {
+    if (!event.target.classList.contains('lv-clear-overlay')) return;
+    st.overlay = null; timed(() => { drawStrip(); paintText(); drawLines(); });
+  });
+  $('.lv-layer').addEventListener('change', (e) => { st.layer = Number(e.target.value); st.overlay = null; drawAll(); });
+  $('.lv-quantity').addEventListener('change', (e) => { st.quantity = e.target.value; st.overlay = null; drawAll(); });
   $('.lv-order').addEventListener('change', (e) => { st.order = e.target.value; timed(() => { drawHeat(); drawOverlay(); }); });
   $('.lv-unit').addEventListener('change', (e) => setUnit(Number(e.target.value) || 0));
   $('.lv-scroll').addEventListener('input', (e) => { const s = span(); st.v0 = Number(e.target.value); st.v1 = st.v0 + s; drawAll(); });
@@ -598,7 +638,7 @@ async function load() {
     $('.lv-status').textContent = `The viewer could not read this trace: ${error.message}. Generate again.`;
     return;
   }
-  st.version += 1; st.orders = {}; st.saturation = null;
+  st.version += 1; st.orders = {}; st.saturation = null; st.overlay = null;
   st.layer = Math.min(st.layer, st.data.layers.length - 1); st.unit = Math.min(st.unit, st.data.units - 1);
   st.v0 = st.data.first; st.v1 = st.data.steps; st.cursor = null; st.brush = null;
   $('.lv-layer').innerHTML = st.data.layers.map((l, k) => `<option value="${k}">${l.name}</option>`).join('');

@@ -55,7 +55,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
-            panel = blocks.gate_panel("handwriting")
+            panel = blocks.gate_panel("handwriting", hw)
             attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
 
@@ -87,4 +87,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
          generation_state],
         api_name="generate_handwriting",
     )
-    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
+    blocks.wire_panel(panel, generation_state, hw, models)

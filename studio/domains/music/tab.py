@@ -56,7 +56,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
-            panel = blocks.gate_panel("music")
+            panel = blocks.gate_panel("music", music)
     generation_state = gr.State()
 
     def on_generate(name, source_value, upload_path, chorale_name, primer_bars_value, bars_value, temp, k,
@@ -95,4 +95,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
         [notes, audio, *panel.outputs, panel.selection, download_midi, download_trace, generation_state],
         api_name="generate_music",
     )
-    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
+    blocks.wire_panel(panel, generation_state, music, models)

@@ -52,7 +52,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
-            panel = blocks.gate_panel("speech")
+            panel = blocks.gate_panel("speech", speech)
             alignment = gr.Plot(label="Attention alignment", elem_id="speech-alignment")
     generation_state = gr.State()
 
@@ -82,7 +82,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
     speak.click(on_speak, [model_name, text_box, voice, seed],
                 [notes, audio, *panel.outputs, panel.selection, alignment, download_wav, download_features,
                  download_trace, generation_state], api_name="generate_speech")
-    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
+    blocks.wire_panel(panel, generation_state, speech, models)
 
 
 def _read_upload(path) -> speech.LoadedAudio:
@@ -133,7 +133,7 @@ def _recording(models: dict) -> None:
             if names:
                 continued = gr.Audio(label="Recording + continuation", type="filepath")
                 (download_trace,) = blocks.downloads()
-                panel = blocks.gate_panel("speech-continue")
+                panel = blocks.gate_panel("speech-continue", speech)
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
     if not names:
         return
@@ -159,4 +159,4 @@ def _recording(models: dict) -> None:
     go_on.click(on_continue, [upload, model_name, seconds, noise, seed],
                 [notes, continued, *panel.outputs, panel.selection, download_features, download_trace,
                  generation_state], api_name="continue_speech")
-    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
+    blocks.wire_panel(panel, generation_state, speech, models)

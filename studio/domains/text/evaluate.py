@@ -58,3 +58,41 @@ def fused(loaded: LoadedModel, text: str) -> dict:
     ids, _ = loaded.codec.encode(text)
     logits, _ = loaded.model(torch.tensor([ids], device=loaded.device))
     return {"logits": logits[0].float().cpu().numpy()}
+
+
+def explainable(loaded: LoadedModel, text: str):
+    """(Scored, studio.explain.Explainable) of `text`: what the explanations need, teacher-forced.
+    The differentiable input is each character's embedding."""
+    from studio.explain import Explainable, core_weights, topk
+
+    scored = score(loaded, text)
+    model, codec = loaded.model, loaded.codec
+    ids = torch.tensor([codec.encode(scored.sequence)[0]], device=loaded.device)
+    following = torch.cat([ids[:, 1:], ids[:, -1:]], 1)  # the next character after each step
+
+    def log_probs(x):
+        out, _ = model.core(x)
+        return F.log_softmax(model.head(out), -1)  # (N, T, V)
+
+    def log_likelihood(x):
+        picked = log_probs(x).gather(-1, following.expand(x.shape[0], -1)[..., None])[..., 0]
+        return torch.cat([picked[:, :-1], torch.zeros_like(picked[:, -1:])], 1)  # nothing follows the last
+
+    def target_log_prob(x, step, target):
+        if not isinstance(target, str) or len(target) != 1 or target not in codec.index:
+            raise ValueError(f"the target must be one character this model knows, not {target!r}")
+        return log_probs(x)[:, step, codec.index[target]]
+
+    names = [repr(ch)[1:-1] if ch in "\n\t" else ch for ch in codec.chars]
+    logits = scored.distributions["logits"]
+
+    def guesses(step):
+        top, entropy = topk(logits[step], names)
+        return {"topk": top, "entropy": entropy}
+
+    with torch.no_grad():
+        embedded = model.embed(ids)
+    layer_inputs = [embedded[0].cpu().numpy()] + [scored.trace.layers[k]["h"] for k in range(scored.trace.num_layers - 1)]
+    ex = Explainable(embedded, log_likelihood, layer_inputs, core_weights(model.core), guesses, target_log_prob,
+                     list(scored.trace.labels))
+    return scored, ex

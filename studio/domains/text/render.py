@@ -30,6 +30,12 @@ def render(generation: Generation, view: View) -> str:
     return render_html(generation.trace, view.layer, view.quantity, view.unit)
 
 
+def sequence_of(generation: Generation) -> str:
+    """What `score` reads to give this generation's trace again: every character the model read
+    (a fresh start's implicit line break included)."""
+    return "".join(generation.trace.labels)
+
+
 def track(generation: Generation) -> dict:
     """The viewer's strip for text: the characters themselves (the trace's labels)."""
     return {"kind": "text"}

@@ -36,7 +36,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
             download_text, download_trace = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
-            panel = blocks.gate_panel("text")
+            panel = blocks.gate_panel("text", text)
     generation_state = gr.State()
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
@@ -69,4 +69,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
         [notes, *panel.outputs, panel.selection, download_text, download_trace, generation_state],
         api_name="generate_text",
     )
-    blocks.wire_panel(panel, lambda generation: generation.trace, generation_state)
+    blocks.wire_panel(panel, generation_state, text, models)

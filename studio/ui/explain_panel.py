@@ -1,0 +1,67 @@
+"""The "ask why" panel under the trace viewer: for the step the viewer selected, the top guesses,
+the saliency of every earlier input (also painted onto the viewer's output), the step's LSTM
+equations with their numbers (a Colah-style cell diagram) and the trajectory of the layer's state.
+Drawn in the browser (explain_panel.js) from the answer of studio.explain; the Python side is
+`explanation(...)`, written once for every domain that offers `explainable`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from studio import explain
+from studio.ui.common import clamp_int
+
+HERE = Path(__file__).resolve().parent
+PANEL_JS = (HERE / "explain_panel.js").read_text(encoding="utf-8")
+PANEL_CSS = (HERE / "explain_panel.css").read_text(encoding="utf-8")
+METHODS = [("gradient x input (fast)", "gradient_x_input"), ("integrated gradients (32 steps)", "integrated_gradients")]
+
+
+@dataclass
+class ExplainPanel:
+    html: gr.HTML  # value: explanation(...)'s answer
+    target: gr.Textbox  # "why not ...?": a next value to explain instead of the actual one
+    method: gr.Dropdown
+
+
+def explain_panel(prefix: str, viewer_id: str) -> ExplainPanel:
+    with gr.Row():
+        target = gr.Textbox(label="Why not…? (a next value to explain instead; empty: what came next)",
+                            elem_id=f"{prefix}-why-not", scale=2)
+        method = gr.Dropdown(METHODS, value="gradient_x_input", label="Saliency", scale=1)
+    html = gr.HTML(None, html_template='<div class="ex-root"></div>', css_template=PANEL_CSS, js_on_load=PANEL_JS,
+                   elem_id=f"{prefix}-explain", viewer_id=viewer_id, apply_default_css=False)
+    return ExplainPanel(html, target, method)
+
+
+def explainable_of(domain, loaded, generation):
+    """The domain's Explainable for a generation, made once and kept with it."""
+    if getattr(generation, "explained", None) is None:
+        generation.explained = domain.explainable(loaded, domain.sequence_of(generation))
+    return generation.explained
+
+
+def explanation(domain, loaded, generation, event: dict, target=None, method: str = "gradient_x_input") -> dict:
+    """The panel's value for a viewer event (a step, with the viewer's layer and unit)."""
+    scored, ex = explainable_of(domain, loaded, generation)
+    trace = scored.trace
+    step = clamp_int(event.get("step"), 0, trace.steps - 1, trace.steps - 1)
+    layer = clamp_int(event.get("layer"), 0, trace.num_layers - 1, 0)
+    unit = clamp_int(event.get("unit"), 0, trace.hidden_size - 1, 0)
+    target = target.strip() if isinstance(target, str) and target.strip() else None
+    try:
+        answer = explain.explain(trace, ex, step, layer, unit, target, method if method in dict(METHODS).values()
+                                 else "gradient_x_input")
+    except ValueError as error:  # a target the model cannot have: say so, keep the rest
+        answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")
+        answer["note"] = str(error)
+    coords, share = explain.trajectory(trace, layer)
+    first = trace.shown_from
+    answer["labels_before"] = trace.labels[: step + 1]
+    answer["trajectory"] = {"x": coords[first:, 0].round(4).tolist(), "y": coords[first:, 1].round(4).tolist(),
+                            "share": share.tolist(), "first": first, "labels": trace.labels[first:],
+                            "layer_name": trace.layer_name(layer), "quantity": "h"}
+    return answer
