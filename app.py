@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from studio import checkpoint  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
+from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
 INTRO = (
@@ -61,6 +62,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
         for domain in ALL:
             with gr.Tab(domain.TITLE):
                 importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
+        gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
     return demo
 
 

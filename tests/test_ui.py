@@ -146,3 +146,25 @@ def test_ask_why_a_character_came_out(studio_url, chromium_page, viewer):
     page.wait_for_function(f"document.querySelector('{panel}').innerText.includes('target \"e\"')", timeout=30_000)
     page.locator(f"{panel} circle.ex-point[data-step='7']").click()
     page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '7'", timeout=30_000)
+
+
+def test_explain_endpoint(studio_url):
+    import math
+
+    from gradio_client import Client
+
+    client = Client(studio_url, verbose=False)
+    answer = client.predict("text", "tiny", "To be, or not to be", None, 10, 1, 3, "", "gradient_x_input",
+                            api_name="/explain")
+    assert answer["step"] == 10 and len(answer["saliency"]) == 11 and len(answer["topk"]) == 5
+    a = answer["anatomy"]
+    assert a["layer"] == 1 and a["unit"] == 3
+    assert math.isclose(a["f"] * a["c_prev"] + a["i"] * a["g"], a["c"], abs_tol=1e-5)
+    assert math.isclose(a["o"] * math.tanh(a["c"]), a["h"], abs_tol=1e-5)
+    for gate in ("i", "f", "g", "o"):
+        pre = a["pre"][gate]
+        assert math.isclose(pre["input"] + pre["recurrent"] + pre["bias"], pre["total"], abs_tol=1e-6)
+    with pytest.raises(Exception, match="one character"):
+        client.predict("text", "tiny", "To be", None, 2, 0, 0, "€", "gradient_x_input", api_name="/explain")
+    with pytest.raises(Exception, match="Unknown domain"):
+        client.predict("poetry", "", "x", None, 0, 0, 0, "", "", api_name="/explain")
