@@ -123,3 +123,29 @@ def test_missing_model_is_a_clear_error(tmp_path, run_cli):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error:") and str(missing) + ".json" in result.stderr
+
+
+@pytest.mark.parametrize("domain", [d for d in ALL if hasattr(d, "explainable")], ids=lambda d: d.NAME)
+def test_explain_a_shipped_model_from_outside(domain, tmp_path, run_cli):
+    """`explain --json` on the shipped model: the anatomy's numbers rebuild c_t and h_t of the
+    trace, checked from the JSON alone, and the pre-activation parts add up."""
+    import json
+    import math
+
+    if not checkpoint.paths(domain.DEFAULT_MODEL)[1].exists():
+        pytest.skip(f"{domain.DEFAULT_MODEL} is not here")
+    out = tmp_path / "why.json"
+    result = run_cli("explain", domain.NAME, "--seed", "3", "--step", "12", "--layer", "1", "--unit", "5",
+                     "--json", out, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(out.read_text())
+    a = answer["anatomy"]
+    assert a["step"] == 12 and a["layer"] == 1 and a["unit"] == 5 and len(answer["saliency"]) == 13
+    assert abs(a["f"] * a["c_prev"] + a["i"] * a["g"] - a["c"]) <= 1e-5
+    assert abs(a["o"] * math.tanh(a["c"]) - a["h"]) <= 1e-5
+    for gate in ("i", "f", "g", "o"):
+        pre = a["pre"][gate]
+        assert abs(pre["input"] + pre["recurrent"] + pre["bias"] - pre["total"]) <= 1e-5
+        squashed = math.tanh(pre["total"]) if gate == "g" else 1 / (1 + math.exp(-pre["total"]))
+        assert abs(squashed - a[gate]) <= 1e-5
+    assert answer["topk"] and all(0 <= g["p"] <= 1 for g in answer["topk"])
