@@ -194,6 +194,17 @@ class Viewer:
         self.page.wait_for_function(
             f"document.querySelector('{self.selection}').innerText.includes('Step {step} ')", timeout=timeout)
 
+    def ask_why(self, step: int, prefix: str) -> None:
+        """Click a step on the strip and check the "ask why" panel answers for it: top guesses,
+        one saliency bar per step up to it (also painted on the viewer's strip), the cell diagram."""
+        self.click_step(step)
+        panel = f"#{prefix}-explain .ex-root"
+        self.page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '{step}'", timeout=60_000)
+        assert self.page.locator(f"{panel} .ex-guesses tr").count() >= 1
+        assert self.page.locator(f"{panel} svg.ex-sal rect").count() == step + 1
+        assert self.page.locator(f"{panel} svg.ex-cell").count() == 1
+        self.page.wait_for_function(f"document.querySelector('{self.root} .lv-legend').innerText.includes('saliency')")
+
     def downloaded_trace(self, folder):
         """The trace the page offers for download (its link ends in trace.npz)."""
         import httpx

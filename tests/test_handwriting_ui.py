@@ -71,6 +71,7 @@ def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromiu
     pen_viewer.wait_ready()
     pen_viewer.check_hover_values(pen_viewer.downloaded_trace(tmp_path))
     pen_viewer.check_views_repaint_without_requests()
+    pen_viewer.ask_why(9, "handwriting")
     # a click on the time strip selects that pen step; a click on the ink selects the nearest point's
     pen_viewer.click_step(6)
     pen_viewer.wait_selected(6)

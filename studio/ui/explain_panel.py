@@ -59,7 +59,7 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
         answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")
         answer["note"] = str(error)
     coords, share = explain.trajectory(trace, layer)
-    first = trace.shown_from
+    first = min(generation.trace.shown_from, trace.steps - 1)  # what the generation shows (a primer's steps are not)
     answer["labels_before"] = trace.labels[: step + 1]
     answer["trajectory"] = {"x": coords[first:, 0].round(4).tolist(), "y": coords[first:, 1].round(4).tolist(),
                             "share": share.tolist(), "first": first, "labels": trace.labels[first:],

@@ -44,6 +44,7 @@ from studio.domains.handwriting.evaluate import (
     NLL_UNITS,
     StrokeBatch,
     batch_nll,
+    explainable,
     finished_fraction,
     fused,
     make_batch,
@@ -83,6 +84,7 @@ from studio.domains.handwriting.render import (
     attention_figure,
     render,
     render_figure,
+    sequence_of,
     strokes_figure,
     strokes_to_svg,
     svg_to_strokes,
@@ -98,7 +100,7 @@ DEFAULT_MODEL = checkpoint.MODELS_DIR / "hershey-synthesis"
 Settings = HandwritingSettings
 
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_card", "read_input", "score", "generate",
-           "features", "render", "track", "write_files", "fused", "tiny", "example",
+           "features", "render", "track", "write_files", "fused", "tiny", "example", "explainable", "sequence_of",
            "DEFAULT_CHARS", "MAX_TEXT", "MAX_SCORE_POINTS", "LINE_CHARS", "MAX_POINTS", "MAX_PRIMER_POINTS", "NLL_UNITS",
            "PROVENANCE", "SYNTHESIS", "PREDICTION",
            "Handwriting", "HandwritingAlphabet", "HandwritingCodec", "HandwritingDetail", "HandwritingSettings",

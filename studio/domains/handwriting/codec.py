@@ -15,7 +15,9 @@
   quotes to straight ones, accents removed) or dropped, with a note.
 * **a handwriting sample** (`Handwriting`, what `score` reads): strokes plus their transcript.
   Read teacher-forced, its first move is zeroed (the pen starts where it is, as a style primer
-  does: a file's absolute start position says nothing about the hand).
+  does: a file's absolute start position says nothing about the hand), unless `from_origin`
+  says the strokes start from the pen at (0, 0) (a generation read again: its first move is
+  what the model wrote).
 
 A model card's `codec` is {"offset_scale": float, "chars": str} ("chars" only for synthesis
 models); `HandwritingCodec` is that record. Traces carry a `HandwritingDetail`.
@@ -55,14 +57,15 @@ def strokes_to_offsets(strokes) -> np.ndarray:
     return np.vstack(rows).astype(np.float32)
 
 
-def offsets_to_strokes(offsets) -> list[np.ndarray]:
-    """(T, 3) offsets -> list of (N, 2) float32 absolute polylines. A trailing stroke without a
-    pen lift (a sample cut short) is kept."""
+def offsets_to_strokes(offsets, dtype=np.float32) -> list[np.ndarray]:
+    """(T, 3) offsets -> list of (N, 2) absolute polylines (float32, or `dtype`: float64 keeps the
+    offsets exactly through strokes_to_offsets). A trailing stroke without a pen lift (a sample
+    cut short) is kept."""
     offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 3)
     points = np.cumsum(offsets[:, :2], axis=0)
     ends = np.flatnonzero(offsets[:, 2] > 0.5) + 1
     pieces = np.split(points, ends)
-    return [p.astype(np.float32) for p in pieces if len(p)]
+    return [p.astype(dtype) for p in pieces if len(p)]
 
 
 def normalize_strokes(strokes, height: float = 1.0) -> list[np.ndarray]:
@@ -150,11 +153,13 @@ class Handwriting:
 
     strokes: list[np.ndarray]  # absolute polylines, y down
     text: str = ""  # the transcript (read by a synthesis model's window, ignored by a prediction model)
+    from_origin: bool = False  # the pen starts at (0, 0): the first move is read as it is, not zeroed
 
     def offsets(self) -> np.ndarray:
-        """(T, 3) offsets as `score` reads them: at most MAX_SCORE_POINTS, the first move zeroed."""
+        """(T, 3) offsets as `score` reads them: at most MAX_SCORE_POINTS, the first move zeroed
+        (kept when `from_origin`)."""
         offsets = strokes_to_offsets(self.strokes)[:MAX_SCORE_POINTS]
-        if len(offsets):
+        if len(offsets) and not self.from_origin:
             offsets[0, :2] = 0
         return offsets
 

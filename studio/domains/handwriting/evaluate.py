@@ -10,10 +10,12 @@ each character at each step).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from studio.domains.base import LoadedModel, Scored
 from studio.domains.handwriting.codec import (
@@ -26,7 +28,7 @@ from studio.domains.handwriting.codec import (
     strokes_to_offsets,
 )
 from studio.domains.handwriting.generate import HandwritingSettings, generate
-from studio.domains.handwriting.model import NAME, SynthesisModel, mdn_log_likelihood, mdn_split
+from studio.domains.handwriting.model import NAME, MDNParams, SynthesisModel, mdn_log_likelihood, mdn_split
 from studio.trace import Trace
 
 NLL_UNITS = "nats per pen point, offsets divided by codec.offset_scale"
@@ -130,7 +132,8 @@ def _read(loaded: LoadedModel, sequence: Handwriting) -> tuple[StrokeBatch, np.n
     elif (sequence.text or "").strip():
         notes.append("A prediction model reads no text: the transcript was ignored.")
     batch = make_batch([offsets], [text] if alphabet is not None else None, alphabet, loaded.codec.offset_scale)
-    return batch.to(loaded.device), offsets, text, notes
+    dtype = next(loaded.model.parameters()).dtype  # float64 in the explanation checks
+    return batch.to(loaded.device).to(dtype), offsets, text, notes
 
 
 @torch.no_grad()
@@ -152,7 +155,7 @@ def score(loaded: LoadedModel, sequence: Handwriting) -> Scored:
         detail = HandwritingDetail("scribble")
     trace = Trace.from_sequence(gates, labels, domain=NAME, model=loaded.name, prompt_length=len(labels),
                                 layer_names=list(loaded.layer_names), detail=detail)
-    return Scored(trace, distributions, Handwriting(offsets_to_strokes(offsets), text), notes)
+    return Scored(trace, distributions, Handwriting(offsets_to_strokes(offsets), text, sequence.from_origin), notes)
 
 
 @torch.no_grad()
@@ -166,3 +169,87 @@ def fused(loaded: LoadedModel, sequence: Handwriting) -> dict:
         return {**mdn_split(raw[0], model.config.mixtures).arrays(), "phi": phi[0].float().cpu().numpy()}
     raw, _ = model(batch.points)
     return mdn_split(raw[0], model.config.mixtures).arrays()
+
+
+# ---------------------------------------------------------------- asking the model why
+PEN_UP, PEN_DOWN = ("end of stroke", "pen up", "pen lift", "lift"), ("pen down", "go on", "continue")
+
+
+def _target_picker(target, mixtures: int):
+    """A named next value -> params (MDNParams, (N,) at one step) -> its (N,) log-probability:
+    "end of stroke" (the pen lifts after the next point), "pen down" (it does not), or
+    "component k" (the mixture's weight on Gaussian k, as the guesses name it)."""
+    name = str(target).strip().lower() if isinstance(target, str) else ""
+    if name in PEN_UP:
+        return lambda p: F.logsigmoid(p.eos_logit[..., 0])
+    if name in PEN_DOWN:
+        return lambda p: F.logsigmoid(-p.eos_logit[..., 0])
+    found = re.match(r"component\s*(\d+)\b", name)
+    if found and int(found.group(1)) < mixtures:
+        k = int(found.group(1))
+        return lambda p: p.log_pi[..., k]
+    raise ValueError(f'the target must be "end of stroke", "pen down" or "component k" with k from 0 to '
+                     f"{mixtures - 1}, not {target!r}")
+
+
+def explainable(loaded: LoadedModel, sequence: Handwriting):
+    """(Scored, studio.explain.Explainable) of a handwriting sample, read teacher-forced from a
+    fresh state as `score` reads it.
+
+    The differentiable inputs are the pen offsets the model reads, (1, T, 3): (dx, dy) divided by
+    the codec's offset scale and the pen-lift bit, the start point (0, 0, lifted) first. The text
+    is held fixed (a synthesis model's characters are not inputs); the window over it is the
+    model's own, computed from the offsets by the training forward, so an attribution includes
+    how an earlier point moved the window. log_likelihood row t is log p(pen point t | the points
+    before it, the text): the MDN log-density of the next offset times the end-of-stroke
+    Bernoulli, without sampling bias, exactly the terms the held-out NLL averages. Unlike text,
+    the last step has a real next value (score predicts every point of the sample), so its row is
+    not 0. Named targets: "end of stroke", "pen down", "component k"."""
+    from studio.explain import Explainable, core_weights, topk
+
+    scored = score(loaded, sequence)
+    batch, _, text, _ = _read(loaded, sequence)
+    model = loaded.model
+    mixtures, synthesis = model.config.mixtures, isinstance(model, SynthesisModel)
+
+    def params_of(x):
+        if not synthesis:
+            return mdn_split(model(x)[0], mixtures)
+        n = x.shape[0]
+        chars, char_mask = batch.chars.to(x.dtype).expand(n, -1, -1), batch.char_mask.to(x.dtype).expand(n, -1)
+        return mdn_split(model(x, chars, char_mask)[0], mixtures)
+
+    def log_likelihood(x):
+        return mdn_log_likelihood(params_of(x), batch.targets.to(x.dtype).expand(x.shape[0], -1, -1))
+
+    def target_log_prob(x, step, target):
+        pick = _target_picker(target, mixtures)
+        last = params_of(x[:, : step + 1])  # the steps after `step` cannot change it: not computed
+        return pick(MDNParams(*(getattr(last, f.name)[:, step] for f in fields(MDNParams))))
+
+    d, scale = scored.distributions, loaded.codec.offset_scale
+
+    def guesses(step):
+        names = [f"component {k} ({mu[0] * scale:.3g}, {mu[1] * scale:.3g})" for k, mu in enumerate(d["mu"][step])]
+        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf: probability 0
+            top, entropy = topk(np.log(d["pi"][step].astype(np.float64)), names)
+        out = {"topk": top, "entropy": entropy, "end_of_stroke": float(d["eos"][step])}
+        if synthesis:
+            peak = int(np.argmax(d["phi"][step]))
+            out["window_peak"] = {"index": peak, "char": text[peak] if text[peak] != " " else "␣",
+                                  "weight": float(d["phi"][step, peak])}
+        return out
+
+    trace = scored.trace
+    points = batch.points[0].float().cpu().numpy()
+    if synthesis:  # attention layer: [point_t, w_{t-1}]; core layer 1: [point_t, w_t, h1_t]; above: h below
+        window = d["phi"] @ batch.chars[0].float().cpu().numpy()  # (T, V) w_t
+        before = np.vstack([np.zeros_like(window[:1]), window[:-1]])
+        layer_inputs = [np.hstack([points, before]), np.hstack([points, window, trace.layers[0]["h"]])]
+        weights = core_weights(model.attention) + core_weights(model.core)
+    else:
+        layer_inputs, weights = [points], core_weights(model.core)
+    layer_inputs += [trace.layers[k]["h"] for k in range(len(layer_inputs) - 1, trace.num_layers - 1)]
+    ex = Explainable(batch.points.detach(), log_likelihood, layer_inputs, weights, guesses, target_log_prob,
+                     list(trace.labels))
+    return scored, ex

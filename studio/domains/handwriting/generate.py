@@ -65,6 +65,7 @@ class HandwritingResult:
     phi: np.ndarray | None = None  # (T, U) attention window over the text's characters
     chars: str = ""  # the characters phi indexes (the primer's text, a space, then the text)
     primer_points: int = 0  # leading rows of phi that read the primer
+    primer: np.ndarray | None = None  # (primer_points, 3) the style offsets read first, data units (one line only)
 
 
 @dataclass
@@ -226,7 +227,7 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
     trace = Trace.from_steps(step_gates, labels,
                              **_trace_fields(loaded, HandwritingDetail("synthesis", full, finished), primer_points))
     result = HandwritingResult(offsets_to_strokes(offsets), offsets, text, notes, finished,
-                               np.array(phis)[:, : len(full)], full, primer_points)
+                               np.array(phis)[:, : len(full)], full, primer_points, primer_offsets)
     return _Line(result, trace, params_per_step)
 
 

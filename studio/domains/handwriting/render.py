@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.domains.base import Generation, View
-from studio.domains.handwriting.codec import bounds
+from studio.domains.handwriting.codec import Handwriting, bounds, offsets_to_strokes
 from studio.viz import activation_colors, unit_values
 
 PER_SEGMENT = 5  # curve samples per pen segment in the figure
@@ -209,6 +209,22 @@ def attention_figure(result):
 def render(generation: Generation, view: View):
     """The generated strokes with the view's unit painted on them (a matplotlib Figure)."""
     return strokes_figure(generation, view)
+
+
+def sequence_of(generation: Generation) -> Handwriting:
+    """What `score` reads to give this generation's trace again (teacher-forced, from a fresh
+    state): the style primer's offsets (read first, as they were), then the written points, from
+    the pen at the origin (the first written move is read as sampled, not zeroed), with every
+    character the window read (the primer's transcript, a space, the text). Exact up to float
+    rounding, except for a text written in several lines: each line was written from a fresh
+    state (primed again, off the trace), but score reads the stacked lines (their first move
+    zeroed) in one pass under one window over the whole text: the steps line up one to one, the
+    states do not."""
+    result = generation.result
+    if getattr(generation.trace.detail, "lines", 1) > 1:
+        return Handwriting(result.strokes, result.text)
+    offsets = result.offsets if result.primer is None else np.vstack([result.primer, result.offsets])
+    return Handwriting(offsets_to_strokes(offsets, np.float64), result.chars or result.text, from_origin=True)
 
 
 def track(generation: Generation) -> dict:
