@@ -31,6 +31,7 @@ from studio.trace import Trace
 
 GATES = ("i", "f", "g", "o")
 TOP_UNITS = 5  # recurrent contributions named in the anatomy; the rest are summed
+FLAT = 1e-5  # gradient x input below this everywhere says nothing (the prediction is at its optimum)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Explainable:
     """What a domain hands over for one sequence, read teacher-forced from a fresh state."""
 
     inputs: torch.Tensor  # (1, T, E) what the model reads at each step, as a differentiable tensor
-    # inputs (N, T, E) -> (N, T): log-likelihood of the actual next value after each step (the last: 0)
+    # inputs (N, T, E) -> (N, T): log-likelihood of the actual next value after each step (0 where nothing follows)
     log_likelihood: Callable[[torch.Tensor], torch.Tensor]
     layer_inputs: list[np.ndarray]  # per trace layer, (T, X): what that layer read at each step
     weights: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per trace layer: W_ih (4H, X), W_hh (4H, H), b (4H,)
@@ -64,7 +65,7 @@ def topk(logits: np.ndarray, names: list[str], k: int = 5) -> tuple[list[dict], 
 
 
 def surprise(ex: Explainable) -> np.ndarray:
-    """(T,) -log p of the actual next value after each step (0 after the last)."""
+    """(T,) -log p of the actual next value after each step (0 where nothing follows)."""
     with torch.no_grad():
         return (-ex.log_likelihood(ex.inputs)[0]).double().cpu().numpy()
 
@@ -163,16 +164,23 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
     "topk", "entropy", "surprise", "saliency", "anatomy", ...domain extras}."""
     step = int(step)
     considered = ex.guesses(step)
-    return {
+    attributions = saliency(ex, step, target, method)
+    answer = {
         "step": step,
         "label": trace.labels[step],
         **considered,
         "surprise": float(surprise(ex)[step]),
         "saliency_method": method,
         "target": target,
-        "saliency": [float(v) for v in saliency(ex, step, target, method)],
+        "saliency": [float(v) for v in attributions],
         "anatomy": anatomy(trace, ex, layer, unit, step),
     }
+    if method == "gradient_x_input" and np.abs(attributions).max(initial=0.0) < FLAT:
+        # a generated value the model predicted exactly (speech frames are not sampled) sits at the
+        # top of its log-likelihood: the slope there is 0 whatever the inputs did
+        answer["note"] = ("What came next is exactly what the model predicted, so its log-likelihood is at its "
+                          "maximum and gradient x input is flat here: choose integrated gradients, or name a target.")
+    return answer
 
 
 def core_weights(core) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

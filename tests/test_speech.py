@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from studio import checkpoint
+from studio import checkpoint, explain
 from studio.domains import speech
 from studio.domains.base import LoadedModel, View
 from studio.domains.speech.model import layer_names
@@ -430,3 +430,88 @@ def test_cli_generate_continues_with_a_frame_model_and_traces_text_to_mel(tmp_pa
 
     trace = Trace.load_npz(tmp_path / "x.npz", speech.SpeechDetail)
     assert trace.num_layers == 2 and trace.detail.text == "a tone■" and trace.layer_names[0] == "attention LSTM"
+
+
+# ---------------------------------------------------------------- asking the model why
+def explained(loaded, double=False):
+    utterance, _ = speech.example()
+    if double:  # float64 for the finite differences
+        loaded.model.double()
+    return speech.explainable(loaded, utterance if isinstance(loaded.model, speech.SpeechModel) else utterance.log_mel)
+
+
+@pytest.mark.parametrize("make", [lambda: as_loaded(speech.tiny()[0]), lambda: tiny_tts(decoder_layers=2), tiny_frames])
+def test_anatomy_rebuilds_every_layer_and_saliency_is_the_finite_difference(make):
+    scored, ex = explained(make())
+    trace = scored.trace
+    assert len(ex.layer_inputs) == len(ex.weights) == trace.num_layers and ex.labels == trace.labels
+    for layer in range(trace.num_layers):
+        for unit, step in [(0, 0), (3, 1), (7, 5), (15 % trace.hidden_size, trace.steps - 1)]:
+            a = explain.anatomy(trace, ex, layer, unit, step)
+            pre = [a["pre"][gate] for gate in explain.GATES]  # i, f, g, o
+            totals = np.array([part["total"] for part in pre])
+            np.testing.assert_allclose([part["input"] + part["recurrent"] + part["bias"] for part in pre], totals, atol=1e-9)
+            squashed = 1 / (1 + np.exp(-totals))
+            squashed[2] = np.tanh(totals[2])  # g
+            np.testing.assert_allclose(squashed, [a[gate] for gate in explain.GATES], atol=1e-5, err_msg=f"{layer} {unit} {step}")
+    scored, ex = explained(make(), double=True)
+    step, eps = trace.steps - 2, 1e-3
+    attributions = explain.saliency(ex, step)
+    assert attributions.shape == (step + 1,) and np.abs(attributions).max() > 0
+    chosen = [0, 2, step // 2, step]  # input s scaled by 1 + eps (row 2k) and 1 - eps (row 2k + 1), one batch
+    scaled = ex.inputs.repeat(2 * len(chosen), 1, 1)
+    for k, s in enumerate(chosen):
+        scaled[2 * k : 2 * k + 2, s] *= torch.tensor([[1 + eps], [1 - eps]], dtype=scaled.dtype)
+    with torch.no_grad():
+        rows = ex.log_likelihood(scaled)[:, step]
+    estimates = ((rows[0::2] - rows[1::2]) / (2 * eps)).numpy()  # d/d(scale) at 1 = input s . gradient
+    np.testing.assert_allclose(attributions[chosen], estimates, rtol=1e-3, atol=1e-8)
+
+
+@pytest.mark.parametrize("make", [lambda: as_loaded(speech.tiny()[0]), tiny_frames])
+def test_log_likelihood_is_causal_and_guesses_are_the_model_probabilities(make):
+    loaded = make()
+    scored, ex = explained(loaded)
+    steps, t = scored.trace.steps, 4
+    with torch.no_grad():
+        base = ex.log_likelihood(ex.inputs)
+        changed = ex.inputs.clone()
+        changed[:, t + 1 :] += torch.randn(changed[:, t + 1 :].shape, generator=torch.Generator().manual_seed(0))
+        after = ex.log_likelihood(torch.cat([ex.inputs, changed]))
+    assert base.shape == (1, steps)  # a batch of two: the first unchanged, the second changed after t
+    torch.testing.assert_close(after[:, : t + 1], base[:, : t + 1].expand(2, -1), rtol=1e-6, atol=1e-5)
+    assert not torch.allclose(after[1, t + 1 :], base[0, t + 1 :])
+    if isinstance(loaded.model, speech.FrameModel):
+        assert float(base[0, -1]) == 0.0  # nothing follows the last group
+        energy = np.exp(speech.fused(loaded, scored.sequence)["frames"].astype(np.float64)).mean(1)
+        shares = energy / energy.sum(1, keepdims=True)
+        guess = ex.guesses(t)
+        assert [g["p"] for g in guess["topk"]] == pytest.approx(np.sort(shares[t])[::-1][:5].tolist(), rel=1e-4)
+        assert guess["topk"][0]["token"].startswith(f"band {int(np.argmax(shares[t]))} ")
+        return
+    p_stop = speech.fused(loaded, scored.sequence)["stop"].astype(np.float64)
+    for step in (0, t, steps - 1):
+        guess = ex.guesses(step)
+        assert {g["token"]: g["p"] for g in guess["topk"]} == pytest.approx({"stop": p_stop[step], "go on": 1 - p_stop[step]}, abs=1e-6)
+        assert guess["entropy"] == pytest.approx(-p_stop[step] * np.log(p_stop[step]) - (1 - p_stop[step]) * np.log(1 - p_stop[step]), abs=1e-6)
+        assert guess["attention_peak"]["index"] == scored.trace.detail.position[step]
+    with torch.no_grad():  # "why did it stop here?": the stop decision alone, read up to the step
+        assert float(ex.target_log_prob(ex.inputs, t, "go on")[0]) == pytest.approx(np.log1p(-p_stop[t]), abs=1e-5)
+    with pytest.raises(ValueError, match="stop token's decisions"):
+        explain.saliency(ex, t, target="loud")
+
+
+def test_sequence_of_gives_the_generation_trace_again():
+    tts = tiny_tts(decoder_layers=2)
+    generation = speech.generate(tts, speech.SpeechSettings(text="hi there", seed=3, max_steps=12, stop_threshold=1.0,
+                                                            griffin_lim_iters=0))
+    frames = tiny_frames()
+    continued = speech.generate(frames, speech.ContinueSettings(audio=tone(0.3), seconds=0.2, griffin_lim_iters=0))
+    for loaded, made in ((tts, generation), (frames, continued)):
+        again = speech.score(loaded, speech.sequence_of(made)).trace
+        assert again.steps == made.trace.steps
+        for a, b in zip(again.layers, made.trace.layers, strict=True):
+            for name in a:
+                np.testing.assert_allclose(a[name], b[name], atol=1e-5)
+    assert again.labels != continued.trace.labels  # a continuation's read is labelled by frame
+    assert speech.score(tts, speech.sequence_of(generation)).trace.labels == generation.trace.labels

@@ -43,6 +43,7 @@ from studio.domains.speech.evaluate import (
     MCD_BANDS,
     MCD_NOISE_FLOOR,
     alignment_report,
+    explainable,
     fused,
     held_out_mcd,
     mcd_bands,
@@ -73,7 +74,15 @@ from studio.domains.speech.model import (
     make_card,
     save,
 )
-from studio.domains.speech.render import alignment_figure, features_npz, mel_figure, render, track, write_files
+from studio.domains.speech.render import (
+    alignment_figure,
+    features_npz,
+    mel_figure,
+    render,
+    sequence_of,
+    track,
+    write_files,
+)
 from studio.domains.speech.train import FrameTask, SpeechBatch, SpeechTask, make_speech_batch, speech_loss
 
 TITLE = "Speech"
@@ -90,4 +99,4 @@ __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "DEFAULT_FRAME_MODEL", "Settings", 
            "ContinueSettings", "ContinueResult", "SpeechBatch", "SpeechTask", "FrameTask",
            "encode_audio", "decode_audio", "pitch", "prepare_audio", "read_audio", "build_corpus", "group_frames",
            "make_speech_batch", "speech_loss", "clean_text", "mcd_bands", "mcd_between", "mcd_db", "held_out_mcd",
-           "alignment_report", "mel_figure", "alignment_figure", "features_npz"]
+           "alignment_report", "mel_figure", "alignment_figure", "features_npz", "explainable", "sequence_of"]

@@ -105,6 +105,7 @@ class Utterance:
     log_mel: np.ndarray  # (frames, 80)
     voice: int = 0  # the voice (speaker id) the text-to-mel model imitates while reading
     notes: list[str] = field(default_factory=list)  # what reading the recording changed
+    seed: int = 0  # seeds the text-to-mel prenet's dropout masks while reading (a generation's seed redraws its masks)
 
 
 def read_input(path, loaded=None) -> Utterance:

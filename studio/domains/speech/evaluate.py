@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from studio.domains.base import LoadedModel, Scored
 from studio.domains.speech.codec import (
@@ -18,6 +19,7 @@ from studio.domains.speech.codec import (
     _librosa,
     decode_audio,
     encode_audio,
+    mel_centres,
 )
 from studio.domains.speech.data import Corpus, Utterance, reference_audio
 from studio.domains.speech.generate import SpeechSettings, speak, trace_fields
@@ -34,10 +36,10 @@ MCD_FRAME_MS, MCD_HOP_MS, MCD_BANDS, MCD_FIRST, MCD_LAST = 32, 8, 20, 2, 16
 # whose log10 energy is log10(eps) = -15.7; without the floor those frames alone decide the score
 # (Griffin-Lim's own round trip of espeak audio scored 24.6, worse than a different sentence: 12.5).
 MCD_NOISE_FLOOR = 1e-3
+DECISIONS = {"stop": 1.0, "go on": -1.0}  # the text-to-mel stop token's named targets: the sign of its logit
 MCD_HOW = ("model audio (Griffin-Lim) vs espeak-ng's rendering of each held-out sentence: Kubichek MCD with the "
            "mel-cepstral-distance package's defaults (20 bands, coefficients 2..16, DTW), plus a -60 dB noise floor; "
            "see studio/domains/speech/evaluate.py. Identified: the nearest held-out reference is its own.")
-SCORE_SEED = 0  # seeds the prenet dropout (on in every mode) of a teacher-forced read, so score = fused
 
 
 # ---------------------------------------------------------------- MCD
@@ -140,7 +142,7 @@ def _read(loaded: LoadedModel, sequence) -> tuple[Utterance, list[str]]:
         raise ValueError(f"the recording is too short: {len(log_mel)} frames, a step reads {r}")
     if len(log_mel) % r:
         notes.append(f"The last {len(log_mel) % r} frame(s), too few for a step of {r}, were left out.")
-    read = Utterance(utterance.text, log_mel[: len(log_mel) // r * r], utterance.voice, notes)
+    read = Utterance(utterance.text, log_mel[: len(log_mel) // r * r], utterance.voice, notes, utterance.seed)
     if not isinstance(loaded.model, FrameModel):
         ids, dropped = loaded.codec.alphabet.encode(read.text)
         if len(ids) <= 1:
@@ -153,14 +155,25 @@ def _read(loaded: LoadedModel, sequence) -> tuple[Utterance, list[str]]:
 
 
 def _batch(loaded: LoadedModel, read: Utterance):
-    return make_speech_batch(loaded.model.config, [read.log_mel], [read.text], [read.voice], loaded.device)
+    """The utterance as a batch of one, its frames in the model's dtype (float64 in checks)."""
+    batch = make_speech_batch(loaded.model.config, [read.log_mel], [read.text], [read.voice], loaded.device)
+    dtype = next(loaded.model.parameters()).dtype
+    batch.mel_in, batch.targets = batch.mel_in.to(dtype), batch.targets.to(dtype)
+    return batch
 
 
 @torch.no_grad()
 def score(loaded: LoadedModel, sequence) -> Scored:
     """Teacher-forced over a recording (an Utterance; a bare (frames, 80) log-mel for the frame
     LSTM): the exact trace and per step the predicted frames (and stop probability). The
-    text-to-mel model reads the transcript and, at step t, the last frame of step t-1."""
+    text-to-mel model reads the transcript and, at step t, the last frame of step t-1, its prenet
+    dropping what the utterance's seed draws (0 unless set; `fused` draws the same)."""
+    return _score(loaded, sequence)
+
+
+@torch.no_grad()
+def _score(loaded: LoadedModel, sequence, reads: list | None = None) -> Scored:
+    """score; a text-to-mel model's layer inputs land in `reads` (SpeechModel._read)."""
     read, notes = _read(loaded, sequence)
     model, r = loaded.model, loaded.model.config.reduction
     if isinstance(model, FrameModel):
@@ -171,7 +184,8 @@ def score(loaded: LoadedModel, sequence) -> Scored:
                                     **trace_fields(loaded, SpeechDetail("continue", r), prompt_length=steps))
         return Scored(trace, {"frames": _frames(model, predicted[0], r)}, read, notes)
     batch = _batch(loaded, read)
-    frames, stop, phi, gates = model.trace(batch.tokens, batch.voices, batch.mel_in, make_generator(SCORE_SEED, loaded.device))
+    frames, stop, phi, gates = model.trace(batch.tokens, batch.voices, batch.mel_in, make_generator(read.seed, loaded.device),
+                                           reads=reads)
     alphabet, ids = loaded.codec.alphabet, batch.tokens[0].tolist()
     position = phi[0].argmax(1).tolist()
     detail = SpeechDetail("text-to-speech", r, alphabet.decode(ids) + alphabet.label(ids[-1]), position)
@@ -196,5 +210,106 @@ def fused(loaded: LoadedModel, sequence) -> dict[str, np.ndarray]:
         predicted, _ = model(group_frames(model.normalize(torch.from_numpy(read.log_mel).to(loaded.device))[None], r))
         return {"frames": _frames(model, predicted[0], r)}
     batch = _batch(loaded, read)
-    frames, stop, _ = model(batch.tokens, batch.voices, batch.mel_in, make_generator(SCORE_SEED, loaded.device))
+    frames, stop, _ = model(batch.tokens, batch.voices, batch.mel_in, make_generator(read.seed, loaded.device))
     return {"frames": _frames(model, frames[0], r), "stop": torch.sigmoid(stop[0]).cpu().numpy()}
+
+
+# ---------------------------------------------------------------- asking the model why
+def explainable(loaded: LoadedModel, sequence):
+    """(Scored, studio.explain.Explainable) of a recording, read teacher-forced from a fresh state
+    as `score` reads it.
+
+    Text-to-mel model. The differentiable input at step t is the frame the decoder reads there,
+    before the prenet: the last frame of the group written at step t - 1 (zeros at step 0), 80
+    normalised log-mel values; "the earlier inputs" are the sounds the model heard itself make.
+    The text, the voice and the prenet's dropout masks stay fixed: the masks are the very ones
+    `score` drew (the utterance's seed), so the forward is deterministic and gradients agree with
+    finite differences. Step t writes group t, so every step, the last too, has an actual next
+    value: log_likelihood row t = -1/2 ||predicted group t - actual group t||^2 over its R x 80
+    normalised values (a unit-variance Gaussian's log-density, its constant -(R 80 / 2) log 2 pi
+    left out, so a perfect group scores 0) plus the log-probability of the actual stop decision:
+    log sigmoid(stop logit) at the last step (the recording ends there), log(1 - sigmoid) before.
+    guesses(t): "stop" and "go on" with the stop probability, the stop Bernoulli's entropy, and
+    "attention_peak" {"index", "char"}: the character the window weighs most. layer_inputs: the
+    attention LSTM's [prenet(frame), voice, previous context], the first decoder layer's
+    [attention h, context, voice], then each layer's h below it. Named targets: "stop" and
+    "go on", the log-probability of that stop decision at the step ("why did it stop here?").
+    On the model's own generation the frames are exactly what it predicted, so the Gaussian part
+    sits at its maximum and its gradient is 0: gradient x input there explains the stop decision
+    only (integrated gradients, and a recording, see the frames too).
+
+    Frame LSTM. The input at step t is the group of R frames it reads (R x 80 normalised values);
+    row t = -1/2 ||predicted group t+1 - actual group t+1||^2 (the same Gaussian), the last 0.
+    guesses(t): the five mel bands holding most of the predicted next group's energy (p = the
+    band's share of the group's mel energy; entropy: the spectral entropy of those shares). No
+    named targets (target_log_prob is None)."""
+    from studio.explain import Explainable, core_weights
+
+    reads = []
+    scored = _score(loaded, sequence, reads)
+    model, labels = loaded.model, list(scored.trace.labels)
+    if isinstance(model, FrameModel):
+        return scored, Explainable(*_frame_parts(loaded, scored), labels=labels)
+    batch, steps = _batch(loaded, scored.sequence), scored.trace.steps
+    masks = model.prenet_masks(batch.mel_in.shape[:-1], make_generator(scored.sequence.seed, loaded.device), loaded.device)
+    decision = -torch.ones(1, steps, dtype=batch.targets.dtype, device=loaded.device)  # -1: go on, +1: stop
+    decision[0, -1] = 1
+
+    def log_likelihood(x):
+        frames, stop, _ = model(batch.tokens.expand(len(x), -1), batch.voices.expand(len(x)), x, masks=masks)
+        return -0.5 * ((frames - batch.targets) ** 2).sum(-1) + F.logsigmoid(decision * stop)
+
+    def target_log_prob(x, step, target):
+        if not isinstance(target, str) or target not in DECISIONS:
+            raise ValueError(f"the target must be one of the stop token's decisions {' or '.join(map(repr, DECISIONS))}, "
+                             f"not {target!r}")
+        _, stop, _ = model(batch.tokens.expand(len(x), -1), batch.voices.expand(len(x)), x[:, : step + 1],
+                         masks=[m[:, : step + 1] for m in masks])
+        return F.logsigmoid(DECISIONS[target] * stop[:, step])
+
+    detail, stop = scored.trace.detail, scored.distributions["stop"].astype(np.float64)
+
+    def guesses(step):
+        top, entropy = _shares([stop[step], 1 - stop[step]], ["stop", "go on"], 2)
+        peak = detail.position[step]
+        return {"topk": top, "entropy": entropy, "attention_peak": {"index": peak, "char": detail.text[peak]}}
+
+    layer_inputs = [reads[0][0].float().cpu().numpy(), reads[1][0].float().cpu().numpy()]
+    layer_inputs += [scored.trace.layers[k]["h"] for k in range(1, scored.trace.num_layers - 1)]
+    weights = core_weights(model.attention_rnn) + core_weights(model.decoder_rnn)
+    return scored, Explainable(batch.mel_in, log_likelihood, layer_inputs, weights, guesses, target_log_prob, labels)
+
+
+def _frame_parts(loaded: LoadedModel, scored: Scored):
+    """The frame LSTM's Explainable fields (inputs, log_likelihood, layer_inputs, weights, guesses)."""
+    from studio.explain import core_weights
+
+    model, r = loaded.model, loaded.model.config.reduction
+    dtype = next(model.parameters()).dtype
+    log_mel = torch.from_numpy(scored.sequence.log_mel).to(loaded.device, dtype)
+    groups = group_frames(model.normalize(log_mel)[None], r)  # (1, T, R*80)
+
+    def log_likelihood(x):
+        predicted, _ = model(x)
+        error = -0.5 * ((predicted[:, :-1] - groups[:, 1:]) ** 2).sum(-1)
+        return torch.cat([error, torch.zeros_like(error[:, :1])], 1)  # nothing follows the last
+
+    names = [f"band {k} (~{hz:.0f} Hz)" for k, hz in enumerate(mel_centres())]
+    energy = np.exp(scored.distributions["frames"].astype(np.float64)).mean(1)  # (T, 80) mel energy per band
+
+    def guesses(step):
+        top, entropy = _shares(energy[step], names)
+        return {"topk": top, "entropy": entropy}
+
+    with torch.no_grad():
+        read = torch.relu(model.inp(groups))[0].float().cpu().numpy()
+    layer_inputs = [read] + [scored.trace.layers[k]["h"] for k in range(scored.trace.num_layers - 1)]
+    return groups, log_likelihood, layer_inputs, core_weights(model.core), guesses
+
+
+def _shares(amounts, names, k: int = 5):
+    """explain.topk over non-negative amounts (probabilities, energies): p = each one's share."""
+    from studio.explain import topk
+
+    with np.errstate(divide="ignore"):
+        return topk(np.log(np.asarray(amounts, np.float64)), names, k)

@@ -56,6 +56,8 @@ class SpeechResult:
     stop_probs: np.ndarray  # (steps,)
     stopped: bool  # True when the stop token ended generation (False: the length cap did)
     notes: list[str]
+    voice: int = 0  # the voice spoken in
+    seed: int = 0  # the seed of the prenet dropout
 
 
 @dataclass
@@ -162,7 +164,7 @@ def speak(loaded: LoadedModel, settings: SpeechSettings, hooks=None) -> Generati
     trace = Trace.from_steps(step_gates, labels, **trace_fields(loaded, detail))
     stop_probs = np.array(stops, np.float32)
     result = SpeechResult(text, log_mel, audio_of(log_mel, settings.griffin_lim_iters, settings.seed), alignment,
-                          stop_probs, stopped, notes)
+                          stop_probs, stopped, notes, voice_id, int(settings.seed))
     return Generation(result, trace, {"frames": log_mel.reshape(len(groups), c.reduction, N_MELS), "stop": stop_probs})
 
 

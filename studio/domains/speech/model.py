@@ -113,15 +113,29 @@ class SpeechModel(MelModel):
             x = F.dropout(F.relu(norm(conv(x))), 0.1, self.training)
         return x.transpose(1, 2)
 
-    def _prenet(self, frames: torch.Tensor, generator=None) -> torch.Tensor:
-        """Dropout on in every mode (Tacotron 2); `generator` seeds its masks."""
+    def prenet_masks(self, shape, generator=None, device=None) -> list[torch.Tensor]:
+        """The prenet's dropout masks (bool, True = kept), one per layer, (*shape, P) for frames of
+        shape (*shape, 80). A seeded read of a sequence (shape (B, T)) draws them step by step, layer
+        by layer, as `step` does while generating: read with the generation's seed, the teacher-forced
+        pass drops the very units the generation dropped."""
+        keep, size = 1 - self.config.prenet_dropout, self.config.prenet_size
+        layers = sum(isinstance(layer, nn.ReLU) for layer in self.prenet)
+        if generator is None or len(shape) != 2:  # training (unseeded) or one step: one draw per layer
+            return [torch.rand((*shape, size), generator=generator, device=device) < keep for _ in range(layers)]
+        draws = [[torch.rand((shape[0], size), generator=generator, device=device) < keep for _ in range(layers)]
+                 for _ in range(shape[1])]
+        return [torch.stack([step[k] for step in draws], 1) for k in range(layers)]
+
+    def _prenet(self, frames: torch.Tensor, generator=None, masks=None) -> torch.Tensor:
+        """Dropout on in every mode (Tacotron 2); `generator` seeds its masks, or `masks`
+        (prenet_masks, broadcast over the batch) fixes them."""
+        masks = iter(self.prenet_masks(frames.shape[:-1], generator, frames.device) if masks is None else masks)
+        keep = 1 - self.config.prenet_dropout
         x = frames
         for layer in self.prenet:
             x = layer(x)
             if isinstance(layer, nn.ReLU):
-                keep = 1 - self.config.prenet_dropout
-                mask = torch.rand(x.shape, generator=generator, device=x.device) < keep
-                x = x * mask / keep
+                x = x * next(masks) / keep
         return x
 
     def attention_window(self, h: torch.Tensor, kappa_prev: torch.Tensor | None):
@@ -143,21 +157,23 @@ class SpeechModel(MelModel):
         phi = phi * text_mask[:, None, :]
         return phi, phi @ encoded
 
-    def _read(self, tokens, voices, mel_in, generator=None, traced=False):
+    def _read(self, tokens, voices, mel_in, generator=None, traced=False, masks=None, reads=None):
         """The teacher-forced pass: frames (B, T, R*80), stop logits (B, T), alignment (B, T, U) and,
-        when traced, per-layer gates (B, T, H) (attention layer first)."""
+        when traced, per-layer gates (B, T, H) (attention layer first). `reads`, a list, gets what
+        the attention LSTM and the first decoder layer read at each step (B, T, X)."""
         encoded = self.encode(tokens)  # (B, U, E)
         text_mask = (tokens != PAD).float()
         batch, steps = mel_in.shape[:2]
         voice = self.voice(voices)[:, None].expand(-1, steps, -1)
-        frames_in = torch.cat([self._prenet(mel_in, generator), voice], -1)  # (B, T, P+V)
+        frames_in = torch.cat([self._prenet(mel_in, generator, masks), voice], -1)  # (B, T, P+V)
         state = self.attention_rnn.initial_state(batch, mel_in.device)
         h, c = state[0][0], state[1][0]
         kappa = mel_in.new_zeros(batch, self.config.mixtures)
         context = mel_in.new_zeros(batch, 1, self.config.embed_size)
-        hs, phis, contexts, step_gates = [], [], [], []
+        hs, phis, contexts, step_gates, attention_in = [], [], [], [], []
         for t in range(steps):  # the attention layer reads the context it produced a step ago
             x = torch.cat([frames_in[:, t], context[:, 0]], -1)
+            attention_in.append(x)
             if traced:  # the exact gates, as generation records them
                 h, state, gates = self.attention_rnn.step(x, state)
                 step_gates.append(gates[0])
@@ -171,6 +187,8 @@ class SpeechModel(MelModel):
             contexts.append(context)
         h_att, phi, context = torch.stack(hs, 1), torch.cat(phis, 1), torch.cat(contexts, 1)
         decoder_in = torch.cat([h_att, context, voice], -1)
+        if reads is not None:
+            reads += [torch.stack(attention_in, 1), decoder_in]
         if traced:
             h_dec, _, decoder_gates = self.decoder_rnn.trace(decoder_in)
             attention_gates = {name: torch.stack([g[name] for g in step_gates], 1) for name in step_gates[0]}
@@ -181,16 +199,16 @@ class SpeechModel(MelModel):
         out = torch.cat([h_dec, context], -1)
         return self.frames(out), self.stop(out).squeeze(-1), phi, gates
 
-    def forward(self, tokens, voices, mel_in, generator=None):
+    def forward(self, tokens, voices, mel_in, generator=None, masks=None):
         """Teacher-forced. tokens (B, U), voices (B,), mel_in (B, T, 80) normalised frames that
         precede each step -> frames (B, T, R*80), stop logits (B, T), alignment (B, T, U)."""
-        frames, stop, phi, _ = self._read(tokens, voices, mel_in, generator)
+        frames, stop, phi, _ = self._read(tokens, voices, mel_in, generator, masks=masks)
         return frames, stop, phi
 
     @torch.no_grad()
-    def trace(self, tokens, voices, mel_in, generator=None):
+    def trace(self, tokens, voices, mel_in, generator=None, masks=None, reads=None):
         """forward's outputs plus the gates of every layer (B, T, H), attention layer first."""
-        return self._read(tokens, voices, mel_in, generator, traced=True)
+        return self._read(tokens, voices, mel_in, generator, traced=True, masks=masks, reads=reads)
 
     @torch.no_grad()
     def start(self, tokens: torch.Tensor, voices: torch.Tensor) -> DecoderState:

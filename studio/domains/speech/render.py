@@ -11,6 +11,7 @@ from studio import viz
 from studio.audio import write_wav
 from studio.domains.base import Generation, View
 from studio.domains.speech.codec import END_LABEL, HOP, LOG_FLOOR, N_FFT, N_MELS, SAMPLE_RATE, mel_centres
+from studio.domains.speech.data import Utterance
 from studio.domains.speech.generate import ContinueResult
 from studio.trace import QUANTITY_TITLES
 
@@ -94,6 +95,19 @@ def render(generation: Generation, view: View, title: str | None = None):
     boundary = result.primer_frames if isinstance(result, ContinueResult) else None
     return mel_figure(result.log_mel, title, unit_values=values, unit_label=f"unit {view.unit}",
                       reduction=trace.detail.reduction, boundary=boundary, value_range=(vmin, vmax))
+
+
+def sequence_of(generation: Generation) -> Utterance:
+    """What `score` reads to give this generation's trace again, from a fresh state. Speech: the
+    Utterance of the generated log-mel with its text, voice and seed (so the read's prenet drops
+    what the generation's dropped); continuation: the whole log-mel, primer and the noisy groups
+    the model was fed. What differs: the frames went through denormalising and normalising again
+    (float rounding), the decoder LSTM's gates are recovered from the fused kernel rather than
+    stepped, a continuation's labels are frame numbers, and hooks the generation ran are not."""
+    result = generation.result
+    if isinstance(result, ContinueResult):
+        return Utterance("", result.log_mel)
+    return Utterance(result.text, result.log_mel, result.voice, seed=result.seed)
 
 
 def track(generation: Generation) -> dict:
