@@ -144,6 +144,9 @@ def test_ask_why_a_character_came_out(studio_url, chromium_page, viewer):
     page.locator("#text-why-not textarea").fill("e")
     page.locator("#text-why-not textarea").press("Enter")
     page.wait_for_function(f"document.querySelector('{panel}').innerText.includes('target \"e\"')", timeout=30_000)
+    assert page.locator(f"{panel} svg.ex-surprise rect").count() == len("To be") + 400 + 1 - 1  # every shown step
+    page.click(f"{panel} .ex-paint-surprise")
+    page.wait_for_function("document.querySelector('#text-viewer .lv-legend').innerText.includes('surprise')")
     page.locator(f"{panel} circle.ex-point[data-step='7']").click()
     page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '7'", timeout=30_000)
 

@@ -20,6 +20,19 @@ function guesses(a) {
     (extras ? ` · ${extras}` : '') + `</div></div>`;
 }
 
+// -log p of what actually came next, along the whole output; the button paints it onto the viewer
+function surpriseTrack(a) {
+  const values = a.surprise_track || [];
+  if (!values.length) return '';
+  const w = 640, h = 50, peak = Math.max(1e-9, ...values), bw = w / values.length;
+  const bars = values.map((v, k) => `<rect x="${(k * bw).toFixed(2)}" y="${(h - v / peak * (h - 2)).toFixed(2)}" ` +
+    `width="${Math.max(bw - 0.3, 0.4).toFixed(2)}" height="${Math.max(v / peak * (h - 2), 0.4).toFixed(2)}" ` +
+    `fill="${a.first + k === a.step ? '#d73027' : '#756bb1'}"><title>step ${a.first + k}: ${fmt(v)} nats</title></rect>`).join('');
+  return `<div class="ex-block"><h4>Surprise along the output (−log p of what came next; up to ${fmt(peak, 2)} nats)</h4>` +
+    `<svg class="ex-surprise" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}">${bars}</svg> ` +
+    `<button class="ex-paint-surprise">paint it on the output</button></div>`;
+}
+
 function saliencyTrack(a) {
   const values = a.saliency, n = values.length, w = 640, h = 70;
   const peak = Math.max(1e-12, ...values.map(Math.abs)), bw = w / Math.max(n, 1);
@@ -100,13 +113,19 @@ function trajectory(a) {
 function render() {
   const a = props.value;
   if (!a || !a.anatomy) { box.innerHTML = a && a.message ? `<div class="ex-block">${esc(a.message)}</div>` : ''; return; }
-  box.innerHTML = (a.note ? `<div class="ex-block">${esc(a.note)}</div>` : '') + guesses(a) + saliencyTrack(a) + cell(a) + trajectory(a);
+  box.innerHTML = (a.note ? `<div class="ex-block">${esc(a.note)}</div>` : '') + guesses(a) + surpriseTrack(a) +
+    saliencyTrack(a) + cell(a) + trajectory(a);
   // the saliency painted onto the viewer's output: one value per step, none after this one
   tell('lstm-viewer-overlay', {values: a.saliency, title: `saliency for the prediction after step ${a.step}`});
   box.dataset.step = String(a.step);
 }
 
 box.addEventListener('click', (event) => {
+  if (event.target.classList.contains('ex-paint-surprise') && props.value) {
+    const a = props.value, values = new Array(a.first).fill(NaN).concat(a.surprise_track);
+    tell('lstm-viewer-overlay', {values, title: 'surprise (−log p of what came next)'});
+    return;
+  }
   const step = event.target.dataset && event.target.dataset.step;
   if (step !== undefined && event.target.tagName.toLowerCase() === 'circle') tell('lstm-viewer-goto', {step: Number(step)});
 });

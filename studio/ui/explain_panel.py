@@ -61,6 +61,8 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
     coords, share = explain.trajectory(trace, layer)
     first = min(generation.trace.shown_from, trace.steps - 1)  # what the generation shows (a primer's steps are not)
     answer["labels_before"] = trace.labels[: step + 1]
+    answer["surprise_track"] = explain.surprise(ex)[first:].round(4).tolist()  # -log p of what came next, per shown step
+    answer["first"] = first
     answer["trajectory"] = {"x": coords[first:, 0].round(4).tolist(), "y": coords[first:, 1].round(4).tolist(),
                             "share": share.tolist(), "first": first, "labels": trace.labels[first:],
                             "layer_name": trace.layer_name(layer), "quantity": "h"}

@@ -588,7 +588,7 @@ function wire() {
     if (event.detail.viewer !== props.viewer_id || !st.data) return;
     const values = event.detail.values || [];
     st.overlay = {values, title: event.detail.title || 'overlay', id: Math.random(),
-                  peak: Math.max(1e-12, ...values.map((v) => Math.abs(v)))};
+                  peak: Math.max(1e-12, ...values.filter(Number.isFinite).map((v) => Math.abs(v)))};
     timed(() => { drawStrip(); paintText(); drawLines(); });
   });
   document.addEventListener('lstm-viewer-goto', (event) => {
