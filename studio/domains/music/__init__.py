@@ -22,10 +22,19 @@ from studio.domains.music.data import (
     read_primer,
     tiny,
 )
-from studio.domains.music.evaluate import fused, nll_per_frame, score
+from studio.domains.music.evaluate import explainable, fused, nll_per_frame, score
 from studio.domains.music.generate import MAX_BARS, MusicResult, MusicSettings, clean_settings, generate
 from studio.domains.music.model import NAME, MusicModel, MusicModelConfig, load, make_card, save
-from studio.domains.music.render import frame_trace, frames_to_midi, render, synthesize, track, write_files, write_music
+from studio.domains.music.render import (
+    frame_trace,
+    frames_to_midi,
+    render,
+    sequence_of,
+    synthesize,
+    track,
+    write_files,
+    write_music,
+)
 from studio.domains.music.train import MusicTask
 
 TITLE = "Music (MIDI)"
@@ -37,4 +46,4 @@ __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "MAX_BARS", "MAX_PRIMER
            "MusicSettings", "MusicResult", "MusicTask", "MusicInputError", "Primer", "note_name", "load", "save",
            "make_card", "read_input", "read_primer", "corpus_primer", "read_jsb", "score", "fused", "nll_per_frame",
            "generate", "clean_settings", "features", "render", "track", "frame_trace", "frames_to_midi", "synthesize",
-           "write_files", "write_music", "tiny", "example"]
+           "write_files", "write_music", "tiny", "example", "explainable", "sequence_of"]

@@ -41,6 +41,7 @@ drawn as a piano roll without the model. The state after a frame's END stands fo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +114,25 @@ class PitchCodec:
         if current:
             frames.append(current)
         return frames
+
+    def token_of(self, name) -> int:
+        """The token a step label names: a note name as the labels write it ('C4', 'F#5'; flats
+        such as 'Bb3' too), a MIDI pitch number, or 'end' / 'end of frame'. ValueError otherwise."""
+        text = str(name).strip()
+        if text.lower() in ("end", "end of frame"):
+            return self.end
+        found = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d+)", text)
+        if found:
+            letter, accidental, octave = found.groups()
+            pitch = (NOTE_NAMES.index(letter.upper()) + {"#": 1, "b": -1}.get(accidental, 0) + 12 * (int(octave) + 1))
+        elif re.fullmatch(r"\d+", text):
+            pitch = int(text)
+        else:
+            raise ValueError(f"{name!r} is not a note: give a note name such as 'C4' or 'F#5', or 'end' (end of frame)")
+        if not self.in_range(pitch):
+            raise ValueError(f"{text} (MIDI {pitch}) is outside the model's range "
+                             f"{note_name(self.min_pitch)}–{note_name(self.max_pitch)}")
+        return pitch - self.min_pitch
 
     def label(self, token: int) -> str:
         """The step label of a token read: a note name such as 'C4' or 'F#5', 'end' or 'start'."""
@@ -189,8 +209,10 @@ def valid_next(tokens: torch.Tensor, codec: PitchCodec) -> torch.Tensor:
 
 
 def masked_log_probs(logits: torch.Tensor, tokens: torch.Tensor, codec: PitchCodec) -> torch.Tensor:
-    """log P(next token) restricted to the valid ones; invalid tokens get -inf. (B, T, V)."""
-    return torch.log_softmax(logits.float().masked_fill(~valid_next(tokens, codec), float("-inf")), dim=-1)
+    """log P(next token) restricted to the valid ones; invalid tokens get -inf. (B, T, V). Half
+    precision logits are computed in float32, float64 ones (the explanation checks) stay float64."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return torch.log_softmax(logits.masked_fill(~valid_next(tokens, codec), float("-inf")), dim=-1)
 
 
 def frame_context(tokens: torch.Tensor, num_pitches: int) -> torch.Tensor:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 from studio.domains.base import LoadedModel, Scored
-from studio.domains.music.codec import MusicTraceDetail, PitchCodec, masked_log_probs
+from studio.domains.music.codec import MusicTraceDetail, PitchCodec, masked_log_probs, valid_next
 from studio.domains.music.data import MusicInputError
 from studio.trace import Trace
 
@@ -95,3 +96,57 @@ def fused(loaded: LoadedModel, frames) -> dict:
     _, tokens, _ = read_frames(frames, loaded.codec)
     logits, _ = loaded.model(torch.tensor([tokens], device=loaded.device))
     return {"logits": logits[0].float().cpu().numpy()}
+
+
+# ---------------------------------------------------------------- asking the model why
+def explainable(loaded: LoadedModel, frames):
+    """(Scored, studio.explain.Explainable) of `frames`, read teacher-forced from a fresh state as
+    `score` reads them (BOS, then per frame its pitches low to high and END).
+
+    Steps are tokens. The differentiable input at step t is what the LSTM reads there,
+    `model.inputs(tokens)` (1, T, E + 2P): the token's embedding followed by its frame context,
+    the multi-hots of the last complete frame and of the current frame so far. The context repeats
+    earlier pitches, so the saliency of step s is the token read at s together with the frames it
+    summarises, as the model saw them at s. log_likelihood row t is log P(token t + 1 | tokens
+    0..t) under the codec's valid-next mask (codec.masked_log_probs, the distribution the sampler
+    draws from at temperature 1 and the NLL per frame sums); the last step: 0. Named targets:
+    a note name ('C4', 'F#5') or 'end' (end of frame); one the codec's rule forbids at that
+    step (a pitch not above the frame's last one) is refused with a ValueError."""
+    from studio.explain import Explainable, core_weights, topk
+
+    scored = score(loaded, frames)
+    model, codec = loaded.model, loaded.codec
+    tokens = torch.tensor([codec.encode(scored.sequence)], device=loaded.device)
+    following = torch.cat([tokens[:, 1:], tokens[:, -1:]], 1)  # the token after each step
+
+    def log_probs(x):  # (N, T', E + 2P) -> (N, T', V), invalid tokens -inf
+        out, _ = model.core(x)
+        return masked_log_probs(model.head(out), tokens[:, : x.shape[1]].expand(x.shape[0], -1), codec)
+
+    def log_likelihood(x):
+        picked = log_probs(x).gather(-1, following.expand(x.shape[0], -1)[..., None])[..., 0]
+        return torch.cat([picked[:, :-1], torch.zeros_like(picked[:, -1:])], 1)  # nothing follows the last
+
+    def target_log_prob(x, step, target):
+        token = codec.token_of(target)
+        if not bool(valid_next(tokens[:, step : step + 1], codec)[0, 0, token]):
+            raise ValueError(f"{codec.label(token)} cannot come after {scored.trace.labels[step]} at step {step}: "
+                             "within a frame the pitches rise, so only higher pitches or 'end' may follow")
+        return log_probs(x[:, : step + 1])[:, step, token]  # the steps after `step` cannot change it
+
+    names = [codec.label(k) for k in range(codec.size)]
+    with torch.no_grad():
+        masked = masked_log_probs(torch.as_tensor(scored.distributions["logits"])[None], tokens.cpu(), codec)[0]
+    masked = masked.double().numpy()
+
+    def guesses(step):
+        top, entropy = topk(masked[step], names)  # fewer than 5 near the top of the range: no impossible ones
+        return {"topk": [g for g in top if g["p"] > 0], "entropy": entropy, "end_of_frame": float(np.exp(masked[step, codec.end]))}
+
+    with torch.no_grad():
+        inputs = model.inputs(tokens)
+    trace = scored.trace
+    layer_inputs = [inputs[0].float().cpu().numpy()] + [trace.layers[k]["h"] for k in range(trace.num_layers - 1)]
+    ex = Explainable(inputs, log_likelihood, layer_inputs, core_weights(model.core), guesses, target_log_prob,
+                     list(trace.labels))
+    return scored, ex

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from studio.audio import write_wav
 from studio.domains.base import Generation, View
+from studio.domains.music.data import Primer
 from studio.trace import QUANTITY_TITLES, Trace
 from studio.viz import DIVERGING_CMAP, DPI, FIGURE_WIDTH, SEQUENTIAL_CMAP, value_range
 
@@ -132,6 +133,14 @@ def render_piano_roll(trace: Trace, layer: int, quantity: str, unit: int) -> Fig
 
 def render(generation: Generation, view: View) -> Figure:
     return render_piano_roll(generation.trace, view.layer, view.quantity, view.unit)
+
+
+def sequence_of(generation: Generation):
+    """What `score` reads to give this generation's trace again: every frame, the primer's and the
+    generated ones (a Primer keeping the primer's source), so the same tokens from BOS on. Read
+    back, all of them count as read input: the trace's prompt_length and detail.primer_frames
+    cover the whole piece instead of the primer alone."""
+    return Primer(generation.result.frames, [], getattr(generation.trace.detail, "primer_source", ""))
 
 
 def track(generation: Generation) -> dict:
