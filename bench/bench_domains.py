@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch  # noqa: E402
+# common sets torch's environment (huge pages), so it is imported before torch
+# isort: off
 from common import best_of, side_by_side  # noqa: E402 (common also puts the repo on sys.path)
+import torch  # noqa: E402
+# isort: on
 
 from studio.domains import ALL  # noqa: E402
 from studio.lstm import set_units  # noqa: E402

@@ -12,9 +12,11 @@ import argparse
 import statistics
 import time
 
+# common sets torch's environment (huge pages), so it is imported before torch
+# isort: off
 from common import CHROMIUM, CHROMIUM_ARGS, best_of, serve  # noqa: E402 (common also puts the repo on sys.path)
-
 import torch  # noqa: E402
+# isort: on
 
 from studio import explain  # noqa: E402
 from studio.domains import text  # noqa: E402
