@@ -1,8 +1,10 @@
-"""Command line: python -m studio {train,generate,eval,trace,explain} DOMAIN [options].
+"""Command line: python -m studio {train,generate,eval,trace,explain,probe,intervene,compare} DOMAIN.
 
-Every domain of studio.domains.ALL gets each command; `trace` (teacher-force a file, keep the
-gates) and `explain` (why a step came out: top guesses, saliency, one step's equations) are the
-same for all of them (studio.cli_common), the others are the domain's cli.py."""
+Every domain of studio.domains.ALL gets each command. `trace` (teacher-force a file, keep the
+gates), `explain` (why a step came out), `probe` (which units track a feature), `intervene`
+(switch units off, compare) and `compare` (CKA between layers or models) need only the contract and
+are the same for all (studio.cli_common, studio.cli_experiments); train, generate and eval are the
+domain's cli.py."""
 
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ import importlib
 import shlex
 import sys
 
-from studio import cli_common
+from studio import cli_common, cli_experiments
 from studio.domains import ALL
 
-COMMANDS = ("train", "generate", "eval", "trace", "explain")
+COMMANDS = ("train", "generate", "eval", "trace", "explain", "probe", "intervene", "compare")
+# commands that need only the contract, the same for every domain: where their flags are added
+SHARED = {
+    "trace": cli_common.add_trace_command,
+    "explain": cli_common.add_explain_command,
+    "probe": cli_experiments.add_probe_command,
+    "intervene": cli_experiments.add_intervene_command,
+    "compare": cli_experiments.add_compare_command,
+}
 
 
 def main(argv=None) -> int:
@@ -25,10 +35,8 @@ def main(argv=None) -> int:
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
         for domain in ALL:
             domain_parser = domains.add_parser(domain.NAME, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-            if command == "trace":
-                cli_common.add_trace_command(domain_parser, domain)
-            elif command == "explain":
-                cli_common.add_explain_command(domain_parser, domain)
+            if command in SHARED:
+                SHARED[command](domain_parser, domain)
             else:
                 importlib.import_module(f"{domain.__name__}.cli").add_commands(command, domain_parser)
     args = parser.parse_args(argv)

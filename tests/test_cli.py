@@ -149,3 +149,24 @@ def test_explain_a_shipped_model_from_outside(domain, tmp_path, run_cli):
         squashed = math.tanh(pre["total"]) if gate == "g" else 1 / (1 + math.exp(-pre["total"]))
         assert abs(squashed - a[gate]) <= 1e-5
     assert answer["topk"] and all(0 <= g["p"] <= 1 for g in answer["topk"])
+
+
+def test_probe_intervene_and_compare_commands(trained, tmp_path, run_cli):
+    stem, data, _ = trained
+    result = run_cli("probe", "text", "--model", stem, "--feature", "newline", "--input", data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(rf"best: layer \d unit \d+ quantity [ifgoch] score {FLOAT}", result.stdout.strip().splitlines()[-1])
+    result = run_cli("probe", "text", "--model", stem, "--feature", "[A-Z]", "--input", data)  # a regex
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1].startswith("best: ")
+    result = run_cli("intervene", "text", "--model", stem, "--seed", "2", "--ablate", "1:0,1:3", "--clamp", "0:2:f=1",
+                     "--from", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("original: ") and lines[1].startswith("changed: ")
+    assert re.fullmatch(r"first_divergence: (\d+|none)", lines[-1])
+    result = run_cli("intervene", "text", "--model", stem, "--clamp", "0:2:z=1")
+    assert result.returncode != 0 and "'z' is not one of" in result.stderr
+    result = run_cli("compare", "text", "--model", stem, "--input", data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines() == [line for line in result.stdout.strip().splitlines() if line.startswith("cka ")]
+    assert "cka 0 0: 1.0000" in result.stdout

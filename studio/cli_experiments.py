@@ -1,0 +1,112 @@
+"""`python -m studio {probe,intervene,compare} DOMAIN ...`: the experiments of studio/experiments.py
+from the command line, the same for every domain (they need only the contract)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from studio import experiments
+from studio.cli_common import add_model_flag, load_or_exit, with_seed
+
+
+def add_probe_command(parser, domain) -> None:
+    add_model_flag(parser, domain)
+    parser.add_argument("--feature", required=True, help="a feature track of the domain (see --list), or for text a regex")
+    parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
+    parser.add_argument("--limit", type=int, default=200_000, help="read at most this many steps of the input")
+    parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
+    parser.set_defaults(run=lambda args: run_probe(domain, args))
+
+
+def feature_track(domain, sequence, scored, name: str) -> np.ndarray:
+    """A named track of the sequence as the model read it (the codec may have dropped some of it)."""
+    read = scored.sequence if scored.sequence is not None else sequence
+    tracks = domain.features(read, scored)
+    if name in tracks:
+        return tracks[name]
+    if domain.NAME == "text":  # any other name is a regex over the text
+        from studio.domains.text.data import regex_track
+
+        return regex_track(scored.sequence, name)
+    raise ValueError(f"unknown feature {name!r}; this domain has: {', '.join(tracks)}")
+
+
+def run_probe(domain, args) -> int:
+    loaded = load_or_exit(domain, args.model)
+    try:
+        sequence = domain.read_input(args.input, loaded)
+        if domain.NAME == "text":
+            sequence = sequence[: args.limit]
+        scored = domain.score(loaded, sequence)
+        track = feature_track(domain, sequence, scored, args.feature)
+        hits = experiments.probe(scored.trace, track, args.top)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    measure = "AUC" if experiments.is_binary(np.asarray(track, float)) else "correlation"
+    print(f"{scored.trace.steps} steps; {args.feature!r} is on in {float(np.mean(track > 0)):.1%} of them; ranked by {measure}")
+    for hit in hits:
+        print(f"layer {hit.layer} unit {hit.unit} quantity {hit.quantity}: {measure} {hit.score:.3f}")
+    best = hits[0]
+    print(f"best: layer {best.layer} unit {best.unit} quantity {best.quantity} score {best.score:.3f}")
+    return 0
+
+
+def add_intervene_command(parser, domain) -> None:
+    add_model_flag(parser, domain)
+    parser.add_argument("--seed", type=int, default=0, help="the same seed for both runs")
+    parser.add_argument("--ablate", default="", help="units whose h is set to 0: L:U,L:U")
+    parser.add_argument("--clamp", default="", help="held values: L:U:QUANTITY=VALUE,... (e.g. 1:7:f=1)")
+    parser.add_argument("--from", dest="from_step", type=int, default=0, help="the trace step the intervention starts at")
+    parser.set_defaults(run=lambda args: run_intervene(domain, args))
+
+
+def run_intervene(domain, args) -> int:
+    loaded = load_or_exit(domain, args.model)
+    try:
+        hooks = experiments.intervention_hooks(args.ablate, args.clamp, args.from_step)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    if not hooks:
+        sys.exit("error: nothing to change: give --ablate and/or --clamp")
+    settings = with_seed(domain.Settings(), args.seed)
+    # the baseline runs the same stepped arithmetic with a hook that changes nothing
+    plain = domain.generate(loaded, settings, hooks=[lambda *_: None])
+    changed = domain.generate(loaded, with_seed(domain.Settings(), args.seed), hooks=hooks)
+    for name, generation in (("original", plain), ("changed", changed)):
+        shown = generation.trace.labels[generation.trace.shown_from :]
+        joined = "".join(shown) if all(len(x) <= 1 for x in shown) else " ".join(shown)
+        print(f"{name}: {joined.replace(chr(10), '⏎')}")  # one line each, whatever the output holds
+    logits = [g.distributions.get("logits") for g in (plain, changed)]
+    if all(x is not None for x in logits):
+        kl = experiments.kl_per_step(*logits)
+        print("kl per step: " + " ".join(f"{v:.3g}" for v in kl[args.from_step :]))
+    divergence = experiments.first_divergence(plain.trace.labels, changed.trace.labels)
+    print(f"first_divergence: {divergence if divergence is not None else 'none'}")
+    return 0
+
+
+def add_compare_command(parser, domain) -> None:
+    add_model_flag(parser, domain)
+    parser.add_argument("--model-b", help="a second model of the domain (default: the first model's layers with each other)")
+    parser.add_argument("--input", required=True, help="a file in the domain's format, read by both")
+    parser.add_argument("--quantity", default="h", help="which activations to compare (h, c, i, f, g, o)")
+    parser.set_defaults(run=lambda args: run_compare(domain, args))
+
+
+def run_compare(domain, args) -> int:
+    first = load_or_exit(domain, args.model)
+    second = load_or_exit(domain, args.model_b) if args.model_b else first
+    try:
+        trace_a = domain.score(first, domain.read_input(args.input, first)).trace
+        trace_b = domain.score(second, domain.read_input(args.input, second)).trace
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    steps = min(trace_a.steps, trace_b.steps)
+    for a in range(trace_a.num_layers):
+        for b in range(trace_b.num_layers):
+            x = trace_a.layers[a][args.quantity][:steps].astype(np.float64)
+            y = trace_b.layers[b][args.quantity][:steps].astype(np.float64)
+            print(f"cka {a} {b}: {experiments.cka(x, y):.4f}")
+    return 0

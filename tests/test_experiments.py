@@ -1,0 +1,85 @@
+"""Experiments on units (studio/experiments.py) with tiny text models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio import experiments
+from studio.domains import text
+from studio.domains.base import LoadedModel
+from studio.sampling import SamplingConfig
+
+SENTENCE = 'He said "to be (or not)"\nand "left" at once.\nThen "no".\n'
+
+
+@pytest.fixture
+def loaded():
+    model, codec = text.tiny(seed=2)
+    return LoadedModel("tiny", model, codec, {}, ["layer 0", "layer 1"], "")
+
+
+def test_a_unit_wired_to_copy_a_feature_ranks_first(loaded):
+    """Unit 9 of layer 0 is made to open its input gate on spaces only: the probe for 'space' finds it."""
+    model, codec = loaded.model, loaded.codec
+    with torch.no_grad():
+        model.embed.weight[:, 0] = 0.0  # embedding feature 0: 1 for a space, 0 for every other character
+        model.embed.weight[codec.index[" "], 0] = 1.0
+        layer = model.core.layers[0]  # row 9 of the weights is unit 9's input gate
+        layer.weight_hh_l0[9].zero_()
+        layer.weight_ih_l0[9].zero_()
+        layer.weight_ih_l0[9, 0] = 12.0
+        layer.bias_ih_l0[9], layer.bias_hh_l0[9] = -6.0, 0.0  # sigmoid(+6) on a space, sigmoid(-6) elsewhere
+    scored = text.score(loaded, SENTENCE)
+    track = text.features(SENTENCE)["space"]
+    best = experiments.probe(scored.trace, track, top=3)[0]
+    assert (best.layer, best.unit, best.quantity) == (0, 9, "i") and best.score > 0.99
+
+
+def test_probe_scores_are_auc_and_correlation():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(200, 3))
+    labels = (values[:, 0] > 0).astype(float)  # column 0 separates perfectly
+    auc = experiments.roc_auc(values, labels)
+    assert auc[0] == 1.0 and abs(auc[1] - 0.5) < 0.15
+    assert experiments.roc_auc(-values, labels)[0] == 0.0
+    r = experiments.correlation(values, 2 * values[:, 2] + 1)
+    assert r[2] == pytest.approx(1.0) and abs(r[0]) < 0.2
+    with pytest.raises(ValueError, match="everywhere or nowhere"):
+        experiments.roc_auc(values, np.zeros(200))
+
+
+def test_an_empty_intervention_changes_nothing_and_an_ablation_only_from_its_step(loaded):
+    settings = text.TextSettings("He said", 30, SamplingConfig(seed=5))
+    plain = text.generate(loaded, settings)
+    empty = text.generate(loaded, settings, hooks=experiments.intervention_hooks())
+    assert empty.result.text == plain.result.text
+    assert np.array_equal(empty.distributions["logits"], plain.distributions["logits"])
+    at = 15
+    changed = text.generate(loaded, settings, hooks=experiments.intervention_hooks(ablate="1:0,1:1,1:2", from_step=at))
+    # against a hook that changes nothing (the same stepped arithmetic): exactly equal before the step
+    stepped = text.generate(loaded, settings, hooks=[lambda *_: None])
+    assert stepped.result.text == plain.result.text
+    kl = experiments.kl_per_step(stepped.distributions["logits"], changed.distributions["logits"])
+    assert np.all(kl[:at] == 0) and kl[at] > 1e-6
+    clamp = experiments.intervention_hooks(clamp="0:3:f=1,1:2:i=0", from_step=at)
+    held = text.generate(loaded, settings, hooks=clamp)
+    assert np.all(held.trace.layers[0]["f"][at:, 3] == 1.0) and np.all(held.trace.layers[1]["i"][at:, 2] == 0.0)
+    assert experiments.first_divergence(list("abcd"), list("abXd")) == 2
+    assert experiments.first_divergence(list("ab"), list("ab")) is None
+
+
+def test_cka_of_a_layer_with_itself_is_one(loaded):
+    trace = text.score(loaded, SENTENCE).trace
+    h0, h1 = trace.layers[0]["h"].astype(np.float64), trace.layers[1]["h"].astype(np.float64)
+    assert experiments.cka(h0, h0) == pytest.approx(1.0, abs=1e-6)
+    assert experiments.cka(h0, h0 @ np.linalg.qr(np.random.default_rng(1).normal(size=(16, 16)))[0]) == pytest.approx(1.0, abs=1e-6)
+    assert 0 <= experiments.cka(h0, h1) < 1
+
+
+def test_pattern_match_finds_the_selection_and_its_repeats(loaded):
+    trace = text.score(loaded, SENTENCE).trace
+    units, matches = experiments.pattern(trace, 1, 5, 7, threshold=0.0)
+    assert units and (5, 7) in [(a, b) for a, b, _ in matches] or any(a <= 5 and b >= 7 for a, b, _ in matches)
+    assert all(np.all(trace.layers[1]["h"][a : b + 1][:, units] > 0.0) for a, b, _ in matches)
