@@ -22,14 +22,14 @@ def add_probe_command(parser, domain) -> None:
 
 def feature_track(domain, sequence, scored, name: str) -> np.ndarray:
     """A named track of the sequence as the model read it (the codec may have dropped some of it)."""
-    read = scored.sequence if scored.sequence is not None else sequence
+    read = scored.sequence if scored is not None and scored.sequence is not None else sequence
     tracks = domain.features(read, scored)
     if name in tracks:
         return tracks[name]
     if domain.NAME == "text":  # any other name is a regex over the text
         from studio.domains.text.data import regex_track
 
-        return regex_track(scored.sequence, name)
+        return regex_track(read, name)
     raise ValueError(f"unknown feature {name!r}; this domain has: {', '.join(tracks)}")
 
 
@@ -37,20 +37,37 @@ def run_probe(domain, args) -> int:
     loaded = load_or_exit(domain, args.model)
     try:
         sequence = domain.read_input(args.input, loaded)
-        if domain.NAME == "text":
-            sequence = sequence[: args.limit]
-        scored = domain.score(loaded, sequence)
-        track = feature_track(domain, sequence, scored, args.feature)
-        hits = experiments.probe(scored.trace, track, args.top)
+        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top)
     except ValueError as error:
         sys.exit(f"error: {error}")
     measure = "AUC" if experiments.is_binary(np.asarray(track, float)) else "correlation"
-    print(f"{scored.trace.steps} steps; {args.feature!r} is on in {float(np.mean(track > 0)):.1%} of them; ranked by {measure}")
+    print(f"{steps} steps; {args.feature!r} is on in {float(np.mean(track > 0)):.1%} of them; ranked by {measure}")
     for hit in hits:
         print(f"layer {hit.layer} unit {hit.unit} quantity {hit.quantity}: {measure} {hit.score:.3f}")
     best = hits[0]
     print(f"best: layer {best.layer} unit {best.unit} quantity {best.quantity} score {best.score:.3f}")
     return 0
+
+
+def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10):
+    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can
+    (text: trace_chunks), so a long reference never holds every gate at once."""
+    if hasattr(domain, "trace_chunks"):
+        sequence = sequence[:limit]
+        read = loaded.codec.decode(loaded.codec.encode(sequence)[0])
+        track = feature_track(domain, read, None, feature)
+        accumulator = None
+        done = 0
+        for trace, part in domain.trace_chunks(loaded, read):
+            if accumulator is None:
+                accumulator = experiments.ProbeAccumulator(trace.num_layers, trace.hidden_size,
+                                                           experiments.is_binary(np.asarray(track, float)))
+            accumulator.add(trace, track[done : done + len(part)])
+            done += len(part)
+        return track, done, accumulator.top(top)
+    scored = domain.score(loaded, sequence)
+    track = feature_track(domain, sequence, scored, feature)
+    return track, scored.trace.steps, experiments.probe(scored.trace, track, top)
 
 
 def add_intervene_command(parser, domain) -> None:

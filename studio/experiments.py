@@ -90,6 +90,70 @@ def probe(trace: Trace, track: np.ndarray, top: int = 10) -> list[ProbeHit]:
     return sorted(hits, key=lambda hit: (-round(hit.strength, 9), -abs(hit.correlation)))[:top]
 
 
+class ProbeAccumulator:
+    """The probe over a sequence too long to trace at once (100,000 characters of a 2 x 384 model
+    are 1.8 GB of gates): traces are fed chunk by chunk; per (layer, quantity, unit) it keeps, for
+    an on/off track, histograms of its values (mapped to 0..1 by a monotonic squash, so the ranking
+    is the values') on on-steps and off-steps, giving the AUC to within one of BINS bins' ties; for a
+    numeric track, the sums a correlation needs."""
+
+    BINS = 1024
+
+    def __init__(self, num_layers: int, hidden: int, binary: bool):
+        self.binary = binary
+        shape = (num_layers, len(QUANTITIES), hidden)
+        if binary:
+            self.on = np.zeros((*shape, self.BINS), np.int64)
+            self.off = np.zeros((*shape, self.BINS), np.int64)
+        self.n, self.sx, self.sxx, self.sxy = 0, np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.sy = self.syy = 0.0
+
+    def add(self, trace: Trace, track: np.ndarray) -> None:
+        track = np.asarray(track, np.float64)
+        for layer in range(trace.num_layers):
+            for q, name in enumerate(QUANTITIES):
+                values = trace.layers[layer][name].astype(np.float64)  # (T, H)
+                self.sx[layer, q] += values.sum(0)
+                self.sxx[layer, q] += (values**2).sum(0)
+                self.sxy[layer, q] += track @ values
+                if self.binary:
+                    squashed = (np.tanh(values) + 1) / 2 if name in ("c", "g", "h") else values
+                    bins = np.clip((squashed * self.BINS).astype(np.int64), 0, self.BINS - 1)  # (T, H)
+                    offsets = np.arange(values.shape[1]) * self.BINS
+                    for hist, mask in ((self.on, track > 0), (self.off, track <= 0)):
+                        counts = np.bincount((bins[mask] + offsets).ravel(), minlength=values.shape[1] * self.BINS)
+                        hist[layer, q] += counts.reshape(values.shape[1], self.BINS)
+        self.n += len(track)
+        self.sy += track.sum()
+        self.syy += (track**2).sum()
+
+    def scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, correlations), each (layers, quantities, units)."""
+        mean_x, mean_y = self.sx / self.n, self.sy / self.n
+        covariance = self.sxy / self.n - mean_x * mean_y
+        spread = np.sqrt(np.maximum(self.sxx / self.n - mean_x**2, 0) * max(self.syy / self.n - mean_y**2, 0))
+        correlations = np.divide(covariance, spread, out=np.zeros_like(covariance), where=spread > 0)
+        if not self.binary:
+            return correlations, correlations
+        positives, negatives = self.on.sum(-1), self.off.sum(-1)
+        if positives.min() == 0 or negatives.min() == 0:
+            raise ValueError("the feature is on everywhere or nowhere in this input: nothing to compare")
+        below = np.cumsum(self.off, -1) - self.off  # off-steps in lower bins
+        wins = (self.on * (below + 0.5 * self.off)).sum(-1)
+        return wins / (positives * negatives), correlations
+
+    def top(self, count: int = 10) -> list[ProbeHit]:
+        scores, correlations = self.scores()
+        strengths = np.abs(scores - 0.5) * 2 if self.binary else np.abs(scores)
+        order = np.lexsort((-np.abs(correlations).ravel(), -np.round(strengths, 9).ravel()))[:count]
+        hits = []
+        for flat in order:
+            layer, q, unit = np.unravel_index(flat, strengths.shape)
+            hits.append(ProbeHit(int(layer), int(unit), QUANTITIES[q], float(scores[layer, q, unit]),
+                                 float(strengths[layer, q, unit]), float(correlations[layer, q, unit])))
+        return hits
+
+
 def pattern(trace: Trace, layer: int, start: int, end: int, threshold: float = 0.5, quantity: str = "h",
             min_units: int = 1) -> tuple[list[int], list[tuple[int, int, int]]]:
     """(units above `threshold` at every step of [start, end], matches): every run of steps where

@@ -83,3 +83,20 @@ def test_pattern_match_finds_the_selection_and_its_repeats(loaded):
     units, matches = experiments.pattern(trace, 1, 5, 7, threshold=0.0)
     assert units and (5, 7) in [(a, b) for a, b, _ in matches] or any(a <= 5 and b >= 7 for a, b, _ in matches)
     assert all(np.all(trace.layers[1]["h"][a : b + 1][:, units] > 0.0) for a, b, _ in matches)
+
+
+def test_the_streaming_probe_agrees_with_the_exact_one(loaded):
+    scored = text.score(loaded, SENTENCE * 3)
+    for name in ("space", "position in line"):
+        track = text.features(scored.sequence)[name]
+        exact = experiments.probe(scored.trace, track, top=5)
+        accumulator = experiments.ProbeAccumulator(scored.trace.num_layers, scored.trace.hidden_size,
+                                                   experiments.is_binary(track))
+        half = scored.trace.steps // 2  # fed in two chunks
+        for part in (slice(0, half), slice(half, None)):
+            chunk = scored.trace.with_layers([{k: v[part] for k, v in layer.items()} for layer in scored.trace.layers],
+                                             scored.trace.labels[part])
+            accumulator.add(chunk, track[part])
+        streamed = accumulator.top(5)
+        assert streamed[0].score == pytest.approx(exact[0].score, abs=5e-3)
+        assert streamed[0].strength == pytest.approx(exact[0].strength, abs=1e-2)

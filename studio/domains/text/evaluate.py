@@ -96,3 +96,17 @@ def explainable(loaded: LoadedModel, text: str):
     ex = Explainable(embedded, log_likelihood, layer_inputs, core_weights(model.core), guesses, target_log_prob,
                      list(scored.trace.labels))
     return scored, ex
+
+
+@torch.no_grad()
+def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
+    """The exact teacher-forced trace of a long text, `chunk` characters at a time with the state
+    carried over (as one pass would give it), so 100,000 characters never hold 1.8 GB of gates at
+    once. Yields (Trace of the chunk, the characters it read)."""
+    ids, _ = loaded.codec.encode(text)
+    state = None
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        _, state, gates = loaded.model.trace(torch.tensor([part], device=loaded.device), state)
+        read = loaded.codec.decode(part)
+        yield Trace.from_sequence(gates, read, domain="text", model=loaded.name), read
