@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from studio import checkpoint  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
+from studio.ui import experiments_api  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
@@ -63,6 +64,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
             with gr.Tab(domain.TITLE):
                 importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
+        experiments_api.register(loaded)  # /probe, /intervene, /compare
     return demo
 
 

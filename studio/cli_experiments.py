@@ -87,21 +87,30 @@ def run_intervene(domain, args) -> int:
         sys.exit(f"error: {error}")
     if not hooks:
         sys.exit("error: nothing to change: give --ablate and/or --clamp")
-    settings = with_seed(domain.Settings(), args.seed)
-    # the baseline runs the same stepped arithmetic with a hook that changes nothing
-    plain = domain.generate(loaded, settings, hooks=[lambda *_: None])
-    changed = domain.generate(loaded, with_seed(domain.Settings(), args.seed), hooks=hooks)
-    for name, generation in (("original", plain), ("changed", changed)):
-        shown = generation.trace.labels[generation.trace.shown_from :]
-        joined = "".join(shown) if all(len(x) <= 1 for x in shown) else " ".join(shown)
-        print(f"{name}: {joined.replace(chr(10), '⏎')}")  # one line each, whatever the output holds
-    logits = [g.distributions.get("logits") for g in (plain, changed)]
-    if all(x is not None for x in logits):
-        kl = experiments.kl_per_step(*logits)
-        print("kl per step: " + " ".join(f"{v:.3g}" for v in kl[args.from_step :]))
-    divergence = experiments.first_divergence(plain.trace.labels, changed.trace.labels)
+    answer = intervene(domain, loaded, args.seed, hooks)
+    for name in ("original", "changed"):
+        print(f"{name}: {answer[name].replace(chr(10), '⏎')}")  # one line each, whatever the output holds
+    if answer["kl"] is not None:
+        print("kl per step: " + " ".join(f"{v:.3g}" for v in answer["kl"][args.from_step :]))
+    divergence = answer["first_divergence"]
     print(f"first_divergence: {divergence if divergence is not None else 'none'}")
     return 0
+
+
+def intervene(domain, loaded, seed: int, hooks: list) -> dict:
+    """Generate with the tab's defaults and `seed` twice, plainly and with `hooks`: both outputs (the
+    shown labels joined), the per-step KL of the next-step distributions (where they are logits),
+    and the first step where the outputs differ."""
+    # the baseline runs the same stepped arithmetic with a hook that changes nothing
+    plain = domain.generate(loaded, with_seed(domain.Settings(), seed), hooks=[lambda *_: None])
+    changed = domain.generate(loaded, with_seed(domain.Settings(), seed), hooks=hooks)
+    shown = {}
+    for name, generation in (("original", plain), ("changed", changed)):
+        labels = generation.trace.labels[generation.trace.shown_from :]
+        shown[name] = "".join(labels) if all(len(x) <= 1 for x in labels) else " ".join(labels)
+    logits = [g.distributions.get("logits") for g in (plain, changed)]
+    kl = experiments.kl_per_step(*logits).tolist() if all(x is not None for x in logits) else None
+    return {**shown, "kl": kl, "first_divergence": experiments.first_divergence(plain.trace.labels, changed.trace.labels)}
 
 
 def add_compare_command(parser, domain) -> None:
@@ -120,10 +129,14 @@ def run_compare(domain, args) -> int:
         trace_b = domain.score(second, domain.read_input(args.input, second)).trace
     except ValueError as error:
         sys.exit(f"error: {error}")
-    steps = min(trace_a.steps, trace_b.steps)
-    for a in range(trace_a.num_layers):
-        for b in range(trace_b.num_layers):
-            x = trace_a.layers[a][args.quantity][:steps].astype(np.float64)
-            y = trace_b.layers[b][args.quantity][:steps].astype(np.float64)
-            print(f"cka {a} {b}: {experiments.cka(x, y):.4f}")
+    for a, b, value in compare(trace_a, trace_b, args.quantity):
+        print(f"cka {a} {b}: {value:.4f}")
     return 0
+
+
+def compare(trace_a, trace_b, quantity: str = "h") -> list[tuple[int, int, float]]:
+    """Linear CKA of every layer pair of two traces of one input (over the steps both have)."""
+    steps = min(trace_a.steps, trace_b.steps)
+    return [(a, b, experiments.cka(trace_a.layers[a][quantity][:steps].astype(np.float64),
+                                   trace_b.layers[b][quantity][:steps].astype(np.float64)))
+            for a in range(trace_a.num_layers) for b in range(trace_b.num_layers)]

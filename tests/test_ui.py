@@ -171,3 +171,20 @@ def test_explain_endpoint(studio_url):
         client.predict("text", "tiny", "To be", None, 2, 0, 0, "€", "gradient_x_input", api_name="/explain")
     with pytest.raises(Exception, match="Unknown domain"):
         client.predict("poetry", "", "x", None, 0, 0, 0, "", "", api_name="/explain")
+
+
+def test_experiment_endpoints(studio_url):
+    from gradio_client import Client
+
+    client = Client(studio_url, verbose=False)
+    sample = "To be, or not to be: that is the question.\nWhether 'tis nobler in the mind to suffer\n"
+    answer = client.predict("text", "tiny", sample, None, "newline", 3, api_name="/probe")
+    assert answer["measure"] == "auc" and len(answer["hits"]) == 3 and answer["steps"] == len(sample)
+    assert 0 <= answer["hits"][0]["score"] <= 1
+    answer = client.predict("text", "tiny", 4, "1:0,1:1", "0:2:f=1", 10, api_name="/intervene")
+    assert answer["original"] and answer["changed"] and all(v == 0 for v in answer["kl"][:10])
+    answer = client.predict("text", "tiny", "", sample, None, api_name="/compare")
+    assert {(p["layer_a"], p["layer_b"]) for p in answer["cka"]} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert abs(next(p["cka"] for p in answer["cka"] if p["layer_a"] == p["layer_b"] == 1) - 1) < 1e-6
+    with pytest.raises(Exception, match="is not one of"):
+        client.predict("text", "tiny", 4, "", "0:2:q=1", 0, api_name="/intervene")

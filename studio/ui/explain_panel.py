@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import explain
-from studio.ui.common import clamp_int
+from studio.ui.common import clamp_int, endpoint_input, endpoint_model
 
 HERE = Path(__file__).resolve().parent
 PANEL_JS = (HERE / "explain_panel.js").read_text(encoding="utf-8")
@@ -73,29 +73,16 @@ def explain_api(loaded_by_domain: dict):
     """The /explain endpoint: why one step of a sequence came out, for any domain, as JSON.
 
     domain: "text", "music", ...; model: a model name of that domain ("" = the first);
-    text: the input for text (or a path on the server for the other domains' files); file: an
-    uploaded file in the domain's format (used when given); step, layer, unit: ints; target: a
-    next value to explain instead of the actual one ("" = the actual); method: "gradient_x_input"
-    or "integrated_gradients". Answers like `python -m studio explain`."""
-    by_name = {domain.NAME: (domain, models) for domain, (models, _) in loaded_by_domain.items()}
+    text: the input for the text domain; file: an uploaded file in the domain's format (used when
+    given); step, layer, unit: ints; target: a next value to explain instead of the actual one
+    ("" = the actual); method: "gradient_x_input" or "integrated_gradients". Answers like
+    `python -m studio explain`."""
 
     def explain_endpoint(domain: str, model: str, text: str, file: str | None, step: float, layer: float,
                          unit: float, target: str, method: str) -> dict:
-        if domain not in by_name or not hasattr(by_name[domain][0], "explainable"):
-            raise gr.Error(f"Unknown domain {domain!r}; one of {', '.join(n for n, (d, _) in by_name.items() if hasattr(d, 'explainable'))}.")
-        module, models = by_name[domain]
-        if not models:
-            raise gr.Error(f"No {domain} model is loaded.")
-        loaded = models.get(model) if isinstance(model, str) and model else next(iter(models.values()))
-        if loaded is None:
-            raise gr.Error(f"Unknown {domain} model {model!r}; one of {', '.join(models)}.")
+        module, loaded = endpoint_model(loaded_by_domain, domain, model, needs="explainable")
         try:
-            if isinstance(file, str) and file:
-                sequence = module.read_input(file, loaded)
-            elif domain == "text" and isinstance(text, str) and text:
-                sequence = text
-            else:
-                raise gr.Error("Give the input: text for the text domain, or a file in the domain's format.")
+            sequence = endpoint_input(module, loaded, text, file)
             scored, ex = module.explainable(loaded, sequence)
             trace = scored.trace
             return explain.explain(trace, ex, clamp_int(step, 0, trace.steps - 1, 0), clamp_int(layer, 0, trace.num_layers - 1, 0),
