@@ -165,11 +165,13 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
     step = int(step)
     considered = ex.guesses(step)
     attributions = saliency(ex, step, target, method)
+    surprises = surprise(ex)
     answer = {
         "step": step,
         "label": trace.labels[step],
         **considered,
-        "surprise": float(surprise(ex)[step]),
+        "surprise": float(surprises[step]),
+        "surprise_track": surprises.round(4).tolist(),
         "saliency_method": method,
         "target": target,
         "saliency": [float(v) for v in attributions],

@@ -99,6 +99,18 @@ def text_loaded(text_model, codec):
                        "tiny test model")
 
 
+@pytest.fixture(scope="session")
+def tiny_text():
+    """tiny_text(seed) -> a LoadedModel of studio.domains.text.tiny(seed) (random, 2 x 16 units)."""
+    from studio.domains.base import LoadedModel
+
+    def make(seed: int = 0):
+        model, codec = text.tiny(seed=seed)
+        return LoadedModel("tiny", model, codec, {}, [f"layer {k}" for k in range(model.config.num_layers)], "")
+
+    return make
+
+
 @pytest.fixture
 def saved_text_model(tmp_path, text_model, codec) -> Path:
     """The text_model saved with studio.domains.text.save; returns the checkpoint stem."""
@@ -204,6 +216,14 @@ class Viewer:
         assert self.page.locator(f"{panel} svg.ex-sal rect").count() == step + 1
         assert self.page.locator(f"{panel} svg.ex-cell").count() == 1
         self.page.wait_for_function(f"document.querySelector('{self.root} .lv-legend').innerText.includes('saliency')")
+
+    def check_everything(self, folder, why_step: int, prefix: str) -> None:
+        """What every tab's browser test checks of its viewer, in order: drawn, hover values against
+        the downloaded trace, view changes in the browser alone, ask why for one step."""
+        self.wait_ready()
+        self.check_hover_values(self.downloaded_trace(folder))
+        self.check_views_repaint_without_requests()
+        self.ask_why(why_step, prefix)
 
     def downloaded_trace(self, folder):
         """The trace the page offers for download (its link ends in trace.npz)."""

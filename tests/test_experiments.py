@@ -8,16 +8,14 @@ import torch
 
 from studio import experiments
 from studio.domains import text
-from studio.domains.base import LoadedModel
 from studio.sampling import SamplingConfig
 
 SENTENCE = 'He said "to be (or not)"\nand "left" at once.\nThen "no".\n'
 
 
 @pytest.fixture
-def loaded():
-    model, codec = text.tiny(seed=2)
-    return LoadedModel("tiny", model, codec, {}, ["layer 0", "layer 1"], "")
+def loaded(tiny_text):
+    return tiny_text(2)
 
 
 def test_a_unit_wired_to_copy_a_feature_ranks_first(loaded):

@@ -17,9 +17,8 @@ SENTENCE = 'He said "to be (or not)"\nand left.'
 
 
 @pytest.fixture
-def tiny_loaded():
-    model, codec = text.tiny(seed=4)
-    return LoadedModel("tiny", model, codec, {}, ["layer 0", "layer 1"], "")
+def tiny_loaded(tiny_text):
+    return tiny_text(4)
 
 
 def test_gradient_x_input_equals_finite_differences(tiny_loaded):

@@ -68,10 +68,7 @@ def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromiu
     assert page.locator("#handwriting-output svg path").count() > 3
     assert page.locator("#handwriting-output svg set").count() > 3  # animated
     pen_viewer = viewer(page, "handwriting")
-    pen_viewer.wait_ready()
-    pen_viewer.check_hover_values(pen_viewer.downloaded_trace(tmp_path))
-    pen_viewer.check_views_repaint_without_requests()
-    pen_viewer.ask_why(9, "handwriting")
+    pen_viewer.check_everything(tmp_path, 9, "handwriting")
     # a click on the time strip selects that pen step; a click on the ink selects the nearest point's
     pen_viewer.click_step(6)
     pen_viewer.wait_selected(6)

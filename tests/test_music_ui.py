@@ -100,10 +100,7 @@ def test_browser_composes_with_audio_and_the_viewer(studio_url, chromium_page, v
     audio.first.wait_for(state="attached", timeout=60_000)
     assert audio.first.get_attribute("src")
     music_viewer = viewer(page, "music")
-    music_viewer.wait_ready()
-    music_viewer.check_hover_values(music_viewer.downloaded_trace(tmp_path))
-    music_viewer.check_views_repaint_without_requests()
-    music_viewer.ask_why(9, "music")
+    music_viewer.check_everything(tmp_path, 9, "music")
     # clicking a note step on the roll strip selects that step
     music_viewer.click_step(7)
     music_viewer.wait_selected(7)

@@ -82,10 +82,7 @@ def test_browser_gets_audio_and_the_viewer_over_the_spectrogram(speech_url, chro
     page.locator("#speech-text textarea").fill("hello")
     page.click("#speech-generate")
     speech_viewer = viewer(page, "speech")
-    speech_viewer.wait_ready(timeout=90_000)
-    speech_viewer.check_hover_values(speech_viewer.downloaded_trace(tmp_path))
-    speech_viewer.check_views_repaint_without_requests()
-    speech_viewer.ask_why(4, "speech")
+    speech_viewer.check_everything(tmp_path, 4, "speech")
     # Gradio 6's player serves the wav through its download link; wavesurfer makes the
     # <audio> element itself only once played, so either counts as "audio with a source"
     found = """() => [...document.querySelectorAll('#speech-audio audio')].some(a => (a.currentSrc || a.src || '').length > 0)

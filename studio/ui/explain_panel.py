@@ -44,6 +44,15 @@ def explainable_of(domain, loaded, generation):
     return generation.explained
 
 
+def trajectory_of(generation, trace, layer: int):
+    """explain.trajectory of one layer, computed once per generation (an SVD of steps x units)."""
+    if getattr(generation, "trajectories", None) is None:
+        generation.trajectories = {}
+    if layer not in generation.trajectories:
+        generation.trajectories[layer] = explain.trajectory(trace, layer)
+    return generation.trajectories[layer]
+
+
 def explanation(domain, loaded, generation, event: dict, target=None, method: str = "gradient_x_input") -> dict:
     """The panel's value for a viewer event (a step, with the viewer's layer and unit)."""
     scored, ex = explainable_of(domain, loaded, generation)
@@ -58,10 +67,10 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
     except ValueError as error:  # a target the model cannot have: say so, keep the rest
         answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")
         answer["note"] = str(error)
-    coords, share = explain.trajectory(trace, layer)
+    coords, share = trajectory_of(generation, trace, layer)
     first = min(generation.trace.shown_from, trace.steps - 1)  # what the generation shows (a primer's steps are not)
     answer["labels_before"] = trace.labels[: step + 1]
-    answer["surprise_track"] = explain.surprise(ex)[first:].round(4).tolist()  # -log p of what came next, per shown step
+    answer["surprise_track"] = answer["surprise_track"][first:]  # -log p of what came next, per shown step
     answer["first"] = first
     answer["trajectory"] = {"x": coords[first:, 0].round(4).tolist(), "y": coords[first:, 1].round(4).tolist(),
                             "share": share.tolist(), "first": first, "labels": trace.labels[first:],

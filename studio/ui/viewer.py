@@ -9,6 +9,7 @@ Gradio events. Layer, quantity, unit, row order, zoom and scroll never reach the
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ document.addEventListener('lstm-viewer', (event) => {
 """
 
 
+@functools.cache
 def colormaps() -> dict:
     """256 RGB triples per map, from matplotlib so browser and exported pictures agree. Both maps get
     lighter monotonically, so they read in greyscale too: viridis for gates (0..1), cividis for
