@@ -40,7 +40,7 @@ def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_h
 
 def follow_model(dropdown: gr.Dropdown, info: gr.Markdown, models: dict[str, LoadedModel]) -> None:
     """Describe whichever model is picked."""
-    dropdown.change(lambda name: describe(loaded_or_error(models, name)), dropdown, info)
+    dropdown.change(lambda name: describe(loaded_or_error(models, name)), dropdown, info, api_visibility="private")
 
 
 def downloads(*labels: str) -> list[gr.File]:
