@@ -91,26 +91,42 @@ def run_intervene(domain, args) -> int:
     for name in ("original", "changed"):
         print(f"{name}: {answer[name].replace(chr(10), '⏎')}")  # one line each, whatever the output holds
     if answer["kl"] is not None:
-        print("kl per step: " + " ".join(f"{v:.3g}" for v in answer["kl"][args.from_step :]))
+        print(f"{answer['measure']}, per step from {args.from_step}: " + " ".join(f"{v:.3g}" for v in answer["kl"][args.from_step :]))
     divergence = answer["first_divergence"]
     print(f"first_divergence: {divergence if divergence is not None else 'none'}")
     return 0
 
 
-def intervene(domain, loaded, seed: int, hooks: list) -> dict:
-    """Generate with the tab's defaults and `seed` twice, plainly and with `hooks`: both outputs (the
-    shown labels joined), the per-step KL of the next-step distributions (where they are logits),
-    and the first step where the outputs differ."""
-    # the baseline runs the same stepped arithmetic with a hook that changes nothing
-    plain = domain.generate(loaded, with_seed(domain.Settings(), seed), hooks=[lambda *_: None])
-    changed = domain.generate(loaded, with_seed(domain.Settings(), seed), hooks=hooks)
+def generate_both(domain, loaded, settings, hooks: list):
+    """(plain, changed): two generations with the same settings (seed included), without and with
+    `hooks`. The baseline runs the same stepped arithmetic with a hook that changes nothing, so any
+    difference is the intervention's."""
+    return (domain.generate(loaded, settings, hooks=[lambda *_: None]), domain.generate(loaded, settings, hooks=hooks))
+
+
+def intervene(domain, loaded, seed: int, hooks: list, settings=None) -> dict:
+    """Generate twice with `settings` (default: the tab's defaults) and `seed`, plainly and with
+    `hooks`: both outputs (the shown labels joined) and how they differ (`differences`)."""
+    plain, changed = generate_both(domain, loaded, with_seed(settings or domain.Settings(), seed), hooks)
     shown = {}
     for name, generation in (("original", plain), ("changed", changed)):
         labels = generation.trace.labels[generation.trace.shown_from :]
         shown[name] = "".join(labels) if all(len(x) <= 1 for x in labels) else " ".join(labels)
-    logits = [g.distributions.get("logits") for g in (plain, changed)]
-    kl = experiments.kl_per_step(*logits).tolist() if all(x is not None for x in logits) else None
-    return {**shown, "kl": kl, "first_divergence": experiments.first_divergence(plain.trace.labels, changed.trace.labels)}
+    return {**shown, **differences(plain, changed)}
+
+
+def differences(plain, changed) -> dict:
+    """kl: per trace step, how far apart the two next-step predictions are (experiments.step_divergence;
+    `measure` says what it is); first_divergence: the first trace step where the outputs differ: where
+    the sampled tokens differ (text, music), or for continuous outputs (pen moves, frames), sampled
+    with the same noise, the first step whose prediction differs."""
+    values, measure = experiments.step_divergence(plain.distributions, changed.distributions)
+    if "logits" in plain.distributions or values is None:
+        divergence = experiments.first_divergence(plain.trace.labels, changed.trace.labels)
+    else:
+        moved = np.flatnonzero(values > 1e-9)
+        divergence = int(moved[0]) if len(moved) else None
+    return {"kl": None if values is None else values.tolist(), "measure": measure, "first_divergence": divergence}
 
 
 def add_compare_command(parser, domain) -> None:

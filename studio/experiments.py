@@ -164,15 +164,14 @@ def pattern(trace: Trace, layer: int, start: int, end: int, threshold: float = 0
     units = np.flatnonzero(on[start : end + 1].all(0)).tolist()
     if len(units) < min_units:
         return units, []
-    together = on[:, units].all(1)
-    runs, run_start = [], None
-    for t, flag in enumerate(np.append(together, False)):
-        if flag and run_start is None:
-            run_start = t
-        elif not flag and run_start is not None:
-            runs.append((run_start, t - 1, t - run_start))
-            run_start = None
-    return units, sorted(runs, key=lambda run: (-run[2], run[0]))
+    return units, sorted(runs(on[:, units].all(1)), key=lambda run: (-run[2], run[0]))
+
+
+def runs(flags: np.ndarray) -> list[tuple[int, int, int]]:
+    """Every run of consecutive True steps as (start, end, length), in order."""
+    edges = np.diff(np.concatenate([[0], np.asarray(flags, np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b) - 1, int(b - a)) for a, b in zip(starts, stops, strict=True)]
 
 
 def parse_units(spec: str) -> list[tuple[int, int]]:
@@ -224,3 +223,63 @@ def cka(x: np.ndarray, y: np.ndarray) -> float:
     y = y - y.mean(0)
     cross = np.linalg.norm(y.T @ x) ** 2
     return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+
+
+def step_divergence(plain: dict, changed: dict, samples: int = 256) -> tuple[np.ndarray | None, str]:
+    """Per step, how far apart two generations' next-step predictions are (the contract's
+    `distributions` of each), and what the number is:
+    - "logits" (text, music): KL(plain || changed) of the softmax;
+    - "pi", "mu", "sigma", "rho", "eos" (handwriting's mixture density): the pen-lift Bernoulli's KL
+      plus the 2-D mixture's KL estimated from `samples` fixed draws of the plain one per step;
+    - "frames" (speech): half the squared distance of the predicted frames, the KL of unit-variance
+      Gaussians around them, plus the stop Bernoulli's KL where there is one.
+    (None, reason) when the two predict nothing comparable."""
+    if "logits" in plain and "logits" in changed:
+        return kl_per_step(plain["logits"], changed["logits"]), "KL of the next-token distributions (nats)"
+    if "mu" in plain and "mu" in changed:
+        steps = min(len(plain["mu"]), len(changed["mu"]))
+        values = _mixture_kl({k: v[:steps] for k, v in plain.items()}, {k: v[:steps] for k, v in changed.items()}, samples)
+        return values + _bernoulli_kl(plain["eos"][:steps], changed["eos"][:steps]), \
+            "KL of the next pen move's mixture density (nats; the 2-D part sampled)"
+    if "frames" in plain and "frames" in changed:
+        steps = min(len(plain["frames"]), len(changed["frames"]))
+        a = plain["frames"][:steps].reshape(steps, -1).astype(np.float64)
+        b = changed["frames"][:steps].reshape(steps, -1).astype(np.float64)
+        values = 0.5 * ((a - b) ** 2).sum(1)
+        if "stop" in plain and "stop" in changed:
+            values = values + _bernoulli_kl(plain["stop"][:steps].reshape(steps, -1).mean(1), changed["stop"][:steps].reshape(steps, -1).mean(1))
+        return values, "½‖Δ predicted frames‖², the KL of unit-variance Gaussians around them (nats)"
+    return None, "these outputs come with no comparable predictions"
+
+
+def _bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    q = np.clip(np.asarray(q, np.float64), 1e-7, 1 - 1e-7)
+    return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+
+
+def _mixture_log_density(d: dict, xy: np.ndarray) -> np.ndarray:
+    """log of a bivariate Gaussian mixture per step at points xy (T, S, 2) -> (T, S)."""
+    mu, sigma, rho = d["mu"][:, None].astype(np.float64), d["sigma"][:, None].astype(np.float64), d["rho"][:, None].astype(np.float64)
+    z = (xy[:, :, None, :] - mu) / sigma  # (T, S, M, 2)
+    one_minus = 1 - rho**2
+    quad = (z[..., 0] ** 2 + z[..., 1] ** 2 - 2 * rho * z[..., 0] * z[..., 1]) / one_minus
+    log_n = -quad / 2 - np.log(2 * np.pi * sigma[..., 0] * sigma[..., 1] * np.sqrt(one_minus))
+    weighted = log_n + np.log(np.maximum(d["pi"][:, None].astype(np.float64), 1e-30))
+    top = weighted.max(-1, keepdims=True)
+    return (top + np.log(np.exp(weighted - top).sum(-1, keepdims=True)))[..., 0]
+
+
+def _mixture_kl(p: dict, q: dict, samples: int) -> np.ndarray:
+    """Monte Carlo KL(p || q) of two mixtures per step, from fixed draws (the same numbers every call)."""
+    rng = np.random.default_rng(0)
+    steps, mixtures = p["pi"].shape
+    pi = p["pi"].astype(np.float64) / p["pi"].sum(-1, keepdims=True)
+    component = (rng.random((steps, samples, 1)) > np.cumsum(pi, -1)[:, None]).sum(-1).clip(0, mixtures - 1)  # (T, S)
+    mu = np.take_along_axis(p["mu"].astype(np.float64), component[..., None], 1)  # (T, S, 2)
+    sigma = np.take_along_axis(p["sigma"].astype(np.float64), component[..., None], 1)
+    rho = np.take_along_axis(p["rho"].astype(np.float64), component, 1)
+    e1, e2 = rng.standard_normal((2, steps, samples))
+    xy = np.stack([mu[..., 0] + sigma[..., 0] * e1,
+                   mu[..., 1] + sigma[..., 1] * (rho * e1 + np.sqrt(1 - rho**2) * e2)], -1)
+    return np.maximum((_mixture_log_density(p, xy) - _mixture_log_density(q, xy)).mean(1), 0.0)

@@ -68,6 +68,7 @@ class Generation:
     result: Any  # the domain's result record: the output in its own format plus `notes` for the user
     trace: Trace
     distributions: dict[str, np.ndarray]  # per step of the trace, as in Scored
+    settings: Any = None  # what it was made with (an experiment makes it again, changed)
 
 
 @dataclass

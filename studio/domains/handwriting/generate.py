@@ -95,9 +95,10 @@ def generate(loaded: LoadedModel, settings: HandwritingSettings, hooks=None) -> 
         notes.append(f"Bias {bias} is above 10; used 10.")
         bias = 10.0
     hooks = list(hooks or [])
-    if isinstance(loaded.model, SynthesisModel):
-        return _write(loaded, settings, bias, generator, notes, hooks)
-    return _scribble(loaded, settings, bias, generator, notes, hooks)
+    write = _write if isinstance(loaded.model, SynthesisModel) else _scribble
+    generation = write(loaded, settings, bias, generator, notes, hooks)
+    generation.settings = settings
+    return generation
 
 
 def _trace_fields(loaded: LoadedModel, detail: HandwritingDetail, primer_points: int = 0) -> dict:

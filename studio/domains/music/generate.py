@@ -124,4 +124,4 @@ def generate(loaded: LoadedModel, settings: MusicSettings, hooks=None) -> Genera
     else:
         trace = Trace.concat(prompt_trace, Trace.from_steps(new_gates, labels), **fields)
     logits_per_step = torch.cat(step_logits).float().cpu().numpy()  # (steps, V)
-    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)})
+    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)

@@ -122,10 +122,13 @@ def generate(loaded: LoadedModel, settings, hooks=None) -> Generation:
     if isinstance(loaded.model, FrameModel):
         if not isinstance(settings, ContinueSettings):
             raise ValueError(f"{loaded.name} is a frame LSTM: it continues a recording (ContinueSettings), it reads no text")
-        return continue_recording(loaded, settings, hooks)
-    if not isinstance(settings, SpeechSettings):
+        generation = continue_recording(loaded, settings, hooks)
+    elif isinstance(settings, SpeechSettings):
+        generation = speak(loaded, settings, hooks)
+    else:
         raise ValueError(f"{loaded.name} is a text-to-mel model: it speaks a text (SpeechSettings)")
-    return speak(loaded, settings, hooks)
+    generation.settings = settings
+    return generation
 
 
 @torch.no_grad()

@@ -109,11 +109,11 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     text = codec.decode(out_ids)
     result = TextResult(prompt="" if fresh_start else codec.decode(prompt_ids), text=text, notes=notes)
     if not traced:
-        return Generation(result, None, {})
+        return Generation(result, None, {}, settings)
     # shown_from: the implicit line break of a fresh start is traced but not shown
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
     stepped = Trace.from_steps(step_gates, codec.decode(prompt_ids) + text if hooks else text, **fields)
     trace = stepped if hooks else Trace.concat(Trace(prompt_trace.layers, prompt_trace.labels, **fields), stepped)
     rows = [prompt_logits] if prompt_logits is not None else []
     logits_per_step = torch.cat(rows + [torch.cat(step_logits)]).float().cpu().numpy()
-    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)})
+    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
