@@ -188,3 +188,97 @@ def test_experiment_endpoints(studio_url):
     assert abs(next(p["cka"] for p in answer["cka"] if p["layer_a"] == p["layer_b"] == 1) - 1) < 1e-6
     with pytest.raises(Exception, match="is not one of"):
         client.predict("text", "tiny", 4, "", "0:2:q=1", 0, api_name="/intervene")
+
+
+def open_experiment(page, tab: str) -> None:
+    """Open the Text tab's experiments accordion and one of its tabs."""
+    if not page.locator("#text-xp-probe-tab, #text-xp-pattern-tab, #text-xp-intervene-tab").first.is_visible():
+        page.locator("#text-experiments").get_by_text("Experiment on units").click()
+    page.locator("#text-experiments").get_by_role("tab", name=tab).click()
+
+
+def brush(page, prefix: str, first: float, last: float) -> None:
+    """Drag across the viewer's heatmap from `first` to `last` (fractions of its width)."""
+    overlay = page.locator(f"#{prefix}-viewer .lv-overlay")
+    overlay.scroll_into_view_if_needed()
+    box = overlay.bounding_box()
+    x = lambda f: box["x"] + 46 + f * (box["width"] - 46)  # noqa: E731 (46 px: the unit-label gutter)
+    page.mouse.move(x(first), box["y"] + 30)
+    page.mouse.down()
+    page.mouse.move(x(last), box["y"] + 30, steps=5)
+    page.mouse.up()
+
+
+@pytest.mark.browser
+def test_brush_a_range_and_find_where_its_units_are_on_together(studio_url, chromium_page):
+    """LSTMVis' pattern match: the brushed steps fill the form; the units above the threshold
+    throughout are listed with every place they are on together; a match moves the viewer's cursor."""
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="5")
+    open_experiment(page, "Pattern match")
+    brush(page, "text", 0.40, 0.41)
+    page.wait_for_function("document.querySelector('#text-xp-steps textarea').value.includes('-')", timeout=20_000)
+    start, end = map(int, page.input_value("#text-xp-steps textarea").split("-"))
+    assert 0 < end - start <= 10
+    page.fill("#text-xp-threshold input", "0")
+    page.click("#text-xp-match")
+    results = "#text-xp-results .xp-root"
+    page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'pattern'", timeout=60_000)
+    matches = page.locator(f"{results} li.xp-match")
+    assert matches.count() >= 1
+    assert f"step {start}–{end}" in page.inner_text(f"{results} h4")
+    assert page.locator(f"{results} li.xp-selected").count() == 1  # the selection itself is among them
+    other = page.locator(f"{results} li.xp-onscreen:not(.xp-selected)")
+    target = other.first if other.count() else matches.first
+    step = int(target.get_attribute("data-start"))
+    target.click()
+    page.wait_for_function(f"document.querySelector('#text-selection').innerText.includes('Step {step} ')", timeout=20_000)
+
+
+@pytest.mark.browser
+def test_ablate_units_and_see_both_outputs_side_by_side(studio_url, chromium_page):
+    """Switch units off from a step on: the original and the changed output side by side, where
+    they part marked, the KL per step zero before the intervention."""
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="6")
+    open_experiment(page, "Intervene")
+    page.fill("#text-xp-units textarea", "1:3, 1:7, 0:2, 0:9")
+    page.fill("#text-xp-from input", "20")
+    page.click("#text-xp-intervene")
+    results = "#text-xp-results .xp-root"
+    page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'intervene'", timeout=60_000)
+    outputs = page.locator(f"{results} .xp-output")
+    assert outputs.count() == 2
+    original, changed = (outputs.nth(k).locator("pre").inner_text() for k in range(2))
+    assert original.startswith("To be") and changed.startswith("To be") and original != changed
+    divergence = int(page.get_attribute(f"{results} .xp-summary", "data-divergence"))
+    # the state changes at step 20, so the first character it can change is the one read at step 21
+    assert divergence > 20 and original[:divergence] == changed[:divergence] != original[: divergence + 1]
+    assert page.locator(f"{results} .xp-diverged").count() == 2
+    kl = page.eval_on_selector_all(f"{results} svg.xp-kl rect title", "ts => ts.map(t => t.textContent)")
+    kl = [float(t.split(": ")[1]) for t in kl]
+    assert len(kl) > 20 and max(kl[:20]) == 0 and kl[20] > 0
+
+
+@pytest.mark.browser
+def test_probe_opens_a_unit_and_compare_links_the_cursors(studio_url, chromium_page):
+    """A probe's row opens its unit in the viewer; the comparison's second viewer follows the
+    first one's cursor (and the first follows it back)."""
+    page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="8")
+    open_experiment(page, "Probe")
+    page.click("#text-xp-probe")
+    results = "#text-xp-results .xp-root"
+    page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'probe'", timeout=60_000)
+    row = page.locator(f"{results} tr.xp-hit").nth(1)
+    layer, unit, quantity = (row.get_attribute(f"data-{k}") for k in ("layer", "unit", "quantity"))
+    row.click()
+    root = "#text-viewer .lv-root"
+    page.wait_for_function(f"document.querySelector('{root} .lv-unit').value === '{unit}'")
+    assert page.input_value(f"{root} .lv-layer") == layer and page.input_value(f"{root} .lv-quantity") == quantity
+    open_experiment(page, "Compare")
+    page.click("#text-xp-compare")
+    page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'compare'", timeout=60_000)
+    page.wait_for_function("document.querySelector('#text-compare-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)
+    assert page.locator(f"{results} td.xp-cka").count() == 4
+    page.locator("#text-viewer .lv-ch[data-step='30']").click()
+    page.wait_for_function("document.querySelector('#text-compare-viewer .lv-root').dataset.cursor === '30'")
+    page.locator("#text-compare-viewer .lv-ch[data-step='12']").click()
+    page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.cursor === '12'")

@@ -12,6 +12,7 @@ from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
 from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.experiments_panel import ExperimentsPanel, experiments_panel, wire_experiments
 from studio.ui.explain_panel import ExplainPanel, explain_panel, explanation
 from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
 
@@ -91,6 +92,7 @@ class GatePanel:
     why: ExplainPanel | None  # None for a domain that offers no `explainable`
     units: gr.Markdown
     export: gr.File
+    experiments: ExperimentsPanel | None  # probe, pattern match, intervene, compare (needs the tab's models)
 
     @property
     def outputs(self) -> list:
@@ -98,13 +100,14 @@ class GatePanel:
         return [self.viewer.html, self.units]
 
 
-def gate_panel(prefix: str, domain=None) -> GatePanel:
-    viewer = trace_viewer(prefix)
+def gate_panel(prefix: str, domain=None, models: dict | None = None) -> GatePanel:
+    viewer = trace_viewer(prefix, link=f"{prefix}-compare-viewer")
     selection = gr.Markdown(elem_id=f"{prefix}-selection")
     why = explain_panel(prefix, viewer.html.elem_id) if hasattr(domain, "explainable") else None
+    experiments = experiments_panel(prefix, domain, models, viewer.html.elem_id) if domain is not None and models else None
     units = gr.Markdown(elem_id=f"{prefix}-units")
     export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")
-    return GatePanel(viewer, selection, why, units, export)
+    return GatePanel(viewer, selection, why, units, export, experiments)
 
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
@@ -172,3 +175,5 @@ def wire_panel(panel: GatePanel, state: gr.State, domain=None, models: dict | No
     if panel.why is not None:
         for control in controls:
             control.change(ask_why, [state, last_step, *controls], why_outputs, api_visibility="private")
+    if panel.experiments is not None:
+        wire_experiments(panel.experiments, state, domain, models or {}, panel.viewer.events)

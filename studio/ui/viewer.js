@@ -438,6 +438,7 @@ function drawOverlay() {
     ctx.fillStyle = 'rgba(255,255,255,0.3)';
     ctx.fillRect(xOf(a) - 0.5 * (width() - MARGIN) / span(), 0, (b - a + 1) * (width() - MARGIN) / span(), units * rh);
   }
+  $('.lv-root').dataset.cursor = st.cursor ?? '';  // where the cursor is (browser tests of linked viewers)
   for (const [step, style] of [[st.cursor, '#ff0'], [st.hover, 'rgba(255,255,255,0.6)']]) {
     if (step === null || step === undefined || step < st.v0 || step >= st.v1) continue;
     ctx.strokeStyle = style; ctx.beginPath(); ctx.moveTo(xOf(step), 0); ctx.lineTo(xOf(step), units * rh); ctx.stroke();
@@ -487,7 +488,15 @@ function setCursor(step, announce = true) {
   st.cursor = Math.max(st.data.first, Math.min(st.data.steps - 1, step));
   if (st.cursor < st.v0 || st.cursor >= st.v1) { const s = span(); st.v0 = Math.max(st.data.first, Math.min(st.data.steps - s, st.cursor - Math.floor(s / 2))); st.v1 = st.v0 + s; drawAll(); }
   else { drawOverlay(); drawPen(); paintText(); }
-  if (announce) send({kind: 'step', step: st.cursor, unit: st.unit, layer: st.layer, quantity: st.quantity});
+  if (announce) {
+    send({kind: 'step', step: st.cursor, unit: st.unit, layer: st.layer, quantity: st.quantity});
+    tellLinked({step: st.cursor});
+  }
+}
+
+// a linked viewer (two models reading one output) follows this one's cursor and hover, and back
+function tellLinked(detail) {
+  if (props.link_id) document.dispatchEvent(new CustomEvent('lstm-viewer-cursor', {detail: {viewer: props.viewer_id, ...detail}}));
 }
 
 // every repaint goes through here, so the browser tests and benches can read how long it took
@@ -522,10 +531,10 @@ function wire() {
     if (!st.data) return;
     const p = heatPoint(event);
     if (down !== null && !p.gutter) { st.brush = [down, p.step]; }
-    st.hover = p.step; drawOverlay();
+    st.hover = p.step; drawOverlay(); tellLinked({hover: p.step});
     if (p.unit !== null) tip(describe(p.step, p.unit, st.quantity), p.x, p.y); else tip(null);
   });
-  overlay.addEventListener('mouseleave', () => { st.hover = null; tip(null); if (st.data) drawOverlay(); });
+  overlay.addEventListener('mouseleave', () => { st.hover = null; tip(null); if (st.data) drawOverlay(); tellLinked({hover: null}); });
   overlay.addEventListener('mousedown', (event) => { if (st.data && !heatPoint(event).gutter) { down = heatPoint(event).step; st.brush = null; } });
   overlay.addEventListener('mouseup', (event) => {
     if (!st.data) return;
@@ -592,7 +601,30 @@ function wire() {
     timed(() => { drawStrip(); paintText(); drawLines(); });
   });
   document.addEventListener('lstm-viewer-goto', (event) => {
-    if (event.detail.viewer === props.viewer_id && st.data) setCursor(Number(event.detail.step));
+    if (event.detail.viewer !== props.viewer_id || !st.data) return;
+    const step = Number(event.detail.step), end = event.detail.end;
+    st.brush = end === undefined || end === null ? null : [step, Number(end)];  // a match's steps stay marked
+    if (st.brush && (step < st.v0 || Number(end) >= st.v1)) {
+      const s = Math.max(span(), Number(end) - step + 20);  // the whole match in view, a little around it
+      st.v0 = Math.max(st.data.first, Math.min(st.data.steps - s, step - 10)); st.v1 = Math.min(st.data.steps, st.v0 + s);
+      drawAll();
+    }
+    setCursor(step);
+  });
+  document.addEventListener('lstm-viewer-unit', (event) => {
+    const d = event.detail;
+    if (d.viewer !== props.viewer_id || !st.data) return;
+    st.layer = Math.max(0, Math.min(st.data.layers.length - 1, Number(d.layer) || 0)); $('.lv-layer').value = String(st.layer);
+    if (d.quantity && d.quantity in TITLES) { st.quantity = d.quantity; $('.lv-quantity').value = d.quantity; }
+    st.unit = Math.max(0, Math.min(st.data.units - 1, Number(d.unit) || 0)); st.overlay = null;
+    drawAll();
+    $('.lv-root').scrollIntoView({block: 'nearest'});
+  });
+  document.addEventListener('lstm-viewer-cursor', (event) => {
+    const d = event.detail;
+    if (!props.link_id || d.viewer !== props.link_id || !st.data) return;
+    if ('hover' in d) { st.hover = d.hover; drawOverlay(); }
+    if ('step' in d) setCursor(Number(d.step), false);  // not announced: no echo back
   });
   $('.lv-legend').addEventListener('click', (event) => {
     if (!event.target.classList.contains('lv-clear-overlay')) return;

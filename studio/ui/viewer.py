@@ -5,6 +5,11 @@ Gradio events. Layer, quantity, unit, row order, zoom and scroll never reach the
     viewer = trace_viewer("text")          # in a tab's layout
     viewer.html                            # the output to return viewer_value(trace, track) to
     viewer.events.select(fn, viewer.events, outputs)   # fn gets {"kind": "step"|"unit"|"range"|"export", ...}
+
+Other panels steer it with DOM events naming it ({viewer: id, ...}): 'lstm-viewer-goto' {step, end?}
+moves the cursor (and marks steps..end), 'lstm-viewer-unit' {layer, unit, quantity?} shows a unit,
+'lstm-viewer-overlay' {values, title} paints the output by other values (the saliency). A viewer
+announces its cursor and hover as 'lstm-viewer-cursor' {step, hover?}: a linked viewer follows.
 """
 
 from __future__ import annotations
@@ -92,11 +97,13 @@ def viewer_value(trace: Trace, track: dict, title: str = "") -> dict:
     return {**description, "blob": f"gradio_api/file={path}"}
 
 
-def trace_viewer(prefix: str) -> TraceViewer:
+def trace_viewer(prefix: str, link: str | None = None) -> TraceViewer:
+    """The viewer `{prefix}-viewer`; `link`: another viewer's id whose cursor and hover this one
+    follows, and which follows this one's (two models reading one output, step by step)."""
     serve_outputs_in_place()  # the blobs are written once and never change
     viewer_id = f"{prefix}-viewer"
     html = gr.HTML(None, html_template=TEMPLATE, css_template=VIEWER_CSS, js_on_load=VIEWER_JS,
-                   elem_id=viewer_id, viewer_id=viewer_id, colormaps=colormaps(), apply_default_css=False)
+                   elem_id=viewer_id, viewer_id=viewer_id, link_id=link or "", colormaps=colormaps(), apply_default_css=False)
     events = gr.HTML(None, html_template="<span></span>", js_on_load=EVENTS_JS, elem_id=f"{viewer_id}-events",
                      viewer_id=viewer_id, visible="hidden")
     return TraceViewer(html, events)

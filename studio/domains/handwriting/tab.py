@@ -55,7 +55,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
-            panel = blocks.gate_panel("handwriting", hw)
+            panel = blocks.gate_panel("handwriting", hw, models)
             attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
 

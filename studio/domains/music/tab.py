@@ -56,7 +56,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
-            panel = blocks.gate_panel("music", music)
+            panel = blocks.gate_panel("music", music, models)
     generation_state = gr.State()
 
     def on_generate(name, source_value, upload_path, chorale_name, primer_bars_value, bars_value, temp, k,

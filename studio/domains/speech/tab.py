@@ -52,7 +52,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
-            panel = blocks.gate_panel("speech", speech)
+            panel = blocks.gate_panel("speech", speech, models)
             alignment = gr.Plot(label="Attention alignment", elem_id="speech-alignment")
     generation_state = gr.State()
 
@@ -133,7 +133,7 @@ def _recording(models: dict) -> None:
             if names:
                 continued = gr.Audio(label="Recording + continuation", type="filepath")
                 (download_trace,) = blocks.downloads()
-                panel = blocks.gate_panel("speech-continue", speech)
+                panel = blocks.gate_panel("speech-continue", speech, models)
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
     if not names:
         return

@@ -36,7 +36,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
             download_text, download_trace = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
-            panel = blocks.gate_panel("text", text)
+            panel = blocks.gate_panel("text", text, models)
     generation_state = gr.State()
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
