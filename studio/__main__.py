@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shlex
 import sys
+from pathlib import Path
 
 from studio import cli_common, cli_experiments
 from studio.domains import ALL
@@ -27,6 +29,15 @@ SHARED = {
 }
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its meaning, unless the meaning already says it or there is none."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__)
@@ -34,7 +45,7 @@ def main(argv=None) -> int:
     for command in COMMANDS:
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
         for domain in ALL:
-            domain_parser = domains.add_parser(domain.NAME, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+            domain_parser = domains.add_parser(domain.NAME, formatter_class=DefaultsHelp)
             if command in SHARED:
                 SHARED[command](domain_parser, domain)
             else:
@@ -44,6 +55,9 @@ def main(argv=None) -> int:
         print(f"'{args.command} {args.domain}' is not available.", file=sys.stderr)
         return 2
     args.command_line = "python -m studio " + shlex.join(argv)
+    if args.command == "train" and (Path(args.out).is_dir() or args.out.endswith(("/", os.sep))):
+        # a folder: the checkpoint is named after it (runs/mine/ -> runs/mine/mine.safetensors + .json)
+        args.out = str(Path(args.out) / Path(args.out).name)
     return args.run(args) or 0
 
 

@@ -31,20 +31,27 @@ def add_sampling_flags(parser, temperature: float = 0.8, top_p: bool = True) -> 
     parser.add_argument("--seed", type=int, default=0)
 
 
-def add_train_flags(parser, steps: int, lr: float, eval_every: int, batch_size: int, hidden_size: int,
+def add_train_flags(parser, steps: int | None, lr: float, eval_every: int | None, batch_size: int | None, hidden_size: int,
                     layers: int = 2, warmup_steps: int = 200) -> None:
-    """The trainer's and the card's flags; a domain adds its data and model-shape flags."""
-    parser.add_argument("--out", required=True, help="checkpoint stem, e.g. models/NAME")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--hidden-size", type=int, default=hidden_size)
-    parser.add_argument("--layers", type=int, default=layers)
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--warmup-steps", type=int, default=warmup_steps)
-    parser.add_argument("--eval-every", type=int, default=eval_every)
-    parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--device", default="auto")
+    """The trainer's and the card's flags; a domain adds its data and model-shape flags. A default of
+    None means: derived from the data and the time budget (the domain says how in its help)."""
+    derived = "default: fitted to the data and --minutes"
+    parser.add_argument("--out", required=True, help="checkpoint stem: writes OUT.safetensors + OUT.json (e.g. models/NAME)")
+    parser.add_argument("--minutes", type=float, help="time budget: the steps are fitted to it at the measured speed "
+                        "and training stops when it is spent (default: no budget)")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps" + ("" if steps else f" ({derived})"))
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="sequences per step" + ("" if batch_size else f" ({derived})"))
+    parser.add_argument("--hidden-size", type=int, default=hidden_size, help="LSTM units per layer")
+    parser.add_argument("--layers", type=int, default=layers, help="stacked LSTM layers")
+    parser.add_argument("--lr", type=float, default=lr, help="peak learning rate (warmup, then cosine decay)")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument("--warmup-steps", type=int, default=warmup_steps, help="linear warmup steps (capped at a tenth of the run)")
+    parser.add_argument("--eval-every", type=int, default=eval_every,
+                        help="steps between validations and checkpoints (also at least once a minute)" + ("" if eval_every else f" ({derived})"))
+    parser.add_argument("--seed", type=int, default=1337, help="random seed (weights, batches, dropout)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when there is one)")
+    parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: 1 on a machine of 2 cores or fewer, "
+                        "else half the cores up to 8: two threads on two cores run ~20x slower)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
     parser.add_argument("--source", help="where the data comes from, for the model card (speech builds its corpus from it)")
     parser.add_argument("--licence", help="the data's licence, for the model card")
@@ -63,14 +70,20 @@ def add_output_flags(parser, out_help: str, required: bool = True) -> None:
 
 
 def train_config(args) -> TrainConfig:
-    return TrainConfig(steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
-                       eval_every=args.eval_every, seed=args.seed, device=args.device)
+    """The trainer's settings from the flags (--steps is an upper bound --minutes may cut)."""
+    steps = args.steps or 10_000
+    return TrainConfig(steps=steps, lr=args.lr, weight_decay=args.weight_decay,
+                       warmup_steps=min(args.warmup_steps, max(1, steps // 10)), eval_every=args.eval_every or 500,
+                       seed=args.seed, device=args.device, minutes=args.minutes, threads=args.threads)
 
 
 # ---------------------------------------------------------------- running
 def load_or_exit(domain, stem):
     """`domain.load(stem)` on the best device, or exit with the checkpoint error in one line (a
     command line should name the bad file, not print a traceback)."""
+    if Path(stem) == Path(domain.DEFAULT_MODEL) and "--model" not in sys.argv[1:]:
+        # say so: after training your own, forgetting --model would silently use the shipped one
+        print(f"note: using the shipped model {Path(stem).name} (give --model models/NAME for another)", file=sys.stderr)
     try:
         return domain.load(stem, device=pick_device())
     except checkpoint.CheckpointError as error:
@@ -96,6 +109,8 @@ def training_progress(domain: str, steps: int, val_name: str, train_name: str = 
                disable=not main, mininterval=5)
 
     def on_progress(p) -> None:
+        if p.steps != bar.total:  # a time budget fitted the steps to the measured speed
+            bar.total = p.steps
         fields = {"loss": f"{p.loss:.3f}", "lr": f"{p.lr:.1e}"}
         if p.tokens_per_s:
             fields["tok/s"] = f"{p.tokens_per_s:,.0f}"
@@ -121,6 +136,10 @@ def run_training(domain: str, model, task, args, card: dict, val_name: str, val_
         saved["metrics"][f"{val_name}_how"] = val_how
         checkpoint.write_card(args.out, saved)
     print(f"best_{val_name}: {metrics['best_val_loss']:.4f}")
+    if metrics.get("interrupted"):
+        print("stopped by hand: the best checkpoint so far is kept", file=sys.stderr)
+    print(f"trained: steps={metrics['steps_done']} tokens_per_s={metrics['tokens_per_s']:.0f} "
+          f"best_val={metrics['best_val_loss']:.4f} out={args.out}")
     return metrics
 
 

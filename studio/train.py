@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +33,9 @@ class TrainConfig:
     eval_every: int = 500  # steps between validations (and checkpoints)
     seed: int = 1337
     device: str = "auto"  # "auto" picks cuda when available, else cpu
+    minutes: float | None = None  # a time budget: the steps are fitted to it (measured speed) and it is kept
+    checkpoint_seconds: float = 60.0  # validate (and save the best) at least this often, whatever eval_every says
+    threads: int | None = None  # torch intra-op threads on CPU (None: training_threads())
 
 
 class TrainTask(Protocol):
@@ -52,6 +55,14 @@ class Progress:
     tokens_per_s: float | None = None
     val_loss: float | None = None  # set on validation steps
     best_val_loss: float | None = None
+
+
+def training_threads(cores: int | None = None) -> int:
+    """Intra-op threads for a CPU training process. Measured on 2 cores (docs/benchmarks.md): two
+    threads fight over them (a 2 x 256 model: ~650 tokens/s with 2, ~13,000 with 1), so a small
+    machine trains with one; on a larger one, half the cores (up to 8), leaving the rest to the app."""
+    cores = cores or os.cpu_count() or 1
+    return 1 if cores <= 2 else min(8, cores // 2)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -135,41 +146,84 @@ def train(
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     metrics: dict = {"best_val_loss": best_val}
+    threads_before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(config.threads or training_threads())
+    total, schedule = config.steps, config
     tokens_seen, clock = 0, time.perf_counter()
-    for step in range(start_step, config.steps):
-        lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        wrapped.train()
-        batch = task.train_batch(step, rank, world_size, device)
-        loss = task.loss(wrapped, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        tokens_seen += getattr(batch, "num_tokens", 0) * world_size
-
-        last = step == config.steps - 1
-        val_loss = None
-        if (step + 1) % config.eval_every == 0 or last:
-            val_loss = _validate(model, task, rank, distributed, device)
-            if val_loss < best_val:
-                best_val = val_loss
-                if rank == 0 and out is not None:
-                    metrics = {"best_val_loss": best_val, "best_step": step + 1}
-                    _save_best(model, out, card, config, metrics)
-            if rank == 0 and out is not None:
-                _save_resume(model, optimizer, out, card, step + 1, best_val)
-        if on_progress is not None and rank == 0:
-            elapsed = time.perf_counter() - clock
-            speed = tokens_seen / elapsed if tokens_seen and elapsed > 0 else None
-            on_progress(Progress(step + 1, config.steps, float(loss.detach()), lr, speed, val_loss, best_val))
+    deadline = clock + config.minutes * 60 if config.minutes else None
+    last_check, done = clock, start_step  # done: steps whose update was applied
+    try:
+        step = start_step
+        while step < total:
+            lr = learning_rate(step, schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            wrapped.train()
+            batch = task.train_batch(step, rank, world_size, device)
+            loss = task.loss(wrapped, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            tokens_seen += getattr(batch, "num_tokens", 0) * world_size
+            done = step + 1
+            now = time.perf_counter()
+            if deadline is not None and step == start_step + CALIBRATION_STEPS:
+                total = min(total, _fit_steps(step + 1 - start_step, now - clock, deadline - now, step + 1))
+                # the schedule fitted too: warmup at most a tenth of the run, the cosine ending with it
+                schedule = replace(config, steps=total, warmup_steps=min(config.warmup_steps, max(1, total // 10)))
+            last = step == total - 1 or (deadline is not None and now >= deadline)
+            val_loss = None
+            if (step + 1) % config.eval_every == 0 or last or now - last_check >= config.checkpoint_seconds:
+                val_loss, best_val, metrics = _checkpoint(model, optimizer, task, out, card, config, step + 1, best_val,
+                                                          metrics, rank, distributed, device)
+                last_check = time.perf_counter()
+            if on_progress is not None and rank == 0:
+                elapsed = time.perf_counter() - clock
+                speed = tokens_seen / elapsed if tokens_seen and elapsed > 0 else None
+                on_progress(Progress(step + 1, total, float(loss.detach()), lr, speed, val_loss, best_val))
+            if last:
+                break
+            step += 1
+    except KeyboardInterrupt:  # stopped by hand: what was learnt so far is validated and kept
+        if done > start_step:
+            _, best_val, metrics = _checkpoint(model, optimizer, task, out, card, config, done, best_val, metrics,
+                                               rank, distributed, device)
+        metrics["interrupted"] = True
+    finally:
+        torch.set_num_threads(threads_before)
     if distributed:
         dist.barrier()
         if started_group:
             dist.destroy_process_group()
-    metrics["best_val_loss"] = best_val
+    elapsed = time.perf_counter() - clock
+    metrics.update(best_val_loss=best_val, steps_done=done, tokens_per_s=tokens_seen / elapsed if elapsed > 0 else 0.0,
+                   seconds=elapsed)
     return metrics
+
+
+CALIBRATION_STEPS = 5  # steps timed before a time budget is turned into a number of steps
+
+
+def _fit_steps(done: int, seconds: float, left: float, now_step: int) -> int:
+    """The total steps that fit the time left at the speed measured so far (a twentieth of the
+    budget kept for validations and the last checkpoint), so the learning rate's cosine ends on time."""
+    per_step = seconds / max(done, 1)
+    return now_step + max(1, int(0.95 * left / per_step))
+
+
+def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device):
+    """Validate; save the best weights and the resume state. (val_loss, best_val, metrics)."""
+    val_loss = _validate(model, task, rank, distributed, device)
+    if val_loss < best_val:
+        best_val = val_loss
+        if rank == 0 and out is not None:
+            metrics = {"best_val_loss": best_val, "best_step": step}
+            _save_best(model, out, card, config, metrics)
+    if rank == 0 and out is not None:
+        _save_resume(model, optimizer, out, card, step, best_val)
+    return val_loss, best_val, metrics
 
 
 def _validate(model, task, rank, distributed, device) -> float:

@@ -33,7 +33,9 @@ def trained(tmp_path_factory, corpus, run_cli):
 def test_train(trained):
     stem, data, result = trained
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.fullmatch(rf"best_val_nats_per_char: {FLOAT}", result.stdout.strip().splitlines()[-1])
+    *_, best, last = result.stdout.strip().splitlines()
+    assert re.fullmatch(rf"best_val_nats_per_char: {FLOAT}", best)
+    assert re.fullmatch(rf"trained: steps=6 tokens_per_s=[0-9]+ best_val={FLOAT} out={re.escape(str(stem))}", last)
     assert re.search(rf"step 3: train_loss {FLOAT} val_nats_per_char {FLOAT}", result.stdout)
     loaded = text.load(stem)
     model, codec, card = loaded.model, loaded.codec, loaded.card
@@ -170,3 +172,37 @@ def test_probe_intervene_and_compare_commands(trained, tmp_path, run_cli):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines() == [line for line in result.stdout.strip().splitlines() if line.startswith("cka ")]
     assert "cka 0 0: 1.0000" in result.stdout
+
+
+def test_train_fits_a_small_corpus_and_a_time_budget(tmp_path, corpus, run_cli):
+    """No options but the data, a folder and --minutes: batch and steps fitted to the corpus, the run
+    stops on time with a checkpoint named after the folder, the last line says what was done."""
+    data = tmp_path / "essays.txt"
+    data.write_text(corpus * 4, encoding="utf-8")
+    result = run_cli("train", "text", "--data", data, "--out", f"{tmp_path / 'mine'}/", "--minutes", "0.1",
+                     "--hidden-size", "16", "--embed-size", "8", "--device", "cpu", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training on" in result.stderr and "stopping after 0.1 minutes" in result.stderr
+    match = re.fullmatch(rf"trained: steps=([0-9]+) tokens_per_s=([0-9]+) best_val=({FLOAT}) out=(.+)",
+                         result.stdout.strip().splitlines()[-1])
+    assert match and int(match[1]) >= 1 and int(match[2]) > 0
+    stem = tmp_path / "mine" / "mine"
+    assert match[4] == str(stem) and text.load(stem).card["metrics"]["best_val_loss"] == pytest.approx(float(match[3]), abs=1e-4)
+
+
+def test_train_help_gives_every_option_a_meaning_and_a_default(run_cli):
+    result = run_cli("train", "text", "--help")
+    assert result.returncode == 0
+    blocks = re.split(r"\n  (?=--)", result.stdout)  # one block per option: its flag, meaning and default
+    for flag in ("--minutes", "--steps", "--batch-size", "--hidden-size", "--lr", "--eval-every", "--threads", "--seq-len"):
+        block = " ".join(next(b for b in blocks if b.startswith(flag + " ")).split())
+        assert "default" in block and len(block.split()) > 4, block
+
+
+def test_generate_says_which_model_it_uses_and_what_to_do_with_unknown_characters(trained, run_cli):
+    stem, _, _ = trained
+    result = run_cli("generate", "text", "--length", "5", "--seed", "1")
+    assert "using the shipped model shakespeare-char" in result.stderr
+    result = run_cli("generate", "text", "--model", stem, "--prompt", "TWINKLE", "--length", "5")
+    assert result.returncode == 0 and "using the shipped model" not in result.stderr
+    assert "type them in lowercase" in result.stderr

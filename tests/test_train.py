@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from itertools import pairwise
 
 import pytest
@@ -150,3 +151,49 @@ def test_ddp_two_gloo_processes(tmp_path, corpus_file, run_cli):
     assert card["metrics"]["best_step"] in (3, 6)
     assert checkpoint.read_card(resume_paths(out))["resume"]["step"] == 6
     assert "best_val_nats_per_char:" in result.stdout
+
+
+# ---------------------------------------------------------------- fitted to the machine and a time budget
+def test_training_threads_fit_the_cores():
+    from studio.train import training_threads
+
+    assert training_threads(1) == 1 and training_threads(2) == 1  # two threads on two cores fight
+    assert training_threads(4) == 2 and training_threads(64) == 8
+
+
+def test_a_time_budget_fits_the_steps_and_ends_the_schedule_on_time(tmp_path, codec, corpus, model_factory):
+    model = model_factory(codec.size, hidden_size=16, num_layers=1)
+    progress = []
+    started = time.perf_counter()
+    metrics = train(model, make_task(codec, corpus), tiny_config(steps=10**6, minutes=0.03, warmup_steps=200, eval_every=10**6),
+                    out=tmp_path / "m", card=text.make_card(model, codec), on_progress=progress.append)
+    seconds = time.perf_counter() - started
+    assert seconds < 0.03 * 60 + 5
+    total = progress[-1].steps
+    assert total < 10**6 and progress[-1].step == metrics["steps_done"] <= total
+    assert progress[-1].val_loss is not None  # the last step validated and saved
+    assert checkpoint.read_card(tmp_path / "m")["metrics"]["best_val_loss"] == pytest.approx(metrics["best_val_loss"])
+    # the warmup was cut to a tenth of the fitted run, and the cosine nearly ran out by the end
+    assert progress[-1].lr < 0.3 * 2e-2 and metrics["tokens_per_s"] > 0
+
+
+def test_a_run_stopped_by_hand_keeps_what_it_learnt(tmp_path, codec, corpus, model_factory):
+    model = model_factory(codec.size, hidden_size=16, num_layers=1)
+
+    def stop_at_step_7(p):
+        if p.step == 7:
+            raise KeyboardInterrupt
+
+    metrics = train(model, make_task(codec, corpus), tiny_config(eval_every=1000), out=tmp_path / "m",
+                    card=text.make_card(model, codec), on_progress=stop_at_step_7)
+    assert metrics["interrupted"] and metrics["steps_done"] == 7
+    card = checkpoint.read_card(tmp_path / "m")
+    assert card["metrics"]["best_step"] == 7 and math.isfinite(card["metrics"]["best_val_loss"])
+
+
+def test_validation_at_least_every_checkpoint_seconds(tmp_path, codec, corpus, model_factory):
+    model = model_factory(codec.size, hidden_size=16, num_layers=1)
+    progress = []
+    train(model, make_task(codec, corpus), tiny_config(steps=5, eval_every=1000, checkpoint_seconds=0.0), out=tmp_path / "m",
+          on_progress=progress.append)
+    assert [p.step for p in progress if p.val_loss is not None] == [1, 2, 3, 4, 5]

@@ -14,11 +14,11 @@ from studio.sampling import SamplingConfig
 
 def add_commands(command: str, parser) -> None:
     if command == "train":
-        parser.add_argument("--data", required=True, help="a UTF-8 text file")
-        cli_common.add_train_flags(parser, steps=10_000, lr=2e-3, eval_every=500, batch_size=64, hidden_size=384)
+        parser.add_argument("--data", required=True, help="a UTF-8 text file (the last 10%% validates)")
+        cli_common.add_train_flags(parser, steps=None, lr=2e-3, eval_every=None, batch_size=None, hidden_size=256)
         parser.add_argument("--seq-len", type=int, default=128, help="characters per window (truncated BPTT)")
-        parser.add_argument("--embed-size", type=int, default=64)
-        parser.add_argument("--dropout", type=float, default=0.2)
+        parser.add_argument("--embed-size", type=int, default=64, help="character embedding width")
+        parser.add_argument("--dropout", type=float, default=0.2, help="dropout between layers")
         parser.set_defaults(run=run_train)
     elif command == "generate":
         cli_common.add_model_flag(parser, text)
@@ -41,10 +41,29 @@ def _read(path) -> str:
         sys.exit(f"error: {error}")
 
 
+PASSES = 50  # the derived number of steps reads the training text this many times (the best checkpoint is kept)
+
+
+def fit_to_corpus(args, train_chars: int) -> None:
+    """Settings left to the data: a batch that gives every stream at least 8 windows, as many steps
+    as PASSES passes over the text need (a time budget may cut them), a validation every twentieth
+    of the run (and at least once a minute)."""
+    if args.batch_size is None:
+        args.batch_size = max(1, min(64, train_chars // ((args.seq_len + 1) * 8)))
+    if args.steps is None:
+        args.steps = max(100, min(20_000, PASSES * train_chars // (args.batch_size * args.seq_len)))
+    if args.eval_every is None:
+        args.eval_every = max(25, args.steps // 20)
+    budget = f", stopping after {args.minutes:g} minutes" if args.minutes else ""
+    print(f"training on {train_chars:,} characters: batch {args.batch_size} x {args.seq_len}, up to {args.steps:,} steps"
+          f"{budget}, {args.layers} x {args.hidden_size} units, validating every {args.eval_every} steps", file=sys.stderr)
+
+
 def run_train(args) -> int:
     corpus = _read(args.data)
     codec = text.TextCodec.from_text(corpus)
     train_text, val_text = text.split_train_val(corpus)
+    fit_to_corpus(args, len(train_text))
     try:
         task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
     except ValueError as error:

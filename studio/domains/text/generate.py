@@ -44,7 +44,10 @@ def clean_settings(settings: TextSettings, codec) -> tuple[list[int], bool, int,
     fresh_start = not ids
     if dropped:
         shown = ", ".join(repr(ch) for ch in dropped[:20]) + (" …" if len(dropped) > 20 else "")
-        notes.append(f"Dropped characters this model never saw: {shown}.")
+        capitals = any(ch.isupper() and ch.lower() in codec.index for ch in dropped)
+        advice = (" It never saw these as capitals: type them in lowercase." if capitals else
+                  " Type only characters of its corpus, or train (or fine-tune) a model on text that has them.")
+        notes.append(f"Dropped characters this model never saw: {shown}.{advice}")
     if not ids:
         start = "\n" if "\n" in codec.index else codec.chars[0]
         ids = [codec.index[start]]
