@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
 # torch backs CPU tensors of 2 MB and more with transparent huge pages: a 10,000-step trace
@@ -19,10 +20,10 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from studio import checkpoint  # noqa: E402
+from studio import checkpoint, jobs, reference  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui import experiments_api  # noqa: E402
+from studio.ui import experiments_api, train_tab  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
@@ -48,7 +49,20 @@ def load_all(models_dir=checkpoint.MODELS_DIR, device=None) -> dict:
     return loaded
 
 
-def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
+def add_user_models(loaded: dict, user_models_dir) -> None:
+    """The models trained in the Train tab (the user models folder) join their tab's list; a name a
+    shipped model has already is reported and skipped."""
+    for domain, (models, problems) in loaded.items():
+        mine, trouble = load_models(domain, user_models_dir)
+        problems.extend(trouble)
+        for name, model in mine.items():
+            if name in models:
+                problems.append(f"{user_models_dir}/{name}: a shipped model has this name; rename yours to use it")
+            else:
+                models[name] = model
+
+
+def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODELS_DIR) -> gr.Blocks:
     if pick_device().type == "cpu":
         # Every tab samples at batch 1, one small matmul per step: a second intra-op thread gains
         # nothing alone and makes each step wait for the slower core when anything else runs (the
@@ -56,13 +70,32 @@ def build_demo(models_dir=checkpoint.MODELS_DIR) -> gr.Blocks:
         # two while another process kept one core busy (docs/benchmarks.md).
         torch.set_num_threads(1)
     loaded = load_all(models_dir)
+    if Path(user_models_dir).is_dir():
+        add_user_models(loaded, user_models_dir)
+    by_name = {domain.NAME: models for domain, (models, _) in loaded.items()}
+
+    def stems(name: str) -> dict:
+        """{model name: stem} of a domain's shipped and user models (what the Train tab may fine-tune)."""
+        return {**checkpoint.list_models(name, models_dir), **checkpoint.list_models(name, user_models_dir)}
+
+    def on_trained(job, stem) -> None:  # a training left a model: it joins its tab at once
+        domain = next(d for d in ALL if d.NAME == job.request.domain)
+        by_name[domain.NAME][stem.name] = domain.load(stem, device=pick_device())
+
+    trainer = jobs.Trainer(user_models_dir, on_done=on_trained, data_dir=reference.DATA_DIR)
     for problem in [p for _, problems in loaded.values() for p in problems]:
         print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
+        dropdowns = {}
         for domain in ALL:
             with gr.Tab(domain.TITLE):
-                importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
+                dropdown = importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
+            if dropdown is not None and domain.NAME in jobs.DOMAINS:
+                dropdowns[domain.NAME] = dropdown
+        with gr.Tab("Train"):
+            train_tab.create_tab(trainer, stems, dropdowns, by_name, reference.DATA_DIR)
+        gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare
     return demo

@@ -53,6 +53,8 @@ def add_train_flags(parser, steps: int | None, lr: float, eval_every: int | None
     parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: 1 on a machine of 2 cores or fewer, "
                         "else half the cores up to 8: two threads on two cores run ~20x slower)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
+    parser.add_argument("--progress", help="also write the progress as JSON lines here, with a sample and a picture "
+                        "of the gates at each validation (studio/train_progress.py)")
     parser.add_argument("--source", help="where the data comes from, for the model card (speech builds its corpus from it)")
     parser.add_argument("--licence", help="the data's licence, for the model card")
 
@@ -123,13 +125,23 @@ def training_progress(domain: str, steps: int, val_name: str, train_name: str = 
     return on_progress, bar.close
 
 
-def run_training(domain: str, model, task, args, card: dict, val_name: str, val_how: str, train_name: str = "train_loss"):
+def run_training(domain: str, model, task, args, card: dict, val_name: str, val_how: str, train_name: str = "train_loss",
+                 codec=None):
     """Train with a progress bar, then name the best validation value in the card as the domain's
-    `eval` prints it (`val_name`, with how it is measured) and print `best_VAL_NAME: X`."""
+    `eval` prints it (`val_name`, with how it is measured) and print `best_VAL_NAME: X`. With
+    --progress, also a progress file (with samples and pictures when `codec` is given)."""
     config = train_config(args)
     on_progress, close_progress = training_progress(domain, config.steps, val_name, train_name)
-    metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=on_progress)
+    watcher = None
+    if getattr(args, "progress", None) and is_main_process():
+        from studio.train_progress import ProgressFile
+
+        watcher = ProgressFile(args.progress, domain, model, codec, card)
+    both = on_progress if watcher is None else (lambda p: (on_progress(p), watcher(p)))
+    metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=both)
     close_progress()
+    if watcher is not None:
+        watcher.finish(metrics, args.out)
     if is_main_process() and checkpoint.paths(args.out)[1].exists():
         saved = checkpoint.read_card(args.out)
         saved["metrics"][val_name] = round(metrics["best_val_loss"], 4)

@@ -26,15 +26,19 @@ def describe(loaded: LoadedModel) -> str:
     return f"**{loaded.name}** ({card['kind']}): {loaded.summary}. Data: {card['data']['source']}."
 
 
-def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_hint: str):
-    """The model dropdown and its description, or None (with the reason shown) when no model loads."""
+def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_hint: str, prefix: str | None = None):
+    """The model dropdown (`{prefix}-model`) and its description, or None (with the reason shown)
+    when no model loads."""
     if problems:
         gr.Markdown("**Some checkpoints could not be loaded:**\n\n" + notes_markdown(problems))
     if not models:
         gr.Markdown(no_model_hint)
         return None
     names = list(models)
-    dropdown = gr.Dropdown(names, value=names[0], label="Model")
+    # custom values allowed: a model trained after start-up is not among the choices the page was built with
+    # (loaded_or_error checks every name against the loaded models)
+    dropdown = gr.Dropdown(names, value=names[0], label="Model", elem_id=f"{prefix}-model" if prefix else None,
+                           allow_custom_value=True)
     info = gr.Markdown(describe(models[names[0]]))
     return dropdown, info
 

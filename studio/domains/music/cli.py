@@ -89,7 +89,7 @@ def run_train(args) -> int:
                            data=music.data.provenance(args.data, data, args.source, args.licence),
                            hyperparameters={"batch_size": args.batch_size, "transpose": args.transpose})
     cli_common.run_training("music", model, task, args, card, "valid_nll_per_frame", music.evaluate.VALID_HOW,
-                            train_name="train_nll_per_token")
+                            train_name="train_nll_per_token", codec=codec)
     if cli_common.is_main_process() and checkpoint.paths(args.out)[1].exists() and data.get("test"):
         # the test split is scored once, on the best-validation weights, for the card only
         best = music.load(args.out)

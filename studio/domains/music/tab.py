@@ -32,11 +32,12 @@ def read_primer(loaded, source_value, upload_path, chorale_name, primer_bars_val
     return None
 
 
-def create_tab(models: dict, problems: list[str]) -> None:
-    """models: {name: LoadedModel} loaded once by app.py."""
+def create_tab(models: dict, problems: list[str]):
+    """models: {name: LoadedModel} loaded once by app.py (a training adds to it). Returns the model
+    list (the Train tab refreshes it), None when there is no model."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
+            if (header := blocks.model_header(models, problems, NO_MODEL, "music")) is None:
                 return  # no model: the header says how to train one
             model_name, model_info = header
             source = gr.Radio(SOURCES, value=SOURCES[0], label="Start from")
@@ -96,3 +97,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
         api_name="generate_music",
     )
     blocks.wire_panel(panel, generation_state, music, models)
+    return model_name

@@ -73,7 +73,7 @@ def run_train(args) -> int:
     card = text.make_card(model, codec, name=Path(args.out).name, reproduce=args.command_line,
                           data=text.data.provenance(args.data, corpus, args.source, args.licence),
                           hyperparameters={"batch_size": args.batch_size, "seq_len": args.seq_len})
-    cli_common.run_training("text", model, task, args, card, "val_nats_per_char", text.evaluate.VAL_HOW)
+    cli_common.run_training("text", model, task, args, card, "val_nats_per_char", text.evaluate.VAL_HOW, codec=codec)
     return 0
 
 

@@ -15,11 +15,12 @@ NO_MODEL = ("No text model is available in `models/`. Train one with "
             "`python -m studio train text --data FILE --out models/NAME`.")
 
 
-def create_tab(models: dict, problems: list[str]) -> None:
-    """models: {name: LoadedModel} loaded once by app.py."""
+def create_tab(models: dict, problems: list[str]):
+    """models: {name: LoadedModel} loaded once by app.py (a training adds to it). Returns the model
+    list (the Train tab refreshes it), None when there is no model."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            header = blocks.model_header(models, problems, NO_MODEL)
+            header = blocks.model_header(models, problems, NO_MODEL, "text")
             if header is None:
                 return
             model_name, model_info = header
@@ -70,3 +71,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
         api_name="generate_text",
     )
     blocks.wire_panel(panel, generation_state, text, models)
+    return model_name

@@ -1,0 +1,308 @@
+"""Training jobs for the Train tab and the /train endpoint (no gradio here).
+
+One training at a time on a shared server; later ones wait in line and know their place. Each runs
+`python -m studio train DOMAIN ... --progress FILE` in its own process, pinned to one core with one
+intra-op thread and a lower priority, so the app's generation keeps the rest of the machine; cancel
+sends it Ctrl-C, on which the trainer validates and keeps its best checkpoint. A finished model lands
+in the user models folder with a complete card (its data: file names, sizes, hashes) and is handed
+to `on_done` (the app adds it to its tab's list).
+
+    trainer = Trainer(models_dir, on_done=lambda job, stem: ...)
+    job = trainer.submit(TrainRequest("text", files=["essays.txt"], name="mine", minutes=5))
+    trainer.status(job.id)   # {"status": "running", "position": 0, "progress": [...], ...}
+    trainer.cancel(job.id)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio import checkpoint, train_progress
+
+REPO = Path(__file__).resolve().parent.parent
+USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
+JOBS_DIR = Path(tempfile.gettempdir()) / "lstm-studio" / "training"
+MAX_UPLOAD_MB = float(os.environ.get("LSTM_STUDIO_MAX_UPLOAD_MB", "20"))  # all of one job's files, unzipped
+MAX_MINUTES = float(os.environ.get("LSTM_STUDIO_MAX_TRAIN_MINUTES", "30"))
+MIN_TEXT_CHARACTERS = 2_000
+TEXT_SUFFIXES = {".txt", ".md", ".text", ".csv", ".tsv", ".json", ".py", ".html", ".tex", ".rst", ""}
+MUSIC_SUFFIXES = {".mid", ".midi", ".mxl", ".musicxml", ".xml", ".json"}
+DOMAINS = ("text", "music")
+# (hidden size, layers, embedding) per size; text trains at ~12,000 characters/s at "medium" on one core
+PRESETS = {"tiny": (64, 1, 16), "small": (128, 2, 32), "medium": (256, 2, 64), "large": (512, 2, 64)}
+
+
+@dataclass
+class TrainRequest:
+    domain: str  # "text" or "music"
+    files: list = field(default_factory=list)  # uploaded paths (text files; MIDI / MusicXML; zips of them)
+    name: str = "mine"
+    preset: str = "medium"
+    minutes: float = 5.0
+    base: str | None = None  # a checkpoint stem to fine-tune (None: from scratch)
+    corpus: str | None = None  # a shipped corpus file (in the data folder) instead of uploads
+
+
+@dataclass
+class Job:
+    id: str
+    request: TrainRequest
+    folder: Path
+    out: Path
+    command: list[str]
+    data: list[dict]  # {"name", "bytes", "sha256"} per file it read
+    status: str = "queued"  # queued, running, done, cancelled, failed
+    message: str = ""
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def progress_path(self) -> Path:
+        return self.folder / "progress.jsonl"
+
+
+def _describe(path: Path, data: bytes) -> dict:
+    return {"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _unzip(path: Path, suffixes: set[str], folder: Path, budget: int) -> list[Path]:
+    """The members of a zip with these suffixes, extracted (their declared sizes checked first)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in suffixes
+                       and not Path(m.filename).name.startswith(".")]
+            if sum(m.file_size for m in members) > budget:
+                raise ValueError(f"{path.name} unzips to more than {MAX_UPLOAD_MB:g} MB; upload less.")
+            extracted = []
+            for k, member in enumerate(members):
+                target = folder / f"{k:04d}-{Path(member.filename).name}"
+                target.write_bytes(archive.read(member)[: budget + 1])
+                extracted.append(target)
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path.name} is not a readable zip file.") from None
+    if not extracted:
+        raise ValueError(f"{path.name} holds no {'/'.join(sorted(s for s in suffixes if s))} files.")
+    return extracted
+
+
+def gather(files, domain: str, folder: Path) -> list[Path]:
+    """Every uploaded file (zips opened) checked for size; ValueError with a sentence otherwise."""
+    suffixes = TEXT_SUFFIXES if domain == "text" else MUSIC_SUFFIXES
+    budget = int(MAX_UPLOAD_MB * 1_000_000)
+    paths = [Path(f) for f in files or [] if f]
+    if not paths:
+        raise ValueError("Upload at least one file (or pick a shipped corpus).")
+    found = []
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"{path.name} was not received; upload it again.")
+        if path.stat().st_size > budget:
+            raise ValueError(f"{path.name} is larger than {MAX_UPLOAD_MB:g} MB.")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path.name} is empty.")
+        found += _unzip(path, suffixes, folder, budget) if path.suffix.lower() == ".zip" else [path]
+    if sum(p.stat().st_size for p in found) > budget:
+        raise ValueError(f"The files come to more than {MAX_UPLOAD_MB:g} MB together; upload less.")
+    return found
+
+
+def text_corpus(paths: list[Path], folder: Path) -> tuple[Path, list[dict]]:
+    """The text files joined into one corpus (a blank line between files)."""
+    parts, described = [], []
+    for path in paths:
+        data = path.read_bytes()
+        if b"\x00" in data[:65536]:
+            raise ValueError(f"{path.name} is not a text file (it holds binary data).")
+        text = data.decode("utf-8", errors="replace")
+        if text.count("\ufffd") > 0.01 * max(len(text), 1):
+            raise ValueError(f"{path.name} is not UTF-8 text.")
+        if not text.strip():
+            raise ValueError(f"{path.name} holds no text.")
+        parts.append(text)
+        described.append(_describe(path, data))
+    corpus = "\n\n".join(parts)
+    if len(corpus) < MIN_TEXT_CHARACTERS:
+        raise ValueError(f"The text has {len(corpus):,} characters; give at least {MIN_TEXT_CHARACTERS:,} to train on.")
+    target = folder / "corpus.txt"
+    target.write_text(corpus, encoding="utf-8")
+    return target, described
+
+
+def safe_name(name: str, models_dir: Path) -> str:
+    """A file-safe model name, not yet taken in models_dir."""
+    base = re.sub(r"[^a-z0-9_-]+", "-", str(name or "").strip().lower()).strip("-")[:40] or "mine"
+    taken = set(checkpoint.scan(models_dir)[0].get("text", {})) | set(checkpoint.scan(models_dir)[0].get("music", {}))
+    candidate, k = base, 2
+    while candidate in taken or (models_dir / f"{candidate}.json").exists():
+        candidate, k = f"{base}-{k}", k + 1
+    return candidate
+
+
+def command_for(request: TrainRequest, data: list[Path], out: Path, progress: Path) -> list[str]:
+    hidden, layers, embed = PRESETS[request.preset]
+    command = [sys.executable, "-m", "studio", "train", request.domain, "--data", *map(str, data), "--out", str(out),
+               "--minutes", f"{request.minutes:g}", "--threads", "1", "--progress", str(progress),
+               "--hidden-size", str(hidden), "--layers", str(layers)]
+    if request.domain == "text":
+        command += ["--embed-size", str(embed)]
+    if request.base:
+        command += ["--init", str(request.base)]
+    return command
+
+
+class Trainer:
+    def __init__(self, models_dir=USER_MODELS_DIR, on_done=None, data_dir: Path | None = None):
+        self.models_dir = Path(models_dir)
+        self.on_done = on_done  # (job, stem) -> None, called when a run leaves a checkpoint
+        self.data_dir = data_dir
+        self.jobs: dict[str, Job] = {}
+        self.queue: list[str] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.worker: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- requests
+    def submit(self, request: TrainRequest) -> Job:
+        """Check the request and its data (ValueError with a sentence), then queue it."""
+        if request.domain not in DOMAINS:
+            raise ValueError(f"Training runs for {' and '.join(DOMAINS)}; {request.domain!r} is not one of them.")
+        if request.preset not in PRESETS:
+            raise ValueError(f"Size {request.preset!r} is not one of {', '.join(PRESETS)}.")
+        try:
+            minutes = float(request.minutes)
+        except (TypeError, ValueError):
+            raise ValueError("Give the time budget in minutes.") from None
+        if not 0.05 <= minutes <= MAX_MINUTES:
+            raise ValueError(f"The time budget must be between 0.05 and {MAX_MINUTES:g} minutes on this server.")
+        request.minutes = minutes
+        job_id = uuid.uuid4().hex[:12]
+        folder = JOBS_DIR / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        data, described = self._data(request, folder)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        out = self.models_dir / safe_name(request.name, self.models_dir)
+        job = Job(job_id, request, folder, out, command_for(request, data, out, folder / "progress.jsonl"), described)
+        with self.lock:
+            self.jobs[job_id] = job
+            self.queue.append(job_id)
+            if self.worker is None or not self.worker.is_alive():
+                self.worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
+                self.worker.start()
+        self.wake.set()
+        return job
+
+    def _data(self, request: TrainRequest, folder: Path) -> tuple[list[Path], list[dict]]:
+        if request.corpus:
+            path = (self.data_dir or Path()) / Path(request.corpus).name
+            if not path.is_file():
+                raise ValueError(f"The corpus {request.corpus} is not on this server.")
+            return [path], [_describe(path, path.read_bytes())]
+        paths = gather(request.files, request.domain, folder)
+        if request.domain == "text":
+            corpus, described = text_corpus(paths, folder)
+            return [corpus], described
+        return paths, [_describe(p, p.read_bytes()) for p in paths]
+
+    def cancel(self, job_id: str) -> dict:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                raise ValueError(f"No training {job_id!r}.")
+            if job.status == "queued":
+                self.queue.remove(job_id)
+                job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
+            elif job.status == "running" and job.process is not None:
+                job.message = "Cancelling: keeping the best checkpoint…"
+                job.process.send_signal(signal.SIGINT)
+        return self.status(job_id)
+
+    def status(self, job_id: str) -> dict:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise ValueError(f"No training {job_id!r}.")
+        lines = train_progress.read(job.progress_path)
+        steps = [line for line in lines if "step" in line]
+        last = steps[-1] if steps else {}
+        eta = None
+        if job.status == "running" and job.started:
+            eta = max(0.0, job.request.minutes * 60 - (time.time() - job.started))
+        with self.lock:
+            position = self.queue.index(job_id) + 1 if job_id in self.queue else 0
+        return {"job": job.id, "status": job.status, "position": position, "message": job.message,
+                "name": job.out.name, "domain": job.request.domain, "minutes": job.request.minutes,
+                "step": last.get("step", 0), "steps": last.get("steps"), "tokens_per_s": last.get("tokens_per_s"),
+                "eta_seconds": eta, "progress": [{k: line[k] for k in ("step", "loss", "val") if k in line} for line in steps],
+                "samples": [{"step": line["step"], "sample": line.get("sample", "")} for line in steps if "val" in line],
+                "pictures": [line["picture"] for line in steps if line.get("picture")],
+                "files": [str(p) for p in checkpoint.paths(job.out) if p.exists()] if job.status == "done" else [],
+                "data": job.data}
+
+    # ---------------------------------------------------------------- the worker
+    def _work(self) -> None:
+        while True:
+            self.wake.wait(timeout=1.0)
+            self.wake.clear()
+            with self.lock:
+                job_id = self.queue.pop(0) if self.queue else None
+            if job_id is None:
+                continue
+            self._run(self.jobs[job_id])
+
+    def _run(self, job: Job) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        log = (job.folder / "train.log").open("w", encoding="utf-8")
+        job.started, job.status = time.time(), "running"
+        try:
+            job.process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           preexec_fn=_one_core if hasattr(os, "sched_setaffinity") else None)
+            code = job.process.wait()
+        finally:
+            log.close()
+        job.finished = time.time()
+        tail = (job.folder / "train.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        errors = [line for line in tail if line.startswith("error:")]
+        has_model = checkpoint.paths(job.out)[1].exists()
+        if has_model:
+            self._complete_card(job)
+            if self.on_done is not None:
+                self.on_done(job, job.out)
+        cancelled = "Cancelling" in job.message
+        if has_model:  # finished, or cancelled after a checkpoint: either way a model to use and download
+            job.status = "done"
+            job.message = ("Cancelled; the best checkpoint so far is kept." if cancelled else "Done.") + \
+                f" The model {job.out.name} is in the {job.request.domain} tab's list."
+        else:
+            job.status = "cancelled" if cancelled else "failed"
+            job.message = errors[-1][len("error: "):] if errors else (
+                "Cancelled before the first checkpoint." if cancelled else f"Training stopped (exit {code}): {tail[-1] if tail else ''}")
+
+    def _complete_card(self, job: Job) -> None:
+        """The card says what the model learnt from: the uploaded files (name, size, hash)."""
+        card = checkpoint.read_card(job.out)
+        card["data"]["files"] = job.data
+        if job.request.corpus is None:
+            card["data"]["source"] = "uploaded to LSTM Studio: " + ", ".join(f"{d['name']} ({d['bytes']:,} bytes)" for d in job.data)
+            card["data"]["licence"] = "as the uploader's files (not stated)"
+        checkpoint.write_card(job.out, card)
+
+
+def _one_core() -> None:
+    """In the training process: the last core only, at a lower priority (generation goes first)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {cores[-1]})
+    os.nice(5)

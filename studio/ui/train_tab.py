@@ -1,0 +1,156 @@
+"""The Train tab: train a text or music model on your own data (or fine-tune a shipped one) and
+watch it learn: the loss as it falls, a sample from the current weights at each validation, and
+the same prompt's gates at each checkpoint side by side. The work is studio/jobs.py (one training
+at a time, in its own process on one core); this file only lays it out and polls it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from studio import jobs
+
+FROM_SCRATCH = "(from scratch)"
+MY_UPLOADS = "(my uploaded files)"
+SHIPPED_CORPORA = {"text": ["tinyshakespeare.txt"], "music": ["jsb-chorales-quarter.json"]}
+SAMPLES_SHOWN = 4  # the latest samples from the current weights, newest first
+PRESET_LABELS = [(f"{name} ({layers} × {hidden})", name) for name, (hidden, layers, _) in jobs.PRESETS.items()]
+
+
+def corpora(domain: str, data_dir: Path | None) -> list[str]:
+    return [MY_UPLOADS] + [name for name in SHIPPED_CORPORA.get(domain, []) if data_dir and (data_dir / name).is_file()]
+
+
+def status_html(status: dict | None) -> str:
+    """A progress bar with the step, speed and time left, or the place in line, or the outcome."""
+    if not status:
+        return '<div class="train-status" data-status="idle">Start a training to see its progress here.</div>'
+    state = status["status"]
+    if state == "queued":
+        text = f"Waiting: number {status['position']} in line (one training runs at a time on this server)."
+    elif state == "running":
+        steps, eta = status.get("steps") or 0, status.get("eta_seconds")
+        speed = f" · {status['tokens_per_s']:,.0f} tokens/s" if status.get("tokens_per_s") else ""
+        left = f" · about {int(eta // 60)}:{int(eta % 60):02d} left" if eta is not None else ""
+        text = (f'<progress max="{max(steps, 1)}" value="{status["step"]}"></progress> '
+                f"step {status['step']:,} of {steps:,}{speed}{left}" + (f" · {status['message']}" if status["message"] else ""))
+    else:
+        text = status["message"]
+    return f'<div class="train-status" data-status="{state}" data-step="{status.get("step", 0)}">{text}</div>'
+
+
+def loss_frame(status: dict | None) -> pd.DataFrame:
+    rows = []
+    for point in (status or {}).get("progress", []):
+        rows.append({"step": point["step"], "loss": point["loss"], "kind": "train"})
+        if "val" in point:
+            rows.append({"step": point["step"], "loss": point["val"], "kind": "validation"})
+    frame = pd.DataFrame(rows, columns=["step", "loss", "kind"])
+    return frame.astype({"step": int, "loss": float})  # numbers, or the plot treats them as categories
+
+
+def samples_markdown(status: dict | None) -> str:
+    samples = (status or {}).get("samples", [])
+    shown = list(reversed(samples))[:SAMPLES_SHOWN]
+    return "\n\n".join(f"**Sample at step {s['step']}**\n\n```\n{s['sample']}\n```" for s in shown)
+
+
+def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None) -> None:
+    """stems(domain) -> {name: checkpoint stem} of the models one may fine-tune; dropdowns: {domain
+    name: its tab's model list}, refreshed from loaded ({domain name: {model name: LoadedModel}})
+    when a training leaves a model."""
+    gr.Markdown(
+        "Train a text or music model on your own data, or fine-tune a shipped one, and watch it learn. "
+        f"Uploads: up to {jobs.MAX_UPLOAD_MB:g} MB; up to {jobs.MAX_MINUTES:g} minutes per training; one training at a "
+        "time on this server (others wait in line), on one core so that generation stays quick. "
+        f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            domain = gr.Radio(list(jobs.DOMAINS), value="text", label="Domain", elem_id="train-domain")
+            files = gr.File(file_count="multiple", label="Your data: text files, or MIDI / MusicXML files (zips too)",
+                            elem_id="train-files")
+            corpus = gr.Dropdown(corpora("text", data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
+            name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
+            preset = gr.Radio(PRESET_LABELS, value="medium", label="Size")
+            minutes = gr.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
+            base = gr.Dropdown([FROM_SCRATCH, *stems("text")], value=FROM_SCRATCH, label="Start from")
+            with gr.Row():
+                start = gr.Button("Train", variant="primary", elem_id="train-start")
+                cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
+        with gr.Column(scale=2):
+            status = gr.HTML(status_html(None), elem_id="train-status")
+            plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="kind", title="Loss (nats per token)",
+                               elem_id="train-loss", height=260)
+            gallery = gr.Gallery(label="Watch it learn: the same prompt's gates at each checkpoint", columns=3,
+                                 height=260, elem_id="train-gallery")
+            samples = gr.Markdown(elem_id="train-samples")
+            download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
+    job = gr.State()
+    timer = gr.Timer(1.0, active=False)
+    targets = list(dropdowns.values())
+
+    def on_domain(chosen):
+        return (gr.update(choices=corpora(chosen, data_dir), value=MY_UPLOADS),
+                gr.update(choices=[FROM_SCRATCH, *stems(chosen)], value=FROM_SCRATCH))
+
+    def on_start(chosen, uploads, shipped, model_name, size, budget, start_from):
+        request = jobs.TrainRequest(chosen, [getattr(f, "name", f) for f in uploads or []], model_name, size, budget,
+                                    stems(chosen).get(start_from) if start_from != FROM_SCRATCH else None,
+                                    shipped if shipped and shipped != MY_UPLOADS else None)
+        try:
+            submitted = trainer.submit(request)
+        except ValueError as error:
+            return None, status_html({"status": "failed", "message": str(error)}), gr.Timer(active=False)
+        return submitted.id, status_html(trainer.status(submitted.id)), gr.Timer(active=True)
+
+    def on_tick(job_id):
+        if not job_id:
+            return (gr.skip(),) * 5 + (gr.Timer(active=False),) + (gr.skip(),) * len(targets)
+        found = trainer.status(job_id)
+        finished = found["status"] not in ("queued", "running")
+        lists = [gr.update(choices=list(loaded[d])) if finished and d == found["domain"] else gr.skip() for d in dropdowns]
+        return (status_html(found), loss_frame(found), found["pictures"], samples_markdown(found),
+                found["files"] or None, gr.Timer(active=not finished), *lists)
+
+    def on_cancel(job_id):
+        return status_html(trainer.cancel(job_id)) if job_id else gr.skip()
+
+    private = {"api_visibility": "private"}
+    domain.change(on_domain, domain, [corpus, base], **private)
+    start.click(on_start, [domain, files, corpus, name, preset, minutes, base], [job, status, timer], **private)
+    timer.tick(on_tick, job, [status, plot, gallery, samples, download, timer, *targets], **private)
+    cancel.click(on_cancel, job, status, **private)
+
+
+def train_api(trainer: jobs.Trainer, stems):
+    """The /train endpoint: action "start" (domain, text or file, name, preset, minutes, base),
+    "progress" or "cancel" (job); every answer is the job's status as JSON."""
+
+    def train_endpoint(action: str, job: str, domain: str, text: str, file: str | None, name: str, preset: str,
+                       minutes: float, base: str) -> dict:
+        try:
+            if action == "start":
+                uploads = [file] if isinstance(file, str) and file else []
+                if isinstance(text, str) and text:
+                    jobs.JOBS_DIR.mkdir(parents=True, exist_ok=True)
+                    folder = Path(tempfile.mkdtemp(dir=jobs.JOBS_DIR))
+                    (folder / "text.txt").write_text(text, encoding="utf-8")
+                    uploads.append(str(folder / "text.txt"))
+                base_stem = stems(domain).get(base) if base else None
+                if base and base_stem is None:
+                    raise ValueError(f"No {domain} model {base!r} to start from; one of {', '.join(stems(domain))}.")
+                request = jobs.TrainRequest(domain, uploads, name or "mine", preset or "medium", minutes, base_stem)
+                return trainer.status(trainer.submit(request).id)
+            if action == "progress":
+                return trainer.status(job)
+            if action == "cancel":
+                return trainer.cancel(job)
+            raise ValueError(f"action must be start, progress or cancel, not {action!r}")
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    return train_endpoint
