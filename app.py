@@ -85,7 +85,9 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     trainer = jobs.Trainer(user_models_dir, on_done=on_trained, data_dir=reference.DATA_DIR)
     for problem in [p for _, problems in loaded.values() for p in problems]:
         print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's cache (uploads) is swept hourly of files older than an hour; our outputs are capped
+    # by studio.ui.common.prune_outputs
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         dropdowns = {}
         for domain in ALL:
@@ -103,4 +105,4 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
 
 if __name__ == "__main__":
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
-    build_demo().launch()
+    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler

@@ -24,3 +24,23 @@ def test_clamp_int(value, expected):
 ])
 def test_number_or(value, expected):
     assert number_or(value, 0.8) == expected
+
+
+def test_outputs_are_pruned_oldest_first_past_the_cap(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from studio.ui import common
+
+    monkeypatch.setattr(common, "OUTPUT_ROOT", tmp_path)
+    monkeypatch.setattr(common, "KEEP_SECONDS", 60)
+    now = time.time()
+    for k in range(5):  # five 1 kB outputs, k hours old... the last one just made
+        folder = tmp_path / f"request{k}"
+        folder.mkdir()
+        (folder / "trace.npz").write_bytes(b"x" * 1000)
+        age = (4 - k) * 3600
+        os.utime(folder / "trace.npz", (now - age, now - age))
+    assert common.prune_outputs(limit=2500) == 3000  # the three oldest go; 2,000 bytes stay
+    assert sorted(p.parent.name for p in tmp_path.rglob("*.npz")) == ["request3", "request4"]
+    assert common.prune_outputs(limit=0) == 1000  # the newest is younger than KEEP_SECONDS: kept

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -19,10 +21,43 @@ def serve_outputs_in_place() -> None:
     gr.set_static_paths([OUTPUT_ROOT])
 
 
+# The app's outputs may take this much disk; past it the oldest are deleted (a page still showing
+# them gets a broken download link, which generating again mends).
+MAX_OUTPUT_BYTES = int(float(os.environ.get("LSTM_STUDIO_MAX_TEMP_MB", "1000")) * 1_000_000)
+KEEP_SECONDS = 600  # nothing younger is deleted, whatever the total (a page is still loading it)
+PRUNE_EVERY_SECONDS = 30
+_last_prune = 0.0
+
+
 def output_dir() -> Path:
-    """A fresh folder per request for downloads."""
+    """A fresh folder per request for downloads (the oldest outputs pruned past MAX_OUTPUT_BYTES)."""
+    global _last_prune
     OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    if time.time() - _last_prune > PRUNE_EVERY_SECONDS:  # a walk over every file: not on every request
+        _last_prune = time.time()
+        prune_outputs()
     return Path(tempfile.mkdtemp(dir=OUTPUT_ROOT))
+
+
+def prune_outputs(limit: int | None = None) -> int:
+    """Delete the oldest files under OUTPUT_ROOT (request folders, viewer blobs, finished trainings'
+    pictures) until the rest fit in `limit` bytes; returns the bytes freed."""
+    limit = MAX_OUTPUT_BYTES if limit is None else limit
+    files = []
+    for path in OUTPUT_ROOT.rglob("*"):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                files.append((stat.st_mtime, stat.st_size, path))
+        except OSError:  # deleted meanwhile by another request
+            continue
+    total, freed, now = sum(size for _, size, _ in files), 0, time.time()
+    for mtime, size, path in sorted(files):
+        if total - freed <= limit or now - mtime < KEEP_SECONDS:
+            break
+        path.unlink(missing_ok=True)
+        freed += size
+    return freed
 
 
 def notes_markdown(notes: list[str]) -> str:
