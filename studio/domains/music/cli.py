@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import music
+from studio.domains.base import LoadedModel
 from studio.sampling import SamplingConfig
 
 PUBLISHED = {  # test NLL per quarter-note frame on JSB Chorales, nats
@@ -28,9 +30,13 @@ MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer fla
 
 def add_commands(command: str, parser) -> None:
     if command == "train":
-        parser.add_argument("--data", required=True, help="JSB Chorales JSON (train/valid/test lists of pieces)")
+        parser.add_argument("--data", required=True, nargs="+", metavar="FILE",
+                            help="a JSB Chorales JSON (train/valid/test lists of pieces), or MIDI / MusicXML files, "
+                            "folders or .zip files of them (the last tenth of the pieces validates)")
         cli_common.add_train_flags(parser, steps=6000, lr=3e-3, eval_every=100, batch_size=16, hidden_size=256)
         cli_common.add_options(parser, MODEL_OPTIONS)
+        parser.add_argument("--init", metavar="STEM", help="fine-tune this music checkpoint (e.g. "
+                            "models/jsb-chorales-quarter) instead of starting from scratch: its shape, range and grid are kept")
         parser.set_defaults(run=run_train)
     elif command == "generate":
         cli_common.add_model_flag(parser, music)
@@ -73,23 +79,96 @@ def fit_pieces(pieces, codec: music.PitchCodec, what: str):
     return fitted
 
 
-def run_train(args) -> int:
-    data = _read_jsb(args.data, "train", "valid")
+CHUNK_BARS = 16  # MIDI / score files train in pieces of at most this many bars (about a chorale's length)
+MIN_BARS = 4  # fewer bars of music in all cannot train a model
+
+
+def split_pieces(pieces, codec: music.PitchCodec) -> dict[str, list]:
+    """{"train", "valid"} as the JSB JSON has them: the last tenth of the pieces (at least one)
+    validates, a single piece is cut (its last tenth, at least a bar); then every piece is cut into
+    pieces of at most CHUNK_BARS bars. MusicInputError when there are fewer than MIN_BARS bars."""
+    total, needed = sum(map(len, pieces)), MIN_BARS * codec.steps_per_bar
+    if total < needed:
+        raise music.MusicInputError(f"the music comes to {total} frame(s) on the model's grid; at least {needed} "
+                                    f"({MIN_BARS} bars) are needed to train")
+    if len(pieces) == 1:
+        cut = len(pieces[0]) - max(codec.steps_per_bar, len(pieces[0]) // 10)
+        splits = {"train": [pieces[0][:cut]], "valid": [pieces[0][cut:]]}
+    else:
+        held = max(1, round(len(pieces) / 10))
+        splits = {"train": pieces[:-held], "valid": pieces[-held:]}
+    size = CHUNK_BARS * codec.steps_per_bar
+    return {split: [piece[k : k + size] for piece in chosen for k in range(0, len(piece), size) if any(piece[k : k + size])]
+            for split, chosen in splits.items()}
+
+
+def read_files(paths, codec: music.PitchCodec, source=None, licence=None) -> tuple[dict, dict]:
+    """(corpus, the card's data section) from MIDI / MusicXML files, folders and zips of them; exits
+    with one line when they cannot make a corpus."""
     try:
-        config = music.MusicModelConfig(args.min_pitch, args.max_pitch, args.steps_per_quarter, args.embed_size,
-                                        args.hidden_size, args.layers, args.dropout)
-        codec = config.codec
-    except ValueError as error:
+        named, notes = music.data.read_pieces(paths, codec)
+        data = split_pieces([frames for _, frames in named], codec)
+    except music.MusicInputError as error:
         sys.exit(f"error: {error}")
+    cli_common.print_notes(notes)
+    names = [name for name, _ in named]
+    grid = "quarter notes" if codec.steps_per_quarter == 1 else f"1/{codec.steps_per_quarter} quarter notes"
+    print(f"read {len(names)} file(s): {sum(map(len, data['train']))} training and {sum(map(len, data['valid']))} "
+          f"validation frames on a grid of {grid}", file=sys.stderr)
+    described = {
+        "files": names[:100] + ([f"... {len(names) - 100} more"] if len(names) > 100 else []),
+        "source": source or f"{len(names)} MIDI / MusicXML file(s) (no --source given)",
+        "licence": licence or "unknown (no --licence given)",
+        "pieces": {split: len(data[split]) for split in ("train", "valid")},
+        "use": f"the last tenth of the files validates (one file: its last tenth); cut into pieces of at most {CHUNK_BARS} bars",
+    }
+    return data, described
+
+
+def base_config(args) -> tuple[music.MusicModelConfig, LoadedModel | None]:
+    """(the model's config, the --init checkpoint or None): from scratch, from the flags; fine-tuning,
+    the checkpoint's (the flags that would change its shape are ignored, with a note) but --dropout."""
+    if not args.init:
+        try:
+            return music.MusicModelConfig(args.min_pitch, args.max_pitch, args.steps_per_quarter, args.embed_size,
+                                          args.hidden_size, args.layers, args.dropout), None
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+    try:
+        base = music.load(args.init)
+    except checkpoint.CheckpointError as error:
+        sys.exit(f"error: --init: {error}")
+    kept = base.model.config
+    for flag, name in (("--hidden-size", "hidden_size"), ("--layers", "num_layers"), ("--embed-size", "embed_size"),
+                       ("--min-pitch", "min_pitch"), ("--max-pitch", "max_pitch"), ("--steps-per-quarter", "steps_per_quarter")):
+        given = getattr(args, "layers" if name == "num_layers" else name)
+        if given != getattr(kept, name):
+            print(f"note: ignoring {flag} {given}: fine-tuning keeps {base.name}'s {getattr(kept, name)}", file=sys.stderr)
+    print(f"fine-tuning {base.name}", file=sys.stderr)
+    return replace(kept, dropout=args.dropout), base
+
+
+def run_train(args) -> int:
+    is_json = len(args.data) == 1 and args.data[0].lower().endswith(".json")
+    if not is_json and any(path.lower().endswith(".json") for path in args.data):
+        sys.exit("error: a JSON corpus is read on its own: give it alone, or MIDI / MusicXML files")
+    config, base = base_config(args)
+    codec = config.codec
+    if is_json:
+        data = _read_jsb(args.data[0], "train", "valid")
+        described = music.data.provenance(args.data[0], data, args.source, args.licence)
+    else:
+        data, described = read_files(args.data, codec, args.source, args.licence)
     task = music.MusicTask(fit_pieces(data["train"], codec, "train"), fit_pieces(data["valid"], codec, "valid"), codec,
                            args.batch_size, args.transpose, args.seed)
     torch.manual_seed(args.seed)
     model = music.MusicModel(config)
-    card = music.make_card(model, codec, reproduce=args.command_line,
-                           data=music.data.provenance(args.data, data, args.source, args.licence),
-                           hyperparameters={"batch_size": args.batch_size, "transpose": args.transpose})
-    cli_common.run_training("music", model, task, args, card, "valid_nll_per_frame", music.evaluate.VALID_HOW,
-                            train_name="train_nll_per_token", codec=codec)
+    if base is not None:
+        model.load_state_dict(base.model.state_dict())
+    hyperparameters = {"batch_size": args.batch_size, "transpose": args.transpose, **({"init": base.name} if base else {})}
+    card = music.make_card(model, codec, reproduce=args.command_line, data=described, hyperparameters=hyperparameters)
+    metrics = cli_common.run_training("music", model, task, args, card, "valid_nll_per_frame", music.evaluate.VALID_HOW,
+                                      train_name="train_nll_per_token", codec=codec)
     if cli_common.is_main_process() and checkpoint.paths(args.out)[1].exists() and data.get("test"):
         # the test split is scored once, on the best-validation weights, for the card only
         best = music.load(args.out)
@@ -98,6 +177,7 @@ def run_train(args) -> int:
         saved["metrics"].update(test_nll_per_frame=round(test_nll, 4), test_frames=frames,
                                 test_how=music.evaluate.TEST_HOW, published_test_nll_per_frame=PUBLISHED)
         checkpoint.write_card(args.out, saved)
+        print(f"valid_nll_per_frame: {metrics['best_val_loss']:.4f}")  # the best weights' two scores, last
         print(f"test_nll_per_frame: {test_nll:.4f} over {frames} frames")
     return 0
 

@@ -8,7 +8,8 @@ notes. Onsets and ends are sampled on the grid as the JSB data was (frame k: the
 at step k), so a note that sounds at no grid point is left out, with a note for the user. Drum
 tracks are ignored, pitches outside the model's range are moved by octaves into it (or dropped
 when the range cannot take them), and long pieces are cut to `MAX_PRIMER_BARS`, each with a note.
-Anything unusable raises MusicInputError with a message meant for the user.
+Anything unusable raises MusicInputError with a message meant for the user. `read_pieces` reads
+many such files (folders and .zip files of them too) as whole pieces, for training.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +89,11 @@ def events_to_frames(note_events, steps_per_quarter: int, max_steps: int) -> tup
     return [sorted(f) for f in frames], cut, between
 
 
-def frames_from_events(note_events, codec: PitchCodec, source: str, notes=None, max_bars: int = MAX_PRIMER_BARS) -> Primer:
-    """The shared tail of every reader: grid, cap (at most MAX_PRIMER_BARS), range."""
+def frames_from_events(note_events, codec: PitchCodec, source: str, notes=None, max_bars: int = MAX_PRIMER_BARS,
+                       longest: int = MAX_PRIMER_BARS) -> Primer:
+    """The shared tail of every reader: grid, cap (at most `longest` bars), range."""
     notes = list(notes or [])
-    max_bars = max(1, min(MAX_PRIMER_BARS, int(max_bars)))
+    max_bars = max(1, min(longest, int(max_bars)))
     if not note_events:
         raise MusicInputError(f"{source} has no notes.")
     if min(start for _, start, _ in note_events) < 0:
@@ -100,7 +104,7 @@ def frames_from_events(note_events, codec: PitchCodec, source: str, notes=None, 
         notes.append(f"{between} short note(s) that sound at no point of the model's grid (one step = {grid}) were left out.")
     if cut:
         total = max(end for _, _, end in note_events) / QUARTERS_PER_BAR
-        notes.append(f"The primer is about {total:,.0f} bars long; only its first {max_bars} bar(s) were used.")
+        notes.append(f"{source} is about {total:,.0f} bars long; only its first {max_bars} bar(s) were used.")
     frames, range_notes = codec.fit_to_range(frames)
     notes += range_notes
     while frames and not frames[-1]:  # trailing silence would only teach the model to rest
@@ -174,25 +178,30 @@ def _parse_score(path: Path):
         raise MusicInputError(f"{path.name} could not be read as a score ({type(error).__name__}: {error}).") from None
 
 
-def read_primer(path, codec: PitchCodec, max_bars: int = MAX_PRIMER_BARS) -> Primer:
-    """A MIDI, MusicXML, ABC or kern file -> frames on the model's grid, with notes on what changed."""
-    path = Path(path)
+def _file_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]:
+    """(note events, notes for the user) of a MIDI, MusicXML, ABC or kern file, after the checks."""
     if not path.is_file():
         raise MusicInputError(f"{path.name or path} is not a file.")
     size = path.stat().st_size
     if size == 0:
         raise MusicInputError(f"{path.name} is empty.")
     if size > MAX_FILE_BYTES:
-        raise MusicInputError(f"{path.name} is {size / 1e6:.0f} MB; primers up to {MAX_FILE_BYTES // 1_000_000} MB are accepted.")
+        raise MusicInputError(f"{path.name} is {size / 1e6:.0f} MB; files up to {MAX_FILE_BYTES // 1_000_000} MB are accepted.")
     suffix = path.suffix.lower()
     if suffix in SCORE_SUFFIXES:
-        return frames_from_events(_score_events(_parse_score(path)), codec, path.name, max_bars=max_bars)
+        return _score_events(_parse_score(path)), []
     if suffix not in MIDI_SUFFIXES:
         with open(path, "rb") as handle:
             if handle.read(4) != b"MThd":
                 known = ", ".join(MIDI_SUFFIXES[:2] + SCORE_SUFFIXES)
                 raise MusicInputError(f"{path.name} is neither a MIDI file nor a score music21 reads ({known}).")
-    note_events, notes = _midi_events(path)
+    return _midi_events(path)
+
+
+def read_primer(path, codec: PitchCodec, max_bars: int = MAX_PRIMER_BARS) -> Primer:
+    """A MIDI, MusicXML, ABC or kern file -> frames on the model's grid, with notes on what changed."""
+    path = Path(path)
+    note_events, notes = _file_events(path)
     return frames_from_events(note_events, codec, path.name, notes, max_bars)
 
 
@@ -258,6 +267,72 @@ def provenance(path, data: dict, source: str | None = None, licence: str | None 
         "pieces": {split: len(data.get(split, [])) for split in JSB_SPLITS},
         "use": "train: training (randomly transposed); valid: early stopping; test: reported once, never tuned on",
     }
+
+
+# ---------------------------------------------------------------- a training corpus of MIDI / score files
+MAX_UNZIPPED_BYTES = 50_000_000  # the music files of a .zip must unpack to less than this
+MAX_PIECE_BARS = 2_000  # a longer file trains on its first bars only
+
+
+def _is_music(name: str) -> bool:
+    parts = Path(name).parts
+    return Path(name).suffix.lower() in MIDI_SUFFIXES + SCORE_SUFFIXES and not any(
+        part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _unzip(path: Path, scratch: Path):
+    """(extracted file, name in the archive) of each MIDI / score file of a zip, its size checked first."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir() and _is_music(m.filename)]
+            if not members:
+                raise MusicInputError(f"{path.name} holds no MIDI or MusicXML files.")
+            if sum(m.file_size for m in members) >= MAX_UNZIPPED_BYTES:
+                raise MusicInputError(f"{path.name} unpacks to more than {MAX_UNZIPPED_BYTES // 1_000_000} MB of music files.")
+            found = []
+            for k, member in enumerate(members):  # a name of our own: the archive's paths never reach the disk
+                target = scratch / f"{path.stem}-{k}{Path(member.filename).suffix.lower()}"
+                target.write_bytes(archive.read(member))
+                found.append((target, Path(member.filename).name))
+            return found
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError) as error:
+        raise MusicInputError(f"{path.name} is not a readable zip file ({error}).") from None
+
+
+def _music_files(paths, scratch: Path):
+    """(file, name to show) of every file given, of the music files in every folder, and in every .zip."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and _is_music(str(p.relative_to(path))))
+            if not inside:
+                raise MusicInputError(f"the folder {path.name} holds no MIDI or MusicXML files.")
+            yield from ((p, p.name) for p in inside)
+        elif path.suffix.lower() == ".zip" and path.is_file():
+            yield from _unzip(path, Path(tempfile.mkdtemp(dir=scratch)))  # a folder each: names never collide
+        else:
+            yield path, path.name
+
+
+def read_pieces(paths, codec: PitchCodec) -> tuple[list[tuple[str, list[list[int]]]], list[str]]:
+    """([(name, frames)], notes): every MIDI / score file among `paths` (files; folders and .zip files
+    of them) as frames on the codec's grid and in its range, from the first note to the last (at most
+    MAX_PIECE_BARS bars). A file that cannot be used is skipped with a note; MusicInputError if none can."""
+    pieces, notes, problems = [], [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for path, name in _music_files(paths, Path(scratch)):
+            try:
+                events, read_notes = _file_events(path)
+                frames = frames_from_events(events, codec, name, read_notes, MAX_PIECE_BARS, MAX_PIECE_BARS)
+            except MusicInputError as error:
+                problems.append(str(error).replace(path.name, name))
+                continue
+            first = next(k for k, frame in enumerate(frames) if frame)  # frames_from_events left a note
+            pieces.append((name, list(frames[first:])))
+            notes += [note if note.startswith(name) else f"{name}: {note}" for note in frames.notes]
+    if not pieces:
+        raise MusicInputError(problems[0] if len(problems) == 1 else
+                              f"none of the {len(problems)} files could be used; the first: {problems[0]}")
+    return pieces, notes + [f"skipped {problem}" for problem in problems]
 
 
 # ---------------------------------------------------------------- features

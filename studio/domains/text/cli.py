@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from studio import cli_common
+from studio import checkpoint, cli_common
 from studio.domains import text
+from studio.domains.text.model import extend_vocabulary
 from studio.sampling import SamplingConfig
 
 
@@ -18,7 +20,9 @@ def add_commands(command: str, parser) -> None:
         cli_common.add_train_flags(parser, steps=None, lr=2e-3, eval_every=None, batch_size=None, hidden_size=256)
         parser.add_argument("--seq-len", type=int, default=128, help="characters per window (truncated BPTT)")
         parser.add_argument("--embed-size", type=int, default=64, help="character embedding width")
-        parser.add_argument("--dropout", type=float, default=0.2, help="dropout between layers")
+        parser.add_argument("--dropout", type=float, help="dropout between layers (default: 0.2, or the --init model's)")
+        parser.add_argument("--init", metavar="STEM", help="fine-tune this text checkpoint (e.g. models/shakespeare-char) "
+                            "instead of starting from scratch: its shape is kept, characters it lacks are added")
         parser.set_defaults(run=run_train)
     elif command == "generate":
         cli_common.add_model_flag(parser, text)
@@ -59,20 +63,50 @@ def fit_to_corpus(args, train_chars: int) -> None:
           f"{budget}, {args.layers} x {args.hidden_size} units, validating every {args.eval_every} steps", file=sys.stderr)
 
 
+def fine_tune_from(args, corpus: str):
+    """(model, codec, what the card records of it): the --init checkpoint, its vocabulary extended by
+    the corpus' new characters (said on stderr); its shape overrides the shape flags (said when they
+    differ). On the CPU: the trainer moves it to its device."""
+    try:
+        base = text.load(args.init)
+    except checkpoint.CheckpointError as error:
+        sys.exit(f"error: --init: {error}")
+    config = base.model.config
+    for flag, value, kept in (("--hidden-size", args.hidden_size, config.hidden_size), ("--layers", args.layers, config.num_layers),
+                              ("--embed-size", args.embed_size, config.embed_size)):
+        if value != kept:
+            print(f"note: ignoring {flag} {value}: fine-tuning keeps {base.name}'s {kept}", file=sys.stderr)
+    model, codec = extend_vocabulary(base.model, base.codec, corpus)
+    added = codec.chars[base.codec.size:]
+    print(f"fine-tuning {base.name}: " + (f"added {len(added)} character(s) it lacked: {added!r}" if added
+                                          else "the text has no characters it lacks"), file=sys.stderr)
+    args.hidden_size, args.layers, args.embed_size = config.hidden_size, config.num_layers, config.embed_size
+    if args.dropout is not None and args.dropout != config.dropout:  # a training setting: the flag wins
+        tuned = text.TextModel(replace(model.config, dropout=args.dropout))
+        tuned.load_state_dict(model.state_dict())
+        model = tuned
+    return model, codec, {"init": base.name, "init_chars_added": added}
+
+
 def run_train(args) -> int:
     corpus = _read(args.data)
-    codec = text.TextCodec.from_text(corpus)
+    torch.manual_seed(args.seed)
+    if args.init:
+        model, codec, init = fine_tune_from(args, corpus)
+    else:
+        codec, init = text.TextCodec.from_text(corpus), {}
+        dropout = 0.2 if args.dropout is None else args.dropout
+        model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, dropout))
     train_text, val_text = text.split_train_val(corpus)
     fit_to_corpus(args, len(train_text))
     try:
         task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    torch.manual_seed(args.seed)
-    model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, args.dropout))
+    hyperparameters = {"batch_size": args.batch_size, "seq_len": args.seq_len, **init}
     card = text.make_card(model, codec, name=Path(args.out).name, reproduce=args.command_line,
                           data=text.data.provenance(args.data, corpus, args.source, args.licence),
-                          hyperparameters={"batch_size": args.batch_size, "seq_len": args.seq_len})
+                          hyperparameters=hyperparameters)
     cli_common.run_training("text", model, task, args, card, "val_nats_per_char", text.evaluate.VAL_HOW, codec=codec)
     return 0
 

@@ -1,5 +1,6 @@
-"""Text codec. Format: the vocabulary is the model's sorted list of distinct characters, stored as
-one string in the model card (`codec.chars`); character k of that string is token k. Text is
+"""Text codec. Format: the vocabulary is the model's sorted list of distinct characters (a fine-tuned
+model's: its base's list, then the characters the base lacked, sorted: see model.extend_vocabulary),
+stored as one string in the model card (`codec.chars`); character k of that string is token k. Text is
 encoded one character per token; characters outside the vocabulary are dropped and reported,
 never silently mapped. Decoding joins the characters back."""
 

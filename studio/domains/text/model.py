@@ -3,7 +3,7 @@ Loading and saving go through the one checkpoint format (studio.checkpoint)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -53,6 +53,31 @@ class TextModel(nn.Module):
         machinery (~25 us each, a tenth of a batch-1 step)."""
         out, state, gates = self.core.step(F.embedding(token, self.embed.weight), state, hooks, step)
         return F.linear(out, self.head.weight, self.head.bias), state, gates
+
+
+@torch.no_grad()
+def extend_vocabulary(model: TextModel, codec: TextCodec, chars) -> tuple[TextModel, TextCodec]:
+    """(model, codec) that also know the characters of `chars` (a string or any iterable of them) the
+    codec lacks, for fine-tuning on text with new characters. The base's characters keep their
+    tokens; the new ones are appended in sorted order, each with an embedding row and an output row
+    (weights and bias) initialised as a fresh model's are; every other weight is copied. So right after
+    the extension the logits over the old characters are the base's own: its predictions among them
+    are unchanged, only renormalised by the new characters' share. A new model and codec are always
+    returned (the given ones are left alone); with nothing to add, a copy."""
+    added = "".join(sorted(set(chars) - set(codec.chars)))
+    extended = TextCodec(codec.chars + added)
+    old = codec.size
+    if model.config.vocab_size != old:
+        raise ValueError(f"the model has {model.config.vocab_size} output rows but its codec {old} characters")
+    grown = TextModel(replace(model.config, vocab_size=extended.size)).to(model.head.weight.device)
+    state = grown.state_dict()  # fresh: the new rows keep this initialisation
+    for name, tensor in model.state_dict().items():
+        if name in ("embed.weight", "head.weight", "head.bias"):
+            state[name][:old] = tensor
+        else:
+            state[name] = tensor.clone()
+    grown.load_state_dict(state)
+    return grown.train(model.training), extended
 
 
 def load(stem, device="cpu") -> LoadedModel:
