@@ -177,9 +177,12 @@ def runs(flags: np.ndarray) -> list[tuple[int, int, int]]:
 def parse_units(spec: str) -> list[tuple[int, int]]:
     """'L:U,L:U' -> [(layer, unit), ...]"""
     pairs = []
-    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
-        layer, unit = item.split(":")
-        pairs.append((int(layer), int(unit)))
+    for item in filter(None, (part.strip() for part in str(spec or "").split(","))):
+        try:
+            layer, unit = item.split(":")
+            pairs.append((int(layer), int(unit)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a unit: write layer:unit, e.g. 1:7") from None
     return pairs
 
 
@@ -187,9 +190,13 @@ def intervention_hooks(ablate: str = "", clamp: str = "", from_step: int = 0) ->
     """Hooks from the CLI's forms: ablate 'L:U,...' (h set to 0), clamp 'L:U:QUANTITY=VALUE,...'
     (e.g. '1:7:f=1' holds a forget gate open, '0:3:i=0' shuts an input gate, '1:2:c=0')."""
     hooks = [set_units(layer, [unit], "h", 0.0, from_step) for layer, unit in parse_units(ablate)]
-    for item in filter(None, (part.strip() for part in (clamp or "").split(","))):
-        where, value = item.split("=")
-        layer, unit, quantity = where.split(":")
+    for item in filter(None, (part.strip() for part in str(clamp or "").split(","))):
+        try:
+            where, value = item.split("=")
+            layer, unit, quantity = where.split(":")
+            float(value), int(layer), int(unit)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a clamp: write layer:unit:quantity=value, e.g. 1:7:f=1") from None
         if quantity not in GATE_NAMES:
             raise ValueError(f"{quantity!r} is not one of {', '.join(GATE_NAMES)}")
         hooks.append(set_units(int(layer), [int(unit)], quantity, float(value), from_step))

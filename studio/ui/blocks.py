@@ -11,6 +11,7 @@ import gradio as gr
 from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
+from studio.ui import inputs
 from studio.ui.common import clamp_int, notes_markdown, output_dir
 from studio.ui.experiments_panel import ExperimentsPanel, experiments_panel, wire_experiments
 from studio.ui.explain_panel import ExplainPanel, explain_panel, explanation
@@ -37,7 +38,7 @@ def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_h
     names = list(models)
     # custom values allowed: a model trained after start-up is not among the choices the page was built with
     # (loaded_or_error checks every name against the loaded models)
-    dropdown = gr.Dropdown(names, value=names[0], label="Model", elem_id=f"{prefix}-model" if prefix else None,
+    dropdown = inputs.Dropdown(names, value=names[0], label="Model", elem_id=f"{prefix}-model" if prefix else None,
                            allow_custom_value=True)
     info = gr.Markdown(describe(models[names[0]]))
     return dropdown, info

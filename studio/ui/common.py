@@ -90,12 +90,14 @@ def endpoint_model(loaded_by_domain: dict, domain, model, needs: str | None = No
     """(domain module, LoadedModel) an API call names ("" = the domain's first model); gr.Error
     with the choices otherwise. `needs`: a part of the contract the domain must offer."""
     by_name = {d.NAME: (d, models) for d, (models, _) in loaded_by_domain.items() if needs is None or hasattr(d, needs)}
-    if domain not in by_name:
+    if not isinstance(domain, str) or domain not in by_name:
         raise gr.Error(f"Unknown domain {domain!r}; one of {', '.join(by_name)}.")
     module, models = by_name[domain]
     if not models:
         raise gr.Error(f"No {domain} model is loaded.")
-    loaded = models.get(model) if isinstance(model, str) and model else next(iter(models.values()))
+    if model is not None and not isinstance(model, str):
+        raise gr.Error(f"The model is named by a string, one of {', '.join(models)}.")
+    loaded = models.get(model) if model else next(iter(models.values()))
     if loaded is None:
         raise gr.Error(f"Unknown {domain} model {model!r}; one of {', '.join(models)}.")
     return module, loaded
@@ -107,4 +109,4 @@ def endpoint_input(module, loaded, text, file):
         return module.read_input(file, loaded)
     if module.NAME == "text" and isinstance(text, str) and text:
         return text
-    raise gr.Error("Give the input: text for the text domain, or a file in the domain's format.")
+    raise ValueError("Give the input: text for the text domain, or a file in the domain's format.")

@@ -30,6 +30,8 @@ def register(loaded_by_domain: dict) -> None:
         """Generate twice with one seed, plainly and with units ablated ('L:U,...') or clamped ('L:U:Q=V,...')."""
         module, loaded = pick(domain, model)
         try:
+            if not all(isinstance(x, str | None) for x in (ablate, clamp)):
+                raise ValueError("ablate and clamp are strings: 'L:U,...' and 'L:U:QUANTITY=VALUE,...'")
             hooks = experiments.intervention_hooks(ablate or "", clamp or "", clamp_int(from_step, 0, 10**6, 0))
         except ValueError as error:
             raise gr.Error(str(error)) from None

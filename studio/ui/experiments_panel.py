@@ -23,6 +23,7 @@ import gradio as gr
 from studio import cli_experiments, experiments, reference
 from studio.domains.base import Generation
 from studio.lstm import GATE_NAMES
+from studio.ui import inputs
 from studio.ui.common import clamp_int, number_or, output_dir
 from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
 
@@ -76,36 +77,36 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                       elem_id=f"{prefix}-experiments"):
         with gr.Row():
             refs = reference.choices(domain, first)
-            reference_choice = gr.Radio(refs, value=refs[0][1], label="Reference for the probe and the pattern match",
+            reference_choice = inputs.Radio(refs, value=refs[0][1], label="Reference for the probe and the pattern match",
                                         elem_id=f"{prefix}-xp-reference", scale=3)
             upload = gr.File(label="Uploaded reference (the domain's format)", scale=2)
-            limit = gr.Number(100_000, label="Read at most (steps)", precision=0, scale=1)
+            limit = inputs.Number(100_000, label="Read at most (steps)", precision=0, scale=1)
         with gr.Tabs():
             with gr.Tab("Probe", elem_id=f"{prefix}-xp-probe-tab"):
                 text_hint = " or type a regex (e.g. '[^'\\n]*' for inside quotes)" if domain.NAME == "text" else ""
                 names = feature_names(domain, models)
                 with gr.Row():
-                    feature = gr.Dropdown(names, value=names[0] if names else None, allow_custom_value=domain.NAME == "text",
+                    feature = inputs.Dropdown(names, value=names[0] if names else None, allow_custom_value=domain.NAME == "text",
                                           label=f"Feature{text_hint}", elem_id=f"{prefix}-xp-feature")
                     probe = gr.Button("Find the units that track it", elem_id=f"{prefix}-xp-probe")
             with gr.Tab("Pattern match", elem_id=f"{prefix}-xp-pattern-tab"):
                 with gr.Row():
                     steps = gr.Textbox(label="Steps (drag across the viewer's heatmap, or type 120-140)", elem_id=f"{prefix}-xp-steps")
-                    layer = gr.Number(0, label="Layer", precision=0, minimum=0)
-                    quantity = gr.Dropdown(PATTERN_QUANTITIES, value="h", label="Quantity")
-                    threshold = gr.Number(0.5, label="On above", elem_id=f"{prefix}-xp-threshold")
+                    layer = inputs.Number(0, label="Layer", precision=0, minimum=0)
+                    quantity = inputs.Dropdown(PATTERN_QUANTITIES, value="h", label="Quantity")
+                    threshold = inputs.Number(0.5, label="On above", elem_id=f"{prefix}-xp-threshold")
                     match = gr.Button("Find where they are on together", elem_id=f"{prefix}-xp-match")
             with gr.Tab("Intervene", elem_id=f"{prefix}-xp-intervene-tab"):
                 with gr.Row():
                     units = gr.Textbox(label="Units (layer:unit, …; a click on a heatmap row adds it)", elem_id=f"{prefix}-xp-units")
-                    action = gr.Dropdown(ACTIONS, value="h=0", label="Change")
-                    value = gr.Number(0.0, label="Value (for a clamp)")
-                    from_step = gr.Number(0, label="From step (a click on a step sets it)", precision=0, minimum=0,
+                    action = inputs.Dropdown(ACTIONS, value="h=0", label="Change")
+                    value = inputs.Number(0.0, label="Value (for a clamp)")
+                    from_step = inputs.Number(0, label="From step (a click on a step sets it)", precision=0, minimum=0,
                                           elem_id=f"{prefix}-xp-from")
                     intervene = gr.Button("Generate both", elem_id=f"{prefix}-xp-intervene")
             with gr.Tab("Compare", elem_id=f"{prefix}-xp-compare-tab"):
                 with gr.Row():
-                    model_b = gr.Dropdown([SAME_MODEL, *models], value=SAME_MODEL, label="Read the output with")
+                    model_b = inputs.Dropdown([SAME_MODEL, *models], value=SAME_MODEL, label="Read the output with")
                     compare = gr.Button("Compare", elem_id=f"{prefix}-xp-compare")
                 compare_viewer = trace_viewer(f"{prefix}-compare", link=viewer_id)
         results = gr.HTML(None, html_template='<div class="xp-root"></div>', css_template=PANEL_CSS, js_on_load=PANEL_JS,

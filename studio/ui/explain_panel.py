@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import explain
+from studio.ui import inputs
 from studio.ui.common import clamp_int, endpoint_input, endpoint_model
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +32,7 @@ def explain_panel(prefix: str, viewer_id: str) -> ExplainPanel:
     with gr.Row():
         target = gr.Textbox(label="Why not…? (a next value to explain instead; empty: what came next)",
                             elem_id=f"{prefix}-why-not", scale=2)
-        method = gr.Dropdown(METHODS, value="gradient_x_input", label="Saliency", scale=1)
+        method = inputs.Dropdown(METHODS, value="gradient_x_input", label="Saliency", scale=1)
     html = gr.HTML(None, html_template='<div class="ex-root"></div>', css_template=PANEL_CSS, js_on_load=PANEL_JS,
                    elem_id=f"{prefix}-explain", viewer_id=viewer_id, apply_default_css=False)
     return ExplainPanel(html, target, method)

@@ -13,6 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import jobs
+from studio.ui import inputs
 
 FROM_SCRATCH = "(from scratch)"
 MY_UPLOADS = "(my uploaded files)"
@@ -70,14 +71,14 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            domain = gr.Radio(list(jobs.DOMAINS), value="text", label="Domain", elem_id="train-domain")
+            domain = inputs.Radio(list(jobs.DOMAINS), value="text", label="Domain", elem_id="train-domain")
             files = gr.File(file_count="multiple", label="Your data: text files, or MIDI / MusicXML files (zips too)",
                             elem_id="train-files")
-            corpus = gr.Dropdown(corpora("text", data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
+            corpus = inputs.Dropdown(corpora("text", data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
             name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
-            preset = gr.Radio(PRESET_LABELS, value="medium", label="Size")
-            minutes = gr.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
-            base = gr.Dropdown([FROM_SCRATCH, *stems("text")], value=FROM_SCRATCH, label="Start from")
+            preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
+            minutes = inputs.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
+            base = inputs.Dropdown([FROM_SCRATCH, *stems("text")], value=FROM_SCRATCH, label="Start from")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
@@ -133,6 +134,8 @@ def train_api(trainer: jobs.Trainer, stems):
     def train_endpoint(action: str, job: str, domain: str, text: str, file: str | None, name: str, preset: str,
                        minutes: float, base: str) -> dict:
         try:
+            if not all(isinstance(x, str | None) for x in (action, job, domain, text, name, preset, base)):
+                raise ValueError("action, job, domain, text, name, preset and base are strings")
             if action == "start":
                 uploads = [file] if isinstance(file, str) and file else []
                 if isinstance(text, str) and text:

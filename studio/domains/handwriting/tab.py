@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio.domains import handwriting as hw
 from studio.domains.base import Generation
-from studio.ui import blocks
+from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 STYLE_SAMPLE = Path(__file__).resolve().parents[3] / "assets" / "handwriting-style.json"
@@ -45,11 +45,11 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 return  # no model: the header says how to train one
             model_name, model_info = header
             text_box = gr.Textbox(label=f"Text to write (up to {hw.MAX_TEXT} characters)", value="hello world", lines=2)
-            bias = gr.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
-            seed = gr.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
-            style = gr.Radio(STYLES, value="none", label="Style (priming)")
+            bias = inputs.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
+            seed = inputs.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
+            style = inputs.Radio(STYLES, value="none", label="Style (priming)")
             style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
-            points = gr.Number(600, label="Free-scribble points (prediction models)", precision=0)
+            points = inputs.Number(600, label="Free-scribble points (prediction models)", precision=0)
             button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
             svg_file, png_file, download_trace = blocks.downloads("SVG", "PNG")
         with gr.Column(scale=3):

@@ -7,7 +7,7 @@ import gradio as gr
 
 from studio.domains import music
 from studio.sampling import SamplingConfig
-from studio.ui import blocks
+from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 SOURCES = ["Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"]
@@ -40,18 +40,18 @@ def create_tab(models: dict, problems: list[str]):
             if (header := blocks.model_header(models, problems, NO_MODEL, "music")) is None:
                 return  # no model: the header says how to train one
             model_name, model_info = header
-            source = gr.Radio(SOURCES, value=SOURCES[0], label="Start from")
+            source = inputs.Radio(SOURCES, value=SOURCES[0], label="Start from")
             upload = gr.File(label="Primer file (MIDI, MusicXML, ABC, kern)", file_types=PRIMER_TYPES, type="filepath")
-            chorale = gr.Dropdown(music.CORPUS_CHORALES, value=music.CORPUS_CHORALES[0],
+            chorale = inputs.Dropdown(music.CORPUS_CHORALES, value=music.CORPUS_CHORALES[0],
                                   label="Chorale (music21 corpus; none of these is a JSB test piece)")
-            primer_bars = gr.Number(4, label=f"Primer bars to keep (1 to {music.MAX_PRIMER_BARS})", precision=0)
+            primer_bars = inputs.Number(4, label=f"Primer bars to keep (1 to {music.MAX_PRIMER_BARS})", precision=0)
             # Numbers, not Sliders: any value typed or sent to the API is clamped with a note
-            bars = gr.Number(8, label=f"Bars to generate (1 to {music.MAX_BARS})", precision=0)
-            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
+            bars = inputs.Number(8, label=f"Bars to generate (1 to {music.MAX_BARS})", precision=0)
+            temperature = inputs.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
-                top_k = gr.Number(0, label="Top-k (0 = off)", precision=0)
-                seed = gr.Number(0, label="Seed", precision=0, elem_id="music-seed")
-                tempo = gr.Number(80, label="Tempo (quarter notes per minute)")
+                top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
+                seed = inputs.Number(0, label="Seed", precision=0, elem_id="music-seed")
+                tempo = inputs.Number(80, label="Tempo (quarter notes per minute)")
             generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
             download_midi, download_trace = blocks.downloads("MIDI (.mid)")
         with gr.Column(scale=3):

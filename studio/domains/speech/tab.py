@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from studio.domains import speech
-from studio.ui import blocks
+from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_WAV = Path(__file__).resolve().parents[3] / "assets" / "speech-espeak-example.wav"
@@ -43,9 +43,9 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
             text_box = gr.Textbox(label=f"Text (up to {speech.MAX_TEXT} characters)", lines=3, value=EXAMPLE_TEXTS[0],
                                   elem_id="speech-text")
             gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_box])
-            voice = gr.Dropdown([(v, k) for k, v in enumerate(first.codec.voices)], value=0,
+            voice = inputs.Dropdown([(v, k) for k, v in enumerate(first.codec.voices)], value=0,
                                 label="Voice (espeak-ng voice it imitates)")
-            seed = gr.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
+            seed = inputs.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
             speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")
             download_wav, download_features, download_trace = blocks.downloads(
                 "Audio (.wav)", "Features (.npz: log-mel, alignment)")
@@ -118,11 +118,11 @@ def _recording(models: dict) -> None:
             gr.Examples([[str(EXAMPLE_WAV)]], inputs=[upload], label="Or try espeak-ng saying a line")
             analyse = gr.Button("Show features", elem_id="speech-analyse")
             if names:
-                model_name = gr.Dropdown(names, value=names[0], label="Frame LSTM (continue mode)")
+                model_name = inputs.Dropdown(names, value=names[0], label="Frame LSTM (continue mode)")
                 model_info = gr.Markdown(blocks.describe(models[names[0]]))
-                seconds = gr.Number(2.0, label=f"Seconds to continue (up to {speech.MAX_CONTINUE_SECONDS:g})")
-                noise = gr.Slider(0, 1, value=0.3, step=0.05, label="Noise fed back each step")
-                seed = gr.Number(0, label="Seed", precision=0)
+                seconds = inputs.Number(2.0, label=f"Seconds to continue (up to {speech.MAX_CONTINUE_SECONDS:g})")
+                noise = inputs.Slider(0, 1, value=0.3, step=0.05, label="Noise fed back each step")
+                seed = inputs.Number(0, label="Seed", precision=0)
                 go_on = gr.Button("Continue it", variant="primary", elem_id="speech-continue")
             else:
                 gr.Markdown(NO_FRAME_MODEL)

@@ -7,7 +7,7 @@ import gradio as gr
 
 from studio.domains import text
 from studio.sampling import SamplingConfig
-from studio.ui import blocks
+from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\nWe are accounted poor citizens", "KING HENRY VI:\nO God! methinks"]
@@ -27,12 +27,12 @@ def create_tab(models: dict, problems: list[str]):
             prompt = gr.Textbox(label="Prompt (primes the state; empty starts fresh)", lines=4, value=EXAMPLE_PROMPTS[0])
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
             # a Number, not a Slider: any value typed or sent to the API is clamped with a note
-            length = gr.Number(400, label=f"Length (characters, 1 to {text.MAX_LENGTH:,})", precision=0)
-            temperature = gr.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
+            length = inputs.Number(400, label=f"Length (characters, 1 to {text.MAX_LENGTH:,})", precision=0)
+            temperature = inputs.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
-                top_k = gr.Number(0, label="Top-k (0 = off)", precision=0)
-                top_p = gr.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
-                seed = gr.Number(0, label="Seed", precision=0, elem_id="text-seed")
+                top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
+                top_p = inputs.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
+                seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             download_text, download_trace = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
