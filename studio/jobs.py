@@ -153,15 +153,13 @@ def safe_name(name: str, models_dir: Path) -> str:
 
 
 def command_for(request: TrainRequest, data: list[Path], out: Path, progress: Path) -> list[str]:
-    hidden, layers, embed = PRESETS[request.preset]
     command = [sys.executable, "-m", "studio", "train", request.domain, "--data", *map(str, data), "--out", str(out),
-               "--minutes", f"{request.minutes:g}", "--threads", "1", "--progress", str(progress),
-               "--hidden-size", str(hidden), "--layers", str(layers)]
-    if request.domain == "text":
-        command += ["--embed-size", str(embed)]
-    if request.base:
-        command += ["--init", str(request.base)]
-    return command
+               "--minutes", f"{request.minutes:g}", "--threads", "1", "--progress", str(progress)]
+    if request.base:  # fine-tuning keeps the base model's shape
+        return command + ["--init", str(request.base)]
+    hidden, layers, embed = PRESETS[request.preset]
+    command += ["--hidden-size", str(hidden), "--layers", str(layers)]
+    return command + (["--embed-size", str(embed)] if request.domain == "text" else [])
 
 
 class Trainer:

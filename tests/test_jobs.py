@@ -201,3 +201,25 @@ def test_upload_train_watch_and_generate_with_the_new_model(studio, chromium_pag
     page.click("#text-generate")
     page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)
     assert "poems" in page.inner_text("#text-viewer .lv-status")
+
+
+def test_music_from_midi_files_and_text_fine_tuned_with_new_characters(trainer, tmp_path, saved_text_model):
+    """A music model from two uploaded MIDI files; a text model fine-tuned from a saved one on text
+    with characters it never saw (the vocabulary grows, the model loads and generates them)."""
+    from test_finetune import chorale
+
+    from studio.domains import music
+
+    trainer, _ = trainer
+    midis = [chorale(tmp_path / f"piece{k}.mid", shift=k) for k in range(2)]
+    job = trainer.submit(jobs.TrainRequest("music", [str(m) for m in midis], "tunes", "tiny", 0.06))
+    status = wait(trainer, job.id)
+    assert status["status"] == "done", status["message"]
+    assert music.load(job.out).card["data"]["files"][1]["name"] == "piece1.mid"
+    new_text = tmp_path / "new.txt"
+    new_text.write_text("Zebras {quickly} jump over #42 fences; " * 80, encoding="utf-8")
+    job = trainer.submit(jobs.TrainRequest("text", [str(new_text)], "tuned", minutes=0.06, base=str(saved_text_model)))
+    status = wait(trainer, job.id)
+    assert status["status"] == "done", status["message"]
+    tuned = text.load(job.out)
+    assert {"Z", "{", "#", "4"} <= set(tuned.codec.chars) and len(text.generate(tuned, text.TextSettings("Ze", 10)).result.text) == 10

@@ -390,3 +390,34 @@ def test_cli_train_eval_generate(tmp_path, run_cli):
     (tmp_path / "bad.mid").write_text("not midi")
     result = run_cli("generate", "music", "--model", stem, "--primer", tmp_path / "bad.mid", "--out", out)
     assert result.returncode != 0 and "not a MIDI file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_long_valid_midi_pretty_midi_refuses_is_read_with_mido(tmp_path):
+    """pretty_midi refuses a file whose last tick is past 10 million ("likely corrupt"); a long
+    movement at a fine resolution is such a file, and is read note by note from its ticks."""
+    import mido
+    import pretty_midi
+
+    song = mido.MidiFile(ticks_per_beat=9600)
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    chords = [(60, 64, 67), (62, 65, 69), (59, 62, 67), (60, 64, 67)]
+    for quarter in range(1100):  # 1,100 quarters x 9,600 ticks: past pretty_midi's cap
+        for pitch in chords[quarter % 4]:
+            track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        for k, pitch in enumerate(chords[quarter % 4]):
+            track.append(mido.Message("note_off", note=pitch, velocity=0, time=9600 if k == 0 else 0))
+    track.append(mido.Message("note_on", channel=9, note=36, velocity=90, time=0))  # a drum, ignored
+    track.append(mido.Message("note_off", channel=9, note=36, velocity=0, time=100))
+    path = tmp_path / "movement.mid"
+    song.save(path)
+    with pytest.raises(ValueError, match="likely corrupt"):
+        pretty_midi.PrettyMIDI(str(path))
+    from studio.domains.music.midi import note_events
+
+    events, notes = note_events(path)
+    assert len(events) == 1100 * 3 and events[:3] == [(60, 0.0, 1.0), (64, 0.0, 1.0), (67, 0.0, 1.0)]
+    assert events[-1][2] == 1100.0 and "mido" in notes[0] and "drum" in notes[1]
+    loaded = music.load(music.DEFAULT_MODEL)
+    primer = music.read_input(path, loaded)
+    assert primer[0] == [60, 64, 67] and primer[1] == [62, 65, 69] and any("mido" in note for note in primer.notes)
