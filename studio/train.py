@@ -65,6 +65,14 @@ def training_threads(cores: int | None = None) -> int:
     return 1 if cores <= 2 else min(8, cores // 2)
 
 
+def time_learning_rate(elapsed: float, budget: float, config: TrainConfig) -> float:
+    """With a time budget the schedule runs on the clock, whatever the speed turns out to be (a step
+    count fitted to the first steps' speed ended a 30-minute run after 19 when the machine got
+    quieter): warmup over the first 5% of the time, then the cosine down to its floor at the end."""
+    fraction = min(1.0, elapsed / budget) if budget > 0 else 1.0
+    return learning_rate(int(fraction * 1000), replace(config, steps=1000, warmup_steps=50))
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -149,14 +157,17 @@ def train(
     threads_before = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.threads or training_threads())
-    total, schedule = config.steps, config
+    total = config.steps  # with a time budget: the steps it is expected to reach, at the speed so far
     tokens_seen, clock = 0, time.perf_counter()
     deadline = clock + config.minutes * 60 if config.minutes else None
     last_check, done = clock, start_step  # done: steps whose update was applied
     try:
         step = start_step
-        while step < total:
-            lr = learning_rate(step, schedule)
+        while step < config.steps:
+            if deadline is None:
+                lr = learning_rate(step, config)
+            else:
+                lr = time_learning_rate(time.perf_counter() - clock, deadline - clock, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             wrapped.train()
@@ -169,11 +180,10 @@ def train(
             tokens_seen += getattr(batch, "num_tokens", 0) * world_size
             done = step + 1
             now = time.perf_counter()
-            if deadline is not None and step == start_step + CALIBRATION_STEPS:
-                total = min(total, _fit_steps(step + 1 - start_step, now - clock, deadline - now, step + 1))
-                # the schedule fitted too: warmup at most a tenth of the run, the cosine ending with it
-                schedule = replace(config, steps=total, warmup_steps=min(config.warmup_steps, max(1, total // 10)))
-            last = step == total - 1 or (deadline is not None and now >= deadline)
+            if deadline is not None:
+                per_step = (now - clock) / (done - start_step)
+                total = min(config.steps, done + max(0, int((deadline - now) / per_step)))
+            last = step == config.steps - 1 or (deadline is not None and now >= deadline)
             val_loss = None
             if (step + 1) % config.eval_every == 0 or last or now - last_check >= config.checkpoint_seconds:
                 val_loss, best_val, metrics = _checkpoint(model, optimizer, task, out, card, config, step + 1, best_val,
@@ -201,16 +211,6 @@ def train(
     metrics.update(best_val_loss=best_val, steps_done=done, tokens_per_s=tokens_seen / elapsed if elapsed > 0 else 0.0,
                    seconds=elapsed)
     return metrics
-
-
-CALIBRATION_STEPS = 5  # steps timed before a time budget is turned into a number of steps
-
-
-def _fit_steps(done: int, seconds: float, left: float, now_step: int) -> int:
-    """The total steps that fit the time left at the speed measured so far (a twentieth of the
-    budget kept for validations and the last checkpoint), so the learning rate's cosine ends on time."""
-    per_step = seconds / max(done, 1)
-    return now_step + max(1, int(0.95 * left / per_step))
 
 
 def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device):
