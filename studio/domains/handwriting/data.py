@@ -14,6 +14,7 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def load_sketch_rnn_npz(path) -> list[np.ndarray]:
             _fail(path, "stores Python objects (pickled ragged arrays); for safety only plain numeric arrays are read. "
                         "Re-save one drawing as a (T, 3) float array, e.g. np.savez(f, train=np.asarray(seq, float)[None])")
         _fail(path, f"is not a readable .npz ({error})")
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:  # a truncated or forged archive
         _fail(path, f"is not a readable .npz ({error})")
     if seq.ndim != 2 or seq.shape[1] != 3:
         _fail(path, f"holds shape {seq.shape}, not stroke-3 (T, 3) rows of (dx, dy, pen_lift)")
