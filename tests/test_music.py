@@ -413,7 +413,7 @@ def test_a_long_valid_midi_pretty_midi_refuses_is_read_with_mido(tmp_path):
     song.save(path)
     with pytest.raises(ValueError, match="likely corrupt"):
         pretty_midi.PrettyMIDI(str(path))
-    from studio.domains.music.midi import note_events
+    from studio.domains.music.codec import note_events
 
     events, notes = note_events(path)
     assert len(events) == 1100 * 3 and events[:3] == [(60, 0.0, 1.0), (64, 0.0, 1.0), (67, 0.0, 1.0)]

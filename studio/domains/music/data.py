@@ -23,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.domains.music.codec import QUARTERS_PER_BAR, PitchCodec
-from studio.domains.music.midi import note_events
+from studio.domains.music.codec import QUARTERS_PER_BAR, PitchCodec, note_events
 
 MAX_PRIMER_BARS = 32  # a longer primer keeps only its first bars
 MAX_FILE_BYTES = 20_000_000  # larger uploads are refused before parsing
@@ -130,7 +129,7 @@ def _midi_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
     except Exception as error:
-        if "likely corrupt" in str(error):  # pretty_midi's tick cap: often a valid long file (music/midi.py)
+        if "likely corrupt" in str(error):  # pretty_midi's tick cap: often a valid long file (music/codec.py)
             return note_events(path)  # mido/pretty_midi raise many kinds on corrupt files
         raise MusicInputError(f"{path.name} is a corrupt or unsupported MIDI file ({type(error).__name__}: {error}).") from None
     notes = []
