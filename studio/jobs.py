@@ -1,8 +1,8 @@
 """Training jobs for the Train tab and the /train endpoint (no gradio here).
 
 One training at a time on a shared server; later ones wait in line and know their place. Each runs
-`python -m studio train DOMAIN ... --progress FILE` in its own process, pinned to one core with one
-intra-op thread and a lower priority, so the app's generation keeps the rest of the machine; cancel
+`python -m studio train DOMAIN ... --progress FILE` in its own process, with one intra-op thread at a
+lower priority, so the app's generation keeps the rest of the machine; cancel
 sends it Ctrl-C, on which the trainer validates and keeps its best checkpoint. A finished model lands
 in the user models folder with a complete card (its data: file names, sizes, hashes) and is handed
 to `on_done` (the app adds it to its tab's list).
@@ -266,7 +266,7 @@ class Trainer:
         job.started, job.status = time.time(), "running"
         try:
             job.process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           preexec_fn=_one_core if hasattr(os, "sched_setaffinity") else None)
+                                           preexec_fn=_lower_priority if hasattr(os, "nice") else None)
             code = job.process.wait()
         finally:
             log.close()
@@ -298,9 +298,9 @@ class Trainer:
         checkpoint.write_card(job.out, card)
 
 
-def _one_core() -> None:
-    """In the training process: the last core only, at a lower priority (generation goes first)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) > 1:
-        os.sched_setaffinity(0, {cores[-1]})
+def _lower_priority() -> None:
+    """In the training process (one intra-op thread, from --threads 1): a lower priority, so that the
+    app's generation goes first on whichever core it needs. Not pinned to a core: pinned, the job
+    lost ~20% of its speed (its helper threads could not use the idle core), measured in
+    docs/benchmarks.md."""
     os.nice(5)

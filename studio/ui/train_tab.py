@@ -67,7 +67,7 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     gr.Markdown(
         "Train a text or music model on your own data, or fine-tune a shipped one, and watch it learn. "
         f"Uploads: up to {jobs.MAX_UPLOAD_MB:g} MB; up to {jobs.MAX_MINUTES:g} minutes per training; one training at a "
-        "time on this server (others wait in line), on one core so that generation stays quick. "
+        "time on this server (others wait in line), with one thread at a lower priority so that generation stays quick. "
         f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
