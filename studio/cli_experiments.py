@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from studio import experiments
 from studio.cli_common import add_model_flag, load_or_exit, with_seed
@@ -49,13 +50,24 @@ def run_probe(domain, args) -> int:
     return 0
 
 
-def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10):
-    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can
-    (text: trace_chunks), so a long reference never holds every gate at once."""
+def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):
+    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can, so a
+    long reference never holds every gate at once. A text is read as parallel streams, each from
+    a 100-character burn-in (text.evaluate.trace_streams; ~4x faster, its AUCs within ~3e-4 of the
+    exact ones over Tiny Shakespeare), in torch.get_num_threads() threads; exact=True (and every
+    other domain with trace_chunks) traces one stream from the start, exactly."""
     if hasattr(domain, "trace_chunks"):
         sequence = sequence[:limit]
         read = loaded.codec.decode(loaded.codec.encode(sequence)[0])
         track = feature_track(domain, read, None, feature)
+        if domain.NAME == "text" and not exact:
+            from studio.domains.text.evaluate import trace_streams
+
+            config = loaded.model.core.config
+            accumulator = experiments.accumulate_parts(lambda part: trace_streams(loaded, read, part=part),
+                                                       torch.get_num_threads(), track, config.num_layers,
+                                                       config.hidden_size)
+            return track, len(read), accumulator.top(top)
         accumulator = None
         done = 0
         for trace, part in domain.trace_chunks(loaded, read):

@@ -40,7 +40,7 @@ MIN_TEXT_CHARACTERS = 2_000
 TEXT_SUFFIXES = {".txt", ".md", ".text", ".csv", ".tsv", ".json", ".py", ".html", ".tex", ".rst", ""}
 MUSIC_SUFFIXES = {".mid", ".midi", ".mxl", ".musicxml", ".xml", ".json"}
 DOMAINS = ("text", "music")
-# (hidden size, layers, embedding) per size; text trains at ~12,000 characters/s at "medium" on one core
+# (hidden size, layers, embedding) per size; text trains at ~12,000 characters/s at "medium" with one thread
 PRESETS = {"tiny": (64, 1, 16), "small": (128, 2, 32), "medium": (256, 2, 64), "large": (512, 2, 64)}
 
 

@@ -120,6 +120,59 @@ class LSTMCore(nn.Module):
         return out, new_state, gates
 
     @torch.no_grad()
+    def trace_stepped(self, x: torch.Tensor, state: State | None = None) -> tuple[list[torch.Tensor], State]:
+        """Every gate, computed step by step as it is made: for many sequences side by side.
+
+        x is time-major, (T, B, input_size). Returns (blocks, new_state): blocks[k] is layer k's
+        (T, B, 6, H) tensor of i, f, g, o, c, h (GATE_NAMES order) in one piece, so a consumer
+        can read all six at once. Per layer one GEMM gives the input half of every step's z, then
+        each step adds the recurrent half and updates the cell. That is half of `trace`'s
+        arithmetic (which runs the fused kernel and then makes z again from its outputs), and at
+        batch 64 the step's GEMM is as efficient as one big one; at batch 1 `trace` is faster.
+        Equal to `trace` within float rounding (tests/test_experiments.py checks it).
+        """
+        steps, batch, _ = x.shape
+        if state is None:
+            state = self.initial_state(batch, x.device)
+        h0, c0 = state
+        hidden = self.config.hidden_size
+        blocks, hs, cs = [], [], []
+        for k, (w_ih, w_hh, bias) in enumerate(self._doubled_g_weights()):
+            block = x.new_empty(steps, batch, 6, hidden)
+            flat = block.view(steps, batch, 6 * hidden)
+            z = flat[..., : 4 * hidden]  # i, f, g, o: first z, then the gates in place
+            torch.addmm(bias, x.reshape(steps * batch, -1), w_ih, out=z.view(steps * batch, 4 * hidden))
+            gates = z.view(steps, batch, 4, hidden)
+            i, f, g, o = gates.unbind(2)
+            c_all, h_all = block[:, :, 4], block[:, :, 5]
+            h, c = h0[k], c0[k]
+            for t in range(steps):
+                z[t].addmm_(h, w_hh)
+                # one sigmoid for all four: torch's tanh costs ~6x its sigmoid on CPU, and
+                # tanh(x) = 2 sigmoid(2x) - 1 with the g rows of the weights doubled (exact)
+                z[t].sigmoid_()
+                g[t].mul_(2).sub_(1)
+                c = torch.mul(f[t], c, out=c_all[t]).addcmul_(i[t], g[t])
+                h = torch.mul(c, 2, out=h_all[t]).sigmoid_().mul_(2).sub_(1).mul_(o[t])  # o * tanh(c)
+            blocks.append(block)
+            hs.append(h)
+            cs.append(c)
+            x = h_all
+        return blocks, (torch.stack(hs), torch.stack(cs))
+
+    def _doubled_g_weights(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per layer (W_ih^T (X, 4H), W_hh^T (H, 4H), b_ih + b_hh) with the g block times 2 (see
+        trace_stepped); made per call: two small copies next to a trace's work."""
+        hidden = self.config.hidden_size
+        weights = []
+        for layer in self.layers:
+            scale = torch.ones(4 * hidden, device=layer.weight_ih_l0.device, dtype=layer.weight_ih_l0.dtype)
+            scale[2 * hidden : 3 * hidden] = 2.0
+            weights.append(((layer.weight_ih_l0.t() * scale).contiguous(), (layer.weight_hh_l0.t() * scale).contiguous(),
+                            (layer.bias_ih_l0 + layer.bias_hh_l0) * scale))
+        return weights
+
+    @torch.no_grad()
     def step(self, x: torch.Tensor, state: State, hooks: Sequence[Hook] | None = None, step: int = 0,
              first_layer: int = 0):
         """One time step for sampling, computing its gates on the way.

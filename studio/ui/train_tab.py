@@ -1,7 +1,7 @@
 """The Train tab: train a text or music model on your own data (or fine-tune a shipped one) and
 watch it learn: the loss as it falls, a sample from the current weights at each validation, and
 the same prompt's gates at each checkpoint side by side. The work is studio/jobs.py (one training
-at a time, in its own process on one core); this file only lays it out and polls it.
+at a time, in its own process with one thread); this file only lays it out and polls it.
 """
 
 from __future__ import annotations
