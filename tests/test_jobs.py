@@ -171,7 +171,7 @@ def test_the_train_endpoint_starts_reports_and_its_model_generates(studio, corpu
 
 @pytest.mark.browser
 def test_upload_train_watch_and_generate_with_the_new_model(studio, chromium_page, tmp_path, corpus):
-    """Upload a small text, train it for ~20 s: the progress and the loss plot grow, samples and
+    """Upload a small text, train it for 30 s: the progress and the loss plot grow, samples and
     pictures of the gates appear; the model joins the Text tab's list and generates."""
     url, _ = studio
     data = tmp_path / "poems.txt"
@@ -182,7 +182,7 @@ def test_upload_train_watch_and_generate_with_the_new_model(studio, chromium_pag
     page.locator("#train-files input[type=file]").set_input_files(str(data))
     page.fill("#train-name textarea", "poems")
     page.get_by_label("tiny (1 × 64)").check()
-    page.fill("#train-minutes input", "0.35")
+    page.fill("#train-minutes input", "0.5")  # 30 s
     page.wait_for_timeout(500)
     page.click("#train-start")
     status = "#train-status .train-status"

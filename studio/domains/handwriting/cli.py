@@ -29,7 +29,7 @@ def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
         parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
-        parser.add_argument("--samples", type=int, default=hw.DataConfig.samples)
+        parser.add_argument("--samples", type=int, default=hw.DataConfig.samples, help="handwriting samples drawn for the corpus")
         parser.add_argument("--model", choices=[hw.SYNTHESIS, hw.PREDICTION], default=hw.SYNTHESIS,
                             help="synthesis writes a text; prediction scribbles freely")
         cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
