@@ -50,12 +50,22 @@ def run_probe(domain, args) -> int:
     return 0
 
 
+def fast_gemm_dtype(device) -> torch.dtype | None:
+    """bfloat16 where the hardware multiplies it natively (a GPU; a CPU whose oneDNN has bf16
+    kernels), else None (float32)."""
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return torch.bfloat16 if supported is not None and supported() else None
+
+
 def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):
     """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can, so a
     long reference never holds every gate at once. A text is read as parallel streams, each from
-    a 100-character burn-in (text.evaluate.trace_streams; ~4x faster, its AUCs within ~3e-4 of the
-    exact ones over Tiny Shakespeare), in torch.get_num_threads() threads; exact=True (and every
-    other domain with trace_chunks) traces one stream from the start, exactly."""
+    a 100-character burn-in, with bfloat16 matrix products where the hardware has them
+    (text.evaluate.trace_streams; ~7x faster than one exact stream; docs/benchmarks.md measures
+    its agreement with the exact ranking), in torch.get_num_threads() threads; exact=True (and every
+    other domain with trace_chunks) traces one stream from the start, in float32, exactly."""
     if hasattr(domain, "trace_chunks"):
         sequence = sequence[:limit]
         read = loaded.codec.decode(loaded.codec.encode(sequence)[0])
@@ -64,9 +74,9 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
             from studio.domains.text.evaluate import trace_streams
 
             config = loaded.model.core.config
-            accumulator = experiments.accumulate_parts(lambda part: trace_streams(loaded, read, part=part),
-                                                       torch.get_num_threads(), track, config.num_layers,
-                                                       config.hidden_size)
+            parts = trace_streams(loaded, read, parts=torch.get_num_threads(),  # runs the burn-in
+                                  gemm_dtype=fast_gemm_dtype(loaded.device))
+            accumulator = experiments.accumulate_parts(parts, track, config.num_layers, config.hidden_size)
             return track, len(read), accumulator.top(top)
         accumulator = None
         done = 0

@@ -104,12 +104,14 @@ class ProbeAccumulator:
     at once: the float64 numpy passes it replaced took 5 s over 100,000 characters."""
 
     BINS = 1024
-    SLOTS = BINS + 1  # per unit: the top value (a gate exactly 1.0) gets its own bin instead of a clamp
+    # per unit: a guard slot below the bins for the rare value that rounding puts just under 0, the
+    # BINS bins, and one above them for a value of exactly 1 (a saturated gate): all in order
+    SLOTS = BINS + 2
 
     def __init__(self, num_layers: int, hidden: int, binary: bool):
         self.num_layers, self.hidden, self.binary = num_layers, hidden, binary
         self.n = 0
-        self.shift = None  # (layers, 6 x H): the first chunk's means; made on the values' device
+        self.shift = None  # (layers, 6, H): the first chunk's means; made on the values' device
         self.sy = self.syy = 0.0
 
     def _start(self, blocks: list) -> None:
@@ -117,9 +119,31 @@ class ProbeAccumulator:
         self.shift = torch.stack([block.mean(0) for block in blocks])  # (layers, 6, H)
         self.s1, self.s2, self.sxy = (torch.zeros(shape, dtype=torch.float64, device=device) for _ in range(3))
         if self.binary:
-            # unit u's values go to slots [u, u + 1) x SLOTS of one bincount per quantity
-            self.offsets = torch.arange(self.hidden, device=device, dtype=torch.float32) * self.SLOTS
+            # The bins come from the shifted values d = x - shift that the sums use (read once,
+            # while in cache): slot = offset + 1 + BINS * squash(x), the squash to 0..1 monotonic
+            # (i, f, o are in [0, 1]: x; g and h in [-1, 1]: (x + 1) / 2; c is unbounded:
+            # sigmoid(2c) = (tanh(c) + 1) / 2), unit u's offset u x SLOTS; float32 keeps these
+            # integers exact below 2^24 (6 x 384 x 1,026 = 2.4M per layer).
+            self.offsets = torch.arange(self.hidden, device=device, dtype=torch.float32) * self.SLOTS + 1
+            self.slope = {name: self.BINS / 2 if name in ("g", "h") else 2.0 if name == "c" else float(self.BINS)
+                          for name in QUANTITIES}
+            self.base = torch.stack([torch.stack([self._base(name, self.shift[layer, q]) for q, name in enumerate(QUANTITIES)])
+                                     for layer in range(self.num_layers)])
             self.counts = torch.zeros(*shape[:2], 2, self.hidden * self.SLOTS, dtype=torch.int64, device=device)  # all, on
+
+    def _base(self, name: str, shift: torch.Tensor) -> torch.Tensor:
+        """What slope * d is added to, so that offset + 1 + BINS * squash(x) (for c: 2x) comes out."""
+        if name == "c":
+            return 2 * shift
+        return self.offsets + self.slope[name] * shift + (self.BINS / 2 if name in ("g", "h") else 0.0)
+
+    def _buffers(self, rows: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Work memory for `rows` steps, kept from chunk to chunk: new tensors of this size (MBs)
+        come from fresh pages, and their page faults cost as much as the arithmetic."""
+        if getattr(self, "_work", None) is None or self._work[0].shape[0] < rows:
+            self._work = (like.new_empty(rows, self.hidden), like.new_empty(rows, self.hidden),
+                          torch.empty(rows, self.hidden, dtype=torch.int32, device=like.device))
+        return tuple(buffer[:rows] for buffer in self._work)
 
     def add(self, trace: Trace, track: np.ndarray) -> None:
         """A Trace's steps (numpy, as trace_chunks yields them) and the track's values at them."""
@@ -137,35 +161,28 @@ class ProbeAccumulator:
         track = track.to(self.s1.device, torch.float64)
         y = track.to(blocks[0].dtype)
         weights = torch.stack([torch.ones_like(y), y])  # one GEMM gives sum(d) and sum(y d)
-        on = torch.nonzero(y > 0)[:, 0] if self.binary else None
+        if self.binary:
+            on = torch.nonzero(y > 0)[:, 0]
+            ones = torch.ones(1, dtype=torch.int64, device=y.device).expand(len(on) * self.hidden)
+        d, scaled, codes = self._buffers(rows, blocks[0])
         for layer, block in enumerate(blocks):
             for q, name in enumerate(QUANTITIES):
-                values = block[:, q]  # (rows, H)
-                d = values - self.shift[layer, q]
+                torch.sub(block[:, q], self.shift[layer, q], out=d)  # (rows, H)
                 sums = weights @ d
                 self.s1[layer, q] += sums[0]
                 self.sxy[layer, q] += sums[1]
                 self.s2[layer, q] += torch.linalg.vecdot(d, d, dim=0)
                 if self.binary:
-                    codes = self._codes(name, values).view(-1)
-                    self.counts[layer, q, 0] += torch.bincount(codes, minlength=self.hidden * self.SLOTS)
-                    self.counts[layer, q, 1] += torch.bincount(codes.view(rows, -1)[on].view(-1),
-                                                               minlength=self.hidden * self.SLOTS)
+                    torch.add(self.base[layer, q], d, alpha=self.slope[name], out=scaled)
+                    if name == "c":
+                        scaled.sigmoid_().mul_(self.BINS).add_(self.offsets)
+                    codes.copy_(scaled)  # to int32 by truncation = floor: every slot is >= 0
+                    # all steps: one bincount; on-steps (fewer): added in place, no table to clear
+                    self.counts[layer, q, 0] += torch.bincount(codes.view(-1), minlength=self.hidden * self.SLOTS)
+                    self.counts[layer, q, 1].index_add_(0, codes[on].view(-1), ones)
         self.n += rows
         self.sy += float(track.sum())
         self.syy += float((track * track).sum())
-
-    def _codes(self, name: str, values: torch.Tensor) -> torch.Tensor:
-        """(rows, H) values -> int32 slots, unit u's in [u, u + 1) x SLOTS: the values mapped to 0..1
-        by a monotonic squash (i, f, o are in [0, 1]; g and h in [-1, 1]; c is unbounded and goes
-        through sigmoid(2c) = (tanh(c) + 1) / 2), times BINS. A value of exactly 1 is bin BINS."""
-        if name == "c":
-            scaled = torch.mul(values, 2).sigmoid_().mul_(self.BINS).add_(self.offsets)
-        elif name in ("g", "h"):
-            scaled = torch.add(self.offsets + self.BINS / 2, values, alpha=self.BINS / 2)
-        else:
-            scaled = torch.add(self.offsets, values, alpha=self.BINS)
-        return scaled.to(torch.int32)  # truncation: every value is >= its offset, so this is the floor
 
     def merge(self, other: ProbeAccumulator) -> ProbeAccumulator:
         """Add another accumulator's steps (of the same sequence's other rows) to this one."""
@@ -214,27 +231,27 @@ class ProbeAccumulator:
         return hits
 
 
-def accumulate_parts(chunks, parts: int, track: np.ndarray, num_layers: int, hidden: int) -> ProbeAccumulator:
-    """A ProbeAccumulator fed by `chunks((j, parts))` for every j < parts: iterables of (blocks, positions)
-    as text.evaluate.trace_streams yields them, over independent groups of a sequence's steps. With
-    parts > 1 each group runs in its own thread with one torch thread (restored afterwards), so
-    they never wait for each other, where two intra-op threads meet at every step's small GEMM."""
+def accumulate_parts(parts: list, track: np.ndarray, num_layers: int, hidden: int) -> ProbeAccumulator:
+    """A ProbeAccumulator fed by `parts`: iterables of (blocks, positions) over disjoint groups of a
+    sequence's steps, as text.evaluate.trace_streams returns them. With several, each runs in its
+    own thread with one torch thread (the count is restored afterwards), so they never wait for
+    each other, where two intra-op threads meet at every step's small GEMM."""
     values = torch.as_tensor(np.asarray(track, np.float64))
     binary = is_binary(values.numpy())
 
-    def run(part: int) -> ProbeAccumulator:
+    def run(chunks) -> ProbeAccumulator:
         accumulator = ProbeAccumulator(num_layers, hidden, binary)
-        for blocks, positions in chunks((part, parts)):
+        for blocks, positions in chunks:
             accumulator.add_blocks(blocks, values[positions.cpu()])
         return accumulator
 
-    if parts <= 1:
-        return run(0)
+    if len(parts) <= 1:
+        return run(parts[0] if parts else [])
     threads_before = torch.get_num_threads()
     torch.set_num_threads(1)  # a new thread takes this count when it first runs a torch op
     try:
-        with ThreadPoolExecutor(parts) as pool:
-            accumulators = list(pool.map(run, range(parts)))
+        with ThreadPoolExecutor(len(parts)) as pool:
+            accumulators = list(pool.map(run, parts))
     finally:
         torch.set_num_threads(threads_before)
     return functools.reduce(ProbeAccumulator.merge, accumulators)

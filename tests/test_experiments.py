@@ -98,3 +98,49 @@ def test_the_streaming_probe_agrees_with_the_exact_one(loaded):
         streamed = accumulator.top(5)
         assert streamed[0].score == pytest.approx(exact[0].score, abs=5e-3)
         assert streamed[0].strength == pytest.approx(exact[0].strength, abs=1e-2)
+
+
+def test_the_stepped_trace_is_the_exact_trace(loaded):
+    """LSTMCore.trace_stepped (the fast probe's trace) gives trace's gates and state within rounding."""
+    core = loaded.model.core
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 9, core.config.input_size, generator=generator)
+    shape = (core.config.num_layers, 3, core.config.hidden_size)
+    state = (0.5 * torch.randn(shape, generator=generator), torch.randn(shape, generator=generator))
+    _, (h, c), gates = core.trace(x, state)
+    blocks, (h_stepped, c_stepped) = core.trace_stepped(x.transpose(0, 1), state)
+    for layer, block in enumerate(blocks):
+        for q, name in enumerate(experiments.QUANTITIES):
+            assert torch.allclose(block[:, :, q].transpose(0, 1), gates[layer][name], atol=1e-5), (layer, name)
+    assert torch.allclose(h_stepped, h, atol=1e-5) and torch.allclose(c_stepped, c, atol=1e-5)
+    # bfloat16 products: z to ~3 significant digits, so every gate within 0.02 (and not exact)
+    approximate, _ = core.trace_stepped(x.transpose(0, 1), state, gemm_dtype=torch.bfloat16)
+    errors = [float((a - b).abs().max()) for a, b in zip(approximate, blocks, strict=True)]
+    assert 0 < max(errors) < 0.02, errors
+
+
+@pytest.mark.parametrize("name", ["space", "position in line"])
+def test_the_fast_probe_agrees_with_the_exact_one(loaded, name):
+    """The default probe of a text (parallel streams from a burn-in, in threads, bfloat16 products
+    where the CPU has them) against exact=True (one float32 stream from the start): every (layer,
+    quantity, unit)'s score within 1e-3 in float32 and 5e-3 with bfloat16, the best the same."""
+    from studio.cli_experiments import probe
+    from studio.domains.text.evaluate import trace_streams
+
+    words = SENTENCE.split(" ")
+    rng = np.random.default_rng(0)
+    long_text = " ".join(rng.choice(words, 600)) + "\n"  # ~3,500 characters: 35 streams of 100
+    every = 2 * len(experiments.QUANTITIES) * loaded.model.core.config.hidden_size
+    track, steps, exact = probe(text, loaded, long_text, name, top=every, exact=True)
+    scores = {(h.layer, h.quantity, h.unit): h.score for h in exact}
+    _, fast_steps, fast = probe(text, loaded, long_text, name, top=every)
+    # two threads (merged accumulators) whatever torch's thread count here
+    config = loaded.model.core.config
+    threaded = experiments.accumulate_parts(trace_streams(loaded, long_text, parts=2), track, config.num_layers,
+                                            config.hidden_size).top(every)
+    bfloat16 = experiments.accumulate_parts(trace_streams(loaded, long_text, parts=2, gemm_dtype=torch.bfloat16),
+                                            track, config.num_layers, config.hidden_size).top(every)
+    for hits, tolerance in ((fast, 5e-3), (threaded, 1e-3), (bfloat16, 5e-3)):
+        assert len(hits) == every and fast_steps == steps
+        assert max(abs(h.score - scores[(h.layer, h.quantity, h.unit)]) for h in hits) < tolerance
+        assert (hits[0].layer, hits[0].quantity, hits[0].unit) == (exact[0].layer, exact[0].quantity, exact[0].unit)

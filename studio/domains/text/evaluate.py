@@ -113,42 +113,48 @@ def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
 
 
 @torch.no_grad()
-def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: int = 100, chunk: int = 200,
-                  part: tuple[int, int] = (0, 1)):
+def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: int = 100, chunk: int = 64,
+                  parts: int = 1, gemm_dtype: torch.dtype | None = None) -> list:
     """The teacher-forced trace of a long text read as `streams` pieces side by side (LSTMCore.trace_stepped:
     one batched step instead of a batch-1 kernel, ~4x faster on a CPU). Piece k > 0 starts from the
     state the `burn_in` characters before it leave, not from the whole text before it: a
     teacher-forced LSTM forgets, and over 100,000 characters of Tiny Shakespeare the probe's AUCs stay
-    within 3e-4 of the single-stream trace's with 100 (within 6e-3 with none; docs/benchmarks.md).
-    `part=(j, parts)` traces only the j-th of `parts` equal groups of pieces (one per thread).
+    within 4e-4 of the single-stream trace's with 100 (within 6e-3 with none; docs/benchmarks.md).
 
-    Yields per `chunk` steps (blocks, positions): blocks[k] the (rows, 6, H) gates of layer k (i, f,
-    g, o, c, h), positions (rows,) the index of each row's character in the text (rows in no order)."""
+    The burn-in runs here, for every piece at once; returns `parts` iterators over disjoint groups of
+    the pieces (one per thread), each yielding per `chunk` steps (blocks, positions): blocks[k] the
+    (rows, 6, H) gates of layer k (i, f, g, o, c, h), positions (rows,) the index of each row's
+    character in the text (rows in no order). An iterator's next chunk overwrites its blocks: read
+    them before asking for it. `gemm_dtype`: see LSTMCore.trace_stepped (bfloat16 products for speed)."""
     ids, _ = loaded.codec.encode(text)
     n = len(ids)
     if n == 0:
-        return
+        return []
     streams = max(1, min(streams, n // max(burn_in, 1)))  # a piece at least as long as its burn-in
     length = -(-n // streams)  # characters per piece; the last piece is padded (those rows are dropped)
-    burn_in = min(burn_in, length)
-    first, last = part[0] * streams // part[1], (part[0] + 1) * streams // part[1]
-    if first == last:
-        return
     padded = torch.tensor(ids + [0] * (streams * length - n), device=loaded.device)
-    rows = padded.view(streams, length)[first:last]
-    positions = torch.arange(streams * length, device=loaded.device).view(streams, length)[first:last]
+    rows = padded.view(streams, length)
+    positions = torch.arange(streams * length, device=loaded.device).view(streams, length)
     core = loaded.model.core
-    h, c = core.initial_state(last - first, loaded.device)
-    warm = [k for k in range(first, last) if k > 0]  # piece 0 starts the text: from zeros, exactly
-    if warm and burn_in:
-        before = torch.stack([padded[k * length - burn_in : k * length] for k in warm])
-        _, (h_warm, c_warm) = core(loaded.model.embed(before))  # the fused kernel: only the state is kept
-        cold = (last - first) - len(warm)  # 1 when this group holds piece 0, else 0
-        h[:, cold:], c[:, cold:] = h_warm, c_warm
-    state = (h, c)
-    for start in range(0, length, chunk):
+    h, c = core.initial_state(streams, loaded.device)
+    if streams > 1 and burn_in:  # piece 0 starts the text: from zeros, exactly
+        before = torch.stack([padded[k * length - burn_in : k * length] for k in range(1, streams)])
+        _, (h[:, 1:], c[:, 1:]) = core(loaded.model.embed(before))  # the fused kernel: only the state is kept
+    bounds = [(j * streams // parts, (j + 1) * streams // parts) for j in range(parts)]
+    return [_stream_chunks(loaded, rows[a:b], positions[a:b], (h[:, a:b], c[:, a:b]), n, chunk, gemm_dtype)
+            for a, b in bounds if b > a]
+
+
+@torch.no_grad()
+def _stream_chunks(loaded: LoadedModel, rows, positions, state, n: int, chunk: int, gemm_dtype=None):
+    """trace_streams' chunks of one group of pieces: rows (B, length) of ids, their positions."""
+    core = loaded.model.core
+    # every chunk is written into the same memory: fresh blocks of this size cost page faults
+    out = [torch.empty(min(chunk, rows.shape[1]), rows.shape[0], 6, core.config.hidden_size, device=loaded.device)
+           for _ in range(core.config.num_layers)]
+    for start in range(0, rows.shape[1], chunk):
         x = loaded.model.embed(rows[:, start : start + chunk].t())  # time-major (T, B, E)
-        blocks, state = core.trace_stepped(x, state)
+        blocks, state = core.trace_stepped(x, state, out, gemm_dtype)
         where = positions[:, start : start + chunk].t().reshape(-1)
         blocks = [block.view(len(where), 6, -1) for block in blocks]
         keep = where < n
