@@ -18,6 +18,9 @@ def add_probe_command(parser, domain) -> None:
     parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
     parser.add_argument("--limit", type=int, default=200_000, help="read at most this many steps of the input")
     parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
+    parser.add_argument("--exact", action="store_true",
+                        help="text: read the input as one float32 stream from its start (slower) instead of "
+                             "parallel streams with bfloat16 products")
     parser.set_defaults(run=lambda args: run_probe(domain, args))
 
 
@@ -38,7 +41,7 @@ def run_probe(domain, args) -> int:
     loaded = load_or_exit(domain, args.model)
     try:
         sequence = domain.read_input(args.input, loaded)
-        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top)
+        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top, exact=args.exact)
     except ValueError as error:
         sys.exit(f"error: {error}")
     measure = "AUC" if experiments.is_binary(np.asarray(track, float)) else "correlation"

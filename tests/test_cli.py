@@ -158,6 +158,10 @@ def test_probe_intervene_and_compare_commands(trained, tmp_path, run_cli):
     result = run_cli("probe", "text", "--model", stem, "--feature", "newline", "--input", data)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(rf"best: layer \d unit \d+ quantity [ifgoch] score {FLOAT}", result.stdout.strip().splitlines()[-1])
+    fast_best = result.stdout.strip().splitlines()[-1]
+    result = run_cli("probe", "text", "--model", stem, "--feature", "newline", "--input", data, "--exact")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[0] == fast_best.rsplit(" ", 1)[0]  # the same unit
     result = run_cli("probe", "text", "--model", stem, "--feature", "[A-Z]", "--input", data)  # a regex
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1].startswith("best: ")
     result = run_cli("intervene", "text", "--model", stem, "--seed", "2", "--ablate", "1:0,1:3", "--clamp", "0:2:f=1",
