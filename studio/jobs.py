@@ -26,10 +26,11 @@ import threading
 import time
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio import checkpoint, train_progress
+from studio import checkpoint, limits, train_progress
 
 REPO = Path(__file__).resolve().parent.parent
 USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
@@ -81,6 +82,7 @@ def _describe(path: Path, data: bytes) -> dict:
 
 def _unzip(path: Path, suffixes: set[str], folder: Path, budget: int) -> list[Path]:
     """The members of a zip with these suffixes, extracted (their declared sizes checked first)."""
+    limits.check_zip(path, error=ValueError)  # member count, and what every member unpacks to, before any is read
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in suffixes
@@ -92,8 +94,8 @@ def _unzip(path: Path, suffixes: set[str], folder: Path, budget: int) -> list[Pa
                 target = folder / f"{k:04d}-{Path(member.filename).name}"
                 target.write_bytes(archive.read(member)[: budget + 1])
                 extracted.append(target)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{path.name} is not a readable zip file.") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as error:
+        raise ValueError(limits.unreadable(path.name, "zip file", error)) from None
     if not extracted:
         raise ValueError(f"{path.name} holds no {'/'.join(sorted(s for s in suffixes if s))} files.")
     return extracted

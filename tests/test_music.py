@@ -170,7 +170,7 @@ def test_bad_primer_files_raise_clear_errors(tmp_path):
         "corrupt.mid": (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02garbage", "corrupt"),
         "empty.mid": (b"", "empty"),
         "letter.txt": (b"Dear Bach", "neither a MIDI file nor a score"),
-        "broken.xml": (b"<score-partwise><part", "could not be read as a score"),
+        "broken.xml": (b"<score-partwise><part", "not a score this studio can read"),
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
@@ -413,11 +413,14 @@ def test_a_long_valid_midi_pretty_midi_refuses_is_read_with_mido(tmp_path):
     song.save(path)
     with pytest.raises(ValueError, match="likely corrupt"):
         pretty_midi.PrettyMIDI(str(path))
-    from studio.domains.music.codec import note_events
+    from studio.domains.music.codec import read_midi_ticks
 
-    events, notes = note_events(path)
+    reading = read_midi_ticks(path)
+    pitched, drums = reading.parts
+    events = pitched.events
     assert len(events) == 1100 * 3 and events[:3] == [(60, 0.0, 1.0), (64, 0.0, 1.0), (67, 0.0, 1.0)]
-    assert events[-1][2] == 1100.0 and "mido" in notes[0] and "drum" in notes[1]
+    assert events[-1][2] == 1100.0 and "mido" in reading.notes[0] and drums.is_drum and len(drums.events) == 1
     loaded = music.load(music.DEFAULT_MODEL)
     primer = music.read_input(path, loaded)
     assert primer[0] == [60, 64, 67] and primer[1] == [62, 65, 69] and any("mido" in note for note in primer.notes)
+    assert any("drum" in note for note in primer.notes)

@@ -1,7 +1,7 @@
 """Music: an LSTM over piano-roll frames written as pitch tokens (Bach chorales). The contract
 (studio.domains.base) in one place: codec.py (frames <-> tokens, the valid-next rule), model.py
-(the network, load/save), data.py (MIDI / score / corpus primers, the JSB JSON, features),
-train.py (the training task), evaluate.py (NLL per frame, score), generate.py (sampling),
+(the network, load/save), data.py (MIDI / score / corpus primers, the JSB JSON),
+train.py (the training task), evaluate.py (NLL per frame, score, features), generate.py (sampling),
 render.py (piano roll, MIDI, audio), cli.py and tab.py (imported by the CLI and the app only)."""
 
 from studio import checkpoint
@@ -15,16 +15,13 @@ from studio.domains.music.data import (
     MusicInputError,
     Primer,
     corpus_primer,
-    example,
-    features,
     read_input,
     read_jsb,
     read_primer,
-    tiny,
 )
-from studio.domains.music.evaluate import explainable, fused, nll_per_frame, score
-from studio.domains.music.generate import MAX_BARS, MusicResult, MusicSettings, clean_settings, generate
-from studio.domains.music.model import NAME, MusicModel, MusicModelConfig, load, make_card, save
+from studio.domains.music.evaluate import explainable, features, fused, nll_per_frame, score
+from studio.domains.music.generate import MAX_BARS, MusicResult, MusicSettings, clean_settings, example, generate
+from studio.domains.music.model import NAME, MusicModel, MusicModelConfig, load, make_card, save, tiny
 from studio.domains.music.render import (
     frame_trace,
     frames_to_midi,

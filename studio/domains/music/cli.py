@@ -44,7 +44,8 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--primer", help="a MIDI / MusicXML / ABC / kern file to continue")
         parser.add_argument("--corpus", help="a music21 corpus piece to continue, e.g. bach/bwv269")
         cli_common.add_sampling_flags(parser, temperature=1.0)
-        parser.add_argument("--tempo", type=float, default=80.0, help="quarter notes per minute")
+        parser.add_argument("--tempo", type=float, default=0.0,
+                            help="quarter notes per minute (default 0: the primer's own tempo, else 80)")
         cli_common.add_output_flags(parser, "MIDI file to write")
         parser.add_argument("--wav", help="also render audio to this .wav")
         parser.set_defaults(run=run_generate)
@@ -209,6 +210,7 @@ def run_generate(args) -> int:
     if args.trace_out:
         generation.trace.save_npz(args.trace_out)
     generated = len(result.frames) - result.primer_frames
+    metre = "" if not result.time_signatures else f" of {'/'.join(map(str, result.time_signatures[-1][1:]))}"
     print(f"wrote {args.out}: {result.primer_frames} primer + {generated} generated frames "
-          f"({generated // loaded.codec.steps_per_bar} bars) at {result.tempo_bpm:g} bpm")
+          f"({result.bars} bars{metre}) at {result.tempo_bpm:g} bpm")
     return 0

@@ -41,13 +41,14 @@ drawn as a piano roll without the model. The state after a frame's END stands fo
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-QUARTERS_PER_BAR = 4  # generation counts bars of 4/4, like most chorales
+QUARTERS_PER_BAR = 4  # without a primer's metre, bars are of 4/4, like most chorales
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -191,14 +192,24 @@ class MusicTraceDetail:
     steps_per_quarter: int  # grid frames per quarter note
     primer_frames: int = 0  # frames read from the input (teacher-forced) before the generated ones
     primer_source: str = ""  # where those frames came from (a file name, a corpus chorale), when known
+    time_signatures: list = field(default_factory=list)  # the primer's metre map (see clean_metre); empty: 4/4
 
     @property
     def steps_per_bar(self) -> int:
-        return QUARTERS_PER_BAR * self.steps_per_quarter
+        return round(bar_length(*(self.time_signatures or [(0, 4, 4)])[0][1:]) * self.steps_per_quarter)
+
+    def bar_lines(self, steps: int) -> list[float]:
+        """Where the bars start, in grid steps, up to `steps`."""
+        lines = []
+        while (at := bar_start(self.time_signatures, len(lines)) * self.steps_per_quarter) <= steps:
+            lines.append(at)
+        return lines
 
     @classmethod
-    def of(cls, codec: PitchCodec, tokens: list[int], primer_frames: int, primer_source: str = "") -> MusicTraceDetail:
-        return cls(list(tokens), codec.min_pitch, codec.num_pitches, codec.steps_per_quarter, primer_frames, primer_source)
+    def of(cls, codec: PitchCodec, tokens: list[int], primer_frames: int, primer_source: str = "",
+           time_signatures=()) -> MusicTraceDetail:
+        return cls(list(tokens), codec.min_pitch, codec.num_pitches, codec.steps_per_quarter, primer_frames, primer_source,
+                   [list(signature) for signature in time_signatures])
 
 
 def valid_next(tokens: torch.Tensor, codec: PitchCodec) -> torch.Tensor:
@@ -254,39 +265,129 @@ class FrameContextTracker:
         return torch.cat([self.previous, self.current])[None]  # (1, 2P)
 
 
-# ---------------------------------------------------------------- MIDI files pretty_midi refuses
+# ---------------------------------------------------------------- metre
+# A time-signature map is a list of (quarter note where it starts, numerator, denominator), sorted,
+# the first at 0; a change starts a new bar, as in a score. An empty map is 4/4 throughout.
+def bar_length(numerator: int, denominator: int) -> float:
+    """Quarter notes in a bar: 4 for 4/4 and 2/2, 3 for 3/4 and 6/8, 3.5 for 7/8."""
+    return 4.0 * numerator / denominator
+
+
+def clean_metre(signatures) -> list[tuple[float, int, int]]:
+    """A file's time signatures as a map: sorted, senseless ones (bars under a sixteenth or over 16
+    whole notes) and repeats dropped, the last one at a time kept, 4/4 until the first."""
+    found = {}
+    for start, numerator, denominator in sorted(signatures, key=lambda s: s[0]):
+        if numerator > 0 and denominator > 0 and 0.25 <= bar_length(numerator, denominator) <= 64 and start >= 0:
+            found[round(float(start), 6)] = (int(numerator), int(denominator))
+    cleaned = [] if 0.0 in found else [(0.0, 4, 4)]
+    for start, (numerator, denominator) in found.items():
+        if not cleaned or cleaned[-1][1:] != (numerator, denominator):
+            cleaned.append((start, numerator, denominator))
+    return cleaned
+
+
+def _segments(signatures):
+    """(start, bar length, end) of each stretch of one time signature (the last runs for ever)."""
+    signatures = list(signatures) or [(0.0, 4, 4)]
+    ends = [start for start, _, _ in signatures[1:]] + [math.inf]
+    return [(start, bar_length(num, den), end) for (start, num, den), end in zip(signatures, ends, strict=True)]
+
+
+def bars_before(signatures, quarter: float) -> float:
+    """Bars before `quarter` under the map (a fraction for a bar under way)."""
+    bars = 0.0
+    for start, length, end in _segments(signatures):
+        if quarter <= start:
+            break
+        span = min(quarter, end) - start
+        bars += span / length if quarter < end else math.ceil(span / length - 1e-9)  # a cut-short bar counts whole
+    return bars
+
+
+def bar_start(signatures, bar: float) -> float:
+    """The quarter note where bar `bar` (0: the first) starts under the map."""
+    for start, length, end in _segments(signatures):
+        whole = math.ceil((end - start) / length - 1e-9) if end < math.inf else math.inf  # bars starting here
+        if bar < whole:
+            return start + bar * length
+        bar -= whole
+    raise AssertionError("the last stretch never ends")
+
+
+# ---------------------------------------------------------------- what a file gives: parts, metre, tempo
+DRUM_CHANNEL = 9  # General MIDI's percussion channel (10, counted from 1)
+VOICES = 4  # the most notes a frame keeps: the chorales the model learnt are in four voices
+
+
+@dataclass
+class Part:
+    """One instrument of a file (a MIDI track's notes on one channel, a score's part)."""
+
+    name: str
+    program: int  # General MIDI program, 0-127
+    is_drum: bool
+    events: list  # (pitch, start, end) in quarter notes
+
+    def describe(self) -> str:
+        import pretty_midi
+
+        kind = "drums" if self.is_drum else pretty_midi.program_to_instrument_name(self.program)
+        return f"{self.name!r} ({kind}, {len(self.events)} notes)" if self.name else f"{kind} ({len(self.events)} notes)"
+
+
+@dataclass
+class Reading:
+    """A file read: its parts and, in quarter notes, its metre and tempo; notes for the user."""
+
+    parts: list[Part]
+    time_signatures: list = field(default_factory=list)  # a clean_metre map; empty: the file gives none
+    tempos: list = field(default_factory=list)  # (quarter, quarter notes per minute); empty: none given
+    notes: list = field(default_factory=list)
+
+    def __post_init__(self):  # one tempo per moment (the last given), repeats of the tempo before dropped
+        self.time_signatures = clean_metre(self.time_signatures) if self.time_signatures else []
+        tempos = sorted(dict((round(float(q), 6), round(float(bpm), 3)) for q, bpm in self.tempos if bpm > 0).items())
+        self.tempos = [change for k, change in enumerate(tempos) if not k or change[1] != tempos[k - 1][1]]
+
+
 # pretty_midi builds a table with one entry per tick and so refuses a file whose last tick is past
 # 10 million ("it is likely corrupt"), which a full movement at a fine resolution reaches while being
-# perfectly valid. The model needs quarter notes, not seconds, so such a file's notes are read with
-# mido alone, straight from the ticks (tick / ticks per beat): no tempo map, no table.
-DRUM_CHANNEL = 9  # General MIDI's percussion channel (10, counted from 1)
-
-
-def note_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]:
-    """((pitch, start, end) in quarter notes for every pitched note, notes for the user)."""
+# perfectly valid. The model needs quarter notes, not seconds, so such a file is read with mido
+# alone, straight from the ticks (tick / ticks per beat): no table.
+def read_midi_ticks(path: Path, why: str = "its length") -> Reading:
+    """A MIDI file read with mido: one part per track and channel, its time signatures and tempos.
+    mido's own errors (a truncated or corrupt file) pass to the caller."""
     import mido
 
     midi = mido.MidiFile(str(path), clip=True)
     per_beat = float(midi.ticks_per_beat or 480)
-    events, drums = [], 0
+    parts, signatures, tempos = [], [], []
     for track in midi.tracks:
-        tick, sounding = 0, {}  # (channel, pitch) -> start tick
+        tick, name, programs, events, sounding = 0, "", {}, {}, {}  # sounding: (channel, pitch) -> start tick
         for message in track:
             tick += message.time
-            if message.type not in ("note_on", "note_off"):
-                continue
-            if message.channel == DRUM_CHANNEL:
-                drums += message.type == "note_on" and message.velocity > 0
-                continue
-            key = (message.channel, message.note)
-            if message.type == "note_on" and message.velocity > 0:
-                if key in sounding:  # a repeated note-on ends the one before
-                    events.append((message.note, sounding[key] / per_beat, tick / per_beat))
-                sounding[key] = tick
-            elif key in sounding:
-                events.append((message.note, sounding.pop(key) / per_beat, tick / per_beat))
-        events += [(note, start / per_beat, tick / per_beat) for (_, note), start in sounding.items()]
-    notes = [f"{path.name} was read note by note with mido (pretty_midi refused its length)."]
-    if drums:
-        notes.append(f"Ignored {drums} drum notes: the model writes pitched notes only.")
-    return sorted((e for e in events if e[2] > e[1]), key=lambda e: (e[1], e[0])), notes
+            if message.type == "track_name":
+                name = message.name.strip()
+            elif message.type == "time_signature":
+                signatures.append((tick / per_beat, message.numerator, message.denominator))
+            elif message.type == "set_tempo":
+                tempos.append((tick / per_beat, mido.tempo2bpm(message.tempo)))
+            elif message.type == "program_change":
+                programs.setdefault(message.channel, message.program)
+            elif message.type in ("note_on", "note_off"):
+                key, on = (message.channel, message.note), message.type == "note_on" and message.velocity > 0
+                if key in sounding:  # a note-off, or a repeated note-on, ends the note
+                    start = sounding.pop(key)
+                    events.setdefault(message.channel, []).append((message.note, start / per_beat, tick / per_beat))
+                if on:
+                    sounding[key] = tick
+        for (channel, note), start in sounding.items():
+            events.setdefault(channel, []).append((note, start / per_beat, tick / per_beat))
+        parts += [Part(name, programs.get(channel, 0), channel == DRUM_CHANNEL,
+                       sorted((e for e in found if e[2] > e[1]), key=lambda e: (e[1], e[0])))
+                  for channel, found in sorted(events.items())]
+    if all(quarter > 0 for quarter, _ in tempos):
+        tempos.append((0.0, 120.0))  # MIDI's default tempo until the first change (Reading sorts them)
+    return Reading(parts, signatures, tempos,
+                   [f"{path.name} was read note by note with mido (pretty_midi refused it: {why})."])

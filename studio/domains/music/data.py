@@ -1,15 +1,15 @@
 """Music data: reading primers (MIDI, MusicXML, ABC, kern, music21's corpus) and the JSB Chorales
-JSON, and the per-step feature tracks the probes compare units against.
+JSON (the per-step feature tracks live in evaluate.py, beside `score`).
 
-Importers: MIDI through pretty_midi (tempo-aware: note times become quarter notes through the
-file's tick grid), MusicXML / ABC / Humdrum kern through music21 (note events taken from the parsed
-score directly, never written out and re-read). A note event is (pitch, start, end) in quarter
-notes. Onsets and ends are sampled on the grid as the JSB data was (frame k: the pitches sounding
-at step k), so a note that sounds at no grid point is left out, with a note for the user. Drum
-tracks are ignored, pitches outside the model's range are moved by octaves into it (or dropped
-when the range cannot take them), and long pieces are cut to `MAX_PRIMER_BARS`, each with a note.
-Anything unusable raises MusicInputError with a message meant for the user. `read_pieces` reads
-many such files (folders and .zip files of them too) as whole pieces, for training.
+Importers: MIDI through pretty_midi, or mido where pretty_midi refuses a valid file (codec.py), and
+MusicXML / ABC / Humdrum kern through music21 (notes taken from the parsed score, never re-exported),
+each as a codec.Reading: parts of note events (pitch, start, end) in quarter notes, with the file's
+time signatures and tempo map. Onsets and ends are sampled on the grid as the JSB data was (frame k:
+the pitches sounding at step k); drums are dropped; a frame with more than VOICES notes (a band, an
+orchestra) keeps the melody on top, the bass below and inner voices between (`reduce_voices`);
+pitches outside the model's range are moved by octaves; long pieces are cut to `MAX_PRIMER_BARS`
+bars of their own metre; each change with a note. Anything unusable raises MusicInputError with a
+message meant for the user. `read_pieces` reads many files (folders, .zip files) for training.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from __future__ import annotations
 import functools
 import json
 import math
+import statistics
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from studio.domains.music.codec import QUARTERS_PER_BAR, PitchCodec, note_events
+from studio import limits
+from studio.domains.music.codec import VOICES, Part, PitchCodec, Reading, bar_start, bars_before, read_midi_ticks
 
 MAX_PRIMER_BARS = 32  # a longer primer keeps only its first bars
 MAX_FILE_BYTES = 20_000_000  # larger uploads are refused before parsing
@@ -54,10 +56,12 @@ class Primer(list):
     frames, the domain's sequence format, that also keeps where it came from and what reading it
     changed, so `score` and `generate` can pass those notes on to the user."""
 
-    def __init__(self, frames=(), notes=(), source: str = ""):
+    def __init__(self, frames=(), notes=(), source: str = "", time_signatures=(), tempos=()):
         super().__init__(frames)
         self.notes = list(notes)  # what was adjusted on the way in, in plain words
         self.source = source  # a name for the page and the trace
+        self.time_signatures = list(time_signatures)  # the file's metre map (codec.clean_metre); empty: none given
+        self.tempos = list(tempos)  # (quarter note, quarter notes per minute) changes; empty: none given
 
 
 # ---------------------------------------------------------------- note events -> frames
@@ -89,21 +93,77 @@ def events_to_frames(note_events, steps_per_quarter: int, max_steps: int) -> tup
     return [sorted(f) for f in frames], cut, between
 
 
+def _between(pitch: int, low: int, high: int) -> int | None:
+    """`pitch` moved by as few octaves as it takes to lie strictly between low and high, or None."""
+    options = [pitch + 12 * k for k in range(-10, 11) if low < pitch + 12 * k < high]
+    return min(options, key=lambda p: abs(p - pitch)) if options else None
+
+
+def reduce_voices(part_frames, melody: int, bass: int, codec: PitchCodec, voices: int = VOICES):
+    """Per-part frames on one grid -> (frames, frames reduced, note-steps left out). A frame of at most `voices`
+    notes keeps them all; a fuller one keeps the melody part's top note as the soprano and the bass part's lowest
+    as the bass (moved by octaves into the model's range), and fills the voices between with the other parts'
+    notes (chord parts first, new pitch classes first), moved by octaves between the two."""
+    frames, reduced, left_out = [], 0, 0
+    for k in range(max(map(len, part_frames))):
+        sounding = [part[k] if k < len(part) else [] for part in part_frames]
+        every = sorted({p for notes in sounding for p in notes})
+        if len(every) > voices:
+            top = _between(max(sounding[melody] or every), codec.min_pitch - 1, codec.max_pitch + 1)
+            low = _between(min(sounding[bass] or every), codec.min_pitch - 1, codec.max_pitch + 1)
+            chosen = {low, top}
+            others = [p for i, notes in enumerate(sounding) if i not in (melody, bass) for p in notes]
+            for fresh in (True, False) if top is not None and low is not None and top - low > 1 else ():
+                for pitch in others + sounding[melody] + sounding[bass]:
+                    placed = _between(pitch, low, top)
+                    if placed is not None and len(chosen) < voices and not (fresh and placed % 12 in {c % 12 for c in chosen}):
+                        chosen.add(placed)
+            kept = sorted(chosen) if None not in chosen and top - low > 1 else every[:1] + every[1 - voices:]
+            reduced, left_out = reduced + 1, left_out + len(every) - len(kept)
+            every = kept
+        frames.append(every)
+    return frames, reduced, left_out
+
+
+def band_notes(parts, pitched, melody: int, bass: int, reduced: int, left_out: int) -> list[str]:
+    """What a band's reduction kept and dropped, in words."""
+    notes = []
+    if drums := [part.describe() for part in parts if part.is_drum and part.events]:
+        notes.append(f"Dropped {len(drums)} drum track(s), as the model writes pitched notes only: {', '.join(drums)}.")
+    if len(pitched) > 1:
+        middle = [part.describe() for i, part in enumerate(pitched) if i not in (melody, bass)][:6]
+        middle += [f"{len(pitched) - 8} more"] * (len(pitched) > 8)
+        notes.append(f"Kept {len(pitched)} parts in the model's {VOICES} voices: the melody {pitched[melody].describe()} as the "
+                     f"soprano, the bass {pitched[bass].describe()} as the bass"
+                     + (f", and {', '.join(middle)} filling the voices between." if middle else "."))
+    if reduced:
+        notes.append(f"In {reduced} frame(s) more than {VOICES} notes sounded together: {left_out} note-step(s) were left out "
+                     "and the inner voices moved by octaves between the bass and the soprano.")
+    return notes
+
+
 def frames_from_events(note_events, codec: PitchCodec, source: str, notes=None, max_bars: int = MAX_PRIMER_BARS,
                        longest: int = MAX_PRIMER_BARS) -> Primer:
-    """The shared tail of every reader: grid, cap (at most `longest` bars), range."""
-    notes = list(notes or [])
+    """The shared tail of every reader (note events, or a codec.Reading of parts, metre and tempo):
+    grid, the model's voices, cap (at most `longest` bars of the file's metre), range."""
+    reading = note_events if isinstance(note_events, Reading) else Reading([Part("", 0, False, list(note_events))])
+    notes, metre = list(notes or []) + reading.notes, reading.time_signatures
     max_bars = max(1, min(longest, int(max_bars)))
-    if not note_events:
-        raise MusicInputError(f"{source} has no notes.")
-    if min(start for _, start, _ in note_events) < 0:
-        note_events = [(p, max(0.0, s), max(0.0, e)) for p, s, e in note_events]
-    frames, cut, between = events_to_frames(note_events, codec.steps_per_quarter, max_bars * codec.steps_per_bar)
-    if between:
+    pitched = [part for part in reading.parts if not part.is_drum and part.events]
+    if not pitched:
+        raise MusicInputError(f"{source} has no pitched notes" + (" (drums only)." if any(
+            part.events for part in reading.parts) else " (it is empty)."))
+    max_steps = round(bar_start(metre, max_bars) * codec.steps_per_quarter)  # bars of the file's own metre
+    gridded = [events_to_frames([(p, max(0.0, s), max(0.0, e)) for p, s, e in part.events], codec.steps_per_quarter,
+                                max_steps) for part in pitched]
+    by_height = sorted(range(len(pitched)), key=lambda i: statistics.median(p for p, _, _ in pitched[i].events))
+    frames, reduced, left_out = reduce_voices([grid for grid, _, _ in gridded], by_height[-1], by_height[0], codec)
+    notes += band_notes(reading.parts, pitched, by_height[-1], by_height[0], reduced, left_out)
+    if between := sum(count for _, _, count in gridded):
         grid = "quarter note" if codec.steps_per_quarter == 1 else f"1/{codec.steps_per_quarter} of a quarter note"
         notes.append(f"{between} short note(s) that sound at no point of the model's grid (one step = {grid}) were left out.")
-    if cut:
-        total = max(end for _, _, end in note_events) / QUARTERS_PER_BAR
+    if any(cut for _, cut, _ in gridded):
+        total = bars_before(metre, max(end for part in pitched for _, _, end in part.events))
         notes.append(f"{source} is about {total:,.0f} bars long; only its first {max_bars} bar(s) were used.")
     frames, range_notes = codec.fit_to_range(frames)
     notes += range_notes
@@ -111,12 +171,13 @@ def frames_from_events(note_events, codec: PitchCodec, source: str, notes=None, 
         frames.pop()
     if not any(frames):
         raise MusicInputError(f"{source} has no notes the model can use.")
-    return Primer(frames, notes, source)
+    end = len(frames) / codec.steps_per_quarter  # the primer keeps the metre and tempo changes before its end
+    return Primer(frames, notes, source, [s for s in metre if s[0] < end], [t for t in reading.tempos if t[0] < end])
 
 
 # ---------------------------------------------------------------- files
-def _midi_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]:
-    """(note events of every pitched track, notes for the user)."""
+def _midi_events(path: Path) -> Reading:
+    """Every instrument of a MIDI file as a part, with the file's metre and tempo map."""
     import pretty_midi
 
     try:
@@ -128,26 +189,25 @@ def _midi_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]
         raise MusicInputError(f"{path.name} is not a MIDI file (it does not start with a MIDI header).")
     try:
         midi = pretty_midi.PrettyMIDI(str(path))
-    except Exception as error:
-        if "likely corrupt" in str(error):  # pretty_midi's tick cap: often a valid long file (music/codec.py)
-            return note_events(path)  # mido/pretty_midi raise many kinds on corrupt files
-        raise MusicInputError(f"{path.name} is a corrupt or unsupported MIDI file ({type(error).__name__}: {error}).") from None
-    notes = []
-    drums = [inst for inst in midi.instruments if inst.is_drum and inst.notes]
-    pitched = [inst for inst in midi.instruments if not inst.is_drum and inst.notes]
-    if drums:
-        notes.append(f"Ignored {len(drums)} drum track(s): the model writes pitched notes only.")
-    if not pitched:
-        raise MusicInputError(f"{path.name} has no pitched notes" + (" (drums only)." if drums else " (it is empty)."))
-    pitches = np.array([event.pitch for inst in pitched for event in inst.notes])
-    starts = _seconds_to_quarters(midi, np.array([event.start for inst in pitched for event in inst.notes]))
-    ends = _seconds_to_quarters(midi, np.array([event.end for inst in pitched for event in inst.notes]))
-    return list(zip(pitches.tolist(), starts.tolist(), ends.tolist(), strict=True)), notes
+    except Exception as error:  # pretty_midi refuses some valid files (a tick past 10 million: codec.py): try mido
+        try:
+            return read_midi_ticks(path, "its length" if "likely corrupt" in str(error) else limits.plain_reason(error))
+        except Exception:  # mido raises many kinds on corrupt files
+            raise MusicInputError(limits.unreadable(path.name, "MIDI file", error)) from None
+
+    def quarters(notes, when):  # through the file's tempo map
+        return _seconds_to_quarters(midi, np.array([getattr(note, when) for note in notes], dtype=float)).tolist()
+    parts = [Part(inst.name.strip(), inst.program, inst.is_drum, list(zip(
+        [note.pitch for note in inst.notes], quarters(inst.notes, "start"), quarters(inst.notes, "end"), strict=True)))
+        for inst in midi.instruments if inst.notes]
+    signatures = [(midi.time_to_tick(ts.time) / midi.resolution, ts.numerator, ts.denominator)
+                  for ts in midi.time_signature_changes]
+    tempos = [(tick / midi.resolution, 60.0 / (scale * midi.resolution)) for tick, scale in midi._tick_scales]
+    return Reading(parts, signatures, tempos)
 
 
 def _seconds_to_quarters(midi, seconds: np.ndarray) -> np.ndarray:
-    """Note times -> quarter notes through the file's tempo map, all at once (pretty_midi's
-    time_to_tick goes one time at a time: minutes for a long file)."""
+    """Seconds -> quarter notes through the tempo map, all at once (time_to_tick is one by one: slow)."""
     change_ticks = np.array([tick for tick, _ in midi._tick_scales], dtype=float)
     seconds_per_tick = np.array([scale for _, scale in midi._tick_scales], dtype=float)
     change_seconds = np.concatenate([[0.0], np.cumsum(np.diff(change_ticks) * seconds_per_tick[:-1])])
@@ -156,32 +216,35 @@ def _seconds_to_quarters(midi, seconds: np.ndarray) -> np.ndarray:
     return ticks / float(midi.resolution)
 
 
-def _score_events(score) -> list[tuple[int, float, float]]:
-    """(pitch, start, end) in quarter notes from a music21 stream, ties merged."""
+def _score_events(score) -> Reading:
+    """A music21 stream's parts (ties merged), time signatures and metronome marks, in quarter notes."""
     try:
         score = score.stripTies()
     except Exception:  # stripTies is a nicety; untied notes still sound
         pass
-    note_events = []
-    for element in score.flatten().notes:
-        start = float(element.offset)
-        end = start + float(element.quarterLength)
-        for pitch in getattr(element, "pitches", ()):  # a Note has one, a Chord several; unpitched none
-            note_events.append((int(pitch.midi), start, end))
-    return note_events
+    parts = [Part(str(getattr(part, "partName", "") or "").strip(), 0, False, [
+        (int(pitch.midi), float(element.offset), float(element.offset) + float(element.quarterLength))
+        for element in part.flatten().notes for pitch in getattr(element, "pitches", ())])  # unpitched: no pitches
+        for part in getattr(score, "parts", None) or [score]]
+    flat = score.flatten()
+    signatures = [(float(ts.offset), ts.numerator, ts.denominator) for ts in flat.getElementsByClass("TimeSignature")]
+    tempos = [(float(mark.offset), float(bpm)) for mark in flat.getElementsByClass("MetronomeMark")
+              if (bpm := mark.getQuarterBPM())]
+    return Reading(parts, signatures, sorted(tempos))
 
 
 def _parse_score(path: Path):
+    limits.check_if_zip(path, error=MusicInputError)  # a compressed MusicXML's unpacked size, before music21 unzips it
     try:
         from music21 import converter
 
         return converter.parse(str(path))
     except Exception as error:  # music21's parsers raise many kinds
-        raise MusicInputError(f"{path.name} could not be read as a score ({type(error).__name__}: {error}).") from None
+        raise MusicInputError(limits.unreadable(path.name, "score", error)) from None
 
 
-def _file_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]:
-    """(note events, notes for the user) of a MIDI, MusicXML, ABC or kern file, after the checks."""
+def _file_events(path: Path) -> Reading:
+    """The parts, metre and tempo of a MIDI, MusicXML, ABC or kern file, after the checks."""
     if not path.is_file():
         raise MusicInputError(f"{path.name or path} is not a file.")
     size = path.stat().st_size
@@ -191,7 +254,7 @@ def _file_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]
         raise MusicInputError(f"{path.name} is {size / 1e6:.0f} MB; files up to {MAX_FILE_BYTES // 1_000_000} MB are accepted.")
     suffix = path.suffix.lower()
     if suffix in SCORE_SUFFIXES:
-        return _score_events(_parse_score(path)), []
+        return _score_events(_parse_score(path))
     if suffix not in MIDI_SUFFIXES:
         with open(path, "rb") as handle:
             if handle.read(4) != b"MThd":
@@ -203,8 +266,7 @@ def _file_events(path: Path) -> tuple[list[tuple[int, float, float]], list[str]]
 def read_primer(path, codec: PitchCodec, max_bars: int = MAX_PRIMER_BARS) -> Primer:
     """A MIDI, MusicXML, ABC or kern file -> frames on the model's grid, with notes on what changed."""
     path = Path(path)
-    note_events, notes = _file_events(path)
-    return frames_from_events(note_events, codec, path.name, notes, max_bars)
+    return frames_from_events(_file_events(path), codec, path.name, max_bars=max_bars)
 
 
 def read_input(path, loaded) -> Primer:
@@ -215,15 +277,15 @@ def read_input(path, loaded) -> Primer:
 
 def corpus_primer(name: str, codec: PitchCodec, max_bars: int = MAX_PRIMER_BARS) -> Primer:
     """A chorale from music21's bundled corpus, e.g. 'bach/bwv269'."""
-    return frames_from_events(list(_corpus_events(name)), codec, name, max_bars=max_bars)
+    return frames_from_events(_corpus_events(name), codec, name, max_bars=max_bars)
 
 
 @functools.lru_cache(maxsize=32)
-def _corpus_events(name: str) -> tuple:
+def _corpus_events(name: str) -> Reading:
     try:  # parsing costs ~0.2 s a chorale, so a tab that offers a few keeps them
         from music21 import corpus
 
-        return tuple(_score_events(corpus.parse(name)))
+        return _score_events(corpus.parse(name))
     except Exception as error:
         raise MusicInputError(f"music21's corpus has no readable piece {name!r} ({type(error).__name__}).") from None
 
@@ -249,8 +311,8 @@ def read_jsb(path) -> dict[str, list[list[list[int]]]]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as error:
         raise MusicInputError(f"cannot read {path}: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MusicInputError(f"{path} is not valid JSON: {error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:  # nested too deep: RecursionError
+        raise MusicInputError(f"{Path(path).name} is not valid JSON: {limits.plain_reason(error)}.") from None
     try:
         return check_jsb(data)
     except MusicInputError as error:
@@ -323,8 +385,7 @@ def read_pieces(paths, codec: PitchCodec) -> tuple[list[tuple[str, list[list[int
     with tempfile.TemporaryDirectory() as scratch:
         for path, name in _music_files(paths, Path(scratch)):
             try:
-                events, read_notes = _file_events(path)
-                frames = frames_from_events(events, codec, name, read_notes, MAX_PIECE_BARS, MAX_PIECE_BARS)
+                frames = frames_from_events(_file_events(path), codec, name, [], MAX_PIECE_BARS, MAX_PIECE_BARS)
             except MusicInputError as error:
                 problems.append(str(error).replace(path.name, name))
                 continue
@@ -335,64 +396,3 @@ def read_pieces(paths, codec: PitchCodec) -> tuple[list[tuple[str, list[list[int
         raise MusicInputError(problems[0] if len(problems) == 1 else
                               f"none of the {len(problems)} files could be used; the first: {problems[0]}")
     return pieces, notes + [f"skipped {problem}" for problem in problems]
-
-
-# ---------------------------------------------------------------- features
-def frame_of_each_step(frames) -> np.ndarray:
-    """(T,) the frame each token step of `frames` belongs to: BOS to the first frame, every pitch
-    and END to their own frame (T = 1 + pitches + frames, as codec.encode writes them)."""
-    sizes = [len(set(frame)) + 1 for frame in frames]  # a frame's tokens: its distinct pitches, then END
-    return np.concatenate([[0], np.repeat(np.arange(len(frames)), sizes)]).astype(int)
-
-
-def features(frames, scored=None) -> dict[str, np.ndarray]:
-    """Per token step (one value per step of score's trace; a step shows the frame it belongs to):
-    voices sounding, soprano and bass pitch (0 in a rest), beat position in the bar (quarter notes
-    from its start), whether the chord changed from the previous frame, and end of frame. With
-    `scored`, the frames are the ones the model read (moved into range) and the grid is its own;
-    without, a quarter-note grid is assumed (the shipped model's)."""
-    steps_per_quarter = 1
-    if scored is not None:
-        frames, steps_per_quarter = scored.sequence, scored.trace.detail.steps_per_quarter
-    frames = [sorted(set(int(p) for p in frame)) for frame in frames]
-    frame_index = frame_of_each_step(frames)
-    padded = frames or [[]]  # no frames: BOS alone stands for an empty one
-    voices = np.array([len(f) for f in padded], dtype=np.float32)
-    soprano = np.array([f[-1] if f else 0 for f in padded], dtype=np.float32)
-    bass = np.array([f[0] if f else 0 for f in padded], dtype=np.float32)
-    grid = np.arange(len(padded))
-    beat = (grid % (QUARTERS_PER_BAR * steps_per_quarter)) / steps_per_quarter
-    change = np.array([f != (padded[k - 1] if k else []) for k, f in enumerate(padded)], dtype=np.float32)
-    is_end = np.zeros(len(frame_index), dtype=np.float32)
-    is_end[np.cumsum([len(f) + 1 for f in frames]).astype(int)] = 1  # END of frame k sits after its pitches
-    return {
-        "voices": voices[frame_index],
-        "soprano pitch": soprano[frame_index],
-        "bass pitch": bass[frame_index],
-        "beat position": beat[frame_index].astype(np.float32),
-        "chord change": change[frame_index],
-        "end of frame": is_end,
-    }
-
-
-# ---------------------------------------------------------------- tests and docs
-def example():
-    """(frames, settings): a short input for `score` and settings for `generate` that continue a
-    two-chord primer by one bar (tests, docs, benches)."""
-    from studio.domains.music.generate import MusicSettings
-    from studio.sampling import SamplingConfig
-
-    frames = [[60, 64, 67], [62, 65, 69], [], [59, 62, 67, 74], [60, 64, 67, 72]]
-    primer = Primer([[60, 64, 67], [62, 65, 71]], [], "example")
-    return frames, MusicSettings(bars=1, primer=primer, sampling=SamplingConfig(temperature=1.0, seed=0))
-
-
-def tiny(seed: int = 0):
-    """(model, codec): a small random music model for tests (pitches 48..76, 16 units; no files)."""
-    import torch
-
-    from studio.domains.music.model import MusicModel, MusicModelConfig
-
-    torch.manual_seed(seed)
-    model = MusicModel(MusicModelConfig(48, 76, 1, embed_size=4, hidden_size=16, num_layers=2, dropout=0.0)).eval()
-    return model, model.codec

@@ -1,15 +1,23 @@
-"""Music scoring: the exact NLL per frame (the JSB Chorales figure) and the contract's
-teacher-forced `score`."""
+"""Music scoring: the exact NLL per frame (the JSB Chorales figure), the contract's
+teacher-forced `score`, and the per-step feature tracks the probes compare units against."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import torch
 
 from studio.domains.base import LoadedModel, Scored
-from studio.domains.music.codec import MusicTraceDetail, PitchCodec, masked_log_probs, valid_next
+from studio.domains.music.codec import (
+    MusicTraceDetail,
+    PitchCodec,
+    bar_start,
+    bars_before,
+    masked_log_probs,
+    valid_next,
+)
 from studio.domains.music.data import MusicInputError
 from studio.trace import Trace
 
@@ -81,7 +89,8 @@ def score(loaded: LoadedModel, frames) -> Scored:
     codec = loaded.codec
     fitted, tokens, notes = read_frames(frames, codec)
     logits, _, gates = loaded.model.trace(torch.tensor([tokens], device=loaded.device))
-    detail = MusicTraceDetail.of(codec, tokens, len(fitted), getattr(frames, "source", ""))
+    detail = MusicTraceDetail.of(codec, tokens, len(fitted), getattr(frames, "source", ""),
+                                 getattr(frames, "time_signatures", []))
     # shown_from=1: BOS only sets up the state, as a fresh start does in every domain
     trace = Trace.from_sequence(gates, [codec.label(t) for t in tokens], domain="music", model=loaded.name,
                                 shown_from=1, prompt_length=len(tokens), layer_names=list(loaded.layer_names),
@@ -150,3 +159,44 @@ def explainable(loaded: LoadedModel, frames):
     ex = Explainable(inputs, log_likelihood, layer_inputs, core_weights(model.core), guesses, target_log_prob,
                      list(trace.labels))
     return scored, ex
+
+
+# ---------------------------------------------------------------- features
+def frame_of_each_step(frames) -> np.ndarray:
+    """(T,) the frame each token step of `frames` belongs to: BOS to the first frame, every pitch
+    and END to their own frame (T = 1 + pitches + frames, as codec.encode writes them)."""
+    sizes = [len(set(frame)) + 1 for frame in frames]  # a frame's tokens: its distinct pitches, then END
+    return np.concatenate([[0], np.repeat(np.arange(len(frames)), sizes)]).astype(int)
+
+
+def features(frames, scored=None) -> dict[str, np.ndarray]:
+    """Per token step (one value per step of score's trace; a step shows the frame it belongs to):
+    voices sounding, soprano and bass pitch (0 in a rest), beat position in the bar (quarter notes
+    from its start, in the metre of the primer's file when it had one, else 4/4), whether the chord
+    changed from the previous frame, and end of frame. With `scored`, the frames are the ones the
+    model read (moved into range) and the grid is its own; without, a quarter-note grid is assumed
+    (the shipped model's)."""
+    steps_per_quarter, metre = 1, getattr(frames, "time_signatures", [])
+    if scored is not None:
+        frames, steps_per_quarter = scored.sequence, scored.trace.detail.steps_per_quarter
+        metre = scored.trace.detail.time_signatures
+    frames = [sorted(set(int(p) for p in frame)) for frame in frames]
+    frame_index = frame_of_each_step(frames)
+    padded = frames or [[]]  # no frames: BOS alone stands for an empty one
+    voices = np.array([len(f) for f in padded], dtype=np.float32)
+    soprano = np.array([f[-1] if f else 0 for f in padded], dtype=np.float32)
+    bass = np.array([f[0] if f else 0 for f in padded], dtype=np.float32)
+    grid = np.arange(len(padded))
+    quarters = grid / steps_per_quarter
+    beat = np.array([q - bar_start(metre, math.floor(bars_before(metre, q) + 1e-9)) for q in quarters])
+    change = np.array([f != (padded[k - 1] if k else []) for k, f in enumerate(padded)], dtype=np.float32)
+    is_end = np.zeros(len(frame_index), dtype=np.float32)
+    is_end[np.cumsum([len(f) + 1 for f in frames]).astype(int)] = 1  # END of frame k sits after its pitches
+    return {
+        "voices": voices[frame_index],
+        "soprano pitch": soprano[frame_index],
+        "bass pitch": bass[frame_index],
+        "beat position": beat[frame_index].astype(np.float32),
+        "chord change": change[frame_index],
+        "end of frame": is_end,
+    }

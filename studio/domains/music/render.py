@@ -2,7 +2,8 @@
 resolution (so heatmaps share the roll's time grid), MIDI and audio out.
 
 MIDI out (`frames_to_midi`): consecutive frames sounding the same pitch become one held note
-(what a chorale means by them), at the requested tempo, 4 quarter notes to a bar. Audio:
+(what a chorale means by them), at the requested tempo or the primer's tempo changes, in the
+primer's time signatures (else 4/4). Audio:
 FluidSynth with pretty_midi's bundled TimGM6mb soundfont, else pretty_midi's sine-wave synth.
 """
 
@@ -26,19 +27,30 @@ SAMPLE_RATE = 22050  # audio: FluidSynth renders a minute of chorale in well und
 
 
 # ---------------------------------------------------------------- MIDI and audio
-def frames_to_midi(frames, steps_per_quarter: int = 1, tempo_bpm: float = 80.0, program: int = 19):
-    """A pretty_midi.PrettyMIDI: each run of frames holding a pitch is one note (default: church organ)."""
+def frames_to_midi(frames, steps_per_quarter: int = 1, tempo_bpm: float = 80.0, program: int = 19, tempos=(),
+                   time_signatures=()):
+    """A pretty_midi.PrettyMIDI: each run of frames holding a pitch is one note (default: church organ), at
+    `tempo_bpm` or at the tempo changes `tempos` [(quarter note, bpm)], in `time_signatures` (a metre map)."""
     import pretty_midi
 
-    midi = pretty_midi.PrettyMIDI(initial_tempo=float(tempo_bpm))
+    tempos = sorted(tuple(change) for change in tempos) or [(0.0, float(tempo_bpm))]
+    midi = pretty_midi.PrettyMIDI(resolution=480, initial_tempo=float(tempos[0][1]))  # 480: grids of 3, 4, 6, 8... exact
+    per_quarter = midi.resolution  # pretty_midi writes its tick scales as the file's tempo map
+    midi._tick_scales = [(round(quarter * per_quarter), 60.0 / (bpm * per_quarter)) for quarter, bpm in tempos]
+    midi._update_tick_to_time(round((len(frames) + 1) / steps_per_quarter * per_quarter))
+    midi.time_signature_changes = [pretty_midi.TimeSignature(int(num), int(den), midi.tick_to_time(round(q * per_quarter)))
+                                   for q, num, den in time_signatures]
     instrument = pretty_midi.Instrument(program=program, name="LSTM Studio")
-    step_seconds = 60.0 / float(tempo_bpm) / steps_per_quarter
+
+    def step_seconds(step):
+        return midi.tick_to_time(round(step / steps_per_quarter * per_quarter))
+
     sounding: dict[int, int] = {}  # pitch -> frame where its note began
     for k, frame in enumerate([*frames, []]):  # the empty tail closes every note
         now = set(frame)
         for pitch in [p for p in sounding if p not in now]:
             begin = sounding.pop(pitch)
-            instrument.notes.append(pretty_midi.Note(80, pitch, begin * step_seconds, k * step_seconds))
+            instrument.notes.append(pretty_midi.Note(80, pitch, step_seconds(begin), step_seconds(k)))
         for pitch in now:
             sounding.setdefault(pitch, k)
     instrument.notes.sort(key=lambda n: (n.start, n.pitch))
@@ -63,7 +75,8 @@ def synthesize(midi, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, str | 
 
 def write_music(result, midi_path=None, wav_path=None, sample_rate: int = SAMPLE_RATE) -> list[str]:
     """Write a MusicResult as MIDI and/or WAV; returns notes for the user (the audio fallback)."""
-    midi = frames_to_midi(result.frames, result.steps_per_quarter, result.tempo_bpm)
+    midi = frames_to_midi(result.frames, result.steps_per_quarter, result.tempo_bpm, tempos=result.tempos,
+                          time_signatures=result.time_signatures)
     if midi_path:
         midi.write(str(midi_path))
     if not wav_path:
@@ -126,6 +139,7 @@ def render_piano_roll(trace: Trace, layer: int, quantity: str, unit: int) -> Fig
         vmin=vmin,
         vmax=vmax,
         steps_per_bar=trace.detail.steps_per_bar,
+        bar_lines=trace.detail.bar_lines(roll.shape[0]),
         primer_steps=trace.detail.primer_frames,
         title=f"Layer {layer}, unit {unit}: {QUANTITY_TITLES.get(quantity, quantity)} after each note (notes) and after each frame (strip)",
     )
@@ -140,7 +154,8 @@ def sequence_of(generation: Generation):
     generated ones (a Primer keeping the primer's source), so the same tokens from BOS on. Read
     back, all of them count as read input: the trace's prompt_length and detail.primer_frames
     cover the whole piece instead of the primer alone."""
-    return Primer(generation.result.frames, [], getattr(generation.trace.detail, "primer_source", ""))
+    return Primer(generation.result.frames, [], getattr(generation.trace.detail, "primer_source", ""),
+                  getattr(generation.trace.detail, "time_signatures", []))
 
 
 def track(generation: Generation) -> dict:
@@ -165,13 +180,15 @@ def piano_roll(
     steps_per_bar: int = 4,
     primer_steps: int = 0,
     title: str = "",
+    bar_lines=None,
 ) -> Figure:
     """A piano roll (time steps x pitches) with notes painted by one unit's values.
 
     roll: (T, P) bool, pitch min_pitch + p sounding at step t. note_values: (T, P) colours for
     the notes (NaN off notes); step_values: (T,) a strip under the roll. The same axes box and
     step-t-at-x-=-t extent as `viz.gate_heatmaps`, so the two line up when stacked; pitches are
-    cropped to the ones used (padded a little), bars get lines, a primer is shaded.
+    cropped to the ones used (padded a little), bars get lines (every steps_per_bar steps, or at the
+    steps `bar_lines` gives, for a metre with changes), a primer is shaded.
     """
     from matplotlib.patches import Rectangle
 
@@ -214,7 +231,7 @@ def piano_roll(
     for t, p in zip(*np.nonzero(roll[:, low : high + 1]), strict=True):  # outlines keep pale notes visible
         roll_ax.add_patch(Rectangle((t - 0.5, min_pitch + low + p - 0.5), 1, 1, fill=False,
                                                        linewidth=0.4, edgecolor="0.25"))
-    for bar in range(0, steps + 1, max(1, steps_per_bar)):
+    for bar in range(0, steps + 1, max(1, steps_per_bar)) if bar_lines is None else bar_lines:
         roll_ax.axvline(bar - 0.5, color="0.55", linewidth=0.6)
     if 0 < primer_steps <= steps:
         roll_ax.axvspan(-0.5, primer_steps - 0.5, color="tab:orange", alpha=0.08, linewidth=0)

@@ -51,7 +51,7 @@ def create_tab(models: dict, problems: list[str]):
             with gr.Row():
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="music-seed")
-                tempo = inputs.Number(80, label="Tempo (quarter notes per minute)")
+                tempo = inputs.Number(0, label="Tempo (quarter notes per minute; 0 = the primer's, else 80)")
             generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
             download_midi, download_trace = blocks.downloads("MIDI (.mid)")
         with gr.Column(scale=3):
@@ -84,8 +84,9 @@ def create_tab(models: dict, problems: list[str]):
             raise gr.Error(f"Composing failed: {error}") from None
         result = generation.result
         generated = len(result.frames) - result.primer_frames
-        summary = (f"Continued {result.primer_frames} frames of *{primer.source}* with {generated} new ones."
-                   if primer else f"Composed {generated} frames ({generated // loaded.codec.steps_per_bar} bars) from scratch.")
+        summary = (f"Continued {result.primer_frames} frames of *{primer.source}* with {generated} new ones "
+                   f"({result.bars} bars) at {result.tempo_bpm:g} bpm."
+                   if primer else f"Composed {generated} frames ({result.bars} bars) from scratch.")
         return (notes_markdown([summary, *result.notes]), str(files["audio"]), *values, "",
                 str(files["midi"]), str(folder / "trace.npz"), generation)
 

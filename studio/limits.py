@@ -1,0 +1,237 @@
+"""Caps a user's file or request meets before any work is done on it, and the plain sentences a
+refused or unparsable file gets. Pure Python (numpy for the .npy headers); every reader of
+something a user uploads calls these, so one place says how big, how deep and how long.
+
+The caps (environment variables override them; sizes in MB of 1,000,000 bytes):
+
+    LSTM_STUDIO_MAX_UNZIPPED_MB   50      what a .zip / .npz / .mxl may unpack to, all members together
+    LSTM_STUDIO_MAX_ZIP_MEMBERS   2000    files inside one archive
+    LSTM_STUDIO_MAX_JSON_MB       5       a JSON / ndjson file read from a user
+    LSTM_STUDIO_MAX_JSON_DEPTH    20      nesting of [ and { (a stroke file needs 4)
+    LSTM_STUDIO_MAX_FILE_POINTS   100000  pen points (or array rows) read from one file
+    LSTM_STUDIO_MAX_COORDINATE    100000  |x|, |y| of a pen point, in the file's own units
+    LSTM_STUDIO_DEADLINE_S        10      seconds a request may take; 0 = no deadline
+
+Every check raises LimitError (a ValueError: the tabs show its message as it is) naming the file
+and the cap, before the file is parsed or unpacked.
+
+The deadline: the app runs each request inside `deadline()`; the generation loops ask
+`out_of_time()` once per step and stop there, returning what they made with `time_note()`.
+Generation may use GENERATION_SHARE of the deadline, the rest is left for drawing the result.
+Outside `deadline()` (the CLI, the tests) `out_of_time()` is always False.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import re
+import struct
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return float(default)
+
+
+MAX_UNZIPPED_BYTES = int(_env("LSTM_STUDIO_MAX_UNZIPPED_MB", 50) * 1_000_000)
+MAX_ZIP_MEMBERS = int(_env("LSTM_STUDIO_MAX_ZIP_MEMBERS", 2000))
+MAX_JSON_BYTES = int(_env("LSTM_STUDIO_MAX_JSON_MB", 5) * 1_000_000)
+MAX_JSON_DEPTH = int(_env("LSTM_STUDIO_MAX_JSON_DEPTH", 20))
+MAX_FILE_POINTS = int(_env("LSTM_STUDIO_MAX_FILE_POINTS", 100_000))
+MAX_COORDINATE = _env("LSTM_STUDIO_MAX_COORDINATE", 100_000)
+DEADLINE_S = _env("LSTM_STUDIO_DEADLINE_S", 10)
+GENERATION_SHARE = 0.6  # of the deadline; the rest draws the figures and writes the files
+
+
+class LimitError(ValueError):
+    """A file or request over a cap, or unreadable; the message is a sentence for the user."""
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:g} MB"
+
+
+# ---------------------------------------------------------------- archives (.zip, .npz, .mxl)
+def check_zip(path, max_bytes: int | None = None, max_members: int | None = None,
+              error: type[ValueError] = LimitError) -> list[zipfile.ZipInfo]:
+    """The members of a zip archive after checking what they declare they unpack to (zipfile
+    itself stops a member at its declared size, so the declaration is what counts). `error`: the
+    ValueError class to raise (a reader's own)."""
+    path = Path(path)
+    max_bytes = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
+    max_members = MAX_ZIP_MEMBERS if max_members is None else max_members
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, struct.error):
+        raise error(f"{path.name} is not a readable zip archive: it is cut short or damaged.") from None
+    if len(members) > max_members:
+        raise error(f"{path.name} holds {len(members):,} files; at most {max_members:,} are read.")
+    total = sum(member.file_size for member in members)
+    if total > max_bytes:
+        raise error(f"{path.name} unpacks to {_mb(total)}; at most {_mb(max_bytes)} are read.")
+    return members
+
+
+def check_if_zip(path, error: type[ValueError] = LimitError) -> None:
+    """check_zip for a file that starts as a zip archive does (.mxl, .npz, .zip under any name)."""
+    with open(path, "rb") as handle:
+        if handle.read(2) == b"PK":
+            check_zip(path, error=error)
+
+
+def npz_headers(path, max_bytes: int | None = None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{array name: (shape, dtype)} of a .npz, read from each .npy header without loading any data;
+    the archive's unpacked size checked first."""
+    path = Path(path)
+    members = check_zip(path, max_bytes)
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in members:
+                if not member.filename.endswith(".npy"):
+                    continue
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(handle)
+                headers[member.filename[:-4]] = (tuple(shape), dtype)
+    except (ValueError, zipfile.BadZipFile, EOFError, OSError, SyntaxError, struct.error, KeyError):
+        raise LimitError(f"{path.name} is not a readable .npz: an array in it is damaged or not a numpy array.") from None
+    return headers
+
+
+def check_array_shape(name: str, shape: tuple[int, ...], max_rows: int | None = None, max_dims: int = 3) -> None:
+    """An array of at most `max_dims` dimensions and at most `max_rows` rows in all (the product of
+    every axis but the last)."""
+    max_rows = MAX_FILE_POINTS if max_rows is None else max_rows
+    if len(shape) > max_dims:
+        raise LimitError(f"{name} holds an array of {len(shape)} dimensions; at most {max_dims} are read.")
+    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else (shape[0] if shape else 1)
+    if rows > max_rows:
+        raise LimitError(f"{name} holds {rows:,} rows; at most {max_rows:,} are read.")
+
+
+# ---------------------------------------------------------------- JSON
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of [ and { in JSON text (brackets inside strings not counted)."""
+    body = _STRINGS.sub(b'""', data)
+    codes = np.frombuffer(body, dtype=np.uint8)
+    steps = (codes == ord("[")).astype(np.int32) + (codes == ord("{")) - (codes == ord("]")) - (codes == ord("}"))
+    return int(np.cumsum(steps).max()) if len(steps) else 0
+
+
+def check_json_text(name: str, data: bytes, max_bytes: int | None = None, max_depth: int | None = None) -> None:
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    max_depth = MAX_JSON_DEPTH if max_depth is None else max_depth
+    if len(data) > max_bytes:
+        raise LimitError(f"{name} is {_mb(len(data))} of JSON; at most {_mb(max_bytes)} are read.")
+    if (depth := json_depth(data)) > max_depth:
+        raise LimitError(f"{name} nests its JSON {depth} levels deep; at most {max_depth} are read.")
+
+
+def load_json(path, max_bytes: int | None = None, max_depth: int | None = None):
+    """A JSON file from a user, its size and nesting checked before parsing."""
+    path = Path(path)
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    if path.stat().st_size > max_bytes:
+        raise LimitError(f"{path.name} is {_mb(path.stat().st_size)} of JSON; at most {_mb(max_bytes)} are read.")
+    data = path.read_bytes()
+    check_json_text(path.name, data, max_bytes, max_depth)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        raise LimitError(f"{path.name} is not valid JSON: {plain_reason(error)}.") from None
+
+
+# ---------------------------------------------------------------- numbers
+def check_coordinates(name: str, points, limit: float | None = None) -> None:
+    """Every coordinate finite and within ±limit (huge ones overflow the model's arithmetic)."""
+    limit = MAX_COORDINATE if limit is None else limit
+    points = np.asarray(points, dtype=np.float64)
+    if points.size and not np.isfinite(points).all():
+        raise LimitError(f"{name} contains coordinates that are not finite numbers.")
+    if points.size and (largest := float(np.abs(points).max())) > limit:
+        raise LimitError(f"{name} has a coordinate of {largest:.3g}; pen coordinates must lie within ±{limit:g} "
+                         "(rescale the drawing).")
+
+
+def seed32(seed) -> int:
+    """A seed numpy's legacy RandomState (librosa's Griffin-Lim) accepts: [0, 2**32)."""
+    return int(seed) % 2**32
+
+
+# ---------------------------------------------------------------- parser failures in plain words
+def plain_reason(error: BaseException) -> str:
+    """What went wrong while parsing, in words (no exception class names, no parser jargon)."""
+    kind = type(error).__name__
+    if isinstance(error, EOFError | struct.error) or "unexpected end" in str(error).lower():
+        return "it ends too early (the file is cut short)"
+    if kind in ("ParseError", "ExpatError"):
+        line, column = getattr(error, "position", (None, None))
+        where = f" (line {line}, column {column})" if line is not None else ""
+        return f"it is not well-formed XML{where}"
+    if isinstance(error, UnicodeDecodeError):
+        return f"it is not UTF-8 text (an unreadable byte at position {error.start:,})"
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg.lower()} at line {error.lineno}, column {error.colno}"
+    if isinstance(error, zipfile.BadZipFile):
+        return "it is not a complete zip archive"
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(error, MemoryError):
+        return "it is too large to read"
+    if "Humdrum" in kind:
+        return "it is not a Humdrum (**kern) score music21 can read"
+    if "ABC" in kind:
+        return "its ABC notation could not be read"
+    if "MusicXML" in kind:
+        return "its MusicXML could not be read"
+    return "its contents are damaged or not in the expected format"
+
+
+def unreadable(name: str, what: str, error: BaseException) -> str:
+    """'NAME is not a WHAT this studio can read: REASON.'"""
+    return f"{name} is not a {what} this studio can read: {plain_reason(error)}."
+
+
+# ---------------------------------------------------------------- the per-request deadline
+_stop_at: contextvars.ContextVar[float | None] = contextvars.ContextVar("lstm_studio_stop_at", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None = None):
+    """Within this block, generation loops stop after GENERATION_SHARE of `seconds`
+    (DEADLINE_S when None; 0 or less: no deadline)."""
+    seconds = DEADLINE_S if seconds is None else seconds
+    token = _stop_at.set(time.monotonic() + seconds * GENERATION_SHARE if seconds > 0 else None)
+    try:
+        yield
+    finally:
+        _stop_at.reset(token)
+
+
+def out_of_time() -> bool:
+    """Whether the request's generation time is spent (cheap: once per step is fine)."""
+    stop_at = _stop_at.get()
+    return stop_at is not None and time.monotonic() > stop_at
+
+
+def time_note(made: str) -> str:
+    """The note a generation stopped by the deadline carries; `made` says what was kept."""
+    return (f"Stopped early: this server gives a request {DEADLINE_S:g} s (LSTM_STUDIO_DEADLINE_S), "
+            f"so this shows {made}.")
