@@ -24,6 +24,7 @@ from studio import checkpoint, jobs, reference  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
+from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
@@ -100,6 +101,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare
+    # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's)
+    apply_request_limits(demo)
     return demo
 
 

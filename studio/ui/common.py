@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 import tempfile
@@ -9,6 +11,8 @@ import time
 from pathlib import Path
 
 import gradio as gr
+
+from studio import limits
 
 # Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
 # Gradio serves in place (serve_outputs_in_place): no second copy in Gradio's cache, no hashing of
@@ -110,3 +114,71 @@ def endpoint_input(module, loaded, text, file):
     if module.NAME == "text" and isinstance(text, str) and text:
         return text
     raise ValueError("Give the input: text for the text domain, or a file in the domain's format.")
+
+
+# Events of one tab share one queue of this many workers: a long job in one tab never holds up
+# another tab's users, and a quick request in a tab runs beside a long one there.
+CONCURRENCY_PER_TAB = int(float(os.environ.get("LSTM_STUDIO_CONCURRENCY", "2")))
+
+
+def _tab_of_blocks(demo: gr.Blocks) -> dict[int, str]:
+    """{block id: label of the top-level tab it is in} for every block inside a gr.Tab."""
+    owner: dict[int, str] = {}
+
+    def walk(block, label):
+        if isinstance(block, gr.Tab) and label is None:  # a tab's inner tabs belong to it
+            label = str(block.label)
+        if label is not None:
+            owner[block._id] = label
+        for child in getattr(block, "children", None) or []:
+            walk(child, label)
+
+    walk(demo, None)
+    return owner
+
+
+def _within_deadline(fn):
+    @functools.wraps(fn)  # gradio reads the signature through __wrapped__
+    def run(*args, **kwargs):
+        with limits.deadline():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def _quiet(method):
+    """`method`, its gr.Error (a user's mistake, answered in words) kept out of the server log:
+    gradio prints a traceback for every gr.Error unless told not to."""
+
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except gr.Error as error:
+            error.print_exception = False
+            raise
+
+    return run
+
+
+def apply_request_limits(demo: gr.Blocks) -> dict[str, list[str]]:
+    """Every event runs within the request deadline (studio.limits.deadline: the generation loops
+    stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
+    at once); an endpoint outside every tab (gr.api) gets a queue of its own. Call once the demo is
+    built, before launch. Returns {queue: [event names]}."""
+    owner, queues = _tab_of_blocks(demo), {}
+    for block_fn in demo.fns.values():
+        if block_fn.fn is None or not block_fn.queue:
+            continue
+        tabs = sorted({owner[block_id] for block_id, _ in block_fn.targets if block_id in owner})
+        queue = f"tab:{tabs[0]}" if tabs else f"api:{block_fn.api_name or block_fn.name}"
+        block_fn.concurrency_id, block_fn.concurrency_limit = queue, CONCURRENCY_PER_TAB
+        fn = block_fn.fn
+        if not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
+            block_fn.fn = _quiet(_within_deadline(fn))
+        for component in block_fn.inputs:  # a component's own check (a file's type, a choice) too
+            if not getattr(component.preprocess, "_quiet", False):
+                component.preprocess = _quiet(component.preprocess)
+                component.preprocess._quiet = True
+        queues.setdefault(queue, []).append(block_fn.api_name or block_fn.name)
+    return queues

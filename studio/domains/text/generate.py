@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from studio import limits
 from studio.domains.base import Generation, LoadedModel
 from studio.sampling import SamplingConfig, make_generator, sample_next
 from studio.trace import Trace
 
 MAX_LENGTH = 5000  # generated characters per request; longer requests are clamped
 MAX_PROMPT = 20_000  # prompt characters kept (the most recent ones)
+MAX_TRACED_PROMPT = 2_000  # of those, the ones traced and shown; older ones set the state through the fused kernel
 
 
 @dataclass
@@ -89,7 +91,13 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
         prompt_trace, prompt_logits = None, None
         logits = logits[0]
     elif traced:
-        logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device))
+        state = None
+        if len(prompt_ids) > MAX_TRACED_PROMPT:  # tracing and drawing 20,000 steps alone would take the deadline
+            _, state = model(torch.tensor([prompt_ids[:-MAX_TRACED_PROMPT]], device=device))
+            notes.append(f"The prompt's first {len(prompt_ids) - MAX_TRACED_PROMPT:,} characters were read without keeping "
+                         f"their gates; the trace shows its last {MAX_TRACED_PROMPT:,}.")
+            prompt_ids = prompt_ids[-MAX_TRACED_PROMPT:]
+        logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
         prompt_trace, prompt_logits = Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0]
         logits = logits[0, -1]
     else:
@@ -109,6 +117,9 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
             logits, state = model(token[:, None], state)
             logits = logits[:, -1]
         logits = logits[0]
+        if limits.out_of_time() and k + 1 < length:  # the request's deadline: keep what was written
+            notes.append(limits.time_note(f"the first {k + 1:,} of {length:,} characters"))
+            break
     text = codec.decode(out_ids)
     result = TextResult(prompt="" if fresh_start else codec.decode(prompt_ids), text=text, notes=notes)
     if not traced:

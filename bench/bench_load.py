@@ -1,0 +1,166 @@
+"""Load on the real app: N concurrent clients, each sending M mixed requests (the four tabs' Generate
+with their default sizes, seeds varied), through gradio_client against `python app.py` started as a
+Space starts it (its own process, fresh temporary folders).
+
+Prints: errors, per-tab latency p50 / p95 / max, requests per second, the server's RSS after start,
+after one warm-up request per tab and after the load (peak sampled every 0.5 s), and the app's
+temporary disk (its outputs + Gradio's cache) at the end and its peak.
+
+    python bench/bench_load.py --clients 20 --requests 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# one request per tab, as the page sends it with the tab's defaults (the seed varies)
+REQUESTS = {
+    "text": ("/generate_text", lambda seed: ["shakespeare-char", "To be, or not to be", 400, 0.8, 0, 1.0, seed]),
+    "music": ("/generate_music", lambda seed: ["jsb-chorales-quarter", "Compose from scratch", None, "bach/bwv2.6",
+                                               4, 8, 1.0, 0, seed, 0]),
+    "handwriting": ("/generate_handwriting", lambda seed: ["hershey-synthesis", "hello world", 0.5, seed, "none",
+                                                           None, 600]),
+    "speech": ("/generate_speech", lambda seed: ["espeak-tts", "The quick brown fox jumps over the lazy dog.", 0, seed]),
+}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def disk_mb(folder: Path) -> float:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:
+            continue
+    return total / 1e6
+
+
+def start_app(tmp: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
+           "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio"), "LSTM_STUDIO_USER_MODELS": str(tmp / "user-models"),
+           **env_extra}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=open(tmp / "app.log", "w"),
+                               stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        if process.poll() is not None:
+            raise SystemExit(f"app.py exited: {(tmp / 'app.log').read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"http://127.0.0.1:{port}/"
+        time.sleep(0.5)
+    raise SystemExit("app.py did not start within 300 s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=10, help="per client")
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the app (caps, LSTM_STUDIO_CONCURRENCY)")
+    parser.add_argument("--long", action="store_true", help="first, alone: 1 MB of text to handwriting, and a 1 MB "
+                        "prompt + 5,000 characters to text (time and notes of each)")
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    process, url = start_app(tmp, dict(item.split("=", 1) for item in args.env))
+    try:
+        rss = {"after start": rss_mb(process.pid)}
+        warm = Client(url, verbose=False)
+        for endpoint, make in REQUESTS.values():  # first calls compile, load caches: not counted
+            warm.predict(*make(0), api_name=endpoint)
+        rss["after one request per tab"] = rss_mb(process.pid)
+        if args.long:
+            for endpoint, request in (("/generate_handwriting", ["hershey-synthesis", "hello world " * 90_000, 0.5, 0,
+                                                                 "none", None, 600]),
+                                      ("/generate_text", ["shakespeare-char", "To be, or not to be " * 50_000, 5000, 0.8, 0,
+                                                          1.0, 1])):
+                started = time.perf_counter()
+                notes = warm.predict(*request, api_name=endpoint)[0]
+                print(f"{endpoint}, {len(request[1]):,} characters: {time.perf_counter() - started:.2f} s; notes:\n{notes}")
+            rss["after the long requests"] = rss_mb(process.pid)
+        peaks = {"rss": rss["after one request per tab"], "disk": disk_mb(tmp)}
+        done = threading.Event()
+
+        def monitor():
+            while not done.wait(0.5):
+                peaks["rss"] = max(peaks["rss"], rss_mb(process.pid))
+                peaks["disk"] = max(peaks["disk"], disk_mb(tmp))
+
+        results: list[tuple[str, float, str | None]] = []
+        lock = threading.Lock()
+        kinds = list(REQUESTS)
+
+        def client_run(k: int):
+            client = Client(url, verbose=False)
+            for j in range(args.requests):
+                kind = kinds[(k + j) % len(kinds)]
+                endpoint, make = REQUESTS[kind]
+                started = time.perf_counter()
+                try:
+                    client.predict(*make(1000 * k + j), api_name=endpoint)
+                    error = None
+                except Exception as failure:  # counted and shown, not raised
+                    error = str(failure)[:200]
+                with lock:
+                    results.append((kind, time.perf_counter() - started, error))
+
+        threading.Thread(target=monitor, daemon=True).start()
+        clients = [threading.Thread(target=client_run, args=(k,)) for k in range(args.clients)]
+        started = time.perf_counter()
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        wall = time.perf_counter() - started
+        done.set()
+        rss["after the load"] = rss_mb(process.pid)
+        peaks["rss"] = max(peaks["rss"], rss["after the load"])
+        errors = [r for r in results if r[2] is not None]
+        print(f"{args.clients} clients x {args.requests} requests: {len(results)} requests in {wall:.1f} s, "
+              f"{len(results) / wall:.2f} requests/s, {len(errors)} errors")
+        for kind, _, error in errors[:10]:
+            print(f"  error ({kind}): {error}")
+        print("| tab | requests | p50 (s) | p95 (s) | max (s) |\n| --- | --- | --- | --- | --- |")
+        for kind in kinds:
+            times = [t for name, t, error in results if name == kind and error is None]
+            print(f"| {kind} | {len(times)} | {statistics.median(times):.2f} | {percentile(times, 0.95):.2f} | {max(times):.2f} |"
+                  if times else f"| {kind} | 0 | - | - | - |")
+        print("RSS (MB): " + ", ".join(f"{name} {value:.0f}" for name, value in rss.items()) + f", peak {peaks['rss']:.0f}")
+        end_disk = disk_mb(tmp)
+        print(f"temporary disk (MB): end {end_disk:.1f}, peak {max(peaks['disk'], end_disk):.1f}")
+        log = (tmp / "app.log").read_text()
+        print(f"tracebacks in the server log: {log.count('Traceback')}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The app started the way a Hugging Face Space starts it (docs/deploy.md): `python app.py` in the
+repository root, GRADIO_SERVER_NAME=0.0.0.0 and the port from the environment, the caps set by
+environment variables; one request through gradio_client answers, an upload over the size cap is
+refused, and a request over the deadline comes back with a note."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 240) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise AssertionError(f"app.py exited with {process.returncode}:\n{process.stdout.read()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"app.py did not listen on port {port} within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def space(repo_root, tmp_path_factory):
+    """(url, log path) of `python app.py` run as a Space runs it; stopped afterwards."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("space") / "app.log"
+    env = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "LSTM_STUDIO_USER_MODELS": str(tmp_path_factory.mktemp("user-models")),
+           "LSTM_STUDIO_MAX_UPLOAD_MB": "1", "LSTM_STUDIO_DEADLINE_S": "1", "LSTM_STUDIO_MAX_TEMP_MB": "200"}
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=repo_root, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, text=True)
+    try:
+        with open(log) as reader:
+            process.stdout = reader  # for wait_for_port's message if it dies
+            wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}/", log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_the_app_serves_a_request_as_a_space_with_the_caps_in_force(space, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, log = space
+    client = Client(url, verbose=False)
+    notes = client.predict("shakespeare-char", "To be", 5, 0.8, 0, 1.0, 1, api_name="/generate_text")[0]
+    assert isinstance(notes, str)
+    # LSTM_STUDIO_DEADLINE_S=1: 5,000 characters stop early, with a note
+    notes = client.predict("shakespeare-char", "To be", 5000, 0.8, 0, 1.0, 1, api_name="/generate_text")[0]
+    assert "Stopped early" in notes, notes
+    # LSTM_STUDIO_MAX_UPLOAD_MB=1 -> launch(max_file_size="1mb"): a 2 MB upload never reaches a handler
+    big = tmp_path / "big.mid"
+    big.write_bytes(b"MThd" + bytes(2_000_000))
+    with pytest.raises(Exception) as refused:
+        client.predict("jsb-chorales-quarter", "Continue an uploaded file", handle_file(str(big)), "bach/bwv2.6",
+                       1, 1, 1.0, 0, 1, 100.0, api_name="/generate_music")
+    assert "exceeds the maximum file size of 1048576 bytes" in str(refused.value), refused.value  # the client reads the cap
+    upload = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.mid", big.read_bytes())}, timeout=60)
+    assert upload.status_code == 413, upload.text  # and the server refuses the bytes of a client that does not
+    assert "Traceback" not in log.read_text()
