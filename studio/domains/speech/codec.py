@@ -32,6 +32,7 @@ loading refuses a card whose parameters differ from this code's.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -65,6 +66,12 @@ def mel_basis() -> np.ndarray:
     return _librosa().filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
 
 
+@functools.cache
+def _mel_pseudo_inverse() -> np.ndarray:
+    """(1 + N_FFT / 2, N_MELS) float64: the mel filter bank's pseudo-inverse, made once."""
+    return np.linalg.pinv(mel_basis().astype(np.float64))
+
+
 def mel_centres() -> np.ndarray:
     """(N_MELS,) each mel bin's centre frequency in Hz."""
     return _librosa().mel_frequencies(N_MELS + 2, fmin=FMIN, fmax=FMAX)[1:-1]
@@ -88,8 +95,11 @@ def decode_audio(log_mel: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: int
     frames = log_mel.shape[0]
     librosa = _librosa()
     mel = np.exp(log_mel.T.astype(np.float64))
-    # librosa.feature.inverse.mel_to_audio's two steps, so the phase guess can be seeded
-    magnitude = librosa.feature.inverse.mel_to_stft(mel, sr=SAMPLE_RATE, n_fft=N_FFT, power=1.0, fmin=FMIN, fmax=FMAX)
+    # mel -> linear magnitude by the filter bank's pseudo-inverse, negatives clipped (Tacotron's
+    # inversion). librosa's mel_to_stft solves a non-negative least squares problem instead: 1.27 s
+    # for a 3.8 s espeak-ng sentence against 1 ms, and the audio of both, analysed again, is the
+    # same to 1e-7 (mean |log-mel error| 0.1699 each). Then Griffin-Lim with a seeded phase guess.
+    magnitude = np.maximum(_mel_pseudo_inverse() @ mel, 0.0)
     audio = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=HOP, win_length=N_FFT, n_fft=N_FFT,
                                random_state=seed)
     # istft gives (frames - 1) * HOP samples; pad to the documented frames * HOP (librosa's own
