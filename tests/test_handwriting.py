@@ -204,7 +204,7 @@ def test_generation_is_seeded_and_bad_text_is_explained():
 
 def test_priming_reads_the_style_sample_first():
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok")
+    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", normalize_primer=False)
     result, trace = write(model, settings)
     assert result.primer_points == 5 and result.chars == "ok hi"
     assert trace.shown_from == 5 == trace.prompt_length and trace.steps == 5 + len(result.offsets)
@@ -230,7 +230,8 @@ def test_hooks_see_the_trace_layers_and_steps():
     """The attention layer is layer 0 and the core's layers follow; steps are the trace's, primer
     included; a hook on the attention layer moves the window from its step on."""
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", fixed_points=12)
+    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", fixed_points=12,
+                                      normalize_primer=False)
     seen = set()
     plain = hw.generate(as_loaded(model), settings, hooks=[lambda step, layer, name, value: seen.add((step, layer))])
     assert plain.trace.steps == 5 + 12 and plain.trace.layer_names == ["attention", "layer 1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
     assert "<svg" in html
     with pytest.raises(Exception, match="Unknown model"):
         client.predict(None, "hi", 0.5, 0, "none", None, 600, api_name="/generate_handwriting")
+    # the drawing pad's value as the style, its transcript from the pad or from the style text box
+    pad = {"strokes": [[[0, 0, 0], [4, 30, 16], [9, 2, 40]], [[20, 10, 300], [21, 30, 340]]], "text": ""}
+    notes, html, *_ = client.predict("tiny", "hi", 1.0, 0, "drawing pad", None, 600, "ok", pad,
+                                     api_name="/generate_handwriting")
+    assert "<svg" in html and "Primed with the style sample of 'ok'" in notes
+    with pytest.raises(Exception, match="drawing pad is empty"):
+        client.predict("tiny", "hi", 1.0, 0, "drawing pad", None, 600, "", None, api_name="/generate_handwriting")
+    with pytest.raises(Exception, match="not lists of"):
+        client.predict("tiny", "hi", 1.0, 0, "drawing pad", None, 600, "", {"strokes": [["x"]]},
+                       api_name="/generate_handwriting")
 
 
 @pytest.mark.browser
@@ -82,3 +93,64 @@ def test_browser_shows_drawing_animation_and_the_viewer(handwriting_url, chromiu
     pen.click(position={"x": x, "y": y})
     page.wait_for_function("!document.querySelector('#handwriting-selection').innerText.includes('Step 6 ')", timeout=20_000)
     assert "Step " in page.inner_text("#handwriting-selection")
+
+
+def draw_word(page, canvas_selector: str) -> None:
+    """'hi' in print with the mouse: the h's stem, its arch, the i's stem and its dot (four strokes)."""
+    box = page.locator(canvas_selector).bounding_box()
+    x0, base = box["x"] + 40, box["y"] + box["height"] * 0.68
+
+    def stroke(points):
+        page.mouse.move(x0 + points[0][0], base + points[0][1])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x0 + x, base + y, steps=4)
+        page.mouse.up()
+
+    stroke([(0, -90), (0, 0)])
+    stroke([(0, -30), (12, -44), (28, -42), (32, -25), (32, 0)])
+    stroke([(50, -40), (50, 0)])
+    stroke([(50, -58), (51, -57)])
+
+
+@pytest.mark.browser
+def test_browser_drawing_pad_primes_the_writing_and_downloads_json(handwriting_url, chromium_page, tmp_path):
+    """Draw a word on the pad with the mouse, type it, write a sentence: the SVG appears and the
+    notes say the primer was used; undo takes back the last stroke; the strokes download as JSON
+    the importer reads."""
+    from studio.domains import handwriting as hw
+
+    page = chromium_page
+    page.goto(handwriting_url)
+    canvas = "#handwriting-pad .dp-canvas"
+    page.locator(canvas).scroll_into_view_if_needed()
+    draw_word(page, canvas)
+    page.wait_for_function("document.querySelector('#handwriting-pad .dp-status').innerText.startsWith('4 strokes')")
+    page.fill("#handwriting-pad .dp-text", "hi")
+    # writing on the pad picks it as the style
+    page.get_by_label("drawing pad", exact=True).wait_for()
+    page.wait_for_function("""() => [...document.querySelectorAll('input[type=radio]')]
+        .some((r) => r.value === 'drawing pad' && r.checked)""", timeout=20_000)
+    with page.expect_download() as download_info:
+        page.click("#handwriting-pad .dp-download")
+    path = tmp_path / "pad.json"
+    download_info.value.save_as(path)
+    data = json.loads(path.read_text())
+    assert data["text"] == "hi" and len(data["strokes"]) == 4 and all(len(p) == 3 for s in data["strokes"] for p in s)
+    times = [p[2] for s in data["strokes"] for p in s]
+    assert times == sorted(times) and times[-1] > 0  # the pen's timing is kept
+    strokes, text = hw.load_stroke_file(path)
+    assert len(strokes) == 4 and text == "hi"
+    page.get_by_label("Text to write", exact=False).fill("hi there")
+    page.click("#handwriting-generate")
+    page.locator("#handwriting-output svg.handwriting").wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#handwriting-notes').innerText.includes('Primed with the style')",
+                           timeout=20_000)
+    notes = page.inner_text("#handwriting-notes")
+    assert "'hi'" in notes and "scaled by" in notes
+    page.click("#handwriting-pad .dp-undo")
+    page.wait_for_function("document.querySelector('#handwriting-pad .dp-status').innerText.startsWith('3 strokes')")
+    page.click("#handwriting-pad .dp-clear")
+    page.wait_for_function("document.querySelector('#handwriting-pad .dp-status').innerText === 'empty'")
+    page.click("#handwriting-generate")  # an empty pad as the style: a sentence, not a traceback
+    page.wait_for_function("document.body.innerText.includes('The drawing pad is empty')", timeout=20_000)

@@ -15,14 +15,21 @@ from studio.domains.handwriting.codec import (
     DEFAULT_CHARS,
     MAX_SCORE_POINTS,
     MAX_TEXT,
+    TRAINING_STATS,
     Handwriting,
     HandwritingAlphabet,
     HandwritingCodec,
     HandwritingDetail,
     bounds,
+    curvature_of,
+    expected_height,
+    normalize_primer,
     normalize_strokes,
     offsets_to_strokes,
+    slant_of,
+    stroke_stats,
     strokes_to_offsets,
+    training_stats,
 )
 from studio.domains.handwriting.data import (
     PROVENANCE,
@@ -36,6 +43,7 @@ from studio.domains.handwriting.data import (
     load_quickdraw_ndjson,
     load_sketch_rnn_npz,
     load_stroke_file,
+    pad_strokes,
     phrases_from_text,
     read_input,
     render_phrase,
@@ -93,7 +101,19 @@ from studio.domains.handwriting.render import (
     write_files,
     write_png,
 )
-from studio.domains.handwriting.train import StrokeTask
+from studio.domains.handwriting.train import (
+    EXTRA_CHARS,
+    HELD_DRAWERS,
+    OMNIGLOT,
+    PRINT_PROVENANCE,
+    Hand,
+    StrokeTask,
+    build_mixed_dataset,
+    compose_line,
+    load_omniglot,
+    random_hand,
+    warm_start,
+)
 
 TITLE = "Handwriting"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "hershey-synthesis"
@@ -111,4 +131,7 @@ __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_c
            "render_phrase", "build_dataset", "load_dataset", "mdn_split", "mdn_log_likelihood", "mdn_sample",
            "make_batch", "batch_nll", "nll_per_point", "finished_fraction", "max_steps_for",
            "strokes_to_svg", "svg_to_strokes", "render_figure", "write_png", "unit_colors", "strokes_figure",
-           "attention_figure", "animated_svg"]
+           "attention_figure", "animated_svg", "pad_strokes", "TRAINING_STATS", "normalize_primer", "stroke_stats",
+           "slant_of", "curvature_of", "expected_height", "training_stats", "EXTRA_CHARS", "HELD_DRAWERS", "OMNIGLOT",
+           "PRINT_PROVENANCE", "Hand", "build_mixed_dataset", "compose_line", "load_omniglot", "random_hand",
+           "warm_start"]

@@ -2,7 +2,9 @@
 reads a stroke file with its transcript, teacher-forced).
 
 python -m studio train handwriting --corpus ../shared/data/tinyshakespeare.txt --data-dir runs/handwriting-data --out models/hershey-synthesis
-python -m studio generate handwriting --text "hello" [--bias B] --out out.svg
+python -m studio train handwriting --omniglot ../shared/data/omniglot-latin.json --init models/hershey-synthesis \
+    --data-dir runs/hw-mixed/data --out models/print-cursive-synthesis ...   (cursive + real print; the card has the rest)
+python -m studio generate handwriting --text "hello" [--bias B] [--style FILE [--style-text S]] --out out.svg
 python -m studio eval handwriting --data-dir runs/handwriting-data   (last line: finished_fraction: X)
 """
 
@@ -30,6 +32,9 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
         parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
         parser.add_argument("--samples", type=int, default=hw.DataConfig.samples, help="handwriting samples drawn for the corpus")
+        parser.add_argument("--omniglot", help="also compose real print lines from these Omniglot strokes (builds a mixed "
+                                               "set: Hershey cursive + print, alphabet with Q, X, Z and digits)")
+        parser.add_argument("--init", help="start from this synthesis model's weights (the alphabet may grow)")
         parser.add_argument("--model", choices=[hw.SYNTHESIS, hw.PREDICTION], default=hw.SYNTHESIS,
                             help="synthesis writes a text; prediction scribbles freely")
         cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
@@ -41,7 +46,11 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--text", default="", help="what to write (ignored by a free-scribble model)")
         parser.add_argument("--bias", type=float, default=0.5)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--style", help="stroke file with a transcript to prime the style (.json {strokes, text})")
+        parser.add_argument("--style", help="stroke file to prime the style (.json {strokes, text}, IAM .xml, QuickDraw "
+                                            ".ndjson, sketch-rnn .npz); a free-scribble model is primed too")
+        parser.add_argument("--style-text", help="what the style sample says (overrides the file's own)")
+        parser.add_argument("--raw-style", action="store_true", help="read the style sample as it is, without bringing "
+                                                                     "it to the training data's scale")
         parser.add_argument("--points", type=int, default=600, help="free-scribble length")
         cli_common.add_output_flags(parser, ".svg or .png")
         parser.set_defaults(run=run_generate)
@@ -63,7 +72,10 @@ def ensure_data(args) -> Path:
             sys.exit(f"error: cannot read {args.corpus}: {error.strerror or error}")
         print(f"building {args.samples} synthetic samples into {data_dir} ...", file=sys.stderr)
         try:
-            hw.build_dataset(corpus, data_dir, hw.DataConfig(samples=args.samples))
+            if getattr(args, "omniglot", None):
+                hw.build_mixed_dataset(corpus, data_dir, args.omniglot, args.samples // 2, args.samples // 2)
+            else:
+                hw.build_dataset(corpus, data_dir, hw.DataConfig(samples=args.samples))
         except ValueError as error:
             sys.exit(f"error: {args.corpus}: {error}")
     return data_dir
@@ -77,19 +89,30 @@ def run_train(args) -> int:
     val_texts, val_offsets = hw.load_dataset(data_dir / "held_out.npz")
     alphabet = hw.HandwritingAlphabet(summary["chars"])
     synthesis = args.model == hw.SYNTHESIS
-    codec = hw.HandwritingCodec(float(summary["offset_scale"]), alphabet if synthesis else None)
+    scale = float(summary["offset_scale"])
+    if getattr(args, "init", None):  # the started-from model reads offsets at its own scale
+        scale = float(checkpoint.read_card(args.init)["codec"]["offset_scale"])
+    codec = hw.HandwritingCodec(scale, alphabet if synthesis else None)
     torch.manual_seed(args.seed)
     if synthesis:
         model = hw.SynthesisModel(hw.SynthesisConfig(alphabet.size, args.hidden_size, args.layers, args.mixtures,
                                                      args.window_gaussians))
+        if args.init:
+            new = hw.warm_start(model, args.init, alphabet.chars)
+            print(f"started from {args.init}; new characters: {''.join(new) or 'none'}", file=sys.stderr)
     else:
         model = hw.PredictionModel(hw.PredictionConfig(args.hidden_size, args.layers, args.mixtures))
     task = hw.StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points)
-    data = {"source": args.source or hw.PROVENANCE["source"], "licence": args.licence or hw.PROVENANCE["licence"],
+    mixed = "print_samples" in summary
+    source = hw.PROVENANCE["source"] + (" PLUS " + hw.PRINT_PROVENANCE["source"] if mixed else "")
+    licence = hw.PROVENANCE["licence"] + ("; " + hw.PRINT_PROVENANCE["licence"] if mixed else "")
+    data = {"source": args.source or source, "licence": args.licence or licence,
             "samples": len(texts), "held_out_phrases": len(val_texts), "data_config": summary["config"],
+            **{k: summary[k] for k in ("hershey_samples", "print_samples", "train_drawers", "held_drawers") if k in summary},
             "mean_points": summary["mean_points"]}
     card = hw.make_card(model, codec, name=Path(args.out).name, data=data, reproduce=args.command_line,
-                        hyperparameters={"batch_size": args.batch_size, "max_points": args.max_points},
+                        hyperparameters={"batch_size": args.batch_size, "max_points": args.max_points,
+                                         **({"init": args.init} if getattr(args, "init", None) else {})},
                         metrics={"nll_units": hw.NLL_UNITS})
     cli_common.run_training("handwriting", model, task, args, card, "held_out_nll_per_point", hw.evaluate.VAL_HOW)
     return 0
@@ -98,7 +121,8 @@ def run_train(args) -> int:
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(hw, args.model)
     settings = hw.HandwritingSettings(text=args.text, bias=args.bias, seed=args.seed, style=args.style,
-                                      max_points=args.points)
+                                      max_points=args.points, primer_text=args.style_text or "",
+                                      normalize_primer=not args.raw_style)
     try:
         generation = hw.generate(loaded, settings)
     except ValueError as error:  # StrokeFileError too

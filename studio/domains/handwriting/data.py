@@ -5,7 +5,11 @@ Importers (all return strokes, or raise `StrokeFileError` whose message a user c
 IAM-OnDB stroke XML (`<StrokeSet><Stroke><Point x= y=/>`), QuickDraw ndjson (`drawing`:
 [[xs], [ys], ...] per stroke; the first drawing of the file), sketch-rnn `.npz` stroke-3
 (first sequence of `train`/`valid`/`test`; loaded with allow_pickle=False), and plain JSON:
-a list of strokes, each a list of [x, y] pairs, or {"strokes": [...], "text": "..."}.
+a list of strokes, each a list of [x, y] (or [x, y, t], the drawing pad's) points, or
+{"strokes": [...], "text": "..."}. Every format may carry its transcript (`load_stroke_file`
+reads it): IAM's `<Transcription><TextLine text=...>`, a "text" field of the ndjson record or the
+JSON object, a `text` string array in the .npz; a caller's own transcript (the tab's style text
+box, `--style-text`) overrides it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from studio import limits
 from studio.domains.handwriting.codec import Handwriting, HandwritingAlphabet, offsets_to_strokes, strokes_to_offsets
 
 MAX_STROKE_FILE_BYTES = 20_000_000
@@ -41,13 +46,18 @@ def _fail(path, why: str):
 
 
 def _check_strokes(strokes, path) -> list[np.ndarray]:
-    out = []
+    out, points = [], 0
     for s in strokes:
         arr = np.asarray(s, dtype=np.float64)
+        if arr.ndim == 2 and arr.shape[1] == 3:  # [x, y, t]: the time is not used
+            arr = arr[:, :2]
         if arr.ndim != 2 or arr.shape[1] != 2:
             _fail(path, "each stroke must be a list of [x, y] points")
         if not np.isfinite(arr).all():
             _fail(path, "contains coordinates that are not finite numbers")
+        limits.check_coordinates(Path(path).name, arr)  # huge ones overflow the model (inf/nan probabilities)
+        if (points := points + len(arr)) > limits.MAX_FILE_POINTS:
+            _fail(path, f"has more than {limits.MAX_FILE_POINTS:,} pen points")
         if len(arr):
             out.append(arr.astype(np.float32))
     if not out:
@@ -71,15 +81,44 @@ def load_iam_xml(path) -> list[np.ndarray]:
     return _check_strokes(strokes, path)
 
 
+def iam_transcript(path) -> str:
+    """The text lines of an IAM-OnDB file's <Transcription> (<TextLine text=...>), joined by spaces."""
+    try:
+        root = ET.fromstring(Path(path).read_bytes())
+    except ET.ParseError:
+        return ""
+    lines = [line.attrib.get("text", "") for line in root.iter("TextLine")]
+    return " ".join(" ".join(line.split()) for line in lines if line.strip())
+
+
+def _record_text(path, suffix: str) -> str:
+    """The "text" of an ndjson file's first record, or a .npz's `text` string array ("" if none)."""
+    try:
+        if suffix == ".ndjson":
+            for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.strip():
+                    text = json.loads(line).get("text", "")
+                    return text if isinstance(text, str) else ""
+        with np.load(path, allow_pickle=False) as data:
+            if "text" in data.files and data["text"].dtype.kind == "U":
+                return " ".join(str(t) for t in np.ravel(data["text"])[:1])
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, RecursionError):
+        pass
+    return ""
+
+
 def load_quickdraw_ndjson(path) -> list[np.ndarray]:
     for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
+            limits.check_json_text(Path(path).name, line.encode("utf-8", errors="replace"))
             record = json.loads(line)
             drawing = record["drawing"]
             strokes = [np.stack([np.asarray(s[0], float), np.asarray(s[1], float)], axis=1) for s in drawing]
-        except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
+        except limits.LimitError:
+            raise
+        except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, RecursionError):
             _fail(path, "is not QuickDraw ndjson (each line a JSON object with \"drawing\": [[xs], [ys]] per stroke)")
         return _check_strokes(strokes, path)
     _fail(path, "is empty")
@@ -88,6 +127,9 @@ def load_quickdraw_ndjson(path) -> list[np.ndarray]:
 def load_sketch_rnn_npz(path) -> list[np.ndarray]:
     if Path(path).read_bytes()[:2] != b"PK":  # np.load would try to unpickle anything that is not a zip
         _fail(path, "is not a readable .npz (not a zip archive of arrays)")
+    shapes = limits.npz_headers(path)  # unpacked size and array shapes checked before any array is read
+    for key in set(shapes) & {"train", "valid", "test"}:
+        limits.check_array_shape(Path(path).name, shapes[key][0])
     try:
         with np.load(path, allow_pickle=False, encoding="latin1") as data:
             for key in ("train", "valid", "test"):
@@ -99,7 +141,7 @@ def load_sketch_rnn_npz(path) -> list[np.ndarray]:
             else:
                 _fail(path, f"has no 'train', 'valid' or 'test' array (found {', '.join(data.files) or 'none'})")
     except ValueError as error:
-        if isinstance(error, StrokeFileError):
+        if isinstance(error, StrokeFileError | limits.LimitError):
             raise
         if "allow_pickle" in str(error) or "pickle" in str(error).lower():
             _fail(path, "stores Python objects (pickled ragged arrays); for safety only plain numeric arrays are read. "
@@ -113,10 +155,7 @@ def load_sketch_rnn_npz(path) -> list[np.ndarray]:
 
 
 def load_json_strokes(path) -> tuple[list[np.ndarray], str]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        _fail(path, f"is not valid JSON ({error})")
+    data = limits.load_json(path)  # size and nesting checked before parsing
     text = ""
     if isinstance(data, dict):
         text = str(data.get("text", ""))
@@ -126,9 +165,22 @@ def load_json_strokes(path) -> tuple[list[np.ndarray], str]:
     try:
         return _check_strokes(data, path), text
     except (TypeError, ValueError) as error:
-        if isinstance(error, StrokeFileError):
+        if isinstance(error, StrokeFileError | limits.LimitError):
             raise
         _fail(path, "must be a list of strokes, each a list of [x, y] numeric points")
+
+
+def pad_strokes(value) -> tuple[list[np.ndarray], str]:
+    """(strokes, text) of a drawing pad's value {"strokes": [[[x, y, t], ...], ...], "text": ...}."""
+    if not isinstance(value, dict) or not isinstance(value.get("strokes"), list) or not value["strokes"]:
+        raise StrokeFileError("The drawing pad is empty: write a word on it first (and type it in the box below it).")
+    text = value.get("text")
+    try:
+        return _check_strokes(value["strokes"], "the drawing pad"), text if isinstance(text, str) else ""
+    except (TypeError, ValueError) as error:
+        if isinstance(error, StrokeFileError | limits.LimitError):
+            raise StrokeFileError(str(error)) from None
+        raise StrokeFileError("The drawing pad sent strokes that are not lists of [x, y, t] numbers.") from None
 
 
 def load_stroke_file(path) -> tuple[list[np.ndarray], str]:
@@ -139,24 +191,29 @@ def load_stroke_file(path) -> tuple[list[np.ndarray], str]:
     if path.stat().st_size > MAX_STROKE_FILE_BYTES:
         _fail(path, f"is larger than {MAX_STROKE_FILE_BYTES // 1_000_000} MB")
     name = path.name.lower()
-    if name.endswith(".npz"):
-        return load_sketch_rnn_npz(path), ""
-    if name.endswith(".xml"):
-        return load_iam_xml(path), ""
-    if name.endswith(".ndjson"):
-        return load_quickdraw_ndjson(path), ""
-    if name.endswith(".json"):
-        return load_json_strokes(path)
+    try:
+        if name.endswith(".npz"):
+            return load_sketch_rnn_npz(path), _record_text(path, ".npz")
+        if name.endswith(".xml"):
+            return load_iam_xml(path), iam_transcript(path)
+        if name.endswith(".ndjson"):
+            return load_quickdraw_ndjson(path), _record_text(path, ".ndjson")
+        if name.endswith(".json"):
+            return load_json_strokes(path)
+    except limits.LimitError as error:  # over a cap (studio/limits.py): the same kind of error as the rest
+        raise StrokeFileError(str(error)) from None
     _fail(path, "has an unknown extension: use .xml (IAM-OnDB), .ndjson (QuickDraw), .npz (sketch-rnn) or .json")
 
 
-def read_input(path, loaded=None) -> Handwriting:
-    """The contract's reader: a stroke file and its transcript. A synthesis model reads the
-    transcript through its window, so a file without one is refused for it."""
-    strokes, text = load_stroke_file(path)
+def read_input(path, loaded=None, text: str = "") -> Handwriting:
+    """The contract's reader: a stroke file and its transcript (`text`, when given, overrides the
+    file's). A synthesis model reads the transcript through its window, so a sample without one is
+    refused for it."""
+    strokes, transcript = load_stroke_file(path)
+    text = text.strip() or transcript
     if loaded is not None and loaded.codec.alphabet is not None and not text.strip():
-        _fail(path, "has no transcript, and this synthesis model reads the text being written: use a .json file "
-                    "{\"strokes\": [...], \"text\": \"...\"}")
+        _fail(path, "has no transcript, and this synthesis model reads the text being written: put it in the file "
+                    "(JSON \"text\", IAM <TextLine text=...>, ndjson \"text\", .npz text) or give it with the sample")
     return Handwriting(strokes, text)
 
 

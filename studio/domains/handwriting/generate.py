@@ -24,11 +24,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from studio import limits
 from studio.domains.base import Generation, LoadedModel
 from studio.domains.handwriting.codec import (
+    TRAINING_STATS,
     Handwriting,
     HandwritingDetail,
     bounds,
+    normalize_primer,
     offsets_to_strokes,
     strokes_to_offsets,
 )
@@ -50,7 +53,8 @@ class HandwritingSettings:
     style: str | None = None  # path of a stroke file with a transcript (priming), or None
     max_points: int = 600  # free-scribble length, clamped to [10, MAX_POINTS]
     primer_strokes: list | None = None  # strokes given directly (instead of a style file)
-    primer_text: str = ""  # their transcript
+    primer_text: str = ""  # their transcript (given with a style file: overrides the file's own)
+    normalize_primer: bool = True  # bring the primer to the training data's scale first (codec.normalize_primer)
     fixed_points: int = 0  # synthesis: write exactly this many points a line, whatever the window does
     # (0: Graves' stopping rule). Keeps a random test model writing for a known number of steps.
 
@@ -118,22 +122,39 @@ def _scribble(loaded, settings, bias, generator, notes, hooks) -> Generation:
     if (settings.text or "").strip():
         notes.append("This is an unconditional (free-scribble) model: the text was ignored.")
     max_points = int(max(10, min(settings.max_points, MAX_POINTS)))
+    if settings.style and settings.primer_strokes is None:
+        settings = replace(settings, primer_strokes=load_stroke_file(settings.style)[0])
+    settings = _prepare_primer(loaded, settings, "", notes)  # no window: the transcript is not needed
+    primer = np.zeros((0, 3), np.float32)
+    if settings.primer_strokes is not None:
+        primer = strokes_to_offsets(settings.primer_strokes)[:MAX_PRIMER_POINTS]
+        primer[0, :2] = 0
     state = model.core.initial_state(1)
     point = torch.tensor([[0.0, 0.0, 1.0]], device=device)
     rows, step_gates, params_per_step = [], [], []
-    for t in range(max_points):
+    for j, row in enumerate(primer):  # priming: teacher-forced over the style sample, then scribbling on
+        raw, state, gates = model.step(point, state, hooks, j)
+        point = torch.tensor([[row[0] / loaded.codec.offset_scale, row[1] / loaded.codec.offset_scale, row[2]]],
+                             device=device)
+        step_gates.append(gates)
+        params_per_step.append(mdn_split(raw[0], model.config.mixtures, bias))
+    for t in range(len(primer), len(primer) + max_points):
         raw, state, gates = model.step(point, state, hooks, t)
         params = mdn_split(raw[0], model.config.mixtures, bias)
         point, row = _sample(params, generator, device)
         rows.append(row)
         step_gates.append(gates)
         params_per_step.append(params)
+        if limits.out_of_time() and len(rows) < max_points:  # the request's deadline: keep what was drawn
+            notes.append(limits.time_note(f"the first {len(rows)} of {max_points} points"))
+            break
     offsets = np.array(rows, np.float32)
     offsets[:, :2] *= loaded.codec.offset_scale
     offsets[-1, 2] = 1
-    trace = Trace.from_steps(step_gates, [str(k) for k in range(len(rows))],
-                             **_trace_fields(loaded, HandwritingDetail("scribble")))
-    result = HandwritingResult(offsets_to_strokes(offsets), offsets, "", notes, True)
+    trace = Trace.from_steps(step_gates, [str(k) for k in range(len(primer) + len(rows))],  # as score labels them
+                             **_trace_fields(loaded, HandwritingDetail("scribble"), len(primer)))
+    result = HandwritingResult(offsets_to_strokes(offsets), offsets, "", notes, True, primer_points=len(primer),
+                               primer=primer if len(primer) else None)
     return Generation(result, trace, MDNParams.stack(params_per_step).arrays())
 
 
@@ -145,7 +166,8 @@ def _write(loaded, settings, bias, generator, notes, hooks) -> Generation:
             " after removing characters the model does not know." if (settings.text or "").strip() else "."))
     if settings.style and settings.primer_strokes is None:  # read once, primes every line
         strokes, transcript = load_stroke_file(settings.style)
-        settings = replace(settings, primer_strokes=strokes, primer_text=transcript)
+        settings = replace(settings, primer_strokes=strokes, primer_text=(settings.primer_text or "").strip() or transcript)
+    settings = _prepare_primer(loaded, settings, loaded.codec.alphabet.clean(settings.primer_text or "")[0], notes)
     lines = textwrap.wrap(text, LINE_CHARS)
     if len(lines) <= 1:
         line = _write_line(loaded, replace(settings, text=text), bias, generator, notes, hooks)
@@ -154,11 +176,33 @@ def _write(loaded, settings, bias, generator, notes, hooks) -> Generation:
     notes.append(f"Written in {len(lines)} lines of up to {LINE_CHARS} characters (the model learned phrases of "
                  "at most 28), each from a fresh state" + (" primed with the style." if primed else "."))
     parts, line_start = [], 0
-    for line_text in lines:
+    for k, line_text in enumerate(lines):
+        if k and limits.out_of_time():  # the request's deadline: keep the lines written
+            notes.append(limits.time_note(f"the first {k} of {len(lines)} lines"))
+            break
         part = _write_line(loaded, replace(settings, text=line_text), bias, generator, [], hooks, line_start)
         line_start += part.trace.steps - part.result.primer_points
         parts.append(part)
     return _stack_lines(loaded, parts, notes)
+
+
+def _prepare_primer(loaded, settings: HandwritingSettings, transcript: str, notes: list[str]) -> HandwritingSettings:
+    """The settings with their primer strokes normalised once (every line reads the same), and a
+    note saying the primer is used and how it was changed."""
+    if settings.primer_strokes is None or not len(settings.primer_strokes):
+        return replace(settings, primer_strokes=None)
+    if loaded.codec.alphabet is not None and not transcript:
+        return settings  # _primer says why it is not used
+    points = sum(len(s) for s in settings.primer_strokes)
+    said = f" of {transcript!r}" if transcript else ""
+    if not settings.normalize_primer:
+        notes.append(f"Primed with the style sample{said} ({points} pen points, read as given).")
+        return settings
+    stats = {**TRAINING_STATS, **loaded.card.get("primer_normalisation", {})}
+    strokes, changes = normalize_primer(settings.primer_strokes, transcript, stats)
+    notes.append(f"Primed with the style sample{said} ({points} pen points), brought to the training data's "
+                 "statistics: " + "; ".join(changes) + ".")
+    return replace(settings, primer_strokes=strokes, normalize_primer=False)
 
 
 def _primer(alphabet, settings: HandwritingSettings, notes: list[str]) -> tuple[np.ndarray, str]:
@@ -168,7 +212,8 @@ def _primer(alphabet, settings: HandwritingSettings, notes: list[str]) -> tuple[
         return primer_offsets, ""
     primer_text, primer_notes = alphabet.clean(settings.primer_text or "")
     if not primer_text:
-        notes.append("The style sample has no transcript the model can read; it was not used.")
+        notes.append("The style sample has no transcript the model can read, so it was not used: type what it says "
+                     "in the style text box (CLI: --style-text).")
         return primer_offsets, primer_text
     primer_offsets = strokes_to_offsets(settings.primer_strokes)
     primer_offsets[0, :2] = 0  # the primer starts where the pen is
@@ -199,8 +244,8 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
         phis.append(phi.cpu().numpy())
         params_per_step.append(params)
         labels.append("·")
-    rows, finished, passed = [], False, False
-    limit = settings.fixed_points or (max_steps_for(text) + primer_points)
+    rows, finished, passed, lag, in_primer = [], False, False, 0, primer_points > 0
+    limit = settings.fixed_points or (max_steps_for(full) + primer_points)
     for k in range(limit):
         params, state, gates, phi = model.step(point, chars, state, bias, hooks, written_first + k)
         point, row = _sample(params, generator, device)
@@ -210,6 +255,10 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
         params_per_step.append(params)
         position = int(phi[:-1].argmax())
         labels.append(full[position] if full[position] != " " else "␣")
+        # still on the primer's word or the space after it: a stroke ended there finishes the primer
+        in_primer = in_primer and position <= len(primer_text)
+        if in_primer and row[2] > 0.5:
+            lag = k + 1
         # Graves' rule (phi past the end outweighs every character), or every window Gaussian
         # already beyond the last character (where all phi may underflow to 0)
         if not passed and (float(phi[-1]) > float(phi[:-1].max()) or float(state[1].kappa.min()) > len(full) + 0.5):
@@ -217,12 +266,20 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
         if passed and row[2] > 0.5 and not settings.fixed_points:
             finished = True
             break
+        if limits.out_of_time():  # the request's deadline: keep what was written
+            notes.append(limits.time_note(f"the first {k + 1} points of this line"))
+            break
     if settings.fixed_points:
         finished = passed  # wrote the points asked for; "finished" says whether the window got past the text
-    elif not finished:
+    elif not finished and not limits.out_of_time():
         notes.append(f"The pen did not reach the end of the text within {limit - primer_points} points; stopped there.")
     offsets = np.array(rows, np.float32).reshape(-1, 3)
     offsets[:, :2] *= scale
+    if 0 < lag < len(offsets):  # points written while the window was still on the primer's transcript: the end of the
+        # primer's word, not the text; they join the prompt (in the trace, not in the output)
+        primer_offsets = np.vstack([primer_offsets, offsets[:lag]])
+        offsets, primer_points = offsets[lag:], primer_points + lag
+        notes.append(f"Left out {lag} points the pen wrote to finish the style sample before the text began.")
     if len(offsets):
         offsets[-1, 2] = 1
     trace = Trace.from_steps(step_gates, labels,

@@ -9,11 +9,13 @@ import gradio as gr
 
 from studio.domains import handwriting as hw
 from studio.domains.base import Generation
+from studio.domains.handwriting.data import pad_strokes
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
+from studio.ui.drawing_pad import drawing_pad
 
 STYLE_SAMPLE = Path(__file__).resolve().parents[3] / "assets" / "handwriting-style.json"
-STYLES = ["none", "style sample (assets)", "uploaded file"]
+STYLES = ["none", "style sample (assets)", "uploaded file", "drawing pad"]
 NO_MODEL = ("No handwriting model is available in `models/`. Train one with "
             "`python -m studio train handwriting --out models/NAME`.")
 
@@ -24,21 +26,29 @@ def animation(generation: Generation) -> str:
             'border-radius:6px;padding:4px">' + hw.animated_svg(generation.result) + "</div>")
 
 
-def read_style(choice, uploaded) -> tuple[list | None, str, list[str]]:
-    """(primer strokes or None, their transcript, notes) for the style the user picked."""
+def read_style(choice, uploaded, pad=None, style_text="") -> tuple[list | None, str, list[str]]:
+    """(primer strokes or None, their transcript, notes) for the style the user picked; the style
+    text box (what the sample says) overrides a file's own transcript, and fills in the pad's."""
+    typed = style_text.strip() if isinstance(style_text, str) else ""
     if choice == STYLES[1]:
-        return (*hw.load_stroke_file(STYLE_SAMPLE), [])
-    if choice == STYLES[2]:
+        strokes, text = hw.load_stroke_file(STYLE_SAMPLE)
+    elif choice == STYLES[2]:
         if not isinstance(uploaded, str) or not uploaded:
             return None, "", ["No style file was uploaded; wrote without priming."]
-        return (*hw.load_stroke_file(uploaded), [])
-    return None, "", []
+        strokes, text = hw.load_stroke_file(uploaded)
+    elif choice == STYLES[3]:
+        strokes, text = pad_strokes(pad)
+        return strokes, text.strip() or typed, []
+    else:
+        return None, "", []
+    return strokes, typed or text, []
 
 
 def create_tab(models: dict, problems: list[str]) -> None:
     """models: {name: LoadedModel} loaded once by app.py."""
-    # the synthesis models (they write your text) first: the tab's main use is the default
-    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != hw.SYNTHESIS, item[0])))
+    # the synthesis models (they write your text) first, the domain's default model first of them
+    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != hw.SYNTHESIS,
+                                                           item[0] != hw.DEFAULT_MODEL.name, item[0])))
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
@@ -49,6 +59,10 @@ def create_tab(models: dict, problems: list[str]) -> None:
             seed = inputs.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
             style = inputs.Radio(STYLES, value="none", label="Style (priming)")
             style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
+            style_text = gr.Textbox(label="What the style sample says (overrides the file's transcript)",
+                                    elem_id="handwriting-style-text")
+            with gr.Accordion("Drawing pad: write a word in your hand, type it below; it becomes the style", open=True):
+                pad = drawing_pad("handwriting-pad")
             points = inputs.Number(600, label="Free-scribble points (prediction models)", precision=0)
             button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
             svg_file, png_file, download_trace = blocks.downloads("SVG", "PNG")
@@ -59,13 +73,15 @@ def create_tab(models: dict, problems: list[str]) -> None:
             attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
 
-    def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value):
+    def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value, style_words=None,
+                    pad_value=None):
         loaded = blocks.loaded_or_error(models, name)
         settings = hw.HandwritingSettings(
             text=text if isinstance(text, str) else "", bias=number_or(bias_value, 0.5),
             seed=clamp_int(seed_value, 0, 2**62, 0), max_points=clamp_int(points_value, 10, hw.MAX_POINTS, 600))
         try:
-            settings.primer_strokes, settings.primer_text, extra = read_style(style_choice, style_path)
+            settings.primer_strokes, settings.primer_text, extra = read_style(style_choice, style_path, pad_value,
+                                                                             style_words)
             generation = hw.generate(loaded, settings)
         except ValueError as error:  # words, not a traceback (StrokeFileError too); inputs stay as typed
             raise gr.Error(str(error)) from None
@@ -80,9 +96,12 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 hw.attention_figure(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
 
     blocks.follow_model(model_name, model_info, models)
+    # writing on the pad picks it as the style (an emptied pad leaves the choice alone)
+    pad.change(lambda value: STYLES[3] if isinstance(value, dict) and value.get("strokes") else gr.update(),
+               pad, style, api_visibility="private", queue=False, show_progress="hidden")
     button.click(
         on_generate,
-        [model_name, text_box, bias, seed, style, style_file, points],
+        [model_name, text_box, bias, seed, style, style_file, points, style_text, pad],
         [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, download_trace,
          generation_state],
         api_name="generate_handwriting",

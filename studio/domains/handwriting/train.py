@@ -1,11 +1,32 @@
-"""Handwriting training task for studio.train.train (both models): batches of phrases of similar
-length (little padding), -log p per real pen point; validation on the held-out phrases."""
+"""Handwriting training: the task for studio.train.train (both models: batches of phrases of
+similar length, little padding, -log p per real pen point; validation on the held-out phrases),
+real people's print letters composed into training lines, and a warm start onto a wider alphabet.
+
+Real people's print letters (Omniglot, Lake et al. 2015, MIT) composed into words and lines,
+in the Hershey training data's units, so one synthesis model learns both the Hershey cursive and
+these print hands.
+
+The file (`../shared/data/omniglot-latin.json`, never copied into the repository) holds
+`drawings[drawer][letter]`: a list of strokes of [x, y, t] points (105 x 105 canvas, y down, t in
+ms). Drawer numbers order the drawings of each letter; one number is taken as one "hand": a word
+uses the letters of one drawer number only. Each letter is scaled into the line by its kind
+(x-height letters fill the x-height, ascenders and descenders reach above or below), placed with
+a hand's own letter gap, word space, size and slant, a little baseline jitter per letter, and
+resampled along the pen path at the Hershey data's point spacing. Units are Hershey font units:
+the baseline at y = 9, the x-height top at y = 0 (the cursive's own geometry).
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from studio.domains.handwriting.codec import HandwritingCodec
+from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec, strokes_to_offsets
+from studio.domains.handwriting.data import DataConfig, _resample, phrases_from_text, render_phrase
 from studio.domains.handwriting.evaluate import batch_nll, make_batch, nll_per_point
 
 
@@ -37,3 +58,181 @@ class StrokeTask:
 
     def evaluate(self, model) -> float:
         return nll_per_point(model, self.val_texts, self.val_offsets, self.codec, self.max_points)
+
+
+# ---------------------------------------------------------------- real print letters (Omniglot)
+OMNIGLOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "omniglot-latin.json"
+PRINT_PROVENANCE = {
+    "source": "Omniglot (brendenlake/omniglot, strokes_background_small1.zip, alphabet Latin): real people's pen "
+              "strokes of a-z drawn with a mouse, 15 drawings per letter, composed into words and lines of Tiny "
+              "Shakespeare phrases (studio/domains/handwriting/train.py)",
+    "licence": "MIT, (c) 2015 Brenden Lake",
+}
+HELD_DRAWERS = ("13", "14", "15")  # never trained on: the priming benchmark writes with these hands
+EXTRA_CHARS = "QXZ0123456789"  # beyond DEFAULT_CHARS: the Hershey fonts draw them, Shakespeare rarely has them
+BASELINE, X_TOP = 9.0, 0.0  # Hershey units
+ASCENDER, DESCENDER = 8.5, 8.0  # print ascenders / descenders beyond the x-height band
+# (top, bottom) of each letter's ink, in Hershey units
+LETTER_BOX = {**{c: (X_TOP, BASELINE) for c in "acemnorsuvwxz"},
+              **{c: (X_TOP - ASCENDER, BASELINE) for c in "bdhkl"},
+              **{c: (X_TOP, BASELINE + DESCENDER) for c in "gpqy"},
+              "f": (X_TOP - ASCENDER, BASELINE), "t": (X_TOP - 5.0, BASELINE), "i": (X_TOP - 4.0, BASELINE),
+              "j": (X_TOP - 4.0, BASELINE + DESCENDER)}
+
+
+def load_omniglot(path=OMNIGLOT) -> dict[str, dict[str, list[np.ndarray]]]:
+    """{drawer: {letter: [stroke (N, 2) float64, ...]}}; the timings are dropped (the strokes are
+    resampled along the pen path, as the Hershey data is)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))["drawings"]
+    return {drawer: {letter: [np.asarray(s, np.float64)[:, :2] for s in strokes if len(s)]
+                     for letter, strokes in letters.items()} for drawer, letters in data.items()}
+
+
+@dataclass
+class Hand:
+    """One drawer number's way of composing letters (drawn once per line)."""
+
+    size: float  # x-height scale
+    gap: float  # between letters, Hershey units
+    space: float  # between words
+    slant: float  # shear of the whole line (x += slant * (baseline - y))
+    spacing: float  # pen-point spacing along the path
+    jitter: float  # baseline jitter per letter
+
+
+def random_hand(rng) -> Hand:
+    return Hand(size=rng.uniform(0.85, 1.2), gap=rng.uniform(1.0, 4.0), space=rng.uniform(7.0, 12.0),
+                slant=rng.uniform(-0.12, 0.12), spacing=rng.uniform(4.5, 6.0), jitter=rng.uniform(0.2, 0.8))
+
+
+def compose_line(letters: dict[str, list[np.ndarray]], text: str, rng, hand: Hand | None = None) -> list[np.ndarray]:
+    """The strokes of `text` (lower-case a-z and spaces) written with one drawer's letters."""
+    hand = hand or random_hand(rng)
+    out, cursor = [], 0.0
+    for word in text.split():
+        for ch in word:
+            strokes = letters[ch]
+            points = np.vstack(strokes)
+            (x0, y0), (x1, y1) = points.min(0), points.max(0)
+            top, bottom = LETTER_BOX[ch]
+            scale = hand.size * (bottom - top) / max(y1 - y0, 1e-6) * rng.uniform(0.95, 1.05)
+            scale = min(scale, hand.size * 26.0 / max(x1 - x0, 1e-6))  # a flat stroke (a dash-like 'n') stays narrow
+            shift = np.array([cursor - x0 * scale, BASELINE - hand.size * (BASELINE - bottom) - y1 * scale
+                              + rng.normal(0, hand.jitter)])
+            for stroke in strokes:
+                placed = stroke * scale + shift
+                out.append(_resample(placed, hand.spacing, rng))
+            cursor += (x1 - x0) * scale + hand.gap * hand.size
+        cursor += hand.space * hand.size - hand.gap * hand.size
+    pts = np.vstack(out)
+    pts[:, 0] += hand.slant * (BASELINE - pts[:, 1])
+    return [p.astype(np.float32) for p in np.split(pts, np.cumsum([len(p) for p in out])[:-1])]
+
+
+def print_phrases(corpus: str, min_chars: int = 6, max_chars: int = 28, seed: int = 0) -> list[str]:
+    """Distinct lower-case phrases of a-z words (Omniglot has only these letters)."""
+    words = [w for w in re.sub(r"[^a-z]+", " ", corpus.lower()).split() if w]
+    rng = np.random.default_rng(seed)
+    phrases, seen, k = [], set(), 0
+    while k < len(words):
+        n = int(rng.integers(1, 5))
+        phrase = " ".join(words[k : k + n])
+        k += n
+        if min_chars <= len(phrase) <= max_chars and phrase not in seen:
+            seen.add(phrase)
+            phrases.append(phrase)
+    return phrases
+
+
+def extra_phrase(rng, phrase: str) -> str:
+    """A Hershey phrase with a number or a word of a rare capital (Q, X, Z) put in."""
+    words = phrase.split()
+    pick = rng.random()
+    if pick < 0.5:
+        word = str(int(rng.integers(0, 10 ** int(rng.integers(1, 5)))))
+    else:
+        word = str(rng.choice(["Queen", "Quick", "Quiet", "Zeal", "Zounds", "Zebra", "Xerxes", "X", "Q", "Z",
+                               "QUIT", "ZONE", "XI"]))
+    words.insert(int(rng.integers(0, len(words) + 1)), word)
+    return " ".join(words)[:28].strip()
+
+
+def build_print_set(corpus: str, omniglot, samples: int, drawers, seed: int = 0) -> tuple[list[str], list[np.ndarray]]:
+    """(texts, offsets): `samples` lines written by the given drawer numbers' hands."""
+    rng = np.random.default_rng(seed)
+    phrases = print_phrases(corpus, seed=seed)
+    drawers = list(drawers)
+    texts, offsets = [], []
+    for k in range(samples):
+        text = phrases[int(rng.integers(len(phrases)))]
+        drawer = drawers[k % len(drawers)]
+        texts.append(text)
+        offsets.append(strokes_to_offsets(compose_line(omniglot[drawer], text, rng)))
+    return texts, offsets
+
+
+def build_mixed_dataset(corpus: str, out_dir, omniglot_path=OMNIGLOT, hershey: int = 6000, printed: int = 6000,
+                        held_out: int = 50, held_drawers=HELD_DRAWERS, seed: int = 0) -> dict:
+    """train.npz / held_out.npz / summary.json in OUT_DIR: Hershey cursive lines (a tenth with a
+    number or a Q, X, Z word) and Omniglot print lines of every drawer number but `held_drawers`.
+    The held-out set (validation) is `held_out` unseen phrases of each kind, by training hands."""
+    alphabet = HandwritingAlphabet(HandwritingAlphabet().chars + EXTRA_CHARS)
+    rng = np.random.default_rng(seed)
+    omniglot = load_omniglot(omniglot_path)
+    hands = sorted(d for d in omniglot if d not in set(held_drawers))
+    cursive = phrases_from_text(corpus, alphabet, 6, 28, seed)
+    order = rng.permutation(len(cursive))
+    held_cursive = [cursive[i] for i in order[:held_out]]
+    train_cursive = [cursive[i] for i in order[held_out:]]
+    config = DataConfig(samples=hershey, held_out=held_out, seed=seed)
+    texts, offsets = [], []
+    for k in range(hershey):
+        phrase = train_cursive[k % len(train_cursive)]
+        phrase = extra_phrase(rng, phrase) if rng.random() < 0.1 else phrase
+        texts.append(phrase)
+        offsets.append(strokes_to_offsets(render_phrase(phrase, rng, config)))
+    print_texts, print_offsets = build_print_set(corpus, omniglot, printed + held_out, hands, seed + 1)
+    held_print = set(print_texts[printed:])
+    keep = [k for k in range(printed) if print_texts[k] not in held_print]
+    texts += [print_texts[k] for k in keep]
+    offsets += [print_offsets[k] for k in keep]
+    val_texts = held_cursive + print_texts[printed:]
+    val_offsets = [strokes_to_offsets(render_phrase(p, rng, config)) for p in held_cursive] + print_offsets[printed:]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, tt, oo in (("train", texts, offsets), ("held_out", val_texts, val_offsets)):
+        np.savez(out_dir / f"{name}.npz", offsets=np.concatenate(oo), lengths=np.array([len(o) for o in oo], np.int64),
+                 texts=np.array(tt, dtype=np.str_))
+    flat = np.concatenate(offsets)
+    summary = {"samples": len(texts), "hershey_samples": hershey, "print_samples": len(keep), "held_out": val_texts,
+               "held_drawers": list(held_drawers), "train_drawers": hands, "offset_scale": float(np.std(flat[:, :2])),
+               "mean_points": float(np.mean([len(o) for o in offsets])), "chars": alphabet.chars,
+               "config": {"hershey": hershey, "printed": printed, "held_out": held_out, "seed": seed}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def warm_start(model, stem, chars: str) -> list[str]:
+    """Load a trained synthesis model's weights into `model`, whose alphabet may be wider: each
+    character's input columns (attention layer and first core layer) are copied by character, a
+    new character's start at zero. Returns the new characters."""
+    import torch
+
+    from studio import checkpoint
+
+    tensors, card = checkpoint.load(stem, domain="handwriting")
+    old = card["codec"]["chars"]
+    new = model.config.vocab_size
+    state = model.state_dict()
+    for name, value in tensors.items():
+        if name in ("attention.layers.0.weight_ih_l0", "core.layers.0.weight_ih_l0"):
+            target = torch.zeros_like(state[name])
+            target[:, :3] = value[:, :3]  # the pen point
+            for k, ch in enumerate(chars):
+                if ch in old:
+                    target[:, 3 + k] = value[:, 3 + old.index(ch)]
+            target[:, 3 + new :] = value[:, 3 + len(old) :]  # h1 of the attention layer (core only)
+            value = target
+        state[name] = value
+    model.load_state_dict(state)
+    return [c for c in chars if c not in old]
