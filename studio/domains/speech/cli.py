@@ -4,7 +4,7 @@ recording, with its transcript in a .txt beside it for a text-to-mel model; see 
     python -m studio train speech --corpus runs/speech-corpus --source ../shared/data/tinyshakespeare.txt --out models/espeak-tts
     python -m studio train speech --kind frame --corpus runs/speech-corpus --out models/espeak-frames
     python -m studio generate speech --text "hello there" --out out.wav
-    python -m studio generate speech --model models/espeak-frames --input clip.wav --out more.wav
+    python -m studio generate speech --continue clip.wav --seconds 2 --out more.wav --features-out more.npz
     python -m studio eval speech --corpus runs/speech-corpus          # last line: mcd_db: X
     python -m studio trace speech --model models/espeak-frames --input clip.wav --out trace.npz
 """
@@ -42,12 +42,21 @@ def add_commands(command: str, parser) -> None:
         cli_common.add_train_flags(parser, steps=6000, lr=1e-3, eval_every=200, batch_size=32, hidden_size=256)
         parser.add_argument("--decoder-layers", type=int, default=1, help="tts: decoder LSTM layers (--layers: frame)")
         parser.add_argument("--reduction", type=int, default=3, help="frames per step")
+        parser.add_argument("--input-noise", type=float, default=0.0,
+                            help="frame: noise added to the groups read in training (std up to this, normalised)")
+        parser.add_argument("--scheduled-sampling", type=float, default=0.0,
+                            help="frame: share of the groups read that are the model's own predictions")
+        parser.add_argument("--direct", action="store_true",
+                            help="frame: predict the next group itself, not its change from the group read")
+        parser.add_argument("--init", help="start from this checkpoint's weights (same kind and shape): fine-tune it")
         parser.set_defaults(run=run_train)
     elif command == "generate":
         parser.add_argument("--text", default="", help="what a text-to-mel model says")
         cli_common.add_model_flag(parser, speech)
+        parser.set_defaults(model=None)  # text-to-mel by default, the frame LSTM when continuing
         parser.add_argument("--voice", type=int, default=0)
-        parser.add_argument("--input", help="a recording for a frame-lstm model to continue")
+        parser.add_argument("--continue", "--input", dest="input", metavar="RECORDING",
+                            help=f"a recording to continue (with a frame-lstm model; default {speech.DEFAULT_FRAME_MODEL.name})")
         parser.add_argument("--seconds", type=float, default=2.0, help="frame-lstm: seconds to add")
         parser.add_argument("--noise", type=float, default=0.3, help="frame-lstm: noise fed back each step")
         parser.add_argument("--seed", type=int, default=0)
@@ -90,17 +99,37 @@ def run_train(args) -> int:
             config = speech.SpeechModelConfig(decoder_layers=args.decoder_layers, **shape)
             model, task, how = speech.SpeechModel(config), speech.SpeechTask(corpus, config, args.batch_size), TTS_VAL_HOW
         else:
-            config = speech.FrameModelConfig(num_layers=args.layers, **shape)
-            model, task, how = speech.FrameModel(config), speech.FrameTask(corpus, config, args.batch_size), FRAME_VAL_HOW
+            low, high = corpus.value_range()
+            config = speech.FrameModelConfig(num_layers=args.layers, mel_min=low.tolist(), mel_max=high.tolist(),
+                                             residual=not args.direct, **shape)
+            task = speech.FrameTask(corpus, config, args.batch_size, input_noise=args.input_noise,
+                                    scheduled_sampling=args.scheduled_sampling)
+            model, how = speech.FrameModel(config), FRAME_VAL_HOW
     except ValueError as error:
         sys.exit(f"error: {error}")
+    if args.init:
+        _start_from(model, args.init)
     data = {**ESPEAK_SOURCE, "utterances": len(corpus.texts), "voices": list(speech.VOICES),
             "split": f"first {speech.HELD_OUT} sentences (voice 0) held out for eval; "
                      f"{VAL_COUNT} of the rest validate"}
+    hyperparameters = {"batch_size": args.batch_size}
+    if args.kind == "frame":
+        hyperparameters.update(input_noise=args.input_noise, scheduled_sampling=args.scheduled_sampling, crop=task.crop)
     card = speech.make_card(model, speech.SpeechCodec(), name=Path(args.out).name, reproduce=args.command_line,
-                            data=data, hyperparameters={"batch_size": args.batch_size})
+                            data=data, hyperparameters=hyperparameters)
     cli_common.run_training("speech", model, task, args, card, "val_loss", how)
     return 0
+
+
+def _start_from(model, stem) -> None:
+    """Copy a checkpoint's weights into a freshly made model (its mel statistics included)."""
+    try:
+        tensors, card = checkpoint.load(stem, domain="speech")
+        if card.get("kind") != (speech.FRAME_KIND if isinstance(model, speech.FrameModel) else speech.TTS_KIND):
+            raise ValueError(f"it is a {card.get('kind')} model")
+        model.load_state_dict(tensors)
+    except (OSError, ValueError, RuntimeError, checkpoint.CheckpointError) as error:
+        sys.exit(f"error: cannot start from {stem}: {str(error).splitlines()[0]}")
 
 
 def _load(stem, kind: str):
@@ -111,10 +140,12 @@ def _load(stem, kind: str):
 
 
 def run_generate(args) -> int:
+    if args.model is None:
+        args.model = str(speech.DEFAULT_FRAME_MODEL if args.input else speech.DEFAULT_MODEL)
     loaded = cli_common.load_or_exit(speech, args.model)
     if loaded.card["kind"] == speech.FRAME_KIND:
         if not args.input:
-            sys.exit(f"error: {args.model} is a frame-lstm model: give --input RECORDING to continue, "
+            sys.exit(f"error: {args.model} is a frame-lstm model: give --continue RECORDING to continue, "
                      "or a text-to-mel model to speak --text")
         try:
             recording = speech.read_audio(args.input)
@@ -123,6 +154,9 @@ def run_generate(args) -> int:
         except speech.AudioError as error:
             sys.exit(f"error: {error}")
         cli_common.print_notes(recording.notes)
+    elif args.input:
+        sys.exit(f"error: {args.model} is a text-to-mel model: it speaks --text; to continue a recording leave out "
+                 f"--model or give a frame-lstm model ({speech.DEFAULT_FRAME_MODEL})")
     else:
         generation = speech.generate(loaded, speech.SpeechSettings(text=args.text, voice=args.voice, seed=args.seed))
     result = generation.result

@@ -31,6 +31,10 @@ HELD_OUT = 50  # sentences kept out of training for the MCD evaluation (voice 0)
 REDUCTION = 3  # frames per step of both model kinds' defaults: features() groups by it without a trace
 VOICED_BELOW_HZ = 1000.0  # features(): a frame is "voiced" when most of its energy lies below this...
 VOICED_MIN_DB = -40.0  # ...and it is no more than 40 dB below the loudest frame
+BAND_EDGE_HZ = 4000.0  # a telephone's band ends here (8 kHz sampling)...
+BAND_EMPTY_SHARE = 1e-5  # ...and a recording with less than this share of its energy above it is band-limited
+# (espeak-ng's held-out sentences: 0.1% to 3% of their energy lies above 4 kHz; the same sentences through
+# 8 kHz sampling: 1e-10; measured in runs/scratch by the speech session of issue 15)
 
 
 # ---------------------------------------------------------------- recordings
@@ -94,6 +98,28 @@ def read_audio(path, max_seconds: float = MAX_UPLOAD_SECONDS) -> LoadedAudio:
     if total > data.shape[0]:
         loaded.notes.insert(0, f"The recording is {total / rate:,.1f} s long; only its first {max_seconds:g} s were used.")
     return loaded
+
+
+def energy_above(audio: np.ndarray, edge_hz: float = BAND_EDGE_HZ) -> float:
+    """The share of a recording's spectral energy (STFT power, n_fft 1024) above edge_hz."""
+    audio = np.asarray(audio, np.float64)
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(audio, (0, max(0, N_FFT - len(audio)))), N_FFT)[::HOP]
+    power = np.abs(np.fft.rfft(frames * np.hanning(N_FFT), axis=1)) ** 2
+    above = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE) > edge_hz
+    total = float(power.sum())
+    return float(power[:, above].sum()) / total if total > 0 else 0.0
+
+
+def band_note(audio: np.ndarray) -> str | None:
+    """A note when a recording (mono at SAMPLE_RATE) has next to nothing above 4 kHz, as a telephone's
+    does: the models learned speech with energy up to 8 kHz, so they fill in what is missing."""
+    share = energy_above(audio)
+    if share >= BAND_EMPTY_SHARE:
+        return None
+    level = f"{10 * np.log10(share):.0f} dB" if share > 0 else "none"
+    return (f"The recording has almost nothing above {BAND_EDGE_HZ / 1000:g} kHz (the share of its energy there: "
+            f"{level}; espeak-ng's speech has 0.1% to 3% there), like a telephone (8 kHz) recording. The models "
+            "learned speech with energy up to 8 kHz: a continuation may fill in the upper bands the recording lacks.")
 
 
 # ---------------------------------------------------------------- the contract's input
@@ -204,6 +230,11 @@ class Corpus:
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         frames = np.concatenate([self.mels[k] for k in self.indices("train")])
         return frames.mean(0).astype(np.float32), np.maximum(frames.std(0), 1e-3).astype(np.float32)
+
+    def value_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-bin least and greatest log-mel of the training split."""
+        frames = np.concatenate([self.mels[k] for k in self.indices("train")])
+        return frames.min(0).astype(np.float32), frames.max(0).astype(np.float32)
 
 
 # ---------------------------------------------------------------- features, tiny, example

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from studio import limits
 from studio.domains.base import Generation, LoadedModel
 from studio.domains.speech.codec import (
     END_LABEL,
@@ -28,6 +29,7 @@ from studio.domains.speech.codec import (
     encode_audio,
     normalize_text,
 )
+from studio.domains.speech.data import band_note
 from studio.domains.speech.model import FrameModel, SpeechModel, group_frames
 from studio.sampling import make_generator
 from studio.trace import Trace
@@ -64,18 +66,21 @@ class SpeechResult:
 class ContinueSettings:
     audio: np.ndarray | None = None  # the recording: mono float32 at SAMPLE_RATE (data.read_audio(path).audio)
     seconds: float = 2.0  # how much to add after the recording, clamped to (0, MAX_CONTINUE_SECONDS]
-    noise: float = 0.3  # std of Gaussian noise (in normalised units) added to each fed-back group
+    noise: float = 0.3  # std of Gaussian noise (normalised units) added to each group fed back, not to the output
     seed: int = 0
     prime_seconds: float = 5.0  # only the recording's last prime_seconds prime the state (and are shown)
     griffin_lim_iters: int = GRIFFIN_LIM_ITERS  # 0: frames only, no audio
+    keep_in_range: bool = True  # hold predictions to the card's per-bin training range (mel_min/mel_max) if known
 
 
 @dataclass
 class ContinueResult:
-    log_mel: np.ndarray  # primer frames then generated frames, (frames, 80)
+    log_mel: np.ndarray  # primer frames then generated frames (the model's predictions), (frames, 80)
     primer_frames: int
     audio: np.ndarray  # Griffin-Lim of the whole log_mel (empty with griffin_lim_iters=0)
     notes: list[str] = field(default_factory=list)
+    fed: np.ndarray | None = None  # what the model read: primer frames then the predictions plus noise
+    held_values: int = 0  # predicted values keep_in_range moved back from more than 1 beyond the training range
 
 
 def clean_text(settings: SpeechSettings, codec, num_voices: int) -> tuple[list[int], int, list[str]]:
@@ -113,7 +118,7 @@ def trace_fields(loaded: LoadedModel, detail: SpeechDetail, prompt_length: int =
 
 
 def audio_of(log_mel: np.ndarray, iters: int, seed: int) -> np.ndarray:
-    return decode_audio(log_mel, n_iter=iters, seed=seed) if iters > 0 else np.zeros(0, np.float32)
+    return decode_audio(log_mel, n_iter=iters, seed=limits.seed32(seed)) if iters > 0 else np.zeros(0, np.float32)
 
 
 def generate(loaded: LoadedModel, settings, hooks=None) -> Generation:
@@ -157,7 +162,10 @@ def speak(loaded: LoadedModel, settings: SpeechSettings, hooks=None) -> Generati
         if stop > settings.stop_threshold:
             stopped = True
             break
-    if not stopped:
+        if limits.out_of_time():  # the request's deadline: keep what was spoken
+            notes.append(limits.time_note(f"the first {len(groups) * c.reduction} frames"))
+            break
+    if not stopped and not limits.out_of_time():
         notes.append(f"The stop token never fired; generation ended at the cap of {max_steps * c.reduction} frames.")
     frames = torch.cat(groups).reshape(-1, N_MELS)
     log_mel = model.denormalize(frames).cpu().numpy().astype(np.float32)
@@ -183,6 +191,16 @@ def clean_continue(settings: ContinueSettings) -> tuple[float, float, list[str]]
         noise = min(max(noise, 0.0), 1.0)
         notes.append(f"Noise clamped to {noise:g} (0 to 1).")
     return seconds, noise, notes
+
+
+def value_bounds(model: FrameModel, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The card's per-bin training range and 1 log unit, normalised and repeated for a group of r
+    frames: (low, high, one); None if the card has no range."""
+    c = model.config
+    if len(c.mel_min) != N_MELS or len(c.mel_max) != N_MELS:
+        return None
+    low, high = (model.normalize(torch.tensor(v, device=model.mel_mean.device)).repeat(r) for v in (c.mel_min, c.mel_max))
+    return low, high, (1 / model.mel_std).repeat(r)
 
 
 @torch.no_grad()
@@ -220,20 +238,38 @@ def continue_recording(loaded: LoadedModel, settings: ContinueSettings, hooks=No
         predictions.append(predicted[0])
         group = predicted[:, -1]
     generator = make_generator(settings.seed, device)
-    new_groups = []
+    bounds = value_bounds(model, r) if settings.keep_in_range else None
+    made, fed, held = [], [], 0
+    # The output is what the model predicts; the noise goes only into what it reads next. Noise in the
+    # output itself would be carried on (the model predicts a change from what it reads), a random walk
+    # out of the training range within a second (docs/speech.md, "Continuing a recording").
     for k in range(max(1, int(seconds * SAMPLE_RATE / HOP / r))):
-        group = group + noise * torch.randn(group.shape, generator=generator, device=device)
-        new_groups.append(group)
-        group, state, gates = model.step(group, state, hooks, primer_steps + k)
+        if bounds is not None:  # held silently within [min, max]; counted when more than 1 log unit out
+            low, high, one = bounds
+            held += int(((group < low - one) | (group > high + one)).sum())
+            group = torch.minimum(torch.maximum(group, low), high)
+        made.append(group)
+        fed.append(group + noise * torch.randn(group.shape, generator=generator, device=device))
+        group, state, gates = model.step(fed[-1], state, hooks, primer_steps + k)
         step_gates.append(gates)
         predictions.append(group)
-    generated = torch.cat(new_groups).reshape(-1, N_MELS) * model.mel_std + model.mel_mean
+        if limits.out_of_time():  # the request's deadline: keep what was made
+            notes.append(limits.time_note(f"the first {len(made) * r} frames of the continuation"))
+            break
+    if held:
+        notes.append(f"Held {held:,} predicted values ({held / (len(made) * r * N_MELS):.2%}) that strayed more than "
+                     "1 beyond the training data's per-bin range back into it.")
+    band = band_note(settings.audio)
+    if band:
+        notes.append(band)
     primer = log_mel[: primer_steps * r]
-    out = np.concatenate([primer, generated.cpu().numpy()]).astype(np.float32)
-    labels = [f"g{k}" for k in range(len(new_groups))]
+    made_mel, fed_mel = (model.denormalize(torch.cat(g).reshape(-1, N_MELS)).cpu().numpy() for g in (made, fed))
+    out = np.concatenate([primer, made_mel]).astype(np.float32)
+    labels = [f"g{k}" for k in range(len(made))]
     fields = trace_fields(loaded, SpeechDetail("continue", r), prompt_length=primer_steps)
     stepped = Trace.from_steps(step_gates, primer_labels + labels if hooks else labels, **fields)
     trace = stepped if hooks else Trace.concat(Trace(primer_trace.layers, primer_trace.labels, **fields), stepped)
     predicted_frames = model.denormalize(torch.cat(predictions).reshape(-1, r, N_MELS)).cpu().numpy()
-    result = ContinueResult(out, len(primer), audio_of(out, settings.griffin_lim_iters, settings.seed), notes)
+    result = ContinueResult(out, len(primer), audio_of(out, settings.griffin_lim_iters, settings.seed), notes,
+                            np.concatenate([primer, fed_mel]).astype(np.float32), held)
     return Generation(result, trace, {"frames": predicted_frames.astype(np.float32)})

@@ -245,6 +245,11 @@ class FrameModelConfig:
     num_layers: int = 2
     mel_mean: list = field(default_factory=lambda: [0.0] * N_MELS)
     mel_std: list = field(default_factory=lambda: [1.0] * N_MELS)
+    mel_min: list = field(default_factory=list)  # per-bin least training log-mel (empty: not known)
+    mel_max: list = field(default_factory=list)  # per-bin greatest training log-mel (empty: not known)
+    # True: predict the change from the group read (the output integrates: noise read is carried on);
+    # False: predict the next group itself (bounded by the head, as |h| < 1), see docs/speech.md
+    residual: bool = True
 
 
 class FrameModel(MelModel):
@@ -262,17 +267,21 @@ class FrameModel(MelModel):
     def forward(self, groups, state=None):
         """groups (B, T, R*80) -> the next groups (B, T, R*80), state."""
         out, state = self.core(torch.relu(self.inp(groups)), state)
-        return groups + self.head(out), state  # predicts the change from the current group
+        return self._next(groups, out), state
+
+    def _next(self, groups, out):
+        """The next group: the head's output, added to the group read when the model is residual."""
+        return groups + self.head(out) if self.config.residual else self.head(out)
 
     def trace(self, groups, state=None):
         out, state, gates = self.core.trace(torch.relu(self.inp(groups)), state)
-        return groups + self.head(out), state, gates
+        return self._next(groups, out), state, gates
 
     @torch.no_grad()
     def step(self, group, state, hooks=None, step: int = 0):
         """group (B, R*80) -> the next group (B, R*80), state, this step's gates."""
         out, state, gates = self.core.step(torch.relu(self.inp(group)), state, hooks, step)
-        return group + self.head(out), state, gates
+        return self._next(group, out), state, gates
 
 
 def group_frames(frames: torch.Tensor, r: int) -> torch.Tensor:

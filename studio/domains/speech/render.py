@@ -101,12 +101,12 @@ def sequence_of(generation: Generation) -> Utterance:
     """What `score` reads to give this generation's trace again, from a fresh state. Speech: the
     Utterance of the generated log-mel with its text, voice and seed (so the read's prenet drops
     what the generation's dropped); continuation: the whole log-mel, primer and the noisy groups
-    the model was fed. What differs: the frames went through denormalising and normalising again
+    the model was fed (ContinueResult.fed). What differs: the frames went through denormalising and normalising again
     (float rounding), the decoder LSTM's gates are recovered from the fused kernel rather than
     stepped, a continuation's labels are frame numbers, and hooks the generation ran are not."""
     result = generation.result
     if isinstance(result, ContinueResult):
-        return Utterance("", result.log_mel)
+        return Utterance("", result.log_mel if result.fed is None else result.fed)
     return Utterance(result.text, result.log_mel, result.voice, seed=result.seed)
 
 

@@ -94,13 +94,18 @@ def _read_upload(path) -> speech.LoadedAudio:
         raise gr.Error(str(error)) from None
 
 
+def use_recording(path):
+    """The microphone's (or its upload's) file as the recording; clearing the microphone keeps the file."""
+    return path if isinstance(path, str) and path else gr.update()
+
+
 def on_analyse(path):
     """The recording's log-mel and pitch, as a picture and an .npz."""
     recording = _read_upload(path)
     log_mel = speech.encode_audio(recording.audio)
     f0, voiced = speech.pitch(recording.audio[: int(PITCH_SECONDS * speech.SAMPLE_RATE)])
     f0 = np.concatenate([f0, np.full(max(0, len(log_mel) - len(f0)), np.nan, np.float32)])[: len(log_mel)]
-    notes = list(recording.notes)
+    notes = list(recording.notes) + [note for note in [speech.band_note(recording.audio)] if note]
     if len(recording.audio) > PITCH_SECONDS * speech.SAMPLE_RATE:
         notes.append(f"Pitch is tracked over the first {PITCH_SECONDS:g} s only.")
     file = speech.features_npz(output_dir() / "recording-features.npz", log_mel, f0=f0, voiced_prob=voiced)
@@ -115,6 +120,9 @@ def _recording(models: dict) -> None:
         with gr.Column(scale=1, min_width=280):
             # a File, not an Audio input: anything can arrive, and we answer in words, not with a decoder error
             upload = gr.File(label="Recording (WAV, FLAC or OGG; any rate, mono or stereo)", elem_id="speech-upload")
+            # a recording made here becomes the upload above, so every button reads one input
+            microphone = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="speech-microphone",
+                                  label="Or record one here (microphone); it replaces the file above")
             gr.Examples([[str(EXAMPLE_WAV)]], inputs=[upload], label="Or try espeak-ng saying a line")
             analyse = gr.Button("Show features", elem_id="speech-analyse")
             if names:
@@ -135,6 +143,7 @@ def _recording(models: dict) -> None:
                 (download_trace,) = blocks.downloads()
                 panel = blocks.gate_panel("speech-continue", speech, models)
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
+    microphone.change(use_recording, microphone, upload, api_name="speech_microphone")
     if not names:
         return
     generation_state = gr.State()

@@ -18,7 +18,8 @@ VAL_COUNT = 64  # training-split utterances kept aside to validate
 TTS_VAL_HOW = (f"L1 + L2 of the normalised log-mel frames plus the stop token's BCE (positive weight 5), "
                f"teacher-forced, on {VAL_COUNT} validation utterances")
 FRAME_VAL_HOW = ("L1 + L2 of the predicted next group of normalised log-mel frames on "
-                 f"{VAL_COUNT} validation utterances (teacher-forced)")
+                 f"{VAL_COUNT} validation utterances in crops, teacher-forced with the training's input noise and "
+                 "scheduled sampling (seeded)")
 
 
 @dataclass
@@ -99,10 +100,19 @@ class SpeechTask:
 
 
 class FrameTask:
-    """Random crops of `crop` frames from the training utterances, grouped by R."""
+    """Random crops of `crop` frames from the training utterances, grouped by R. Generation feeds the
+    model its own prediction plus noise, so training can too: `input_noise` adds Gaussian noise (std
+    drawn per crop, uniform in [0, input_noise], normalised units) to the groups read, never to the
+    targets, so the model learns to read through the noise (a model predicting the change from what it
+    reads still carried it on after 800 such steps; one predicting the next group itself, `--direct`,
+    did not: docs/speech.md, "Continuing a recording"); `scheduled_sampling` replaces that share of the
+    groups read by the model's own one-step prediction of them (parallel scheduled sampling: one extra
+    pass without gradients, the fused kernel kept)."""
 
-    def __init__(self, corpus: Corpus, model_config: FrameModelConfig, batch_size: int = 32, crop: int = 240):
+    def __init__(self, corpus: Corpus, model_config: FrameModelConfig, batch_size: int = 32, crop: int = 240,
+                 input_noise: float = 0.0, scheduled_sampling: float = 0.0):
         self.corpus, self.config, self.batch_size, self.crop = corpus, model_config, batch_size, crop
+        self.input_noise, self.scheduled_sampling = float(input_noise), float(scheduled_sampling)
         self.mean, self.std = np.array(model_config.mel_mean, np.float32), np.array(model_config.mel_std, np.float32)
         train = corpus.indices("train")
         self.val, self.train = train[:VAL_COUNT], train[VAL_COUNT:]
@@ -119,10 +129,32 @@ class FrameTask:
         crops = np.stack([self.stream[s : s + self.crop] for s in starts])
         return group_frames(torch.from_numpy(crops), self.config.reduction).to(device)
 
-    def loss(self, model, groups):
-        predicted, _ = model(groups[:, :-1])
+    def read_groups(self, model, groups, generator=None):
+        """What the model reads in training: the groups before each target, some replaced by its own
+        predictions, noise added (as generation feeds it)."""
+        inputs = groups[:, :-1]
+        if self.scheduled_sampling > 0:
+            with torch.no_grad():
+                own, _ = model(inputs)  # own[:, t] predicts groups[:, t + 1], i.e. inputs[:, t + 1]
+            swap = torch.rand(inputs.shape[:2], generator=generator, device=inputs.device) < self.scheduled_sampling
+            swap[:, 0] = False
+            inputs = torch.where(swap[..., None], torch.cat([inputs[:, :1], own[:, :-1]], 1), inputs)
+        if self.input_noise > 0:
+            std = torch.rand(inputs.shape[0], 1, 1, generator=generator, device=inputs.device) * self.input_noise
+            inputs = inputs + std * torch.randn(inputs.shape, generator=generator, device=inputs.device)
+        return inputs
+
+    def loss(self, model, groups, generator=None):
+        predicted, _ = model(self.read_groups(model, groups, generator))
         return F.l1_loss(predicted, groups[:, 1:]) + F.mse_loss(predicted, groups[:, 1:])
 
     def evaluate(self, model):
-        groups = group_frames(torch.from_numpy(self.val_stream[None]), self.config.reduction)
-        return float(self.loss(model, groups.to(next(model.parameters()).device)))
+        """The training loss on the validation utterances, its noise and scheduled sampling drawn
+        from a fixed seed (so checkpoints are compared on the same draws), in crops of `crop` frames."""
+        device = next(model.parameters()).device
+        size = min(self.crop, len(self.val_stream))
+        stream = torch.from_numpy(self.val_stream[: len(self.val_stream) // size * size])
+        crops = group_frames(stream.reshape(-1, size, N_MELS), self.config.reduction).to(device)
+        generator = torch.Generator(device).manual_seed(0)
+        with torch.no_grad():
+            return float(self.loss(model, crops, generator))
