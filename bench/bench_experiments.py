@@ -15,6 +15,7 @@ from pathlib import Path
 # common sets torch's environment (huge pages), so it is imported before torch
 # isort: off
 from common import side_by_side  # noqa: E402 (common also puts the repo on sys.path)
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 # isort: on
 
@@ -29,9 +30,12 @@ def agreement(exact: list, fast: list) -> str:
     largest difference of any (layer, quantity, unit)'s score."""
     key = lambda hit: (hit.layer, hit.quantity, hit.unit)  # noqa: E731
     scores = {key(hit): hit.score for hit in exact}
-    largest = max(abs(hit.score - scores[key(hit)]) for hit in fast)
+    differences = np.array([abs(hit.score - scores[key(hit)]) for hit in fast])
     same = [key(h) for h in exact[:10]] == [key(h) for h in fast[:10]]
-    return f"top 10 {'the same' if same else 'DIFFERENT'}, largest score difference over all {len(fast):,}: {largest:.1e}"
+    same_units = {key(h) for h in exact[:10]} == {key(h) for h in fast[:10]}
+    order = "the same" if same else "the same units, another order" if same_units else "DIFFERENT"
+    return (f"top 10 {order}; score differences over all {len(fast):,}: largest {differences.max():.1e}, "
+            f"99th percentile {np.quantile(differences, 0.99):.1e}, median {np.median(differences):.1e}")
 
 
 def main() -> None:

@@ -163,7 +163,6 @@ class ProbeAccumulator:
         weights = torch.stack([torch.ones_like(y), y])  # one GEMM gives sum(d) and sum(y d)
         if self.binary:
             on = torch.nonzero(y > 0)[:, 0]
-            ones = torch.ones(1, dtype=torch.int64, device=y.device).expand(len(on) * self.hidden)
         d, scaled, codes = self._buffers(rows, blocks[0])
         for layer, block in enumerate(blocks):
             for q, name in enumerate(QUANTITIES):
@@ -177,9 +176,9 @@ class ProbeAccumulator:
                     if name == "c":
                         scaled.sigmoid_().mul_(self.BINS).add_(self.offsets)
                     codes.copy_(scaled)  # to int32 by truncation = floor: every slot is >= 0
-                    # all steps: one bincount; on-steps (fewer): added in place, no table to clear
+                    # a bincount each (index_add_ of ones took ~10 ns a value, bincount ~1)
                     self.counts[layer, q, 0] += torch.bincount(codes.view(-1), minlength=self.hidden * self.SLOTS)
-                    self.counts[layer, q, 1].index_add_(0, codes[on].view(-1), ones)
+                    self.counts[layer, q, 1] += torch.bincount(codes[on].view(-1), minlength=self.hidden * self.SLOTS)
         self.n += rows
         self.sy += float(track.sum())
         self.syy += float((track * track).sum())
