@@ -130,6 +130,8 @@ def main() -> None:
                     error = str(failure)[:200]
                 with lock:
                     results.append((kind, time.perf_counter() - started, error))
+                    if len(results) == 100:  # issue 16: growth is counted from here
+                        rss["after the first 100 requests"] = rss_mb(process.pid)
 
         threading.Thread(target=monitor, daemon=True).start()
         clients = [threading.Thread(target=client_run, args=(k,)) for k in range(args.clients)]

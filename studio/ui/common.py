@@ -25,10 +25,14 @@ def serve_outputs_in_place() -> None:
     gr.set_static_paths([OUTPUT_ROOT])
 
 
-# The app's outputs may take this much disk; past it the oldest are deleted (a page still showing
-# them gets a broken download link, which generating again mends).
+# The app's outputs may take this much disk: past PRUNE_AT of it the oldest are deleted (a page still
+# showing them gets a broken download link, which generating again mends). Pruning runs at most every
+# PRUNE_EVERY_SECONDS, so it leaves room for what arrives meanwhile (at 1.6 requests/s of ~2.5 MB,
+# ~120 MB in 30 s): 800 mixed requests in 8 minutes once reached 2 GB when nothing younger than
+# 10 minutes could go.
 MAX_OUTPUT_BYTES = int(float(os.environ.get("LSTM_STUDIO_MAX_TEMP_MB", "1000")) * 1_000_000)
-KEEP_SECONDS = 600  # nothing younger is deleted, whatever the total (a page is still loading it)
+PRUNE_AT = 0.8
+KEEP_SECONDS = 60  # nothing younger is deleted (a page is still loading it)
 PRUNE_EVERY_SECONDS = 30
 _last_prune = 0.0
 
@@ -45,8 +49,8 @@ def output_dir() -> Path:
 
 def prune_outputs(limit: int | None = None) -> int:
     """Delete the oldest files under OUTPUT_ROOT (request folders, viewer blobs, finished trainings'
-    pictures) until the rest fit in `limit` bytes; returns the bytes freed."""
-    limit = MAX_OUTPUT_BYTES if limit is None else limit
+    pictures) until the rest fit in PRUNE_AT of `limit` bytes; returns the bytes freed."""
+    limit = PRUNE_AT * (MAX_OUTPUT_BYTES if limit is None else limit)
     files = []
     for path in OUTPUT_ROOT.rglob("*"):
         try:
