@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from studio import experiments  # noqa: E402
+from studio import experiments, probe_stream  # noqa: E402
 from studio.cli_experiments import feature_track, probe  # noqa: E402
 from studio.lstm import set_units  # noqa: E402
 from studio.sampling import SamplingConfig  # noqa: E402
@@ -117,7 +117,7 @@ def batch_probe(domain, loaded, items, names, top: int = 10) -> tuple[dict, int]
         for name in names:
             track = np.asarray(feature_track(domain, sequence, scored, name), np.float64)
             if name not in accumulators:
-                accumulators[name] = experiments.ProbeAccumulator(scored.trace.num_layers, scored.trace.hidden_size,
+                accumulators[name] = probe_stream.ProbeAccumulator(scored.trace.num_layers, scored.trace.hidden_size,
                                                                   experiments.is_binary(track))
             accumulators[name].add(scored.trace, track)
         steps += scored.trace.steps

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from studio import experiments
+from studio import experiments, probe_stream
 from studio.cli_common import add_model_flag, load_or_exit, with_seed
 
 
@@ -79,13 +79,13 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
             config = loaded.model.core.config
             parts = trace_streams(loaded, read, parts=torch.get_num_threads(),  # runs the burn-in
                                   gemm_dtype=fast_gemm_dtype(loaded.device))
-            accumulator = experiments.accumulate_parts(parts, track, config.num_layers, config.hidden_size)
+            accumulator = probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size)
             return track, len(read), accumulator.top(top)
         accumulator = None
         done = 0
         for trace, part in domain.trace_chunks(loaded, read):
             if accumulator is None:
-                accumulator = experiments.ProbeAccumulator(trace.num_layers, trace.hidden_size,
+                accumulator = probe_stream.ProbeAccumulator(trace.num_layers, trace.hidden_size,
                                                            experiments.is_binary(np.asarray(track, float)))
             accumulator.add(trace, track[done : done + len(part)])
             done += len(part)

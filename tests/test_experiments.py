@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from studio import experiments
+from studio import experiments, probe_stream
 from studio.domains import text
 from studio.sampling import SamplingConfig
 
@@ -88,7 +88,7 @@ def test_the_streaming_probe_agrees_with_the_exact_one(loaded):
     for name in ("space", "position in line"):
         track = text.features(scored.sequence)[name]
         exact = experiments.probe(scored.trace, track, top=5)
-        accumulator = experiments.ProbeAccumulator(scored.trace.num_layers, scored.trace.hidden_size,
+        accumulator = probe_stream.ProbeAccumulator(scored.trace.num_layers, scored.trace.hidden_size,
                                                    experiments.is_binary(track))
         half = scored.trace.steps // 2  # fed in two chunks
         for part in (slice(0, half), slice(half, None)):
@@ -136,9 +136,9 @@ def test_the_fast_probe_agrees_with_the_exact_one(loaded, name):
     _, fast_steps, fast = probe(text, loaded, long_text, name, top=every)
     # two threads (merged accumulators) whatever torch's thread count here
     config = loaded.model.core.config
-    threaded = experiments.accumulate_parts(trace_streams(loaded, long_text, parts=2), track, config.num_layers,
+    threaded = probe_stream.accumulate_parts(trace_streams(loaded, long_text, parts=2), track, config.num_layers,
                                             config.hidden_size).top(every)
-    bfloat16 = experiments.accumulate_parts(trace_streams(loaded, long_text, parts=2, gemm_dtype=torch.bfloat16),
+    bfloat16 = probe_stream.accumulate_parts(trace_streams(loaded, long_text, parts=2, gemm_dtype=torch.bfloat16),
                                             track, config.num_layers, config.hidden_size).top(every)
     for hits, tolerance in ((fast, 5e-3), (threaded, 1e-3), (bfloat16, 5e-3)):
         assert len(hits) == every and fast_steps == steps
