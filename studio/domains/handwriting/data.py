@@ -260,11 +260,16 @@ def _font(name: str):
 
 def phrases_from_text(corpus: str, alphabet: HandwritingAlphabet, min_chars: int, max_chars: int, seed: int = 0) -> list[str]:
     """Distinct phrases of whole words cut from a corpus, only characters the alphabet knows."""
-    rng = np.random.default_rng(seed)
     words = [w for w in re.split(r"\s+", corpus) if w and all(c in alphabet.index for c in w)]
+    return cut_phrases(words, min_chars, max_chars, max_words=5, seed=seed)
+
+
+def cut_phrases(words: list[str], min_chars: int, max_chars: int, max_words: int, seed: int = 0) -> list[str]:
+    """Distinct phrases of 1..max_words consecutive words, kept when their length is in range."""
+    rng = np.random.default_rng(seed)
     phrases, seen, k = [], set(), 0
     while k < len(words):
-        n = int(rng.integers(1, 6))
+        n = int(rng.integers(1, max_words + 1))
         phrase = " ".join(words[k : k + n])
         k += n
         if min_chars <= len(phrase) <= max_chars and phrase not in seen:

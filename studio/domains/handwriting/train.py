@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec, strokes_to_offsets
-from studio.domains.handwriting.data import DataConfig, _resample, phrases_from_text, render_phrase
+from studio.domains.handwriting.data import DataConfig, _resample, cut_phrases, phrases_from_text, render_phrase
 from studio.domains.handwriting.evaluate import batch_nll, make_batch, nll_per_point
 
 
@@ -131,17 +131,8 @@ def compose_line(letters: dict[str, list[np.ndarray]], text: str, rng, hand: Han
 
 def print_phrases(corpus: str, min_chars: int = 6, max_chars: int = 28, seed: int = 0) -> list[str]:
     """Distinct lower-case phrases of a-z words (Omniglot has only these letters)."""
-    words = [w for w in re.sub(r"[^a-z]+", " ", corpus.lower()).split() if w]
-    rng = np.random.default_rng(seed)
-    phrases, seen, k = [], set(), 0
-    while k < len(words):
-        n = int(rng.integers(1, 5))
-        phrase = " ".join(words[k : k + n])
-        k += n
-        if min_chars <= len(phrase) <= max_chars and phrase not in seen:
-            seen.add(phrase)
-            phrases.append(phrase)
-    return phrases
+    words = re.sub(r"[^a-z]+", " ", corpus.lower()).split()
+    return cut_phrases(words, min_chars, max_chars, max_words=4, seed=seed)
 
 
 def extra_phrase(rng, phrase: str) -> str:
