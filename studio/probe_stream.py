@@ -51,24 +51,27 @@ class ProbeAccumulator:
                           for name in QUANTITIES}
             self.base = torch.stack([torch.stack([self._base(name, self.shift[layer, q]) for q, name in enumerate(QUANTITIES)])
                                      for layer in range(self.num_layers)])
-            self.counts = torch.zeros(*shape[:2], 2, self.hidden * self.SLOTS, dtype=torch.int64, device=device)  # all, on
-            # codes wait here for PENDING rows: each bincount's table (H x SLOTS, 3 MB) costs as much
-            # to make and add as binning ~2,000 rows, so fewer, longer bincounts
+            # off-steps' and on-steps' histograms side by side: an on-row's codes are moved up by
+            # one table (TABLE slots), so one bincount of every row fills both
+            self.table = self.hidden * self.SLOTS
+            self.counts = torch.zeros(*shape[:2], 2 * self.table, dtype=torch.int64, device=device)  # off, on
+            # codes wait here for PENDING rows: each bincount's table (2 x H x SLOTS, 3 MB) costs as
+            # much to make and add as binning ~2,000 rows, so fewer, longer bincounts
             self.codes = torch.empty(*shape[:2], self.PENDING, self.hidden, dtype=torch.int32, device=device)
-            self.on = torch.empty(self.PENDING, dtype=torch.bool, device=device)
             self.filled = 0
 
     def _flush(self) -> None:
-        """Bin the waiting codes (every row, and the on-rows) into the counts."""
+        """Bin the waiting codes into the counts."""
         if not self.binary or self.shift is None or self.filled == 0:
             return
-        on = self.on[: self.filled]
         for layer in range(self.num_layers):
             for q in range(len(QUANTITIES)):
-                codes = self.codes[layer, q, : self.filled]
-                self.counts[layer, q, 0] += torch.bincount(codes.view(-1), minlength=self.hidden * self.SLOTS)
-                self.counts[layer, q, 1] += torch.bincount(codes[on].view(-1), minlength=self.hidden * self.SLOTS)
+                self._bin(layer, q, self.codes[layer, q, : self.filled])
         self.filled = 0
+
+    def _bin(self, layer: int, q: int, codes: torch.Tensor) -> None:
+        # bincount, not index_add_ of ones (~10 ns a value against ~1)
+        self.counts[layer, q] += torch.bincount(codes.view(-1), minlength=2 * self.table)
 
     def _base(self, name: str, shift: torch.Tensor) -> torch.Tensor:
         """What slope * d is added to, so that offset + 1 + BINS * squash(x) (for c: 2x) comes out."""
@@ -102,6 +105,8 @@ class ProbeAccumulator:
         weights = torch.stack([torch.ones_like(y), y])  # one GEMM gives sum(d) and sum(y d)
         if self.binary:
             on = torch.nonzero(y > 0)[:, 0]
+            lift = torch.zeros(rows, 1, dtype=blocks[0].dtype, device=blocks[0].device)
+            lift[on] = self.table  # an on-row's codes go to the second table
         d, scaled, codes = self._buffers(rows, blocks[0])
         waits = self.binary and rows <= self.PENDING  # a long chunk is binned at once
         if self.binary and self.filled + rows > self.PENDING:
@@ -117,15 +122,14 @@ class ProbeAccumulator:
                     torch.add(self.base[layer, q], d, alpha=self.slope[name], out=scaled)
                     if name == "c":
                         scaled.sigmoid_().mul_(self.BINS).add_(self.offsets)
+                    if on.numel():
+                        scaled.add_(lift)  # float32 stays exact: codes < 2 x 6 x 384 x 1,026
                     if waits:
                         self.codes[layer, q, self.filled : self.filled + rows].copy_(scaled)  # int32 by truncation = floor
                         continue
                     codes.copy_(scaled)  # every slot is >= 0, so truncation is the floor
-                    # a bincount each (index_add_ of ones took ~10 ns a value, bincount ~1)
-                    self.counts[layer, q, 0] += torch.bincount(codes.view(-1), minlength=self.hidden * self.SLOTS)
-                    self.counts[layer, q, 1] += torch.bincount(codes[on].view(-1), minlength=self.hidden * self.SLOTS)
+                    self._bin(layer, q, codes)
         if waits:
-            self.on[self.filled : self.filled + rows] = y > 0
             self.filled += rows
         self.n += rows
         self.sy += float(track.sum())
@@ -160,8 +164,8 @@ class ProbeAccumulator:
         correlations = np.divide(covariance, spread, out=np.zeros_like(covariance), where=spread > 0)
         if not self.binary:
             return correlations, correlations
-        counts = self.counts.cpu().numpy().reshape(*self.counts.shape[:3], self.hidden, self.SLOTS)
-        on, off = counts[:, :, 1], counts[:, :, 0] - counts[:, :, 1]
+        counts = self.counts.cpu().numpy().reshape(*self.counts.shape[:2], 2, self.hidden, self.SLOTS)
+        off, on = counts[:, :, 0], counts[:, :, 1]
         positives, negatives = on.sum(-1), off.sum(-1)
         if positives.min() == 0 or negatives.min() == 0:
             raise ValueError("the feature is on everywhere or nowhere in this input: nothing to compare")
