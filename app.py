@@ -20,7 +20,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from studio import checkpoint, jobs, reference  # noqa: E402
+from studio import checkpoint, jobs, reference, workers  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
@@ -127,5 +127,7 @@ def bound_malloc() -> None:
 
 if __name__ == "__main__":
     bound_malloc()
+    if pick_device().type == "cpu" and os.environ.get("LSTM_STUDIO_WORKERS", "1") != "0":
+        workers.start(ALL)  # generation in a process per domain (studio/workers.py says why)
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
     build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler

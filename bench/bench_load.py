@@ -12,7 +12,9 @@ temporary disk (its outputs + Gradio's cache) at the end and its peak.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -73,6 +75,60 @@ def start_app(tmp: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
     raise SystemExit("app.py did not start within 300 s")
 
 
+def children_of(pid: int) -> list[int]:
+    """The app's worker processes (studio.workers), from every thread's children list."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process (its threads included) and of its live children."""
+    total = 0.0
+    for process in [pid, *children_of(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def app_rss_mb(pid: int) -> float:
+    """RSS of the app and its worker processes together."""
+    total = 0.0
+    for process in [pid, *children_of(pid)]:
+        try:
+            total += rss_mb(process)
+        except OSError:
+            continue
+    return total
+
+
+def client_run(k: int, url: str, requests: int, answers, go) -> None:
+    """One client (a process of its own): `requests` requests in turn, starting at tab k mod 4."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    answers.put("ready")
+    go.wait()
+    kinds = list(REQUESTS)
+    for j in range(requests):
+        kind = kinds[(k + j) % len(kinds)]
+        endpoint, make = REQUESTS[kind]
+        started = time.perf_counter()
+        try:
+            client.predict(*make(1000 * k + j), api_name=endpoint)
+            error = None
+        except Exception as failure:  # counted and shown, not raised
+            error = str(failure)[:200]
+        answers.put((kind, time.perf_counter() - started, error))
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
@@ -113,48 +169,51 @@ def main() -> None:
                 peaks["rss"] = max(peaks["rss"], rss_mb(process.pid))
                 peaks["disk"] = max(peaks["disk"], disk_mb(tmp))
 
-        results: list[tuple[str, float, str | None]] = []
-        lock = threading.Lock()
-        kinds = list(REQUESTS)
-
-        def client_run(k: int):
-            client = Client(url, verbose=False)
-            for j in range(args.requests):
-                kind = kinds[(k + j) % len(kinds)]
-                endpoint, make = REQUESTS[kind]
-                started = time.perf_counter()
-                try:
-                    client.predict(*make(1000 * k + j), api_name=endpoint)
-                    error = None
-                except Exception as failure:  # counted and shown, not raised
-                    error = str(failure)[:200]
-                with lock:
-                    results.append((kind, time.perf_counter() - started, error))
-                    if len(results) == 100:  # issue 16: growth is counted from here
-                        rss["after the first 100 requests"] = rss_mb(process.pid)
-
+        # every client in its own process, as real clients are on their own machines: 20 client
+        # threads in one process spent the load waiting for each other's interpreter lock, and
+        # their latency counted as the server's
+        context = multiprocessing.get_context("spawn")
+        answers, go = context.Queue(), context.Event()
+        clients = [context.Process(target=client_run, args=(k, url, args.requests, answers, go), daemon=True)
+                   for k in range(args.clients)]
+        for client in clients:
+            client.start()
+        for _ in clients:  # each has fetched the app's config
+            answers.get(timeout=300)
         threading.Thread(target=monitor, daemon=True).start()
-        clients = [threading.Thread(target=client_run, args=(k,)) for k in range(args.clients)]
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        for thread in clients:
-            thread.start()
-        for thread in clients:
-            thread.join()
+        cpu_before = cpu_seconds(process.pid)
+        go.set()
+        results: list[tuple[str, float, str | None]] = []
+        while len(results) < args.clients * args.requests:
+            results.append(answers.get(timeout=900))
+            if len(results) == 100:  # issue 16: growth is counted from here
+                rss["after the first 100 requests"] = rss_mb(process.pid)
         wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(process.pid) - cpu_before
+        for client in clients:
+            client.join(timeout=60)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
         done.set()
         rss["after the load"] = rss_mb(process.pid)
         peaks["rss"] = max(peaks["rss"], rss["after the load"])
         errors = [r for r in results if r[2] is not None]
         print(f"{args.clients} clients x {args.requests} requests: {len(results)} requests in {wall:.1f} s, "
               f"{len(results) / wall:.2f} requests/s, {len(errors)} errors")
+        print(f"CPU during the load: the app (its workers included) {server_cpu:.1f} s "
+              f"({server_cpu / max(len(results), 1):.2f} s a request), "
+              f"the client processes {client_cpu:.1f} s (their start included), of {2 * wall:.0f} core-seconds on 2 cores")
         for kind, _, error in errors[:10]:
             print(f"  error ({kind}): {error}")
         print("| tab | requests | p50 (s) | p95 (s) | max (s) |\n| --- | --- | --- | --- | --- |")
-        for kind in kinds:
+        for kind in REQUESTS:
             times = [t for name, t, error in results if name == kind and error is None]
             print(f"| {kind} | {len(times)} | {statistics.median(times):.2f} | {percentile(times, 0.95):.2f} | {max(times):.2f} |"
                   if times else f"| {kind} | 0 | - | - | - |")
         print("RSS (MB): " + ", ".join(f"{name} {value:.0f}" for name, value in rss.items()) + f", peak {peaks['rss']:.0f}")
+        print(f"RSS of the app and its {len(children_of(process.pid))} worker processes together: {app_rss_mb(process.pid):.0f} MB")
         end_disk = disk_mb(tmp)
         print(f"temporary disk (MB): end {end_disk:.1f}, peak {max(peaks['disk'], end_disk):.1f}")
         log = (tmp / "app.log").read_text()

@@ -225,9 +225,29 @@ def deadline(seconds: float | None = None):
         _stop_at.reset(token)
 
 
+@contextlib.contextmanager
+def deadline_until(stop_at: float | None):
+    """Within this block, generation stops at `stop_at` (a stop_time() taken elsewhere: another
+    thread's or process's request; time.monotonic is one clock for all of them)."""
+    token = _stop_at.set(stop_at)
+    try:
+        yield
+    finally:
+        _stop_at.reset(token)
+
+
 def out_of_time() -> bool:
     """Whether the request's generation time is spent (cheap: once per step is fine)."""
-    stop_at = _stop_at.get()
+    return past(_stop_at.get())
+
+
+def stop_time() -> float | None:
+    """When this request's generation must stop (time.monotonic()), None for never: for work done
+    for it in another thread (a batch led by another request's thread checks each row's own)."""
+    return _stop_at.get()
+
+
+def past(stop_at: float | None) -> bool:
     return stop_at is not None and time.monotonic() > stop_at
 
 

@@ -228,3 +228,21 @@ def test_one_step_trace_and_glyphs_draw():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # matplotlib warns when a font lacks a glyph
         FigureCanvasAgg(viz.unit_plot(random_trace("a b\n", hidden=3, num_layers=1), 0, 1)).draw()
+
+
+def test_heatmap_html_has_a_pixel_per_value_labels_and_the_marker():
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    matrix = np.zeros((3, 50), np.float32)
+    matrix[0, :10] = 1.0  # row 0 (the bottom row) bright at the start
+    page = viz.heatmap_html(matrix, ["a", "<", "c"], "Attention", "frame", "weight", marker=20, x_scale=2)
+    png = base64.b64decode(re.search(r"base64,([^\"]+)", page).group(1))
+    image = np.asarray(Image.open(io.BytesIO(png)))
+    assert image.shape[:2] == (3, 50)
+    assert not np.array_equal(image[2, 0], image[2, 40])  # drawn bottom-up: row 0 is the image's last
+    assert np.array_equal(image[0, 0], image[0, 40])
+    assert "&lt;" in page and "left:40.000%" in page and ">100<" in page  # escaped label, marker, 50 x 2 frames

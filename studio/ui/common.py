@@ -168,7 +168,8 @@ def _quiet(method):
 def apply_request_limits(demo: gr.Blocks) -> dict[str, list[str]]:
     """Every event runs within the request deadline (studio.limits.deadline: the generation loops
     stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
-    at once); an endpoint outside every tab (gr.api) gets a queue of its own. Call once the demo is
+    at once); an endpoint outside every tab (gr.api) gets a queue of its own, and so does a handler
+    marked `batch_size` (its requests are merged by a studio.batching.MicroBatcher: that many at once). Call once the demo is
     built, before launch. Returns {queue: [event names]}."""
     owner, queues = _tab_of_blocks(demo), {}
     for block_fn in demo.fns.values():
@@ -178,6 +179,10 @@ def apply_request_limits(demo: gr.Blocks) -> dict[str, list[str]]:
         queue = f"tab:{tabs[0]}" if tabs else f"api:{block_fn.api_name or block_fn.name}"
         block_fn.concurrency_id, block_fn.concurrency_limit = queue, CONCURRENCY_PER_TAB
         fn = block_fn.fn
+        batch = getattr(fn, "batch_size", 0)
+        if batch:  # a handler that batches (studio.batching): a queue of its own, a batch's worth at once
+            queue = f"{queue}:{block_fn.api_name or block_fn.name}"
+            block_fn.concurrency_id, block_fn.concurrency_limit = queue, batch
         if not (inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)):
             block_fn.fn = _quiet(_within_deadline(fn))
         for component in block_fn.inputs:  # a component's own check (a file's type, a choice) too

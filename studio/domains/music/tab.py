@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from studio import workers
 from studio.domains import music
 from studio.sampling import SamplingConfig
 from studio.ui import blocks, inputs
@@ -75,7 +76,7 @@ def create_tab(models: dict, problems: list[str]):
             ),
         )
         try:
-            generation = music.generate(loaded, settings)
+            generation = workers.generate(music, loaded, settings)
             folder = output_dir()
             files = music.write_files(generation, folder)
             generation.trace.save_npz(folder / "trace.npz", dtype="float16")

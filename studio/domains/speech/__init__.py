@@ -76,7 +76,7 @@ from studio.domains.speech.model import (
     save,
 )
 from studio.domains.speech.render import (
-    alignment_figure,
+    alignment_html,
     features_npz,
     mel_figure,
     render,
@@ -100,4 +100,4 @@ __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "DEFAULT_FRAME_MODEL", "Settings", 
            "ContinueSettings", "ContinueResult", "SpeechBatch", "SpeechTask", "FrameTask",
            "encode_audio", "decode_audio", "pitch", "prepare_audio", "read_audio", "build_corpus", "group_frames", "band_note",
            "make_speech_batch", "speech_loss", "clean_text", "mcd_bands", "mcd_between", "mcd_db", "held_out_mcd",
-           "alignment_report", "mel_figure", "alignment_figure", "features_npz", "explainable", "sequence_of"]
+           "alignment_report", "mel_figure", "alignment_html", "features_npz", "explainable", "sequence_of"]

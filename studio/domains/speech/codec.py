@@ -93,15 +93,13 @@ def decode_audio(log_mel: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: int
     if log_mel.ndim != 2 or log_mel.shape[1] != N_MELS or log_mel.shape[0] == 0:
         raise AudioError(f"expected log-mel frames of shape (frames, {N_MELS}), got {log_mel.shape}")
     frames = log_mel.shape[0]
-    librosa = _librosa()
     mel = np.exp(log_mel.T.astype(np.float64))
     # mel -> linear magnitude by the filter bank's pseudo-inverse, negatives clipped (Tacotron's
     # inversion). librosa's mel_to_stft solves a non-negative least squares problem instead: 1.27 s
     # for a 3.8 s espeak-ng sentence against 1 ms, and the audio of both, analysed again, is the
     # same to 1e-7 (mean |log-mel error| 0.1699 each). Then Griffin-Lim with a seeded phase guess.
     magnitude = np.maximum(_mel_pseudo_inverse() @ mel, 0.0)
-    audio = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=HOP, win_length=N_FFT, n_fft=N_FFT,
-                               random_state=seed)
+    audio = griffin_lim(magnitude, n_iter, seed)
     # istft gives (frames - 1) * HOP samples; pad to the documented frames * HOP (librosa's own
     # `length=` re-analyses that signal into frames + 1 frames and fails)
     audio = np.pad(audio, (0, max(0, frames * HOP - len(audio))))[: frames * HOP]
@@ -109,6 +107,36 @@ def decode_audio(log_mel: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: int
     if peak > 0.99:  # Griffin-Lim's phase guess can overshoot; keep the wav unclipped
         audio = audio * (0.99 / peak)
     return audio.astype(np.float32)
+
+
+def griffin_lim(magnitude: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0) -> np.ndarray:
+    """Audio whose STFT magnitude approaches `magnitude` (N_FFT // 2 + 1, frames): librosa.griffinlim's
+    algorithm (the fast Griffin-Lim of Perraudin et al. 2013, momentum 0.99, a seeded uniform random
+    phase to start, centred frames, zero padding) on torch.stft / istft in float32. Not librosa's
+    own: under load its float64 numpy FFTs held the GIL, so every other request in the app waited on
+    a speech request's inversion (most of its time); torch's release it and take 60% of the time
+    (94 against 155 ms for a 2.7 s sentence, the same spectral convergence to 3%; tests check it)."""
+    import torch
+
+    if magnitude.shape[1] < 2:  # one centred frame spans no samples (librosa gives none either)
+        return np.zeros(0, np.float32)
+    rng = np.random.default_rng(seed)
+    angles = torch.from_numpy(np.exp(2j * np.pi * rng.random(magnitude.shape)).astype(np.complex64))
+    target = torch.from_numpy(np.asarray(magnitude, np.float32))
+    window = torch.hann_window(N_FFT)
+
+    def istft(spectrum):
+        return torch.istft(spectrum, N_FFT, HOP, N_FFT, window, center=True)
+
+    rebuilt = torch.zeros_like(angles)
+    with torch.no_grad():
+        for _ in range(n_iter):
+            previous = rebuilt
+            rebuilt = torch.stft(istft(target * angles), N_FFT, HOP, N_FFT, window, center=True, pad_mode="constant",
+                                 return_complex=True)
+            angles = rebuilt - (0.99 / 1.99) * previous  # the momentum step
+            angles = angles / (angles.abs() + 1e-16)
+        return istft(target * angles).numpy()
 
 
 def pitch(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

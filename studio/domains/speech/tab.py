@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from studio import workers
 from studio.domains import speech
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
@@ -53,7 +54,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
             panel = blocks.gate_panel("speech", speech, models)
-            alignment = gr.Plot(label="Attention alignment", elem_id="speech-alignment")
+            alignment = gr.HTML(label="Attention alignment", elem_id="speech-alignment")
     generation_state = gr.State()
 
     def on_speak(name, text, voice_id, seed_value):
@@ -61,7 +62,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         settings = speech.SpeechSettings(text=text if isinstance(text, str) else "",
                                          voice=clamp_int(voice_id, -1, 10**6, 0), seed=clamp_int(seed_value, 0, 2**62, 0))
         try:
-            generation = speech.generate(loaded, settings)
+            generation = workers.generate(speech, loaded, settings)
         except Exception as error:  # words, not a traceback; the text stays in the box
             raise gr.Error(f"Generation failed: {error}") from None
         result, trace = generation.result, generation.trace
@@ -75,7 +76,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                    f" and {'reached' if report['reaches_end'] else 'did not reach'} the end of the text.")
         values = blocks.gate_values(trace, speech.track(generation), f"{name}:")
         return (notes_markdown(result.notes + [summary]), str(files["audio"]), *values, "",
-                speech.alignment_figure(result.alignment, result.text, trace.detail.reduction),
+                speech.alignment_html(result.alignment, result.text, trace.detail.reduction),
                 str(files["audio"]), str(files["features"]), str(trace_path), generation)
 
     blocks.follow_model(model_name, model_info, models)
@@ -154,7 +155,7 @@ def _recording(models: dict) -> None:
         settings = speech.ContinueSettings(recording.audio, seconds=number_or(seconds_value, 2.0),
                                            noise=number_or(noise_value, 0.0), seed=clamp_int(seed_value, 0, 2**62, 0))
         try:
-            generation = speech.generate(loaded, settings)
+            generation = workers.generate(speech, loaded, settings)
         except speech.AudioError as error:
             raise gr.Error(str(error)) from None
         folder = output_dir()

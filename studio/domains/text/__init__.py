@@ -7,7 +7,15 @@ from studio import checkpoint
 from studio.domains.text.codec import TextCodec
 from studio.domains.text.data import example, features, read_input, split_train_val, tiny
 from studio.domains.text.evaluate import explainable, fused, nats_per_char, score, trace_chunks
-from studio.domains.text.generate import MAX_LENGTH, MAX_PROMPT, TextResult, TextSettings, clean_settings, generate
+from studio.domains.text.generate import (
+           MAX_LENGTH,
+           MAX_PROMPT,
+           TextResult,
+           TextSettings,
+           clean_settings,
+           generate,
+           generate_batch,
+)
 from studio.domains.text.model import NAME, TextModel, TextModelConfig, load, make_card, save
 from studio.domains.text.render import render, render_html, sequence_of, track, write_files
 from studio.domains.text.train import TextBatch, TextTask
@@ -18,5 +26,5 @@ Settings = TextSettings
 
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TextCodec", "TextModel", "TextModelConfig", "TextSettings",
            "TextResult", "TextBatch", "TextTask", "MAX_LENGTH", "MAX_PROMPT", "load", "save", "make_card", "read_input",
-           "score", "generate", "features", "render", "render_html", "track", "write_files", "nats_per_char", "split_train_val",
+           "score", "generate", "generate_batch", "features", "render", "render_html", "track", "write_files", "nats_per_char", "split_train_val",
            "clean_settings", "tiny", "example", "fused", "explainable", "sequence_of", "trace_chunks"]

@@ -13,7 +13,7 @@ import torch
 from studio import limits
 from studio.domains.base import Generation, LoadedModel
 from studio.sampling import SamplingConfig, make_generator, sample_next
-from studio.trace import Trace
+from studio.trace import GATE_NAMES, Trace
 
 MAX_LENGTH = 5000  # generated characters per request; longer requests are clamped
 MAX_PROMPT = 20_000  # prompt characters kept (the most recent ones)
@@ -70,17 +70,23 @@ def clean_settings(settings: TextSettings, codec) -> tuple[list[int], bool, int,
 def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bool = True) -> Generation:
     """Prime with the prompt, then sample step by step.
 
-    Without hooks the prompt is read in one teacher-forced pass (LSTMCore.trace); with hooks it is
-    stepped too, so a hook sees every step. traced=False runs the fused kernel each step and keeps
-    nothing (the benchmarks compare the two); it takes no hooks.
+    Without hooks the prompt is read in one teacher-forced pass (LSTMCore.trace) and the sampling
+    is generate_batch's with one row (the same bits as in any batch); with hooks it is stepped too,
+    so a hook sees every step. traced=False runs the fused kernel each step and keeps nothing (the
+    benchmarks compare the two); it takes no hooks.
     """
+    hooks = list(hooks or [])
+    if hooks and not traced:
+        raise ValueError("hooks need the traced path")
+    if traced and not hooks:
+        result = generate_batch(loaded, [settings])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
     model, codec = loaded.model, loaded.codec
     prompt_ids, fresh_start, length, notes = clean_settings(settings, codec)
     device = loaded.device
     generator = make_generator(settings.sampling.seed)
-    hooks = list(hooks or [])
-    if hooks and not traced:
-        raise ValueError("hooks need the traced path")
     step_gates, step_logits = [], []
     if hooks:
         state = model.core.initial_state(1, device)
@@ -88,18 +94,7 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
             logits, state, gates = model.step(torch.tensor([token], device=device), state, hooks, t)
             step_gates.append(gates)
             step_logits.append(logits)
-        prompt_trace, prompt_logits = None, None
         logits = logits[0]
-    elif traced:
-        state = None
-        if len(prompt_ids) > MAX_TRACED_PROMPT:  # tracing and drawing 20,000 steps alone would take the deadline
-            _, state = model(torch.tensor([prompt_ids[:-MAX_TRACED_PROMPT]], device=device))
-            notes.append(f"The prompt's first {len(prompt_ids) - MAX_TRACED_PROMPT:,} characters were read without keeping "
-                         f"their gates; the trace shows its last {MAX_TRACED_PROMPT:,}.")
-            prompt_ids = prompt_ids[-MAX_TRACED_PROMPT:]
-        logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
-        prompt_trace, prompt_logits = Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0]
-        logits = logits[0, -1]
     else:
         logits, state = model(torch.tensor([prompt_ids], device=device))
         logits = logits[0, -1]
@@ -124,10 +119,114 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     result = TextResult(prompt="" if fresh_start else codec.decode(prompt_ids), text=text, notes=notes)
     if not traced:
         return Generation(result, None, {}, settings)
-    # shown_from: the implicit line break of a fresh start is traced but not shown
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
-    stepped = Trace.from_steps(step_gates, codec.decode(prompt_ids) + text if hooks else text, **fields)
-    trace = stepped if hooks else Trace.concat(Trace(prompt_trace.layers, prompt_trace.labels, **fields), stepped)
-    rows = [prompt_logits] if prompt_logits is not None else []
-    logits_per_step = torch.cat(rows + [torch.cat(step_logits)]).float().cpu().numpy()
+    trace = Trace.from_steps(step_gates, codec.decode(prompt_ids) + text, **fields)
+    logits_per_step = torch.cat(step_logits).float().cpu().numpy()
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
+
+
+@dataclass
+class _Row:
+    """One request of a batch: what it asked for, its primed state, what it has written."""
+    settings: TextSettings
+    prompt_ids: list[int]
+    fresh_start: bool
+    length: int
+    notes: list[str]
+    stop_at: float | None
+    prompt_trace: Trace
+    prompt_logits: torch.Tensor  # (prompt steps, V)
+    logits: torch.Tensor  # (V,): the prediction for its first character
+    state: tuple[torch.Tensor, torch.Tensor]  # (layers, 1, H) each
+    generator: torch.Generator = None
+    out_ids: list[int] = field(default_factory=list)
+    pieces: list = field(default_factory=list)  # (segment, position in its rows) it was stepped in
+
+
+def _prime(loaded: LoadedModel, settings: TextSettings, stop_at: float | None) -> _Row:
+    """Apply the limits to one request and read its prompt in one teacher-forced pass."""
+    model, codec, device = loaded.model, loaded.codec, loaded.device
+    prompt_ids, fresh_start, length, notes = clean_settings(settings, codec)
+    state = None
+    if len(prompt_ids) > MAX_TRACED_PROMPT:  # tracing and drawing 20,000 steps alone would take the deadline
+        _, state = model(torch.tensor([prompt_ids[:-MAX_TRACED_PROMPT]], device=device))
+        notes.append(f"The prompt's first {len(prompt_ids) - MAX_TRACED_PROMPT:,} characters were read without keeping "
+                     f"their gates; the trace shows its last {MAX_TRACED_PROMPT:,}.")
+        prompt_ids = prompt_ids[-MAX_TRACED_PROMPT:]
+    logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
+    return _Row(settings, prompt_ids, fresh_start, length, notes, stop_at,
+                Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0], logits[0, -1], state,
+                make_generator(settings.sampling.seed))
+
+
+@torch.no_grad()
+def generate_batch(loaded: LoadedModel, settings: list[TextSettings], stop_at: list | None = None) -> list:
+    """Several requests sampled side by side: one model.step per character for all of them (a row
+    leaves the batch when it has its length or its deadline passes). Each row is exactly what
+    generate gives it alone: its own seed, settings and notes, and a step's bits do not depend on
+    the batch (studio.lstm.packed_linear). `stop_at`: each request's limits.stop_time() (default:
+    this thread's). Returns a Generation per request, or the exception its settings raised."""
+    stop_at = stop_at or [limits.stop_time()] * len(settings)
+    results, rows = [None] * len(settings), {}
+    for index, (request, stop) in enumerate(zip(settings, stop_at, strict=True)):
+        try:
+            rows[index] = _prime(loaded, request, stop)
+        except Exception as error:  # noqa: BLE001 (that request's caller hears it; the others go on)
+            results[index] = error
+    active = list(rows)
+    if active:
+        _sample_rows(loaded, rows, active)
+    for index, row in rows.items():
+        results[index] = _finish(loaded, row)
+    return results
+
+
+def _sample_rows(loaded: LoadedModel, rows: dict, active: list) -> None:
+    """Step the active rows together until each has its characters; fills each row's out_ids and
+    pieces (the segments of steps it was in: a segment ends when a row leaves)."""
+    model, device = loaded.model, loaded.device
+    logits = torch.stack([rows[r].logits for r in active])
+    state = tuple(torch.cat([rows[r].state[j] for r in active], dim=1) for j in range(2))
+    segment, segment_logits = [], []
+    while active:
+        tokens = []
+        for position, r in enumerate(active):
+            token = sample_next(logits[position].cpu(), rows[r].settings.sampling, rows[r].generator)
+            rows[r].out_ids.append(token)
+            tokens.append(token)
+        # The last character is read too, so every shown character has a state to paint.
+        logits, state, gates = model.step(torch.tensor(tokens, device=device), state)
+        segment.append(gates)
+        segment_logits.append(logits)
+        leaving = []
+        for position, r in enumerate(active):
+            row, made = rows[r], len(rows[r].out_ids)
+            if made >= row.length:
+                leaving.append(position)
+            elif limits.past(row.stop_at):  # the request's deadline: keep what was written
+                row.notes.append(limits.time_note(f"the first {made:,} of {row.length:,} characters"))
+                leaving.append(position)
+        if leaving:
+            stacked = ([{name: torch.stack([g[k][name] for g in segment]) for name in GATE_NAMES}
+                        for k in range(len(gates))], torch.stack(segment_logits))  # (T, rows, H), (T, rows, V)
+            for position, r in enumerate(active):
+                rows[r].pieces.append((stacked, position))
+            staying = [p for p in range(len(active)) if p not in leaving]
+            active = [active[p] for p in staying]
+            keep = torch.tensor(staying, dtype=torch.long, device=device)
+            logits, state = logits[keep], (state[0][:, keep], state[1][:, keep])
+            segment, segment_logits = [], []
+
+
+def _finish(loaded: LoadedModel, row: _Row) -> Generation:
+    codec, text = loaded.codec, loaded.codec.decode(row.out_ids)
+    result = TextResult(prompt="" if row.fresh_start else codec.decode(row.prompt_ids), text=text, notes=row.notes)
+    # shown_from: the implicit line break of a fresh start is traced but not shown
+    fields = {"domain": "text", "model": loaded.name, "prompt_length": len(row.prompt_ids), "shown_from": int(row.fresh_start)}
+    layers = [{name: torch.cat([stacked[0][k][name][:, position] for stacked, position in row.pieces]).float().cpu().numpy()
+               for name in GATE_NAMES} for k in range(len(row.prompt_trace.layers))]
+    stepped = Trace(layers, list(text), **fields)
+    trace = Trace.concat(Trace(row.prompt_trace.layers, row.prompt_trace.labels, **fields), stepped)
+    step_logits = torch.cat([stacked[1][:, position] for stacked, position in row.pieces])
+    logits_per_step = torch.cat([row.prompt_logits, step_logits]).float().cpu().numpy()
+    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, row.settings)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from studio import limits, workers
+from studio.batching import MAX_BATCH, MicroBatcher
 from studio.domains import text
 from studio.sampling import SamplingConfig
 from studio.ui import blocks, inputs
@@ -39,6 +41,14 @@ def create_tab(models: dict, problems: list[str]):
             notes = gr.Markdown(elem_id="text-notes")
             panel = blocks.gate_panel("text", text, models)
     generation_state = gr.State()
+    batchers: dict[int, MicroBatcher] = {}  # per loaded model: concurrent requests sampled as one batch
+
+    def generate_batched(loaded, settings):
+        batcher = batchers.get(id(loaded))
+        if batcher is None:
+            batcher = batchers.setdefault(id(loaded), MicroBatcher(lambda items: workers.call(
+                text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items])))
+        return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
         loaded = blocks.loaded_or_error(models, name)
@@ -53,7 +63,7 @@ def create_tab(models: dict, problems: list[str]):
             ),
         )
         try:
-            generation = text.generate(loaded, settings)
+            generation = generate_batched(loaded, settings)
         except Exception as error:  # the user keeps their prompt; they get words, not a traceback
             raise gr.Error(f"Generation failed: {error}") from None
         folder = output_dir()
@@ -63,6 +73,7 @@ def create_tab(models: dict, problems: list[str]):
         return (notes_markdown(generation.result.notes), *values, "", str(files["text"]), str(folder / "trace.npz"),
                 generation)
 
+    on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
     generate_button.click(
         on_generate,

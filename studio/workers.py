@@ -1,0 +1,132 @@
+"""Generation in worker processes: the app's threads share one interpreter lock.
+
+Sampling steps an LSTM one position at a time, a dozen small torch calls per step, and each call
+hands the interpreter lock back and waits for it again. Under load (20 clients, six handlers at
+once) the server used 0.65 of its 2 cores while requests waited 10 s: the lock, not the cores, was
+the limit. A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
+`spawn`ed: no fork of a threaded server; any of them runs any domain); the server's threads only
+wait on it, and do the drawing and the files. The Generation comes back pickled (text, 400 characters: 7.6 MB, 7 ms).
+
+Models reach a worker once, pickled with the first request it gets for them (a model trained in
+the Train tab too), and stay there. A request's deadline goes with it (time.monotonic is one clock
+for every process). A worker that dies is started again at the next request.
+
+Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate in-process).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+
+from studio import limits
+
+# processes: as many as cores (a generation is one thread of small products), at least two
+WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, os.cpu_count() or 2)))))
+_state: dict = {"pool": None}
+_lock = threading.Lock()
+_models: dict[int, object] = {}  # in a worker: the models it was sent, by the app's id of them
+
+
+def start(domains) -> None:
+    """Start the worker processes (each imports torch and the domains: ~3 s, in the background;
+    a request before then waits for it)."""
+    pool = _pool()
+    for _ in range(WORKERS):
+        pool.submit(_ready, [domain.__name__ for domain in domains])
+
+
+def running() -> bool:
+    return _state["pool"] is not None
+
+
+def stop() -> None:
+    with _lock:
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True, cancel_futures=True)
+        _state["pool"] = None
+
+
+def _pool() -> concurrent.futures.ProcessPoolExecutor:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = concurrent.futures.ProcessPoolExecutor(
+                WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise, initargs=(os.getpid(),))
+        return _state["pool"]
+
+
+def call(domain, loaded, function: str, *args):
+    """domain.<function>(loaded, *args) in a worker when workers run, else here; the caller's
+    deadline applies there too. An error raised there is raised here."""
+    if _state["pool"] is None:
+        return getattr(domain, function)(loaded, *args)
+    payload = None  # the model goes along only to a worker that does not have it yet
+    for _ in range(3):
+        try:
+            kind, value = _pool().submit(_run, domain.__name__, id(loaded), payload, function, args,
+                                         limits.stop_time()).result()
+        except concurrent.futures.process.BrokenProcessPool:
+            with _lock:  # a worker died (killed, out of memory): a fresh pool next time
+                _state["pool"] = None
+            payload = None
+            continue
+        if kind == "missing":
+            payload = pickle.dumps(loaded)
+            continue
+        if kind == "error":
+            raise value
+        return value
+    raise RuntimeError("the generation workers stopped; try again")
+
+
+def generate(domain, loaded, settings):
+    """domain.generate(loaded, settings), in a worker when workers run."""
+    return call(domain, loaded, "generate", settings)
+
+
+# ---------------------------------------------------------------- in the worker
+def _initialise(app_pid: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # as the app's own threads: one small product per step
+    torch.set_grad_enabled(False)
+    threading.Thread(target=_exit_with, args=(app_pid,), daemon=True).start()
+
+
+def _exit_with(app_pid: int) -> None:
+    """End this worker when the app is gone (a killed server does not shut its pools down)."""
+    while os.getppid() == app_pid:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _ready(modules: list[str]) -> bool:
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+    return True
+
+
+def _run(module: str, key: int, payload: bytes | None, function: str, args: tuple, stop_at: float | None):
+    import importlib
+
+    if payload is not None:
+        _models[key] = pickle.loads(payload)
+    if key not in _models:
+        return "missing", None
+    run: Callable = getattr(importlib.import_module(module), function)
+    try:
+        with limits.deadline_until(stop_at):
+            return "value", run(_models[key], *args)
+    except Exception as error:  # noqa: BLE001 (raised again in the app's thread)
+        try:
+            pickle.loads(pickle.dumps(error))
+            return "error", error
+        except Exception:  # noqa: BLE001 (an exception that does not survive pickling: its words)
+            return "error", (ValueError if isinstance(error, ValueError) else RuntimeError)(str(error))
