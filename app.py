@@ -20,7 +20,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from studio import checkpoint, jobs, reference, workers  # noqa: E402
+from studio import checkpoint, jobs, limits, reference, workers  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
@@ -106,27 +106,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     return demo
 
 
-def bound_malloc() -> None:
-    """glibc's malloc gives each of the server's worker threads its own arena (up to 8 per core), and
-    a freed block of a trace's size goes back to its arena, not to the system: RSS crept up with
-    every request. Two arenas and a fixed 4 MB mmap threshold (bigger blocks are mapped and
-    unmapped, never kept) measured 977 MB after 288 mixed requests against 1,134 MB
-    (docs/benchmarks.md, "Memory"). Elsewhere than glibc this does nothing."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's <malloc.h>
-    mallopt(m_arena_max, 2)
-    mallopt(m_mmap_threshold, 4 << 20)
-    mallopt(m_trim_threshold, 4 << 20)
-
-
 if __name__ == "__main__":
-    bound_malloc()
+    limits.bound_malloc()
     if pick_device().type == "cpu" and os.environ.get("LSTM_STUDIO_WORKERS", "1") != "0":
         workers.start(ALL)  # generation in a process per domain (studio/workers.py says why)
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)

@@ -255,3 +255,24 @@ def time_note(made: str) -> str:
     """The note a generation stopped by the deadline carries; `made` says what was kept."""
     return (f"Stopped early: this server gives a request {DEADLINE_S:g} s (LSTM_STUDIO_DEADLINE_S), "
             f"so this shows {made}.")
+
+
+# ---------------------------------------------------------------- memory
+def bound_malloc() -> None:
+    """glibc's malloc gives each of the server's worker threads its own arena (up to 8 per core), and
+    a freed block of a trace's size goes back to its arena, not to the system: RSS crept up with
+    every request. Two arenas and a fixed 4 MB mmap threshold (bigger blocks are mapped and
+    unmapped, never kept) measured 977 MB after 288 mixed requests against 1,134 MB
+    (docs/benchmarks.md, "Memory"). The app and its generation workers call it at start;
+    elsewhere than glibc it does nothing."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's <malloc.h>
+    mallopt(m_arena_max, 2)
+    mallopt(m_mmap_threshold, 4 << 20)
+    mallopt(m_trim_threshold, 4 << 20)

@@ -17,6 +17,7 @@ Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import pickle
@@ -64,7 +65,7 @@ def call(domain, loaded, function: str, *args):
     """domain.<function>(loaded, *args) in a worker when workers run, else here; the caller's
     deadline applies there too. An error raised there is raised here."""
     if _state["pool"] is None:
-        return getattr(domain, function)(loaded, *args)
+        return _function(domain, function)(loaded, *args)
     payload = None  # the model goes along only to a worker that does not have it yet
     for _ in range(3):
         try:
@@ -89,10 +90,29 @@ def generate(domain, loaded, settings):
     return call(domain, loaded, "generate", settings)
 
 
+def generate_files(domain, loaded, settings, folder):
+    """(generation, domain.write_files(generation, folder)), both in a worker when workers run:
+    a MIDI's audio (fluidsynth, note by note) and a handwriting's pictures are made there too."""
+    return call(domain, loaded, "generate_files", settings, folder)
+
+
+def _generate_files(domain, loaded, settings, folder):
+    generation = domain.generate(loaded, settings)
+    return generation, domain.write_files(generation, folder)
+
+
+def _function(domain, name: str) -> Callable:
+    """domain.<name>, or this module's helper of that name run on the domain."""
+    if name == "generate_files":
+        return functools.partial(_generate_files, domain)
+    return getattr(domain, name)
+
+
 # ---------------------------------------------------------------- in the worker
 def _initialise(app_pid: int) -> None:
     import torch
 
+    limits.bound_malloc()  # as the app's: freed traces go back to the system
     torch.set_num_threads(1)  # as the app's own threads: one small product per step
     torch.set_grad_enabled(False)
     threading.Thread(target=_exit_with, args=(app_pid,), daemon=True).start()
@@ -120,7 +140,7 @@ def _run(module: str, key: int, payload: bytes | None, function: str, args: tupl
         _models[key] = pickle.loads(payload)
     if key not in _models:
         return "missing", None
-    run: Callable = getattr(importlib.import_module(module), function)
+    run = _function(importlib.import_module(module), function)
     try:
         with limits.deadline_until(stop_at):
             return "value", run(_models[key], *args)

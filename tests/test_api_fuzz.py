@@ -110,10 +110,13 @@ RAW = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|Traceback|Errno|codec can't|has
 
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory) -> list:
-    """(kind, path) of every kind of bad upload, each under the names the readers dispatch on."""
-    import numpy as np
+    return make_bad_files(tmp_path_factory.mktemp("bad-files"))
 
-    folder = tmp_path_factory.mktemp("bad-files")
+
+def make_bad_files(folder) -> list:
+    """(kind, path) of every kind of bad upload, each under the names the readers dispatch on,
+    written into `folder` (bench/bench_bad_inputs.py sends them too)."""
+    import numpy as np
 
     def bomb(name: str, member: str) -> bytes:  # ~100 KB unpacking to 100 MB (the cap: 50 MB)
         buffer = io.BytesIO()

@@ -101,7 +101,7 @@ def worker_pool(monkeypatch):
     workers.stop()
 
 
-def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_text):
+def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_text, tmp_path):
     loaded = tiny_text(1)
     assert workers.running()
     same_generation(workers.generate(text, loaded, REQUESTS[0]), text.generate(loaded, REQUESTS[0]))
@@ -110,5 +110,7 @@ def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_tex
     with limits.deadline_until(time.monotonic() - 1):  # the caller's deadline reaches the worker
         late = workers.generate(text, loaded, REQUESTS[0])
     assert len(late.result.text) == 1 and "Stopped early" in late.result.notes[-1]
+    generation, files = workers.generate_files(text, loaded, REQUESTS[2], tmp_path)  # the files written there
+    assert files["text"].read_text(encoding="utf-8").endswith(generation.result.text)
     with pytest.raises(Exception):  # noqa: B017 (whatever the domain raises, raised here)
         workers.generate(text, loaded, None)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -68,6 +69,14 @@ def test_the_app_serves_a_request_as_a_space_with_the_caps_in_force(space, tmp_p
     # LSTM_STUDIO_DEADLINE_S=1: 5,000 characters stop early, with a note
     notes = client.predict("shakespeare-char", "To be", 5000, 0.8, 0, 1.0, 1, api_name="/generate_text")[0]
     assert "Stopped early" in notes, notes
+    # every tab's generation runs in the worker processes (studio/workers.py), files written there
+    music = client.predict("jsb-chorales-quarter", "Compose from scratch", None, "bach/bwv2.6", 1, 1, 1.0, 0, 1, 100.0,
+                           api_name="/generate_music")
+    assert music[1] and Path(music[1]).stat().st_size > 0  # the audio
+    written = client.predict("hershey-synthesis", "hi", 1.0, 1, "none", None, 50, api_name="/generate_handwriting")
+    assert "<img" in written[5]  # the attention window
+    spoken = client.predict("espeak-tts", "hi.", 0, 1, api_name="/generate_speech")
+    assert spoken[1] and Path(spoken[1]).stat().st_size > 0
     # LSTM_STUDIO_MAX_UPLOAD_MB=1 -> launch(max_file_size="1mb"): a 2 MB upload never reaches a handler
     big = tmp_path / "big.mid"
     big.write_bytes(b"MThd" + bytes(2_000_000))

@@ -76,9 +76,8 @@ def create_tab(models: dict, problems: list[str]):
             ),
         )
         try:
-            generation = workers.generate(music, loaded, settings)
             folder = output_dir()
-            files = music.write_files(generation, folder)
+            generation, files = workers.generate_files(music, loaded, settings, folder)
             generation.trace.save_npz(folder / "trace.npz", dtype="float16")
             values = blocks.gate_values(generation.trace, music.track(generation), f"{name}:")
         except Exception as error:  # the user keeps their settings; they get words, not a traceback

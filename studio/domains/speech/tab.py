@@ -61,13 +61,12 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         loaded = blocks.loaded_or_error(models, name)
         settings = speech.SpeechSettings(text=text if isinstance(text, str) else "",
                                          voice=clamp_int(voice_id, -1, 10**6, 0), seed=clamp_int(seed_value, 0, 2**62, 0))
+        folder = output_dir()
         try:
-            generation = workers.generate(speech, loaded, settings)
+            generation, files = workers.generate_files(speech, loaded, settings, folder)
         except Exception as error:  # words, not a traceback; the text stays in the box
             raise gr.Error(f"Generation failed: {error}") from None
         result, trace = generation.result, generation.trace
-        folder = output_dir()
-        files = speech.write_files(generation, folder)
         trace_path = trace.save_npz(folder / "speech-trace.npz", dtype="float16")
         report = speech.alignment_report(result.alignment)
         summary = (f"Spoke “{result.text}”: {len(result.audio) / speech.SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames; "
@@ -154,12 +153,11 @@ def _recording(models: dict) -> None:
         recording = _read_upload(path)
         settings = speech.ContinueSettings(recording.audio, seconds=number_or(seconds_value, 2.0),
                                            noise=number_or(noise_value, 0.0), seed=clamp_int(seed_value, 0, 2**62, 0))
+        folder = output_dir()
         try:
-            generation = workers.generate(speech, loaded, settings)
+            generation, files = workers.generate_files(speech, loaded, settings, folder)
         except speech.AudioError as error:
             raise gr.Error(str(error)) from None
-        folder = output_dir()
-        files = speech.write_files(generation, folder)
         trace_path = generation.trace.save_npz(folder / "continued-trace.npz", dtype="float16")
         values = blocks.gate_values(generation.trace, speech.track(generation), f"{name}:")
         return (notes_markdown(recording.notes + generation.result.notes), str(files["audio"]), *values, "",
