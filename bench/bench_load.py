@@ -109,11 +109,12 @@ def app_rss_mb(pid: int) -> float:
     return total
 
 
-def client_run(k: int, url: str, requests: int, answers, go) -> None:
-    """One client (a process of its own): `requests` requests in turn, starting at tab k mod 4."""
+def client_run(k: int, url: str, requests: int, answers, go, downloads: bool = True) -> None:
+    """One client (a process of its own): `requests` requests in turn, starting at tab k mod 4.
+    downloads=False: the output files stay on the server (a browser fetches only what it shows)."""
     from gradio_client import Client
 
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, **({} if downloads else {"download_files": False}))
     answers.put("ready")
     go.wait()
     kinds = list(REQUESTS)
@@ -139,6 +140,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=10, help="per client")
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the app (caps, LSTM_STUDIO_CONCURRENCY)")
+    parser.add_argument("--no-downloads", action="store_true", help="clients do not download the output files "
+                        "(traces, MIDI, pictures, audio), as a browser does not until asked")
     parser.add_argument("--long", action="store_true", help="first, alone: 1 MB of text to handwriting, and a 1 MB "
                         "prompt + 5,000 characters to text (time and notes of each)")
     args = parser.parse_args()
@@ -174,7 +177,8 @@ def main() -> None:
         # their latency counted as the server's
         context = multiprocessing.get_context("spawn")
         answers, go = context.Queue(), context.Event()
-        clients = [context.Process(target=client_run, args=(k, url, args.requests, answers, go), daemon=True)
+        clients = [context.Process(target=client_run, args=(k, url, args.requests, answers, go, not args.no_downloads),
+                                   daemon=True)
                    for k in range(args.clients)]
         for client in clients:
             client.start()
