@@ -12,11 +12,15 @@ a sentence written primed and unprimed (same seed). Per model:
   primer's hand (same drawing number and hand), which do not depend on the primer word's letters;
 * toward: the share of primers whose primed output is nearer the primer than the unprimed output is;
 * held-out NLL per pen point (teacher-forced) of lines written by the held-out hands (print) and of
-  the 50 held-out Hershey phrases (cursive), and the cursive finishing rate.
+  the 50 held-out Hershey phrases (cursive), and the cursive finishing rate. A model with styles
+  (cursive / print) reads the print lines in its print style and the cursive ones in its cursive
+  style (the labels are known; a model that had to guess, with even odds on the two, would pay at
+  most log 2 nats per line); `print_nll_default_style` is the print lines read in its default (cursive) style;
+* primed_hand_print: for a model with styles, the share of primers for which it picked print.
 
-python bench/bench_handwriting_primer.py --models hershey-synthesis print-cursive-synthesis \
-    --data-dir runs/hw-mixed/data --json runs/hw-mixed/primer-bench.json --figure docs/figures/handwriting-primer.png
-(needs ../shared/data/omniglot-latin.json and the data dir that training built; about 10 minutes on 1 CPU thread)
+python bench/bench_handwriting_primer.py --models hershey-synthesis print-cursive-synthesis print-cursive-styled \
+    --data-dir runs/hw-mixed/data --json runs/hw-style/primer-bench.json --figure docs/figures/handwriting-primer.png
+(needs ../shared/data/omniglot-latin.json and the data dir that training built; 20-40 s a model on 1 CPU thread)
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
                                                             primer_text=word)).result
         plain = hw.generate(loaded, hw.HandwritingSettings(text=sentence, bias=bias, seed=k)).result
         rows.append({"drawer": drawer, "word": word, "sentence": sentence, "finished": bool(primed.finished),
+                     "hand_print": any(n.startswith("Hand: print") for n in primed.notes),
                      "starts_clean": not any("Left out" in n for n in primed.notes),
                      "primer": stats_of(strokes, word), "hand": stats_of(in_hand, sentence),
                      "primed": stats_of(primed.strokes, sentence),
@@ -94,6 +99,8 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
     toward = [distance(r["primed"], r["primer"]) < distance(r["plain"], r["primer"]) for r in rows]
     hand = [distance(r["primed"], r["hand"]) < distance(r["primed"], r["plain"]) for r in rows]
     cursive_texts, cursive_offsets = cursive
+    styles = getattr(loaded.model.config, "styles", 0)
+    print_styles = [hw.STYLE_NAMES.index("print")] * len(printed[0]) if styles else None
     return {
         "primers": len(rows),
         "finished": float(np.mean([r["finished"] for r in rows])),
@@ -105,7 +112,9 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
                                                 for r in rows])) for j, name in enumerate(STATS)},
         "median_stats": {key: dict(zip(STATS, np.median([r[key] for r in rows], axis=0).round(3).tolist(), strict=True))
                          for key in ("primer", "hand", "primed", "plain")},
-        "print_nll": hw.nll_per_point(loaded.model, *printed, loaded.codec, 400),
+        "print_nll": hw.nll_per_point(loaded.model, *printed, loaded.codec, 400, styles=print_styles),
+        **({"print_nll_default_style": hw.nll_per_point(loaded.model, *printed, loaded.codec, 400),
+            "primed_hand_print": float(np.mean([r["hand_print"] for r in rows]))} if styles else {}),
         "cursive_nll": hw.nll_per_point(loaded.model, cursive_texts, cursive_offsets, loaded.codec, 400),
         "cursive_finished": hw.finished_fraction(loaded, cursive_texts, bias=bias),
         "seconds": time.perf_counter() - started,

@@ -68,10 +68,12 @@ from studio.domains.handwriting.generate import (
     example,
     generate,
     max_steps_for,
+    pick_style,
 )
 from studio.domains.handwriting.model import (
     NAME,
     PREDICTION,
+    STYLE_NAMES,
     SYNTHESIS,
     MDNParams,
     PredictionConfig,
@@ -89,7 +91,7 @@ from studio.domains.handwriting.model import (
 )
 from studio.domains.handwriting.render import (
     animated_svg,
-    attention_figure,
+    attention_html,
     render,
     render_figure,
     sequence_of,
@@ -112,11 +114,12 @@ from studio.domains.handwriting.train import (
     compose_line,
     load_omniglot,
     random_hand,
+    style_labels,
     warm_start,
 )
 
 TITLE = "Handwriting"
-DEFAULT_MODEL = checkpoint.MODELS_DIR / "hershey-synthesis"
+DEFAULT_MODEL = checkpoint.MODELS_DIR / "print-cursive-styled"  # the rule: docs/handwriting.md
 Settings = HandwritingSettings
 
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_card", "read_input", "score", "generate",
@@ -131,7 +134,7 @@ __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_c
            "render_phrase", "build_dataset", "load_dataset", "mdn_split", "mdn_log_likelihood", "mdn_sample",
            "make_batch", "batch_nll", "nll_per_point", "finished_fraction", "max_steps_for",
            "strokes_to_svg", "svg_to_strokes", "render_figure", "write_png", "unit_colors", "strokes_figure",
-           "attention_figure", "animated_svg", "pad_strokes", "TRAINING_STATS", "normalize_primer", "stroke_stats",
+           "attention_html", "animated_svg", "pad_strokes", "TRAINING_STATS", "normalize_primer", "stroke_stats",
            "slant_of", "curvature_of", "expected_height", "training_stats", "EXTRA_CHARS", "HELD_DRAWERS", "OMNIGLOT",
            "PRINT_PROVENANCE", "Hand", "build_mixed_dataset", "compose_line", "load_omniglot", "random_hand",
-           "warm_start"]
+           "warm_start", "style_labels", "STYLE_NAMES", "pick_style"]

@@ -4,7 +4,8 @@ reads a stroke file with its transcript, teacher-forced).
 python -m studio train handwriting --corpus ../shared/data/tinyshakespeare.txt --data-dir runs/handwriting-data --out models/hershey-synthesis
 python -m studio train handwriting --omniglot ../shared/data/omniglot-latin.json --init models/hershey-synthesis \
     --data-dir runs/hw-mixed/data --out models/print-cursive-synthesis ...   (cursive + real print; the card has the rest)
-python -m studio generate handwriting --text "hello" [--bias B] [--style FILE [--style-text S]] --out out.svg
+python -m studio train handwriting ... --init models/print-cursive-synthesis --styles 2 ...   (a cursive / print style input)
+python -m studio generate handwriting --text "hello" [--bias B] [--style FILE [--style-text S]] [--hand H] --out out.svg
 python -m studio eval handwriting --data-dir runs/handwriting-data   (last line: finished_fraction: X)
 """
 
@@ -24,6 +25,7 @@ MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer fla
     "--mixtures": (20, "Gaussians of the output mixture"),
     "--window-gaussians": (10, "Gaussians of the soft window over the text (synthesis)"),
     "--max-points": (400, "training sequences are cut to this many points"),
+    "--styles": (0, "one-hot styles (cursive, print) a synthesis model reads; needs a mixed set (--omniglot)"),
 }
 
 
@@ -52,6 +54,8 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--raw-style", action="store_true", help="read the style sample as it is, without bringing "
                                                                      "it to the training data's scale")
         parser.add_argument("--points", type=int, default=600, help="free-scribble length")
+        parser.add_argument("--hand", choices=list(hw.STYLE_NAMES), help="a model with styles: write in this hand "
+                                                                        "(default: the style sample's, else cursive)")
         cli_common.add_output_flags(parser, ".svg or .png")
         parser.set_defaults(run=run_generate)
     elif command == "eval":
@@ -96,13 +100,19 @@ def run_train(args) -> int:
     torch.manual_seed(args.seed)
     if synthesis:
         model = hw.SynthesisModel(hw.SynthesisConfig(alphabet.size, args.hidden_size, args.layers, args.mixtures,
-                                                     args.window_gaussians))
+                                                     args.window_gaussians, args.styles))
         if args.init:
             new = hw.warm_start(model, args.init, alphabet.chars)
             print(f"started from {args.init}; new characters: {''.join(new) or 'none'}", file=sys.stderr)
     else:
         model = hw.PredictionModel(hw.PredictionConfig(args.hidden_size, args.layers, args.mixtures))
-    task = hw.StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points)
+    styles = val_styles = None
+    if synthesis and args.styles:
+        if "hershey_samples" not in summary:
+            sys.exit("error: --styles needs a mixed cursive + print set (--omniglot)")
+        styles, val_styles = hw.style_labels(summary, len(texts), len(val_texts))
+    task = hw.StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points,
+                         styles, val_styles)
     mixed = "print_samples" in summary
     source = hw.PROVENANCE["source"] + (" PLUS " + hw.PRINT_PROVENANCE["source"] if mixed else "")
     licence = hw.PROVENANCE["licence"] + ("; " + hw.PRINT_PROVENANCE["licence"] if mixed else "")
@@ -122,7 +132,7 @@ def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(hw, args.model)
     settings = hw.HandwritingSettings(text=args.text, bias=args.bias, seed=args.seed, style=args.style,
                                       max_points=args.points, primer_text=args.style_text or "",
-                                      normalize_primer=not args.raw_style)
+                                      normalize_primer=not args.raw_style, hand=args.hand)
     try:
         generation = hw.generate(loaded, settings)
     except ValueError as error:  # StrokeFileError too
@@ -148,8 +158,13 @@ def run_eval(args) -> int:
     texts, offsets = hw.load_dataset(path)
     texts, offsets = texts[: args.limit], offsets[: args.limit]
     synthesis = loaded.card["kind"] == hw.SYNTHESIS
-    nll = hw.nll_per_point(loaded.model, texts, offsets, loaded.codec)
-    print(f"phrases: {len(texts)}")
+    styles, summary = None, Path(args.data_dir) / "summary.json"
+    if synthesis and loaded.model.config.styles and summary.exists():  # a mixed set: each phrase in its own style
+        labels = json.loads(summary.read_text())
+        if "hershey_samples" in labels:
+            styles = hw.style_labels(labels, 0, len(hw.load_dataset(path)[0]))[1][: len(texts)]
+    nll = hw.nll_per_point(loaded.model, texts, offsets, loaded.codec, styles=styles)
+    print(f"phrases: {len(texts)}" + (" (each read in its own style: cursive, print)" if styles else ""))
     print(f"held_out_nll_per_point: {nll:.4f}")
     fraction = hw.finished_fraction(loaded, texts, bias=args.bias) if synthesis else float("nan")
     if args.record:

@@ -156,6 +156,7 @@ class Handwriting:
     strokes: list[np.ndarray]  # absolute polylines, y down
     text: str = ""  # the transcript (read by a synthesis model's window, ignored by a prediction model)
     from_origin: bool = False  # the pen starts at (0, 0): the first move is read as it is, not zeroed
+    hand: str | None = None  # a synthesis model with styles reads it in this style (model.STYLE_NAMES); None: cursive
 
     def offsets(self) -> np.ndarray:
         """(T, 3) offsets as `score` reads them: at most MAX_SCORE_POINTS, the first move zeroed

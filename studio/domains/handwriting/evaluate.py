@@ -28,7 +28,14 @@ from studio.domains.handwriting.codec import (
     strokes_to_offsets,
 )
 from studio.domains.handwriting.generate import HandwritingSettings, generate
-from studio.domains.handwriting.model import NAME, MDNParams, SynthesisModel, mdn_log_likelihood, mdn_split
+from studio.domains.handwriting.model import (
+    NAME,
+    STYLE_NAMES,
+    MDNParams,
+    SynthesisModel,
+    mdn_log_likelihood,
+    mdn_split,
+)
 from studio.trace import Trace
 
 NLL_UNITS = "nats per pen point, offsets divided by codec.offset_scale"
@@ -46,6 +53,7 @@ class StrokeBatch:
     chars: torch.Tensor | None  # (B, U, V) one-hot text
     char_mask: torch.Tensor | None  # (B, U)
     num_tokens: int = 0
+    style: torch.Tensor | None = None  # (B,) style indices (model.STYLE_NAMES) or None: style 0
 
     def to(self, device) -> StrokeBatch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -53,8 +61,9 @@ class StrokeBatch:
 
 
 def make_batch(offsets: list[np.ndarray], texts: list[str] | None, alphabet: HandwritingAlphabet | None, scale: float,
-               max_points: int = 10_000) -> StrokeBatch:
-    """Phrases as one padded batch (texts None: a prediction model's batch, no characters)."""
+               max_points: int = 10_000, styles=None) -> StrokeBatch:
+    """Phrases as one padded batch (texts None: a prediction model's batch, no characters; styles:
+    one style index per phrase, read by a synthesis model with styles)."""
     lengths = [min(len(o), max_points) for o in offsets]
     steps = max(lengths)
     targets = torch.zeros(len(offsets), steps, 3)
@@ -75,14 +84,15 @@ def make_batch(offsets: list[np.ndarray], texts: list[str] | None, alphabet: Han
         for b, text in enumerate(texts):
             chars[b, : len(text)] = alphabet.one_hot(text)
             char_mask[b, : len(text)] = 1
-    return StrokeBatch(points, targets, mask, chars, char_mask, int(mask.sum()))
+    style = None if styles is None else torch.as_tensor(np.asarray(styles, np.int64))
+    return StrokeBatch(points, targets, mask, chars, char_mask, int(mask.sum()), style)
 
 
 def batch_nll(model, batch: StrokeBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of -log p over real points, number of points). `model` may be DDP-wrapped."""
     inner = getattr(model, "module", model)
     if isinstance(inner, SynthesisModel):
-        raw, _ = model(batch.points, batch.chars, batch.char_mask)
+        raw, _ = model(batch.points, batch.chars, batch.char_mask, batch.style)
     else:
         raw, _ = model(batch.points)
     log_p = mdn_log_likelihood(mdn_split(raw, inner.config.mixtures), batch.targets)
@@ -91,14 +101,16 @@ def batch_nll(model, batch: StrokeBatch) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def nll_per_point(model, texts: list[str], offsets: list[np.ndarray], codec: HandwritingCodec,
-                  max_points: int = 600, batch_size: int = 25) -> float:
-    """Mean -log p per real pen point over phrases (nats; NLL_UNITS), 25 phrases a batch."""
+                  max_points: int = 600, batch_size: int = 25, styles=None) -> float:
+    """Mean -log p per real pen point over phrases (nats; NLL_UNITS), 25 phrases a batch; `styles`
+    (one index per phrase) is the style a model with styles reads (None: the default, 0)."""
     device = next(model.parameters()).device
     synthesis = isinstance(getattr(model, "module", model), SynthesisModel)
     total, count = 0.0, 0.0
     for k in range(0, len(offsets), batch_size):
         batch = make_batch(offsets[k : k + batch_size], texts[k : k + batch_size] if synthesis else None,
-                           codec.alphabet, codec.offset_scale, max_points)
+                           codec.alphabet, codec.offset_scale, max_points,
+                           None if styles is None else styles[k : k + batch_size])
         t, n = batch_nll(model, batch.to(device))
         total, count = total + float(t), count + float(n)
     return total / max(count, 1)
@@ -131,7 +143,14 @@ def _read(loaded: LoadedModel, sequence: Handwriting) -> tuple[StrokeBatch, np.n
                              "the text being written)")
     elif (sequence.text or "").strip():
         notes.append("A prediction model reads no text: the transcript was ignored.")
-    batch = make_batch([offsets], [text] if alphabet is not None else None, alphabet, loaded.codec.offset_scale)
+    style = None
+    if alphabet is not None and getattr(loaded.model.config, "styles", 0) and sequence.hand:
+        if sequence.hand not in STYLE_NAMES[: loaded.model.config.styles]:
+            raise ValueError(f"the hand must be one of {', '.join(STYLE_NAMES[: loaded.model.config.styles])}, "
+                             f"not {sequence.hand!r}")
+        style = [STYLE_NAMES.index(sequence.hand)]
+    batch = make_batch([offsets], [text] if alphabet is not None else None, alphabet, loaded.codec.offset_scale,
+                       styles=style)
     dtype = next(loaded.model.parameters()).dtype  # float64 in the explanation checks
     return batch.to(loaded.device).to(dtype), offsets, text, notes
 
@@ -144,7 +163,7 @@ def score(loaded: LoadedModel, sequence: Handwriting) -> Scored:
     batch, offsets, text, notes = _read(loaded, sequence)
     model = loaded.model
     if isinstance(model, SynthesisModel):
-        raw, phi, gates = model.trace(batch.points, batch.chars)
+        raw, phi, gates = model.trace(batch.points, batch.chars, batch.style)
         labels = [text[k] if text[k] != " " else "␣" for k in phi[0].argmax(-1).tolist()]
         distributions = {**mdn_split(raw[0], model.config.mixtures).arrays(), "phi": phi[0].float().cpu().numpy()}
         detail = HandwritingDetail("synthesis", text)
@@ -165,7 +184,7 @@ def fused(loaded: LoadedModel, sequence: Handwriting) -> dict:
     batch, _, _, _ = _read(loaded, sequence)
     model = loaded.model
     if isinstance(model, SynthesisModel):
-        raw, phi = model(batch.points, batch.chars, batch.char_mask)
+        raw, phi = model(batch.points, batch.chars, batch.char_mask, batch.style)
         return {**mdn_split(raw[0], model.config.mixtures).arrays(), "phi": phi[0].float().cpu().numpy()}
     raw, _ = model(batch.points)
     return mdn_split(raw[0], model.config.mixtures).arrays()
@@ -217,7 +236,8 @@ def explainable(loaded: LoadedModel, sequence: Handwriting):
             return mdn_split(model(x)[0], mixtures)
         n = x.shape[0]
         chars, char_mask = batch.chars.to(x.dtype).expand(n, -1, -1), batch.char_mask.to(x.dtype).expand(n, -1)
-        return mdn_split(model(x, chars, char_mask)[0], mixtures)
+        style = None if batch.style is None else batch.style.expand(n)
+        return mdn_split(model(x, chars, char_mask, style)[0], mixtures)
 
     def log_likelihood(x):
         return mdn_log_likelihood(params_of(x), batch.targets.to(x.dtype).expand(x.shape[0], -1, -1))
@@ -242,10 +262,12 @@ def explainable(loaded: LoadedModel, sequence: Handwriting):
 
     trace = scored.trace
     points = batch.points[0].float().cpu().numpy()
-    if synthesis:  # attention layer: [point_t, w_{t-1}]; core layer 1: [point_t, w_t, h1_t]; above: h below
+    if synthesis:  # attention layer: [point_t, w_{t-1}, style]; core layer 1: [point_t, w_t, h1_t, style]; above: h
         window = d["phi"] @ batch.chars[0].float().cpu().numpy()  # (T, V) w_t
         before = np.vstack([np.zeros_like(window[:1]), window[:-1]])
-        layer_inputs = [np.hstack([points, before]), np.hstack([points, window, trace.layers[0]["h"]])]
+        style = model.style_vector(batch.style, 1)[0].float().cpu().numpy()  # the style score read
+        styles = np.repeat(style[None], len(points), 0)
+        layer_inputs = [np.hstack([points, before, styles]), np.hstack([points, window, trace.layers[0]["h"], styles])]
         weights = core_weights(model.attention) + core_weights(model.core)
     else:
         layer_inputs, weights = [points], core_weights(model.core)

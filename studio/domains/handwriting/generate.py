@@ -11,6 +11,11 @@ Priming (Graves 5.5): the style strokes are read teacher-forced with the style t
 the text, then sampling continues. Stopping: Graves' rule, the window has passed the last
 character (phi at u = U exceeds phi at every real character), then the pen finishes its stroke.
 
+Style (a model with styles, model.STYLE_NAMES): unprimed writing uses `settings.hand` or, by
+default, cursive; a primer picks the style that explains it best (analysis by synthesis: the
+primer's teacher-forced NLL per point under each style, `pick_style`), then primes as above, so the
+text continues in the primer's own hand.
+
 Hooks (studio.lstm) see the trace's step numbers. A long text is written line by line, each from a
 fresh state, and only the written points are kept: a style primer read again before each line is
 not in the trace, so the hooks see its points as steps -P..-1.
@@ -36,7 +41,15 @@ from studio.domains.handwriting.codec import (
     strokes_to_offsets,
 )
 from studio.domains.handwriting.data import load_stroke_file
-from studio.domains.handwriting.model import NAME, MDNParams, SynthesisModel, mdn_sample, mdn_split
+from studio.domains.handwriting.model import (
+    NAME,
+    STYLE_NAMES,
+    MDNParams,
+    SynthesisModel,
+    mdn_log_likelihood,
+    mdn_sample,
+    mdn_split,
+)
 from studio.sampling import make_generator
 from studio.trace import Trace
 
@@ -57,6 +70,7 @@ class HandwritingSettings:
     normalize_primer: bool = True  # bring the primer to the training data's scale first (codec.normalize_primer)
     fixed_points: int = 0  # synthesis: write exactly this many points a line, whatever the window does
     # (0: Graves' stopping rule). Keeps a random test model writing for a known number of steps.
+    hand: str | None = None  # a model with styles: "cursive" or "print"; None: picked from the primer, else cursive
 
 
 @dataclass
@@ -70,6 +84,7 @@ class HandwritingResult:
     chars: str = ""  # the characters phi indexes (the primer's text, a space, then the text)
     primer_points: int = 0  # leading rows of phi that read the primer
     primer: np.ndarray | None = None  # (primer_points, 3) the style offsets read first, data units (one line only)
+    hand: str | None = None  # the style written in (a model with styles: model.STYLE_NAMES), else None
 
 
 @dataclass
@@ -168,6 +183,7 @@ def _write(loaded, settings, bias, generator, notes, hooks) -> Generation:
         strokes, transcript = load_stroke_file(settings.style)
         settings = replace(settings, primer_strokes=strokes, primer_text=(settings.primer_text or "").strip() or transcript)
     settings = _prepare_primer(loaded, settings, loaded.codec.alphabet.clean(settings.primer_text or "")[0], notes)
+    settings = _choose_hand(loaded, settings, notes)
     lines = textwrap.wrap(text, LINE_CHARS)
     if len(lines) <= 1:
         line = _write_line(loaded, replace(settings, text=text), bias, generator, notes, hooks)
@@ -205,6 +221,44 @@ def _prepare_primer(loaded, settings: HandwritingSettings, transcript: str, note
     return replace(settings, primer_strokes=strokes, normalize_primer=False)
 
 
+@torch.no_grad()
+def pick_style(loaded, primer_offsets: np.ndarray, primer_text: str) -> tuple[int, list[float]]:
+    """(the style index that explains the primer best, the primer's NLL per point under each style):
+    the primer read teacher-forced with its transcript once per style, as priming reads it."""
+    model, scale = loaded.model, loaded.codec.offset_scale
+    styles = model.config.styles
+    dtype = next(model.parameters()).dtype
+    targets = torch.as_tensor(primer_offsets, dtype=dtype, device=loaded.device).clone()
+    targets[:, :2] /= scale
+    points = torch.cat([targets.new_tensor([[0.0, 0.0, 1.0]]), targets[:-1]])[None].expand(styles, -1, -1)
+    chars = loaded.codec.alphabet.one_hot(primer_text)[None].to(loaded.device, dtype).expand(styles, -1, -1)
+    raw, _ = model(points, chars, torch.ones(chars.shape[:2], dtype=dtype, device=loaded.device), torch.arange(styles))
+    nll = -mdn_log_likelihood(mdn_split(raw, model.config.mixtures), targets[None].expand(styles, -1, -1)).mean(1)
+    return int(nll.argmin()), [float(v) for v in nll]
+
+
+def _choose_hand(loaded, settings: HandwritingSettings, notes: list[str]) -> HandwritingSettings:
+    """The settings with `hand` set for a model with styles (the asked one, the primer's by
+    pick_style, or cursive), with a note; a model without styles ignores it."""
+    styles = loaded.model.config.styles
+    names = STYLE_NAMES[:styles]
+    if not styles:
+        if settings.hand:
+            notes.append(f"This model has no styles: the hand {settings.hand!r} was ignored.")
+        return replace(settings, hand=None)
+    if settings.hand:
+        if settings.hand not in names:
+            raise ValueError(f"the hand must be one of {', '.join(names)}, not {settings.hand!r}")
+        return settings
+    primer_offsets, primer_text = _primer(loaded.codec.alphabet, settings, [])
+    if not len(primer_offsets):
+        return replace(settings, hand=names[0])
+    best, nll = pick_style(loaded, primer_offsets, primer_text)
+    notes.append(f"Hand: {names[best]}, the style that explains the style sample best (its NLL per pen point: "
+                 + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, nll, strict=True)) + ").")
+    return replace(settings, hand=names[best])
+
+
 def _primer(alphabet, settings: HandwritingSettings, notes: list[str]) -> tuple[np.ndarray, str]:
     """(the style sample's offsets (P, 3), its cleaned transcript); no rows when there is none."""
     primer_offsets = np.zeros((0, 3), np.float32)
@@ -234,7 +288,7 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
     chars = loaded.codec.alphabet.one_hot(full)[None].to(device)  # (1, U, V)
     primer_first = 0 if line_start is None else -primer_points
     written_first = primer_points if line_start is None else line_start
-    state = model.initial_state(1)
+    state = model.initial_state(1, STYLE_NAMES.index(settings.hand) if settings.hand else None)
     point = torch.tensor([[0.0, 0.0, 1.0]], device=device)
     step_gates, labels, phis, params_per_step = [], [], [], []
     for j, row in enumerate(primer_offsets):  # priming: teacher-forced over the style sample
@@ -285,7 +339,7 @@ def _write_line(loaded, settings, bias, generator, notes, hooks, line_start: int
     trace = Trace.from_steps(step_gates, labels,
                              **_trace_fields(loaded, HandwritingDetail("synthesis", full, finished), primer_points))
     result = HandwritingResult(offsets_to_strokes(offsets), offsets, text, notes, finished,
-                               np.array(phis)[:, : len(full)], full, primer_points, primer_offsets)
+                               np.array(phis)[:, : len(full)], full, primer_points, primer_offsets, settings.hand)
     return _Line(result, trace, params_per_step)
 
 
@@ -315,7 +369,8 @@ def _stack_lines(loaded, parts: list[_Line], notes: list[str]) -> Generation:
     trace = traces[0]
     for more in traces[1:]:
         trace = Trace.concat(trace, more, **fields)
-    result = HandwritingResult(strokes, strokes_to_offsets(strokes), text, notes, finished, np.concatenate(phis), text, 0)
+    result = HandwritingResult(strokes, strokes_to_offsets(strokes), text, notes, finished, np.concatenate(phis), text, 0,
+                               hand=parts[0].result.hand)
     return Generation(result, trace, MDNParams.stack(params).arrays())
 
 

@@ -12,6 +12,12 @@ Layer numbers (traces and hooks): the synthesis model's attention layer is layer
 layers follow (1, 2, ...); a prediction model's layers are its core's (0, 1, ...).
 
 Sampling bias b (section 5.4): sigma = exp(sigma_hat - b), pi = softmax(pi_hat (1 + b)).
+
+Style (optional, `SynthesisConfig.styles` > 0): a one-hot style ("cursive", "print", STYLE_NAMES)
+appended to the inputs of the attention layer and of the first core layer at every step, so the
+hand is a choice rather than something the network guesses from its own first strokes. The style
+rides in the state (`WindowState.style`); None is style 0, cursive, the default of unprimed writing.
+A model without styles (every checkpoint before them) reads exactly what it read before.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from studio.lstm import GATE_NAMES, LSTMConfig, LSTMCore
 
 NAME = "handwriting"
 SYNTHESIS, PREDICTION = "synthesis", "prediction"  # the card's `kind`
+STYLE_NAMES = ("cursive", "print")  # style k of a model with styles; 0 is the default
 
 
 # ---------------------------------------------------------------- mixture density output
@@ -138,12 +145,16 @@ class SynthesisConfig:
     num_layers: int = 2  # fused LSTMCore layers above the attention layer
     mixtures: int = 20  # M output Gaussians
     window_gaussians: int = 10  # K Gaussians of the soft window
+    styles: int = 0  # one-hot styles appended to the attention and first core inputs (STYLE_NAMES); 0: none
+    style_scale: float = 6.0  # the one-hot's height: Adam moves a weight ~lr a step, so a taller input lets a
+    # style fine-tuned in from zero weights reach a useful size in a few thousand steps at a gentle lr
 
 
 @dataclass
 class WindowState:
     kappa: torch.Tensor  # (B, K) window positions (in characters)
     w: torch.Tensor  # (B, V) last window vector
+    style: torch.Tensor | None = None  # (B, S) one-hot style (S = config.styles; None: style 0)
 
 
 class SynthesisModel(nn.Module):
@@ -153,19 +164,33 @@ class SynthesisModel(nn.Module):
         super().__init__()
         self.config = config
         h, v = config.hidden_size, config.vocab_size
-        self.attention = LSTMCore(LSTMConfig(3 + v, h, 1))
+        s = config.styles
+        self.attention = LSTMCore(LSTMConfig(3 + v + s, h, 1))
         self.window = nn.Linear(h, 3 * config.window_gaussians)
-        self.core = LSTMCore(LSTMConfig(3 + v + h, h, config.num_layers))
+        self.core = LSTMCore(LSTMConfig(3 + v + h + s, h, config.num_layers))
         self.head = nn.Linear(h * (1 + config.num_layers), 1 + 6 * config.mixtures)
         with torch.no_grad():  # start the window moving slowly: ~1 character per 12 points
             self.window.bias[2 * config.window_gaussians :] = math.log(1 / 12)
 
-    def initial_state(self, batch: int):
+    def initial_state(self, batch: int, style: int | None = None):
+        """Fresh states; `style` is an index into STYLE_NAMES (None: 0, cursive), ignored without styles."""
         k, v = self.config.window_gaussians, self.config.vocab_size
         device = self.window.weight.device
+        styles = self.style_vector(None if style is None else torch.full((batch,), int(style)), batch, device)
         return (self.attention.initial_state(batch), WindowState(torch.zeros(batch, k, device=device),
-                                                                 torch.zeros(batch, v, device=device)),
+                                                                 torch.zeros(batch, v, device=device), styles),
                 self.core.initial_state(batch))
+
+    def style_vector(self, style: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
+        """style (B,) indices or None (style 0) -> (B, S) one-hot times style_scale; (B, 0) without styles."""
+        device = device or self.window.weight.device
+        out = torch.zeros(batch, self.config.styles, device=device, dtype=self.window.weight.dtype)
+        if self.config.styles:
+            index = torch.zeros(batch, dtype=torch.long) if style is None else torch.as_tensor(style).long().cpu()
+            if int(index.min()) < 0 or int(index.max()) >= self.config.styles:
+                raise ValueError(f"style must be 0..{self.config.styles - 1}, not {index.tolist()}")
+            out[torch.arange(batch), index.to(torch.long)] = self.config.style_scale
+        return out
 
     def window_weights(self, h1: torch.Tensor, kappa: torch.Tensor, chars: torch.Tensor, char_mask: torch.Tensor | None,
                        extra: int = 0):
@@ -180,11 +205,11 @@ class SynthesisModel(nn.Module):
             phi = phi * torch.cat([char_mask, char_mask.new_ones(char_mask.shape[0], extra)], 1) if extra else phi * char_mask
         return phi, kappa
 
-    def _read_text(self, points, chars, char_mask, traced: bool):
+    def _read_text(self, points, chars, char_mask, traced: bool, styles: torch.Tensor):
         """The attention layer stepped over the points, the window after each:
         (h1 (B, T, H), windows (B, T, V), phi (B, T, U), the layer's gates (B, T, H) or None).
         traced=False is the differentiable training path (LSTMCore.cell); traced=True steps it as
-        sampling does (LSTMCore.step, no gradient) and keeps every gate."""
+        sampling does (LSTMCore.step, no gradient) and keeps every gate. styles (B, S) one-hot."""
         batch, steps, _ = points.shape
         h = points.new_zeros(batch, self.config.hidden_size)
         c = torch.zeros_like(h)
@@ -192,7 +217,7 @@ class SynthesisModel(nn.Module):
         w = points.new_zeros(batch, self.config.vocab_size)
         hs, ws, phis, step_gates = [], [], [], []
         for t in range(steps):
-            x = torch.cat([points[:, t], w], -1)
+            x = torch.cat([points[:, t], w, styles], -1)
             if traced:
                 h, (_, cs), gates = self.attention.step(x, (h[None], c[None]))
                 c = cs[0]
@@ -207,20 +232,24 @@ class SynthesisModel(nn.Module):
         gates = {name: torch.stack([g[name] for g in step_gates], 1) for name in GATE_NAMES} if traced else None
         return torch.stack(hs, 1), torch.stack(ws, 1), torch.stack(phis, 1), gates
 
-    def forward(self, points: torch.Tensor, chars: torch.Tensor, char_mask: torch.Tensor):
-        """Teacher-forced (training): points (B, T, 3), chars (B, U, V), char_mask (B, U) ->
-        raw (B, T, 1+6M), phi (B, T, U)."""
-        h1, window, phi, _ = self._read_text(points, chars, char_mask, traced=False)
-        _, _, layer_io = self.core.run_layers(torch.cat([points, window, h1], -1), None, keep_layer_io=True)
+    def forward(self, points: torch.Tensor, chars: torch.Tensor, char_mask: torch.Tensor, style=None):
+        """Teacher-forced (training): points (B, T, 3), chars (B, U, V), char_mask (B, U), style (B,)
+        indices or None (style 0) -> raw (B, T, 1+6M), phi (B, T, U)."""
+        styles = self.style_vector(style, points.shape[0], points.device).to(points.dtype)
+        h1, window, phi, _ = self._read_text(points, chars, char_mask, False, styles)
+        along = styles[:, None].expand(-1, points.shape[1], -1)
+        _, _, layer_io = self.core.run_layers(torch.cat([points, window, h1, along], -1), None, keep_layer_io=True)
         raw = self.head(torch.cat([h1] + [io[1] for io in layer_io], -1))
         return raw, phi
 
     @torch.no_grad()
-    def trace(self, points: torch.Tensor, chars: torch.Tensor):
-        """Teacher-forced with every gate: points (B, T, 3), chars (B, U, V) -> raw (B, T, 1+6M),
-        phi (B, T, U), gates [attention layer, core layers...] each a dict of (B, T, H)."""
-        h1, window, phi, attention_gates = self._read_text(points, chars, None, traced=True)
-        _, _, core_gates = self.core.trace(torch.cat([points, window, h1], -1))
+    def trace(self, points: torch.Tensor, chars: torch.Tensor, style=None):
+        """Teacher-forced with every gate: points (B, T, 3), chars (B, U, V), style (B,) or None ->
+        raw (B, T, 1+6M), phi (B, T, U), gates [attention layer, core layers...] each a dict of (B, T, H)."""
+        styles = self.style_vector(style, points.shape[0], points.device).to(points.dtype)
+        h1, window, phi, attention_gates = self._read_text(points, chars, None, True, styles)
+        along = styles[:, None].expand(-1, points.shape[1], -1)
+        _, _, core_gates = self.core.trace(torch.cat([points, window, h1, along], -1))
         raw = self.head(torch.cat([h1] + [g["h"] for g in core_gates], -1))
         return raw, phi, [attention_gates] + core_gates
 
@@ -229,13 +258,15 @@ class SynthesisModel(nn.Module):
         """point (1, 3), chars (1, U, V) -> (MDN params for the next point, state, gates, phi (U+1,)).
         Hooks (studio.lstm) see the attention layer as layer 0 and the core's as 1, 2, ..."""
         att_state, window, core_state = state
-        h1, att_state, att_gates = self.attention.step(torch.cat([point, window.w], -1), att_state, hooks, step)
+        styles = window.style if window.style is not None else self.style_vector(None, point.shape[0], point.device)
+        h1, att_state, att_gates = self.attention.step(torch.cat([point, window.w, styles], -1), att_state, hooks, step)
         phi, kappa = self.window_weights(h1, window.kappa, chars, None, extra=1)
         w = torch.bmm(phi[:, None, :-1], chars)[:, 0]
-        out, core_state, core_gates = self.core.step(torch.cat([point, w, h1], -1), core_state, hooks, step, first_layer=1)
+        out, core_state, core_gates = self.core.step(torch.cat([point, w, h1, styles], -1), core_state, hooks, step,
+                                                     first_layer=1)
         raw = self.head(torch.cat([h1] + [g["h"] for g in core_gates], -1))
         params = mdn_split(raw[0], self.config.mixtures, bias)
-        return params, (att_state, WindowState(kappa, w), core_state), att_gates + core_gates, phi[0]
+        return params, (att_state, WindowState(kappa, w, styles), core_state), att_gates + core_gates, phi[0]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -272,7 +303,8 @@ def summary(model, card: dict) -> str:
     c, metrics = model.config, card["metrics"]
     if isinstance(model, SynthesisModel):
         line = (f"writes your text: attention 1 × {c.hidden_size} + {c.num_layers} × {c.hidden_size} units, a window "
-                f"of {c.window_gaussians} Gaussians over {c.vocab_size} characters")
+                f"of {c.window_gaussians} Gaussians over {c.vocab_size} characters"
+                + (f", styles {' / '.join(STYLE_NAMES[: c.styles])} (unprimed: {STYLE_NAMES[0]})" if c.styles else ""))
     else:
         line = f"free scribble: {c.num_layers} × {c.hidden_size} units"
     nll, done = metrics.get("held_out_nll_per_point"), metrics.get("finished_fraction")
@@ -299,9 +331,10 @@ def save(stem, model, codec: HandwritingCodec, card: dict | None = None):
     return checkpoint.save(stem, model.state_dict(), make_card(model, codec, **(card or {})))
 
 
-def tiny(seed: int = 0):
+def tiny(seed: int = 0, styles: int = 0):
     """(model, codec): a small random synthesis model for tests (no training, no files)."""
     torch.manual_seed(seed)
     alphabet = HandwritingAlphabet()
-    model = SynthesisModel(SynthesisConfig(alphabet.size, hidden_size=16, num_layers=2, mixtures=3, window_gaussians=2))
+    model = SynthesisModel(SynthesisConfig(alphabet.size, hidden_size=16, num_layers=2, mixtures=3, window_gaussians=2,
+                                           styles=styles))
     return model.eval(), HandwritingCodec(2.0, alphabet)

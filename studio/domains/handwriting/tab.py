@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from studio import workers
 from studio.domains import handwriting as hw
 from studio.domains.base import Generation
 from studio.domains.handwriting.data import pad_strokes
@@ -70,7 +71,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
             panel = blocks.gate_panel("handwriting", hw, models)
-            attention = gr.Plot(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
+            attention = gr.HTML(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
 
     def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value, style_words=None,
@@ -82,18 +83,17 @@ def create_tab(models: dict, problems: list[str]) -> None:
         try:
             settings.primer_strokes, settings.primer_text, extra = read_style(style_choice, style_path, pad_value,
                                                                              style_words)
-            generation = hw.generate(loaded, settings)
+            folder = output_dir()
+            generation, files = workers.generate_files(hw, loaded, settings, folder)
         except ValueError as error:  # words, not a traceback (StrokeFileError too); inputs stay as typed
             raise gr.Error(str(error)) from None
         result = generation.result
-        folder = output_dir()
-        files = hw.write_files(generation, folder)
         status = ([f"Finished: the window passed the last character after {len(result.offsets)} pen points."]
                   if result.phi is not None and result.finished else [])
         trace_path = generation.trace.save_npz(folder / "handwriting-trace.npz", dtype="float16")
         values = blocks.gate_values(generation.trace, hw.track(generation), f"{name}:")
         return (notes_markdown(extra + result.notes + status), animation(generation), *values, "",
-                hw.attention_figure(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
+                hw.attention_html(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
 
     blocks.follow_model(model_name, model_info, models)
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)

@@ -32,12 +32,14 @@ from studio.domains.handwriting.evaluate import batch_nll, make_batch, nll_per_p
 
 class StrokeTask:
     """A TrainTask. A codec with an alphabet trains a synthesis model (the batches carry the
-    phrases' characters); without one, a prediction model (points only)."""
+    phrases' characters); without one, a prediction model (points only). `styles` / `val_styles`:
+    each phrase's style index (model.STYLE_NAMES), read by a synthesis model with styles."""
 
     def __init__(self, texts, offsets, val_texts, val_offsets, codec: HandwritingCodec, batch_size: int = 32,
-                 seed: int = 0, max_points: int = 600):
+                 seed: int = 0, max_points: int = 600, styles=None, val_styles=None):
         self.texts, self.offsets = texts, offsets
         self.val_texts, self.val_offsets = val_texts, val_offsets
+        self.styles, self.val_styles = styles, val_styles
         self.codec, self.batch_size, self.max_points = codec, batch_size, max_points
         self.synthesis = codec.alphabet is not None
         self.order = np.argsort([len(o) for o in offsets], kind="stable")
@@ -49,15 +51,25 @@ class StrokeTask:
         pool = self.order[start : start + self.batch_size * 4]
         pick = self.rng.choice(pool, size=min(self.batch_size, len(pool)), replace=False)
         texts = [self.texts[i] for i in pick] if self.synthesis else None
+        styles = None if self.styles is None else [self.styles[i] for i in pick]
         return make_batch([self.offsets[i] for i in pick], texts, self.codec.alphabet, self.codec.offset_scale,
-                          self.max_points).to(device)
+                          self.max_points, styles).to(device)
 
     def loss(self, model, batch):
         total, count = batch_nll(model, batch)
         return total / count
 
     def evaluate(self, model) -> float:
-        return nll_per_point(model, self.val_texts, self.val_offsets, self.codec, self.max_points)
+        return nll_per_point(model, self.val_texts, self.val_offsets, self.codec, self.max_points,
+                             styles=self.val_styles)
+
+
+def style_labels(summary: dict, train: int, held_out: int) -> tuple[list[int], list[int]]:
+    """(train styles, held-out styles) of a mixed set built by build_mixed_dataset: its training lines
+    are the Hershey cursive ones (style 0) then the print ones (1); its held-out set is
+    `config.held_out` cursive phrases then print lines."""
+    cursive, held_cursive = int(summary["hershey_samples"]), int(summary["config"]["held_out"])
+    return ([0] * cursive + [1] * (train - cursive), [0] * held_cursive + [1] * (held_out - held_cursive))
 
 
 # ---------------------------------------------------------------- real print letters (Omniglot)
@@ -222,7 +234,8 @@ def warm_start(model, stem, chars: str) -> list[str]:
             for k, ch in enumerate(chars):
                 if ch in old:
                     target[:, 3 + k] = value[:, 3 + old.index(ch)]
-            target[:, 3 + new :] = value[:, 3 + len(old) :]  # h1 of the attention layer (core only)
+            rest = value.shape[1] - 3 - len(old)  # h1 of the attention layer (core only), then any old styles
+            target[:, 3 + new : 3 + new + rest] = value[:, 3 + len(old) :]  # new style columns start at zero
             value = target
         state[name] = value
     model.load_state_dict(state)
