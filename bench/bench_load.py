@@ -151,10 +151,12 @@ def main() -> None:
     process, url = start_app(tmp, dict(item.split("=", 1) for item in args.env))
     try:
         rss = {"after start": rss_mb(process.pid)}
+        together = {"after start": app_rss_mb(process.pid)}
         warm = Client(url, verbose=False)
         for endpoint, make in REQUESTS.values():  # first calls compile, load caches: not counted
             warm.predict(*make(0), api_name=endpoint)
         rss["after one request per tab"] = rss_mb(process.pid)
+        together["after one request per tab"] = app_rss_mb(process.pid)
         if args.long:
             for endpoint, request in (("/generate_handwriting", ["hershey-synthesis", "hello world " * 90_000, 0.5, 0,
                                                                  "none", None, 600]),
@@ -194,6 +196,7 @@ def main() -> None:
             results.append(answers.get(timeout=900))
             if len(results) == 100:  # issue 16: growth is counted from here
                 rss["after the first 100 requests"] = rss_mb(process.pid)
+                together["after the first 100 requests"] = app_rss_mb(process.pid)
         wall = time.perf_counter() - started
         server_cpu = cpu_seconds(process.pid) - cpu_before
         for client in clients:
@@ -202,6 +205,7 @@ def main() -> None:
         client_cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
         done.set()
         rss["after the load"] = rss_mb(process.pid)
+        together["after the load"] = app_rss_mb(process.pid)
         peaks["rss"] = max(peaks["rss"], rss["after the load"])
         errors = [r for r in results if r[2] is not None]
         print(f"{args.clients} clients x {args.requests} requests: {len(results)} requests in {wall:.1f} s, "
@@ -217,7 +221,8 @@ def main() -> None:
             print(f"| {kind} | {len(times)} | {statistics.median(times):.2f} | {percentile(times, 0.95):.2f} | {max(times):.2f} |"
                   if times else f"| {kind} | 0 | - | - | - |")
         print("RSS (MB): " + ", ".join(f"{name} {value:.0f}" for name, value in rss.items()) + f", peak {peaks['rss']:.0f}")
-        print(f"RSS of the app and its {len(children_of(process.pid))} worker processes together: {app_rss_mb(process.pid):.0f} MB")
+        print("RSS (MB) of the app and its child processes (workers, multiprocessing's resource tracker) together: "
+              + ", ".join(f"{name} {value:.0f}" for name, value in together.items()))
         end_disk = disk_mb(tmp)
         print(f"temporary disk (MB): end {end_disk:.1f}, peak {max(peaks['disk'], end_disk):.1f}")
         log = (tmp / "app.log").read_text()
