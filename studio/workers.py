@@ -29,51 +29,60 @@ from studio import limits
 
 # processes: as many as cores (a generation is one thread of small products), at least two
 WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, os.cpu_count() or 2)))))
-_state: dict = {"pool": None}
+_pools: dict[str, concurrent.futures.ProcessPoolExecutor] = {}  # lane -> its processes ("": the shared one)
+_sizes: dict[str, int] = {}
 _lock = threading.Lock()
 _models: dict[int, object] = {}  # in a worker: the models it was sent, by the app's id of them
 
 
-def start(domains) -> None:
-    """Start the worker processes (each imports torch and the domains: ~3 s, in the background;
-    a request before then waits for it)."""
-    pool = _pool()
-    for _ in range(WORKERS):
-        pool.submit(_ready, [domain.__name__ for domain in domains])
+def start(domains, lanes: dict[str, int] | None = None) -> None:
+    """Start WORKERS shared processes and, per named lane, its own (each imports torch and the
+    domains: ~3 s, in the background; a request before then waits for it). A lane keeps its
+    requests out of the shared queue: the app gives batched text one, so a batch of short text
+    requests never waits behind a speech or music generation."""
+    _sizes.update({"": WORKERS, **(lanes or {})})
+    for lane, size in _sizes.items():
+        pool = _pool(lane)
+        for _ in range(size):
+            pool.submit(_ready, [domain.__name__ for domain in domains])
 
 
 def running() -> bool:
-    return _state["pool"] is not None
+    return bool(_pools)
 
 
 def stop() -> None:
     with _lock:
-        if _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True, cancel_futures=True)
-        _state["pool"] = None
+        for pool in _pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        _pools.clear()
+        _sizes.clear()
 
 
-def _pool() -> concurrent.futures.ProcessPoolExecutor:
+def _pool(lane: str) -> concurrent.futures.ProcessPoolExecutor:
     with _lock:
-        if _state["pool"] is None:
-            _state["pool"] = concurrent.futures.ProcessPoolExecutor(
-                WORKERS, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise, initargs=(os.getpid(),))
-        return _state["pool"]
+        if lane not in _pools:
+            _pools[lane] = concurrent.futures.ProcessPoolExecutor(
+                _sizes.get(lane, 1), mp_context=multiprocessing.get_context("spawn"), initializer=_initialise,
+                initargs=(os.getpid(),))
+        return _pools[lane]
 
 
-def call(domain, loaded, function: str, *args):
-    """domain.<function>(loaded, *args) in a worker when workers run, else here; the caller's
-    deadline applies there too. An error raised there is raised here."""
-    if _state["pool"] is None:
+def call(domain, loaded, function: str, *args, lane: str = ""):
+    """domain.<function>(loaded, *args) in a worker when workers run (in `lane`'s processes when the
+    app started that lane, else the shared ones), else here; the caller's deadline applies there too.
+    An error raised there is raised here."""
+    if not _pools:
         return _function(domain, function)(loaded, *args)
+    lane = lane if lane in _sizes else ""
     payload = None  # the model goes along only to a worker that does not have it yet
     for _ in range(3):
         try:
-            kind, value = _pool().submit(_run, domain.__name__, id(loaded), payload, function, args,
-                                         limits.stop_time()).result()
+            kind, value = _pool(lane).submit(_run, domain.__name__, id(loaded), payload, function, args,
+                                             limits.stop_time()).result()
         except concurrent.futures.process.BrokenProcessPool:
             with _lock:  # a worker died (killed, out of memory): a fresh pool next time
-                _state["pool"] = None
+                _pools.pop(lane, None)
             payload = None
             continue
         if kind == "missing":

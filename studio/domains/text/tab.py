@@ -47,7 +47,7 @@ def create_tab(models: dict, problems: list[str]):
         batcher = batchers.get(id(loaded))
         if batcher is None:
             batcher = batchers.setdefault(id(loaded), MicroBatcher(lambda items: workers.call(
-                text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items])))
+                text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items], lane="text")))
         return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
