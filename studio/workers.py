@@ -32,6 +32,8 @@ WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, os.cpu_coun
 _pools: dict[str, concurrent.futures.ProcessPoolExecutor] = {}  # lane -> its processes ("": the shared one)
 _sizes: dict[str, int] = {}
 _lock = threading.Lock()
+_busy = [0]  # calls running now, here or in a worker
+LOCAL_WHEN_IDLE = True  # a call with nothing else running runs in the caller's thread (tests turn it off)
 _models: dict[int, object] = {}  # in a worker: the models it was sent, by the app's id of them
 
 
@@ -69,11 +71,24 @@ def _pool(lane: str) -> concurrent.futures.ProcessPoolExecutor:
 
 
 def call(domain, loaded, function: str, *args, lane: str = ""):
-    """domain.<function>(loaded, *args) in a worker when workers run (in `lane`'s processes when the
-    app started that lane, else the shared ones), else here; the caller's deadline applies there too.
-    An error raised there is raised here."""
-    if not _pools:
-        return _function(domain, function)(loaded, *args)
+    """domain.<function>(loaded, *args): here when workers do not run or nothing else is running (a
+    lone request has no lock to share: shipping its text trace back took 150 ms of a 430 ms answer),
+    else in a worker (in `lane`'s processes when the app started that lane, else the shared ones).
+    Either way the same bits; the caller's deadline applies there too; an error raised there is
+    raised here."""
+    with _lock:
+        here = not _pools or (LOCAL_WHEN_IDLE and _busy[0] == 0)  # alone: no lock to share, no trace to ship
+        _busy[0] += 1
+    try:
+        if here:
+            return _function(domain, function)(loaded, *args)
+        return _call_worker(domain, loaded, function, args, lane)
+    finally:
+        with _lock:
+            _busy[0] -= 1
+
+
+def _call_worker(domain, loaded, function: str, args: tuple, lane: str):
     lane = lane if lane in _sizes else ""
     payload = None  # the model goes along only to a worker that does not have it yet
     for _ in range(3):

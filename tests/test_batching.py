@@ -96,9 +96,21 @@ def test_concurrent_callers_share_batches_and_get_their_own_answers():
 @pytest.fixture
 def worker_pool(monkeypatch):
     monkeypatch.setattr(workers, "WORKERS", 1)
+    monkeypatch.setattr(workers, "LOCAL_WHEN_IDLE", False)  # every call goes to the worker
     workers.start([text])
     yield
     workers.stop()
+
+
+def test_a_lone_call_runs_here_and_concurrent_ones_in_the_workers(monkeypatch, tiny_text):
+    """With workers started, a call while another runs goes to a worker; alone it runs here."""
+    places = []
+    monkeypatch.setattr(workers, "_pools", {"": object()})  # workers "running" (never reached here)
+    monkeypatch.setattr(workers, "_call_worker", lambda *args: places.append("worker") or "from a worker")
+    loaded = tiny_text(0)
+    assert isinstance(workers.generate(text, loaded, REQUESTS[3]), type(text.generate(loaded, REQUESTS[3])))
+    monkeypatch.setattr(workers, "_busy", [1])  # another request is running
+    assert workers.generate(text, loaded, REQUESTS[3]) == "from a worker" and places == ["worker"]
 
 
 def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_text, tmp_path):
