@@ -238,7 +238,7 @@ class LSTMCore(nn.Module):
         return torch.lstm_cell(x, (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
 
     # caches of derived weights (rebuilt on demand): never pickled (a packed product is a closure)
-    _CACHES = ("_products", "_products_source", "_packed", "_cast", "_cast_source", "_doubled", "_doubled_source",
+    _CACHES = ("_products", "_products_source", "_cast", "_cast_source", "_doubled", "_doubled_source",
                "_step_cache", "_step_cache_key")
 
     def __getstate__(self):

@@ -5,10 +5,11 @@ hands the interpreter lock back and waits for it again. Under load (20 clients, 
 once) the server used 0.65 of its 2 cores while requests waited 10 s: the lock, not the cores, was
 the limit. A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
 `spawn`ed: no fork of a threaded server; any of them runs any domain); the server's threads only
-wait on it, and do the drawing and the files. The Generation comes back pickled (text, 400 characters: 7.6 MB, 7 ms).
+wait on it, and do the drawing and the files. The Generation comes back serialised (text, 400 characters: 7.6 MB, 7 ms).
 
-Models reach a worker once, pickled with the first request it gets for them (a model trained in
-the Train tab too), and stay there. A request's deadline goes with it (time.monotonic is one clock
+Models reach a worker once, with the first request it gets for them (a model trained in the Train
+tab too), and stay there. Everything crosses by multiprocessing's own serialisation of the app's
+in-memory objects, never a file: checkpoints are only ever read as safetensors + JSON, by the app. A request's deadline goes with it (time.monotonic is one clock
 for every process). A worker that dies is started again at the next request.
 
 Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate in-process).
@@ -20,7 +21,6 @@ import concurrent.futures
 import functools
 import multiprocessing
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -101,10 +101,10 @@ def _call_worker(domain, loaded, function: str, args: tuple, lane: str):
             payload = None
             continue
         if kind == "missing":
-            payload = pickle.dumps(loaded)
+            payload = loaded
             continue
         if kind == "error":
-            raise value
+            raise _rebuilt(*value)
         return value
     raise RuntimeError("the generation workers stopped; try again")
 
@@ -157,20 +157,31 @@ def _ready(modules: list[str]) -> bool:
     return True
 
 
-def _run(module: str, key: int, payload: bytes | None, function: str, args: tuple, stop_at: float | None):
+def _rebuilt(module: str, name: str, message: str, value_error: bool) -> Exception:
+    """A worker's exception raised here as its own class (the tabs catch e.g. speech.AudioError), or
+    as ValueError / RuntimeError with its words when that class cannot be made from them."""
+    import importlib
+
+    try:
+        error = getattr(importlib.import_module(module), name)(message)
+        if isinstance(error, Exception):
+            return error
+    except Exception:  # noqa: BLE001 (a class that takes other arguments)
+        pass
+    return (ValueError if value_error else RuntimeError)(message)
+
+
+def _run(module: str, key: int, payload, function: str, args: tuple, stop_at: float | None):
     import importlib
 
     if payload is not None:
-        _models[key] = pickle.loads(payload)
+        _models[key] = payload
     if key not in _models:
         return "missing", None
     run = _function(importlib.import_module(module), function)
     try:
         with limits.deadline_until(stop_at):
             return "value", run(_models[key], *args)
-    except Exception as error:  # noqa: BLE001 (raised again in the app's thread)
-        try:
-            pickle.loads(pickle.dumps(error))
-            return "error", error
-        except Exception:  # noqa: BLE001 (an exception that does not survive pickling: its words)
-            return "error", (ValueError if isinstance(error, ValueError) else RuntimeError)(str(error))
+    except Exception as error:  # noqa: BLE001 (raised again in the app's thread, by _rebuilt)
+        kind = type(error)
+        return "error", (kind.__module__, kind.__qualname__, str(error), isinstance(error, ValueError))

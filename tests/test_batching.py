@@ -102,6 +102,14 @@ def worker_pool(monkeypatch):
     workers.stop()
 
 
+def test_a_workers_error_is_raised_here_as_its_own_class_or_in_words():
+    from studio.domains.speech import AudioError
+
+    assert type(workers._rebuilt(AudioError.__module__, AudioError.__qualname__, "too short", True)) is AudioError
+    odd = workers._rebuilt("no.such.module", "Odd", "it broke", True)
+    assert type(odd) is ValueError and str(odd) == "it broke"
+
+
 def test_a_lone_call_runs_here_and_concurrent_ones_in_the_workers(monkeypatch, tiny_text):
     """With workers started, a call while another runs goes to a worker; alone it runs here."""
     places = []
@@ -124,5 +132,5 @@ def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_tex
     assert len(late.result.text) == 1 and "Stopped early" in late.result.notes[-1]
     generation, files = workers.generate_files(text, loaded, REQUESTS[2], tmp_path)  # the files written there
     assert files["text"].read_text(encoding="utf-8").endswith(generation.result.text)
-    with pytest.raises(Exception):  # noqa: B017 (whatever the domain raises, raised here)
+    with pytest.raises(AttributeError, match="prompt"):  # the domain's own exception, raised here
         workers.generate(text, loaded, None)
