@@ -187,7 +187,7 @@ class Viewer:
     """The trace viewer (studio/ui/viewer.js) of one tab in a playwright page."""
 
     def __init__(self, page, prefix: str):
-        self.page, self.root = page, f"#{prefix}-viewer .lv-root"
+        self.page, self.prefix, self.root = page, prefix, f"#{prefix}-viewer .lv-root"
         self.selection = f"#{prefix}-selection"
 
     def wait_ready(self, timeout: float = 60_000) -> None:
@@ -226,13 +226,15 @@ class Viewer:
         self.ask_why(why_step, prefix)
 
     def downloaded_trace(self, folder):
-        """The trace the page offers for download (its link ends in trace.npz)."""
+        """The trace the page offers for download when asked (its link ends in trace.npz)."""
         import httpx
 
         from studio.trace import Trace
 
-        href = self.page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)"
-                                  ".filter(h => h.endsWith('trace.npz')).pop()")
+        self.page.click(f"#{self.prefix}-save-trace")
+        links = f"#{self.prefix}-trace a[href$='trace.npz']"
+        self.page.wait_for_selector(links, timeout=30_000)
+        href = self.page.evaluate(f"() => [...document.querySelectorAll(\"{links}\")].map(a => a.href).pop()")
         path = Path(folder) / "downloaded-trace.npz"
         path.write_bytes(httpx.get(href, timeout=30).content)
         return Trace.load_npz(path)

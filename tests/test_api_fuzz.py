@@ -175,6 +175,20 @@ def test_bad_files_in_every_file_parameter_get_a_plain_sentence(client, bad_file
     assert slowest < 10
 
 
+def test_a_trace_asked_for_before_any_generation_gets_a_sentence(client, capfd, tmp_path_factory):
+    """The trace's file is written when asked for, from the session's last generation: a fresh
+    session has none, and is told so in words."""
+    from gradio_client import Client
+
+    fresh = Client(client.src, verbose=False)  # a session of its own: nothing generated yet
+    capfd.readouterr()
+    for endpoint in ("/text_trace", "/music_trace", "/handwriting_trace", "/speech_trace", "/speech_continue_trace"):
+        message = call(fresh, endpoint, [])
+        assert message is not None and "Generate something first" in message, (endpoint, message)
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out, tracebacks(log.err + log.out)
+
+
 # ---------------------------------------------------------------- time
 def test_a_long_request_stops_at_the_deadline_with_a_note(client, monkeypatch):
     """1 MB of text sent to handwriting: written until the deadline, then returned with a note."""

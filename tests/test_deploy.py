@@ -74,7 +74,7 @@ def test_the_app_serves_a_request_as_a_space_with_the_caps_in_force(space, tmp_p
                            api_name="/generate_music")
     assert music[1] and Path(music[1]).stat().st_size > 0  # the audio
     written = client.predict("hershey-synthesis", "hi", 1.0, 1, "none", None, 50, api_name="/generate_handwriting")
-    assert "<img" in written[5]  # the attention window
+    assert "<img" in written[6]  # the attention window
     spoken = client.predict("espeak-tts", "hi.", 0, 1, api_name="/generate_speech")
     assert spoken[1] and Path(spoken[1]).stat().st_size > 0
     # LSTM_STUDIO_MAX_UPLOAD_MB=1 -> launch(max_file_size="1mb"): a 2 MB upload never reaches a handler

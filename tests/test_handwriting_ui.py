@@ -35,7 +35,7 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
     from gradio_client import Client
 
     client = Client(handwriting_url, verbose=False)
-    notes, html, payload, units_md, selection, attention, svg_file, png_file, trace_file = client.predict(
+    notes, html, payload, units_md, no_trace_yet, selection, attention, svg_file, png_file = client.predict(
         "tiny", "Héllo €", 1.0, 3, "style sample (assets)", None, 600, api_name="/generate_handwriting")
     assert "<svg" in html and "<set " in html  # the pen animation
     assert Path(svg_file).read_text().startswith("<svg")
@@ -46,7 +46,7 @@ def test_handwriting_endpoint_answers_through_gradio_client(handwriting_url):
     assert track["kind"] == "pen" and len(track["x"]) == len(track["y"]) == len(track["pen_up"]) == payload["steps"]
     from studio.trace import Trace
 
-    assert Trace.load_npz(trace_file).steps == payload["steps"]
+    assert no_trace_yet is None and Trace.load_npz(client.predict(api_name="/handwriting_trace")).steps == payload["steps"]
     with pytest.raises(Exception, match="nothing to write"):
         client.predict("tiny", "   ", 0.5, 0, "none", None, 600, api_name="/generate_handwriting")
     # garbage from the API: adjusted or refused in words, never a traceback

@@ -44,13 +44,14 @@ def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     from studio.trace import Trace
 
     client = Client(studio_url, verbose=False)
-    notes, wav, payload, units_md, selection, midi_file, npz_file = call_generate(client)
+    notes, wav, payload, units_md, no_trace_yet, selection, midi_file = call_generate(client)
+    assert no_trace_yet is None  # written when asked for
     assert "Composed 8 frames (2 bars)" in notes
     assert Path(wav).stat().st_size > 44 and "unit" in units_md
     assert payload["track"]["kind"] == "roll" and len(payload["track"]["pitches"]) == payload["steps"]
     midi = pretty_midi.PrettyMIDI(midi_file)
     assert midi.instruments[0].notes and midi.get_end_time() <= 8 * 0.5 + 1e-6
-    trace = Trace.load_npz(npz_file, detail_type=MusicTraceDetail)
+    trace = Trace.load_npz(client.predict(api_name="/music_trace"), detail_type=MusicTraceDetail)
     assert trace.domain == "music" and trace.model == "tiny-chorales" and trace.labels.count("end") == 8
     assert trace.detail.tokens.count(trace.detail.num_pitches) == 8
     assert call_generate(client)[0] == notes  # same seed, same piece
@@ -61,10 +62,10 @@ def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     piano.notes = [pretty_midi.Note(90, 60 + k, k * 0.6, k * 0.6 + 0.6) for k in range(6)]
     primer.instruments.append(piano)
     primer.write(str(tmp_path / "primer.mid"))
-    notes, *_, npz_file = call_generate(client, source_value=UPLOAD, upload_path=handle_file(str(tmp_path / "primer.mid")),
+    notes, *_ = call_generate(client, source_value=UPLOAD, upload_path=handle_file(str(tmp_path / "primer.mid")),
                                         bars_value=0)
     assert "Continued 6 frames of *primer.mid*" in notes and "below 1" in notes
-    assert Trace.load_npz(npz_file, detail_type=MusicTraceDetail).detail.primer_frames == 6
+    assert Trace.load_npz(client.predict(api_name="/music_trace"), detail_type=MusicTraceDetail).detail.primer_frames == 6
 
     # bad input: a clear message, not a traceback
     (tmp_path / "fake.mid").write_text("this is not a MIDI file")

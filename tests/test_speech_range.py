@@ -260,8 +260,10 @@ def test_recording_in_the_page_with_chromiums_fake_microphone_is_continued(speec
             microphone.locator("button.stop-button").click()
             page.wait_for_function("document.querySelector('#speech-upload').innerText.includes('.wav')", timeout=30_000)
             page.click("#speech-continue")
-            # the continuation's trace arrives as a download once generated, its notes beside it
-            page.get_by_text("continued-trace").wait_for(timeout=60_000)  # the name and ".npz" are apart
+            # the continuation's trace is offered once generated, its notes beside it
+            page.wait_for_selector("#speech-continue-viewer .lv-root[data-ready='yes']", timeout=60_000)
+            page.click("#speech-continue-save-trace")
+            page.wait_for_selector("#speech-continue-trace a[href$='trace.npz']", timeout=30_000)
             assert "Resampled from" in page.inner_text("body")  # the browser records at its own rate
         finally:
             browser.close()

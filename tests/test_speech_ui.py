@@ -40,14 +40,14 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
     from studio.trace import Trace
 
     client = Client(speech_url, verbose=False)
-    notes, audio, payload, units, selection, alignment, wav, features, trace_file = client.predict(
+    notes, audio, payload, units, no_trace_yet, selection, alignment, features = client.predict(
         "tiny-tts", "hi", 0, 1, api_name="/generate_speech")
-    data, rate = soundfile.read(wav)
-    assert rate == speech.SAMPLE_RATE and len(data) > 0 and Path(audio).exists()
+    data, rate = soundfile.read(audio)
+    assert rate == speech.SAMPLE_RATE and len(data) > 0 and no_trace_yet is None
     with np.load(features) as arrays:
         frames = arrays["log_mel"].shape[0]
         assert arrays["log_mel"].shape[1] == speech.N_MELS and len(data) == frames * speech.HOP
-    trace = Trace.load_npz(trace_file)
+    trace = Trace.load_npz(client.predict(api_name="/speech_trace"))
     assert trace.num_layers == 2 and trace.steps * 3 == frames
     assert alignment is not None
     assert payload["steps"] == trace.steps and payload["track"]["kind"] == "spectrogram"
@@ -60,9 +60,10 @@ def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
     stereo = tmp_path / "stereo-8k.wav"
     t = np.arange(8000) / 8000
     soundfile.write(stereo, np.stack([np.sin(2 * np.pi * 200 * t), np.sin(2 * np.pi * 300 * t)], 1) * 0.3, 8000)
-    notes, audio, payload, units, selection, npz, trace_file = client.predict(
+    notes, audio, payload, units, no_trace_yet, selection, npz = client.predict(
         handle_file(str(stereo)), "tiny-frames", 0.5, 0.3, 0, api_name="/continue_speech")
     assert "Mixed 2 channels" in notes and "Resampled" in notes and soundfile.info(audio).duration > 1.0
+    trace_file = client.predict(api_name="/speech_continue_trace")
     assert Trace.load_npz(trace_file).num_layers == 3 and "layer 2" in units  # the frame LSTM's own layers
 
     junk = tmp_path / "junk.wav"

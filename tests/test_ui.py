@@ -34,14 +34,15 @@ def test_text_endpoint_answers_through_gradio_client(studio_url):
     from gradio_client import Client
 
     client = Client(studio_url, verbose=False)
-    notes, payload, units_md, selection, txt_file, npz_file = call_generate(client)
+    notes, payload, units_md, no_trace_yet, selection, txt_file = call_generate(client)
+    assert no_trace_yet is None  # the trace's file is written when asked for, below
     assert payload["steps"] == len("To be") + 40 and payload["prompt_length"] == len("To be")
     assert "".join(payload["labels"]) == Path(txt_file).read_text(encoding="utf-8")
     assert len(payload["layers"]) == 2 and payload["units"] == 16
     assert Path(txt_file).read_text(encoding="utf-8").startswith("To be")
     from studio.trace import Trace
 
-    trace = Trace.load_npz(npz_file)
+    trace = Trace.load_npz(client.predict(api_name="/text_trace"))  # the session's last generation
     assert trace.steps == len("To be") + 40 and trace.num_layers == 2 and trace.hidden_size == 16
     assert "layer 0" in units_md and "layer 1" in units_md
 

@@ -50,9 +50,9 @@ def follow_model(dropdown: gr.Dropdown, info: gr.Markdown, models: dict[str, Loa
 
 
 def downloads(*labels: str) -> list[gr.File]:
-    """A row of download slots with these labels, then the trace's (float16 .npz)."""
+    """A row of download slots with these labels (the trace's is the gate panel's, made when asked)."""
     with gr.Row():
-        return [gr.File(label=label) for label in (*labels, "Trace (.npz, float16)")]
+        return [gr.File(label=label) for label in labels]
 
 
 def loaded_or_error(models: dict[str, LoadedModel], name) -> LoadedModel:
@@ -90,7 +90,8 @@ def paint_heatmaps(trace: Trace, view: View, start: int | None = None, end: int 
 class GatePanel:
     """The interactive viewer (studio/ui/viewer.py: heatmaps, unit lines, the domain strip, gate
     saturation), the units worth a look, what answers the viewer's events (the selection, "ask
-    why" for a step, exports)."""
+    why" for a step, exports), and the trace as a file, written when asked: a 400-character text's
+    is 3.9 MB that few open, and an API client downloads every file an answer names."""
 
     viewer: TraceViewer
     selection: gr.Markdown
@@ -98,11 +99,14 @@ class GatePanel:
     units: gr.Markdown
     export: gr.File
     experiments: ExperimentsPanel | None  # probe, pattern match, intervene, compare (needs the tab's models)
+    save_trace: gr.Button
+    trace_file: gr.File
+    prefix: str  # the tab's, in element ids and the trace's API name
 
     @property
     def outputs(self) -> list:
-        """What gate_values fills, in order."""
-        return [self.viewer.html, self.units]
+        """What gate_values fills, in order (the trace file is emptied: it was the last generation's)."""
+        return [self.viewer.html, self.units, self.trace_file]
 
 
 def gate_panel(prefix: str, domain=None, models: dict | None = None) -> GatePanel:
@@ -112,13 +116,24 @@ def gate_panel(prefix: str, domain=None, models: dict | None = None) -> GatePane
     experiments = experiments_panel(prefix, domain, models, viewer.html.elem_id) if domain is not None and models else None
     units = gr.Markdown(elem_id=f"{prefix}-units")
     export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")
-    return GatePanel(viewer, selection, why, units, export, experiments)
+    with gr.Row():
+        save_trace = gr.Button("Download the whole trace (.npz, float16)", size="sm", elem_id=f"{prefix}-save-trace")
+        trace_file = gr.File(label="Trace (.npz, float16)", elem_id=f"{prefix}-trace")
+    return GatePanel(viewer, selection, why, units, export, experiments, save_trace, trace_file, prefix)
 
 
 def gate_values(trace: Trace, track: dict, title: str = "") -> tuple:
-    """(viewer value, units worth a look in every layer) for GatePanel.outputs."""
+    """(viewer value, units worth a look in every layer, no trace file yet) for GatePanel.outputs."""
     units = "\n\n".join(units_markdown(trace, layer) for layer in range(trace.num_layers))
-    return viewer_value(trace, track, title), units
+    return viewer_value(trace, track, title), units, None
+
+
+def save_trace(generation) -> str:
+    """The generation's whole trace, float16 (`Trace.load_npz` reads it back), as a file to download."""
+    if generation is None or getattr(generation, "trace", None) is None:
+        raise gr.Error("Generate something first: there is no trace to save yet.")
+    trace = generation.trace
+    return str(trace.save_npz(output_dir() / f"{trace.domain or 'lstm'}-trace.npz", dtype="float16"))
 
 
 def describe_selection(trace: Trace, event: dict) -> str:
@@ -173,6 +188,7 @@ def wire_panel(panel: GatePanel, state: gr.State, domain=None, models: dict | No
         remembered = event if event.get("kind") == "step" else gr.skip()
         return describe_selection(trace, event), gr.skip(), ask_why(generation, event, target, method), remembered
 
+    panel.save_trace.click(save_trace, state, panel.trace_file, api_name=f"{panel.prefix.replace('-', '_')}_trace")
     why_outputs = [panel.why.html] if panel.why is not None else [gr.State()]
     controls = [panel.why.target, panel.why.method] if panel.why is not None else [gr.State(), gr.State()]
     panel.viewer.events.select(on_event, [state, panel.viewer.events, *controls],

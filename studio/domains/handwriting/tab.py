@@ -66,7 +66,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 pad = drawing_pad("handwriting-pad")
             points = inputs.Number(600, label="Free-scribble points (prediction models)", precision=0)
             button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
-            svg_file, png_file, download_trace = blocks.downloads("SVG", "PNG")
+            svg_file, png_file = blocks.downloads("SVG", "PNG")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
@@ -90,10 +90,9 @@ def create_tab(models: dict, problems: list[str]) -> None:
         result = generation.result
         status = ([f"Finished: the window passed the last character after {len(result.offsets)} pen points."]
                   if result.phi is not None and result.finished else [])
-        trace_path = generation.trace.save_npz(folder / "handwriting-trace.npz", dtype="float16")
         values = blocks.gate_values(generation.trace, hw.track(generation), f"{name}:")
         return (notes_markdown(extra + result.notes + status), animation(generation), *values, "",
-                hw.attention_html(result), str(files["svg"]), str(files["png"]), str(trace_path), generation)
+                hw.attention_html(result), str(files["svg"]), str(files["png"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)
@@ -102,8 +101,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
     button.click(
         on_generate,
         [model_name, text_box, bias, seed, style, style_file, points, style_text, pad],
-        [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, download_trace,
-         generation_state],
+        [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, generation_state],
         api_name="generate_handwriting",
     )
     blocks.wire_panel(panel, generation_state, hw, models)

@@ -54,7 +54,7 @@ def create_tab(models: dict, problems: list[str]):
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="music-seed")
                 tempo = inputs.Number(0, label="Tempo (quarter notes per minute; 0 = the primer's, else 80)")
             generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
-            download_midi, download_trace = blocks.downloads("MIDI (.mid)")
+            (download_midi,) = blocks.downloads("MIDI (.mid)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
@@ -78,7 +78,6 @@ def create_tab(models: dict, problems: list[str]):
         try:
             folder = output_dir()
             generation, files = workers.generate_files(music, loaded, settings, folder)
-            generation.trace.save_npz(folder / "trace.npz", dtype="float16")
             values = blocks.gate_values(generation.trace, music.track(generation), f"{name}:")
         except Exception as error:  # the user keeps their settings; they get words, not a traceback
             raise gr.Error(f"Composing failed: {error}") from None
@@ -88,13 +87,13 @@ def create_tab(models: dict, problems: list[str]):
                    f"({result.bars} bars) at {result.tempo_bpm:g} bpm."
                    if primer else f"Composed {generated} frames ({result.bars} bars) from scratch.")
         return (notes_markdown([summary, *result.notes]), str(files["audio"]), *values, "",
-                str(files["midi"]), str(folder / "trace.npz"), generation)
+                str(files["midi"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
     generate_button.click(
         on_generate,
         [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo],
-        [notes, audio, *panel.outputs, panel.selection, download_midi, download_trace, generation_state],
+        [notes, audio, *panel.outputs, panel.selection, download_midi, generation_state],
         api_name="generate_music",
     )
     blocks.wire_panel(panel, generation_state, music, models)

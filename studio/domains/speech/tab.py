@@ -48,8 +48,8 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                                 label="Voice (espeak-ng voice it imitates)")
             seed = inputs.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
             speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")
-            download_wav, download_features, download_trace = blocks.downloads(
-                "Audio (.wav)", "Features (.npz: log-mel, alignment)")
+            # the audio's own download is the player's (a second copy would be a second file per answer)
+            (download_features,) = blocks.downloads("Features (.npz: log-mel, alignment)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
@@ -67,7 +67,6 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         except Exception as error:  # words, not a traceback; the text stays in the box
             raise gr.Error(f"Generation failed: {error}") from None
         result, trace = generation.result, generation.trace
-        trace_path = trace.save_npz(folder / "speech-trace.npz", dtype="float16")
         report = speech.alignment_report(result.alignment)
         summary = (f"Spoke “{result.text}”: {len(result.audio) / speech.SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames; "
                    f"{'the stop token ended it' if result.stopped else 'the length cap ended it'}; attention "
@@ -76,12 +75,12 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         values = blocks.gate_values(trace, speech.track(generation), f"{name}:")
         return (notes_markdown(result.notes + [summary]), str(files["audio"]), *values, "",
                 speech.alignment_html(result.alignment, result.text, trace.detail.reduction),
-                str(files["audio"]), str(files["features"]), str(trace_path), generation)
+                str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
     speak.click(on_speak, [model_name, text_box, voice, seed],
-                [notes, audio, *panel.outputs, panel.selection, alignment, download_wav, download_features,
-                 download_trace, generation_state], api_name="generate_speech")
+                [notes, audio, *panel.outputs, panel.selection, alignment, download_features, generation_state],
+                api_name="generate_speech")
     blocks.wire_panel(panel, generation_state, speech, models)
 
 
@@ -140,7 +139,6 @@ def _recording(models: dict) -> None:
             download_features = gr.File(label="Features (.npz)")
             if names:
                 continued = gr.Audio(label="Recording + continuation", type="filepath")
-                (download_trace,) = blocks.downloads()
                 panel = blocks.gate_panel("speech-continue", speech, models)
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
     microphone.change(use_recording, microphone, upload, api_name="speech_microphone")
@@ -158,13 +156,12 @@ def _recording(models: dict) -> None:
             generation, files = workers.generate_files(speech, loaded, settings, folder)
         except speech.AudioError as error:
             raise gr.Error(str(error)) from None
-        trace_path = generation.trace.save_npz(folder / "continued-trace.npz", dtype="float16")
         values = blocks.gate_values(generation.trace, speech.track(generation), f"{name}:")
         return (notes_markdown(recording.notes + generation.result.notes), str(files["audio"]), *values, "",
-                str(files["features"]), str(trace_path), generation)
+                str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
     go_on.click(on_continue, [upload, model_name, seconds, noise, seed],
-                [notes, continued, *panel.outputs, panel.selection, download_features, download_trace,
-                 generation_state], api_name="continue_speech")
+                [notes, continued, *panel.outputs, panel.selection, download_features, generation_state],
+                api_name="continue_speech")
     blocks.wire_panel(panel, generation_state, speech, models)

@@ -36,7 +36,7 @@ def create_tab(models: dict, problems: list[str]):
                 top_p = inputs.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
-            download_text, download_trace = blocks.downloads("Text (.txt)")
+            (download_text,) = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
             panel = blocks.gate_panel("text", text, models)
@@ -68,17 +68,15 @@ def create_tab(models: dict, problems: list[str]):
             raise gr.Error(f"Generation failed: {error}") from None
         folder = output_dir()
         files = text.write_files(generation, folder)
-        generation.trace.save_npz(folder / "trace.npz", dtype="float16")
         values = blocks.gate_values(generation.trace, text.track(generation), f"{name}:")
-        return (notes_markdown(generation.result.notes), *values, "", str(files["text"]), str(folder / "trace.npz"),
-                generation)
+        return notes_markdown(generation.result.notes), *values, "", str(files["text"]), generation
 
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
     generate_button.click(
         on_generate,
         [model_name, prompt, length, temperature, top_k, top_p, seed],
-        [notes, *panel.outputs, panel.selection, download_text, download_trace, generation_state],
+        [notes, *panel.outputs, panel.selection, download_text, generation_state],
         api_name="generate_text",
     )
     blocks.wire_panel(panel, generation_state, text, models)
