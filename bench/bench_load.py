@@ -7,6 +7,8 @@ after one warm-up request per tab and after the load (peak sampled every 0.5 s),
 temporary disk (its outputs + Gradio's cache) at the end and its peak.
 
     python bench/bench_load.py --clients 20 --requests 10
+    git worktree add /tmp/baseline 6303081   # the code issue 16 measured (2.4 requests/s)
+    python bench/bench_load.py --clients 20 --requests 10 --baseline /tmp/baseline --rounds 3
 """
 
 from __future__ import annotations
@@ -55,14 +57,14 @@ def disk_mb(folder: Path) -> float:
     return total / 1e6
 
 
-def start_app(tmp: Path, env_extra: dict) -> tuple[subprocess.Popen, str]:
+def start_app(tmp: Path, env_extra: dict, app_dir: Path = REPO) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
            "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp / "gradio"), "LSTM_STUDIO_USER_MODELS": str(tmp / "user-models"),
            **env_extra}
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=open(tmp / "app.log", "w"),
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=open(tmp / "app.log", "w"),
                                stderr=subprocess.STDOUT)
     started = time.monotonic()
     while time.monotonic() - started < 300:
@@ -141,14 +143,34 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10, help="per client")
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the app (caps, LSTM_STUDIO_CONCURRENCY)")
     parser.add_argument("--no-downloads", action="store_true", help="clients do not download the output files "
-                        "(traces, MIDI, pictures, audio), as a browser does not until asked")
+                        "(MIDI, pictures, audio), as a browser does not until asked")
     parser.add_argument("--long", action="store_true", help="first, alone: 1 MB of text to handwriting, and a 1 MB "
                         "prompt + 5,000 characters to text (time and notes of each)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another revision (git worktree add DIR REV): "
+                        "its app.py is loaded the same way, alternately with this one, and the throughputs compared "
+                        "round by round (this machine's speed drifts by 10-25%% between runs)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: runs of each, alternating")
     args = parser.parse_args()
+    if args.baseline is None:
+        run_load(args, REPO)
+        return
+    ratios = []
+    for round_number in range(args.rounds):
+        throughput = {}
+        for name, folder in (("baseline", args.baseline.resolve()), ("this", REPO)):
+            print(f"\n== round {round_number + 1}, {name} ({folder})")
+            throughput[name] = run_load(args, folder)
+        ratios.append(throughput["this"] / throughput["baseline"])
+        print(f"round {round_number + 1}: {throughput['this']:.2f} / {throughput['baseline']:.2f} requests/s = {ratios[-1]:.2f}x")
+    print(f"throughput, this / baseline, per round: {', '.join(f'{r:.2f}x' for r in ratios)}")
+
+
+def run_load(args, app_dir: Path) -> float:
+    """One load run against app_dir's app.py (printed); returns its requests per second."""
     from gradio_client import Client
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
-    process, url = start_app(tmp, dict(item.split("=", 1) for item in args.env))
+    process, url = start_app(tmp, dict(item.split("=", 1) for item in args.env), app_dir)
     try:
         rss = {"after start": rss_mb(process.pid)}
         together = {"after start": app_rss_mb(process.pid)}
@@ -227,6 +249,7 @@ def main() -> None:
         print(f"temporary disk (MB): end {end_disk:.1f}, peak {max(peaks['disk'], end_disk):.1f}")
         log = (tmp / "app.log").read_text()
         print(f"tracebacks in the server log: {log.count('Traceback')}")
+        return len(results) / wall
     finally:
         process.terminate()
         process.wait(timeout=30)

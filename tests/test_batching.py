@@ -134,3 +134,17 @@ def test_a_worker_process_generates_what_this_process_does(worker_pool, tiny_tex
     assert files["text"].read_text(encoding="utf-8").endswith(generation.result.text)
     with pytest.raises(AttributeError, match="prompt"):  # the domain's own exception, raised here
         workers.generate(text, loaded, None)
+
+
+def test_the_shared_workers_yield_the_cores_to_the_text_lane(monkeypatch):
+    """Under load a lane's short batched requests go first: the shared processes run SHARED_NICE nicer."""
+    import os
+
+    monkeypatch.setattr(workers, "WORKERS", 1)
+    workers.start([text], lanes={"text": 1})
+    try:
+        ours = os.nice(0)
+        assert workers._pool("").submit(os.nice, 0).result() == ours + workers.SHARED_NICE
+        assert workers._pool("text").submit(os.nice, 0).result() == ours
+    finally:
+        workers.stop()

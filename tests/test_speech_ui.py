@@ -3,8 +3,6 @@ Tiny untrained models; the page is built from speech's create_tab alone (app.py 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile
