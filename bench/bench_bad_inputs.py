@@ -28,11 +28,13 @@ from test_api_fuzz import BAD, FILE_CALLS, FILE_PARAMETERS, RAW, VALID, is_bare,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="times every bad input is sent")
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the app")
+    parser.add_argument("--trail", action="store_true", help="the app's RSS after each endpoint's bad inputs")
     args = parser.parse_args()
     from gradio_client import Client, handle_file
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-bad-"))
-    process, url = start_app(tmp, {})
+    process, url = start_app(tmp, dict(item.split("=", 1) for item in args.env))
     try:
         client = Client(url, verbose=False)
         time.sleep(5)  # the worker processes start in the background
@@ -63,7 +65,9 @@ def main() -> None:
         bare, raw, slow, slowest, count = [], [], [], 0.0, 0
         started = time.perf_counter()
         for _ in range(args.rounds):
-            for endpoint, arguments, what, is_file in calls:
+            for k, (endpoint, arguments, what, is_file) in enumerate(calls):
+                if args.trail and (k == 0 or calls[k - 1][0] != endpoint or calls[k - 1][3] != is_file):
+                    print(f"RSS before {endpoint} ({'files' if is_file else 'values'}): app {rss_mb(process.pid):.0f} MB")
                 begun = time.perf_counter()
                 try:
                     client.predict(*arguments, api_name=endpoint)

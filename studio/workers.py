@@ -193,3 +193,5 @@ def _run(module: str, key: int, payload, function: str, args: tuple, stop_at: fl
     except Exception as error:  # noqa: BLE001 (raised again in the app's thread, by _rebuilt)
         kind = type(error)
         return "error", (kind.__module__, kind.__qualname__, str(error), isinstance(error, ValueError))
+    finally:
+        limits.trim_malloc()  # the answer goes back pickled; its tensors' pages go back to the system

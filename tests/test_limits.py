@@ -183,3 +183,15 @@ def test_a_long_prompt_keeps_the_trace_of_its_last_characters_only(tiny_text):
     assert generation.trace.steps == MAX_TRACED_PROMPT + 7 and generation.trace.prompt_length == MAX_TRACED_PROMPT
     assert any("first 500 characters were read without keeping" in note for note in generation.result.notes)
     assert generation.result.prompt == prompt[-MAX_TRACED_PROMPT:]
+
+
+def test_trim_malloc_runs_at_most_every_few_seconds(monkeypatch):
+    """Freed pages go back to the system after a request (glibc's malloc_trim), not more often than asked."""
+    monkeypatch.setattr(limits, "_last_trim", [0.0])
+    limits.trim_malloc()
+    first = limits._last_trim[0]
+    assert first > 0
+    limits.trim_malloc(every_seconds=60)  # too soon: nothing done
+    assert limits._last_trim[0] == first
+    limits.trim_malloc(every_seconds=0)
+    assert limits._last_trim[0] >= first

@@ -144,8 +144,11 @@ def _tab_of_blocks(demo: gr.Blocks) -> dict[int, str]:
 def _within_deadline(fn):
     @functools.wraps(fn)  # gradio reads the signature through __wrapped__
     def run(*args, **kwargs):
-        with limits.deadline():
-            return fn(*args, **kwargs)
+        try:
+            with limits.deadline():
+                return fn(*args, **kwargs)
+        finally:
+            limits.trim_malloc()  # what the request freed goes back to the system
 
     return run
 
