@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from studio.domains import text
 from studio.lstm import GATE_NAMES
@@ -216,3 +219,53 @@ def test_text_task_batches_are_shifted_windows_of_disjoint_streams(codec, corpus
     second = task.train_batch(1, 0, 1, "cpu")
     assert not second.fresh
     assert torch.equal(first.targets[:, -1], second.inputs[:, 0])
+
+
+# ---------------------------------------------------------------- numpy codec and features against plain loops
+_ALPHABET = 'ab "()\nXÉé€\ud800)(("'
+
+
+def _reference_encode(codec, text):
+    ids, dropped = [], []
+    for ch in text:
+        if ch in codec.index:
+            ids.append(codec.index[ch])
+        elif ch not in dropped:
+            dropped.append(ch)
+    return ids, "".join(dropped)
+
+
+def _reference_inside(text, opening, closing):
+    track, depth = [], 0
+    for ch in text:
+        if ch == opening and (opening != closing or depth == 0):
+            depth += 1
+            track.append(1)
+            continue
+        track.append(int(depth > 0))
+        if ch == closing and depth > 0:
+            depth -= 1
+    return track
+
+
+@examples(max_examples=300, deadline=None)
+@given(st.text(alphabet=_ALPHABET, max_size=80))
+def test_codec_and_features_in_numpy_match_plain_loops(sample):
+    from studio.domains.text.data import features
+
+    codec = text.TextCodec.from_text('ab "()\n')
+    assert codec.encode(sample) == _reference_encode(codec, sample)
+    ids, _ = codec.encode(sample)
+    assert codec.decode(ids) == "".join(codec.chars[k] for k in ids)
+    tracks = features(sample)
+    assert tracks["inside quotes"].tolist() == _reference_inside(sample, '"', '"')
+    assert tracks["inside parentheses"].tolist() == _reference_inside(sample, "(", ")")
+    columns, column = [], 0
+    for ch in sample:
+        columns.append(column)
+        column = 0 if ch == "\n" else column + 1
+    assert tracks["position in line"].tolist() == columns
+    assert tracks["uppercase"].tolist() == [float(ch.isupper()) for ch in sample]
+    assert tracks["vowel"].tolist() == [float(ch.lower() in "aeiou") for ch in sample]
+    assert tracks["space"].tolist() == [float(ch == " ") for ch in sample]
+    assert all(track.dtype == np.float32 and len(track) == len(sample) for track in tracks.values())
