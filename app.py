@@ -108,7 +108,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
 
 if __name__ == "__main__":
     limits.bound_malloc()
-    if pick_device().type == "cpu" and os.environ.get("LSTM_STUDIO_WORKERS", "1") != "0":
+    if pick_device().type == "cpu" and workers.WORKERS > 0:
         # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
         workers.start(ALL, lanes={"text": 1})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import os
 import re
@@ -265,13 +266,10 @@ def bound_malloc() -> None:
     unmapped, never kept) measured 977 MB after 288 mixed requests against 1,134 MB
     (docs/benchmarks.md, "Memory"). The app and its generation workers call it at start;
     elsewhere than glibc it does nothing."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return
+    mallopt = libc.mallopt
     m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's <malloc.h>
     mallopt(m_arena_max, 2)
     mallopt(m_mmap_threshold, 4 << 20)
@@ -287,13 +285,23 @@ def trim_malloc(every_seconds: float = 2.0) -> None:
     freed but scattered between live blocks, and a freed page in the middle of an arena stays in
     RSS until trimmed: 633 bad inputs (a 5,000-character text among them) left the app at 1.37x its
     start-up RSS without this. Elsewhere than glibc it does nothing."""
-    import ctypes
-
     now = time.monotonic()
     if now - _last_trim[0] < every_seconds:
         return
     _last_trim[0] = now
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc():
+    """glibc, when this process runs on it (with mallopt and malloc_trim), else None."""
+    import ctypes
+
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (both exist: it is glibc)
     except (OSError, AttributeError):
-        pass
+        return None
+    return libc

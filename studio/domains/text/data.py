@@ -79,18 +79,16 @@ def features(text: str, scored=None) -> dict[str, np.ndarray]:
     """Per character: on/off tracks and the position in the line (Karpathy's cells track these). In
     numpy over code points, each distinct character classified once: 100,000 characters take ~10 ms
     (the probe computes them for its whole reference)."""
-    from studio.domains.text.codec import _code_points
+    from studio.domains.text.codec import code_points
 
-    codes = _code_points(text).astype(np.int64)
+    codes = code_points(text)
     distinct, inverse = np.unique(codes, return_inverse=True)
-    inverse = inverse.reshape(-1)
 
     def per_character(test) -> np.ndarray:
-        return np.array([test(chr(code)) for code in distinct], dtype=np.float32)[inverse] if len(codes) else \
-            np.zeros(0, np.float32)
+        return np.array([test(chr(code)) for code in distinct], dtype=np.float32)[inverse.reshape(-1)]
 
     steps = np.arange(len(codes))
-    newline_at_or_before = np.maximum.accumulate(np.where(codes == 10, steps, -1)) if len(codes) else steps
+    newline_at_or_before = np.maximum.accumulate(np.where(codes == 10, steps, -1))
     last_newline_before = np.concatenate([[-1], newline_at_or_before[:-1]])[: len(codes)]
     return {
         "space": (codes == 32).astype(np.float32),
