@@ -1,9 +1,11 @@
 """Experiment timings with the shipped text model: the probe over 100,000 characters of text
 (teacher-forced trace + ranking every (layer, quantity, unit)), exact (one stream, in chunks) and
-fast (parallel streams from a burn-in, the default) side by side with their agreement, and an
-intervened generation against a plain one (the hook cost).
+fast (parallel streams from a burn-in, the default, one thread per core whatever torch's thread
+count: cli_experiments.probe_parts) side by side with their agreement, and an intervened
+generation against a plain one (the hook cost). --threads sets torch's intra-op threads (the
+exact probe's; the app runs with 1).
 
-python bench/bench_experiments.py --text ../shared/data/tinyshakespeare.txt [--repeats 3] [--threads 2,1]
+python bench/bench_experiments.py --text ../shared/data/tinyshakespeare.txt [--repeats 3] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch  # noqa: E402
 # isort: on
 
 from studio import experiments  # noqa: E402
-from studio.cli_experiments import probe  # noqa: E402
+from studio.cli_experiments import probe, probe_parts  # noqa: E402
 from studio.domains import text  # noqa: E402
 from studio.sampling import SamplingConfig  # noqa: E402
 
@@ -61,7 +63,8 @@ def main() -> None:
                     times[name + " hits"] = hits
             exact, fast = min(times["exact"]), min(times["fast"])
             best = times["fast hits"][0]
-            print(f"probe '{feature}' over {steps:,} characters, {threads} thread(s), best of {args.repeats}: exact {exact:.2f} s, "
+            print(f"probe '{feature}' over {steps:,} characters, torch threads {threads}, fast probe in "
+                  f"{probe_parts(loaded.device)} thread(s), best of {args.repeats}: exact {exact:.2f} s, "
                   f"fast {fast:.2f} s = {exact / fast:.1f}x faster (goal <= 3 s: {'met' if fast <= 3 else 'not met'}); "
                   f"{agreement(times['exact hits'], times['fast hits'])}; best: layer {best.layer} unit {best.unit} "
                   f"quantity {best.quantity} AUC {best.score:.3f}")

@@ -3,6 +3,7 @@ from the command line, the same for every domain (they need only the contract)."
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -62,12 +63,22 @@ def fast_gemm_dtype(device) -> torch.dtype | None:
     return torch.bfloat16 if supported is not None and supported() else None
 
 
+def probe_parts(device) -> int:
+    """How many threads read a text's streams: on a CPU, every core this process may use (not
+    torch.get_num_threads(): the app keeps that at 1 for its batch-1 sampling, which made its probe
+    run on one core, ~2x slower); on a GPU one, which steps every stream in one batch."""
+    if torch.device(device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
 def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):
     """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can, so a
     long reference never holds every gate at once. A text is read as parallel streams, each from
     a 100-character burn-in, with bfloat16 matrix products where the hardware has them
     (text.evaluate.trace_streams; ~7x faster than one exact stream; docs/benchmarks.md measures
-    its agreement with the exact ranking), in torch.get_num_threads() threads; exact=True (and every
+    its agreement with the exact ranking), in probe_parts() threads; exact=True (and every
     other domain with trace_chunks) traces one stream from the start, in float32, exactly."""
     if hasattr(domain, "trace_chunks"):
         sequence = sequence[:limit]
@@ -77,7 +88,7 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
             from studio.domains.text.evaluate import trace_streams
 
             config = loaded.model.core.config
-            parts = trace_streams(loaded, read, parts=torch.get_num_threads(),  # runs the burn-in
+            parts = trace_streams(loaded, read, parts=probe_parts(loaded.device),  # runs the burn-in
                                   gemm_dtype=fast_gemm_dtype(loaded.device))
             accumulator = probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size)
             return track, len(read), accumulator.top(top)
