@@ -121,9 +121,10 @@ class LSTMCore(nn.Module):
         return out, new_state, gates
 
     @torch.no_grad()
-    def trace_stepped(self, x: torch.Tensor, state: State | None = None,
+    def trace_stepped(self, x: torch.Tensor | None, state: State | None = None,
                       out: list[torch.Tensor] | None = None,
-                      gemm_dtype: torch.dtype | None = None) -> tuple[list[torch.Tensor], State]:
+                      gemm_dtype: torch.dtype | None = None,
+                      z0: torch.Tensor | None = None) -> tuple[list[torch.Tensor], State]:
         """Every gate, computed step by step as it is made: for many sequences side by side.
 
         x is time-major, (T, B, input_size). Returns (blocks, new_state): blocks[k] is layer k's
@@ -139,22 +140,26 @@ class LSTMCore(nn.Module):
         x and h (accumulated in float32 by oneDNN, the result rounded to bfloat16 before it is added
         to z); the cell and every gate stay float32. ~2.3x the float32 GEMM speed on a CPU with
         AVX512-BF16, at ~3 significant digits in z: an approximation for ranking units over long
-        texts (the probe), never for what a user reads as the trace.
+        texts (the probe), never for what a user reads as the trace. `z0`: layer 0's input half of
+        z, (T, B, 4H), already known (input_table's rows for a text's characters): x is then None.
         """
-        steps, batch, _ = x.shape
+        given = x if z0 is None else z0
+        steps, batch = given.shape[:2]
         if state is None:
-            state = self.initial_state(batch, x.device)
+            state = self.initial_state(batch, given.device)
         h0, c0 = state
         hidden = self.config.hidden_size
         blocks, hs, cs = [], [], []
         for k, (w_ih, w_hh, bias) in enumerate(self._doubled_g_weights(gemm_dtype)):
-            block = out[k][:steps] if out is not None else x.new_empty(steps, batch, 6, hidden)
+            block = out[k][:steps] if out is not None else given.new_empty(steps, batch, 6, hidden)
             flat = block.view(steps, batch, 6 * hidden)
             z = flat[..., : 4 * hidden]  # i, f, g, o: first z, then the gates in place
-            if gemm_dtype is None:
+            if k == 0 and z0 is not None:
+                z.copy_(z0)
+            elif gemm_dtype is None:
                 torch.addmm(bias, x.reshape(steps * batch, -1), w_ih, out=z.view(steps * batch, 4 * hidden))
-            else:
-                z.copy_(torch.mm(x.reshape(steps * batch, -1).to(gemm_dtype), w_ih).view(steps, batch, -1)).add_(bias)
+            else:  # the product's bfloat16 and the bias added into z in one pass
+                torch.add(torch.mm(x.reshape(steps * batch, -1).to(gemm_dtype), w_ih).view(steps, batch, -1), bias, out=z)
             gates = z.view(steps, batch, 4, hidden)
             i, f, g, o = gates.unbind(2)
             c_all, h_all = block[:, :, 4], block[:, :, 5]
@@ -175,6 +180,14 @@ class LSTMCore(nn.Module):
             cs.append(c)
             x = h_all
         return blocks, (torch.stack(hs), torch.stack(cs))
+
+    @torch.no_grad()
+    def input_table(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(V, 4H): layer 0's input half of z for each row of an embedding table (V, X), bias and
+        trace_stepped's doubled g included, in float32: a text's steps look theirs up (z0) instead
+        of multiplying 64-wide rows, a slow shape for a GEMM."""
+        w_ih, _, bias = self._doubled_g_weights()[0]
+        return torch.addmm(bias, embedding, w_ih)
 
     def _doubled_g_weights(self, dtype: torch.dtype | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per layer (W_ih^T (X, 4H), W_hh^T (H, 4H), b_ih + b_hh) with the g block times 2 (see

@@ -119,6 +119,18 @@ def test_the_stepped_trace_is_the_exact_trace(loaded):
     assert 0 < max(errors) < 0.02, errors
 
 
+def test_a_looked_up_first_layer_input_is_the_multiplied_one(loaded):
+    """trace_stepped's z0 (LSTMCore.input_table's rows for the characters, as the probe reads a
+    text) gives the gates that multiplying the embedded characters does."""
+    core = loaded.model.core
+    ids = torch.randint(0, loaded.model.embed.num_embeddings, (7, 3), generator=torch.Generator().manual_seed(5))
+    multiplied, state = core.trace_stepped(loaded.model.embed(ids), None)
+    looked_up, state_b = core.trace_stepped(None, None, z0=core.input_table(loaded.model.embed.weight)[ids])
+    for a, b in zip(multiplied, looked_up, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(state, state_b, strict=True))
+
+
 @pytest.mark.parametrize("name", ["space", "position in line"])
 def test_the_fast_probe_agrees_with_the_exact_one(loaded, name):
     """The default probe of a text (parallel streams from a burn-in, in threads, bfloat16 products

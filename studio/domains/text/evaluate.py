@@ -121,10 +121,10 @@ def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: in
     teacher-forced LSTM forgets, and over 100,000 characters of Tiny Shakespeare the probe's AUCs stay
     within 4e-4 of the single-stream trace's with 100 (within 6e-3 with none; docs/benchmarks.md).
 
-    The burn-in runs here, for every piece at once; returns `parts` iterators over disjoint groups of
-    the pieces (one per thread), each yielding per `chunk` steps (blocks, positions): blocks[k] the
-    (rows, 6, H) gates of layer k (i, f, g, o, c, h), positions (rows,) the index of each row's
-    character in the text (rows in no order). An iterator's next chunk overwrites its blocks: read
+    Returns `parts` iterators over disjoint groups of the pieces (one per thread), each running its
+    pieces' burn-in first (in the thread that reads it), then yielding per `chunk` steps (blocks,
+    positions): blocks[k] the (rows, 6, H) gates of layer k (i, f, g, o, c, h), positions (rows,)
+    the index of each row's character in the text (rows in no order). An iterator's next chunk overwrites its blocks: read
     them before asking for it. `gemm_dtype`: see LSTMCore.trace_stepped (bfloat16 products for speed)."""
     ids, _ = loaded.codec.encode(text)
     n = len(ids)
@@ -135,26 +135,33 @@ def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: in
     padded = torch.tensor(ids + [0] * (streams * length - n), device=loaded.device)
     rows = padded.view(streams, length)
     positions = torch.arange(streams * length, device=loaded.device).view(streams, length)
-    core = loaded.model.core
-    h, c = core.initial_state(streams, loaded.device)
-    if streams > 1 and burn_in:  # piece 0 starts the text: from zeros, exactly
-        before = torch.stack([padded[k * length - burn_in : k * length] for k in range(1, streams)])
-        _, (h[:, 1:], c[:, 1:]) = core(loaded.model.embed(before))  # the fused kernel: only the state is kept
-    bounds = [(j * streams // parts, (j + 1) * streams // parts) for j in range(parts)]
-    return [_stream_chunks(loaded, rows[a:b], positions[a:b], (h[:, a:b], c[:, a:b]), n, chunk, gemm_dtype)
-            for a, b in bounds if b > a]
+    groups = []
+    for j in range(parts):
+        a, b = j * streams // parts, (j + 1) * streams // parts
+        if b > a:
+            burned = range(max(a, 1), b) if burn_in else range(0)  # piece 0 starts the text: from zeros, exactly
+            before = torch.stack([padded[k * length - burn_in : k * length] for k in burned]) if len(burned) else None
+            groups.append(_stream_chunks(loaded, rows[a:b], positions[a:b], before, n, chunk, gemm_dtype))
+    return groups
 
 
 @torch.no_grad()
-def _stream_chunks(loaded: LoadedModel, rows, positions, state, n: int, chunk: int, gemm_dtype=None):
-    """trace_streams' chunks of one group of pieces: rows (B, length) of ids, their positions."""
+def _stream_chunks(loaded: LoadedModel, rows, positions, before, n: int, chunk: int, gemm_dtype=None):
+    """trace_streams' chunks of one group of pieces: rows (B, length) of ids, their positions;
+    before: the burn-in ids of its last len(before) pieces (the first piece of the text has none)."""
     core = loaded.model.core
+    h, c = core.initial_state(rows.shape[0], loaded.device)
+    if before is not None:  # run here, in the thread that reads this group: the groups burn in side by side
+        skip = rows.shape[0] - len(before)
+        _, (h[:, skip:], c[:, skip:]) = core(loaded.model.embed(before))  # the fused kernel: only the state is kept
+    state = (h, c)
     # every chunk is written into the same memory: fresh blocks of this size cost page faults
     out = [torch.empty(min(chunk, rows.shape[1]), rows.shape[0], 6, core.config.hidden_size, device=loaded.device)
            for _ in range(core.config.num_layers)]
+    table = core.input_table(loaded.model.embed.weight)  # (V, 4H): a character's layer-0 input, looked up
     for start in range(0, rows.shape[1], chunk):
-        x = loaded.model.embed(rows[:, start : start + chunk].t())  # time-major (T, B, E)
-        blocks, state = core.trace_stepped(x, state, out, gemm_dtype)
+        z0 = table[rows[:, start : start + chunk].t()]  # time-major (T, B, 4H)
+        blocks, state = core.trace_stepped(None, state, out, gemm_dtype, z0=z0)
         where = positions[:, start : start + chunk].t().reshape(-1)
         blocks = [block.view(len(where), 6, -1) for block in blocks]
         keep = where < n
