@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
@@ -20,7 +21,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from studio import checkpoint, jobs, limits, reference, workers  # noqa: E402
+from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  # noqa: E402
 from studio.domains import ALL  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
@@ -112,4 +113,5 @@ if __name__ == "__main__":
         # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
         workers.start(ALL, lanes={"text": 1})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
+    threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
     build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler
