@@ -15,7 +15,7 @@
 It uses the project's own experiment code only (studio.experiments, studio.cli_experiments, each
 domain's load / score / generate(hooks=...) / features): nothing here is a second implementation.
 
-python bench/experiment_findings.py [--full-corpus] [--data ../shared/data] [--only text,music,handwriting,speech]
+python bench/experiment_findings.py [--full-corpus] [--data ../shared/data] [--only text,music,handwriting,speech] [--probe-only]
 python bench/experiment_findings.py --print-quote-regex          # the inside-quotes feature, for the CLI
 python bench/experiment_findings.py --write-validation /tmp/shakespeare-val.txt
 """
@@ -131,7 +131,7 @@ def no_change(*_):
 
 
 # ------------------------------------------------------------------ text
-def text_findings(data_dir: Path, report: dict, full_corpus: bool = False) -> None:
+def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe_only: bool = False) -> None:
     from studio.domains import text
 
     loaded = text.load(text.DEFAULT_MODEL)
@@ -184,6 +184,8 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False) -> No
         print(f"inside quotes over the whole corpus: {steps:,} steps, on at {int(track.sum()):,}; best {shown} "
               f"({time.perf_counter() - started:.0f} s)")
 
+    if probe_only:
+        return
     # ---- interventions on quote closing, over every quotation of the corpus
     openings = list(re.finditer(QUOTE, corpus))
     rng = np.random.default_rng(RANDOM_UNITS_SEED)
@@ -258,7 +260,7 @@ SAMPLED_LENGTH = 150  # characters sampled after the quotation's first word (90%
 
 
 # ------------------------------------------------------------------ music
-def music_findings(data_dir: Path, report: dict) -> None:
+def music_findings(data_dir: Path, report: dict, probe_only: bool = False) -> None:
     from studio.domains import music
 
     loaded = music.load(music.DEFAULT_MODEL)
@@ -272,6 +274,8 @@ def music_findings(data_dir: Path, report: dict) -> None:
         best = hits[name][0]
         measure = "AUC" if name == "chord change" else "r"
         print(f"{name}: best {best.layer}:{best.unit} {best.quantity} {measure} {best.score:.3f}")
+    if probe_only:
+        return
     units = distinct_units(hits["soprano pitch"], 10)
     seeds = range(100)
 
@@ -300,7 +304,7 @@ def music_findings(data_dir: Path, report: dict) -> None:
 
 
 # ------------------------------------------------------------------ handwriting
-def handwriting_findings(data_dir: Path, report: dict) -> None:
+def handwriting_findings(data_dir: Path, report: dict, probe_only: bool = False) -> None:
     from studio.domains import handwriting, text
 
     loaded = handwriting.load(handwriting.DEFAULT_MODEL)
@@ -321,6 +325,8 @@ def handwriting_findings(data_dir: Path, report: dict) -> None:
     for name in names:
         best = hits[name][0]
         print(f"{name}: best {best.layer}:{best.unit} {best.quantity} {'AUC' if name == 'pen up' else 'r'} {best.score:.3f}")
+    if probe_only:
+        return
     layer, unit = hits["pen up"][0].layer, hits["pen up"][0].unit
 
     def strokes(generations):
@@ -339,7 +345,7 @@ def handwriting_findings(data_dir: Path, report: dict) -> None:
 
 
 # ------------------------------------------------------------------ speech
-def speech_findings(data_dir: Path, report: dict) -> None:
+def speech_findings(data_dir: Path, report: dict, probe_only: bool = False) -> None:
     from studio.domains import speech, text
 
     loaded = speech.load(speech.DEFAULT_MODEL)
@@ -361,6 +367,8 @@ def speech_findings(data_dir: Path, report: dict) -> None:
     for name in names:
         best = hits[name][0]
         print(f"{name}: best {best.layer}:{best.unit} {best.quantity} r {best.score:.3f}")
+    if probe_only:
+        return
 
     def summary(generations):
         voiced = [speech.features(g.result.log_mel)["voiced"].mean() for g in generations]
@@ -387,6 +395,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: another job may share the 2 cores)")
     parser.add_argument("--full-corpus", action="store_true",
                         help="also probe inside quotes over the whole Tiny Shakespeare (about 7 minutes more)")
+    parser.add_argument("--probe-only", action="store_true", help="the probe tables only, without the interventions")
     parser.add_argument("--json", help="also write every number here")
     parser.add_argument("--print-quote-regex", action="store_true", help="print the inside-quotes regex and stop")
     parser.add_argument("--write-validation", metavar="PATH",
@@ -409,9 +418,9 @@ def main() -> None:
     for name in args.only.split(","):
         begun = time.perf_counter()
         if name.strip() == "text":
-            text_findings(data_dir, report, args.full_corpus)
+            text_findings(data_dir, report, args.full_corpus, args.probe_only)
         else:
-            runs[name.strip()](data_dir, report)
+            runs[name.strip()](data_dir, report, args.probe_only)
         report.setdefault("seconds", {})[name] = round(time.perf_counter() - begun, 1)
     report["seconds"]["total"] = round(time.perf_counter() - started, 1)
     print(f"\nseconds: {report['seconds']}")
