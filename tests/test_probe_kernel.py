@@ -43,9 +43,9 @@ def test_the_compiled_pass_is_the_plain_computation(rows, hidden, seed):
     probe_kernel.accumulate(block, y, shift, sums, counts)
 
     d = block.astype(np.float64) - shift
-    np.testing.assert_allclose(sums[0], d.sum(0), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(sums[1], (d * d).sum(0), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(sums[2], (y[:, None, None] * d).sum(0), rtol=1e-4, atol=1e-4)
+    for got, terms in zip(sums, (d, d * d, y[:, None, None] * d), strict=True):
+        # float32 sums of up to 40 rows: within ~40 float32 roundings of the terms (c runs to ~1,000 here)
+        assert np.all(np.abs(got - terms.sum(0)) <= 5e-6 * np.abs(terms).sum(0) + 1e-9)
     expected = np.zeros(counts.shape, np.int64)
     lift = np.where(y > 0, hidden * SLOTS, 0)[:, None]
     for q in range(len(QUANTITIES)):
