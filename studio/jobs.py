@@ -225,9 +225,10 @@ class Trainer:
             if job.status == "queued":
                 self.queue.remove(job_id)
                 job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
-            elif job.status == "running" and job.process is not None:
+            elif job.status == "running":
                 job.message = "Cancelling: keeping the best checkpoint…"
-                job.process.send_signal(signal.SIGINT)
+                if job.process is not None:  # else _run sees the message and never starts it
+                    job.process.send_signal(signal.SIGINT)
         return self.status(job_id)
 
     def status(self, job_id: str) -> dict:
@@ -256,8 +257,10 @@ class Trainer:
         while True:
             self.wake.wait(timeout=1.0)
             self.wake.clear()
-            with self.lock:
+            with self.lock:  # out of the queue and running in one step: a cancel sees one or the other
                 job_id = self.queue.pop(0) if self.queue else None
+                if job_id is not None:
+                    self.jobs[job_id].started, self.jobs[job_id].status = time.time(), "running"
             if job_id is None:
                 continue
             self._run(self.jobs[job_id])
@@ -265,10 +268,13 @@ class Trainer:
     def _run(self, job: Job) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         log = (job.folder / "train.log").open("w", encoding="utf-8")
-        job.started, job.status = time.time(), "running"
         try:
-            job.process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           preexec_fn=_lower_priority if hasattr(os, "nice") else None)
+            with self.lock:
+                if "Cancelling" in job.message:  # cancelled between leaving the queue and here
+                    job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
+                    return
+                job.process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               preexec_fn=_lower_priority if hasattr(os, "nice") else None)
             code = job.process.wait()
         finally:
             log.close()

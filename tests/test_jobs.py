@@ -3,6 +3,7 @@ text the tests make."""
 
 from __future__ import annotations
 
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -80,6 +81,27 @@ def test_a_queued_training_can_be_cancelled_before_it_starts(trainer, essay):
     trainer.cancel(first.id)
     wait(trainer, first.id)
     assert trainer.status(second.id)["status"] == "cancelled" and not checkpoint.paths(second.out)[1].exists()
+
+
+def test_a_cancel_after_the_queue_and_before_the_start_never_starts_it(trainer, essay, monkeypatch):
+    """The worker has taken the job from the queue but not started its process: a cancel then
+    used to fail (the job was 'queued' but not in the queue) or be lost (no process to signal)."""
+    trainer, _ = trainer
+    taken, release = threading.Event(), threading.Event()
+    run = trainer._run
+
+    def held(job):  # the worker holds the job here, between the queue and the process
+        taken.set()
+        release.wait(30)
+        run(job)
+
+    monkeypatch.setattr(trainer, "_run", held)
+    job = trainer.submit(request([essay], name="held"))
+    assert taken.wait(30)
+    assert trainer.cancel(job.id)["status"] == "running"
+    release.set()
+    status = wait(trainer, job.id)
+    assert status["status"] == "cancelled" and job.process is None and "before it started" in status["message"]
 
 
 def test_bad_uploads_get_a_clear_message(trainer, tmp_path, essay, monkeypatch):
