@@ -158,7 +158,7 @@ class LSTMCore(nn.Module):
                 z.copy_(z0)
             elif gemm_dtype is None:
                 torch.addmm(bias, x.reshape(steps * batch, -1), w_ih, out=z.view(steps * batch, 4 * hidden))
-            else:  # the product's bfloat16 and the bias added into z in one pass
+            else:  # the bfloat16 product converted and the bias added, into z, in one pass
                 torch.add(torch.mm(x.reshape(steps * batch, -1).to(gemm_dtype), w_ih).view(steps, batch, -1), bias, out=z)
             gates = z.view(steps, batch, 4, hidden)
             i, f, g, o = gates.unbind(2)
