@@ -6,11 +6,20 @@ generation against a plain one (the hook cost). --threads sets torch's intra-op 
 exact probe's; the app runs with 1).
 
 python bench/bench_experiments.py --text ../shared/data/tinyshakespeare.txt [--repeats 3] [--threads 1,2]
+
+With --baseline DIR (a checkout of another revision: git worktree add /tmp/baseline REV), only the
+fast probe, in a fresh process per revision and round, alternately, with each revision's own
+defaults (its bench's torch threads: --baseline-threads), and their ratio:
+
+python bench/bench_experiments.py --text ../shared/data/tinyshakespeare.txt --baseline /tmp/baseline --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,12 +49,58 @@ def agreement(exact: list, fast: list) -> str:
             f"99th percentile {np.quantile(differences, 0.99):.1e}, median {np.median(differences):.1e}")
 
 
+# the fast probe's best time per feature, run in a fresh process with `repo` first on sys.path
+# (any revision whose studio.cli_experiments.probe takes (domain, loaded, sequence, feature))
+PROBE_TIMES = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from studio.cli_experiments import probe
+from studio.domains import text
+torch.set_grad_enabled(False)
+torch.set_num_threads(int(sys.argv[4]))
+loaded = text.load(text.DEFAULT_MODEL)
+reference = open(sys.argv[2], encoding="utf-8").read()[-100_000:]
+probe(text, loaded, reference[:3000], "newline")  # compiles and warms what a first call would
+for feature in ("newline", "space"):
+    times = []
+    for _ in range(int(sys.argv[3])):
+        start = time.perf_counter()
+        probe(text, loaded, reference, feature)
+        times.append(time.perf_counter() - start)
+    print(feature, min(times))
+"""
+
+
+def compare_with(baseline: Path, text_path: str, repeats: int, rounds: int, threads: str) -> None:
+    """This checkout's fast probe against another's, alternately: best of `repeats` per run."""
+    here = Path(__file__).resolve().parents[1]
+    runs = {"this": [], "baseline": []}
+    env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1"}  # huge pages, as app.py and this bench (common) run torch
+    for round_ in range(rounds):
+        for name, repo, torch_threads in (("baseline", baseline, threads), ("this", here, "1")):
+            out = subprocess.run([sys.executable, "-c", PROBE_TIMES, str(repo), text_path, str(repeats), torch_threads],
+                                 capture_output=True, text=True, check=True, env=env).stdout
+            best = {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.strip()}
+            runs[name].append(best)
+            print(f"round {round_ + 1}, {name} ({repo}): " + ", ".join(f"{k} {v:.2f} s" for k, v in best.items()), flush=True)
+    for feature in ("newline", "space"):
+        ratios = [this[feature] / base[feature] for this, base in zip(runs["this"], runs["baseline"], strict=True)]
+        print(f"{feature}: this / baseline per round " + ", ".join(f"{r:.2f}" for r in ratios))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--text", required=True, help="a long text (the last 100,000 characters are probed)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default=str(torch.get_num_threads()), help="torch thread counts to time, e.g. 2,1")
+    parser.add_argument("--baseline", type=Path, help="another revision's checkout: time its fast probe against this one's")
+    parser.add_argument("--baseline-threads", default="2", help="torch threads for the baseline (the probe's threads before 2026-11-25)")
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline: runs of each, alternating")
     args = parser.parse_args()
+    if args.baseline is not None:
+        compare_with(args.baseline, args.text, args.repeats, args.rounds, args.baseline_threads)
+        return
     torch.set_grad_enabled(False)
     loaded = text.load(text.DEFAULT_MODEL)
     reference = Path(args.text).read_text(encoding="utf-8")[-100_000:]
