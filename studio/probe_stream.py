@@ -56,6 +56,10 @@ class ProbeAccumulator:
         rows = len(track)
         if rows == 0:
             return
+        if self.binary and rows > self.FOLD:  # a uint16 slot could wrap within one call
+            for start in range(0, rows, self.FOLD):
+                self.add_blocks([block[start : start + self.FOLD] for block in blocks], track[start : start + self.FOLD])
+            return
         blocks = [np.ascontiguousarray(_numpy(block), np.float32) for block in blocks]
         if self.shift is None:
             self.shift = np.stack([block.mean(0) for block in blocks]).astype(np.float32)

@@ -75,16 +75,21 @@ def test_the_compiled_auc_is_the_histogram_formula(hidden, seed):
 
 
 def test_a_slot_counted_past_the_uint16_range_is_folded_not_wrapped():
-    """70,000 rows in one slot, in chunks: the uint16 counts are folded before they could wrap,
-    and two accumulators merge to the sum of both."""
+    """70,000 rows in one slot, in chunks or in one call: the uint16 counts are folded before they
+    could wrap, and two accumulators merge to the sum of both."""
     rows, hidden = 70_000, 2
     block = np.full((rows, len(QUANTITIES), hidden), 0.25, np.float32)
     track = np.zeros(rows)
     track[::7] = 1.0
-    first, second = (probe_stream.ProbeAccumulator(1, hidden, binary=True) for _ in range(2))
+    first, second, whole = (probe_stream.ProbeAccumulator(1, hidden, binary=True) for _ in range(3))
     for start in range(0, rows, 20_000):
         first.add_blocks([block[start : start + 20_000]], track[start : start + 20_000])
     second.add_blocks([block[:1000]], track[:1000])
+    rare = np.zeros(rows)
+    rare[:10] = 1.0
+    whole.add_blocks([block], rare)  # all 70,000 rows in one call: 69,990 off-rows in one slot
+    whole._fold()
+    assert whole.counts.reshape(len(QUANTITIES), 2, hidden, SLOTS)[:, 0].sum(-1).tolist() == [[rows - 10] * hidden] * 6
     merged = first.merge(second)
     merged._fold()
     counts = merged.counts.reshape(len(QUANTITIES), 2, hidden, SLOTS)
