@@ -3,13 +3,12 @@ from the command line, the same for every domain (they need only the contract)."
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import torch
 
-from studio import experiments, probe_stream
+from studio import experiments, limits, probe_stream
 from studio.cli_common import add_model_flag, load_or_exit, with_seed
 
 
@@ -69,8 +68,7 @@ def probe_parts(device) -> int:
     run on one core, ~2x slower); on a GPU one, which steps every stream in one batch."""
     if torch.device(device).type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    return min(limits.usable_cores(), 8)
 
 
 def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):

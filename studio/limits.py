@@ -305,3 +305,19 @@ def _glibc():
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process can keep busy: its CPU affinity, lowered by a cgroup CPU quota. A
+    container on a big host (a 2-vCPU Space) often sees all the host's cores; sized by those, the
+    worker pool and the probe's threads would each be several times too many for its share."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"; v1: two files, a quota of -1 for none
+            words = (cgroup / quota_file).read_text().split()
+            quota, period = words[0], (words[1] if period_file is None else (cgroup / period_file).read_text().strip())
+            if quota not in ("max", "-1"):
+                return max(1, min(cores, -(-int(quota) // int(period))))
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(1, cores)

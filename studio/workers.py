@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 from studio import limits
 
-# processes: as many as cores (a generation is one thread of small products), at least two
-WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, os.cpu_count() or 2)))))
+# processes: as many as usable cores (a generation is one thread of small products), at least two
+WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, limits.usable_cores())))))
 # The shared processes run this much nicer than the app and its lanes: under load a batch of short
 # text requests gets the cores before a music, speech or handwriting generation (20 clients on 2
 # cores: text p95 3.4-3.95 s -> 2.8-2.9 s, the same throughput, docs/benchmarks.md); with idle

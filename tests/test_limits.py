@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import zipfile
 
@@ -195,3 +196,25 @@ def test_trim_malloc_runs_at_most_every_few_seconds(monkeypatch):
     assert limits._last_trim[0] == first
     limits.trim_malloc(every_seconds=0)
     assert limits._last_trim[0] >= first
+
+
+def test_usable_cores_follow_a_cgroup_quota(tmp_path):
+    """A container's CPU quota (cgroup v2 cpu.max, v1 cfs quota / period), rounded up, caps the
+    cores the affinity gives; no quota, or an unreadable one, leaves the affinity."""
+    affinity = len(os.sched_getaffinity(0))
+
+    def cores(files: dict) -> int:
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for name, content in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(content)
+        root.mkdir(exist_ok=True)
+        return limits.usable_cores(root)
+
+    assert cores({"cpu.max": "100000 100000\n"}) == 1
+    assert cores({"cpu.max": "150000 100000\n"}) == min(2, affinity)
+    assert cores({"cpu.max": "max 100000\n"}) == affinity
+    assert cores({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}) == 1
+    assert cores({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}) == affinity
+    assert cores({"cpu.max": "garbage\n"}) == affinity
+    assert cores({}) == affinity
