@@ -1,11 +1,13 @@
 """The probe's per-value work in one pass, compiled by numba (which librosa already brings): for
 every value of a layer's (rows, 6, H) block of i, f, g, o, c, h, the centred sums its correlation
-needs and the histogram slot its AUC needs (probe_stream.ProbeAccumulator keeps both). Compiled
-on first use and cached on disk next to this file (cache=True)."""
+needs and the histogram slot its AUC needs (probe_stream.ProbeAccumulator keeps both). numba is
+imported and the kernels compiled on first use (importing numba costs ~0.2 s, which every CLI
+command and the app would otherwise pay at start), then cached on disk next to this file."""
 
 from __future__ import annotations
 
-import numba
+import functools
+
 import numpy as np
 
 BINS = 1024
@@ -23,8 +25,25 @@ OFFSET = np.array([1, 1, HALF + 1, 1, HALF + 1, HALF + 1], np.float32)
 C = 4  # the cell state's index in experiments.QUANTITIES
 
 
-@numba.njit(nogil=True, fastmath=True, cache=True)
-def accumulate(block, y, shift, sums, counts):  # pragma: no cover (compiled)
+def accumulate(block, y, shift, sums, counts) -> None:
+    """See _accumulate (compiled on the first call)."""
+    _compiled()[0](block, y, shift, sums, counts)
+
+
+def auc(counts, hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """See _auc (compiled on the first call)."""
+    return _compiled()[1](counts, hidden)
+
+
+@functools.cache
+def _compiled():
+    import numba
+
+    return (numba.njit(nogil=True, fastmath=True, cache=True)(_accumulate),
+            numba.njit(nogil=True, cache=True)(_auc))
+
+
+def _accumulate(block, y, shift, sums, counts):  # pragma: no cover (compiled)
     """Add one layer's rows to its sums and (when counts is not None) histograms.
 
     block (rows, 6, H) float32; y (rows,) float32, the track (an on-row: y > 0); shift (6, H)
@@ -78,8 +97,7 @@ def accumulate(block, y, shift, sums, counts):  # pragma: no cover (compiled)
                 sums[2, q, u0 + k] += sy[k]
 
 
-@numba.njit(nogil=True, cache=True)
-def auc(counts, hidden):  # pragma: no cover (compiled)
+def _auc(counts, hidden):  # pragma: no cover (compiled)
     """Per (layer, quantity, unit) of counts (layers, 6, 2 x H x SLOTS), accumulate's histograms:
     (AUC, on-steps, off-steps). The AUC is the chance that an on-step's value is above an off-step's,
     ties (one slot) counted half: one pass over the slots in order."""

@@ -5,12 +5,14 @@ hands the interpreter lock back and waits for it again. Under load (20 clients, 
 once) the server used 0.65 of its 2 cores while requests waited 10 s: the lock, not the cores, was
 the limit. A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
 `spawn`ed: no fork of a threaded server; any of them runs any domain); the server's threads only
-wait on it, and do the drawing and the files. The Generation comes back serialised (text, 400 characters: 7.6 MB, 7 ms).
+wait on it, and do the drawing and the files. The Generation comes back serialised (text, 400
+characters: 7.6 MB, 7 ms).
 
 Models reach a worker once, with the first request it gets for them (a model trained in the Train
 tab too), and stay there. Everything crosses by multiprocessing's own serialisation of the app's
-in-memory objects, never a file: checkpoints are only ever read as safetensors + JSON, by the app. A request's deadline goes with it (time.monotonic is one clock
-for every process). A worker that dies is started again at the next request.
+in-memory objects, never a file: checkpoints are only ever read as safetensors + JSON, by the app.
+A request's deadline goes with it (time.monotonic is one clock for every process). A worker that
+dies is started again at the next request.
 
 Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate in-process).
 """

@@ -124,8 +124,8 @@ def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: in
     Returns `parts` iterators over disjoint groups of the pieces (one per thread), each running its
     pieces' burn-in first (in the thread that reads it), then yielding per `chunk` steps (blocks,
     positions): blocks[k] the (rows, 6, H) gates of layer k (i, f, g, o, c, h), positions (rows,)
-    the index of each row's character in the text (rows in no order). An iterator's next chunk overwrites its blocks: read
-    them before asking for it. `gemm_dtype`: see LSTMCore.trace_stepped (bfloat16 products for speed)."""
+    the index of each row's character in the text (rows in no order). An iterator's next chunk
+    overwrites its blocks: read them before asking for it. `gemm_dtype`: see LSTMCore.trace_stepped (bfloat16 products for speed)."""
     ids, _ = loaded.codec.encode(text)
     n = len(ids)
     if n == 0:
