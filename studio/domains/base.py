@@ -20,7 +20,7 @@ handwriting: the mixture's parameters; speech: the next frames and the stop prob
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -31,8 +31,59 @@ import torch
 from studio.lstm import Hook
 from studio.trace import Trace
 
-REQUIRED = ("NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
-            "features", "render", "write_files", "fused", "tiny", "example")
+# What every caller relies on; tests/test_contract.py checks every domain provides each.
+REQUIRED = ("NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
+            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of")
+
+# What a domain may do differently, with the default every other domain gets (module attribute ->
+# default). `studio.domains.member(domain, name)` reads a member through this table, so shared code
+# never asks which domain it holds and never loses a feature silently to a missing attribute.
+#   custom_feature(sequence, name) -> per-step track or None: a feature named by the user (text: a regex)
+#   CUSTOM_FEATURE_HINT: how the experiments panel invites a custom feature ("" = only the listed ones)
+#   references(loaded) -> [Reference]: long inputs of the model's own (text: its validation text)
+#   step_divergence(plain, changed) -> (per-step values or None, what they measure): two generations'
+#       next-step predictions compared (default: KL of the softmax over "logits")
+#   TOKENS: outputs are discrete tokens (an intervention's first divergence is where sampled tokens
+#       differ; otherwise where the prediction first moves)
+#   trace_chunks(loaded, sequence) -> iterator of (Trace, part): a long input read in pieces (None: read whole)
+#   fast_probe(loaded, sequence, track, top) -> hits, or None: a probe faster than the exact chunked one
+#   sequence_from_text(text) -> sequence, or None: an API call's plain-text input (text: the text itself)
+#   generate_batch(loaded, [settings]) -> [Generation], or None: several requests stepped together
+#   WORKER_LANE: worker processes of its own for batched generation (0 = the shared pool)
+OPTIONAL = {
+    "custom_feature": None,
+    "CUSTOM_FEATURE_HINT": "",
+    "references": None,
+    "step_divergence": None,
+    "TOKENS": False,
+    "trace_chunks": None,
+    "fast_probe": None,
+    "sequence_from_text": None,
+    "generate_batch": None,
+    "WORKER_LANE": 0,
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A long input a model offers for the probe and the pattern match (a text model's validation text)."""
+
+    label: str  # what the menu shows
+    value: str  # the menu's value
+    read: Callable[[], Any]  # -> the sequence (read when chosen: it may be a large file)
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a domain trains from a user's files: what `python -m studio train DOMAIN --data ...`, the
+    Train tab and studio.jobs rely on (studio.jobs keeps no list of its own)."""
+
+    suffixes: frozenset[str]  # file types the user's data may be, lower case with the dot (zips are opened)
+    what: str  # the data in words, for messages and the tab ("text files", "stroke files with transcripts")
+    prepare: Callable[[list[Path], Path], tuple[list[Path], list[dict]]]  # (files, work folder) ->
+    #   (what --data is given, {"name", "bytes", "sha256"} per file read); ValueError with a sentence
+    shape_flags: Callable[[tuple[int, int, int]], list[str]]  # (hidden, layers, embed) of a size preset -> CLI flags
+    corpora: tuple[str, ...] = ()  # shipped corpus files (in the data folder) the tab offers
 
 
 @dataclass
@@ -74,7 +125,7 @@ class Generation:
 @dataclass
 class View:
     """What the viewer shows of a trace: one layer, one unit painted on the output by one quantity,
-    heatmap rows in one order. Every tab and `render` read the same record."""
+    heatmap rows in one order. Every tab reads the same record."""
 
     layer: int = 0
     unit: int = 0
@@ -89,7 +140,8 @@ class Domain(Protocol):
     NAME: str  # "text": the CLI's word and the card's domain
     TITLE: str  # the tab's title
     DEFAULT_MODEL: Path  # the shipped checkpoint stem the CLI uses when --model is not given
-    Settings: type  # the generation settings dataclass (defaults = the tab's defaults)
+    Settings: type  # the generation settings dataclass (defaults = the tab's defaults), with one `seed` field
+    TRAINING: Training  # how it trains from a user's files
 
     def load(self, stem, device="cpu") -> LoadedModel: ...
 
@@ -107,9 +159,6 @@ class Domain(Protocol):
         """Named per-step tracks, one value per step of score(loaded, sequence).trace. Tracks that
         need the model (a window position) come from `scored` and are left out without it."""
 
-    def render(self, generation: Generation, view: View) -> Any:
-        """The output with `view.unit` painted on it (HTML for text, a Figure otherwise)."""
-
     def write_files(self, generation: Generation, folder: Path) -> dict[str, Path]:
         """The downloads of one generation ({label: path}; the trace .npz is written by the caller)."""
 
@@ -121,6 +170,15 @@ class Domain(Protocol):
 
     def example(self) -> tuple[Any, Any]:
         """(sequence, settings): a short input for score and short settings for generate (tests, docs)."""
+
+    def explainable(self, loaded: LoadedModel, sequence: Any) -> tuple[Scored, Any]:
+        """(scored, studio.explain's view of the model over `sequence`): what "ask why" needs."""
+
+    def track(self, generation: Generation) -> dict:
+        """The viewer's strip for a generation (kind "text", "roll", "pen", ... and its data)."""
+
+    def sequence_of(self, generation: Generation) -> Any:
+        """A generation's output as the sequence `score` reads (to read it again, teacher-forced)."""
 
 
 def missing_parts(domain) -> list[str]:
