@@ -122,7 +122,9 @@ def test_griffin_lim_is_torch_stft_and_istft_written_out():
         magnitude = np.abs(rng.standard_normal((n_fft // 2 + 1, frames))).astype(np.float32)
         ours, theirs = speech_codec.griffin_lim(magnitude, n_iter=8, seed=5), reference(magnitude, 8, 5)
         assert ours.shape == theirs.shape == ((frames - 1) * hop,)
-        np.testing.assert_allclose(ours, theirs, atol=1e-5 * np.abs(theirs).max())
+        # 8 iterations renormalise the phases, which amplifies float32 rounding where a bin's magnitude
+        # is near 0; which FFT kernels run depends on the CPU (3.1e-6 of a 0.28 peak on one machine)
+        np.testing.assert_allclose(ours, theirs, atol=3e-5 * np.abs(theirs).max())
 
 
 def test_prepare_audio_resamples_mixes_down_and_caps():
