@@ -162,7 +162,8 @@ def train_slice(argv: list[str], log_path: str) -> int:
     its output appended to the job's log; the exit status (a command line's `error: ...` lands in the log)."""
     from studio.__main__ import main
 
-    with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out):
+    # (the app turns gradients off for its own thread; a lent call's thread trains)
+    with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), torch.enable_grad():
         try:
             return int(main(list(argv)) or 0)
         except SystemExit as exit:

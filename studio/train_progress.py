@@ -32,7 +32,9 @@ class ProgressFile:
         if not append:  # a resumed run (the next slice of one) goes on in the same file
             self.path.write_text("", encoding="utf-8")
         self.domain, self.model, self.codec, self.card = domain, model, codec, card or {}
-        self.started = time.perf_counter()
+        # seconds go on from where the file stopped when a resumed run (the next slice) appends to it
+        before = [line["seconds"] for line in read(self.path) if "seconds" in line] if append else []
+        self.started = time.perf_counter() - (before[-1] if before else 0.0)
         self.last_written = 0.0
         self.snapshots = len(list(self.path.parent.glob("learn-*.png"))) if append else 0  # pictures keep counting
 
