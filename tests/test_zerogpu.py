@@ -171,3 +171,29 @@ def test_a_cancel_reaches_a_slice_through_its_stop_file(zero_gpu, tmp_path, corp
     assert status["status"] == "done" and "Cancelled; the best checkpoint so far is kept" in status["message"]
     assert job.process is None and len(zero_gpu.calls) == 1  # stopped inside its one lent call
     assert any(line.get("interrupted") for line in train_progress.read(job.progress_path))
+
+
+def test_integrated_gradients_borrow_the_gpu_and_answer_as_on_the_cpu(zero_gpu, text_loaded, caplog):
+    from studio import explain
+    from studio.ui.explain_panel import explanation
+
+    generation = text.generate(text_loaded, text.TextSettings("Twinkle", 20))
+    event = {"step": 12, "layer": 1, "unit": 3}
+    with caplog.at_level("WARNING", logger="studio.gpu"):
+        lent = explanation(text, text_loaded, generation, event, None, "integrated_gradients")
+    assert zero_gpu.calls == [("lent_gpu_60s", 60)] and "runs on the CPU" not in caplog.text
+    explanation(text, text_loaded, generation, event, None, "gradient_x_input")
+    assert len(zero_gpu.calls) == 1  # the quick method stays on the CPU
+    here = explain.explain_sequence(text, text_loaded, text.sequence_of(generation), 12, 1, 3, None, "integrated_gradients")
+    assert lent["topk"] == here["topk"] and lent["saliency"] == pytest.approx(here["saliency"], abs=1e-6)
+    assert next(text_loaded.model.parameters()).device.type == "cpu"  # the lent call had its own copy
+
+
+def test_a_refused_analysis_runs_on_the_cpu(zero_gpu, caplog):
+    zero_gpu.refuse_after = 0
+    with caplog.at_level("WARNING", logger="studio.gpu"):
+        assert gpu.long_call(divmod, 7, 2) == (3, 1)
+    assert zero_gpu.calls == [("lent_gpu_60s", 60)] and "the GPU call was refused" in caplog.text
+    with caplog.at_level("WARNING", logger="studio.gpu"):
+        assert gpu.long_call(lambda x: x + 1, 1) == 2  # a lambda cannot be pickled to a lent call: it runs here
+    assert len(zero_gpu.calls) == 1 and "cannot go to a GPU call" in caplog.text
