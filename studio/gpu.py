@@ -42,9 +42,11 @@ try:  # preinstalled on Spaces, never a requirement: without it nothing here bor
 except ImportError:
     spaces = None
 
-DURATIONS = (60, 120)  # the lent calls' lengths in seconds; ZeroGPU refuses longer ones to most visitors
-# a training slice's training time: its call (120 s) also loads the data and model and may validate once
+DURATIONS = (60, 120)  # the lent calls' lengths in seconds: ZeroGPU serves short calls first, and caps a call's
+# length by the visitor's tier (a few minutes at most); the quota check asks for the whole length up front
+# a training slice's training time: its 120 s call also loads the data and the model and may validate once
 SLICE_SECONDS = float(os.environ.get("LSTM_STUDIO_GPU_SLICE_S", "100"))
+SLICE_SETUP_SECONDS = 20  # what a slice's call needs beyond its training time (data, model, the first CUDA use)
 REFUSALS = ("quota", "zerogpu", "no gpu was available", "gpu task aborted")  # what a refused call's error says
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,7 @@ def train_in_slices(argv: list[str], progress, log_path, stop_file, cancelled=la
     trainer (perhaps in another process) reads as Ctrl-C: it validates, keeps the best and ends the run."""
     from studio import train_progress
 
-    seconds = slice_seconds or SLICE_SECONDS
+    seconds = min(slice_seconds or SLICE_SECONDS, DURATIONS[-1] - SLICE_SETUP_SECONDS)  # a longer call is cut off
     stop_file, finished = Path(stop_file), threading.Event()
 
     def watch():  # a cancel reaches a trainer it cannot signal through the stop file
@@ -202,7 +204,7 @@ def train_in_slices(argv: list[str], progress, log_path, stop_file, cancelled=la
         while True:
             try:
                 code = lend(train_slice, [*argv, *resume, "--slice-seconds", f"{seconds:g}", "--stop-file", str(stop_file)],
-                            str(log_path), seconds=seconds + 20)
+                            str(log_path), seconds=seconds + SLICE_SETUP_SECONDS)
             except Exception as error:
                 if not refused(error):
                     raise
