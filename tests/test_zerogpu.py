@@ -197,3 +197,24 @@ def test_a_refused_analysis_runs_on_the_cpu(zero_gpu, caplog):
     with caplog.at_level("WARNING", logger="studio.gpu"):
         assert gpu.long_call(lambda x: x + 1, 1) == 2  # a lambda cannot be pickled to a lent call: it runs here
     assert len(zero_gpu.calls) == 1 and "cannot go to a GPU call" in caplog.text
+
+
+def test_a_resumed_budget_goes_on_where_it_stopped_and_a_spent_one_starts_afresh(tmp_path, codec, corpus, model_factory):
+    """studio.train with --minutes: a slice stops with the budget's clock in the resume state; resuming goes on
+    with the time left (no second warmup); resuming a run that spent its budget starts a fresh schedule."""
+    from studio.train import TrainConfig, train
+
+    split = text.split_train_val(corpus)
+    task = text.TextTask(codec.encode(split[0])[0], codec.encode(split[1])[0], 8, 32)
+    config = TrainConfig(steps=100_000, lr=1e-2, eval_every=10_000, device="cpu", seed=0, minutes=0.02)  # 1.2 s
+    out, card = tmp_path / "m", text.make_card(model_factory(codec.size), codec)
+    first, second, third = [], [], []
+    metrics = train(model_factory(codec.size), task, config, out=out, card=card, on_progress=first.append, slice_seconds=0.4)
+    assert metrics["sliced"] and checkpoint.read_card(str(out) + ".resume")["resume"]["spent_seconds"] < 1.2
+    metrics = train(model_factory(codec.size), task, config, out=out, card=card, resume=True, on_progress=second.append)
+    assert "sliced" not in metrics and second[0].step == first[-1].step + 1
+    assert second[0].lr <= first[-1].lr * 1.0001 and second[-1].lr == pytest.approx(config.lr * config.min_lr_ratio, rel=0.05)
+    spent = checkpoint.read_card(str(out) + ".resume")["resume"]["spent_seconds"]
+    assert spent >= 1.2 and spent < 1.2 + 0.6 + 0.5  # one budget, however it was cut
+    train(model_factory(codec.size), task, config, out=out, card=card, resume=True, on_progress=third.append)
+    assert third[0].step == second[-1].step + 1 and third[0].lr < 0.5 * config.lr  # a fresh warmup
