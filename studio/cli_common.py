@@ -52,9 +52,13 @@ def add_train_flags(parser, steps: int | None, lr: float, eval_every: int | None
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when there is one)")
     parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: 1 on a machine of 2 cores or fewer, "
                         "else half the cores up to 8: two threads on two cores run ~20x slower)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.*")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.* (with --minutes, a run that "
+                        "had not spent its budget goes on with the same schedule and the time left; --progress appends)")
     parser.add_argument("--progress", help="also write the progress as JSON lines here, with a sample and a picture "
                         "of the gates at each validation (studio/train_progress.py)")
+    parser.add_argument("--slice-seconds", type=float, help="stop after this many seconds with the resume state saved, "
+                        "for --resume to go on (a run cut into GPU calls of bounded length, studio/gpu.py)")
+    parser.add_argument("--stop-file", help="stop as on Ctrl-C (validate, keep the best) when this file appears")
     parser.add_argument("--source", help="where the data comes from, for the model card (speech builds its corpus from it)")
     parser.add_argument("--licence", help="the data's licence, for the model card")
 
@@ -136,11 +140,12 @@ def run_training(domain: str, model, task, args, card: dict, val_name: str, val_
     if getattr(args, "progress", None) and is_main_process():
         from studio.train_progress import ProgressFile
 
-        watcher = ProgressFile(args.progress, domain, model, codec, card)
+        watcher = ProgressFile(args.progress, domain, model, codec, card, append=args.resume)
     both = on_progress if watcher is None else (lambda p: (on_progress(p), watcher(p)))
-    metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=both)
+    metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=both,
+                    slice_seconds=getattr(args, "slice_seconds", None), stop_file=getattr(args, "stop_file", None))
     close_progress()
-    if watcher is not None:
+    if watcher is not None and not metrics.get("sliced"):  # a slice's run goes on: not done yet
         watcher.finish(metrics, args.out)
     if is_main_process() and checkpoint.paths(args.out)[1].exists():
         saved = checkpoint.read_card(args.out)
@@ -150,6 +155,8 @@ def run_training(domain: str, model, task, args, card: dict, val_name: str, val_
     print(f"best_{val_name}: {metrics['best_val_loss']:.4f}")
     if metrics.get("interrupted"):
         print("stopped by hand: the best checkpoint so far is kept", file=sys.stderr)
+    if metrics.get("sliced"):
+        print(f"slice ended at step {metrics['steps_done']}: --resume goes on", file=sys.stderr)
     print(f"trained: steps={metrics['steps_done']} tokens_per_s={metrics['tokens_per_s']:.0f} "
           f"best_val={metrics['best_val_loss']:.4f} out={args.out}")
     return metrics

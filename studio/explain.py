@@ -189,3 +189,11 @@ def core_weights(core) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(W_ih, W_hh, b_ih + b_hh) per layer of an LSTMCore, as numpy (anatomy's weights)."""
     return [(layer.weight_ih_l0.detach().cpu().numpy(), layer.weight_hh_l0.detach().cpu().numpy(),
              (layer.bias_ih_l0 + layer.bias_hh_l0).detach().cpu().numpy()) for layer in core.layers]
+
+
+def explain_sequence(domain, loaded, sequence, step: int, layer: int = 0, unit: int = 0, target: Any = None,
+                     method: str = "gradient_x_input") -> dict:
+    """explain() of a sequence read afresh (domain.explainable): what a lent GPU call runs (studio.gpu), since
+    an Explainable's closures cannot be pickled over to it."""
+    scored, ex = domain.explainable(loaded, sequence)
+    return explain(scored.trace, ex, step, layer, unit, target, method)

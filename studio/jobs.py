@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio import checkpoint, limits, train_progress
+from studio import checkpoint, gpu, limits, train_progress
 
 REPO = Path(__file__).resolve().parent.parent
 USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
@@ -266,18 +267,38 @@ class Trainer:
             self._run(self.jobs[job_id])
 
     def _run(self, job: Job) -> None:
+        """The job in its own CPU process; on a ZeroGPU Space in slices of lent GPU calls (studio.gpu), and the
+        rest in that CPU process (resumed) when a GPU call is refused. A cancel that no process can hear
+        (before it starts, between slices) is a stop file the trainer reads as Ctrl-C."""
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        log = (job.folder / "train.log").open("w", encoding="utf-8")
-        try:
+        log_path, stop = job.folder / "train.log", job.folder / "stop"
+        command, code = job.command, 0
+        if gpu.available():
             with self.lock:
-                if "Cancelling" in job.message:  # cancelled between leaving the queue and here
+                if "Cancelling" in job.message:
                     job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
                     return
-                job.process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               preexec_fn=_lower_priority if hasattr(os, "nice") else None)
-            code = job.process.wait()
-        finally:
-            log.close()
+            try:
+                outcome = gpu.train_in_slices(job.command[3:], job.progress_path, log_path, stop,
+                                              cancelled=lambda: "Cancelling" in job.message)
+            except Exception as error:  # the worker thread must outlive a failed job
+                outcome = "failed"
+                with log_path.open("a", encoding="utf-8") as log:
+                    print(f"error: the GPU training call failed: {error}", file=log)
+            code = 0 if outcome == "done" else 1
+            command = [*job.command, "--resume", "--stop-file", str(stop)] if outcome == "cpu" else None
+        if command is not None:
+            with log_path.open("a", encoding="utf-8") as log:
+                with self.lock:
+                    if "Cancelling" in job.message:
+                        if command is job.command:  # cancelled between leaving the queue and here
+                            job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
+                            return
+                        stop.touch()
+                    job.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                   preexec_fn=_lower_priority if hasattr(os, "nice") else None)
+                code = job.process.wait()
+        _plain_command_in_card(job)
         job.finished = time.time()
         tail = (job.folder / "train.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
         errors = [line for line in tail if line.startswith("error:")]
@@ -312,3 +333,12 @@ def _lower_priority() -> None:
     lost ~20% of its speed (its helper threads could not use the idle core), measured in
     docs/benchmarks.md."""
     os.nice(5)
+
+
+def _plain_command_in_card(job: Job) -> None:
+    """The card's command that trains the model again, without the flags that ran this job in slices
+    (--resume, --slice-seconds, --stop-file): the job's own command."""
+    if checkpoint.paths(job.out)[1].exists():
+        card = checkpoint.read_card(job.out)
+        card["reproduce"] = "python -m studio " + shlex.join(job.command[3:])
+        checkpoint.write_card(job.out, card)

@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
-from studio import checkpoint, limits
+from studio import checkpoint, gpu, limits
 
 
 @dataclass
@@ -74,8 +74,9 @@ def time_learning_rate(elapsed: float, budget: float, config: TrainConfig) -> fl
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """"auto": cuda where this process may use it (on a ZeroGPU Space only inside a lent call, studio.gpu), else cpu."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if gpu.cuda_usable() else "cpu")
     return torch.device(name)
 
 
@@ -119,10 +120,19 @@ def train(
     card: dict | None = None,
     resume: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
+    slice_seconds: float | None = None,
+    stop_file=None,
 ) -> dict:
     """Train `model` on `task`. Saves the best-validation weights to OUT.safetensors/.json
     (card + metrics) and the latest full state to OUT.resume.* for `resume=True`.
-    Returns the final metrics."""
+    Returns the final metrics.
+
+    With a time budget the resume state also keeps the seconds of the budget spent, so that a resumed
+    run that had not finished goes on with the same schedule and the time left (a run that finished
+    starts a fresh schedule). `slice_seconds` ends this call after that much wall time with the resume
+    state saved (metrics["sliced"]): a run cut into GPU calls of bounded length (studio.gpu) resumes
+    it slice after slice. A `stop_file` that appears stops the run as Ctrl-C does (another process
+    asks a run it cannot signal to stop)."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = pick_device(config.device)
     rank, world_size = 0, 1
@@ -139,13 +149,18 @@ def train(
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
-    start_step, best_val = 0, math.inf
+    start_step, best_val, spent = 0, math.inf, 0.0
+    budget = config.minutes * 60 if config.minutes else None
     if resume and out is not None and checkpoint.paths(resume_paths(out))[1].exists():
         tensors, state_card = checkpoint.load(resume_paths(out))
         model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
         resume_state = state_card[checkpoint.RESUME_KEY]
         _restore_optimizer(optimizer, tensors, resume_state["optimizer_param_groups"])
         start_step, best_val = resume_state["step"], resume_state["best_val_loss"]
+        if budget is not None and resume_state.get("budget_seconds") == budget:
+            spent = float(resume_state.get("spent_seconds", 0.0))
+            if spent >= budget:  # that run used its budget: this one starts a fresh schedule
+                spent = 0.0
 
     wrapped = model
     if distributed:
@@ -159,15 +174,24 @@ def train(
         torch.set_num_threads(config.threads or training_threads())
     total = config.steps  # with a time budget: the steps it is expected to reach, at the speed so far
     tokens_seen, clock = 0, time.perf_counter()
-    deadline = clock + config.minutes * 60 if config.minutes else None
+    schedule_start = clock - spent  # where the budgeted schedule's clock started (before this call when resumed)
+    deadline = schedule_start + budget if budget else None
+    slice_end = clock + slice_seconds if slice_seconds else None
     last_check, done = clock, start_step  # done: steps whose update was applied
+    sliced = False
+
+    def schedule_state():  # what the resume state keeps of the budgeted schedule's clock
+        return {"budget_seconds": budget, "spent_seconds": time.perf_counter() - schedule_start} if budget else {}
+
     try:
         step = start_step
         while step < config.steps:
+            if stop_file is not None and os.path.exists(stop_file):
+                raise KeyboardInterrupt
             if deadline is None:
                 lr = learning_rate(step, config)
             else:
-                lr = time_learning_rate(time.perf_counter() - clock, deadline - clock, config)
+                lr = time_learning_rate(time.perf_counter() - schedule_start, budget, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             wrapped.train()
@@ -184,22 +208,26 @@ def train(
                 per_step = (now - clock) / (done - start_step)
                 total = min(config.steps, done + max(0, int((deadline - now) / per_step)))
             last = step == config.steps - 1 or (deadline is not None and now >= deadline)
+            sliced = not last and slice_end is not None and now >= slice_end
             val_loss = None
             if (step + 1) % config.eval_every == 0 or last or now - last_check >= config.checkpoint_seconds:
                 val_loss, best_val, metrics = _checkpoint(model, optimizer, task, out, card, config, step + 1, best_val,
-                                                          metrics, rank, distributed, device)
+                                                          metrics, rank, distributed, device, schedule_state())
                 last_check = time.perf_counter()
+            elif sliced and rank == 0 and out is not None:  # the next slice goes on from here
+                _save_resume(model, optimizer, out, card, step + 1, best_val, schedule_state())
             if on_progress is not None and rank == 0:
                 elapsed = time.perf_counter() - clock
                 speed = tokens_seen / elapsed if tokens_seen and elapsed > 0 else None
                 on_progress(Progress(step + 1, total, float(loss.detach()), lr, speed, val_loss, best_val))
-            if last:
+            if last or sliced:
                 break
             step += 1
     except KeyboardInterrupt:  # stopped by hand: what was learnt so far is validated and kept
-        if done > start_step:
+        sliced = False
+        if done > start_step or start_step > 0:  # (a resumed state, even with no step since, is worth keeping)
             _, best_val, metrics = _checkpoint(model, optimizer, task, out, card, config, done, best_val, metrics,
-                                               rank, distributed, device)
+                                               rank, distributed, device, schedule_state())
         metrics["interrupted"] = True
     finally:
         torch.set_num_threads(threads_before)
@@ -210,10 +238,12 @@ def train(
     elapsed = time.perf_counter() - clock
     metrics.update(best_val_loss=best_val, steps_done=done, tokens_per_s=tokens_seen / elapsed if elapsed > 0 else 0.0,
                    seconds=elapsed)
+    if sliced:
+        metrics["sliced"] = True
     return metrics
 
 
-def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device):
+def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device, schedule=None):
     """Validate; save the best weights and the resume state. (val_loss, best_val, metrics)."""
     val_loss = _validate(model, task, rank, distributed, device)
     if val_loss < best_val:
@@ -222,7 +252,7 @@ def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metri
             metrics = {"best_val_loss": best_val, "best_step": step}
             _save_best(model, out, card, config, metrics)
     if rank == 0 and out is not None:
-        _save_resume(model, optimizer, out, card, step, best_val)
+        _save_resume(model, optimizer, out, card, step, best_val, schedule)
     return val_loss, best_val, metrics
 
 
@@ -245,11 +275,12 @@ def _save_best(model, out, card, config, metrics):
     checkpoint.save(out, model.state_dict(), card)
 
 
-def _save_resume(model, optimizer, out, card, step, best_val):
+def _save_resume(model, optimizer, out, card, step, best_val, schedule=None):
     optim_tensors, param_groups = _optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
     state_card = {
         **(card or {}),
-        checkpoint.RESUME_KEY: {"step": step, "best_val_loss": best_val, "optimizer_param_groups": param_groups},
+        checkpoint.RESUME_KEY: {"step": step, "best_val_loss": best_val, "optimizer_param_groups": param_groups,
+                                **(schedule or {})},
     }
     checkpoint.save(resume_paths(out), tensors, state_card)

@@ -26,14 +26,17 @@ SAMPLE_CHARACTERS = 240
 
 
 class ProgressFile:
-    def __init__(self, path, domain: str, model=None, codec=None, card: dict | None = None):
+    def __init__(self, path, domain: str, model=None, codec=None, card: dict | None = None, append: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("", encoding="utf-8")
+        if not append:  # a resumed run (the next slice of one) goes on in the same file
+            self.path.write_text("", encoding="utf-8")
         self.domain, self.model, self.codec, self.card = domain, model, codec, card or {}
-        self.started = time.perf_counter()
+        # seconds go on from where the file stopped when a resumed run (the next slice) appends to it
+        before = [line["seconds"] for line in read(self.path) if "seconds" in line] if append else []
+        self.started = time.perf_counter() - (before[-1] if before else 0.0)
         self.last_written = 0.0
-        self.snapshots = 0
+        self.snapshots = len(list(self.path.parent.glob("learn-*.png"))) if append else 0  # pictures keep counting
 
     def write(self, line: dict) -> None:
         with self.path.open("a", encoding="utf-8") as file:

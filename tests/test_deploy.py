@@ -1,7 +1,8 @@
 """The app started the way a Hugging Face Space starts it (docs/deploy.md): `python app.py` in the
 repository root, GRADIO_SERVER_NAME=0.0.0.0 and the port from the environment, the caps set by
 environment variables; one request through gradio_client answers, an upload over the size cap is
-refused, and a request over the deadline comes back with a note."""
+refused, and a request over the deadline comes back with a note. Every binary file the repository holds is
+declared for LFS in .gitattributes (the Hub refuses binary files stored otherwise), and none is an LFS pointer."""
 
 from __future__ import annotations
 
@@ -87,3 +88,40 @@ def test_the_app_serves_a_request_as_a_space_with_the_caps_in_force(space, tmp_p
     upload = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.mid", big.read_bytes())}, timeout=60)
     assert upload.status_code == 413, upload.text  # and the server refuses the bytes of a client that does not
     assert "Traceback" not in log.read_text()
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def tracked_files(repo_root) -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=repo_root, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [name for name in listed.stdout.decode().split("\0") if name and (repo_root / name).is_file()]
+
+
+def is_binary(data: bytes) -> bool:
+    """Binary by content, as git and the Hub judge it: a NUL byte near the start, or not UTF-8 text."""
+    if b"\0" in data[:8000]:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_every_tracked_binary_file_is_declared_for_lfs_and_none_is_a_pointer(repo_root):
+    """The Hub refuses a push of binary files not stored with LFS/Xet: .gitattributes declares each binary
+    type the repository holds (so a clone of the Space with git-lfs stores them so); this repository itself
+    keeps the real files (git-lfs is never installed here), so a pointer among them is an accident."""
+    names = tracked_files(repo_root)
+    pointers = [name for name in names if (repo_root / name).read_bytes()[:100].startswith(LFS_POINTER)]
+    assert not pointers, f"LFS pointers where real files belong (was git-lfs installed in this clone?): {pointers}"
+    binary = [name for name in names if is_binary((repo_root / name).read_bytes())]
+    assert binary  # the checkpoints at least
+    answer = subprocess.run(["git", "check-attr", "-z", "--stdin", "filter"], cwd=repo_root, capture_output=True,
+                            input="\0".join(binary).encode() + b"\0", check=True).stdout.decode().split("\0")
+    filters = dict(zip(answer[0::3], answer[2::3], strict=False))
+    undeclared = sorted({Path(name).suffix or name for name in binary if filters.get(name) != "lfs"})
+    assert not undeclared, f"binary file types without an LFS line in .gitattributes: {undeclared}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import cli_experiments, experiments, reference
+from studio import cli_experiments, experiments, gpu, reference
 from studio.domains.base import Generation
 from studio.lstm import GATE_NAMES
 from studio.ui import inputs
@@ -169,8 +169,8 @@ def comparison(domain, models: dict, loaded, generation: Generation, model_b: st
     """(answer with CKA per layer pair, the second viewer's value: model B's trace of the same output)."""
     other = loaded if model_b == SAME_MODEL or model_b not in models else models[model_b]
     sequence = domain.sequence_of(generation)
-    trace_a = domain.score(loaded, sequence).trace
-    trace_b = trace_a if other is loaded else domain.score(other, sequence).trace
+    trace_a = gpu.long_call(domain.score, loaded, sequence).trace
+    trace_b = trace_a if other is loaded else gpu.long_call(domain.score, other, sequence).trace
     pairs = cli_experiments.compare(trace_a, trace_b)
     track = domain.track(Generation(generation.result, trace_b, {}))
     answer = {"kind": "compare", "model_a": loaded.name, "model_b": other.name, "steps": min(trace_a.steps, trace_b.steps),
@@ -198,7 +198,7 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             if not isinstance(feature, str) or not feature.strip():
                 raise ValueError("Pick a feature (or, for text, type a regex).")
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
-            return reference.probe(domain, loaded, found, feature.strip(), limit=clamp_int(limit, 100, 200_000, 100_000))
+            return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(), limit=clamp_int(limit, 100, 200_000, 100_000))
         except (ValueError, IndexError) as error:
             return _failed(error)
 
@@ -213,7 +213,7 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
             if found[0].trace is not trace:  # the selection itself is always shown among the matches
                 found.insert(0, reference.Source("this output", None, trace))
-            return reference.pattern(domain, loaded, trace, clamp_int(layer, 0, trace.num_layers - 1, 0), start, end,
+            return gpu.long_call(reference.pattern, domain, loaded, trace, clamp_int(layer, 0, trace.num_layers - 1, 0), start, end,
                                      number_or(threshold, 0.5), quantity if quantity in PATTERN_QUANTITIES else "h", found)
         except ValueError as error:
             return _failed(error)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import explain
+from studio import explain, gpu
 from studio.ui import inputs
 from studio.ui.common import clamp_int, endpoint_input, endpoint_model
 
@@ -63,8 +63,10 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
     unit = clamp_int(event.get("unit"), 0, trace.hidden_size - 1, 0)
     target = target.strip() if isinstance(target, str) and target.strip() else None
     try:
-        answer = explain.explain(trace, ex, step, layer, unit, target, method if method in dict(METHODS).values()
-                                 else "gradient_x_input")
+        method = method if method in dict(METHODS).values() else "gradient_x_input"
+        answer = (gpu.long_call(explain.explain_sequence, domain, loaded, domain.sequence_of(generation), step, layer, unit,
+                                target, method) if method == "integrated_gradients"  # the long one: a lent GPU on ZeroGPU
+                  else explain.explain(trace, ex, step, layer, unit, target, method))
     except ValueError as error:  # a target the model cannot have: say so, keep the rest
         answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")
         answer["note"] = str(error)
@@ -95,10 +97,13 @@ def explain_api(loaded_by_domain: dict):
             sequence = endpoint_input(module, loaded, text, file)
             scored, ex = module.explainable(loaded, sequence)
             trace = scored.trace
-            return explain.explain(trace, ex, clamp_int(step, 0, trace.steps - 1, 0), clamp_int(layer, 0, trace.num_layers - 1, 0),
-                                   clamp_int(unit, 0, trace.hidden_size - 1, 0),
-                                   target.strip() if isinstance(target, str) and target.strip() else None,
-                                   method if method in dict(METHODS).values() else "gradient_x_input")
+            args = (clamp_int(step, 0, trace.steps - 1, 0), clamp_int(layer, 0, trace.num_layers - 1, 0),
+                    clamp_int(unit, 0, trace.hidden_size - 1, 0),
+                    target.strip() if isinstance(target, str) and target.strip() else None,
+                    method if method in dict(METHODS).values() else "gradient_x_input")
+            if args[-1] == "integrated_gradients":  # the long one: in a lent GPU call on ZeroGPU (studio.gpu)
+                return gpu.long_call(explain.explain_sequence, module, loaded, sequence, *args)
+            return explain.explain(trace, ex, *args)
         except ValueError as error:
             raise gr.Error(str(error)) from None
 
