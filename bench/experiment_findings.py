@@ -218,7 +218,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
             # sampled: prompt up to the opening mark and the quotation's first word, then LENGTH characters
             prompt = corpus[begin : match.start()] + first_word
             generation = text.generate(loaded, text.Settings(prompt=prompt, length=SAMPLED_LENGTH,
-                                                             sampling=SamplingConfig(seed=k)), hooks=make_hooks(opening))
+                                                             seed=k), hooks=make_hooks(opening))
             written = generation.result.prompt + generation.result.text
             found = closing.match(written, opening)
             closed.append(found is not None)
@@ -226,7 +226,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
                 distance.append(found.end() - len(prompt))
             # teacher-forced: read the real quotation up to its closing mark; P(the closing mark next)
             read = corpus[begin : match.end() - 1]
-            generation = text.generate(loaded, text.Settings(prompt=read, length=1, sampling=SamplingConfig(seed=0)),
+            generation = text.generate(loaded, text.Settings(prompt=read, length=1, seed=0),
                                        hooks=make_hooks(opening))
             logits = torch.as_tensor(generation.distributions["logits"][len(read) - 1])
             log_p.append(float(torch.log_softmax(logits.double(), -1)[quote_index]))
@@ -282,7 +282,7 @@ def music_findings(data_dir: Path, report: dict, probe_only: bool = False) -> No
     def soprano(hooks):
         means = []
         for seed in seeds:
-            generation = music.generate(loaded, music.Settings(bars=8, sampling=SamplingConfig(temperature=1.0, seed=seed)),
+            generation = music.generate(loaded, music.Settings(bars=8, sampling=SamplingConfig(temperature=1.0), seed=seed),
                                         hooks=hooks)
             frames = [frame for frame in generation.result.frames if frame]
             means.append(np.mean([max(frame) for frame in frames]))

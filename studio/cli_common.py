@@ -4,6 +4,7 @@ loading a checkpoint, the training run with its progress bar and card, and the `
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -192,13 +193,6 @@ def add_explain_command(parser, domain) -> None:
     parser.set_defaults(run=lambda args: run_explain(domain, args))
 
 
-def with_seed(settings, seed: int):
-    """A domain's settings with its seed set (it lives in .seed or in .sampling.seed)."""
-    holder = settings.sampling if hasattr(settings, "sampling") else settings
-    holder.seed = int(seed)
-    return settings
-
-
 def run_explain(domain, args) -> int:
     import json
 
@@ -209,7 +203,7 @@ def run_explain(domain, args) -> int:
         if args.input:
             sequence = domain.read_input(args.input, loaded)
         else:
-            sequence = domain.sequence_of(domain.generate(loaded, with_seed(domain.Settings(), args.seed)))
+            sequence = domain.sequence_of(domain.generate(loaded, dataclasses.replace(domain.Settings(), seed=args.seed)))
         scored, ex = domain.explainable(loaded, sequence)
         answer = explain.explain(scored.trace, ex, args.step, args.layer, args.unit, args.target, args.method)
     except ValueError as error:

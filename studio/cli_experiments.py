@@ -3,13 +3,14 @@ from the command line, the same for every domain (they need only the contract)."
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
 import torch
 
 from studio import experiments, limits, probe_stream
-from studio.cli_common import add_model_flag, load_or_exit, with_seed
+from studio.cli_common import add_model_flag, load_or_exit
 
 
 def add_probe_command(parser, domain) -> None:
@@ -141,7 +142,7 @@ def generate_both(domain, loaded, settings, hooks: list):
 def intervene(domain, loaded, seed: int, hooks: list, settings=None) -> dict:
     """Generate twice with `settings` (default: the tab's defaults) and `seed`, plainly and with
     `hooks`: both outputs (the shown labels joined) and how they differ (`differences`)."""
-    plain, changed = generate_both(domain, loaded, with_seed(settings or domain.Settings(), seed), hooks)
+    plain, changed = generate_both(domain, loaded, dataclasses.replace(settings or domain.Settings(), seed=int(seed)), hooks)
     shown = {}
     for name, generation in (("original", plain), ("changed", changed)):
         labels = generation.trace.labels[generation.trace.shown_from :]

@@ -12,7 +12,7 @@ A long text is traced in chunks (the domain's `trace_chunks`), never holding eve
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from studio import cli_experiments, experiments
-from studio.cli_common import with_seed
 from studio.trace import Trace
 
 DATA_DIR = Path(os.environ.get("LSTM_STUDIO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -76,16 +75,11 @@ def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200
     if choice == "generations":
         if generation.settings is None:
             raise ValueError("This output does not say how it was made; generate again.")
-        seed = _seed_of(generation.settings)
+        seed = int(generation.settings.seed)
         for k in range(1, MORE_GENERATIONS + 1):
-            more = domain.generate(loaded, with_seed(copy.deepcopy(generation.settings), seed + k))
+            more = domain.generate(loaded, dataclasses.replace(generation.settings, seed=seed + k))
             found.append(Source(f"seed {seed + k}", domain.sequence_of(more), more.trace))
     return found
-
-
-def _seed_of(settings) -> int:
-    holder = settings.sampling if hasattr(settings, "sampling") else settings
-    return int(getattr(holder, "seed", 0) or 0)
 
 
 def _traced(domain, loaded, source: Source):

@@ -26,10 +26,10 @@ def same_generation(a, b) -> None:
     assert np.array_equal(a.distributions["logits"], b.distributions["logits"])
 
 
-REQUESTS = [text.TextSettings(prompt="The ", length=40, sampling=SamplingConfig(seed=1)),
-            text.TextSettings(prompt="", length=7, sampling=SamplingConfig(seed=2, temperature=1.2, top_k=5)),
+REQUESTS = [text.TextSettings(prompt="The ", length=40, seed=1),
+            text.TextSettings(prompt="", length=7, sampling=SamplingConfig(temperature=1.2, top_k=5), seed=2),
             text.TextSettings(prompt="Ab?", length=25, sampling=SamplingConfig(temperature=0)),
-            text.TextSettings(prompt="x" * 30, length=1, sampling=SamplingConfig(seed=4, top_p=0.5))]
+            text.TextSettings(prompt="x" * 30, length=1, sampling=SamplingConfig(top_p=0.5), seed=4)]
 
 
 def test_a_product_gives_a_row_the_same_bits_in_any_batch():

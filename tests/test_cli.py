@@ -67,7 +67,7 @@ def test_generate_to_file(trained, tmp_path, run_cli):
     assert written.startswith("Twinkle") and len(written) == len("Twinkle") + 40
 
     # the same request in-process gives the same text: the CLI adds nothing of its own
-    settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5, seed=11))
+    settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5), seed=11)
     expected = text.generate(text.load(stem), settings).result
     assert written == expected.prompt + expected.text
 

@@ -211,7 +211,7 @@ def test_bars_and_tempo_are_clamped_with_notes():
 def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
     primer = music.Primer([[60, 64, 67], [62, 65, 69]], [], "test primer")
-    settings = music.MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0, seed=7))
+    settings = music.MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0), seed=7)
     generation = music.generate(as_loaded(model), settings)
     result, trace = generation.result, generation.trace
     assert result.frames[:2] == primer and result.primer_frames == 2
@@ -242,7 +242,7 @@ def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
 
 def test_render_piano_roll_and_audio(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
-    generation = music.generate(as_loaded(model), music.MusicSettings(bars=1, sampling=SamplingConfig(seed=1)))
+    generation = music.generate(as_loaded(model), music.MusicSettings(bars=1, seed=1))
     result, trace = generation.result, generation.trace
     roll, note_values, frame_values = piano_roll_arrays(trace, 0, "tanh_c", 3)
     assert roll.shape == (len(result.frames), model.codec.num_pitches)

@@ -89,7 +89,7 @@ def test_a_three_four_primer_is_cut_counted_and_written_in_three_four(tmp_path):
     short = music.read_primer(midi_file(tmp_path / "short.mid", [("Melody", 0, 0, waltz(4, last_beats=2))],
                                         metre=[(0, 3, 4)], tempos=[(0, 96.0)]), loaded.codec)
     assert len(short) == 11
-    settings = music.MusicSettings(bars=2, primer=short, sampling=SamplingConfig(temperature=1.0, seed=1))
+    settings = music.MusicSettings(bars=2, primer=short, sampling=SamplingConfig(temperature=1.0), seed=1)
     generation = music.generate(loaded, settings)
     result = generation.result
     assert len(result.frames) == 18 and result.bars == 2  # six bars of 3/4 in all, ending on a bar line
@@ -128,7 +128,7 @@ def test_a_tempo_change_plays_as_written_and_the_continuation_keeps_the_last_tem
     assert primer == [[60 + k] for k in range(8)]  # quarters through the tempo map: the change moves no note
     assert [(q, round(bpm, 3)) for q, bpm in primer.tempos] == [(0.0, 120.0), (4.0, 60.0)]
     result = music.generate(loaded, music.MusicSettings(bars=1, primer=primer,
-                                                        sampling=SamplingConfig(temperature=1.0, seed=0))).result
+                                                        sampling=SamplingConfig(temperature=1.0), seed=0)).result
     assert len(result.frames) == 12 and result.tempo_bpm == pytest.approx(60.0)
     assert any("changes tempo" in note and "keeps 60" in note for note in result.notes)
     music.write_music(result, tmp_path / "out.mid")

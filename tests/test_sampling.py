@@ -103,7 +103,8 @@ def generate(model, codec, traced=True, **sampling):
     """(result, trace) of one seeded generation."""
     from studio.domains.base import LoadedModel
 
-    settings = text.TextSettings(prompt="Twinkle", length=60, sampling=SamplingConfig(**{"temperature": 1.0, **sampling}))
+    seed = sampling.pop("seed", 0)
+    settings = text.TextSettings(prompt="Twinkle", length=60, sampling=SamplingConfig(**{"temperature": 1.0, **sampling}), seed=seed)
     generation = text.generate(LoadedModel("t", model, codec, {}), settings, traced=traced)
     return generation.result, generation.trace
 

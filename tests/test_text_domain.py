@@ -22,7 +22,7 @@ GENERATE = importlib.import_module("studio.domains.text.generate")
 
 
 def settings(prompt="Twinkle", length=30, seed=0, temperature=1.0) -> text.TextSettings:
-    return text.TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature, seed=seed))
+    return text.TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature), seed=seed)
 
 
 def run(loaded, request, **options):

@@ -117,10 +117,9 @@ def test_viewer_exports_its_view_as_png_and_svg(studio_url, chromium_page):
 
 def test_export_view_draws_the_requested_steps_and_unit(tmp_path, text_loaded):
     from studio.domains import text
-    from studio.sampling import SamplingConfig
     from studio.ui.blocks import export_view
 
-    trace = text.generate(text_loaded, text.TextSettings("Tw", 60, SamplingConfig(seed=1))).trace
+    trace = text.generate(text_loaded, text.TextSettings("Tw", 60, seed=1)).trace
     path = export_view(trace, {"format": "svg", "layer": 1, "unit": 3, "order": "index", "start": 10, "end": 40}, tmp_path)
     assert path.endswith("layer1-unit3-steps10-39.svg")
     assert "<svg" in Path(path).read_text()[:500]

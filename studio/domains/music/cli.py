@@ -202,7 +202,7 @@ def run_generate(args) -> int:
     except music.MusicInputError as error:
         sys.exit(f"error: {error}")
     settings = music.MusicSettings(bars=args.bars, primer=primer, tempo_bpm=args.tempo,
-                                   sampling=SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed))
+                                   sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
     generation = music.generate(loaded, settings)
     result = generation.result
     cli_common.print_notes(result.notes)

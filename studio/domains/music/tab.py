@@ -72,8 +72,8 @@ def create_tab(models: dict, problems: list[str]):
             sampling=SamplingConfig(
                 temperature=number_or(temp, 1.0),
                 top_k=clamp_int(k, 0, loaded.codec.size, 0),
-                seed=clamp_int(seed_value, 0, 2**62, 0),
             ),
+            seed=clamp_int(seed_value, 0, 2**62, 0),
         )
         try:
             folder = output_dir()

@@ -114,7 +114,7 @@ def run_train(args) -> int:
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
     settings = text.TextSettings(prompt=args.prompt, length=args.length,
-                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed))
+                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
     generation = text.generate(loaded, settings)
     cli_common.print_notes(generation.result.notes)
     written = generation.result.prompt + generation.result.text

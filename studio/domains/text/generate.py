@@ -25,6 +25,7 @@ class TextSettings:
     prompt: str = ""  # primes the state; empty starts from a fresh state after a newline
     length: int = 400  # characters to generate, clamped to [1, MAX_LENGTH]
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seed: int = 0  # same seed, same settings, same model => identical output
 
 
 @dataclass
@@ -86,7 +87,7 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     model, codec = loaded.model, loaded.codec
     prompt_ids, fresh_start, length, notes = clean_settings(settings, codec)
     device = loaded.device
-    generator = make_generator(settings.sampling.seed)
+    generator = make_generator(settings.seed)
     step_gates, step_logits = [], []
     if hooks:
         state = model.core.initial_state(1, device)
@@ -156,7 +157,7 @@ def _prime(loaded: LoadedModel, settings: TextSettings, stop_at: float | None) -
     logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
     return _Row(settings, prompt_ids, fresh_start, length, notes, stop_at,
                 Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0], logits[0, -1], state,
-                make_generator(settings.sampling.seed))
+                make_generator(settings.seed))
 
 
 @torch.no_grad()

@@ -59,8 +59,8 @@ def create_tab(models: dict, problems: list[str]):
                 temperature=number_or(temp, 0.8),
                 top_k=clamp_int(k, 0, loaded.codec.size, 0),
                 top_p=number_or(p, 1.0),
-                seed=clamp_int(seed_value, 0, 2**62, 0),
             ),
+            seed=clamp_int(seed_value, 0, 2**62, 0),
         )
         try:
             generation = generate_batched(loaded, settings)
