@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from studio import experiments  # noqa: E402
 from studio.cli_experiments import probe, probe_parts  # noqa: E402
 from studio.domains import text  # noqa: E402
+from studio.domains.text.generate import TextSettings  # noqa: E402
 
 
 def agreement(exact: list, fast: list) -> str:
@@ -123,7 +124,7 @@ def main() -> None:
                   f"{agreement(times['exact hits'], times['fast hits'])}; best: layer {best.layer} unit {best.unit} "
                   f"quantity {best.quantity} AUC {best.score:.3f}")
     torch.set_num_threads(threads_before)
-    settings = text.TextSettings("ROMEO:\n", 1000, seed=1)
+    settings = TextSettings("ROMEO:\n", 1000, seed=1)
     hooks = experiments.intervention_hooks(ablate="1:5", from_step=100)
     plain, changed = side_by_side(lambda: text.generate(loaded, settings),
                                   lambda: text.generate(loaded, settings, hooks=hooks), args.repeats)

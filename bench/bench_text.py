@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from common import best_of, click_to_result, serve, side_by_side  # noqa: E402 (common also puts the repo on sys.path)
 
 from studio.domains import text  # noqa: E402
+from studio.domains.text.generate import TextSettings  # noqa: E402
 from studio.sampling import SamplingConfig, make_generator, sample_next  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 
@@ -77,7 +78,7 @@ def main() -> None:
     print(f"model {args.model}: {cfg.num_layers}x{cfg.hidden_size}, torch {torch.__version__}, device {where}, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
     sampling = SamplingConfig(temperature=0.8)
-    settings = text.TextSettings(prompt="ROMEO:\n", length=1000, sampling=sampling, seed=1)
+    settings = TextSettings(prompt="ROMEO:\n", length=1000, sampling=sampling, seed=1)
 
     # 1. traced vs untraced generation, 1,000 characters
     traced, untraced = side_by_side(
@@ -121,7 +122,7 @@ def bench_server_work(loaded, repeats: int) -> None:
     from studio.ui import blocks
 
     def click(seed, length=400):
-        generation = text.generate(loaded, text.TextSettings("ROMEO:\n", length, seed=seed))
+        generation = text.generate(loaded, TextSettings("ROMEO:\n", length, seed=seed))
         folder = Path(tempfile.mkdtemp(prefix="bench-text-"))
         text.write_files(generation, folder)
         generation.trace.save_npz(folder / "trace.npz", dtype="float16")

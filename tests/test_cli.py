@@ -10,6 +10,9 @@ import torch
 
 from studio import checkpoint
 from studio.domains import ALL, text
+from studio.domains.text.data import split_train_val
+from studio.domains.text.evaluate import nats_per_char
+from studio.domains.text.generate import TextSettings
 from studio.sampling import SamplingConfig
 from studio.trace import Trace
 
@@ -67,7 +70,7 @@ def test_generate_to_file(trained, tmp_path, run_cli):
     assert written.startswith("Twinkle") and len(written) == len("Twinkle") + 40
 
     # the same request in-process gives the same text: the CLI adds nothing of its own
-    settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5), seed=11)
+    settings = TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5), seed=11)
     expected = text.generate(text.load(stem), settings).result
     assert written == expected.prompt + expected.text
 
@@ -84,8 +87,8 @@ def test_eval_last_line(trained, run_cli):
     match = re.fullmatch(rf"val_nats_per_char: ({FLOAT})", last)
     assert match, result.stdout
     loaded = text.load(stem)
-    ids = loaded.codec.encode(text.split_train_val(data.read_text())[1])[0]
-    assert float(match.group(1)) == pytest.approx(text.nats_per_char(loaded.model, ids), abs=2e-4)
+    ids = loaded.codec.encode(split_train_val(data.read_text())[1])[0]
+    assert float(match.group(1)) == pytest.approx(nats_per_char(loaded.model, ids), abs=2e-4)
 
 
 def test_trace_command(trained, tmp_path, run_cli):

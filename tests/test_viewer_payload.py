@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from studio.domains.base import LoadedModel
-from studio.domains.text import TextSettings, generate
+from studio.domains.text import generate
+from studio.domains.text.generate import TextSettings
 from studio.ui.payload import LEVELS, SENT, chunk, codes, trace_payload, values
 
 

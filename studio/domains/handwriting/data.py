@@ -217,22 +217,6 @@ def read_input(path, loaded=None, text: str = "") -> Handwriting:
     return Handwriting(strokes, text)
 
 
-# ---------------------------------------------------------------- features
-def features(sequence: Handwriting, scored=None) -> dict[str, np.ndarray]:
-    """Per pen point of `score`'s trace: "pen up" (1 on a stroke's last point), "pen speed" (the
-    length of the move to this point, data units), "pen-up travel" (1 where that move was made with
-    the pen lifted) and, with `scored` from a synthesis model, "character under the window" (the
-    index of the window's peak)."""
-    offsets = sequence.offsets()
-    travel = np.zeros(len(offsets), np.float32)
-    travel[1:] = offsets[:-1, 2]
-    tracks = {"pen up": offsets[:, 2].astype(np.float32), "pen speed": np.hypot(offsets[:, 0], offsets[:, 1]).astype(np.float32),
-              "pen-up travel": travel}
-    if scored is not None and "phi" in scored.distributions:
-        tracks["character under the window"] = scored.distributions["phi"].argmax(-1).astype(np.float32)
-    return tracks
-
-
 # ---------------------------------------------------------------- synthetic training data
 @dataclass
 class DataConfig:
