@@ -257,7 +257,7 @@ def _reference_inside(text, opening, closing):
 @examples(max_examples=300, deadline=None)
 @given(st.text(alphabet=_ALPHABET, max_size=80))
 def test_codec_and_features_in_numpy_match_plain_loops(sample):
-    from studio.domains.text.data import features
+    from studio.domains.text.evaluate import features
 
     codec = TextCodec.from_text('ab "()\n')
     assert codec.encode(sample) == _reference_encode(codec, sample)
