@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from studio import experiments, probe_stream
-from studio.cli_common import add_model_flag, load_or_exit
+from studio.cli_common import add_model_flag, add_settings_flags, load_or_exit, settings_from
 from studio.domains import member
 
 
@@ -81,10 +81,10 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
 
 def add_intervene_command(parser, domain) -> None:
     add_model_flag(parser, domain)
-    parser.add_argument("--seed", type=int, default=0, help="the same seed for both runs")
     parser.add_argument("--ablate", default="", help="units whose h is set to 0: L:U,L:U")
     parser.add_argument("--clamp", default="", help="held values: L:U:QUANTITY=VALUE,... (e.g. 1:7:f=1)")
     parser.add_argument("--from", dest="from_step", type=int, default=0, help="the trace step the intervention starts at")
+    add_settings_flags(parser, domain)  # both runs generate with these (--seed included)
     parser.set_defaults(run=lambda args: run_intervene(domain, args))
 
 
@@ -96,7 +96,8 @@ def run_intervene(domain, args) -> int:
         sys.exit(f"error: {error}")
     if not hooks:
         sys.exit("error: nothing to change: give --ablate and/or --clamp")
-    answer = intervene(domain, loaded, args.seed, hooks)
+    settings = settings_from(domain, args)
+    answer = intervene(domain, loaded, settings.seed, hooks, settings)
     for name in ("original", "changed"):
         print(f"{name}: {answer[name].replace(chr(10), '⏎')}")  # one line each, whatever the output holds
     if answer["kl"] is not None:
