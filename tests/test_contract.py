@@ -29,6 +29,7 @@ def loaded(domain, tmp_path) -> LoadedModel:
 def test_every_domain_has_every_part(domain):
     assert missing_parts(domain) == []
     assert dataclasses.is_dataclass(domain.Settings)
+    assert "seed" in {field.name for field in dataclasses.fields(domain.Settings)}  # the one seed
 
 
 def test_save_load_round_trip(domain, tmp_path):

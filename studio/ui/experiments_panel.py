@@ -163,7 +163,9 @@ def intervention(domain, loaded, generation: Generation, units_text, action, val
             "from_step": start, "first": first, "outputs": outputs, "measure": found["measure"],
             "first_divergence": None if divergence is None else max(divergence - first, 0),
             "kl": None if kl is None else [float(f"{x:.4g}") for x in kl[first:]],
-            "joined": all(len(label) <= 1 for output in outputs for label in output["labels"])}
+            # no picture or sound and a character per step: the labels are the output itself, shown as running text
+            "joined": not any(output["media"] for output in outputs)
+                      and all(len(label) <= 1 for output in outputs for label in output["labels"])}
 
 
 def comparison(domain, models: dict, loaded, generation: Generation, model_b: str) -> tuple[dict, dict]:

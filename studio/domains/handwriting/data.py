@@ -1,5 +1,5 @@
-"""Handwriting data: stroke-file importers, the synthetic (Hershey font) training corpus, the
-contract's `read_input`, and the per-point feature tracks the probes compare units against.
+"""Handwriting data: stroke-file importers, the synthetic (Hershey font) training corpus, and the
+contract's `read_input`.
 
 Importers (all return strokes, or raise `StrokeFileError` whose message a user can read):
 IAM-OnDB stroke XML (`<StrokeSet><Stroke><Point x= y=/>`), QuickDraw ndjson (`drawing`:

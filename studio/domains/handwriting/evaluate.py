@@ -1,5 +1,7 @@
 """Handwriting scoring: batches of phrases, the held-out NLL per pen point, the finishing rate
-(does the pen reach the end of the text?), and the contract's teacher-forced `score` / `fused`.
+(does the pen reach the end of the text?), the contract's teacher-forced `score` / `fused`, the
+per-point feature tracks the probes compare units against, how far apart two generations'
+mixture densities are (`step_divergence`), and the tiny model and example of the tests.
 
 `score` reads a sample as training does (`make_batch`: a start point with the pen lifted, then
 every point but the last as inputs, normalised by the codec's offset scale), so row t of its

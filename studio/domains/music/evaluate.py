@@ -1,5 +1,6 @@
 """Music scoring: the exact NLL per frame (the JSB Chorales figure), the contract's
-teacher-forced `score`, and the per-step feature tracks the probes compare units against."""
+teacher-forced `score`, the per-step feature tracks the probes compare units against, and the
+tiny model and example of the tests."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Speech data: reading and preparing recordings, the espeak-ng corpus (built offline) and its
-reader, the contract's input reader, per-step feature tracks, and the tiny model and example."""
+reader, and the contract's input reader."""
 
 from __future__ import annotations
 

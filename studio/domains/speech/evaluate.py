@@ -1,6 +1,8 @@
 """Speech evaluation: the mel-cepstral distance (MCD) the card reports, the held-out evaluation
-behind `python -m studio eval speech`, the attention alignment report, and the contract's
-teacher-forced `score` (with `fused`, the same through the training forward)."""
+behind `python -m studio eval speech`, the attention alignment report, the contract's
+teacher-forced `score` (with `fused`, the same through the training forward), the per-step
+feature tracks the probes compare units against, how far apart two generations' predicted frames
+are (`step_divergence`), and the tiny model and example of the tests."""
 
 from __future__ import annotations
 

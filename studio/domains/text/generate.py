@@ -17,9 +17,9 @@ from studio.trace import GATE_NAMES, Trace
 
 MAX_LENGTH = 5000  # generated characters per request; longer requests are clamped
 MAX_PROMPT = 20_000  # prompt characters kept (the most recent ones)
+MAX_TRACED_PROMPT = 2_000  # of those, the ones traced and shown; older ones set the state through the fused kernel
 TOKENS = True  # outputs are characters: two runs part where their sampled characters differ
 WORKER_LANE = 1  # batched text generation runs in worker processes of its own (studio.workers)
-MAX_TRACED_PROMPT = 2_000  # of those, the ones traced and shown; older ones set the state through the fused kernel
 
 
 @dataclass
