@@ -158,7 +158,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
 
     # the best unit's cell on the validation part: inside against outside, and without the Latin scene
     values, track = [], feature_track(text, validation, None, QUOTE)
-    for trace, _ in text.trace_chunks(loaded, validation):
+    for trace, _ in text.trace_chunks(loaded, validation)[1]:
         values.append(trace.layers[best_layer]["c"][:, best_unit].astype(np.float64))
     cell = np.concatenate(values)
     inside = track > 0
