@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  # noqa: E402
-from studio.domains import ALL  # noqa: E402
+from studio.domains import ALL, member  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
@@ -111,7 +111,7 @@ if __name__ == "__main__":
     limits.bound_malloc()
     if pick_device().type == "cpu" and workers.WORKERS > 0:
         # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
-        workers.start(ALL, lanes={"text": 1})
+        workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
     threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
     build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler

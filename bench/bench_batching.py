@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from studio.batching import MicroBatcher  # noqa: E402
 from studio.domains import text  # noqa: E402
-from studio.sampling import SamplingConfig  # noqa: E402
+from studio.domains.text.generate import TextSettings  # noqa: E402
 
 
 def run_all(requests: list, call) -> tuple[float, list[float], list[str]]:
@@ -51,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(1)  # as the app
     torch.set_grad_enabled(False)
     loaded = text.load(text.DEFAULT_MODEL)
-    requests = [text.TextSettings(prompt="To be, or not to be", length=400, sampling=SamplingConfig(seed=seed))
+    requests = [TextSettings(prompt="To be, or not to be", length=400, seed=seed)
                 for seed in range(args.requests)]
     batcher = MicroBatcher(lambda items: text.generate_batch(loaded, items), max_batch=args.requests)
     ways = {"each alone": lambda settings: text.generate(loaded, settings), "batched": batcher}

@@ -1,7 +1,7 @@
 """Experiment timings with the shipped text model: the probe over 100,000 characters of text
 (teacher-forced trace + ranking every (layer, quantity, unit)), exact (one stream, in chunks) and
 fast (parallel streams from a burn-in, the default, one thread per core whatever torch's thread
-count: cli_experiments.probe_parts) side by side with their agreement, and an intervened
+count: probe_stream.probe_parts) side by side with their agreement, and an intervened
 generation against a plain one (the hook cost). --threads sets torch's intra-op threads (the
 exact probe's; the app runs with 1).
 
@@ -31,9 +31,10 @@ import torch  # noqa: E402
 # isort: on
 
 from studio import experiments  # noqa: E402
-from studio.cli_experiments import probe, probe_parts  # noqa: E402
+from studio.cli_experiments import probe  # noqa: E402
 from studio.domains import text  # noqa: E402
-from studio.sampling import SamplingConfig  # noqa: E402
+from studio.domains.text.generate import TextSettings  # noqa: E402
+from studio.probe_stream import probe_parts  # noqa: E402
 
 
 def agreement(exact: list, fast: list) -> str:
@@ -124,7 +125,7 @@ def main() -> None:
                   f"{agreement(times['exact hits'], times['fast hits'])}; best: layer {best.layer} unit {best.unit} "
                   f"quantity {best.quantity} AUC {best.score:.3f}")
     torch.set_num_threads(threads_before)
-    settings = text.TextSettings("ROMEO:\n", 1000, SamplingConfig(seed=1))
+    settings = TextSettings("ROMEO:\n", 1000, seed=1)
     hooks = experiments.intervention_hooks(ablate="1:5", from_step=100)
     plain, changed = side_by_side(lambda: text.generate(loaded, settings),
                                   lambda: text.generate(loaded, settings, hooks=hooks), args.repeats)

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from studio import explain  # noqa: E402
 from studio.domains import text  # noqa: E402
-from studio.sampling import SamplingConfig  # noqa: E402
+from studio.domains.text.generate import TextSettings  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     loaded = text.load(text.DEFAULT_MODEL)
-    generation = text.generate(loaded, text.TextSettings("ROMEO:\n", 400, SamplingConfig(seed=1)))
+    generation = text.generate(loaded, TextSettings("ROMEO:\n", 400, seed=1))
     _, ex = text.explainable(loaded, text.sequence_of(generation))
     step = ex.steps - 1  # the last prediction: 400+ earlier inputs
     for threads in (1, 2):

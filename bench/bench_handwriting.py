@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import report_click_to_result, serve, time_api  # noqa: E402
 
 from studio.domains import handwriting as hw  # noqa: E402
+from studio.domains.handwriting.generate import HandwritingSettings  # noqa: E402
 
 LINE = "The quick brown fox jumps"  # one line: 25 characters
 # the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
@@ -36,7 +37,7 @@ def main() -> None:
     gen_times = []
     for seed in range(args.repeats + 1):
         start = time.perf_counter()
-        result = hw.generate(loaded, hw.HandwritingSettings(text=LINE, bias=0.5, seed=seed)).result
+        result = hw.generate(loaded, HandwritingSettings(text=LINE, bias=0.5, seed=seed)).result
         gen_times.append(time.perf_counter() - start)
     print(f"generation alone, {len(LINE)} characters ({len(result.offsets)} pen points): "
           f"median {statistics.median(gen_times[1:]):.3f} s")

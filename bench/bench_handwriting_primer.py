@@ -38,6 +38,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studio.domains import handwriting as hw  # noqa: E402
+from studio.domains.handwriting.codec import stroke_stats, strokes_to_offsets  # noqa: E402
+from studio.domains.handwriting.data import load_dataset  # noqa: E402
+from studio.domains.handwriting.evaluate import finished_fraction, nll_per_point  # noqa: E402
+from studio.domains.handwriting.generate import HandwritingSettings  # noqa: E402
+from studio.domains.handwriting.model import STYLE_NAMES  # noqa: E402
+from studio.domains.handwriting.train import HELD_DRAWERS, compose_line, load_omniglot, random_hand  # noqa: E402
 
 PRIMER_WORDS = ["hello", "garden", "quiet", "winter", "marble", "purple", "jolly", "bright", "forty", "maze"]
 SENTENCES = ["the king is here", "a horse for me", "gentle lady", "we band of brothers", "come away now",
@@ -48,21 +54,21 @@ STATS = ["height/width", "slant", "pen lifts per character", "curvature"]
 def stats_of(strokes, text: str) -> np.ndarray:
     """STATS of a piece of writing; height/width per character (height over the mean character
     width), so a word and a sentence compare."""
-    s = hw.stroke_stats(strokes, len(text.replace(" ", "")))
+    s = stroke_stats(strokes, len(text.replace(" ", "")))
     return np.array([s["height/width"] * len(text), s["slant"], s["pen lifts per character"], s["curvature"]])
 
 
 def primers(omniglot_path, drawers, seed: int = 0, per_drawer: int = len(PRIMER_WORDS)):
     """[(drawer, word, strokes at a mouse's scale, sentence, the sentence in the primer's hand)] for every
     held-out drawer and word."""
-    letters = hw.load_omniglot(omniglot_path)
+    letters = load_omniglot(omniglot_path)
     rng = np.random.default_rng(seed)
     out = []
     for drawer in drawers:
         for k, word in enumerate(PRIMER_WORDS[:per_drawer]):
-            hand = hw.random_hand(rng)
-            strokes = hw.compose_line(letters[drawer], word, rng, hand)
-            in_hand = hw.compose_line(letters[drawer], SENTENCES[k], rng, hand)
+            hand = random_hand(rng)
+            strokes = compose_line(letters[drawer], word, rng, hand)
+            in_hand = compose_line(letters[drawer], SENTENCES[k], rng, hand)
             angle = rng.uniform(-0.05, 0.05)
             rotation = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
             out.append((drawer, word, [(s @ rotation) * 4.0 for s in strokes], SENTENCES[k], in_hand))
@@ -70,10 +76,10 @@ def primers(omniglot_path, drawers, seed: int = 0, per_drawer: int = len(PRIMER_
 
 
 def print_lines(omniglot_path, drawers, count: int = 50, seed: int = 7):
-    letters = hw.load_omniglot(omniglot_path)
+    letters = load_omniglot(omniglot_path)
     rng = np.random.default_rng(seed)
     texts = [SENTENCES[k % len(SENTENCES)] for k in range(count)]
-    return texts, [hw.strokes_to_offsets(hw.compose_line(letters[drawers[k % len(drawers)]], t, rng))
+    return texts, [strokes_to_offsets(compose_line(letters[drawers[k % len(drawers)]], t, rng))
                    for k, t in enumerate(texts)]
 
 
@@ -81,9 +87,9 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
     started = time.perf_counter()
     rows = []
     for k, (drawer, word, strokes, sentence, in_hand) in enumerate(cases):
-        primed = hw.generate(loaded, hw.HandwritingSettings(text=sentence, bias=bias, seed=k, primer_strokes=strokes,
+        primed = hw.generate(loaded, HandwritingSettings(text=sentence, bias=bias, seed=k, primer_strokes=strokes,
                                                             primer_text=word)).result
-        plain = hw.generate(loaded, hw.HandwritingSettings(text=sentence, bias=bias, seed=k)).result
+        plain = hw.generate(loaded, HandwritingSettings(text=sentence, bias=bias, seed=k)).result
         rows.append({"drawer": drawer, "word": word, "sentence": sentence, "finished": bool(primed.finished),
                      "hand_print": any(n.startswith("Hand: print") for n in primed.notes),
                      "starts_clean": not any("Left out" in n for n in primed.notes),
@@ -100,7 +106,7 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
     hand = [distance(r["primed"], r["hand"]) < distance(r["primed"], r["plain"]) for r in rows]
     cursive_texts, cursive_offsets = cursive
     styles = getattr(loaded.model.config, "styles", 0)
-    print_styles = [hw.STYLE_NAMES.index("print")] * len(printed[0]) if styles else None
+    print_styles = [STYLE_NAMES.index("print")] * len(printed[0]) if styles else None
     return {
         "primers": len(rows),
         "finished": float(np.mean([r["finished"] for r in rows])),
@@ -112,11 +118,11 @@ def bench_model(loaded, cases, cursive, printed, bias: float) -> dict:
                                                 for r in rows])) for j, name in enumerate(STATS)},
         "median_stats": {key: dict(zip(STATS, np.median([r[key] for r in rows], axis=0).round(3).tolist(), strict=True))
                          for key in ("primer", "hand", "primed", "plain")},
-        "print_nll": hw.nll_per_point(loaded.model, *printed, loaded.codec, 400, styles=print_styles),
-        **({"print_nll_default_style": hw.nll_per_point(loaded.model, *printed, loaded.codec, 400),
+        "print_nll": nll_per_point(loaded.model, *printed, loaded.codec, 400, styles=print_styles),
+        **({"print_nll_default_style": nll_per_point(loaded.model, *printed, loaded.codec, 400),
             "primed_hand_print": float(np.mean([r["hand_print"] for r in rows]))} if styles else {}),
-        "cursive_nll": hw.nll_per_point(loaded.model, cursive_texts, cursive_offsets, loaded.codec, 400),
-        "cursive_finished": hw.finished_fraction(loaded, cursive_texts, bias=bias),
+        "cursive_nll": nll_per_point(loaded.model, cursive_texts, cursive_offsets, loaded.codec, 400),
+        "cursive_finished": finished_fraction(loaded, cursive_texts, bias=bias),
         "seconds": time.perf_counter() - started,
         "rows": rows,
     }
@@ -155,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["hershey-synthesis"])
     parser.add_argument("--omniglot", default="../shared/data/omniglot-latin.json")
-    parser.add_argument("--drawers", default=",".join(hw.HELD_DRAWERS), help="held-out drawing numbers")
+    parser.add_argument("--drawers", default=",".join(HELD_DRAWERS), help="held-out drawing numbers")
     parser.add_argument("--data-dir", default="runs/hw-mixed/data", help="held_out.npz: its first 50 phrases are cursive")
     parser.add_argument("--bias", type=float, default=0.5)
     parser.add_argument("--per-drawer", type=int, default=len(PRIMER_WORDS), help="primer words per held-out hand")
@@ -166,7 +172,7 @@ def main() -> None:
     torch.set_num_threads(1)
     drawers = args.drawers.split(",")
     cases = primers(args.omniglot, drawers, per_drawer=args.per_drawer)
-    texts, offsets = hw.load_dataset(Path(args.data_dir) / "held_out.npz")
+    texts, offsets = load_dataset(Path(args.data_dir) / "held_out.npz")
     cursive = (texts[: args.cursive], offsets[: args.cursive])
     printed = print_lines(args.omniglot, drawers)
     results = {}

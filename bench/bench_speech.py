@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import audio_decoded_js, report_click_to_result, serve, time_api  # noqa: E402
 
 from studio.domains import speech  # noqa: E402
+from studio.domains.speech.codec import HOP, SAMPLE_RATE, decode_audio  # noqa: E402
+from studio.domains.speech.generate import SpeechSettings  # noqa: E402
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 # the viewer's drawn trace first: it changes only once the new trace is decoded and drawn
@@ -37,12 +39,12 @@ def main() -> None:
     decoder, vocoder = [], []
     for seed in range(args.repeats + 1):
         start = time.perf_counter()
-        result = speech.generate(loaded, speech.SpeechSettings(text=SENTENCE, seed=seed, griffin_lim_iters=0)).result
+        result = speech.generate(loaded, SpeechSettings(text=SENTENCE, seed=seed, griffin_lim_iters=0)).result
         middle = time.perf_counter()
-        speech.decode_audio(result.log_mel, seed=seed)
+        decode_audio(result.log_mel, seed=seed)
         decoder.append(middle - start)
         vocoder.append(time.perf_counter() - middle)
-    seconds = len(result.log_mel) * speech.HOP / speech.SAMPLE_RATE
+    seconds = len(result.log_mel) * HOP / SAMPLE_RATE
     print(f"generation alone, {seconds:.2f} s of speech: LSTM decoder median {statistics.median(decoder[1:]):.3f} s, "
           f"Griffin-Lim median {statistics.median(vocoder[1:]):.3f} s")
     with serve("models") as url:

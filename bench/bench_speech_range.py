@@ -34,7 +34,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studio.domains import speech  # noqa: E402
-from studio.domains.speech.data import reference_audio  # noqa: E402
+from studio.domains.speech.codec import HOP, N_MELS, SAMPLE_RATE, encode_audio  # noqa: E402
+from studio.domains.speech.data import (  # noqa: E402
+    HELD_OUT,
+    Corpus,
+    reference_audio,  # noqa: E402
+)
+from studio.domains.speech.generate import ContinueSettings  # noqa: E402
 from studio.domains.speech.model import group_frames  # noqa: E402
 
 SECONDS = 2.0
@@ -47,21 +53,21 @@ def continue_with_noise(model, audio: np.ndarray, noise: float, seed: int, feed_
     """The prediction plus noise is the output; the model reads it (feed_noise: the sampler before
     issue 15) or the clean prediction. Returns the generated log-mel (frames, 80)."""
     r = model.config.reduction
-    log_mel = speech.encode_audio(audio)[-int(5.0 * speech.SAMPLE_RATE / speech.HOP) // r * r:]
+    log_mel = encode_audio(audio)[-int(5.0 * SAMPLE_RATE / HOP) // r * r:]
     groups = group_frames(model.normalize(torch.from_numpy(log_mel))[None], r)
     predicted, state, _ = model.trace(groups)
     group, generator, made = predicted[:, -1], torch.Generator().manual_seed(seed), []
-    for _ in range(int(seconds * speech.SAMPLE_RATE / speech.HOP / r)):
+    for _ in range(int(seconds * SAMPLE_RATE / HOP / r)):
         noisy = group + noise * torch.randn(group.shape, generator=generator)
         made.append(noisy)
         group, state, _ = model.step(noisy if feed_noise else group, state)
-    return model.denormalize(torch.cat(made).reshape(-1, speech.N_MELS)).numpy()
+    return model.denormalize(torch.cat(made).reshape(-1, N_MELS)).numpy()
 
 
 def continuation(loaded, sampler: str, audio, noise: float, seed: int, guard: bool) -> np.ndarray:
     if sampler != SAMPLERS[-1]:
         return continue_with_noise(loaded.model, audio, noise, seed, feed_noise=sampler == SAMPLERS[0])
-    settings = speech.ContinueSettings(audio, seconds=SECONDS, noise=noise, seed=seed, griffin_lim_iters=0,
+    settings = ContinueSettings(audio, seconds=SECONDS, noise=noise, seed=seed, griffin_lim_iters=0,
                                        keep_in_range=guard)
     result = speech.generate(loaded, settings).result
     return result.log_mel[result.primer_frames:]
@@ -93,7 +99,7 @@ def drift(model, audios, noise: float) -> np.ndarray:
     gaps = []
     for k, audio in enumerate(audios):
         clean, noisy = (continue_with_noise(model, audio, level, k) / model.mel_std.numpy() for level in (0.0, noise))
-        gaps.append((noisy - clean).reshape(-1, model.config.reduction * speech.N_MELS).std(1))
+        gaps.append((noisy - clean).reshape(-1, model.config.reduction * N_MELS).std(1))
     return np.mean(gaps, 0)
 
 
@@ -107,7 +113,7 @@ def figure(results: dict, examples: dict, path: Path, high_max: float) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), gridspec_kw={"width_ratios": [1.3, 1, 1]})
     for (name, values), style in zip(results.items(), ["-", "--", ":", "-."] * 4, strict=False):
-        axes[0].plot(np.arange(len(values)) * speech.HOP / speech.SAMPLE_RATE, values, style, label=name, lw=1.2)
+        axes[0].plot(np.arange(len(values)) * HOP / SAMPLE_RATE, values, style, label=name, lw=1.2)
     axes[0].axhline(0, color="k", lw=0.8)
     axes[0].set_xlabel("seconds into the continuation")
     axes[0].set_ylabel("worst bin beyond [min-1, max+1]")
@@ -115,7 +121,7 @@ def figure(results: dict, examples: dict, path: Path, high_max: float) -> None:
     axes[0].legend(fontsize=6.5)
     for ax, (name, log_mel) in zip(axes[1:], examples.items(), strict=True):
         ax.imshow(log_mel.T, origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=high_max + 1,
-                  extent=(0, len(log_mel) * speech.HOP / speech.SAMPLE_RATE, 0, speech.N_MELS))
+                  extent=(0, len(log_mel) * HOP / SAMPLE_RATE, 0, N_MELS))
         ax.set_title(name, loc="left", fontsize=9)
         ax.set_xlabel("seconds (continuation only)")
         ax.set_ylabel("mel bin")
@@ -127,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="+", default=["models/espeak-frames"])
     parser.add_argument("--corpus", default="runs/speech-corpus")
-    parser.add_argument("--utterances", type=int, default=speech.HELD_OUT)
+    parser.add_argument("--utterances", type=int, default=HELD_OUT)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--guard", action="store_true", help="keep the per-bin guard of speech.generate on")
@@ -136,7 +142,7 @@ def main() -> None:
     parser.add_argument("--figure", help="write the picture here (PNG)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    corpus = speech.Corpus.load(args.corpus)
+    corpus = Corpus.load(args.corpus)
     low, high = corpus.value_range()
     held = corpus.indices("test")[: args.utterances]
     audios = [reference_audio(corpus.texts[k], corpus.voices[k]) for k in held]

@@ -37,6 +37,9 @@ import torch  # noqa: E402
 
 from studio import experiments, probe_stream  # noqa: E402
 from studio.cli_experiments import feature_track, probe  # noqa: E402
+from studio.domains.handwriting.data import phrases_from_text  # noqa: E402
+from studio.domains.music.data import read_jsb  # noqa: E402
+from studio.domains.text.data import split_train_val  # noqa: E402
 from studio.lstm import set_units  # noqa: E402
 from studio.sampling import SamplingConfig  # noqa: E402
 
@@ -136,7 +139,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
 
     loaded = text.load(text.DEFAULT_MODEL)
     corpus = (data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8")
-    _, validation = text.split_train_val(corpus)  # the card: first 90% train, last 10% validate
+    _, validation = split_train_val(corpus)  # the card: first 90% train, last 10% validate
     quotes = list(re.finditer(QUOTE, validation))
     print(f"\n## text: {loaded.name}, probe over the validation part ({len(validation):,} characters)")
     print(f"inside quotes: {len(quotes)} quotations, {sum(m.end() - m.start() for m in quotes)} characters; "
@@ -155,7 +158,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
 
     # the best unit's cell on the validation part: inside against outside, and without the Latin scene
     values, track = [], feature_track(text, validation, None, QUOTE)
-    for trace, _ in text.trace_chunks(loaded, validation):
+    for trace, _ in text.trace_chunks(loaded, validation)[1]:
         values.append(trace.layers[best_layer]["c"][:, best_unit].astype(np.float64))
     cell = np.concatenate(values)
     inside = track > 0
@@ -218,7 +221,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
             # sampled: prompt up to the opening mark and the quotation's first word, then LENGTH characters
             prompt = corpus[begin : match.start()] + first_word
             generation = text.generate(loaded, text.Settings(prompt=prompt, length=SAMPLED_LENGTH,
-                                                             sampling=SamplingConfig(seed=k)), hooks=make_hooks(opening))
+                                                             seed=k), hooks=make_hooks(opening))
             written = generation.result.prompt + generation.result.text
             found = closing.match(written, opening)
             closed.append(found is not None)
@@ -226,7 +229,7 @@ def text_findings(data_dir: Path, report: dict, full_corpus: bool = False, probe
                 distance.append(found.end() - len(prompt))
             # teacher-forced: read the real quotation up to its closing mark; P(the closing mark next)
             read = corpus[begin : match.end() - 1]
-            generation = text.generate(loaded, text.Settings(prompt=read, length=1, sampling=SamplingConfig(seed=0)),
+            generation = text.generate(loaded, text.Settings(prompt=read, length=1, seed=0),
                                        hooks=make_hooks(opening))
             logits = torch.as_tensor(generation.distributions["logits"][len(read) - 1])
             log_p.append(float(torch.log_softmax(logits.double(), -1)[quote_index]))
@@ -264,7 +267,7 @@ def music_findings(data_dir: Path, report: dict, probe_only: bool = False) -> No
     from studio.domains import music
 
     loaded = music.load(music.DEFAULT_MODEL)
-    chorales = music.read_jsb(data_dir / "jsb-chorales-quarter.json")["valid"]
+    chorales = read_jsb(data_dir / "jsb-chorales-quarter.json")["valid"]
     names = ["soprano pitch", "bass pitch", "voices", "beat position", "chord change"]
     hits, steps = batch_probe(music, loaded, chorales, names, top=40)
     print(f"\n## music: {loaded.name}, probe over the {len(chorales)} JSB validation chorales ({steps:,} steps)")
@@ -282,7 +285,7 @@ def music_findings(data_dir: Path, report: dict, probe_only: bool = False) -> No
     def soprano(hooks):
         means = []
         for seed in seeds:
-            generation = music.generate(loaded, music.Settings(bars=8, sampling=SamplingConfig(temperature=1.0, seed=seed)),
+            generation = music.generate(loaded, music.Settings(bars=8, sampling=SamplingConfig(temperature=1.0), seed=seed),
                                         hooks=hooks)
             frames = [frame for frame in generation.result.frames if frame]
             means.append(np.mean([max(frame) for frame in frames]))
@@ -305,11 +308,11 @@ def music_findings(data_dir: Path, report: dict, probe_only: bool = False) -> No
 
 # ------------------------------------------------------------------ handwriting
 def handwriting_findings(data_dir: Path, report: dict, probe_only: bool = False) -> None:
-    from studio.domains import handwriting, text
+    from studio.domains import handwriting
 
     loaded = handwriting.load(handwriting.DEFAULT_MODEL)
-    _, validation = text.split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
-    phrases = handwriting.phrases_from_text(validation, loaded.codec.alphabet, 10, 24, seed=0)[:40]
+    _, validation = split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
+    phrases = phrases_from_text(validation, loaded.codec.alphabet, 10, 24, seed=0)[:40]
 
     def write(hooks):
         return [handwriting.generate(loaded, handwriting.Settings(text=phrase, seed=k), hooks=hooks)
@@ -346,10 +349,10 @@ def handwriting_findings(data_dir: Path, report: dict, probe_only: bool = False)
 
 # ------------------------------------------------------------------ speech
 def speech_findings(data_dir: Path, report: dict, probe_only: bool = False) -> None:
-    from studio.domains import speech, text
+    from studio.domains import speech
 
     loaded = speech.load(speech.DEFAULT_MODEL)
-    _, validation = text.split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
+    _, validation = split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
     sentences = [s.strip().replace("\n", " ") for s in re.split(r"(?<=[.!?])\s+", validation)
                  if 30 <= len(s.strip()) <= 80 and ":" not in s][:30]
 
@@ -406,9 +409,8 @@ def main() -> None:
         return
     data_dir = Path(args.data)
     if args.write_validation:
-        from studio.domains import text
 
-        _, validation = text.split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
+        _, validation = split_train_val((data_dir / "tinyshakespeare.txt").read_text(encoding="utf-8"))
         Path(args.write_validation).write_text(validation, encoding="utf-8")
         return
     torch.set_num_threads(args.threads)

@@ -40,12 +40,14 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__)
+    # allow_abbrev=False everywhere: an abbreviation would be taken for whichever flag it starts
+    # (`--data` for `--data-dir`), so a flag is given whole or refused
+    parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
+        domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)
         for domain in ALL:
-            domain_parser = domains.add_parser(domain.NAME, formatter_class=DefaultsHelp)
+            domain_parser = domains.add_parser(domain.NAME, formatter_class=DefaultsHelp, allow_abbrev=False)
             if command in SHARED:
                 SHARED[command](domain_parser, domain)
             else:

@@ -9,6 +9,7 @@ so nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# the shipped corpora (a text model's validation text, the Train tab's corpora): ../shared/data next to the repository
+DATA_DIR = Path(os.environ.get("LSTM_STUDIO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 # The one card schema every domain writes (field: (type, what it holds)); read_card checks it.
 CARD_FIELDS = {

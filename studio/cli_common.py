@@ -1,11 +1,16 @@
 """What the four domains' command lines share: the flags every domain's train/generate/eval take,
-loading a checkpoint, the training run with its progress bar and card, and the `trace` command
-(it needs only the contract: read_input + score)."""
+the flags of a domain's generation settings (read from its `Settings` dataclass), loading a
+checkpoint, the training run with its progress bar and card, and the `trace` and `explain` commands
+(they need only the contract)."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import sys
+import types
+import typing
 from pathlib import Path
 
 from studio import checkpoint
@@ -73,6 +78,66 @@ def add_output_flags(parser, out_help: str, required: bool = True) -> None:
     """--out (what generate writes) and --trace-out (the generation's exact trace), for every domain."""
     parser.add_argument("--out", required=required, help=out_help)
     parser.add_argument("--trace-out", help="also write the generation's trace .npz (float32, exact)")
+
+
+# ---------------------------------------------------------------- a domain's generation settings as flags
+SIMPLE = (str, int, float, bool)
+
+
+def settings_fields(settings) -> list[tuple[tuple[str, ...], type, object]]:
+    """(path, type, default) of each field of a settings dataclass the command line can give: str,
+    int, float and bool fields (or one of them or None), nested dataclasses (`sampling`) flattened.
+    Others (a primer's frames or strokes) are left out, and with them the simple fields that
+    qualify one (a field sharing a word of its name: primer_text goes with primer_strokes)."""
+    hints = typing.get_type_hints(type(settings))
+    found, complex_words = [], set()
+    for field in dataclasses.fields(settings):
+        value, kind = getattr(settings, field.name), hints[field.name]
+        if dataclasses.is_dataclass(value):
+            found += [((field.name, *path), inner, default) for path, inner, default in settings_fields(value)]
+            continue
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if kind not in SIMPLE and typing.get_origin(kind) in (typing.Union, types.UnionType) and len(options) == 1:
+            kind = options[0]
+        if kind in SIMPLE:
+            found.append(((field.name,), kind, value))
+        else:
+            complex_words.update(field.name.split("_"))
+    return [entry for entry in found if not complex_words & set(entry[0][-1].split("_"))]
+
+
+def _dest(path: tuple[str, ...]) -> str:
+    return "setting__" + "__".join(path)
+
+
+def add_settings_flags(parser, domain) -> None:
+    """A flag per field of `domain.Settings` (settings_fields): --prompt, --length, --temperature,
+    --text, --bars, --bias, ... and --seed, the one seed. A field whose flag the command has
+    already (--input) keeps the command's meaning."""
+    for path, kind, default in settings_fields(domain.Settings()):
+        flag = "--" + path[-1].replace("_", "-")
+        if flag in parser._option_string_actions:
+            continue
+        meaning = f"generation setting {'.'.join(path)} (default {default!r}, as in the tab)"
+        if kind is bool:
+            parser.add_argument(flag, dest=_dest(path), action=argparse.BooleanOptionalAction, default=None, help=meaning)
+        else:
+            parser.add_argument(flag, dest=_dest(path), type=kind, default=None, metavar=path[-1].upper(), help=meaning)
+
+
+def settings_from(domain, args):
+    """The domain's default settings with every settings flag given on the command line."""
+    settings = domain.Settings()
+    for path, _, _ in settings_fields(settings):
+        value = getattr(args, _dest(path), None)
+        if value is not None:
+            settings = _replaced(settings, path, value)
+    return settings
+
+
+def _replaced(settings, path: tuple[str, ...], value):
+    inner = value if len(path) == 1 else _replaced(getattr(settings, path[0]), path[1:], value)
+    return dataclasses.replace(settings, **{path[0]: inner})
 
 
 def train_config(args) -> TrainConfig:
@@ -186,24 +251,18 @@ def run_trace(domain, args) -> int:
 
 # ---------------------------------------------------------------- explain (the same for every domain)
 def add_explain_command(parser, domain) -> None:
-    """`python -m studio explain DOMAIN (--input FILE | --seed S) --step N ... --json OUT`."""
+    """`python -m studio explain DOMAIN (--input FILE | GENERATION SETTINGS) --step N ... --json OUT`."""
     add_model_flag(parser, domain)
-    parser.add_argument("--input", help="a file in the domain's format, read teacher-forced (default: generate one)")
-    parser.add_argument("--seed", type=int, default=0, help="without --input: generate with the tab's defaults and this seed")
+    parser.add_argument("--input", help="a file in the domain's format, read teacher-forced (default: generate one "
+                        "with the generation settings below)")
     parser.add_argument("--step", type=int, required=True, help="the trace step whose prediction to explain")
     parser.add_argument("--target", help="explain this next value instead of the actual one (text: a character)")
     parser.add_argument("--layer", type=int, default=0, help="the layer of the unit under the microscope")
     parser.add_argument("--unit", type=int, default=0, help="the unit under the microscope")
     parser.add_argument("--method", choices=["gradient_x_input", "integrated_gradients"], default="gradient_x_input")
     parser.add_argument("--json", required=True, help="write the explanation here (- for stdout)")
+    add_settings_flags(parser, domain)
     parser.set_defaults(run=lambda args: run_explain(domain, args))
-
-
-def with_seed(settings, seed: int):
-    """A domain's settings with its seed set (it lives in .seed or in .sampling.seed)."""
-    holder = settings.sampling if hasattr(settings, "sampling") else settings
-    holder.seed = int(seed)
-    return settings
 
 
 def run_explain(domain, args) -> int:
@@ -216,7 +275,7 @@ def run_explain(domain, args) -> int:
         if args.input:
             sequence = domain.read_input(args.input, loaded)
         else:
-            sequence = domain.sequence_of(domain.generate(loaded, with_seed(domain.Settings(), args.seed)))
+            sequence = domain.sequence_of(domain.generate(loaded, settings_from(domain, args)))
         scored, ex = domain.explainable(loaded, sequence)
         answer = explain.explain(scored.trace, ex, args.step, args.layer, args.unit, args.target, args.method)
     except ValueError as error:

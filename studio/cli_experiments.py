@@ -3,24 +3,26 @@ from the command line, the same for every domain (they need only the contract)."
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
-import torch
 
-from studio import experiments, limits, probe_stream
-from studio.cli_common import add_model_flag, load_or_exit, with_seed
+from studio import experiments, probe_stream
+from studio.cli_common import add_model_flag, add_settings_flags, load_or_exit, settings_from
+from studio.domains import member
 
 
 def add_probe_command(parser, domain) -> None:
     add_model_flag(parser, domain)
-    parser.add_argument("--feature", required=True, help="a feature track of the domain (see --list), or for text a regex")
+    parser.add_argument("--feature", required=True, help="a feature track of the domain" + member(domain, "CUSTOM_FEATURE_HINT"))
     parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
     parser.add_argument("--limit", type=int, default=200_000, help="read at most this many steps of the input")
     parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
-    parser.add_argument("--exact", action="store_true",
-                        help="text: read the input as one float32 stream from its start (slower) instead of "
-                             "parallel streams with bfloat16 products")
+    if member(domain, "fast_probe") is not None:
+        parser.add_argument("--exact", action="store_true",
+                            help="read the input as one float32 stream from its start (slower) instead of the "
+                                 "domain's faster probe (parallel streams with bfloat16 products)")
     parser.set_defaults(run=lambda args: run_probe(domain, args))
 
 
@@ -30,10 +32,9 @@ def feature_track(domain, sequence, scored, name: str) -> np.ndarray:
     tracks = domain.features(read, scored)
     if name in tracks:
         return tracks[name]
-    if domain.NAME == "text":  # any other name is a regex over the text
-        from studio.domains.text.data import regex_track
-
-        return regex_track(read, name)
+    custom = member(domain, "custom_feature")
+    if custom is not None:
+        return custom(read, name)
     raise ValueError(f"unknown feature {name!r}; this domain has: {', '.join(tracks)}")
 
 
@@ -41,7 +42,7 @@ def run_probe(domain, args) -> int:
     loaded = load_or_exit(domain, args.model)
     try:
         sequence = domain.read_input(args.input, loaded)
-        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top, exact=args.exact)
+        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top, exact=getattr(args, "exact", True))
     except ValueError as error:
         sys.exit(f"error: {error}")
     measure = "AUC" if experiments.is_binary(np.asarray(track, float)) else "correlation"
@@ -53,46 +54,20 @@ def run_probe(domain, args) -> int:
     return 0
 
 
-def fast_gemm_dtype(device) -> torch.dtype | None:
-    """bfloat16 where the hardware multiplies it natively (a GPU; a CPU whose oneDNN has bf16
-    kernels), else None (float32)."""
-    if torch.device(device).type == "cuda":
-        return torch.bfloat16
-    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return torch.bfloat16 if supported is not None and supported() else None
-
-
-def probe_parts(device) -> int:
-    """How many threads read a text's streams: on a CPU, every core this process may use (not
-    torch.get_num_threads(): the app keeps that at 1 for its batch-1 sampling, which made its probe
-    run on one core, ~2x slower); on a GPU one, which steps every stream in one batch."""
-    if torch.device(device).type != "cpu":
-        return 1
-    return min(limits.usable_cores(), 8)
-
-
 def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):
-    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can, so a
-    long reference never holds every gate at once. A text is read as parallel streams, each from
-    a 100-character burn-in, with bfloat16 matrix products where the hardware has them
-    (text.evaluate.trace_streams; ~7x faster than one exact stream; docs/benchmarks.md measures
-    its agreement with the exact ranking), in probe_parts() threads; exact=True (and every
-    other domain with trace_chunks) traces one stream from the start, in float32, exactly."""
-    if hasattr(domain, "trace_chunks"):
-        sequence = sequence[:limit]
-        read = loaded.codec.decode(loaded.codec.encode(sequence)[0])
+    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can
+    (`trace_chunks`), so a long reference never holds every gate at once; with the domain's
+    `fast_probe` (text: parallel streams with bfloat16 products) unless `exact`."""
+    chunks = member(domain, "trace_chunks")
+    if chunks is not None:
+        read, pieces = chunks(loaded, sequence[:limit])
         track = feature_track(domain, read, None, feature)
-        if domain.NAME == "text" and not exact:
-            from studio.domains.text.evaluate import trace_streams
-
-            config = loaded.model.core.config
-            parts = trace_streams(loaded, read, parts=probe_parts(loaded.device),  # runs the burn-in
-                                  gemm_dtype=fast_gemm_dtype(loaded.device))
-            accumulator = probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size)
-            return track, len(read), accumulator.top(top)
+        fast = member(domain, "fast_probe")
+        if fast is not None and not exact:
+            return track, len(read), fast(loaded, read, track, top)
         accumulator = None
         done = 0
-        for trace, part in domain.trace_chunks(loaded, read):
+        for trace, part in pieces:
             if accumulator is None:
                 accumulator = probe_stream.ProbeAccumulator(trace.num_layers, trace.hidden_size,
                                                            experiments.is_binary(np.asarray(track, float)))
@@ -106,10 +81,10 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
 
 def add_intervene_command(parser, domain) -> None:
     add_model_flag(parser, domain)
-    parser.add_argument("--seed", type=int, default=0, help="the same seed for both runs")
     parser.add_argument("--ablate", default="", help="units whose h is set to 0: L:U,L:U")
     parser.add_argument("--clamp", default="", help="held values: L:U:QUANTITY=VALUE,... (e.g. 1:7:f=1)")
     parser.add_argument("--from", dest="from_step", type=int, default=0, help="the trace step the intervention starts at")
+    add_settings_flags(parser, domain)  # both runs generate with these (--seed included)
     parser.set_defaults(run=lambda args: run_intervene(domain, args))
 
 
@@ -121,7 +96,8 @@ def run_intervene(domain, args) -> int:
         sys.exit(f"error: {error}")
     if not hooks:
         sys.exit("error: nothing to change: give --ablate and/or --clamp")
-    answer = intervene(domain, loaded, args.seed, hooks)
+    settings = settings_from(domain, args)
+    answer = intervene(domain, loaded, settings.seed, hooks, settings)
     for name in ("original", "changed"):
         print(f"{name}: {answer[name].replace(chr(10), '⏎')}")  # one line each, whatever the output holds
     if answer["kl"] is not None:
@@ -141,21 +117,21 @@ def generate_both(domain, loaded, settings, hooks: list):
 def intervene(domain, loaded, seed: int, hooks: list, settings=None) -> dict:
     """Generate twice with `settings` (default: the tab's defaults) and `seed`, plainly and with
     `hooks`: both outputs (the shown labels joined) and how they differ (`differences`)."""
-    plain, changed = generate_both(domain, loaded, with_seed(settings or domain.Settings(), seed), hooks)
+    plain, changed = generate_both(domain, loaded, dataclasses.replace(settings or domain.Settings(), seed=int(seed)), hooks)
     shown = {}
     for name, generation in (("original", plain), ("changed", changed)):
         labels = generation.trace.labels[generation.trace.shown_from :]
         shown[name] = "".join(labels) if all(len(x) <= 1 for x in labels) else " ".join(labels)
-    return {**shown, **differences(plain, changed)}
+    return {**shown, **differences(domain, plain, changed)}
 
 
-def differences(plain, changed) -> dict:
-    """kl: per trace step, how far apart the two next-step predictions are (experiments.step_divergence;
-    `measure` says what it is); first_divergence: the first trace step where the outputs differ: where
-    the sampled tokens differ (text, music), or for continuous outputs (pen moves, frames), sampled
-    with the same noise, the first step whose prediction differs."""
-    values, measure = experiments.step_divergence(plain.distributions, changed.distributions)
-    if "logits" in plain.distributions or values is None:
+def differences(domain, plain, changed) -> dict:
+    """kl: per trace step, how far apart the two next-step predictions are (the domain's
+    `step_divergence`; `measure` says what it is); first_divergence: the first trace step where the
+    outputs differ: where the sampled tokens differ (a domain of TOKENS), or for continuous outputs
+    (pen moves, frames), sampled with the same noise, the first step whose prediction differs."""
+    values, measure = member(domain, "step_divergence")(plain.distributions, changed.distributions)
+    if member(domain, "TOKENS") or values is None:
         divergence = experiments.first_divergence(plain.trace.labels, changed.trace.labels)
     else:
         moved = np.flatnonzero(values > 1e-9)

@@ -1,13 +1,14 @@
 """Experiments on units, written once against the domain contract (no gradio here):
 
 - probe: rank every (layer, quantity, unit) of a teacher-forced trace against a feature track of
-  the domain (`features()`, or for text any regex): ROC-AUC for on/off tracks (NeuroX-style), the
+  the domain (`features()`, or its `custom_feature`): ROC-AUC for on/off tracks (NeuroX-style), the
   Pearson correlation for numeric ones. A unit that tracks the feature scores far from 0.5 / 0.
 - pattern match (LSTMVis): the units above a threshold throughout a selected range of steps, and
   every other place where those same units are on together.
 - intervene: generate twice with the same seed, without and with hooks (an ablation, a clamp, a
-  held gate), and compare: the first step where the outputs differ and, per step, the KL divergence
-  between the two next-step distributions.
+  held gate), and compare: the first step where the outputs differ and, per step, how far apart
+  the two next-step predictions are (the domain's `step_divergence`; by default the KL divergence of
+  the softmax over "logits").
 - cka: linear CKA between two sets of activations (two layers, or two models on one input).
 """
 
@@ -44,23 +45,10 @@ def roc_auc(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("the feature is on everywhere or nowhere in this input: nothing to compare")
-    order = values.argsort(0, kind="stable")
-    ranks = np.empty_like(values, dtype=np.float64)
-    np.put_along_axis(ranks, order, np.arange(1, len(values) + 1, dtype=np.float64)[:, None].repeat(values.shape[1], 1), 0)
-    ranks = _tie_ranks(values, ranks)
+    from scipy.stats import rankdata  # here, not at the top: it takes ~0.5 s to import and few commands probe
+
+    ranks = rankdata(values, axis=0)  # ties (saturated gates tie a lot) share their mean rank
     return (ranks[labels].sum(0) - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-def _tie_ranks(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """Give tied values their mean rank (saturated gates tie a lot)."""
-    for column in range(values.shape[1]):
-        column_values = values[:, column]
-        unique, inverse, counts = np.unique(column_values, return_inverse=True, return_counts=True)
-        if len(unique) == len(column_values):
-            continue
-        sums = np.bincount(inverse, weights=ranks[:, column])
-        ranks[:, column] = (sums / counts)[inverse]
-    return ranks
 
 
 def correlation(values: np.ndarray, track: np.ndarray) -> np.ndarray:
@@ -168,61 +156,18 @@ def cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
 
 
-def step_divergence(plain: dict, changed: dict, samples: int = 256) -> tuple[np.ndarray | None, str]:
-    """Per step, how far apart two generations' next-step predictions are (the contract's
-    `distributions` of each), and what the number is:
-    - "logits" (text, music): KL(plain || changed) of the softmax;
-    - "pi", "mu", "sigma", "rho", "eos" (handwriting's mixture density): the pen-lift Bernoulli's KL
-      plus the 2-D mixture's KL estimated from `samples` fixed draws of the plain one per step;
-    - "frames" (speech): half the squared distance of the predicted frames, the KL of unit-variance
-      Gaussians around them, plus the stop Bernoulli's KL where there is one.
-    (None, reason) when the two predict nothing comparable."""
+def step_divergence(plain: dict, changed: dict) -> tuple[np.ndarray | None, str]:
+    """The contract's default comparison of two generations' next-step predictions (their
+    `distributions`): per step, KL(plain || changed) of the softmax over "logits"; (None, reason)
+    when there are none. A domain whose predictions are something else has its own
+    (studio.domains.base.OPTIONAL)."""
     if "logits" in plain and "logits" in changed:
         return kl_per_step(plain["logits"], changed["logits"]), "KL of the next-token distributions (nats)"
-    if "mu" in plain and "mu" in changed:
-        steps = min(len(plain["mu"]), len(changed["mu"]))
-        values = _mixture_kl({k: v[:steps] for k, v in plain.items()}, {k: v[:steps] for k, v in changed.items()}, samples)
-        return values + _bernoulli_kl(plain["eos"][:steps], changed["eos"][:steps]), \
-            "KL of the next pen move's mixture density (nats; the 2-D part sampled)"
-    if "frames" in plain and "frames" in changed:
-        steps = min(len(plain["frames"]), len(changed["frames"]))
-        a = plain["frames"][:steps].reshape(steps, -1).astype(np.float64)
-        b = changed["frames"][:steps].reshape(steps, -1).astype(np.float64)
-        values = 0.5 * ((a - b) ** 2).sum(1)
-        if "stop" in plain and "stop" in changed:
-            values = values + _bernoulli_kl(plain["stop"][:steps].reshape(steps, -1).mean(1), changed["stop"][:steps].reshape(steps, -1).mean(1))
-        return values, "½‖Δ predicted frames‖², the KL of unit-variance Gaussians around them (nats)"
     return None, "these outputs come with no comparable predictions"
 
 
-def _bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p || q) of on/off events (a pen lift, a stop) per step, probabilities kept off 0 and 1."""
     p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
     q = np.clip(np.asarray(q, np.float64), 1e-7, 1 - 1e-7)
     return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
-
-
-def _mixture_log_density(d: dict, xy: np.ndarray) -> np.ndarray:
-    """log of a bivariate Gaussian mixture per step at points xy (T, S, 2) -> (T, S)."""
-    mu, sigma, rho = d["mu"][:, None].astype(np.float64), d["sigma"][:, None].astype(np.float64), d["rho"][:, None].astype(np.float64)
-    z = (xy[:, :, None, :] - mu) / sigma  # (T, S, M, 2)
-    one_minus = 1 - rho**2
-    quad = (z[..., 0] ** 2 + z[..., 1] ** 2 - 2 * rho * z[..., 0] * z[..., 1]) / one_minus
-    log_n = -quad / 2 - np.log(2 * np.pi * sigma[..., 0] * sigma[..., 1] * np.sqrt(one_minus))
-    weighted = log_n + np.log(np.maximum(d["pi"][:, None].astype(np.float64), 1e-30))
-    top = weighted.max(-1, keepdims=True)
-    return (top + np.log(np.exp(weighted - top).sum(-1, keepdims=True)))[..., 0]
-
-
-def _mixture_kl(p: dict, q: dict, samples: int) -> np.ndarray:
-    """Monte Carlo KL(p || q) of two mixtures per step, from fixed draws (the same numbers every call)."""
-    rng = np.random.default_rng(0)
-    steps, mixtures = p["pi"].shape
-    pi = p["pi"].astype(np.float64) / p["pi"].sum(-1, keepdims=True)
-    component = (rng.random((steps, samples, 1)) > np.cumsum(pi, -1)[:, None]).sum(-1).clip(0, mixtures - 1)  # (T, S)
-    mu = np.take_along_axis(p["mu"].astype(np.float64), component[..., None], 1)  # (T, S, 2)
-    sigma = np.take_along_axis(p["sigma"].astype(np.float64), component[..., None], 1)
-    rho = np.take_along_axis(p["rho"].astype(np.float64), component, 1)
-    e1, e2 = rng.standard_normal((2, steps, samples))
-    xy = np.stack([mu[..., 0] + sigma[..., 0] * e1,
-                   mu[..., 1] + sigma[..., 1] * (rho * e1 + np.sqrt(1 - rho**2) * e2)], -1)
-    return np.maximum((_mixture_log_density(p, xy) - _mixture_log_density(q, xy)).mean(1), 0.0)

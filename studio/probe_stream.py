@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from studio import probe_kernel
+from studio import limits, probe_kernel
 from studio.experiments import QUANTITIES, ProbeHit, is_binary
 from studio.trace import Trace
 
@@ -162,3 +162,21 @@ def accumulate_parts(parts: list, track: np.ndarray, num_layers: int, hidden: in
     finally:
         torch.set_num_threads(threads_before)
     return functools.reduce(ProbeAccumulator.merge, accumulators)
+
+
+def fast_gemm_dtype(device) -> torch.dtype | None:
+    """bfloat16 where the hardware multiplies it natively (a GPU; a CPU whose oneDNN has bf16
+    kernels), else None (float32)."""
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return torch.bfloat16 if supported is not None and supported() else None
+
+
+def probe_parts(device) -> int:
+    """How many threads read a text's streams: on a CPU, every core this process may use (not
+    torch.get_num_threads(): the app keeps that at 1 for its batch-1 sampling, which made its probe
+    run on one core, ~2x slower); on a GPU one, which steps every stream in one batch."""
+    if torch.device(device).type != "cpu":
+        return 1
+    return min(limits.usable_cores(), 8)

@@ -4,16 +4,16 @@ experiments panel, studio/ui/experiments_panel.py, calls these):
 - "output": the generation on screen (its own trace: the viewer's step numbers);
 - "generations": that one and MORE_GENERATIONS more with the same settings and other seeds;
 - "file": an uploaded file in the domain's format;
-- "validation": a text model's validation text (the last 10% of its corpus), when the corpus is in
-  the data folder (LSTM_STUDIO_DATA, default ../shared/data next to the repository).
+- the domain's own `references` of a model (a text model's validation text, when its corpus is in
+  the data folder: studio.checkpoint.DATA_DIR).
 
-A long text is traced in chunks (the domain's `trace_chunks`), never holding every gate at once.
+A long input is traced in chunks where the domain can (its `trace_chunks`), never holding every
+gate at once.
 """
 
 from __future__ import annotations
 
-import copy
-import os
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from studio import cli_experiments, experiments
-from studio.cli_common import with_seed
+from studio.checkpoint import DATA_DIR  # noqa: F401 (the app reads it here)
+from studio.domains import member
 from studio.trace import Trace
 
-DATA_DIR = Path(os.environ.get("LSTM_STUDIO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MORE_GENERATIONS = 7
 CONTEXT = 30  # steps shown each side of a match
 MAX_MATCHES = 40
@@ -38,24 +38,17 @@ class Source:
     trace: Trace | None = None  # known already (the generation on screen)
 
 
-def validation_text(loaded) -> str | None:
-    """The validation part of a text model's corpus, if the corpus file is at hand."""
-    name = (loaded.card.get("data") or {}).get("file")
-    path = DATA_DIR / name if isinstance(name, str) and name else None
-    if path is None or not path.is_file():
-        return None
-    from studio.domains.text.data import read_text, split_train_val
-
-    return split_train_val(read_text(path))[1]
-
-
 def choices(domain, loaded) -> list[tuple[str, str]]:
     """(label, value) of the references this domain and model offer."""
     offered = [("this output", "output"), (f"this output and {MORE_GENERATIONS} more generations (other seeds)", "generations"),
                ("an uploaded file", "file")]
-    if domain.NAME == "text" and loaded is not None and validation_text(loaded) is not None:
-        offered.append((f"the model's validation text ({loaded.card['data']['file']}, last 10%)", "validation"))
-    return offered
+    return offered + [(own.label, own.value) for own in _own(domain, loaded)]
+
+
+def _own(domain, loaded) -> list:
+    """The domain's references of this model (studio.domains.base.Reference)."""
+    references = member(domain, "references")
+    return references(loaded) if references is not None and loaded is not None else []
 
 
 def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200_000) -> list[Source]:
@@ -65,27 +58,22 @@ def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200
             raise ValueError("Upload a file to read (or pick another reference).")
         sequence = domain.read_input(file, loaded)
         return [Source(Path(file).name, sequence[:limit] if isinstance(sequence, str) else sequence)]
-    if choice == "validation":
-        text = validation_text(loaded) if domain.NAME == "text" else None
-        if text is None:
-            raise ValueError(f"The validation text is not in {DATA_DIR}; upload a text instead.")
-        return [Source("validation text", text[:limit])]
+    own = {reference.value: reference for reference in _own(domain, loaded)}
+    if choice in own:
+        return [Source(own[choice].label, own[choice].read()[:limit])]
+    if choice not in ("output", "generations"):
+        raise ValueError(f"This model offers no reference {choice!r}; upload a file instead.")
     if generation is None or generation.trace is None:
         raise ValueError("Generate first: the reference starts with the output on screen.")
     found = [Source("this output", domain.sequence_of(generation), generation.trace)]
     if choice == "generations":
         if generation.settings is None:
             raise ValueError("This output does not say how it was made; generate again.")
-        seed = _seed_of(generation.settings)
+        seed = int(generation.settings.seed)
         for k in range(1, MORE_GENERATIONS + 1):
-            more = domain.generate(loaded, with_seed(copy.deepcopy(generation.settings), seed + k))
+            more = domain.generate(loaded, dataclasses.replace(generation.settings, seed=seed + k))
             found.append(Source(f"seed {seed + k}", domain.sequence_of(more), more.trace))
     return found
-
-
-def _seed_of(settings) -> int:
-    holder = settings.sampling if hasattr(settings, "sampling") else settings
-    return int(getattr(holder, "seed", 0) or 0)
 
 
 def _traced(domain, loaded, source: Source):
@@ -99,7 +87,7 @@ def _traced(domain, loaded, source: Source):
 def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limit: int = 200_000) -> dict:
     """The probe over every source: the ranked hits, and a picture of the top units next to the
     feature over WINDOW steps where it changes."""
-    if len(found) == 1 and found[0].trace is None and hasattr(domain, "trace_chunks"):
+    if len(found) == 1 and found[0].trace is None and member(domain, "trace_chunks") is not None:
         # one long text: chunked (the probe's own path), then a window read again to draw
         track, steps, hits = cli_experiments.probe(domain, loaded, found[0].sequence, feature, limit, top)
         start = _window_start(track)
@@ -166,12 +154,13 @@ def pattern(domain, loaded, trace: Trace, layer: int, start: int, end: int, thre
 
 def _together(domain, loaded, source: Source, layer: int, units: list[int], threshold: float, quantity: str):
     """(per step: all `units` above the threshold, the step labels) over one source."""
-    if source.trace is None and hasattr(domain, "trace_chunks") and isinstance(source.sequence, str):
+    chunks = member(domain, "trace_chunks")
+    if source.trace is None and chunks is not None:
         parts, labels = [], []
-        for chunk, read in domain.trace_chunks(loaded, source.sequence):
+        for chunk, _ in chunks(loaded, source.sequence)[1]:
             parts.append((chunk.quantity(layer, quantity)[:, units] > threshold).all(1))
-            labels.append(read)
-        return np.concatenate(parts), list("".join(labels))
+            labels.extend(str(x) for x in chunk.labels)
+        return np.concatenate(parts), labels
     trace, _ = _traced(domain, loaded, source)
     if layer >= trace.num_layers or max(units) >= trace.hidden_size:
         raise ValueError(f"{source.name} was read by a model without layer {layer} unit {max(units)}")

@@ -1,4 +1,5 @@
-"""Choosing the next token from logits: temperature, top-k, top-p (nucleus), seeded."""
+"""Choosing the next token from logits: temperature, top-k, top-p (nucleus), from a seeded generator
+(the seed is a field of each domain's settings)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ class SamplingConfig:
     temperature: float = 0.8  # <= 0 means greedy (always the most likely token)
     top_k: int = 0  # keep only the k most likely tokens; 0 keeps all
     top_p: float = 1.0  # keep the smallest set whose probability reaches p; 1.0 keeps all
-    seed: int = 0  # same seed, same settings, same model => identical output
 
 
 def make_generator(seed: int, device="cpu") -> torch.Generator:

@@ -63,7 +63,6 @@ class ProgressFile:
 
     def snapshot(self, step: int) -> dict:
         """Generate from the current weights with the domain's default settings and seed 0; draw its gates."""
-        from studio.cli_common import with_seed
         from studio.domains.base import LoadedModel
 
         domain = importlib.import_module(f"studio.domains.{self.domain}")
@@ -73,7 +72,7 @@ class ProgressFile:
             layers = getattr(getattr(self.model, "core", None), "layers", [])
             loaded = LoadedModel(f"step {step}", self.model, self.codec, self.card, [f"layer {k}" for k in range(len(layers))], "")
             with torch.no_grad():
-                generation = domain.generate(loaded, with_seed(domain.Settings(), 0))
+                generation = domain.generate(loaded, domain.Settings())  # seed 0
             labels = generation.trace.labels[generation.trace.shown_from :]
             sample = ("".join(labels) if all(len(x) <= 1 for x in labels) else " ".join(labels))[:SAMPLE_CHARACTERS]
             self.snapshots += 1

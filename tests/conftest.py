@@ -24,6 +24,8 @@ if str(REPO_ROOT) not in sys.path:  # plain `pytest` from anywhere still finds `
     sys.path.insert(0, str(REPO_ROOT))
 
 from studio.domains import text  # noqa: E402
+from studio.domains.text.codec import TextCodec  # noqa: E402
+from studio.domains.text.model import TextModel, TextModelConfig, make_card  # noqa: E402
 
 # Tiny models gain nothing from threads, and a background job shares the cores.
 torch.set_num_threads(1)
@@ -64,14 +66,14 @@ def corpus_file(tmp_path, corpus) -> Path:
 
 
 @pytest.fixture
-def codec(corpus) -> text.TextCodec:
-    return text.TextCodec.from_text(corpus)
+def codec(corpus) -> TextCodec:
+    return TextCodec.from_text(corpus)
 
 
-def make_text_model(vocab_size: int, hidden_size: int = 16, num_layers: int = 2, seed: int = 0) -> text.TextModel:
+def make_text_model(vocab_size: int, hidden_size: int = 16, num_layers: int = 2, seed: int = 0) -> TextModel:
     torch.manual_seed(seed)
-    config = text.TextModelConfig(vocab_size, embed_size=8, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0)
-    return text.TextModel(config).eval()
+    config = TextModelConfig(vocab_size, embed_size=8, hidden_size=hidden_size, num_layers=num_layers, dropout=0.0)
+    return TextModel(config).eval()
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +83,7 @@ def model_factory():
 
 
 @pytest.fixture
-def text_model(codec) -> text.TextModel:
+def text_model(codec) -> TextModel:
     """A random (untrained) 2-layer, 16-unit text model over the corpus' characters, in eval mode."""
     return make_text_model(codec.size)
 
@@ -94,7 +96,7 @@ def text_loaded(text_model, codec):
     """text_model and codec as the domain contract hands them out (a LoadedModel named "tiny")."""
     from studio.domains.base import LoadedModel
 
-    card = text.make_card(text_model, codec, name="tiny", data=TEST_DATA)
+    card = make_card(text_model, codec, name="tiny", data=TEST_DATA)
     return LoadedModel("tiny", text_model, codec, card, [f"layer {k}" for k in range(text_model.config.num_layers)],
                        "tiny test model")
 

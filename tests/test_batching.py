@@ -13,6 +13,8 @@ import torch
 from studio import limits, workers
 from studio.batching import MicroBatcher
 from studio.domains import text
+from studio.domains.speech.codec import AudioError
+from studio.domains.text.generate import TextSettings
 from studio.lstm import packed_linear
 from studio.sampling import SamplingConfig
 
@@ -26,10 +28,10 @@ def same_generation(a, b) -> None:
     assert np.array_equal(a.distributions["logits"], b.distributions["logits"])
 
 
-REQUESTS = [text.TextSettings(prompt="The ", length=40, sampling=SamplingConfig(seed=1)),
-            text.TextSettings(prompt="", length=7, sampling=SamplingConfig(seed=2, temperature=1.2, top_k=5)),
-            text.TextSettings(prompt="Ab?", length=25, sampling=SamplingConfig(temperature=0)),
-            text.TextSettings(prompt="x" * 30, length=1, sampling=SamplingConfig(seed=4, top_p=0.5))]
+REQUESTS = [TextSettings(prompt="The ", length=40, seed=1),
+            TextSettings(prompt="", length=7, sampling=SamplingConfig(temperature=1.2, top_k=5), seed=2),
+            TextSettings(prompt="Ab?", length=25, sampling=SamplingConfig(temperature=0)),
+            TextSettings(prompt="x" * 30, length=1, sampling=SamplingConfig(top_p=0.5), seed=4)]
 
 
 def test_a_product_gives_a_row_the_same_bits_in_any_batch():
@@ -103,7 +105,6 @@ def worker_pool(monkeypatch):
 
 
 def test_a_workers_error_is_raised_here_as_its_own_class_or_in_words():
-    from studio.domains.speech import AudioError
 
     assert type(workers._rebuilt(AudioError.__module__, AudioError.__qualname__, "too short", True)) is AudioError
     odd = workers._rebuilt("no.such.module", "Odd", "it broke", True)

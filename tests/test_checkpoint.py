@@ -11,6 +11,7 @@ import torch
 
 from studio import checkpoint
 from studio.domains import text
+from studio.domains.text.model import TextModel, make_card
 from studio.train import resume_paths
 
 
@@ -146,9 +147,9 @@ def test_list_models_finds_text_models_only(tmp_path, text_model, codec):
     checkpoint.save(
         resume_paths(models / "alpha"),
         {f"model.{k}": v for k, v in text_model.state_dict().items()},
-        {**text.make_card(text_model, codec), "resume": {"step": 3}},
+        {**make_card(text_model, codec), "resume": {"step": 3}},
     )
-    checkpoint.save(models / "tune", {"w": torch.zeros(2)}, {**text.make_card(text_model, codec), "domain": "music"})
+    checkpoint.save(models / "tune", {"w": torch.zeros(2)}, {**make_card(text_model, codec), "domain": "music"})
     (models / "notes.json").write_text("{ this is not json")
     (models / "list.json").write_text("[1, 2]")
 
@@ -158,7 +159,7 @@ def test_list_models_finds_text_models_only(tmp_path, text_model, codec):
     assert checkpoint.list_models("speech", models) == {}
     assert checkpoint.list_models("text", tmp_path / "nowhere") == {}
     # What the registry returns loads.
-    assert isinstance(text.load(found["alpha"]).model, text.TextModel)
+    assert isinstance(text.load(found["alpha"]).model, TextModel)
 
 
 @pytest.mark.parametrize("field", list(checkpoint.CARD_FIELDS))

@@ -10,6 +10,9 @@ import torch
 
 from studio import checkpoint
 from studio.domains import ALL, text
+from studio.domains.text.data import split_train_val
+from studio.domains.text.evaluate import nats_per_char
+from studio.domains.text.generate import TextSettings
 from studio.sampling import SamplingConfig
 from studio.trace import Trace
 
@@ -67,7 +70,7 @@ def test_generate_to_file(trained, tmp_path, run_cli):
     assert written.startswith("Twinkle") and len(written) == len("Twinkle") + 40
 
     # the same request in-process gives the same text: the CLI adds nothing of its own
-    settings = text.TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5, seed=11))
+    settings = TextSettings("Twin€kle", 40, SamplingConfig(temperature=0.9, top_k=5), seed=11)
     expected = text.generate(text.load(stem), settings).result
     assert written == expected.prompt + expected.text
 
@@ -84,8 +87,8 @@ def test_eval_last_line(trained, run_cli):
     match = re.fullmatch(rf"val_nats_per_char: ({FLOAT})", last)
     assert match, result.stdout
     loaded = text.load(stem)
-    ids = loaded.codec.encode(text.split_train_val(data.read_text())[1])[0]
-    assert float(match.group(1)) == pytest.approx(text.nats_per_char(loaded.model, ids), abs=2e-4)
+    ids = loaded.codec.encode(split_train_val(data.read_text())[1])[0]
+    assert float(match.group(1)) == pytest.approx(nats_per_char(loaded.model, ids), abs=2e-4)
 
 
 def test_trace_command(trained, tmp_path, run_cli):
@@ -210,3 +213,60 @@ def test_generate_says_which_model_it_uses_and_what_to_do_with_unknown_character
     result = run_cli("generate", "text", "--model", stem, "--prompt", "TWINKLE", "--length", "5")
     assert result.returncode == 0 and "using the shipped model" not in result.stderr
     assert "type them in lowercase" in result.stderr
+
+
+# each domain's generation options, as a user gives them (short runs of a tiny model)
+GENERATION_OPTIONS = {
+    "text": ["--prompt", "ROMEO:", "--length", "20", "--temperature", "0.9"],
+    "music": ["--bars", "1", "--top-k", "5"],
+    "handwriting": ["--text", "hi", "--bias", "1.0", "--max-points", "40"],
+    "speech": ["--text", "hi there.", "--max-steps", "20", "--stop-threshold", "1"],
+}
+
+
+@pytest.fixture(params=ALL, ids=lambda domain: domain.NAME)
+def tiny_model(request, tmp_path):
+    """(domain, the stem of a tiny random model of it saved in tmp_path)."""
+    domain = request.param
+    model, codec = domain.tiny(seed=0)
+    domain.save(tmp_path / "tiny", model, codec, {"name": "tiny"})
+    return domain, tmp_path / "tiny"
+
+
+def test_explain_and_intervene_take_the_generation_settings(tiny_model, tmp_path, run_cli):
+    """`explain` and `intervene` are written once against the contract and take the fields of the
+    domain's Settings as flags: what they generate follows them."""
+    import json
+
+    domain, stem = tiny_model
+    options = GENERATION_OPTIONS[domain.NAME]
+    out = tmp_path / "why.json"
+    result = run_cli("explain", domain.NAME, "--model", stem, *options, "--seed", "2", "--step", "3", "--json", out, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["anatomy"]["step"] == 3
+    result = run_cli("intervene", domain.NAME, "--model", stem, *options, "--seed", "2", "--ablate", "1:0,1:3", "--from", "2",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("original: ") and lines[1].startswith("changed: ")
+    assert re.fullmatch(r"first_divergence: (\d+|none)", lines[-1])
+    if domain.NAME == "text":
+        assert lines[0].startswith("original: ROMEO:")  # the prompt it was given, then 20 characters
+        assert len(lines[0]) == len("original: ROMEO:") + 20
+
+
+def test_settings_flags_follow_the_settings_dataclass():
+    from studio.cli_common import settings_fields
+
+    paths = {path for path, _, _ in settings_fields(TextSettings())}
+    assert {("prompt",), ("length",), ("seed",), ("sampling", "temperature"), ("sampling", "top_k")} <= paths
+    hw = {path[-1] for domain in ALL if domain.NAME == "handwriting" for path, _, _ in settings_fields(domain.Settings())}
+    assert {"text", "bias", "style", "seed"} <= hw and not hw & {"primer_strokes", "primer_text"}  # a primer is a file's
+
+
+def test_flags_are_given_whole(run_cli, tmp_path):
+    """No parser takes an abbreviation (`--data-di` for `--data-dir`, `--temp` for `--temperature`)."""
+    result = run_cli("train", "handwriting", "--data-di", tmp_path, "--out", tmp_path / "m")
+    assert result.returncode == 2 and "unrecognized arguments: --data-di" in result.stderr
+    result = run_cli("generate", "text", "--temp", "0.5", "--length", "5")
+    assert result.returncode == 2 and "--temp" in result.stderr

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from studio import checkpoint
-from studio.domains import ALL
-from studio.domains.base import Generation, LoadedModel, Scored, View, missing_parts
+from studio.domains import ALL, member
+from studio.domains.base import OPTIONAL, Generation, LoadedModel, Reference, Scored, missing_parts
 from studio.lstm import set_units
 
 
@@ -29,6 +29,7 @@ def loaded(domain, tmp_path) -> LoadedModel:
 def test_every_domain_has_every_part(domain):
     assert missing_parts(domain) == []
     assert dataclasses.is_dataclass(domain.Settings)
+    assert "seed" in {field.name for field in dataclasses.fields(domain.Settings)}  # the one seed
 
 
 def test_save_load_round_trip(domain, tmp_path):
@@ -103,11 +104,25 @@ def test_a_hook_zeroing_one_unit_changes_the_prediction_from_its_step_on(domain,
     assert np.allclose(hooked.trace.layers[layer]["h"][at:, :2], 0.0)
 
 
-def test_render_paints_every_quantity(domain, loaded):
-    _, settings = domain.example()
+def test_optional_members_keep_their_defaults_shape(domain, loaded):
+    """What a domain does differently is an OPTIONAL member of the default's kind, and works on its example."""
+    for name, default in OPTIONAL.items():
+        own = member(domain, name)
+        if callable(default) or default is None:
+            assert own is None or callable(own), name
+        else:
+            assert isinstance(own, type(default)), name
+    sequence, settings = domain.example()
     generation = domain.generate(loaded, settings)
-    for quantity in ("i", "f", "g", "o", "c", "h", "tanh_c"):
-        assert domain.render(generation, View(layer=0, unit=1, quantity=quantity)) is not None
+    values, measure = member(domain, "step_divergence")(generation.distributions, generation.distributions)
+    assert values is not None and np.allclose(values, 0, atol=1e-9) and measure
+    if member(domain, "references") is not None:
+        assert all(isinstance(found, Reference) for found in member(domain, "references")(loaded))
+    if member(domain, "trace_chunks") is not None:
+        read, chunks = member(domain, "trace_chunks")(loaded, sequence)
+        whole = domain.score(loaded, sequence).trace
+        parts = [trace for trace, _ in chunks]
+        assert sum(trace.steps for trace in parts) == whole.steps == len(read)
 
 
 def test_write_files(domain, loaded, tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from studio import experiments, probe_stream
 from studio.domains import text
-from studio.sampling import SamplingConfig
+from studio.domains.text.generate import TextSettings
 
 SENTENCE = 'He said "to be (or not)"\nand "left" at once.\nThen "no".\n'
 
@@ -49,7 +49,7 @@ def test_probe_scores_are_auc_and_correlation():
 
 
 def test_an_empty_intervention_changes_nothing_and_an_ablation_only_from_its_step(loaded):
-    settings = text.TextSettings("He said", 30, SamplingConfig(seed=5))
+    settings = TextSettings("He said", 30, seed=5)
     plain = text.generate(loaded, settings)
     empty = text.generate(loaded, settings, hooks=experiments.intervention_hooks())
     assert empty.result.text == plain.result.text

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from studio import explain
 from studio.domains import text
 from studio.domains.base import LoadedModel
+from studio.domains.text.codec import TextCodec
+from studio.domains.text.model import TextModel, TextModelConfig
 
 SENTENCE = 'He said "to be (or not)"\nand left.'
 
@@ -47,8 +49,8 @@ def test_saliency_peaks_k_steps_back_on_a_model_that_copies(codec_size=6, lag=3)
     model this confident the log-probabilities saturate and it picks the copied step in only
     ~60-85% of steps, so it is checked against finite differences above instead.)"""
     torch.manual_seed(0)
-    codec = text.TextCodec("abcdef")
-    model = text.TextModel(text.TextModelConfig(codec_size, 8, 32, 1, 0.0))
+    codec = TextCodec("abcdef")
+    model = TextModel(TextModelConfig(codec_size, 8, 32, 1, 0.0))
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(300):
         tokens = torch.randint(0, codec_size, (32, 24))

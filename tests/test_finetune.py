@@ -15,6 +15,8 @@ import torch
 from studio import __main__ as studio_main
 from studio.domains import music, text
 from studio.domains.music.cli import CHUNK_BARS, split_pieces
+from studio.domains.music.codec import PitchCodec
+from studio.domains.music.data import MusicInputError
 from studio.domains.text.model import extend_vocabulary
 
 NEW_TEXT = "Ünïcode {braces} and 1234567890 digits ~ tilde\n"
@@ -110,7 +112,7 @@ def test_train_text_init_names_a_missing_checkpoint(tmp_path, corpus_file):
 
 # ---------------------------------------------------------------- music: MIDI / MusicXML corpora
 def test_split_pieces_holds_out_the_last_tenth_and_cuts_long_pieces():
-    codec = music.PitchCodec(36, 84, 1)
+    codec = PitchCodec(36, 84, 1)
     pieces = [[[60 + k]] * 20 for k in range(12)]
     data = split_pieces(pieces, codec)
     assert data["valid"] == pieces[-1:] and data["train"] == pieces[:-1]
@@ -119,7 +121,7 @@ def test_split_pieces_holds_out_the_last_tenth_and_cuts_long_pieces():
     long = split_pieces([[[60]] * 300, [[62]] * 8], codec)
     size = CHUNK_BARS * codec.steps_per_bar
     assert [len(p) for p in long["train"]] == [size] * 4 + [300 - 4 * size] and long["valid"] == [[[62]] * 8]
-    with pytest.raises(music.MusicInputError, match="at least 16"):
+    with pytest.raises(MusicInputError, match="at least 16"):
         split_pieces([[[60]] * 15], codec)
 
 

@@ -14,16 +14,54 @@ import torch
 
 from studio.domains import handwriting as hw
 from studio.domains.base import LoadedModel, View
-from studio.domains.handwriting.model import layer_names
-from studio.domains.handwriting.render import _smooth
+from studio.domains.handwriting.codec import (
+    MAX_TEXT,
+    HandwritingAlphabet,
+    HandwritingCodec,
+    bounds,
+    normalize_strokes,
+    offsets_to_strokes,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.data import (
+    DataConfig,
+    StrokeFileError,
+    build_dataset,
+    load_dataset,
+    load_stroke_file,
+    render_phrase,
+)
+from studio.domains.handwriting.evaluate import batch_nll, make_batch
+from studio.domains.handwriting.generate import LINE_CHARS, HandwritingSettings, max_steps_for
+from studio.domains.handwriting.model import (
+    PREDICTION,
+    SYNTHESIS,
+    PredictionConfig,
+    PredictionModel,
+    SynthesisConfig,
+    SynthesisModel,
+    layer_names,
+    mdn_log_likelihood,
+    mdn_split,
+)
+from studio.domains.handwriting.render import (
+    _smooth,
+    animated_svg,
+    attention_html,
+    strokes_figure,
+    strokes_to_svg,
+    svg_to_strokes,
+    unit_colors,
+    write_png,
+)
 from studio.lstm import set_units
 
 STROKES = [np.array([[0, 0], [1, 2], [3, 2.5]], np.float32), np.array([[5, 1], [6, 0]], np.float32)]
 
 
-def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> hw.SynthesisModel:
+def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> SynthesisModel:
     torch.manual_seed(seed)
-    model = hw.SynthesisModel(hw.SynthesisConfig(hw.HandwritingAlphabet().size, hidden_size=8, num_layers=1, mixtures=3,
+    model = SynthesisModel(SynthesisConfig(HandwritingAlphabet().size, hidden_size=8, num_layers=1, mixtures=3,
                                                  window_gaussians=2)).eval()
     with torch.no_grad():
         if kappa_step is not None:  # the window moves kappa_step characters per point, whatever the input
@@ -36,9 +74,9 @@ def tiny_synthesis(seed=0, kappa_step=None, eos_bias=None) -> hw.SynthesisModel:
 
 def as_loaded(model, scale: float = 2.0) -> LoadedModel:
     """A model ready for generate/score, as hw.load would hand it out (no files)."""
-    synthesis = isinstance(model, hw.SynthesisModel)
-    codec = hw.HandwritingCodec(scale, hw.HandwritingAlphabet() if synthesis else None)
-    card = {"kind": hw.SYNTHESIS if synthesis else hw.PREDICTION, "metrics": {}}
+    synthesis = isinstance(model, SynthesisModel)
+    codec = HandwritingCodec(scale, HandwritingAlphabet() if synthesis else None)
+    card = {"kind": SYNTHESIS if synthesis else PREDICTION, "metrics": {}}
     return LoadedModel("tiny", model, codec, card, layer_names(model))
 
 
@@ -48,22 +86,22 @@ def write(model, settings):
 
 
 def test_strokes_offsets_round_trip():
-    offsets = hw.strokes_to_offsets(STROKES)
+    offsets = strokes_to_offsets(STROKES)
     assert offsets.shape == (5, 3)
     assert offsets[:, 2].tolist() == [0, 0, 1, 0, 1]
     np.testing.assert_allclose(offsets[3], [2, -1.5, 0])  # pen-up travel from (3, 2.5) to (5, 1)
-    back = hw.offsets_to_strokes(offsets)
+    back = offsets_to_strokes(offsets)
     assert len(back) == 2
     for a, b in zip(back, STROKES, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_svg_round_trip_and_animation():
-    svg = hw.strokes_to_svg(STROKES)
+    svg = strokes_to_svg(STROKES)
     assert svg.startswith("<svg") and svg.count("<path") == 2
-    for a, b in zip(hw.svg_to_strokes(svg), STROKES, strict=True):
+    for a, b in zip(svg_to_strokes(svg), STROKES, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
-    animated = hw.strokes_to_svg(STROKES, animate_seconds=2.0)
+    animated = strokes_to_svg(STROKES, animate_seconds=2.0)
     assert animated.count("<set ") == 3  # one per segment
 
 
@@ -76,15 +114,15 @@ def test_smooth_curve_passes_through_every_point():
     chord_mid = (points[1] + points[2]) / 2
     assert 0 < np.linalg.norm(curve[5 + 2] - chord_mid) < 0.5
     assert len(_smooth(points[:2])) == 2  # a single segment stays a line
-    coloured = hw.strokes_to_svg(STROKES, colors=[["red", "blue"], ["rgba(1,2,3,0.5)"]])
+    coloured = strokes_to_svg(STROKES, colors=[["red", "blue"], ["rgba(1,2,3,0.5)"]])
     assert 'stroke="blue"' in coloured and "rgba(1,2,3,0.5)" in coloured
 
 
 def test_normalize_and_png(tmp_path):
-    norm = hw.normalize_strokes([s * 10 + 7 for s in STROKES])
-    x0, y0, x1, y1 = hw.bounds(norm)
+    norm = normalize_strokes([s * 10 + 7 for s in STROKES])
+    x0, y0, x1, y1 = bounds(norm)
     assert (x0, y0) == pytest.approx((0, 0)) and y1 == pytest.approx(1.0)
-    path = hw.write_png(STROKES, tmp_path / "out.png")
+    path = write_png(STROKES, tmp_path / "out.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -97,9 +135,9 @@ def test_mdn_log_likelihood_matches_hand_computation():
     raw[3:7] = torch.tensor([0.1, -0.2, 1.0, 0.5])
     raw[7:11] = torch.tensor([0.0, math.log(2.0), math.log(0.5), 0.0])
     raw[11:13] = torch.tensor([0.0, 0.5])
-    params = hw.mdn_split(raw, m)
+    params = mdn_split(raw, m)
     x, y, lift = 0.4, 0.1, 1.0
-    log_p = float(hw.mdn_log_likelihood(params, torch.tensor([x, y, lift])))
+    log_p = float(mdn_log_likelihood(params, torch.tensor([x, y, lift])))
 
     def gauss(x, y, mx, my, sx, sy, rho):
         zx, zy = (x - mx) / sx, (y - my) / sy
@@ -114,24 +152,24 @@ def test_mdn_log_likelihood_matches_hand_computation():
 
 def test_bias_sharpens_the_mixture():
     raw = torch.randn(1 + 6 * 3)
-    plain, biased = hw.mdn_split(raw, 3), hw.mdn_split(raw, 3, bias=2.0)
+    plain, biased = mdn_split(raw, 3), mdn_split(raw, 3, bias=2.0)
     assert torch.allclose(biased.log_sigma, plain.log_sigma - 2.0)
     assert biased.log_pi.exp().max() >= plain.log_pi.exp().max()
 
 
 def test_window_and_teacher_forced_shapes():
-    codec = hw.HandwritingAlphabet()
+    codec = HandwritingAlphabet()
     model = tiny_synthesis()
     rng = np.random.default_rng(0)
     texts = ["hello", "to be or"]
-    offsets = [hw.strokes_to_offsets(hw.render_phrase(t, rng)) for t in texts]
-    batch = hw.make_batch(offsets, texts, codec, 5.0)
+    offsets = [strokes_to_offsets(render_phrase(t, rng)) for t in texts]
+    batch = make_batch(offsets, texts, codec, 5.0)
     raw, phi = model(batch.points, batch.chars, batch.char_mask)
     steps = max(len(o) for o in offsets)
     assert raw.shape == (2, steps, 1 + 6 * 3)
     assert phi.shape == (2, steps, len("to be or"))
     assert float(phi.detach()[0, :, len("hello"):].abs().max()) == 0.0  # padding characters get no weight
-    total, count = hw.batch_nll(model, batch)
+    total, count = batch_nll(model, batch)
     assert count == sum(len(o) for o in offsets) and torch.isfinite(total)
     total.backward()
     assert model.attention.layers[0].weight_hh_l0.grad is not None
@@ -139,16 +177,16 @@ def test_window_and_teacher_forced_shapes():
 
 def test_training_step_matches_sampling_step():
     """The stepped training path (LSTMCore.cell) and LSTMCore.step agree on the first outputs."""
-    codec = hw.HandwritingAlphabet()
+    codec = HandwritingAlphabet()
     model = tiny_synthesis(seed=3)
-    offsets = [hw.strokes_to_offsets(STROKES)]
-    batch = hw.make_batch(offsets, ["ab"], codec, 2.0)
+    offsets = [strokes_to_offsets(STROKES)]
+    batch = make_batch(offsets, ["ab"], codec, 2.0)
     raw, phi = model(batch.points, batch.chars, batch.char_mask)
     state = model.initial_state(1)
     chars = codec.one_hot("ab")[None]
     for t in range(3):
         params, state, gates, step_phi = model.step(batch.points[:, t], chars, state)
-        ref = hw.mdn_split(raw[0, t], 3)
+        ref = mdn_split(raw[0, t], 3)
         assert torch.allclose(params.mu, ref.mu, atol=1e-5)
         assert torch.allclose(step_phi[:-1], phi[0, t], atol=1e-5)
     assert len(gates) == 2 and gates[0]["c"].shape == (1, 8)
@@ -156,23 +194,23 @@ def test_training_step_matches_sampling_step():
 
 def test_sampling_stops_when_window_passes_the_end():
     model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
-    result, trace = write(model, hw.HandwritingSettings(text="abc", seed=1))
+    result, trace = write(model, HandwritingSettings(text="abc", seed=1))
     assert result.finished
-    assert len(result.offsets) < hw.max_steps_for("abc")
+    assert len(result.offsets) < max_steps_for("abc")
     assert result.phi.shape == (len(result.offsets), 3)
     assert trace.steps == len(result.offsets) and trace.num_layers == 2
     # a window that never moves never finishes, and the cap is said in a note
     stuck = tiny_synthesis(kappa_step=1e-6, eos_bias=-5.0)
-    result, _ = write(stuck, hw.HandwritingSettings(text="ab", seed=1))
-    assert not result.finished and len(result.offsets) == hw.max_steps_for("ab")
+    result, _ = write(stuck, HandwritingSettings(text="ab", seed=1))
+    assert not result.finished and len(result.offsets) == max_steps_for("ab")
     assert any("did not reach the end" in n for n in result.notes)
 
 
 def test_long_text_is_written_line_by_line():
     model = tiny_synthesis(kappa_step=1.0, eos_bias=5.0)
     text = "the first line is here and the second line follows it, then a third"
-    result, trace = write(model, hw.HandwritingSettings(text=text, seed=2))
-    lines = textwrap.wrap(text, hw.LINE_CHARS)
+    result, trace = write(model, HandwritingSettings(text=text, seed=2))
+    lines = textwrap.wrap(text, LINE_CHARS)
     assert len(lines) == 3 and result.text == " ".join(lines) and result.finished
     assert any("3 lines" in note for note in result.notes)
     assert trace.steps == len(result.offsets) == sum(len(s) for s in result.strokes)
@@ -182,29 +220,29 @@ def test_long_text_is_written_line_by_line():
     assert first_rows[:, len(lines[0]) + 1 :].max() == 0 and first_rows[:, : len(lines[0])].max() > 0
     # lines are stacked downwards (the last line's first stroke lies below the first line's
     # first stroke) and start at the left margin
-    assert hw.bounds(result.strokes)[0] == pytest.approx(0.0, abs=1e-4)
+    assert bounds(result.strokes)[0] == pytest.approx(0.0, abs=1e-4)
     assert result.strokes[-1][:, 1].min() > result.strokes[0][:, 1].max()
-    again, _ = write(model, hw.HandwritingSettings(text=text, seed=2))
+    again, _ = write(model, HandwritingSettings(text=text, seed=2))
     np.testing.assert_array_equal(again.offsets, result.offsets)  # still seeded
 
 
 def test_generation_is_seeded_and_bad_text_is_explained():
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    a, _ = write(model, hw.HandwritingSettings(text="Café “ok” €", seed=4))
-    b, _ = write(model, hw.HandwritingSettings(text="Café “ok” €", seed=4))
+    a, _ = write(model, HandwritingSettings(text="Café “ok” €", seed=4))
+    b, _ = write(model, HandwritingSettings(text="Café “ok” €", seed=4))
     np.testing.assert_array_equal(a.offsets, b.offsets)
     assert a.text == "Cafe 'ok'"
     notes = " ".join(a.notes)
     assert "Mapped" in notes and "Dropped" in notes and "'€'" in notes
-    long, _ = write(model, hw.HandwritingSettings(text="word " * 40, seed=0))
-    assert len(long.text) <= hw.MAX_TEXT and any("longer than" in n for n in long.notes)
+    long, _ = write(model, HandwritingSettings(text="word " * 40, seed=0))
+    assert len(long.text) <= MAX_TEXT and any("longer than" in n for n in long.notes)
     with pytest.raises(ValueError, match="nothing to write"):
-        write(model, hw.HandwritingSettings(text="  €€ "))
+        write(model, HandwritingSettings(text="  €€ "))
 
 
 def test_priming_reads_the_style_sample_first():
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", normalize_primer=False)
+    settings = HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", normalize_primer=False)
     result, trace = write(model, settings)
     assert result.primer_points == 5 and result.chars == "ok hi"
     assert trace.shown_from == 5 == trace.prompt_length and trace.steps == 5 + len(result.offsets)
@@ -212,25 +250,25 @@ def test_priming_reads_the_style_sample_first():
 
 def test_free_scribble_and_renders():
     torch.manual_seed(0)
-    model = hw.PredictionModel(hw.PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval()
-    generation = hw.generate(as_loaded(model), hw.HandwritingSettings(text="ignored", max_points=40, seed=2))
+    model = PredictionModel(PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval()
+    generation = hw.generate(as_loaded(model), HandwritingSettings(text="ignored", max_points=40, seed=2))
     result, trace = generation.result, generation.trace
     assert len(result.offsets) == 40 and trace.steps == 40 and result.offsets[-1, 2] == 1
     assert any("free-scribble" in n for n in result.notes)
-    colors = hw.unit_colors(result, trace, View(layer=1, unit=3, quantity="tanh_c"))
+    colors = unit_colors(result, trace, View(layer=1, unit=3, quantity="tanh_c"))
     assert [len(c) for c in colors] == [max(len(s) - 1, 1) for s in result.strokes]
-    assert hw.strokes_figure(generation, View(layer=0, unit=0, quantity="i")).axes
-    assert "No attention window" in hw.attention_html(result)
-    assert "<set " in hw.animated_svg(result, colors)
-    points = hw.make_batch([result.offsets], None, None, 2.0)
-    assert hw.batch_nll(model, points)[1] == 40
+    assert strokes_figure(generation, View(layer=0, unit=0, quantity="i")).axes
+    assert "No attention window" in attention_html(result)
+    assert "<set " in animated_svg(result, colors)
+    points = make_batch([result.offsets], None, None, 2.0)
+    assert batch_nll(model, points)[1] == 40
 
 
 def test_hooks_see_the_trace_layers_and_steps():
     """The attention layer is layer 0 and the core's layers follow; steps are the trace's, primer
     included; a hook on the attention layer moves the window from its step on."""
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
-    settings = hw.HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", fixed_points=12,
+    settings = HandwritingSettings(text="hi", seed=0, primer_strokes=STROKES, primer_text="ok", fixed_points=12,
                                       normalize_primer=False)
     seen = set()
     plain = hw.generate(as_loaded(model), settings, hooks=[lambda step, layer, name, value: seen.add((step, layer))])
@@ -256,7 +294,7 @@ def test_score_reads_a_stroke_file_with_its_transcript(tmp_path, run_cli):
     np.testing.assert_allclose(scored.distributions["pi"].sum(-1), 1.0, atol=1e-5)
     # the same numbers as the training loss over that phrase (its first move zeroed, as read)
     offsets = sample.offsets()
-    batch = hw.make_batch([offsets], ["a'b"], hw.HandwritingAlphabet(), 2.0)
+    batch = make_batch([offsets], ["a'b"], HandwritingAlphabet(), 2.0)
     raw, _ = model(batch.points, batch.chars, batch.char_mask)
     np.testing.assert_allclose(scored.distributions["eos"], torch.sigmoid(raw[0, :, 0]).detach().numpy(), atol=1e-5)
     tracks = hw.features(sample, scored)
@@ -265,10 +303,10 @@ def test_score_reads_a_stroke_file_with_its_transcript(tmp_path, run_cli):
     # a synthesis model needs the transcript; a prediction model ignores it
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps([s.tolist() for s in STROKES]))
-    with pytest.raises(hw.StrokeFileError, match="no transcript"):
+    with pytest.raises(StrokeFileError, match="no transcript"):
         hw.read_input(bare, loaded)
     torch.manual_seed(0)
-    scribbler = as_loaded(hw.PredictionModel(hw.PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval())
+    scribbler = as_loaded(PredictionModel(PredictionConfig(hidden_size=8, num_layers=2, mixtures=3)).eval())
     scored = hw.score(scribbler, sample)
     assert "phi" not in scored.distributions and any("ignored" in n for n in scored.notes)
     assert "character under the window" not in hw.features(sample, scored)
@@ -286,26 +324,26 @@ def test_loaders_read_small_files(tmp_path):
     xml = tmp_path / "a.xml"
     xml.write_text('<WhiteboardCaptureSession><StrokeSet><Stroke><Point x="1" y="2" time="0"/><Point x="3" y="4"/>'
                    '</Stroke><Stroke><Point x="5" y="6"/></Stroke></StrokeSet></WhiteboardCaptureSession>')
-    strokes, _ = hw.load_stroke_file(xml)
+    strokes, _ = load_stroke_file(xml)
     assert [len(s) for s in strokes] == [2, 1] and strokes[0][1].tolist() == [3, 4]
 
     nd = tmp_path / "cat.ndjson"
     nd.write_text(json.dumps({"word": "cat", "drawing": [[[0, 10, 20], [0, 5, 0]], [[3, 4], [9, 9]]]}) + "\n")
-    strokes, _ = hw.load_stroke_file(nd)
+    strokes, _ = load_stroke_file(nd)
     assert [len(s) for s in strokes] == [3, 2] and strokes[0][1].tolist() == [10, 5]
 
     npz = tmp_path / "sketch.npz"
-    np.savez(npz, train=hw.strokes_to_offsets(STROKES)[None])
-    strokes, _ = hw.load_stroke_file(npz)
+    np.savez(npz, train=strokes_to_offsets(STROKES)[None])
+    strokes, _ = load_stroke_file(npz)
     np.testing.assert_allclose(strokes[1], STROKES[1], atol=1e-5)
 
     js = tmp_path / "style.json"
     js.write_text(json.dumps({"text": "ok", "strokes": [s.tolist() for s in STROKES]}))
-    strokes, text = hw.load_stroke_file(js)
+    strokes, text = load_stroke_file(js)
     assert text == "ok" and len(strokes) == 2
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps([[[0, 0], [1, 1]]]))
-    assert len(hw.load_stroke_file(plain)[0]) == 1
+    assert len(load_stroke_file(plain)[0]) == 1
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -322,8 +360,8 @@ def test_loaders_read_small_files(tmp_path):
 def test_malformed_files_give_clear_errors(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_text(content)
-    with pytest.raises(hw.StrokeFileError, match=message) as caught:
-        hw.load_stroke_file(path)
+    with pytest.raises(StrokeFileError, match=message) as caught:
+        load_stroke_file(path)
     assert name in str(caught.value)
 
 
@@ -332,33 +370,33 @@ def test_pickled_npz_is_refused(tmp_path):
     ragged[0], ragged[1] = np.zeros((3, 3)), np.zeros((2, 3))
     path = tmp_path / "ragged.npz"
     np.savez(path, train=ragged)
-    with pytest.raises(hw.StrokeFileError, match="pickled"):
-        hw.load_stroke_file(path)
+    with pytest.raises(StrokeFileError, match="pickled"):
+        load_stroke_file(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(hw.StrokeFileError, match="not a readable"):
-        hw.load_stroke_file(tmp_path / "junk.npz")
+    with pytest.raises(StrokeFileError, match="not a readable"):
+        load_stroke_file(tmp_path / "junk.npz")
 
 
 # ---------------------------------------------------------------- data and checkpoints
 def test_build_dataset_holds_out_phrases(tmp_path):
     corpus = " ".join(f"word{k % 7} and more text here, said he." for k in range(200)).replace("0", "o")
-    config = hw.DataConfig(samples=12, held_out=3, seed=1)
-    alphabet = hw.HandwritingAlphabet()
+    config = DataConfig(samples=12, held_out=3, seed=1)
+    alphabet = HandwritingAlphabet()
     corpus = "".join(c for c in corpus if c in alphabet.index or c == " ")
-    summary = hw.build_dataset(corpus, tmp_path, config, alphabet)
-    texts, offsets = hw.load_dataset(tmp_path / "train.npz")
-    held, _ = hw.load_dataset(tmp_path / "held_out.npz")
+    summary = build_dataset(corpus, tmp_path, config, alphabet)
+    texts, offsets = load_dataset(tmp_path / "train.npz")
+    held, _ = load_dataset(tmp_path / "held_out.npz")
     assert len(texts) == 12 and len(held) == 3 and not set(held) & set(texts)
     assert summary["offset_scale"] > 0 and all(o.shape[1] == 3 for o in offsets)
 
 
 def test_save_load_and_cli_generate(tmp_path, run_cli):
-    alphabet = hw.HandwritingAlphabet()
+    alphabet = HandwritingAlphabet()
     model = tiny_synthesis(kappa_step=0.5, eos_bias=2.0)
     stem = tmp_path / "tiny-hw"
-    hw.save(stem, model, hw.HandwritingCodec(2.0, alphabet))
+    hw.save(stem, model, HandwritingCodec(2.0, alphabet))
     loaded = hw.load(stem)
-    assert isinstance(loaded.model, hw.SynthesisModel) and loaded.codec.alphabet.chars == alphabet.chars
+    assert isinstance(loaded.model, SynthesisModel) and loaded.codec.alphabet.chars == alphabet.chars
     assert loaded.card["kind"] == "synthesis" and loaded.layer_names == ["attention", "layer 1"]
     out = tmp_path / "out.svg"
     done = run_cli("generate", "handwriting", "--model", stem, "--text", "hi there", "--bias", "1", "--out", out,

@@ -12,19 +12,22 @@ import torch
 from studio import explain
 from studio.domains import handwriting as hw
 from studio.domains.base import LoadedModel
-from studio.domains.handwriting.model import layer_names
+from studio.domains.handwriting.codec import Handwriting, HandwritingCodec
+from studio.domains.handwriting.evaluate import make_batch, nll_per_point
+from studio.domains.handwriting.generate import HandwritingSettings
+from studio.domains.handwriting.model import PREDICTION, SYNTHESIS, PredictionConfig, PredictionModel, layer_names
 
 
 def loaded_of(kind: str) -> LoadedModel:
-    if kind == hw.SYNTHESIS:
+    if kind == SYNTHESIS:
         model, codec = hw.tiny(seed=3)
     else:
         torch.manual_seed(3)
-        model, codec = hw.PredictionModel(hw.PredictionConfig(16, 2, 3)).eval(), hw.HandwritingCodec(2.0)
+        model, codec = PredictionModel(PredictionConfig(16, 2, 3)).eval(), HandwritingCodec(2.0)
     return LoadedModel("tiny", model, codec, {"kind": kind, "metrics": {}}, layer_names(model))
 
 
-def written(loaded: LoadedModel) -> hw.Handwriting:
+def written(loaded: LoadedModel) -> Handwriting:
     """A generation of the tiny model read again: the example's primer and 24 written points
     (synthesis), or 30 scribbled points."""
     _, settings = hw.example()
@@ -32,7 +35,7 @@ def written(loaded: LoadedModel) -> hw.Handwriting:
     return hw.sequence_of(hw.generate(loaded, settings))
 
 
-KINDS = [hw.SYNTHESIS, hw.PREDICTION]
+KINDS = [SYNTHESIS, PREDICTION]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -87,10 +90,10 @@ def test_guesses_are_the_mixture_and_the_likelihood_is_the_nll(kind):
     sequence = written(loaded)
     scored, ex = hw.explainable(loaded, sequence)
     model, step = loaded.model, 11
-    batch = hw.make_batch([sequence.offsets()], [scored.sequence.text] if kind == hw.SYNTHESIS else None,
+    batch = make_batch([sequence.offsets()], [scored.sequence.text] if kind == SYNTHESIS else None,
                           loaded.codec.alphabet, loaded.codec.offset_scale)
     with torch.no_grad():
-        raw = model(batch.points, batch.chars, batch.char_mask)[0] if kind == hw.SYNTHESIS else model(batch.points)[0]
+        raw = model(batch.points, batch.chars, batch.char_mask)[0] if kind == SYNTHESIS else model(batch.points)[0]
     raw = raw[0, step].double()
     m = model.config.mixtures
     weights = torch.softmax(raw[1 : 1 + m], -1).numpy()
@@ -100,7 +103,7 @@ def test_guesses_are_the_mixture_and_the_likelihood_is_the_nll(kind):
     assert [int(g["token"].split()[1]) for g in guesses["topk"]] == order.tolist()
     assert guesses["entropy"] == pytest.approx(float(-(weights * np.log(weights)).sum()), abs=1e-6)
     assert guesses["end_of_stroke"] == pytest.approx(float(torch.sigmoid(raw[0])), abs=1e-6)
-    if kind == hw.SYNTHESIS:
+    if kind == SYNTHESIS:
         peak = int(np.argmax(scored.distributions["phi"][step]))
         assert guesses["window_peak"]["index"] == peak and guesses["window_peak"]["char"] in ("o", "k", "h", "i", "␣")
     else:
@@ -108,7 +111,7 @@ def test_guesses_are_the_mixture_and_the_likelihood_is_the_nll(kind):
     # the per-step log-likelihood is the held-out NLL's own terms, the last step included
     surprise = explain.surprise(ex)
     assert surprise[-1] != 0
-    nll = hw.nll_per_point(model, [scored.sequence.text], [sequence.offsets()], loaded.codec)
+    nll = nll_per_point(model, [scored.sequence.text], [sequence.offsets()], loaded.codec)
     assert surprise.mean() == pytest.approx(nll, abs=1e-5)
 
 
@@ -147,14 +150,14 @@ def test_sequence_of_gives_the_generation_trace_again():
         shown = generation.trace.shown_from
         assert scored.trace.labels[shown:] == generation.trace.labels[shown:]
     # several lines: each written from a fresh state; read again in one pass, the steps still line up
-    loaded = loaded_of(hw.SYNTHESIS)
-    generation = hw.generate(loaded, hw.HandwritingSettings(text="a few words that need two lines", fixed_points=12))
+    loaded = loaded_of(SYNTHESIS)
+    generation = hw.generate(loaded, HandwritingSettings(text="a few words that need two lines", fixed_points=12))
     assert generation.trace.detail.lines == 2
     assert hw.score(loaded, hw.sequence_of(generation)).trace.steps == generation.trace.steps
 
 
 def test_explain_answer_for_a_synthesis_step():
-    loaded = loaded_of(hw.SYNTHESIS)
+    loaded = loaded_of(SYNTHESIS)
     scored, ex = hw.explainable(loaded, written(loaded))
     answer = explain.explain(scored.trace, ex, step=14, layer=1, unit=2, target="end of stroke",
                              method="integrated_gradients")

@@ -14,7 +14,10 @@ import torch
 from studio import checkpoint
 from studio.domains import handwriting as hw
 from studio.domains.base import LoadedModel
-from studio.domains.handwriting.model import layer_names
+from studio.domains.handwriting.codec import Handwriting, offsets_to_strokes
+from studio.domains.handwriting.evaluate import batch_nll, make_batch
+from studio.domains.handwriting.generate import HandwritingSettings, pick_style
+from studio.domains.handwriting.model import SYNTHESIS, layer_names
 
 TEXT = "hello"
 
@@ -32,7 +35,7 @@ def hand_offsets(style: int, points: int = 30, seed: int = 0) -> np.ndarray:
 
 
 def to_strokes(offsets: np.ndarray) -> list[np.ndarray]:
-    return hw.offsets_to_strokes(offsets)
+    return offsets_to_strokes(offsets)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +46,9 @@ def trained():
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     offsets = [hand_offsets(k % 2, seed=k) for k in range(8)]
-    batch = hw.make_batch(offsets, [TEXT] * 8, codec.alphabet, codec.offset_scale, styles=[k % 2 for k in range(8)])
+    batch = make_batch(offsets, [TEXT] * 8, codec.alphabet, codec.offset_scale, styles=[k % 2 for k in range(8)])
     for _ in range(60):
-        total, count = hw.batch_nll(model, batch)
+        total, count = batch_nll(model, batch)
         optimizer.zero_grad()
         (total / count).backward()
         optimizer.step()
@@ -54,7 +57,7 @@ def trained():
 
 
 def _loaded(model, codec):
-    return LoadedModel("tiny-styled", model, codec, {"kind": hw.SYNTHESIS, "metrics": {}}, layer_names(model))
+    return LoadedModel("tiny-styled", model, codec, {"kind": SYNTHESIS, "metrics": {}}, layer_names(model))
 
 
 def test_the_style_is_saved_and_loaded(tmp_path, trained):
@@ -82,9 +85,9 @@ def test_a_checkpoint_without_styles_loads_and_reads_as_before(tmp_path):
     del card["config"]["styles"]  # as every card written before styles existed
     checkpoint.write_card(tmp_path / "plain", card)
     loaded = hw.load(tmp_path / "plain")
-    settings = hw.HandwritingSettings(text="hi", seed=2, fixed_points=12)
+    settings = HandwritingSettings(text="hi", seed=2, fixed_points=12)
     plain = hw.generate(loaded, settings).result
-    asked = hw.generate(loaded, hw.HandwritingSettings(text="hi", seed=2, fixed_points=12, hand="print")).result
+    asked = hw.generate(loaded, HandwritingSettings(text="hi", seed=2, fixed_points=12, hand="print")).result
     np.testing.assert_array_equal(plain.offsets, asked.offsets)
     assert any("no styles" in n for n in asked.notes)
 
@@ -93,17 +96,17 @@ def test_the_primer_picks_the_style_that_explains_it(trained):
     for style in (0, 1):
         primer = hand_offsets(style, seed=40 + style)
         primer[0, :2] = 0
-        best, nll = hw.pick_style(trained, primer, TEXT)
+        best, nll = pick_style(trained, primer, TEXT)
         assert best == style and nll[style] < nll[1 - style]
     print_primer = to_strokes(hand_offsets(1, seed=50))
-    result = hw.generate(trained, hw.HandwritingSettings(text="hi", seed=0, fixed_points=10, primer_strokes=print_primer,
+    result = hw.generate(trained, HandwritingSettings(text="hi", seed=0, fixed_points=10, primer_strokes=print_primer,
                                                          primer_text=TEXT, normalize_primer=False)).result
     assert any(n.startswith("Hand: print") for n in result.notes)
 
 
 def test_unprimed_writing_uses_the_default_style(trained):
     def written(**kw):
-        return hw.generate(trained, hw.HandwritingSettings(text="hi", seed=5, fixed_points=15, **kw)).result.offsets
+        return hw.generate(trained, HandwritingSettings(text="hi", seed=5, fixed_points=15, **kw)).result.offsets
 
     unprimed = written()
     np.testing.assert_array_equal(unprimed, written(hand="cursive"))
@@ -113,21 +116,21 @@ def test_unprimed_writing_uses_the_default_style(trained):
 
 
 def test_a_generation_in_print_is_read_again_in_print(trained):
-    generation = hw.generate(trained, hw.HandwritingSettings(text="hi", seed=1, fixed_points=12, hand="print"))
+    generation = hw.generate(trained, HandwritingSettings(text="hi", seed=1, fixed_points=12, hand="print"))
     assert generation.result.hand == "print"
     sample = hw.sequence_of(generation)
     assert sample.hand == "print"
     scored = hw.score(trained, sample)
     for written, read in zip(generation.trace.layers, scored.trace.layers, strict=True):
         np.testing.assert_allclose(read["h"], written["h"], atol=1e-5)
-    cursive = hw.score(trained, hw.Handwriting(sample.strokes, sample.text, from_origin=True))
+    cursive = hw.score(trained, Handwriting(sample.strokes, sample.text, from_origin=True))
     assert np.abs(cursive.trace.layers[0]["h"] - scored.trace.layers[0]["h"]).max() > 1e-4
     fused = hw.fused(trained, sample)
     np.testing.assert_allclose(fused["eos"], scored.distributions["eos"], atol=1e-5)
 
 
 def test_the_anatomy_reads_the_style_too(trained):
-    sample = hw.Handwriting(to_strokes(hand_offsets(1, points=12, seed=9)), TEXT, hand="print")
+    sample = Handwriting(to_strokes(hand_offsets(1, points=12, seed=9)), TEXT, hand="print")
     scored, ex = hw.explainable(trained, sample)
     for layer in (0, 1):  # what each layer read, times its weights, gives its gates' pre-activations
         w_ih, w_hh, bias = ex.weights[layer]

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec
+from studio.domains.handwriting.data import load_stroke_file
+from studio.domains.handwriting.model import SynthesisConfig, SynthesisModel
+
 
 @pytest.fixture(scope="module")
 def handwriting_url(serve, tmp_path_factory):
@@ -18,14 +22,14 @@ def handwriting_url(serve, tmp_path_factory):
     from studio.domains.handwriting.tab import create_tab
 
     torch.manual_seed(0)
-    alphabet = hw.HandwritingAlphabet()
-    model = hw.SynthesisModel(hw.SynthesisConfig(alphabet.size, hidden_size=8, num_layers=1, mixtures=3, window_gaussians=2)).eval()
+    alphabet = HandwritingAlphabet()
+    model = SynthesisModel(SynthesisConfig(alphabet.size, hidden_size=8, num_layers=1, mixtures=3, window_gaussians=2)).eval()
     with torch.no_grad():  # a window that moves half a character per point, a pen that lifts often
         model.window.weight[4:].zero_()
         model.window.bias[4:] = math.log(0.5)
         model.head.bias[0] = 2.0
     stem = tmp_path_factory.mktemp("models") / "tiny"
-    hw.save(stem, model, hw.HandwritingCodec(2.0, alphabet), {"data": {"source": "made by the test", "licence": "none"}})
+    hw.save(stem, model, HandwritingCodec(2.0, alphabet), {"data": {"source": "made by the test", "licence": "none"}})
     with gr.Blocks() as demo:
         create_tab({"tiny": hw.load(stem)}, [])
     return serve(demo)
@@ -118,7 +122,6 @@ def test_browser_drawing_pad_primes_the_writing_and_downloads_json(handwriting_u
     """Draw a word on the pad with the mouse, type it, write a sentence: the SVG appears and the
     notes say the primer was used; undo takes back the last stroke; the strokes download as JSON
     the importer reads."""
-    from studio.domains import handwriting as hw
 
     page = chromium_page
     page.goto(handwriting_url)
@@ -139,7 +142,7 @@ def test_browser_drawing_pad_primes_the_writing_and_downloads_json(handwriting_u
     assert data["text"] == "hi" and len(data["strokes"]) == 4 and all(len(p) == 3 for s in data["strokes"] for p in s)
     times = [p[2] for s in data["strokes"] for p in s]
     assert times == sorted(times) and times[-1] > 0  # the pen's timing is kept
-    strokes, text = hw.load_stroke_file(path)
+    strokes, text = load_stroke_file(path)
     assert len(strokes) == 4 and text == "hi"
     page.get_by_label("Text to write", exact=False).fill("hi there")
     page.click("#handwriting-generate")

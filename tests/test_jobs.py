@@ -12,6 +12,7 @@ import pytest
 
 from studio import checkpoint, jobs
 from studio.domains import text
+from studio.domains.text.generate import TextSettings
 
 
 def wait(trainer, job_id, timeout=120):
@@ -51,7 +52,7 @@ def test_a_training_makes_a_model_that_loads_and_generates(trainer, essay):
     loaded = text.load(job.out)
     assert loaded.card["data"]["files"][0]["name"] == "essay.txt" and len(loaded.card["data"]["files"][0]["sha256"]) == 64
     assert "essay.txt" in loaded.card["data"]["source"]
-    generation = text.generate(loaded, text.TextSettings("Twinkle", 20))
+    generation = text.generate(loaded, TextSettings("Twinkle", 20))
     assert len(generation.result.text) == 20
     assert status["progress"] and any("val" in p for p in status["progress"]) and status["samples"]
     assert all(Path(p).is_file() for p in status["pictures"]) and len(status["files"]) == 2
@@ -244,4 +245,4 @@ def test_music_from_midi_files_and_text_fine_tuned_with_new_characters(trainer, 
     status = wait(trainer, job.id)
     assert status["status"] == "done", status["message"]
     tuned = text.load(job.out)
-    assert {"Z", "{", "#", "4"} <= set(tuned.codec.chars) and len(text.generate(tuned, text.TextSettings("Ze", 10)).result.text) == 10
+    assert {"Z", "{", "#", "4"} <= set(tuned.codec.chars) and len(text.generate(tuned, TextSettings("Ze", 10)).result.text) == 10

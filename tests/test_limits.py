@@ -13,6 +13,11 @@ import numpy as np
 import pytest
 
 from studio import limits
+from studio.domains.handwriting.data import StrokeFileError, load_stroke_file
+from studio.domains.music.codec import PitchCodec
+from studio.domains.music.data import read_primer
+from studio.domains.speech.generate import SpeechSettings
+from studio.domains.text.generate import TextSettings
 
 
 def zip_bomb(path, member: str = "train.npy", unpacked: int = 100_000_000):
@@ -115,11 +120,11 @@ def test_generation_stops_at_the_deadline_with_a_note(tiny_text):
 
     loaded = tiny_text(0)
     with limits.deadline(1e-6):
-        generation = text.generate(loaded, text.TextSettings(length=2000))
+        generation = text.generate(loaded, TextSettings(length=2000))
     assert len(generation.result.text) < 2000
     assert any("Stopped early" in note for note in generation.result.notes)
     assert generation.trace.steps >= len(generation.result.text)
-    assert len(text.generate(loaded, text.TextSettings(length=50)).result.text) == 50  # no deadline outside a request
+    assert len(text.generate(loaded, TextSettings(length=50)).result.text) == 50  # no deadline outside a request
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -128,37 +133,34 @@ def test_generation_stops_at_the_deadline_with_a_note(tiny_text):
     ("deep.ndjson", b'{"drawing": ' + b"[" * 5000 + b"]" * 5000 + b"}\n", "levels deep"),
 ])
 def test_handwriting_style_files_over_a_cap_get_a_sentence(tmp_path, name, content, message):
-    from studio.domains import handwriting as hw
 
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(hw.StrokeFileError, match=message):
-        hw.load_stroke_file(path)
+    with pytest.raises(StrokeFileError, match=message):
+        load_stroke_file(path)
 
 
 def test_handwriting_npz_bomb_and_huge_shapes_are_refused_before_loading(tmp_path):
-    from studio.domains import handwriting as hw
 
-    with pytest.raises(hw.StrokeFileError, match="unpacks to"):
-        hw.load_stroke_file(zip_bomb(tmp_path / "bomb.npz", unpacked=100_000_000))
+    with pytest.raises(StrokeFileError, match="unpacks to"):
+        load_stroke_file(zip_bomb(tmp_path / "bomb.npz", unpacked=100_000_000))
     np.savez_compressed(tmp_path / "long.npz", train=np.zeros((1, 200_000, 3), np.float32))
-    with pytest.raises(hw.StrokeFileError, match="rows"):
-        hw.load_stroke_file(tmp_path / "long.npz")
+    with pytest.raises(StrokeFileError, match="rows"):
+        load_stroke_file(tmp_path / "long.npz")
 
 
 def test_music_parser_failures_are_sentences(tmp_path):
-    from studio.domains import music
 
     cases = {"cut.mid": b"MThd\x00\x00\x00\x06\x00\x01", "bad.xml": b"<?xml version='1.0'?><score-partwise>\x00",
              "bad.krn": bytes(range(256))}
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError) as caught:
-            music.read_primer(tmp_path / name, music.PitchCodec())
+            read_primer(tmp_path / name, PitchCodec())
         message = str(caught.value)
         assert "Error" not in message and "Exception" not in message, message
     with pytest.raises(ValueError, match="unpacks to"):
-        music.read_primer(zip_bomb(tmp_path / "bomb.mxl", "score.xml"), music.PitchCodec())
+        read_primer(zip_bomb(tmp_path / "bomb.mxl", "score.xml"), PitchCodec())
 
 
 def test_a_speech_seed_of_2_to_the_32_speaks(tmp_path):
@@ -168,7 +170,7 @@ def test_a_speech_seed_of_2_to_the_32_speaks(tmp_path):
     model, codec = speech.tiny(seed=0)
     speech.save(tmp_path / "tiny", model, codec, {"name": "tiny"})
     loaded = speech.load(tmp_path / "tiny")
-    settings = speech.SpeechSettings(text="hi.", seed=2**32, griffin_lim_iters=2, max_steps=3)
+    settings = SpeechSettings(text="hi.", seed=2**32, griffin_lim_iters=2, max_steps=3)
     assert len(speech.generate(loaded, settings).result.audio) > 0
 
 
@@ -180,7 +182,7 @@ def test_a_long_prompt_keeps_the_trace_of_its_last_characters_only(tiny_text):
 
     loaded = tiny_text(0)
     prompt = "".join(loaded.codec.chars[k % loaded.codec.size] for k in range(MAX_TRACED_PROMPT + 500))
-    generation = text.generate(loaded, text.TextSettings(prompt=prompt, length=7))
+    generation = text.generate(loaded, TextSettings(prompt=prompt, length=7))
     assert generation.trace.steps == MAX_TRACED_PROMPT + 7 and generation.trace.prompt_length == MAX_TRACED_PROMPT
     assert any("first 500 characters were read without keeping" in note for note in generation.result.notes)
     assert generation.result.prompt == prompt[-MAX_TRACED_PROMPT:]

@@ -18,24 +18,36 @@ from studio import checkpoint
 from studio.audio import write_wav
 from studio.domains import music
 from studio.domains.base import LoadedModel
-from studio.domains.music.codec import FrameContextTracker, frame_context
-from studio.domains.music.render import piano_roll, piano_roll_arrays, render_piano_roll
+from studio.domains.music.codec import FrameContextTracker, MusicTraceDetail, PitchCodec, frame_context
+from studio.domains.music.data import MusicInputError, Primer, read_primer
+from studio.domains.music.evaluate import nll_per_frame
+from studio.domains.music.generate import MAX_BARS, MusicSettings, clean_settings
+from studio.domains.music.model import MusicModel, MusicModelConfig, make_card
+from studio.domains.music.render import (
+    frame_trace,
+    frames_to_midi,
+    piano_roll,
+    piano_roll_arrays,
+    render_piano_roll,
+    synthesize,
+)
+from studio.domains.music.train import MusicTask
 from studio.sampling import SamplingConfig
 from studio.trace import Trace
 
 FLOAT = r"[0-9]+\.[0-9]+"
-SMALL = music.PitchCodec(60, 63, 1)  # four pitches: every frame can be listed by hand
+SMALL = PitchCodec(60, 63, 1)  # four pitches: every frame can be listed by hand
 
 
-def tiny_model(min_pitch=60, max_pitch=63, hidden_size=8, seed=0) -> music.MusicModel:
+def tiny_model(min_pitch=60, max_pitch=63, hidden_size=8, seed=0) -> MusicModel:
     torch.manual_seed(seed)
-    config = music.MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=hidden_size, num_layers=2, dropout=0.0)
-    return music.MusicModel(config).eval()
+    config = MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=hidden_size, num_layers=2, dropout=0.0)
+    return MusicModel(config).eval()
 
 
-def as_loaded(model: music.MusicModel, name: str = "tiny") -> LoadedModel:
+def as_loaded(model: MusicModel, name: str = "tiny") -> LoadedModel:
     """A model as the contract hands it out (what music.load returns for a saved one)."""
-    return LoadedModel(name, model, model.codec, music.make_card(model), ["layer 0", "layer 1"], "tiny test model")
+    return LoadedModel(name, model, model.codec, make_card(model), ["layer 0", "layer 1"], "tiny test model")
 
 
 def write_midi(path, notes, tempo=100.0, drums=(), program=0):
@@ -56,7 +68,7 @@ def write_midi(path, notes, tempo=100.0, drums=(), program=0):
 
 # ---------------------------------------------------------------- codec
 def test_codec_format_is_the_documented_one():
-    codec = music.PitchCodec(60, 72, 1)
+    codec = PitchCodec(60, 72, 1)
     tokens = codec.encode([[67, 60, 64, 64], [], [62]])
     end, bos = codec.end, codec.bos
     assert tokens == [bos, 0, 4, 7, end, end, 2, end]  # ascending, duplicates merged, rest = bare END
@@ -78,11 +90,11 @@ def test_frame_context_batched_equals_step_by_step():
 def test_frame_probabilities_sum_to_one():
     model = tiny_model()
     context = [[60, 62], [61]]
-    base_nll, _ = music.nll_per_frame(model, [context])
+    base_nll, _ = nll_per_frame(model, [context])
     total = 0.0
     for size in range(SMALL.num_pitches + 1):
         for frame in itertools.combinations(range(60, 64), size):
-            nll, frames = music.nll_per_frame(model, [[*context, list(frame)]])
+            nll, frames = nll_per_frame(model, [[*context, list(frame)]])
             total += math.exp(-(nll * frames - base_nll * len(context)))
     assert total == pytest.approx(1.0, abs=1e-5)
 
@@ -104,26 +116,26 @@ def test_frame_nll_equals_a_hand_computation():
         if nxt == SMALL.end:
             frame_nll.append(current)
             current = 0.0
-    nll, count = music.nll_per_frame(model, [frames])
+    nll, count = nll_per_frame(model, [frames])
     assert count == 3
     assert nll == pytest.approx(sum(frame_nll) / 3, abs=1e-5)
     # pieces are independent: scoring two together averages over all their frames
     other = [[63], [60]]
-    nll_other, _ = music.nll_per_frame(model, [other])
-    nll_both, count_both = music.nll_per_frame(model, [frames, other])
+    nll_other, _ = nll_per_frame(model, [other])
+    nll_both, count_both = nll_per_frame(model, [frames, other])
     assert count_both == 5 and nll_both == pytest.approx((nll * 3 + nll_other * 2) / 5, abs=1e-5)
 
 
 def test_training_loss_is_the_scored_nll(tmp_path):
     model = tiny_model(seed=1)
     pieces = [[[60, 62], [61]], [[63], [], [60, 61]]]
-    task = music.MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=0)
+    task = MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=0)
     batch = task.train_batch(0, 0, 1, "cpu")
     tokens_scored = int((batch.lengths - 1).sum())
-    nll, frames = music.nll_per_frame(model, pieces)
+    nll, frames = nll_per_frame(model, pieces)
     assert float(task.loss(model, batch)) * tokens_scored == pytest.approx(nll * frames, abs=1e-4)
     # transposition keeps every piece inside the codec's range
-    wide = music.MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=6, seed=5)
+    wide = MusicTask(pieces, pieces, SMALL, batch_size=2, transpose=6, seed=5)
     for step in range(20):
         tokens = wide.train_batch(step, 0, 1, "cpu").tokens
         assert int(tokens[tokens < SMALL.num_pitches].max()) < SMALL.num_pitches
@@ -133,12 +145,12 @@ def test_training_loss_is_the_scored_nll(tmp_path):
 def test_midi_round_trip_keeps_pitches_and_grid_onsets(tmp_path):
     notes = [(60, 0, 2), (64, 0, 1), (67, 1, 3), (72, 2, 3), (48, 3, 4), (62, 5, 6)]  # a rest at step 4
     path = write_midi(tmp_path / "in.mid", notes, tempo=100)
-    codec = music.PitchCodec(36, 96, 1)
-    primer = music.read_primer(path, codec)
+    codec = PitchCodec(36, 96, 1)
+    primer = read_primer(path, codec)
     assert primer.notes == [] and primer.source == "in.mid"
     assert primer == [[60, 64], [60, 67], [67, 72], [48], [], [62]]
     tokens = codec.encode(primer)
-    midi = music.frames_to_midi(codec.decode(tokens), 1, tempo_bpm=100)
+    midi = frames_to_midi(codec.decode(tokens), 1, tempo_bpm=100)
     out = tmp_path / "out.mid"
     midi.write(str(out))
     again = pretty_midi.PrettyMIDI(str(out))
@@ -150,7 +162,7 @@ def test_midi_round_trip_keeps_pitches_and_grid_onsets(tmp_path):
 def test_midi_in_quantizes_sampled_on_the_grid(tmp_path):
     # a slightly late onset lands on its grid point; a passing eighth note sounds at no grid point
     path = write_midi(tmp_path / "played.mid", [(60, 0.01, 1.0), (62, 1.0, 2.0), (64, 1.5, 2.0)], tempo=90)
-    primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
+    primer = read_primer(path, PitchCodec(36, 96, 1))
     assert primer == [[60], [62]]
     assert any("short note" in note for note in primer.notes)
 
@@ -158,13 +170,13 @@ def test_midi_in_quantizes_sampled_on_the_grid(tmp_path):
 def test_abc_score_in_through_music21(tmp_path):
     path = tmp_path / "tune.abc"
     path.write_text("X:1\nT:scale\nM:4/4\nL:1/4\nK:C\nC D E F | [CEG]2 z2 |\n")
-    primer = music.read_primer(path, music.PitchCodec(36, 96, 1))
+    primer = read_primer(path, PitchCodec(36, 96, 1))
     assert primer == [[60], [62], [64], [65], [60, 64, 67], [60, 64, 67]]  # the trailing rest is trimmed
 
 
 # ---------------------------------------------------------------- bad input, each with a clear message
 def test_bad_primer_files_raise_clear_errors(tmp_path):
-    codec = music.PitchCodec(36, 96, 1)
+    codec = PitchCodec(36, 96, 1)
     cases = {
         "text.mid": (b"hello, not music", "not a MIDI file"),
         "corrupt.mid": (b"MThd\x00\x00\x00\x06\x00\x01\x00\x02garbage", "corrupt"),
@@ -174,21 +186,21 @@ def test_bad_primer_files_raise_clear_errors(tmp_path):
     }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(music.MusicInputError, match=message):
-            music.read_primer(tmp_path / name, codec)
-    with pytest.raises(music.MusicInputError, match="no pitched notes.*empty"):
-        music.read_primer(write_midi(tmp_path / "silent.mid", []), codec)
-    with pytest.raises(music.MusicInputError, match="drums only"):
-        music.read_primer(write_midi(tmp_path / "drums.mid", [], drums=[(36, 0, 1), (38, 1, 2)]), codec)
-    with pytest.raises(music.MusicInputError, match="not a file"):
-        music.read_primer(tmp_path / "missing.mid", codec)
+        with pytest.raises(MusicInputError, match=message):
+            read_primer(tmp_path / name, codec)
+    with pytest.raises(MusicInputError, match="no pitched notes.*empty"):
+        read_primer(write_midi(tmp_path / "silent.mid", []), codec)
+    with pytest.raises(MusicInputError, match="drums only"):
+        read_primer(write_midi(tmp_path / "drums.mid", [], drums=[(36, 0, 1), (38, 1, 2)]), codec)
+    with pytest.raises(MusicInputError, match="not a file"):
+        read_primer(tmp_path / "missing.mid", codec)
 
 
 def test_primer_adjustments_are_reported(tmp_path):
-    codec = music.PitchCodec(48, 84, 1)
+    codec = PitchCodec(48, 84, 1)
     two_hours = [(60 + k % 12, 4 * k, 4 * k + 4) for k in range(120 * 120 // 4)]  # 120 bpm, a whole note a bar
     path = write_midi(tmp_path / "long.mid", two_hours + [(24, 0, 1), (100, 1, 2)], tempo=120, drums=[(36, 0, 1)])
-    primer = music.read_primer(path, codec, max_bars=8)
+    primer = read_primer(path, codec, max_bars=8)
     assert len(primer) == 8 * codec.steps_per_bar
     text = " ".join(primer.notes)
     assert "first 8 bar(s)" in text and "3,600 bars" in text
@@ -200,23 +212,23 @@ def test_primer_adjustments_are_reported(tmp_path):
 
 def test_bars_and_tempo_are_clamped_with_notes():
     model = tiny_model()
-    result = music.generate(as_loaded(model), music.MusicSettings(bars=0, tempo_bpm=1000)).result
+    result = music.generate(as_loaded(model), MusicSettings(bars=0, tempo_bpm=1000)).result
     assert len(result.frames) == model.codec.steps_per_bar
     assert any("below 1" in n for n in result.notes) and any("300" in n for n in result.notes)
-    bars, _, notes = music.clean_settings(music.MusicSettings(bars=10**9))
-    assert bars == music.MAX_BARS and "cap" in notes[0]
+    bars, _, notes = clean_settings(MusicSettings(bars=10**9))
+    assert bars == MAX_BARS and "cap" in notes[0]
 
 
 # ---------------------------------------------------------------- generation
 def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
-    primer = music.Primer([[60, 64, 67], [62, 65, 69]], [], "test primer")
-    settings = music.MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0, seed=7))
+    primer = Primer([[60, 64, 67], [62, 65, 69]], [], "test primer")
+    settings = MusicSettings(bars=2, primer=primer, tempo_bpm=120, sampling=SamplingConfig(temperature=1.0), seed=7)
     generation = music.generate(as_loaded(model), settings)
     result, trace = generation.result, generation.trace
     assert result.frames[:2] == primer and result.primer_frames == 2
     assert len(result.frames) == 2 + 2 * model.codec.steps_per_bar
-    midi = music.frames_to_midi(result.frames, 1, result.tempo_bpm)
+    midi = frames_to_midi(result.frames, 1, result.tempo_bpm)
     midi.write(str(tmp_path / "out.mid"))
     loaded = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
     assert loaded.get_end_time() <= len(result.frames) * 0.5 + 1e-6  # 120 bpm: half a second a quarter
@@ -225,7 +237,7 @@ def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     tokens = trace.detail.tokens
     assert trace.detail.primer_source == "test primer" and trace.prompt_length == 1 + 3 + 1 + 3 + 1
     assert trace.steps == len(tokens) and trace.labels[0] == "start" and trace.labels[1] == "C4"
-    assert music.frame_trace(trace).steps == len(result.frames)
+    assert frame_trace(trace).steps == len(result.frames)
     assert trace.labels.count("end") == len(result.frames)
     # the step-by-step gates are the exact teacher-forced ones
     logits, _, gates = model.trace(torch.tensor([tokens]))
@@ -236,13 +248,13 @@ def test_generation_writes_a_midi_pretty_midi_loads(tmp_path):
     # same seed, same music
     assert music.generate(as_loaded(model), settings).result.frames == result.frames
     trace.save_npz(tmp_path / "trace.npz")
-    again = Trace.load_npz(tmp_path / "trace.npz", detail_type=music.MusicTraceDetail)
+    again = Trace.load_npz(tmp_path / "trace.npz", detail_type=MusicTraceDetail)
     assert again.detail.tokens == tokens and again.detail == trace.detail
 
 
 def test_render_piano_roll_and_audio(tmp_path):
     model = tiny_model(36, 96, hidden_size=16)
-    generation = music.generate(as_loaded(model), music.MusicSettings(bars=1, sampling=SamplingConfig(seed=1)))
+    generation = music.generate(as_loaded(model), MusicSettings(bars=1, seed=1))
     result, trace = generation.result, generation.trace
     roll, note_values, frame_values = piano_roll_arrays(trace, 0, "tanh_c", 3)
     assert roll.shape == (len(result.frames), model.codec.num_pitches)
@@ -250,7 +262,7 @@ def test_render_piano_roll_and_audio(tmp_path):
     assert np.isfinite(note_values[roll]).all() and np.isnan(note_values[~roll]).all()
     figure = render_piano_roll(trace, 1, "f", 2)
     assert figure.axes
-    audio, note = music.synthesize(music.frames_to_midi(result.frames or [[60]], 1, 120), 16000)
+    audio, note = synthesize(frames_to_midi(result.frames or [[60]], 1, 120), 16000)
     assert audio.ndim == 1 and len(audio) > 0 and np.abs(audio).max() <= 1.0
     assert note is None or "sine" in note
     path = write_wav(tmp_path / "a.wav", audio, 16000)
@@ -283,7 +295,7 @@ def test_score_reads_frames_teacher_forced_and_says_what_it_changed(tmp_path):
     assert scored.distributions["logits"].shape == (trace.steps, loaded.codec.size)
     np.testing.assert_allclose(scored.distributions["logits"], music.fused(loaded, frames)["logits"], atol=1e-5)
     for bad in ("C4 E4 G4", [[60.5]], [60, 64], None):
-        with pytest.raises(music.MusicInputError, match="list of frames"):
+        with pytest.raises(MusicInputError, match="list of frames"):
             music.score(loaded, bad)
     # a file: read_input keeps what reading it changed, and score passes that on
     path = write_midi(tmp_path / "in.mid", [(60, 0, 1), (64, 1, 2)], drums=[(36, 0, 1)])
@@ -312,13 +324,13 @@ def test_features_follow_the_frames_token_by_token():
 
 
 def test_audio_falls_back_to_a_sine_synth_with_a_note(monkeypatch):
-    midi = music.frames_to_midi([[60, 64], [67]], 1, 120)
+    midi = frames_to_midi([[60, 64], [67]], 1, 120)
 
     def no_fluidsynth(*args, **kwargs):
         raise ImportError("fluidsynth() was called but pyfluidsynth is not installed.")
 
     monkeypatch.setattr(midi, "fluidsynth", no_fluidsynth)
-    audio, note = music.synthesize(midi, 8000)
+    audio, note = synthesize(midi, 8000)
     assert len(audio) >= 8000 and np.abs(audio).max() > 0.1
     assert "FluidSynth is not available" in note and "sine" in note
 
@@ -341,7 +353,7 @@ def test_checkpoint_round_trip_and_broken_card(tmp_path):
     card = loaded.card
     assert card["codec"]["min_pitch"] == 36 and loaded.codec == model.codec and card["kind"] == "pitch-lstm"
     with pytest.raises(ValueError, match="not the model's own"):  # the codec lives in the model's config
-        music.save(tmp_path / "x", model, music.PitchCodec(40, 90, 1))
+        music.save(tmp_path / "x", model, PitchCodec(40, 90, 1))
     card["config"]["hidden_size"] = 99
     (tmp_path / "m.json").write_text(json.dumps(card))
 
@@ -378,13 +390,13 @@ def test_cli_train_eval_generate(tmp_path, run_cli):
                      "--seed", "3", "--trace-out", tmp_path / "t.npz")
     assert result.returncode == 0, result.stderr[-3000:]
     assert pretty_midi.PrettyMIDI(str(out)).instruments[0].notes
-    trace = Trace.load_npz(tmp_path / "t.npz", detail_type=music.MusicTraceDetail)
+    trace = Trace.load_npz(tmp_path / "t.npz", detail_type=MusicTraceDetail)
     assert trace.domain == "music" and trace.detail.primer_frames == 4 and trace.detail.primer_source == "primer.mid"
 
     # the generic trace command reads the file through music.read_input and scores it
     result = run_cli("trace", "music", "--model", stem, "--input", primer, "--out", tmp_path / "read.npz")
     assert result.returncode == 0, result.stderr[-3000:]
-    read = Trace.load_npz(tmp_path / "read.npz", detail_type=music.MusicTraceDetail)
+    read = Trace.load_npz(tmp_path / "read.npz", detail_type=MusicTraceDetail)
     assert read.labels == ["start", "C4", "end", "E4", "end", "G4", "end", "G4", "end"]
 
     (tmp_path / "bad.mid").write_text("not midi")

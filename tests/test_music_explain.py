@@ -13,11 +13,12 @@ from studio import explain
 from studio.domains import music
 from studio.domains.base import LoadedModel
 from studio.domains.music.codec import masked_log_probs
+from studio.domains.music.model import make_card
 
 
 def tiny_loaded(seed: int = 0) -> LoadedModel:
     model, codec = music.tiny(seed)
-    return LoadedModel("tiny", model, codec, music.make_card(model), ["layer 0", "layer 1"], "")
+    return LoadedModel("tiny", model, codec, make_card(model), ["layer 0", "layer 1"], "")
 
 
 @pytest.fixture

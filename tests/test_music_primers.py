@@ -15,8 +15,11 @@ import torch
 from studio import reference
 from studio.domains import music
 from studio.domains.base import LoadedModel, View
-from studio.domains.music.codec import bar_start, bars_before, clean_metre, read_midi_ticks
-from studio.domains.music.generate import metre_text, timing
+from studio.domains.music.codec import PitchCodec, bar_start, bars_before, clean_metre, read_midi_ticks
+from studio.domains.music.data import MusicInputError, Primer, read_primer
+from studio.domains.music.generate import MusicSettings, clean_settings, metre_text, timing
+from studio.domains.music.model import MusicModel, MusicModelConfig, make_card
+from studio.domains.music.render import render, write_music
 from studio.sampling import SamplingConfig
 
 torch.set_num_threads(1)
@@ -24,9 +27,9 @@ torch.set_num_threads(1)
 
 def tiny_loaded(min_pitch=36, max_pitch=96, seed=0) -> LoadedModel:
     torch.manual_seed(seed)
-    config = music.MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=8, num_layers=2, dropout=0.0)
-    model = music.MusicModel(config).eval()
-    return LoadedModel("tiny", model, model.codec, music.make_card(model), ["layer 0", "layer 1"], "tiny test model")
+    config = MusicModelConfig(min_pitch, max_pitch, 1, embed_size=4, hidden_size=8, num_layers=2, dropout=0.0)
+    model = MusicModel(config).eval()
+    return LoadedModel("tiny", model, model.codec, make_card(model), ["layer 0", "layer 1"], "tiny test model")
 
 
 def midi_file(path, tracks, ticks_per_beat=480, metre=((0, 4, 4),), tempos=((0, 120.0),)):
@@ -80,16 +83,16 @@ def test_bar_arithmetic_follows_the_time_signatures():
 def test_a_three_four_primer_is_cut_counted_and_written_in_three_four(tmp_path):
     path = midi_file(tmp_path / "waltz.mid", [("Melody", 0, 0, waltz(10))], metre=[(0, 3, 4)], tempos=[(0, 96.0)])
     loaded = tiny_loaded()
-    primer = music.read_primer(path, loaded.codec, max_bars=4)
+    primer = read_primer(path, loaded.codec, max_bars=4)
     assert len(primer) == 12 and primer[:3] == [[60], [64], [67]]  # four bars of 3/4, not of 4/4
     assert primer.time_signatures == [(0.0, 3, 4)] and primer.tempos == [(0.0, pytest.approx(96.0))]
     assert any("about 10 bars long; only its first 4 bar(s)" in note for note in primer.notes)
 
     # the primer ends two beats into its fourth bar: that bar is filled, then two whole bars of 3/4 follow
-    short = music.read_primer(midi_file(tmp_path / "short.mid", [("Melody", 0, 0, waltz(4, last_beats=2))],
+    short = read_primer(midi_file(tmp_path / "short.mid", [("Melody", 0, 0, waltz(4, last_beats=2))],
                                         metre=[(0, 3, 4)], tempos=[(0, 96.0)]), loaded.codec)
     assert len(short) == 11
-    settings = music.MusicSettings(bars=2, primer=short, sampling=SamplingConfig(temperature=1.0, seed=1))
+    settings = MusicSettings(bars=2, primer=short, sampling=SamplingConfig(temperature=1.0), seed=1)
     generation = music.generate(loaded, settings)
     result = generation.result
     assert len(result.frames) == 18 and result.bars == 2  # six bars of 3/4 in all, ending on a bar line
@@ -98,7 +101,7 @@ def test_a_three_four_primer_is_cut_counted_and_written_in_three_four(tmp_path):
     assert "3/4" in text and "96" in text
     assert generation.trace.detail.bar_lines(18) == [0, 3, 6, 9, 12, 15, 18] and generation.trace.detail.steps_per_bar == 3
 
-    music.write_music(result, tmp_path / "out.mid")
+    write_music(result, tmp_path / "out.mid")
     out = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
     signature = out.time_signature_changes[0]
     assert (signature.numerator, signature.denominator, signature.time) == (3, 4, 0.0)
@@ -114,7 +117,7 @@ def test_a_three_four_primer_is_cut_counted_and_written_in_three_four(tmp_path):
 def test_an_abc_score_in_three_four_with_a_metronome_mark(tmp_path):
     path = tmp_path / "minuet.abc"
     path.write_text("X:1\nT:minuet\nM:3/4\nL:1/4\nQ:1/4=90\nK:C\nC E G | D F A | E G c | C3 |\n")
-    primer = music.read_primer(path, music.PitchCodec(36, 96, 1), max_bars=2)
+    primer = read_primer(path, PitchCodec(36, 96, 1), max_bars=2)
     assert primer == [[60], [64], [67], [62], [65], [69]]
     assert primer.time_signatures == [(0.0, 3, 4)] and primer.tempos == [(0.0, 90.0)]
 
@@ -124,14 +127,14 @@ def test_a_tempo_change_plays_as_written_and_the_continuation_keeps_the_last_tem
     scale = [(60 + k, k, k + 1) for k in range(8)]
     path = midi_file(tmp_path / "ritardando.mid", [("Piano", 0, 0, scale)], tempos=[(0, 120.0), (4, 60.0)])
     loaded = tiny_loaded()
-    primer = music.read_primer(path, loaded.codec)
+    primer = read_primer(path, loaded.codec)
     assert primer == [[60 + k] for k in range(8)]  # quarters through the tempo map: the change moves no note
     assert [(q, round(bpm, 3)) for q, bpm in primer.tempos] == [(0.0, 120.0), (4.0, 60.0)]
-    result = music.generate(loaded, music.MusicSettings(bars=1, primer=primer,
-                                                        sampling=SamplingConfig(temperature=1.0, seed=0))).result
+    result = music.generate(loaded, MusicSettings(bars=1, primer=primer,
+                                                        sampling=SamplingConfig(temperature=1.0), seed=0)).result
     assert len(result.frames) == 12 and result.tempo_bpm == pytest.approx(60.0)
     assert any("changes tempo" in note and "keeps 60" in note for note in result.notes)
-    music.write_music(result, tmp_path / "out.mid")
+    write_music(result, tmp_path / "out.mid")
     out = pretty_midi.PrettyMIDI(str(tmp_path / "out.mid"))
     times, bpms = out.get_tempo_changes()
     assert times == pytest.approx([0.0, 2.0]) and bpms == pytest.approx([120.0, 60.0], abs=0.01)
@@ -139,33 +142,33 @@ def test_a_tempo_change_plays_as_written_and_the_continuation_keeps_the_last_tem
     assert played[61] == 0.5 and played[64] == 2.0 and played[66] == 4.0  # 0.5 s a quarter, then 1 s
 
     # a tempo in the request overrides the file's, with a note; no primer keeps 4/4 at 80
-    asked = music.generate(loaded, music.MusicSettings(bars=1, primer=primer, tempo_bpm=150)).result
+    asked = music.generate(loaded, MusicSettings(bars=1, primer=primer, tempo_bpm=150)).result
     assert asked.tempos == [(0.0, 150.0)] and any("150 as asked" in note for note in asked.notes)
-    plain = music.generate(loaded, music.MusicSettings(bars=2)).result
+    plain = music.generate(loaded, MusicSettings(bars=2)).result
     assert plain.tempo_bpm == 80.0 and plain.time_signatures == [] and len(plain.frames) == 8
-    music.write_music(plain, tmp_path / "plain.mid")
+    write_music(plain, tmp_path / "plain.mid")
     again = pretty_midi.PrettyMIDI(str(tmp_path / "plain.mid"))
     assert again.get_tempo_changes()[1] == pytest.approx([80.0])
     assert [(s.numerator, s.denominator) for s in again.time_signature_changes] == [(4, 4)]
-    tempos, metre, frames, notes = timing(music.Primer([[60]]), None, 3, 1)  # a list of frames: today's rule
+    tempos, metre, frames, notes = timing(Primer([[60]]), None, 3, 1)  # a list of frames: today's rule
     assert (tempos, metre, frames, notes) == ([(0.0, 80.0)], [], 12, [])
 
 
 def test_odd_tempos_are_clamped_and_a_scored_primer_keeps_its_metre(tmp_path):
     path = midi_file(tmp_path / "fast.mid", [("Piano", 0, 0, waltz(3))], metre=[(0, 3, 4)], tempos=[(0, 900.0)])
     loaded = tiny_loaded()
-    primer = music.read_primer(path, loaded.codec)
-    generation = music.generate(loaded, music.MusicSettings(bars=1, primer=primer))
+    primer = read_primer(path, loaded.codec)
+    generation = music.generate(loaded, MusicSettings(bars=1, primer=primer))
     assert generation.result.tempo_bpm == 300.0 and any("clamped" in note for note in generation.result.notes)
-    bars, tempo, notes = music.clean_settings(music.MusicSettings(tempo_bpm=None))
+    bars, tempo, notes = clean_settings(MusicSettings(tempo_bpm=None))
     assert tempo is None and "Tempo None is not a number; used the primer's tempo" in notes[0]
-    assert music.clean_settings(music.MusicSettings())[1] is None  # 0, the default: the primer's, else 80
+    assert clean_settings(MusicSettings())[1] is None  # 0, the default: the primer's, else 80
     # read back (explain, probes, references), the piece keeps the primer's metre
     scored = music.score(loaded, music.sequence_of(generation))
     assert scored.trace.detail.time_signatures == [[0.0, 3, 4]] and scored.trace.detail.steps_per_bar == 3
     beats = music.features(music.sequence_of(generation), scored)["beat position"]
     assert sorted(set(beats.tolist())) == [0, 1, 2]
-    figure = music.render(generation, View(layer=0, quantity="h", unit=0))  # bar lines every 3 steps
+    figure = render(generation, View(layer=0, quantity="h", unit=0))  # bar lines every 3 steps
     assert [round(line.get_xdata()[0], 1) for line in figure.axes[0].lines][:3] == [-0.5, 2.5, 5.5]
 
 
@@ -187,7 +190,7 @@ def test_a_long_multitrack_movement_pretty_midi_refuses_is_read_with_mido(tmp_pa
                                                                            ("Cello", 42, 1100)]
     assert reading.time_signatures == [(0.0, 3, 4)] and [bpm for _, bpm in reading.tempos] == pytest.approx([72.0, 66.0])
     began = time.perf_counter()
-    primer = music.read_primer(path, music.PitchCodec(36, 96, 1), max_bars=8)
+    primer = read_primer(path, PitchCodec(36, 96, 1), max_bars=8)
     assert time.perf_counter() - began < 5
     assert len(primer) == 24 and primer[:2] == [[48, 64, 72], [36, 64, 74]]
     assert primer.time_signatures == [(0.0, 3, 4)] and primer.tempos == [(0.0, pytest.approx(72.0))]  # 66 comes later
@@ -223,7 +226,7 @@ def band_file(path, bars=4):
 def test_a_band_is_reduced_to_the_models_voices_with_a_note(tmp_path):
     loaded = tiny_loaded(40, 84)
     path = band_file(tmp_path / "band.mid")
-    primer = music.read_primer(path, loaded.codec)
+    primer = read_primer(path, loaded.codec)
     assert len(primer) == 16 and all(len(frame) <= 4 for frame in primer)
     for k, frame in enumerate(primer):
         assert frame[0] == 40 and frame[-1] == 76 + (0, 2, 4, 2)[k % 4]  # E1 up two octaves as the bass; the lead on top
@@ -246,14 +249,14 @@ def test_a_band_is_reduced_to_the_models_voices_with_a_note(tmp_path):
 def test_a_string_quartet_keeps_its_four_voices(tmp_path):
     parts = [("Violin I", 40, 0, [(76, 0, 4)]), ("Violin II", 40, 1, [(67, 0, 4)]), ("Viola", 41, 2, [(60, 0, 4)]),
              ("Cello", 42, 3, [(48, 0, 4)])]
-    primer = music.read_primer(midi_file(tmp_path / "quartet.mid", parts), music.PitchCodec(36, 96, 1))
+    primer = read_primer(midi_file(tmp_path / "quartet.mid", parts), PitchCodec(36, 96, 1))
     assert primer == [[48, 60, 67, 76]] * 4
     assert not any("left out" in note for note in primer.notes) and any("'Violin I'" in note for note in primer.notes)
 
 
 # ---------------------------------------------------------------- bad files
 def test_bad_files_get_a_sentence_not_a_traceback(tmp_path, run_cli):
-    codec = music.PitchCodec(36, 96, 1)
+    codec = PitchCodec(36, 96, 1)
     good = band_file(tmp_path / "good.mid").read_bytes()
     long = long_movement(tmp_path / "long.mid").read_bytes()
     cases = {
@@ -267,9 +270,9 @@ def test_bad_files_get_a_sentence_not_a_traceback(tmp_path, run_cli):
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError) as error:
-            music.read_primer(tmp_path / name, codec)
+            read_primer(tmp_path / name, codec)
         message = str(error.value)
-        assert isinstance(error.value, music.MusicInputError), (name, message)
+        assert isinstance(error.value, MusicInputError), (name, message)
         assert message.startswith(name) and message.endswith(".") and "\n" not in message, message
     stem = tmp_path / "tiny-music"
     music.save(stem, tiny_loaded().model)

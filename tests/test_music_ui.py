@@ -9,6 +9,9 @@ import pretty_midi
 import pytest
 import torch
 
+from studio.domains.music.codec import MusicTraceDetail
+from studio.domains.music.model import MusicModel, MusicModelConfig, make_card
+
 SCRATCH, UPLOAD, CORPUS = "Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"
 
 
@@ -20,10 +23,10 @@ def studio_url(tmp_path_factory, serve):
 
     models_dir = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    model = music.MusicModel(music.MusicModelConfig(36, 96, 1, embed_size=4, hidden_size=16, num_layers=2))
+    model = MusicModel(MusicModelConfig(36, 96, 1, embed_size=4, hidden_size=16, num_layers=2))
     music.save(models_dir / "tiny-chorales", model, model.codec,
                {"data": {"source": "made by the test", "licence": "none"}})
-    broken = music.make_card(model, name="broken-chorales")
+    broken = make_card(model, name="broken-chorales")
     broken["format_version"] = 1
     (models_dir / "broken-chorales.json").write_text(json.dumps(broken))  # no weights next to it
     demo = app.build_demo(models_dir)
@@ -40,7 +43,6 @@ def call_generate(client, **overrides):
 def test_music_endpoint_answers_through_gradio_client(studio_url, tmp_path):
     from gradio_client import Client, handle_file
 
-    from studio.domains.music import MusicTraceDetail
     from studio.trace import Trace
 
     client = Client(studio_url, verbose=False)

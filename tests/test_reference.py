@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from studio import experiments, reference
-from studio.domains import ALL
+from studio.domains import ALL, handwriting, speech
 from studio.ui import experiments_panel as xp
 
 
@@ -97,15 +97,16 @@ def test_step_divergence_is_zero_for_the_same_predictions_and_right_for_known_on
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 6))
     assert np.allclose(experiments.step_divergence({"logits": logits}, {"logits": logits})[0], 0)
+    assert experiments.step_divergence({"frames": logits}, {"frames": logits})[0] is None  # the default knows only logits
     frames = rng.normal(size=(3, 2, 5))
-    values, _ = experiments.step_divergence({"frames": frames}, {"frames": frames + 1})
+    values, _ = speech.step_divergence({"frames": frames}, {"frames": frames + 1})
     assert np.allclose(values, 0.5 * 2 * 5)  # 1/2 |delta|^2 over R x 80 -> here 2 x 5 ones
     one = {"pi": np.ones((1, 1)), "mu": np.zeros((1, 1, 2)), "sigma": np.ones((1, 1, 2)), "rho": np.zeros((1, 1)),
            "eos": np.array([0.3])}
     moved = {**one, "mu": np.ones((1, 1, 2))}
-    assert experiments.step_divergence(one, one)[0][0] == pytest.approx(0, abs=1e-12)
+    assert handwriting.step_divergence(one, one)[0][0] == pytest.approx(0, abs=1e-12)
     # two unit Gaussians a distance sqrt(2) apart: KL = |delta mu|^2 / 2 = 1 (sampled: within a few %)
-    assert experiments.step_divergence(one, moved, samples=20_000)[0][0] == pytest.approx(1.0, rel=0.05)
+    assert handwriting.step_divergence(one, moved, samples=20_000)[0][0] == pytest.approx(1.0, rel=0.05)
 
 
 def test_steps_are_read_from_what_a_user_types():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from studio.domains import text
+from studio.domains.text.generate import TextSettings
 from studio.lstm import GATE_NAMES
 from studio.sampling import SamplingConfig, filtered_probs, make_generator, sample_next
 
@@ -103,7 +104,8 @@ def generate(model, codec, traced=True, **sampling):
     """(result, trace) of one seeded generation."""
     from studio.domains.base import LoadedModel
 
-    settings = text.TextSettings(prompt="Twinkle", length=60, sampling=SamplingConfig(**{"temperature": 1.0, **sampling}))
+    seed = sampling.pop("seed", 0)
+    settings = TextSettings(prompt="Twinkle", length=60, sampling=SamplingConfig(**{"temperature": 1.0, **sampling}), seed=seed)
     generation = text.generate(LoadedModel("t", model, codec, {}), settings, traced=traced)
     return generation.result, generation.trace
 

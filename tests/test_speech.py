@@ -15,11 +15,37 @@ from studio import checkpoint, explain
 from studio.domains import speech
 from studio.domains.base import LoadedModel, View
 from studio.domains.speech import codec as speech_codec
-from studio.domains.speech.model import layer_names
+from studio.domains.speech.codec import (
+    END,
+    HOP,
+    LOG_FLOOR,
+    N_MELS,
+    SAMPLE_RATE,
+    VOICES,
+    AudioError,
+    SpeechAlphabet,
+    SpeechCodec,
+    SpeechDetail,
+    decode_audio,
+    encode_audio,
+)
+from studio.domains.speech.data import Utterance, prepare_audio, read_audio
+from studio.domains.speech.evaluate import MCD_BANDS, MCD_NOISE_FLOOR, alignment_report, mcd_bands, mcd_db
+from studio.domains.speech.generate import ContinueSettings, SpeechSettings, clean_text
+from studio.domains.speech.model import (
+    FrameModel,
+    FrameModelConfig,
+    SpeechModel,
+    SpeechModelConfig,
+    layer_names,
+    make_card,
+)
+from studio.domains.speech.render import alignment_html, mel_figure, render
+from studio.domains.speech.train import make_speech_batch, speech_loss
 from studio.lstm import set_units
 
-SR = speech.SAMPLE_RATE
-ALPHABET = speech.SpeechAlphabet()
+SR = SAMPLE_RATE
+ALPHABET = SpeechAlphabet()
 
 
 def tone(seconds=0.5, rate=SR, freq=220.0, amplitude=0.5):
@@ -29,15 +55,15 @@ def tone(seconds=0.5, rate=SR, freq=220.0, amplitude=0.5):
 
 def as_loaded(model) -> LoadedModel:
     """A model as load() hands it out (its card, layer names and the default codec)."""
-    codec = speech.SpeechCodec()
-    return LoadedModel("tiny", model, codec, speech.make_card(model, codec, name="tiny"), layer_names(model), "tiny")
+    codec = SpeechCodec()
+    return LoadedModel("tiny", model, codec, make_card(model, codec, name="tiny"), layer_names(model), "tiny")
 
 
 def tiny_tts(seed=0, stop_bias=None, **config):
     torch.manual_seed(seed)
-    config = speech.SpeechModelConfig(**{"hidden_size": 16, "embed_size": 8, "prenet_size": 8, "voice_size": 4,
+    config = SpeechModelConfig(**{"hidden_size": 16, "embed_size": 8, "prenet_size": 8, "voice_size": 4,
                                          "mixtures": 2, **config})
-    model = speech.SpeechModel(config).eval()
+    model = SpeechModel(config).eval()
     if stop_bias is not None:
         with torch.no_grad():
             model.stop.weight.zero_()
@@ -46,7 +72,7 @@ def tiny_tts(seed=0, stop_bias=None, **config):
 
 
 def tiny_frames(hidden_size=8, num_layers=2):
-    return as_loaded(speech.FrameModel(speech.FrameModelConfig(hidden_size=hidden_size, num_layers=num_layers)).eval())
+    return as_loaded(FrameModel(FrameModelConfig(hidden_size=hidden_size, num_layers=num_layers)).eval())
 
 
 def speak(loaded, settings):
@@ -63,11 +89,11 @@ def continue_audio(loaded, audio, settings):
 
 def test_mel_shape_and_inversion_length():
     audio = tone(0.5)
-    log_mel = speech.encode_audio(audio)
-    assert log_mel.shape == (1 + len(audio) // speech.HOP, speech.N_MELS)
-    assert log_mel.dtype == np.float32 and log_mel.min() >= np.log(speech.LOG_FLOOR) - 1e-4
-    back = speech.decode_audio(log_mel, n_iter=4)
-    assert back.shape == (len(log_mel) * speech.HOP,)
+    log_mel = encode_audio(audio)
+    assert log_mel.shape == (1 + len(audio) // HOP, N_MELS)
+    assert log_mel.dtype == np.float32 and log_mel.min() >= np.log(LOG_FLOOR) - 1e-4
+    back = decode_audio(log_mel, n_iter=4)
+    assert back.shape == (len(log_mel) * HOP,)
     assert np.abs(back).max() <= 0.99 + 1e-6 and np.abs(back).max() > 0.01
     # the 220 Hz tone survives the round trip: its spectrum peaks near 220 Hz
     spectrum = np.abs(np.fft.rfft(back[2048:-2048]))
@@ -82,14 +108,14 @@ def test_griffin_lim_matches_librosas_algorithm():
 
     rng = np.random.default_rng(0)
     audio = (tone(0.6) + 0.05 * rng.standard_normal(int(0.6 * SR))).astype(np.float32)
-    magnitude = np.abs(librosa.stft(audio, n_fft=speech_codec.N_FFT, hop_length=speech.HOP))
+    magnitude = np.abs(librosa.stft(audio, n_fft=speech_codec.N_FFT, hop_length=HOP))
 
     def convergence(signal):
-        again = np.abs(librosa.stft(signal, n_fft=speech_codec.N_FFT, hop_length=speech.HOP))[:, : magnitude.shape[1]]
+        again = np.abs(librosa.stft(signal, n_fft=speech_codec.N_FFT, hop_length=HOP))[:, : magnitude.shape[1]]
         return np.linalg.norm(again - magnitude) / np.linalg.norm(magnitude)
 
     ours = speech_codec.griffin_lim(magnitude, n_iter=16, seed=3)
-    theirs = librosa.griffinlim(magnitude, n_iter=16, hop_length=speech.HOP, win_length=speech_codec.N_FFT,
+    theirs = librosa.griffinlim(magnitude, n_iter=16, hop_length=HOP, win_length=speech_codec.N_FFT,
                                 n_fft=speech_codec.N_FFT, random_state=3)
     assert ours.shape == theirs.shape and np.isfinite(ours).all()
     assert convergence(ours) < 1.05 * convergence(theirs) + 1e-3
@@ -101,7 +127,7 @@ def test_griffin_lim_is_torch_stft_and_istft_written_out():
     the same iterations on torch.stft / torch.istft give, to float32 rounding, at every length."""
     import torch
 
-    n_fft, hop = speech_codec.N_FFT, speech.HOP
+    n_fft, hop = speech_codec.N_FFT, HOP
     window = torch.hann_window(n_fft)
 
     def reference(magnitude, n_iter, seed):
@@ -129,12 +155,12 @@ def test_griffin_lim_is_torch_stft_and_istft_written_out():
 
 def test_prepare_audio_resamples_mixes_down_and_caps():
     stereo = np.stack([tone(1.0, 16_000), tone(1.0, 16_000, freq=330)], axis=1)  # (samples, 2)
-    loaded = speech.prepare_audio(stereo, 16_000, max_seconds=0.5)
+    loaded = prepare_audio(stereo, 16_000, max_seconds=0.5)
     assert loaded.audio.ndim == 1 and abs(len(loaded.audio) - SR // 2) <= 2
     text = " ".join(loaded.notes)
     assert "Mixed 2 channels" in text and "Resampled from 16,000" in text and "first 0.5 s" in text
     ints = (tone(0.2) * 32767).astype(np.int16)[None]  # gradio's (channels, samples) int16
-    assert speech.prepare_audio(np.repeat(ints, 2, 0), SR).audio.shape == (ints.shape[1],)
+    assert prepare_audio(np.repeat(ints, 2, 0), SR).audio.shape == (ints.shape[1],)
 
 
 @pytest.mark.parametrize("signal, rate, words", [
@@ -145,47 +171,47 @@ def test_prepare_audio_resamples_mixes_down_and_caps():
     (tone(0.5), 10, "not plausible"),
 ])
 def test_bad_audio_gives_plain_errors(signal, rate, words):
-    with pytest.raises(speech.AudioError, match=words):
-        speech.prepare_audio(signal, rate)
+    with pytest.raises(AudioError, match=words):
+        prepare_audio(signal, rate)
 
 
 def test_read_audio_files(tmp_path):
     path = tmp_path / "long.wav"
     soundfile.write(path, np.tile(tone(1.0, 8000), 3), 8000)  # 3 s at 8 kHz
-    loaded = speech.read_audio(path, max_seconds=1.0)
+    loaded = read_audio(path, max_seconds=1.0)
     assert abs(len(loaded.audio) - SR) <= 2 and any("3.0 s long" in n for n in loaded.notes)
     fake = tmp_path / "notes.wav"
     fake.write_text("this is not audio")
-    with pytest.raises(speech.AudioError, match="not an audio file"):
-        speech.read_audio(fake)
-    with pytest.raises(speech.AudioError, match="not an audio file"):
-        speech.read_audio(tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match="not an audio file"):
+        read_audio(fake)
+    with pytest.raises(AudioError, match="not an audio file"):
+        read_audio(tmp_path / "missing.wav")
 
 
 def test_text_codec_round_trip_and_notes():
     ids, dropped = ALPHABET.encode("Hello,  World! 42")
-    assert ids[-1] == speech.END and ALPHABET.decode(ids) == "hello, world! "
+    assert ids[-1] == END and ALPHABET.decode(ids) == "hello, world! "
     assert dropped == "42"
-    codec = speech.SpeechCodec()
-    _, _, notes = speech.clean_text(speech.SpeechSettings(text="x" * 1000), codec, 2)
+    codec = SpeechCodec()
+    _, _, notes = clean_text(SpeechSettings(text="x" * 1000), codec, 2)
     assert any("cap 300" in n for n in notes)
-    ids, voice, notes = speech.clean_text(speech.SpeechSettings(text="", voice=7), codec, 2)
+    ids, voice, notes = clean_text(SpeechSettings(text="", voice=7), codec, 2)
     assert len(ids) > 1 and voice == 0 and any("default sentence" in n for n in notes) and any("Voice 7" in n for n in notes)
 
 
 def test_teacher_forced_shapes_and_monotonic_window():
     model = tiny_tts().model
     rng = np.random.default_rng(0)
-    mels = [rng.normal(-5, 1, (n, speech.N_MELS)).astype(np.float32) for n in (20, 31)]
-    batch = speech.make_speech_batch(model.config, mels, ["hi", "a longer one"], [0, 1])
+    mels = [rng.normal(-5, 1, (n, N_MELS)).astype(np.float32) for n in (20, 31)]
+    batch = make_speech_batch(model.config, mels, ["hi", "a longer one"], [0, 1])
     r = model.config.reduction
-    assert batch.targets.shape == (2, 11, r * speech.N_MELS) and batch.mel_in.shape == (2, 11, speech.N_MELS)
+    assert batch.targets.shape == (2, 11, r * N_MELS) and batch.mel_in.shape == (2, 11, N_MELS)
     assert batch.mask.sum(1).tolist() == [7, 11] and batch.stop[0, 6:].eq(1).all() and batch.stop[0, :6].eq(0).all()
     frames, stop, alignment = model(batch.tokens, batch.voices, batch.mel_in)
     assert frames.shape == batch.targets.shape and stop.shape == (2, 11)
     assert alignment.shape == (2, 11, batch.tokens.shape[1])
     assert alignment[0, :, 3:].abs().max() == 0  # padding characters get no attention
-    loss = speech.speech_loss(model.train(), batch)
+    loss = speech_loss(model.train(), batch)
     loss.backward()
     assert torch.isfinite(loss) and model.window.weight.grad.abs().sum() > 0
     _, _, kappa = model.attention_window(torch.randn(1, 9, 16), None)
@@ -197,11 +223,11 @@ def test_generation_steps_the_same_model_as_teacher_forced_training():
     frames, stops and alignment: the attention layer reads its previous context in both paths."""
     loaded = tiny_tts(seed=1, stop_bias=-20.0, prenet_dropout=0.0, decoder_layers=2)  # never stops: fixed steps
     model = loaded.model
-    result, trace = speak(loaded, speech.SpeechSettings(text="hi there", voice=1, griffin_lim_iters=0))
+    result, trace = speak(loaded, SpeechSettings(text="hi there", voice=1, griffin_lim_iters=0))
     frames = model.normalize(torch.from_numpy(result.log_mel))[None]  # (1, steps*R, 80)
     r = model.config.reduction
-    grouped = frames.reshape(1, -1, r * speech.N_MELS)
-    mel_in = torch.cat([torch.zeros(1, 1, speech.N_MELS), grouped[:, :-1, -speech.N_MELS:]], 1)
+    grouped = frames.reshape(1, -1, r * N_MELS)
+    mel_in = torch.cat([torch.zeros(1, 1, N_MELS), grouped[:, :-1, -N_MELS:]], 1)
     tokens = torch.tensor([ALPHABET.encode("hi there")[0]])
     with torch.no_grad():
         forced, stop_logits, alignment = model(tokens, torch.tensor([1]), mel_in)
@@ -211,61 +237,61 @@ def test_generation_steps_the_same_model_as_teacher_forced_training():
 
 
 def test_stop_token_ends_generation_and_trace_matches():
-    settings = speech.SpeechSettings(text="hi", griffin_lim_iters=0)
+    settings = SpeechSettings(text="hi", griffin_lim_iters=0)
     result, trace = speak(tiny_tts(stop_bias=20.0), settings)
-    assert result.stopped and len(result.stop_probs) == 1 and result.log_mel.shape == (3, speech.N_MELS)
+    assert result.stopped and len(result.stop_probs) == 1 and result.log_mel.shape == (3, N_MELS)
     assert len(result.audio) == 0  # griffin_lim_iters=0: frames only
     result, trace = speak(tiny_tts(stop_bias=-20.0), settings)
     steps = 12 * len(ALPHABET.encode("hi")[0]) + 20
     assert not result.stopped and len(result.stop_probs) == steps and any("never fired" in n for n in result.notes)
-    assert result.alignment.shape == (steps, 3) and result.log_mel.shape == (3 * steps, speech.N_MELS)
+    assert result.alignment.shape == (steps, 3) and result.log_mel.shape == (3 * steps, N_MELS)
     assert trace.steps == steps and trace.num_layers == 2 and trace.hidden_size == 16
     assert set(trace.labels) <= {"h", "i", "■"}
     assert trace.layer_names == ["attention LSTM", "decoder LSTM 1"] and trace.detail.reduction == 3
     assert trace.detail.mode == "text-to-speech" and trace.detail.text == "hi■" and len(trace.detail.position) == steps
-    capped = speak(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="hi", griffin_lim_iters=0, max_steps=5))[0]
+    capped = speak(tiny_tts(stop_bias=-20.0), SpeechSettings(text="hi", griffin_lim_iters=0, max_steps=5))[0]
     assert len(capped.stop_probs) == 5 and any("cap of 15 frames" in n for n in capped.notes)
 
 
 def test_generation_is_seeded_and_makes_audio():
     model = tiny_tts(stop_bias=-20.0)
-    settings = speech.SpeechSettings(text="ok", seed=5, griffin_lim_iters=2)
+    settings = SpeechSettings(text="ok", seed=5, griffin_lim_iters=2)
     a, _ = speak(model, settings)
     b, _ = speak(model, settings)
-    assert np.array_equal(a.log_mel, b.log_mel) and len(a.audio) == len(a.log_mel) * speech.HOP
+    assert np.array_equal(a.log_mel, b.log_mel) and len(a.audio) == len(a.log_mel) * HOP
 
 
 def test_continue_mode_primes_and_extends():
     torch.manual_seed(0)
     loaded = tiny_frames()
-    result, trace = continue_audio(loaded, tone(0.3), speech.ContinueSettings(seconds=0.2, seed=1))
+    result, trace = continue_audio(loaded, tone(0.3), ContinueSettings(seconds=0.2, seed=1))
     r = loaded.model.config.reduction
-    groups_in = (1 + len(tone(0.3)) // speech.HOP) // r
-    added = int(0.2 * SR / speech.HOP / r)
+    groups_in = (1 + len(tone(0.3)) // HOP) // r
+    added = int(0.2 * SR / HOP / r)
     assert result.primer_frames == groups_in * r and len(result.log_mel) == (groups_in + added) * r
     assert trace.steps == groups_in + added and trace.prompt_length == groups_in
-    assert len(result.audio) == len(result.log_mel) * speech.HOP
+    assert len(result.audio) == len(result.log_mel) * HOP
 
 
 @pytest.mark.parametrize("seconds, noise, clamped", [(0.0, 0.3, "Continuation length clamped to 0.1 s"),
                                                      (0.2, -2.0, "Noise clamped to 0 "), (0.2, 50.0, "Noise clamped to 1 ")])
 def test_continue_mode_clamps_silly_settings_with_a_note(seconds, noise, clamped):
-    result, _ = continue_audio(tiny_frames(num_layers=1), tone(0.3), speech.ContinueSettings(seconds=seconds, noise=noise))
+    result, _ = continue_audio(tiny_frames(num_layers=1), tone(0.3), ContinueSettings(seconds=seconds, noise=noise))
     assert any(note.startswith(clamped) for note in result.notes), result.notes
     assert np.isfinite(result.log_mel).all()
 
 
 def test_mcd_is_zero_for_identical_and_grows_with_error():
     audio = tone(0.4, freq=300) + tone(0.4, freq=900, amplitude=0.2)
-    assert speech.mcd_db(audio, audio) == pytest.approx(0.0, abs=1e-9)
+    assert mcd_db(audio, audio) == pytest.approx(0.0, abs=1e-9)
     exact = audio.astype(np.float64)  # (float32 rounding noise would show in the near-empty bands)
-    assert speech.mcd_db(0.3 * exact, exact) == pytest.approx(0.0, abs=1e-6)  # loudness is normalised away
+    assert mcd_db(0.3 * exact, exact) == pytest.approx(0.0, abs=1e-6)  # loudness is normalised away
     low, high = tone(0.2, freq=300), tone(0.2, freq=900)
     slower = np.concatenate([low, low[: SR // 10], high])  # the first sound held longer
-    assert speech.mcd_db(slower, np.concatenate([low, high])) < 0.2 * speech.mcd_db(slower, np.concatenate([high, low]))
+    assert mcd_db(slower, np.concatenate([low, high])) < 0.2 * mcd_db(slower, np.concatenate([high, low]))
     noise = np.random.default_rng(0).normal(0, 1, audio.shape).astype(np.float32)
-    assert 0 < speech.mcd_db(audio + 0.05 * noise, audio) < speech.mcd_db(audio + 0.3 * noise, audio)
-    assert speech.mcd_db(tone(0.4, freq=2000), audio) > speech.mcd_db(audio + 0.3 * noise, audio)
+    assert 0 < mcd_db(audio + 0.05 * noise, audio) < mcd_db(audio + 0.3 * noise, audio)
+    assert mcd_db(tone(0.4, freq=2000), audio) > mcd_db(audio + 0.3 * noise, audio)
 
 
 def test_mcd_matches_a_hand_computation():
@@ -274,15 +300,15 @@ def test_mcd_matches_a_hand_computation():
     rate = 8000
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1, 256 + 10), rng.normal(0, 1, 256 + 10)
-    bands_a, bands_b = speech.mcd_bands(a, rate), speech.mcd_bands(b, rate)
-    assert bands_a.shape == (1, speech.MCD_BANDS)
-    m = speech.MCD_BANDS
+    bands_a, bands_b = mcd_bands(a, rate), mcd_bands(b, rate)
+    assert bands_a.shape == (1, MCD_BANDS)
+    m = MCD_BANDS
     expected = np.sqrt(sum(
         sum((bands_a[0, n - 1] - bands_b[0, n - 1]) * np.cos(i * (n - 0.5) * np.pi / m) for n in range(1, m + 1)) ** 2
         for i in range(2, 17)))
-    assert speech.mcd_db(a, b, rate) == pytest.approx(expected, rel=1e-9)
+    assert mcd_db(a, b, rate) == pytest.approx(expected, rel=1e-9)
     # the band energies themselves: log10 of the Hann-windowed power spectrum through the first band
-    floor = speech.MCD_NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(a))
+    floor = MCD_NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(a))
     frame = (a / np.abs(a).max() + floor)[:256] * np.hanning(256)
     power = np.abs(np.fft.rfft(frame)) ** 2
     mel_top = 2595 * np.log10(1 + 4000 / 700)
@@ -296,14 +322,14 @@ def test_mcd_matches_a_hand_computation():
 def test_checkpoint_round_trip(tmp_path):
     model = tiny_tts().model
     data = {"data": {"source": "test", "licence": "none"}}
-    speech.save(tmp_path / "tts", model, speech.SpeechCodec(), data)
-    frame_model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8))
-    speech.save(tmp_path / "frames", frame_model, speech.SpeechCodec(), data)
+    speech.save(tmp_path / "tts", model, SpeechCodec(), data)
+    frame_model = FrameModel(FrameModelConfig(hidden_size=8))
+    speech.save(tmp_path / "frames", frame_model, SpeechCodec(), data)
     models, problems = checkpoint.load_models(speech.NAME, speech.load, tmp_path)
-    assert not problems and isinstance(models["tts"].model, speech.SpeechModel) and isinstance(models["frames"].model, speech.FrameModel)
+    assert not problems and isinstance(models["tts"].model, SpeechModel) and isinstance(models["frames"].model, FrameModel)
     assert torch.equal(models["tts"].model.frames.weight, model.frames.weight)
     assert models["tts"].layer_names == ["attention LSTM", "decoder LSTM 1"] and models["frames"].layer_names == ["layer 0", "layer 1"]
-    assert models["tts"].codec.voices == list(speech.VOICES)
+    assert models["tts"].codec.voices == list(VOICES)
     card = checkpoint.read_card(tmp_path / "frames")
     card["codec"]["hop"] = 512  # features this code does not compute: refused by name
     checkpoint.write_card(tmp_path / "frames", card)
@@ -314,14 +340,14 @@ def test_checkpoint_round_trip(tmp_path):
 def test_render_figures():
     from matplotlib.figure import Figure
 
-    result, trace = speak(tiny_tts(stop_bias=-20.0), speech.SpeechSettings(text="yo", griffin_lim_iters=0))
-    fig = speech.mel_figure(result.log_mel, unit_values=trace.quantity(0, "h")[:, 0], reduction=3, boundary=4,
+    result, trace = speak(tiny_tts(stop_bias=-20.0), SpeechSettings(text="yo", griffin_lim_iters=0))
+    fig = mel_figure(result.log_mel, unit_values=trace.quantity(0, "h")[:, 0], reduction=3, boundary=4,
                             f0=np.full(len(result.log_mel), 200.0, np.float32))
     assert isinstance(fig, Figure)
-    assert "data:image/png;base64," in speech.alignment_html(result.alignment, result.text, 3)
-    report = speech.alignment_report(np.eye(5))
+    assert "data:image/png;base64," in alignment_html(result.alignment, result.text, 3)
+    report = alignment_report(np.eye(5))
     assert report["monotonic"] and report["reaches_end"]
-    assert not speech.alignment_report(np.eye(5)[::-1])["monotonic"]
+    assert not alignment_report(np.eye(5)[::-1])["monotonic"]
 
 
 def _speech_cli(argv):
@@ -348,7 +374,7 @@ def _speech_cli(argv):
 def test_cli_train_generate_eval_trace(tmp_path, capsys):
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 25, 70)
-    np.savez(tmp_path / "corpus.npz", mels=rng.normal(-5, 1, (lengths.sum(), speech.N_MELS)).astype(np.float32),
+    np.savez(tmp_path / "corpus.npz", mels=rng.normal(-5, 1, (lengths.sum(), N_MELS)).astype(np.float32),
              offsets=np.concatenate([[0], np.cumsum(lengths)]), texts=np.array([f"line {k}" for k in range(70)]),
              voices=np.arange(70) % 2, split=np.array(["test"] * 2 + ["train"] * 68))
     stem = tmp_path / "tts"
@@ -381,7 +407,7 @@ def test_read_input_needs_a_transcript_for_text_to_mel(tmp_path):
     wav = tmp_path / "clip.wav"
     soundfile.write(wav, tone(0.3, 16_000), 16_000)
     frames = speech.read_input(wav, tiny_frames())
-    assert frames.text == "" and frames.log_mel.shape[1] == speech.N_MELS and any("Resampled" in n for n in frames.notes)
+    assert frames.text == "" and frames.log_mel.shape[1] == N_MELS and any("Resampled" in n for n in frames.notes)
     with pytest.raises(ValueError, match="clip.txt"):
         speech.read_input(wav, tiny_tts())
     (tmp_path / "clip.txt").write_text("Hello there!\n", encoding="utf-8")
@@ -395,7 +421,7 @@ def test_score_both_kinds_and_features():
     scored = speech.score(loaded, sequence)
     steps = len(sequence.log_mel) // 3
     assert scored.trace.steps == steps == scored.trace.prompt_length and scored.trace.detail.text == "hi there.■"
-    assert scored.distributions["frames"].shape == (steps, 3, speech.N_MELS) and scored.distributions["stop"].shape == (steps,)
+    assert scored.distributions["frames"].shape == (steps, 3, N_MELS) and scored.distributions["stop"].shape == (steps,)
     assert any("left out" in n for n in scored.notes) == (len(sequence.log_mel) % 3 > 0)
     tracks = speech.features(sequence, scored)
     assert set(tracks) == {"energy", "voiced", "attention position"}
@@ -406,21 +432,21 @@ def test_score_both_kinds_and_features():
     assert scored.trace.steps == steps and "stop" not in scored.distributions and scored.trace.labels[1] == "3"
     np.testing.assert_allclose(scored.distributions["frames"], speech.fused(frames, sequence.log_mel)["frames"], atol=1e-5)
     with pytest.raises(ValueError, match="no character"):
-        speech.score(loaded, speech.Utterance("42", sequence.log_mel))
+        speech.score(loaded, Utterance("42", sequence.log_mel))
 
 
 def test_generate_goes_by_the_model_kind():
     with pytest.raises(ValueError, match="frame LSTM"):
-        speech.generate(tiny_frames(), speech.SpeechSettings(text="hi"))
+        speech.generate(tiny_frames(), SpeechSettings(text="hi"))
     with pytest.raises(ValueError, match="text-to-mel"):
-        speech.generate(tiny_tts(), speech.ContinueSettings(audio=tone(0.3)))
-    with pytest.raises(speech.AudioError, match="recording"):
-        speech.generate(tiny_frames(), speech.ContinueSettings())
+        speech.generate(tiny_tts(), ContinueSettings(audio=tone(0.3)))
+    with pytest.raises(AudioError, match="recording"):
+        speech.generate(tiny_frames(), ContinueSettings())
 
 
 def test_continue_with_hooks_steps_the_primer_and_numbers_layers_as_the_trace():
     loaded = tiny_frames()
-    settings = speech.ContinueSettings(audio=tone(0.3), seconds=0.1, seed=2, griffin_lim_iters=0)
+    settings = ContinueSettings(audio=tone(0.3), seconds=0.1, seed=2, griffin_lim_iters=0)
     plain = speech.generate(loaded, settings)
     seen = []
     stepped = speech.generate(loaded, settings, hooks=[lambda step, layer, name, value: seen.append((step, layer))])
@@ -438,7 +464,7 @@ def test_continue_with_hooks_steps_the_primer_and_numbers_layers_as_the_trace():
 
 def test_tts_hooks_see_attention_as_layer_0_and_decoder_after_it():
     loaded = tiny_tts(stop_bias=-20.0, decoder_layers=2)
-    settings = speech.SpeechSettings(text="hi", max_steps=6, griffin_lim_iters=0)
+    settings = SpeechSettings(text="hi", max_steps=6, griffin_lim_iters=0)
     seen = set()
     generation = speech.generate(loaded, settings, hooks=[lambda step, layer, name, value: seen.add((step, layer))])
     assert seen == {(t, k) for t in range(6) for k in range(3)} and generation.trace.num_layers == 3
@@ -451,23 +477,23 @@ def test_tts_hooks_see_attention_as_layer_0_and_decoder_after_it():
 def test_render_and_write_files_for_both_kinds(tmp_path):
     from matplotlib.figure import Figure
 
-    tts = speech.generate(tiny_tts(stop_bias=20.0), speech.SpeechSettings(text="hi", griffin_lim_iters=2))
+    tts = speech.generate(tiny_tts(stop_bias=20.0), SpeechSettings(text="hi", griffin_lim_iters=2))
     files = speech.write_files(tts, tmp_path)
     assert set(files) == {"audio", "features"} and soundfile.info(files["audio"]).samplerate == SR
     with np.load(files["features"]) as arrays:
         assert str(arrays["text"]) == "hi" and arrays["alignment"].shape == (1, 3)
-    frames = speech.generate(tiny_frames(num_layers=1), speech.ContinueSettings(audio=tone(0.3), seconds=0.1,
+    frames = speech.generate(tiny_frames(num_layers=1), ContinueSettings(audio=tone(0.3), seconds=0.1,
                                                                               griffin_lim_iters=0))
     files = speech.write_files(frames, tmp_path)
     assert set(files) == {"features"}  # no audio asked for, none written
     with np.load(files["features"]) as arrays:
         assert int(arrays["primer_frames"]) == frames.result.primer_frames
-    assert isinstance(speech.render(frames, View(layer=0, unit=7, quantity="c")), Figure)
+    assert isinstance(render(frames, View(layer=0, unit=7, quantity="c")), Figure)
 
 
 def test_cli_generate_continues_with_a_frame_model_and_traces_text_to_mel(tmp_path, capsys):
-    speech.save(tmp_path / "frames", speech.FrameModel(speech.FrameModelConfig(hidden_size=8)), speech.SpeechCodec())
-    speech.save(tmp_path / "tts", tiny_tts().model, speech.SpeechCodec())
+    speech.save(tmp_path / "frames", FrameModel(FrameModelConfig(hidden_size=8)), SpeechCodec())
+    speech.save(tmp_path / "tts", tiny_tts().model, SpeechCodec())
     wav = tmp_path / "clip.wav"
     soundfile.write(wav, tone(0.3), SR)
     out = tmp_path / "more.wav"
@@ -481,7 +507,7 @@ def test_cli_generate_continues_with_a_frame_model_and_traces_text_to_mel(tmp_pa
     _speech_cli(["trace", "speech", "--model", str(tmp_path / "tts"), "--input", str(wav), "--out", str(tmp_path / "x.npz")])
     from studio.trace import Trace
 
-    trace = Trace.load_npz(tmp_path / "x.npz", speech.SpeechDetail)
+    trace = Trace.load_npz(tmp_path / "x.npz", SpeechDetail)
     assert trace.num_layers == 2 and trace.detail.text == "a tone■" and trace.layer_names[0] == "attention LSTM"
 
 
@@ -490,7 +516,7 @@ def explained(loaded, double=False):
     utterance, _ = speech.example()
     if double:  # float64 for the finite differences
         loaded.model.double()
-    return speech.explainable(loaded, utterance if isinstance(loaded.model, speech.SpeechModel) else utterance.log_mel)
+    return speech.explainable(loaded, utterance if isinstance(loaded.model, SpeechModel) else utterance.log_mel)
 
 
 @pytest.mark.parametrize("make", [lambda: as_loaded(speech.tiny()[0]), lambda: tiny_tts(decoder_layers=2), tiny_frames])
@@ -534,7 +560,7 @@ def test_log_likelihood_is_causal_and_guesses_are_the_model_probabilities(make):
     assert base.shape == (1, steps)  # a batch of two: the first unchanged, the second changed after t
     torch.testing.assert_close(after[:, : t + 1], base[:, : t + 1].expand(2, -1), rtol=1e-6, atol=1e-5)
     assert not torch.allclose(after[1, t + 1 :], base[0, t + 1 :])
-    if isinstance(loaded.model, speech.FrameModel):
+    if isinstance(loaded.model, FrameModel):
         assert float(base[0, -1]) == 0.0  # nothing follows the last group
         energy = np.exp(speech.fused(loaded, scored.sequence)["frames"].astype(np.float64)).mean(1)
         shares = energy / energy.sum(1, keepdims=True)
@@ -556,10 +582,10 @@ def test_log_likelihood_is_causal_and_guesses_are_the_model_probabilities(make):
 
 def test_sequence_of_gives_the_generation_trace_again():
     tts = tiny_tts(decoder_layers=2)
-    generation = speech.generate(tts, speech.SpeechSettings(text="hi there", seed=3, max_steps=12, stop_threshold=1.0,
+    generation = speech.generate(tts, SpeechSettings(text="hi there", seed=3, max_steps=12, stop_threshold=1.0,
                                                             griffin_lim_iters=0))
     frames = tiny_frames()
-    continued = speech.generate(frames, speech.ContinueSettings(audio=tone(0.3), seconds=0.2, griffin_lim_iters=0))
+    continued = speech.generate(frames, ContinueSettings(audio=tone(0.3), seconds=0.2, griffin_lim_iters=0))
     for loaded, made in ((tts, generation), (frames, continued)):
         again = speech.score(loaded, speech.sequence_of(made)).trace
         assert again.steps == made.trace.steps

@@ -17,9 +17,13 @@ import torch
 
 from studio.domains import speech
 from studio.domains.base import LoadedModel
-from studio.domains.speech.model import layer_names
+from studio.domains.speech.codec import HOP, N_MELS, SAMPLE_RATE, SpeechCodec
+from studio.domains.speech.data import Corpus, band_note
+from studio.domains.speech.generate import ContinueSettings
+from studio.domains.speech.model import FrameModel, FrameModelConfig, layer_names, make_card
+from studio.domains.speech.train import FrameTask
 
-SR = speech.SAMPLE_RATE
+SR = SAMPLE_RATE
 
 
 def tone(seconds=0.5, freq=220.0):
@@ -41,16 +45,16 @@ def frames_model(drift=0.0, **config) -> LoadedModel:
     """A tiny frame LSTM; `drift` (normalised units) is added to every prediction, so an unguarded
     continuation climbs out of any range, as the shipped model did with noise fed back."""
     torch.manual_seed(0)
-    model = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=1, **config)).eval()
+    model = FrameModel(FrameModelConfig(hidden_size=8, num_layers=1, **config)).eval()
     with torch.no_grad():
         model.head.bias.fill_(drift)
-    codec = speech.SpeechCodec()
-    return LoadedModel("tiny", model, codec, speech.make_card(model, codec, name="tiny"), layer_names(model), "tiny")
+    codec = SpeechCodec()
+    return LoadedModel("tiny", model, codec, make_card(model, codec, name="tiny"), layer_names(model), "tiny")
 
 
 def continued(loaded, audio=None, **settings):
     settings = {"seconds": 0.5, "seed": 1, "griffin_lim_iters": 0, **settings}
-    return speech.generate(loaded, speech.ContinueSettings(audio=tone(0.3) if audio is None else audio, **settings))
+    return speech.generate(loaded, ContinueSettings(audio=tone(0.3) if audio is None else audio, **settings))
 
 
 def test_output_is_the_prediction_and_the_noise_only_goes_into_what_is_read():
@@ -60,7 +64,7 @@ def test_output_is_the_prediction_and_the_noise_only_goes_into_what_is_read():
     assert np.array_equal(result.log_mel[: result.primer_frames], result.fed[: result.primer_frames])
     assert made.shape == fed.shape and 0.3 < np.abs(made - fed).mean() < 0.5  # E|N(0, 0.5)| = 0.4 (std 1 here)
     # each generated group is what the model predicted from the group read before it
-    predicted = generation.distributions["frames"].reshape(-1, speech.N_MELS)
+    predicted = generation.distributions["frames"].reshape(-1, N_MELS)
     start = result.primer_frames - 3  # the prediction read off the last primer group is the first group made
     np.testing.assert_allclose(made, predicted[start : start + len(made)], atol=1e-5)
     quiet = continued(frames_model(), noise=0.0).result
@@ -68,7 +72,7 @@ def test_output_is_the_prediction_and_the_noise_only_goes_into_what_is_read():
 
 
 def test_the_guard_holds_predictions_to_the_cards_training_range_and_says_so():
-    low, high = np.full(speech.N_MELS, -8.0), np.full(speech.N_MELS, -2.0)
+    low, high = np.full(N_MELS, -8.0), np.full(N_MELS, -2.0)
     loaded = frames_model(drift=0.5, mel_min=low.tolist(), mel_max=high.tolist())
     free = continued(loaded, noise=0.3, seconds=1.0, keep_in_range=False).result
     assert free.log_mel[free.primer_frames:].max() > high.max() + 1  # the drift leaves the range unguarded
@@ -93,8 +97,8 @@ def test_a_continuation_is_read_again_from_what_the_model_was_fed():
 def tiny_corpus(folder=None, utterances=70, seed=0):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(20, 40, utterances)
-    mels = [rng.normal(-5, 1, (n, speech.N_MELS)).astype(np.float32) for n in lengths]
-    corpus = speech.Corpus(mels, [f"line {k}" for k in range(utterances)], [k % 2 for k in range(utterances)],
+    mels = [rng.normal(-5, 1, (n, N_MELS)).astype(np.float32) for n in lengths]
+    corpus = Corpus(mels, [f"line {k}" for k in range(utterances)], [k % 2 for k in range(utterances)],
                            ["test"] * 2 + ["train"] * (utterances - 2))
     if folder is not None:
         np.savez(Path(folder) / "corpus.npz", mels=np.concatenate(mels), offsets=np.concatenate([[0], np.cumsum(lengths)]),
@@ -104,15 +108,15 @@ def tiny_corpus(folder=None, utterances=70, seed=0):
 
 def test_training_reads_noisy_groups_and_its_own_predictions_but_targets_stay_clean():
     corpus = tiny_corpus()
-    config = speech.FrameModelConfig(hidden_size=8, num_layers=1)
-    model = speech.FrameModel(config)
-    groups = speech.FrameTask(corpus, config, batch_size=4, crop=30).train_batch(0, 0, 1, "cpu")
-    clean = speech.FrameTask(corpus, config, batch_size=4, crop=30)
+    config = FrameModelConfig(hidden_size=8, num_layers=1)
+    model = FrameModel(config)
+    groups = FrameTask(corpus, config, batch_size=4, crop=30).train_batch(0, 0, 1, "cpu")
+    clean = FrameTask(corpus, config, batch_size=4, crop=30)
     assert torch.equal(clean.read_groups(model, groups), groups[:, :-1])
-    noisy = speech.FrameTask(corpus, config, batch_size=4, crop=30, input_noise=1.0)
+    noisy = FrameTask(corpus, config, batch_size=4, crop=30, input_noise=1.0)
     read = noisy.read_groups(model, groups)
     assert read.shape == groups[:, :-1].shape and 0.1 < float((read - groups[:, :-1]).std()) < 1.0
-    own = speech.FrameTask(corpus, config, batch_size=4, crop=30, scheduled_sampling=1.0)
+    own = FrameTask(corpus, config, batch_size=4, crop=30, scheduled_sampling=1.0)
     with torch.no_grad():
         predicted, _ = model(groups[:, :-1])
     read = own.read_groups(model, groups)
@@ -140,15 +144,15 @@ def test_corpus_range_travels_in_the_frame_card_and_init_fine_tunes(tmp_path, ca
     card = speech.load(tmp_path / "b").card
     assert card["hyperparameters"]["input_noise"] == 0.5 and card["hyperparameters"]["scheduled_sampling"] == 0.3
     assert "--init" in card["reproduce"]
-    speech.save(tmp_path / "tts", speech.tiny()[0], speech.SpeechCodec())
+    speech.save(tmp_path / "tts", speech.tiny()[0], SpeechCodec())
     with pytest.raises(SystemExit, match="cannot start from .*text-to-mel"):
         _speech_cli(["train", "speech", "--kind", "frame", "--corpus", str(tmp_path), "--out", str(tmp_path / "c"),
                      "--init", str(tmp_path / "tts"), *flags])
 
 
 def test_band_limited_recordings_get_a_note():
-    assert speech.band_note(noise_audio()) is None
-    note = speech.band_note(telephone(noise_audio()))
+    assert band_note(noise_audio()) is None
+    note = band_note(telephone(noise_audio()))
     assert note and "nothing above 4 kHz" in note and "telephone" in note
     notes = continued(frames_model(), audio=telephone(noise_audio())).result.notes
     assert any("nothing above 4 kHz" in n for n in notes)
@@ -158,7 +162,7 @@ def test_band_limited_recordings_get_a_note():
 def test_cli_continue_writes_audio_and_features(tmp_path, monkeypatch, capsys):
     from test_speech import _speech_cli
 
-    speech.save(tmp_path / "frames", frames_model().model, speech.SpeechCodec())
+    speech.save(tmp_path / "frames", frames_model().model, SpeechCodec())
     monkeypatch.setattr(speech, "DEFAULT_FRAME_MODEL", tmp_path / "frames")  # --continue picks the frame LSTM itself
     wav = tmp_path / "phone.wav"
     soundfile.write(wav, telephone(noise_audio(0.5)), SR)
@@ -169,9 +173,9 @@ def test_cli_continue_writes_audio_and_features(tmp_path, monkeypatch, capsys):
     assert "nothing above 4 kHz" in printed.err and f"wrote {out}" in printed.out
     with np.load(features) as arrays:
         primer = int(arrays["primer_frames"])
-        assert arrays["log_mel"].shape[1] == speech.N_MELS and len(arrays["log_mel"]) - primer >= 0.3 * SR / speech.HOP
+        assert arrays["log_mel"].shape[1] == N_MELS and len(arrays["log_mel"]) - primer >= 0.3 * SR / HOP
     assert soundfile.info(out).duration > 0.8
-    speech.save(tmp_path / "tts", speech.tiny()[0], speech.SpeechCodec())
+    speech.save(tmp_path / "tts", speech.tiny()[0], SpeechCodec())
     with pytest.raises(SystemExit, match="text-to-mel model: it speaks --text"):
         _speech_cli(["generate", "speech", "--model", str(tmp_path / "tts"), "--continue", str(wav), "--out", str(out)])
     with pytest.raises(SystemExit, match="not an audio file"):
@@ -186,7 +190,7 @@ def speech_url(serve, tmp_path_factory):
     from studio.domains.speech.tab import create_tab
 
     folder = tmp_path_factory.mktemp("models")
-    speech.save(folder / "tiny-frames", frames_model().model, speech.SpeechCodec())
+    speech.save(folder / "tiny-frames", frames_model().model, SpeechCodec())
     with gr.Blocks() as demo:
         create_tab({"tiny-frames": speech.load(folder / "tiny-frames")}, [])
     return serve(demo)
@@ -214,7 +218,7 @@ def test_a_direct_frame_model_cannot_carry_what_it_reads_and_old_cards_stay_resi
     made = continued(loaded, noise=1.0, seconds=1.0, keep_in_range=False).result
     assert np.abs(made.log_mel[made.primer_frames:]).max() <= bound + 1e-4
     assert np.abs(made.fed[made.primer_frames:]).max() > bound  # what it read was noisier than what it said
-    speech.save(tmp_path / "old", frames_model().model, speech.SpeechCodec())
+    speech.save(tmp_path / "old", frames_model().model, SpeechCodec())
     saved = json.loads((tmp_path / "old.json").read_text())
     del saved["config"]["residual"], saved["config"]["mel_min"], saved["config"]["mel_max"]
     (tmp_path / "old.json").write_text(json.dumps(saved))
@@ -234,7 +238,7 @@ def test_the_shipped_frame_model_stays_in_range_on_espeak_speech_unguarded(noise
                                  "seven green bottles were standing on the kitchen table."]):
         made = continued(loaded, reference_audio(text), noise=noise, seconds=2.0, seed=seed, keep_in_range=False).result
         generated = made.log_mel[made.primer_frames:]
-        assert len(generated) >= 2.0 * SR / speech.HOP - 3
+        assert len(generated) >= 2.0 * SR / HOP - 3
         assert (generated >= low - 1).all() and (generated <= high + 1).all(), (noise, text)
 
 

@@ -8,6 +8,9 @@ import pytest
 import soundfile
 import torch
 
+from studio.domains.speech.codec import HOP, N_MELS, SAMPLE_RATE, SpeechCodec
+from studio.domains.speech.model import FrameModel, FrameModelConfig, SpeechModel, SpeechModelConfig
+
 
 @pytest.fixture(scope="module")
 def speech_url(serve, tmp_path_factory):
@@ -17,14 +20,14 @@ def speech_url(serve, tmp_path_factory):
     from studio.domains.speech.tab import create_tab
 
     torch.manual_seed(0)
-    tts = speech.SpeechModel(speech.SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4)).eval()
+    tts = SpeechModel(SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4)).eval()
     with torch.no_grad():  # never stops: the length cap (12 steps a character + 20) ends it, a short, fast answer
         tts.stop.weight.zero_()
         tts.stop.bias.fill_(-20.0)
-    frames = speech.FrameModel(speech.FrameModelConfig(hidden_size=8, num_layers=3)).eval()  # not the usual 2 layers
+    frames = FrameModel(FrameModelConfig(hidden_size=8, num_layers=3)).eval()  # not the usual 2 layers
     folder = tmp_path_factory.mktemp("models")
     for name, model in (("tiny-tts", tts), ("tiny-frames", frames)):
-        speech.save(folder / name, model, speech.SpeechCodec())
+        speech.save(folder / name, model, SpeechCodec())
     models = {name: speech.load(folder / name) for name in ("tiny-tts", "tiny-frames")}
     with gr.Blocks() as demo:
         create_tab(models, [])
@@ -34,22 +37,21 @@ def speech_url(serve, tmp_path_factory):
 def test_speech_endpoints_answer_through_gradio_client(speech_url, tmp_path):
     from gradio_client import Client, handle_file
 
-    from studio.domains import speech
     from studio.trace import Trace
 
     client = Client(speech_url, verbose=False)
     notes, audio, payload, units, no_trace_yet, selection, alignment, features = client.predict(
         "tiny-tts", "hi", 0, 1, api_name="/generate_speech")
     data, rate = soundfile.read(audio)
-    assert rate == speech.SAMPLE_RATE and len(data) > 0 and no_trace_yet is None
+    assert rate == SAMPLE_RATE and len(data) > 0 and no_trace_yet is None
     with np.load(features) as arrays:
         frames = arrays["log_mel"].shape[0]
-        assert arrays["log_mel"].shape[1] == speech.N_MELS and len(data) == frames * speech.HOP
+        assert arrays["log_mel"].shape[1] == N_MELS and len(data) == frames * HOP
     trace = Trace.load_npz(client.predict(api_name="/speech_trace"))
     assert trace.num_layers == 2 and trace.steps * 3 == frames
     assert alignment is not None
     assert payload["steps"] == trace.steps and payload["track"]["kind"] == "spectrogram"
-    assert payload["track"]["image"]["rows"] == speech.N_MELS
+    assert payload["track"]["image"]["rows"] == N_MELS
     assert "length cap" in notes and "decoder LSTM 1" in units
     # blanks from the API (dropdowns are checked by gradio itself) are adjusted and said, never a traceback
     notes, *_ = client.predict("tiny-tts", None, 1, None, api_name="/generate_speech")

@@ -14,6 +14,12 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from studio.domains import text
+from studio.domains.text.codec import TextCodec
+from studio.domains.text.data import split_train_val
+from studio.domains.text.evaluate import nats_per_char
+from studio.domains.text.generate import MAX_LENGTH, TextSettings, clean_settings
+from studio.domains.text.model import TextModel, TextModelConfig
+from studio.domains.text.train import TextTask
 from studio.lstm import GATE_NAMES
 from studio.sampling import SamplingConfig
 
@@ -21,8 +27,8 @@ from studio.sampling import SamplingConfig
 GENERATE = importlib.import_module("studio.domains.text.generate")
 
 
-def settings(prompt="Twinkle", length=30, seed=0, temperature=1.0) -> text.TextSettings:
-    return text.TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature, seed=seed))
+def settings(prompt="Twinkle", length=30, seed=0, temperature=1.0) -> TextSettings:
+    return TextSettings(prompt=prompt, length=length, sampling=SamplingConfig(temperature=temperature), seed=seed)
 
 
 def run(loaded, request, **options):
@@ -82,9 +88,9 @@ def test_length_below_one_gives_one_character(text_model, codec, length, text_lo
 
 
 def test_huge_length_is_clamped(codec):
-    ids, fresh, length, notes = text.clean_settings(settings(length=10**9), codec)
-    assert length == text.MAX_LENGTH and not fresh and codec.decode(ids) == "Twinkle"
-    assert any(f"{text.MAX_LENGTH:,}" in note for note in notes)
+    ids, fresh, length, notes = clean_settings(settings(length=10**9), codec)
+    assert length == MAX_LENGTH and not fresh and codec.decode(ids) == "Twinkle"
+    assert any(f"{MAX_LENGTH:,}" in note for note in notes)
 
 
 def test_huge_length_is_clamped_end_to_end(text_model, codec, monkeypatch, text_loaded):
@@ -164,15 +170,15 @@ def test_nats_per_char_single_stream_equals_full_forward(text_model, codec, corp
     ids = codec.encode(corpus[:41])[0]
     total, count = cross_entropy_sum(text_model, ids)
     expected = total / count
-    assert math.isclose(text.nats_per_char(text_model, ids, streams=1), expected, rel_tol=1e-5)
+    assert math.isclose(nats_per_char(text_model, ids, streams=1), expected, rel_tol=1e-5)
     # the state is carried across chunks: chunking changes nothing
-    assert math.isclose(text.nats_per_char(text_model, ids, streams=1, chunk=7), expected, rel_tol=1e-5)
+    assert math.isclose(nats_per_char(text_model, ids, streams=1, chunk=7), expected, rel_tol=1e-5)
     # by hand too, from softmax probabilities
     ids_t = torch.tensor(ids)
     with torch.no_grad():
         probs = torch.softmax(text_model(ids_t[None, :-1])[0][0], dim=-1)
     by_hand = -sum(math.log(float(probs[t, ids[t + 1]])) for t in range(len(ids) - 1)) / (len(ids) - 1)
-    assert math.isclose(text.nats_per_char(text_model, ids, streams=1), by_hand, rel_tol=1e-4)
+    assert math.isclose(nats_per_char(text_model, ids, streams=1), by_hand, rel_tol=1e-4)
 
 
 def test_nats_per_char_streams_score_each_piece(text_model, codec, corpus):
@@ -183,26 +189,26 @@ def test_nats_per_char_streams_score_each_piece(text_model, codec, corpus):
         t, c = cross_entropy_sum(text_model, ids[k * piece : k * piece + piece + 1])
         total, count = total + t, count + c
     assert count == 80
-    assert math.isclose(text.nats_per_char(text_model, ids, streams=4, chunk=6), total / count, rel_tol=1e-5)
+    assert math.isclose(nats_per_char(text_model, ids, streams=4, chunk=6), total / count, rel_tol=1e-5)
 
 
 def test_nats_per_char_uniform_model_is_log_vocab(codec):
-    model = text.TextModel(text.TextModelConfig(codec.size, 4, 8, 1, 0.0)).eval()
+    model = TextModel(TextModelConfig(codec.size, 4, 8, 1, 0.0)).eval()
     with torch.no_grad():
         model.head.weight.zero_()
         model.head.bias.zero_()
-    assert math.isclose(text.nats_per_char(model, list(range(codec.size)) * 3), math.log(codec.size), rel_tol=1e-6)
+    assert math.isclose(nats_per_char(model, list(range(codec.size)) * 3), math.log(codec.size), rel_tol=1e-6)
 
 
 # ---------------------------------------------------------------- training batches
 def test_split_train_val(corpus):
-    train, val = text.split_train_val(corpus)
+    train, val = split_train_val(corpus)
     assert train + val == corpus and len(train) == int(len(corpus) * 0.9)
 
 
 def test_text_task_batches_are_shifted_windows_of_disjoint_streams(codec, corpus):
     ids = codec.encode(corpus)[0]
-    task = text.TextTask(ids, ids[:100], batch_size=3, seq_len=8)
+    task = TextTask(ids, ids[:100], batch_size=3, seq_len=8)
     data = torch.tensor(ids)
     seen = []
     for rank in range(2):
@@ -251,9 +257,9 @@ def _reference_inside(text, opening, closing):
 @examples(max_examples=300, deadline=None)
 @given(st.text(alphabet=_ALPHABET, max_size=80))
 def test_codec_and_features_in_numpy_match_plain_loops(sample):
-    from studio.domains.text.data import features
+    from studio.domains.text.evaluate import features
 
-    codec = text.TextCodec.from_text('ab "()\n')
+    codec = TextCodec.from_text('ab "()\n')
     assert codec.encode(sample) == _reference_encode(codec, sample)
     ids, _ = codec.encode(sample)
     assert codec.decode(ids) == "".join(codec.chars[k] for k in ids)

@@ -11,6 +11,10 @@ import torch
 
 from studio import checkpoint
 from studio.domains import text
+from studio.domains.text.data import split_train_val
+from studio.domains.text.evaluate import nats_per_char
+from studio.domains.text.model import make_card
+from studio.domains.text.train import TextTask
 from studio.train import TrainConfig, learning_rate, resume_paths, train
 
 
@@ -41,8 +45,8 @@ def test_learning_rate_without_warmup():
 
 # ---------------------------------------------------------------- training a tiny model
 def make_task(codec, corpus, batch_size=8, seq_len=32):
-    train_text, val_text = text.split_train_val(corpus)
-    return text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], batch_size, seq_len)
+    train_text, val_text = split_train_val(corpus)
+    return TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], batch_size, seq_len)
 
 
 def tiny_config(**kwargs) -> TrainConfig:
@@ -53,11 +57,11 @@ def test_trainer_lowers_loss_and_saves_best(tmp_path, codec, corpus, model_facto
     model = model_factory(codec.size, hidden_size=32, num_layers=1)
     task = make_task(codec, corpus)
     out = tmp_path / "m"
-    initial_val = text.nats_per_char(model, task.val_ids)
+    initial_val = nats_per_char(model, task.val_ids)
     assert initial_val == pytest.approx(math.log(codec.size), rel=0.1)  # random model: about uniform
 
     progress = []
-    metrics = train(model, task, tiny_config(), out=out, card=text.make_card(model, codec, data={"file": "rhyme", "source": "a rhyme", "licence": "public domain"}), on_progress=progress.append)
+    metrics = train(model, task, tiny_config(), out=out, card=make_card(model, codec, data={"file": "rhyme", "source": "a rhyme", "licence": "public domain"}), on_progress=progress.append)
 
     assert [p.step for p in progress] == list(range(1, 61))
     assert all(p.steps == 60 for p in progress)
@@ -77,7 +81,7 @@ def test_trainer_lowers_loss_and_saves_best(tmp_path, codec, corpus, model_facto
     assert card["metrics"]["best_step"] in (20, 40, 60)
     assert card["training"]["steps"] == 60 and card["training"]["lr"] == 2e-2
     assert card["data"]["file"] == "rhyme"
-    assert text.nats_per_char(loaded, task.val_ids) == pytest.approx(card["metrics"]["best_val_loss"], rel=1e-5)
+    assert nats_per_char(loaded, task.val_ids) == pytest.approx(card["metrics"]["best_val_loss"], rel=1e-5)
 
     # the resume state sits beside the model but is not offered as a model
     resume_card = checkpoint.read_card(resume_paths(out))
@@ -93,7 +97,7 @@ def test_resume_continues_from_saved_step(tmp_path, codec, corpus, model_factory
     def config(steps):
         return tiny_config(steps=steps, eval_every=5, warmup_steps=2)
 
-    card = text.make_card(small_model(0), codec)
+    card = make_card(small_model(0), codec)
     first_run = []
     train(small_model(1), make_task(codec, corpus), config(16), out=out, card=card, on_progress=first_run.append)
     assert first_run[-1].step == 16
@@ -166,7 +170,7 @@ def test_a_time_budget_fits_the_steps_and_ends_the_schedule_on_time(tmp_path, co
     progress = []
     started = time.perf_counter()
     metrics = train(model, make_task(codec, corpus), tiny_config(steps=10**6, minutes=0.03, warmup_steps=200, eval_every=10**6),
-                    out=tmp_path / "m", card=text.make_card(model, codec), on_progress=progress.append)
+                    out=tmp_path / "m", card=make_card(model, codec), on_progress=progress.append)
     seconds = time.perf_counter() - started
     assert seconds < 0.03 * 60 + 5
     total = progress[-1].steps
@@ -185,7 +189,7 @@ def test_a_run_stopped_by_hand_keeps_what_it_learnt(tmp_path, codec, corpus, mod
             raise KeyboardInterrupt
 
     metrics = train(model, make_task(codec, corpus), tiny_config(eval_every=1000), out=tmp_path / "m",
-                    card=text.make_card(model, codec), on_progress=stop_at_step_7)
+                    card=make_card(model, codec), on_progress=stop_at_step_7)
     assert metrics["interrupted"] and metrics["steps_done"] == 7
     card = checkpoint.read_card(tmp_path / "m")
     assert card["metrics"]["best_step"] == 7 and math.isfinite(card["metrics"]["best_val_loss"])

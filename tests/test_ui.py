@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from studio.domains.text.codec import TextCodec
+from studio.domains.text.generate import TextSettings
+from studio.domains.text.model import TextModel, TextModelConfig
+
 
 @pytest.fixture(scope="module")
 def studio_url(tmp_path_factory, serve):
@@ -16,8 +20,8 @@ def studio_url(tmp_path_factory, serve):
 
     models_dir = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    codec = text.TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
-    model = text.TextModel(text.TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
+    codec = TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
+    model = TextModel(TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
     text.save(models_dir / "tiny", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
     (models_dir / "broken.json").write_text("{not json")
     demo = app.build_demo(models_dir)
@@ -117,10 +121,9 @@ def test_viewer_exports_its_view_as_png_and_svg(studio_url, chromium_page):
 
 def test_export_view_draws_the_requested_steps_and_unit(tmp_path, text_loaded):
     from studio.domains import text
-    from studio.sampling import SamplingConfig
     from studio.ui.blocks import export_view
 
-    trace = text.generate(text_loaded, text.TextSettings("Tw", 60, SamplingConfig(seed=1))).trace
+    trace = text.generate(text_loaded, TextSettings("Tw", 60, seed=1)).trace
     path = export_view(trace, {"format": "svg", "layer": 1, "unit": 3, "order": "index", "start": 10, "end": 40}, tmp_path)
     assert path.endswith("layer1-unit3-steps10-39.svg")
     assert "<svg" in Path(path).read_text()[:500]

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from studio.domains.base import LoadedModel
-from studio.domains.text import TextSettings, generate
-from studio.sampling import SamplingConfig
+from studio.domains.text import generate
+from studio.domains.text.generate import TextSettings
 from studio.ui.payload import LEVELS, SENT, chunk, codes, trace_payload, values
 
 
@@ -25,7 +25,7 @@ def test_codes_round_trip_to_the_payload_precision(array):
 
 
 def test_payload_of_a_generation(text_model, codec):
-    generation = generate(LoadedModel("t", text_model, codec, {}), TextSettings("Twinkle", 40, SamplingConfig(seed=2)))
+    generation = generate(LoadedModel("t", text_model, codec, {}), TextSettings("Twinkle", 40, seed=2))
     trace = generation.trace
     description, blob = trace_payload(trace, {"kind": "text"}, "title")
     description = json.loads(json.dumps(description))  # JSON-ready
@@ -44,7 +44,7 @@ def test_payload_of_a_generation(text_model, codec):
 
 
 def test_an_image_strip_travels_in_the_blob_over_its_own_range(text_model, codec):
-    trace = generate(LoadedModel("t", text_model, codec, {}), TextSettings("Tw", 5, SamplingConfig(seed=2))).trace
+    trace = generate(LoadedModel("t", text_model, codec, {}), TextSettings("Tw", 5, seed=2)).trace
     image = np.linspace(-5, 3, 80 * trace.steps, dtype=np.float32).reshape(80, trace.steps)
     description, blob = trace_payload(trace, {"kind": "spectrogram", "image": image})
     sent = description["track"]["image"]

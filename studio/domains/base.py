@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from studio import experiments
 from studio.lstm import Hook
 from studio.trace import Trace
 
@@ -42,11 +43,13 @@ REQUIRED = ("NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "s
 #   CUSTOM_FEATURE_HINT: how the experiments panel invites a custom feature ("" = only the listed ones)
 #   references(loaded) -> [Reference]: long inputs of the model's own (text: its validation text)
 #   step_divergence(plain, changed) -> (per-step values or None, what they measure): two generations'
-#       next-step predictions compared (default: KL of the softmax over "logits")
+#       next-step predictions (their `distributions`) compared (default: KL of the softmax over "logits")
 #   TOKENS: outputs are discrete tokens (an intervention's first divergence is where sampled tokens
 #       differ; otherwise where the prediction first moves)
-#   trace_chunks(loaded, sequence) -> iterator of (Trace, part): a long input read in pieces (None: read whole)
-#   fast_probe(loaded, sequence, track, top) -> hits, or None: a probe faster than the exact chunked one
+#   trace_chunks(loaded, sequence) -> (the sequence as the model reads it, iterator of (Trace, part)): a
+#       long input read in pieces, the state carried over (None: read whole)
+#   fast_probe(loaded, read, track, top) -> hits: a probe over trace_chunks' reading faster than the
+#       exact chunked one (None: the exact one)
 #   sequence_from_text(text) -> sequence, or None: an API call's plain-text input (text: the text itself)
 #   generate_batch(loaded, [settings]) -> [Generation], or None: several requests stepped together
 #   WORKER_LANE: worker processes of its own for batched generation (0 = the shared pool)
@@ -54,7 +57,7 @@ OPTIONAL = {
     "custom_feature": None,
     "CUSTOM_FEATURE_HINT": "",
     "references": None,
-    "step_divergence": None,
+    "step_divergence": experiments.step_divergence,
     "TOKENS": False,
     "trace_chunks": None,
     "fast_probe": None,

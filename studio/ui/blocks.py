@@ -112,7 +112,7 @@ class GatePanel:
 def gate_panel(prefix: str, domain=None, models: dict | None = None) -> GatePanel:
     viewer = trace_viewer(prefix, link=f"{prefix}-compare-viewer")
     selection = gr.Markdown(elem_id=f"{prefix}-selection")
-    why = explain_panel(prefix, viewer.html.elem_id) if hasattr(domain, "explainable") else None
+    why = explain_panel(prefix, viewer.html.elem_id) if domain is not None else None
     experiments = experiments_panel(prefix, domain, models, viewer.html.elem_id) if domain is not None and models else None
     units = gr.Markdown(elem_id=f"{prefix}-units")
     export = gr.File(label="Exported view (PNG / SVG)", elem_id=f"{prefix}-export")

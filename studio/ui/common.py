@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import limits
+from studio.domains import member
 
 # Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
 # Gradio serves in place (serve_outputs_in_place): no second copy in Gradio's cache, no hashing of
@@ -94,10 +95,10 @@ def clamp_int(value, low: int, high: int, default: int) -> int:
     return max(low, min(high, int(number))) if math.isfinite(number) else (high if number > 0 else low)
 
 
-def endpoint_model(loaded_by_domain: dict, domain, model, needs: str | None = None):
+def endpoint_model(loaded_by_domain: dict, domain, model):
     """(domain module, LoadedModel) an API call names ("" = the domain's first model); gr.Error
-    with the choices otherwise. `needs`: a part of the contract the domain must offer."""
-    by_name = {d.NAME: (d, models) for d, (models, _) in loaded_by_domain.items() if needs is None or hasattr(d, needs)}
+    with the choices otherwise."""
+    by_name = {d.NAME: (d, models) for d, (models, _) in loaded_by_domain.items()}
     if not isinstance(domain, str) or domain not in by_name:
         raise gr.Error(f"Unknown domain {domain!r}; one of {', '.join(by_name)}.")
     module, models = by_name[domain]
@@ -112,12 +113,16 @@ def endpoint_model(loaded_by_domain: dict, domain, model, needs: str | None = No
 
 
 def endpoint_input(module, loaded, text, file):
-    """The sequence an API call gives: an uploaded file in the domain's format, or text for text."""
+    """The sequence an API call gives: an uploaded file in the domain's format, or plain text where
+    the domain reads one (its `sequence_from_text`)."""
     if isinstance(file, str) and file:
         return module.read_input(file, loaded)
-    if module.NAME == "text" and isinstance(text, str) and text:
-        return text
-    raise ValueError("Give the input: text for the text domain, or a file in the domain's format.")
+    from_text = member(module, "sequence_from_text")
+    if from_text is not None and isinstance(text, str) and text:
+        return from_text(text)
+    if from_text is not None:
+        raise ValueError(f"Give the input: a text, or a file in the {module.NAME} domain's format.")
+    raise ValueError(f"Give the input: a file in the {module.NAME} domain's format (this domain reads no plain text).")
 
 
 # Events of one tab share one queue of this many workers: a long job in one tab never holds up

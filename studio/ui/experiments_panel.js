@@ -74,7 +74,7 @@ function klChart(a) {
 function output(o, a) {
   const d = a.first_divergence;
   let body;
-  if (a.text) {
+  if (a.joined) {  // one character per step: shown as running text
     const t = o.labels;
     body = d === null ? `<pre class="xp-text">${esc(t.join(''))}</pre>` :
       `<pre class="xp-text">${esc(t.slice(0, d).join(''))}<mark class="xp-diverged">${esc(t.slice(d).join(''))}</mark></pre>`;

@@ -21,6 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import cli_experiments, experiments, gpu, reference
+from studio.domains import member
 from studio.domains.base import Generation
 from studio.lstm import GATE_NAMES
 from studio.ui import inputs
@@ -83,11 +84,11 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
             limit = inputs.Number(100_000, label="Read at most (steps)", precision=0, scale=1)
         with gr.Tabs():
             with gr.Tab("Probe", elem_id=f"{prefix}-xp-probe-tab"):
-                text_hint = " or type a regex (e.g. '[^'\\n]*' for inside quotes)" if domain.NAME == "text" else ""
                 names = feature_names(domain, models)
                 with gr.Row():
-                    feature = inputs.Dropdown(names, value=names[0] if names else None, allow_custom_value=domain.NAME == "text",
-                                          label=f"Feature{text_hint}", elem_id=f"{prefix}-xp-feature")
+                    feature = inputs.Dropdown(names, value=names[0] if names else None,
+                                              allow_custom_value=member(domain, "custom_feature") is not None,
+                                              label="Feature" + member(domain, "CUSTOM_FEATURE_HINT"), elem_id=f"{prefix}-xp-feature")
                     probe = gr.Button("Find the units that track it", elem_id=f"{prefix}-xp-probe")
             with gr.Tab("Pattern match", elem_id=f"{prefix}-xp-pattern-tab"):
                 with gr.Row():
@@ -156,13 +157,15 @@ def intervention(domain, loaded, generation: Generation, units_text, action, val
         files = domain.write_files(made, output_dir())
         media = {kind: f"gradio_api/file={path}" for kind, path in files.items() if Path(path).suffix in (".svg", ".wav", ".png")}
         outputs.append({"name": name, "labels": [str(x) for x in made.trace.labels[first:]], "media": media})
-    found = cli_experiments.differences(plain, changed)
+    found = cli_experiments.differences(domain, plain, changed)
     divergence, kl = found["first_divergence"], found["kl"]
     return {"kind": "intervene", "domain": domain.NAME, "units": units_text, "action": dict((v, k) for k, v in ACTIONS).get(action, action),
             "from_step": start, "first": first, "outputs": outputs, "measure": found["measure"],
             "first_divergence": None if divergence is None else max(divergence - first, 0),
             "kl": None if kl is None else [float(f"{x:.4g}") for x in kl[first:]],
-            "text": domain.NAME == "text"}
+            # no picture or sound and a character per step: the labels are the output itself, shown as running text
+            "joined": not any(output["media"] for output in outputs)
+                      and all(len(label) <= 1 for output in outputs for label in output["labels"])}
 
 
 def comparison(domain, models: dict, loaded, generation: Generation, model_b: str) -> tuple[dict, dict]:

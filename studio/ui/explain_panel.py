@@ -92,7 +92,7 @@ def explain_api(loaded_by_domain: dict):
 
     def explain_endpoint(domain: str, model: str, text: str, file: str | None, step: float, layer: float,
                          unit: float, target: str, method: str) -> dict:
-        module, loaded = endpoint_model(loaded_by_domain, domain, model, needs="explainable")
+        module, loaded = endpoint_model(loaded_by_domain, domain, model)
         try:
             sequence = endpoint_input(module, loaded, text, file)
             scored, ex = module.explainable(loaded, sequence)

@@ -20,6 +20,22 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import handwriting as hw
+from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec
+from studio.domains.handwriting.data import PROVENANCE, DataConfig, build_dataset, load_dataset
+from studio.domains.handwriting.evaluate import NLL_UNITS, finished_fraction, nll_per_point
+from studio.domains.handwriting.generate import HandwritingSettings
+from studio.domains.handwriting.model import (
+    PREDICTION,
+    STYLE_NAMES,
+    SYNTHESIS,
+    PredictionConfig,
+    PredictionModel,
+    SynthesisConfig,
+    SynthesisModel,
+    make_card,
+)
+from studio.domains.handwriting.render import strokes_to_svg, write_png
+from studio.domains.handwriting.train import PRINT_PROVENANCE, StrokeTask, build_mixed_dataset, style_labels, warm_start
 
 MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer flags
     "--mixtures": (20, "Gaussians of the output mixture"),
@@ -33,11 +49,11 @@ def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
         parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
-        parser.add_argument("--samples", type=int, default=hw.DataConfig.samples, help="handwriting samples drawn for the corpus")
+        parser.add_argument("--samples", type=int, default=DataConfig.samples, help="handwriting samples drawn for the corpus")
         parser.add_argument("--omniglot", help="also compose real print lines from these Omniglot strokes (builds a mixed "
                                                "set: Hershey cursive + print, alphabet with Q, X, Z and digits)")
         parser.add_argument("--init", help="start from this synthesis model's weights (the alphabet may grow)")
-        parser.add_argument("--model", choices=[hw.SYNTHESIS, hw.PREDICTION], default=hw.SYNTHESIS,
+        parser.add_argument("--model", choices=[SYNTHESIS, PREDICTION], default=SYNTHESIS,
                             help="synthesis writes a text; prediction scribbles freely")
         cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
                                    warmup_steps=50)
@@ -54,7 +70,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--raw-style", action="store_true", help="read the style sample as it is, without bringing "
                                                                      "it to the training data's scale")
         parser.add_argument("--points", type=int, default=600, help="free-scribble length")
-        parser.add_argument("--hand", choices=list(hw.STYLE_NAMES), help="a model with styles: write in this hand "
+        parser.add_argument("--hand", choices=list(STYLE_NAMES), help="a model with styles: write in this hand "
                                                                         "(default: the style sample's, else cursive)")
         cli_common.add_output_flags(parser, ".svg or .png")
         parser.set_defaults(run=run_generate)
@@ -77,9 +93,9 @@ def ensure_data(args) -> Path:
         print(f"building {args.samples} synthetic samples into {data_dir} ...", file=sys.stderr)
         try:
             if getattr(args, "omniglot", None):
-                hw.build_mixed_dataset(corpus, data_dir, args.omniglot, args.samples // 2, args.samples // 2)
+                build_mixed_dataset(corpus, data_dir, args.omniglot, args.samples // 2, args.samples // 2)
             else:
-                hw.build_dataset(corpus, data_dir, hw.DataConfig(samples=args.samples))
+                build_dataset(corpus, data_dir, DataConfig(samples=args.samples))
         except ValueError as error:
             sys.exit(f"error: {args.corpus}: {error}")
     return data_dir
@@ -89,48 +105,48 @@ def run_train(args) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data_dir = ensure_data(args)
     summary = json.loads((data_dir / "summary.json").read_text())
-    texts, offsets = hw.load_dataset(data_dir / "train.npz")
-    val_texts, val_offsets = hw.load_dataset(data_dir / "held_out.npz")
-    alphabet = hw.HandwritingAlphabet(summary["chars"])
-    synthesis = args.model == hw.SYNTHESIS
+    texts, offsets = load_dataset(data_dir / "train.npz")
+    val_texts, val_offsets = load_dataset(data_dir / "held_out.npz")
+    alphabet = HandwritingAlphabet(summary["chars"])
+    synthesis = args.model == SYNTHESIS
     scale = float(summary["offset_scale"])
     if getattr(args, "init", None):  # the started-from model reads offsets at its own scale
         scale = float(checkpoint.read_card(args.init)["codec"]["offset_scale"])
-    codec = hw.HandwritingCodec(scale, alphabet if synthesis else None)
+    codec = HandwritingCodec(scale, alphabet if synthesis else None)
     torch.manual_seed(args.seed)
     if synthesis:
-        model = hw.SynthesisModel(hw.SynthesisConfig(alphabet.size, args.hidden_size, args.layers, args.mixtures,
+        model = SynthesisModel(SynthesisConfig(alphabet.size, args.hidden_size, args.layers, args.mixtures,
                                                      args.window_gaussians, args.styles))
         if args.init:
-            new = hw.warm_start(model, args.init, alphabet.chars)
+            new = warm_start(model, args.init, alphabet.chars)
             print(f"started from {args.init}; new characters: {''.join(new) or 'none'}", file=sys.stderr)
     else:
-        model = hw.PredictionModel(hw.PredictionConfig(args.hidden_size, args.layers, args.mixtures))
+        model = PredictionModel(PredictionConfig(args.hidden_size, args.layers, args.mixtures))
     styles = val_styles = None
     if synthesis and args.styles:
         if "hershey_samples" not in summary:
             sys.exit("error: --styles needs a mixed cursive + print set (--omniglot)")
-        styles, val_styles = hw.style_labels(summary, len(texts), len(val_texts))
-    task = hw.StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points,
+        styles, val_styles = style_labels(summary, len(texts), len(val_texts))
+    task = StrokeTask(texts, offsets, val_texts, val_offsets, codec, args.batch_size, args.seed, args.max_points,
                          styles, val_styles)
     mixed = "print_samples" in summary
-    source = hw.PROVENANCE["source"] + (" PLUS " + hw.PRINT_PROVENANCE["source"] if mixed else "")
-    licence = hw.PROVENANCE["licence"] + ("; " + hw.PRINT_PROVENANCE["licence"] if mixed else "")
+    source = PROVENANCE["source"] + (" PLUS " + PRINT_PROVENANCE["source"] if mixed else "")
+    licence = PROVENANCE["licence"] + ("; " + PRINT_PROVENANCE["licence"] if mixed else "")
     data = {"source": args.source or source, "licence": args.licence or licence,
             "samples": len(texts), "held_out_phrases": len(val_texts), "data_config": summary["config"],
             **{k: summary[k] for k in ("hershey_samples", "print_samples", "train_drawers", "held_drawers") if k in summary},
             "mean_points": summary["mean_points"]}
-    card = hw.make_card(model, codec, name=Path(args.out).name, data=data, reproduce=args.command_line,
+    card = make_card(model, codec, name=Path(args.out).name, data=data, reproduce=args.command_line,
                         hyperparameters={"batch_size": args.batch_size, "max_points": args.max_points,
                                          **({"init": args.init} if getattr(args, "init", None) else {})},
-                        metrics={"nll_units": hw.NLL_UNITS})
+                        metrics={"nll_units": NLL_UNITS})
     cli_common.run_training("handwriting", model, task, args, card, "held_out_nll_per_point", hw.evaluate.VAL_HOW)
     return 0
 
 
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(hw, args.model)
-    settings = hw.HandwritingSettings(text=args.text, bias=args.bias, seed=args.seed, style=args.style,
+    settings = HandwritingSettings(text=args.text, bias=args.bias, seed=args.seed, style=args.style,
                                       max_points=args.points, primer_text=args.style_text or "",
                                       normalize_primer=not args.raw_style, hand=args.hand)
     try:
@@ -141,9 +157,9 @@ def run_generate(args) -> int:
     cli_common.print_notes(result.notes)
     out = Path(args.out)
     if out.suffix.lower() == ".png":
-        hw.write_png(result.strokes, out)
+        write_png(result.strokes, out)
     else:
-        out.write_text(hw.strokes_to_svg(result.strokes), encoding="utf-8")
+        out.write_text(strokes_to_svg(result.strokes), encoding="utf-8")
     if args.trace_out:
         generation.trace.save_npz(args.trace_out)
     print(f"wrote {out}: {len(result.offsets)} points, {len(result.strokes)} strokes, finished: {result.finished}")
@@ -155,20 +171,20 @@ def run_eval(args) -> int:
     path = Path(args.data_dir) / "held_out.npz"
     if not path.exists():
         sys.exit(f"error: {path} is missing (train once, or build the data, to make it)")
-    texts, offsets = hw.load_dataset(path)
+    texts, offsets = load_dataset(path)
     texts, offsets = texts[: args.limit], offsets[: args.limit]
-    synthesis = loaded.card["kind"] == hw.SYNTHESIS
+    synthesis = loaded.card["kind"] == SYNTHESIS
     styles, summary = None, Path(args.data_dir) / "summary.json"
     if synthesis and loaded.model.config.styles and summary.exists():  # a mixed set: each phrase in its own style
         labels = json.loads(summary.read_text())
         if "hershey_samples" in labels:
-            styles = hw.style_labels(labels, 0, len(hw.load_dataset(path)[0]))[1][: len(texts)]
-    nll = hw.nll_per_point(loaded.model, texts, offsets, loaded.codec, styles=styles)
+            styles = style_labels(labels, 0, len(load_dataset(path)[0]))[1][: len(texts)]
+    nll = nll_per_point(loaded.model, texts, offsets, loaded.codec, styles=styles)
     print(f"phrases: {len(texts)}" + (" (each read in its own style: cursive, print)" if styles else ""))
     print(f"held_out_nll_per_point: {nll:.4f}")
-    fraction = hw.finished_fraction(loaded, texts, bias=args.bias) if synthesis else float("nan")
+    fraction = finished_fraction(loaded, texts, bias=args.bias) if synthesis else float("nan")
     if args.record:
-        metrics = {"held_out_phrases": len(texts), "held_out_nll_per_point": round(nll, 4), "nll_units": hw.NLL_UNITS,
+        metrics = {"held_out_phrases": len(texts), "held_out_nll_per_point": round(nll, 4), "nll_units": NLL_UNITS,
                    "eval_command": args.command_line}
         if synthesis:
             metrics.update(finished_fraction=round(fraction, 4), finished_bias=args.bias,

@@ -1,5 +1,5 @@
-"""Handwriting data: stroke-file importers, the synthetic (Hershey font) training corpus, the
-contract's `read_input`, and the per-point feature tracks the probes compare units against.
+"""Handwriting data: stroke-file importers, the synthetic (Hershey font) training corpus, and the
+contract's `read_input`.
 
 Importers (all return strokes, or raise `StrokeFileError` whose message a user can read):
 IAM-OnDB stroke XML (`<StrokeSet><Stroke><Point x= y=/>`), QuickDraw ndjson (`drawing`:
@@ -215,22 +215,6 @@ def read_input(path, loaded=None, text: str = "") -> Handwriting:
         _fail(path, "has no transcript, and this synthesis model reads the text being written: put it in the file "
                     "(JSON \"text\", IAM <TextLine text=...>, ndjson \"text\", .npz text) or give it with the sample")
     return Handwriting(strokes, text)
-
-
-# ---------------------------------------------------------------- features
-def features(sequence: Handwriting, scored=None) -> dict[str, np.ndarray]:
-    """Per pen point of `score`'s trace: "pen up" (1 on a stroke's last point), "pen speed" (the
-    length of the move to this point, data units), "pen-up travel" (1 where that move was made with
-    the pen lifted) and, with `scored` from a synthesis model, "character under the window" (the
-    index of the window's peak)."""
-    offsets = sequence.offsets()
-    travel = np.zeros(len(offsets), np.float32)
-    travel[1:] = offsets[:-1, 2]
-    tracks = {"pen up": offsets[:, 2].astype(np.float32), "pen speed": np.hypot(offsets[:, 0], offsets[:, 1]).astype(np.float32),
-              "pen-up travel": travel}
-    if scored is not None and "phi" in scored.distributions:
-        tracks["character under the window"] = scored.distributions["phi"].argmax(-1).astype(np.float32)
-    return tracks
 
 
 # ---------------------------------------------------------------- synthetic training data

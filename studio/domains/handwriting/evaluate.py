@@ -1,5 +1,7 @@
 """Handwriting scoring: batches of phrases, the held-out NLL per pen point, the finishing rate
-(does the pen reach the end of the text?), and the contract's teacher-forced `score` / `fused`.
+(does the pen reach the end of the text?), the contract's teacher-forced `score` / `fused`, the
+per-point feature tracks the probes compare units against, how far apart two generations'
+mixture densities are (`step_divergence`), and the tiny model and example of the tests.
 
 `score` reads a sample as training does (`make_batch`: a start point with the pen lifted, then
 every point but the last as inputs, normalised by the codec's offset scale), so row t of its
@@ -32,10 +34,12 @@ from studio.domains.handwriting.model import (
     NAME,
     STYLE_NAMES,
     MDNParams,
+    SynthesisConfig,
     SynthesisModel,
     mdn_log_likelihood,
     mdn_split,
 )
+from studio.experiments import bernoulli_kl
 from studio.trace import Trace
 
 NLL_UNITS = "nats per pen point, offsets divided by codec.offset_scale"
@@ -275,3 +279,76 @@ def explainable(loaded: LoadedModel, sequence: Handwriting):
     ex = Explainable(batch.points.detach(), log_likelihood, layer_inputs, weights, guesses, target_log_prob,
                      list(trace.labels))
     return scored, ex
+
+
+def step_divergence(plain: dict, changed: dict, samples: int = 256) -> tuple[np.ndarray, str]:
+    """The contract's comparison of two generations' next-step predictions: per step, the pen-lift
+    Bernoulli's KL plus the 2-D mixture density's KL(plain || changed), estimated from `samples`
+    fixed draws of the plain one (the same numbers every call)."""
+    steps = min(len(plain["mu"]), len(changed["mu"]))
+    p = {k: np.asarray(v[:steps], np.float64) for k, v in plain.items()}
+    q = {k: np.asarray(v[:steps], np.float64) for k, v in changed.items()}
+    mixture_p, mixture_q = _mixture(p), _mixture(q)
+    xy = torch.from_numpy(_draws(p, samples)).transpose(0, 1)  # (S, T, 2): log_prob broadcasts over the steps
+    with torch.no_grad():
+        kl = (mixture_p.log_prob(xy) - mixture_q.log_prob(xy)).mean(0).clamp(min=0).numpy()
+    return kl + bernoulli_kl(p["eos"], q["eos"]), "KL of the next pen move's mixture density (nats; the 2-D part sampled)"
+
+
+def _mixture(d: dict) -> torch.distributions.MixtureSameFamily:
+    """The bivariate Gaussian mixture of each step (float64), its covariance by its Cholesky factor
+    [[s1, 0], [rho s2, s2 sqrt(1 - rho^2)]] (no factorisation to fail near |rho| = 1)."""
+    sigma, rho = torch.from_numpy(d["sigma"]), torch.from_numpy(d["rho"])
+    tril = torch.zeros(*rho.shape, 2, 2, dtype=torch.float64)
+    tril[..., 0, 0] = sigma[..., 0]
+    tril[..., 1, 0] = rho * sigma[..., 1]
+    tril[..., 1, 1] = sigma[..., 1] * torch.sqrt(1 - rho**2)
+    weights = torch.distributions.Categorical(logits=torch.from_numpy(np.log(np.maximum(d["pi"], 1e-30))))
+    return torch.distributions.MixtureSameFamily(weights, torch.distributions.MultivariateNormal(torch.from_numpy(d["mu"]), scale_tril=tril))
+
+
+def _draws(p: dict, samples: int) -> np.ndarray:
+    """(T, S, 2) points drawn from each step's mixture with a fixed seed."""
+    rng = np.random.default_rng(0)
+    steps, mixtures = p["pi"].shape
+    pi = p["pi"] / p["pi"].sum(-1, keepdims=True)
+    component = (rng.random((steps, samples, 1)) > np.cumsum(pi, -1)[:, None]).sum(-1).clip(0, mixtures - 1)  # (T, S)
+    mu = np.take_along_axis(p["mu"], component[..., None], 1)  # (T, S, 2)
+    sigma = np.take_along_axis(p["sigma"], component[..., None], 1)
+    rho = np.take_along_axis(p["rho"], component, 1)
+    e1, e2 = rng.standard_normal((2, steps, samples))
+    return np.stack([mu[..., 0] + sigma[..., 0] * e1, mu[..., 1] + sigma[..., 1] * (rho * e1 + np.sqrt(1 - rho**2) * e2)], -1)
+
+
+# ---------------------------------------------------------------- features
+def features(sequence: Handwriting, scored=None) -> dict[str, np.ndarray]:
+    """Per pen point of `score`'s trace: "pen up" (1 on a stroke's last point), "pen speed" (the
+    length of the move to this point, data units), "pen-up travel" (1 where that move was made with
+    the pen lifted) and, with `scored` from a synthesis model, "character under the window" (the
+    index of the window's peak)."""
+    offsets = sequence.offsets()
+    travel = np.zeros(len(offsets), np.float32)
+    travel[1:] = offsets[:-1, 2]
+    tracks = {"pen up": offsets[:, 2].astype(np.float32), "pen speed": np.hypot(offsets[:, 0], offsets[:, 1]).astype(np.float32),
+              "pen-up travel": travel}
+    if scored is not None and "phi" in scored.distributions:
+        tracks["character under the window"] = scored.distributions["phi"].argmax(-1).astype(np.float32)
+    return tracks
+
+
+def example() -> tuple[Handwriting, HandwritingSettings]:
+    """A short sample for `score` (two strokes, transcript "hi") and short settings for `generate`:
+    that sample as the style primer, then 24 written points whatever the window does."""
+    sample = Handwriting([np.array([[0, 0], [1, 2], [3, 2.5], [4, 1]], np.float32),
+                          np.array([[5, 1], [6, 0], [7, 1], [7.5, 2.5]], np.float32)], "hi")
+    return sample, HandwritingSettings(text="ok", seed=0, primer_strokes=sample.strokes, primer_text=sample.text,
+                                       fixed_points=24)
+
+
+def tiny(seed: int = 0, styles: int = 0):
+    """(model, codec): a small random synthesis model for tests (no training, no files)."""
+    torch.manual_seed(seed)
+    alphabet = HandwritingAlphabet()
+    model = SynthesisModel(SynthesisConfig(alphabet.size, hidden_size=16, num_layers=2, mixtures=3, window_gaussians=2,
+                                           styles=styles))
+    return model.eval(), HandwritingCodec(2.0, alphabet)

@@ -33,7 +33,6 @@ from studio import limits
 from studio.domains.base import Generation, LoadedModel
 from studio.domains.handwriting.codec import (
     TRAINING_STATS,
-    Handwriting,
     HandwritingDetail,
     bounds,
     normalize_primer,
@@ -372,12 +371,3 @@ def _stack_lines(loaded, parts: list[_Line], notes: list[str]) -> Generation:
     result = HandwritingResult(strokes, strokes_to_offsets(strokes), text, notes, finished, np.concatenate(phis), text, 0,
                                hand=parts[0].result.hand)
     return Generation(result, trace, MDNParams.stack(params).arrays())
-
-
-def example() -> tuple[Handwriting, HandwritingSettings]:
-    """A short sample for `score` (two strokes, transcript "hi") and short settings for `generate`:
-    that sample as the style primer, then 24 written points whatever the window does."""
-    sample = Handwriting([np.array([[0, 0], [1, 2], [3, 2.5], [4, 1]], np.float32),
-                          np.array([[5, 1], [6, 0], [7, 1], [7.5, 2.5]], np.float32)], "hi")
-    return sample, HandwritingSettings(text="ok", seed=0, primer_strokes=sample.strokes, primer_text=sample.text,
-                                       fixed_points=24)

@@ -329,12 +329,3 @@ def make_card(model, codec: HandwritingCodec, **fields) -> dict:
 def save(stem, model, codec: HandwritingCodec, card: dict | None = None):
     """Weights + a complete card (fields in `card` override the made ones)."""
     return checkpoint.save(stem, model.state_dict(), make_card(model, codec, **(card or {})))
-
-
-def tiny(seed: int = 0, styles: int = 0):
-    """(model, codec): a small random synthesis model for tests (no training, no files)."""
-    torch.manual_seed(seed)
-    alphabet = HandwritingAlphabet()
-    model = SynthesisModel(SynthesisConfig(alphabet.size, hidden_size=16, num_layers=2, mixtures=3, window_gaussians=2,
-                                           styles=styles))
-    return model.eval(), HandwritingCodec(2.0, alphabet)

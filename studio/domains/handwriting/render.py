@@ -1,6 +1,6 @@
 """Handwriting drawing, all of it here: the SVG (plain, coloured per segment, or animated) and the
 matplotlib figure / PNG, both along the same smooth curve through the pen points; a unit's values
-as ink colours; the attention window picture; the contract's `render` and `write_files`.
+as ink colours; the attention window picture; a generation's figure (`render`) and the contract's `write_files`.
 
 Pen points are about ten per letter, so straight segments look like a polygon; every picture
 draws a Catmull-Rom curve through every stored point instead (cubic Bézier segments; the points

@@ -10,7 +10,11 @@ import gradio as gr
 from studio import workers
 from studio.domains import handwriting as hw
 from studio.domains.base import Generation
-from studio.domains.handwriting.data import pad_strokes
+from studio.domains.handwriting.codec import MAX_TEXT
+from studio.domains.handwriting.data import load_stroke_file, pad_strokes
+from studio.domains.handwriting.generate import MAX_POINTS, HandwritingSettings
+from studio.domains.handwriting.model import SYNTHESIS
+from studio.domains.handwriting.render import animated_svg, attention_html
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 from studio.ui.drawing_pad import drawing_pad
@@ -24,7 +28,7 @@ NO_MODEL = ("No handwriting model is available in `models/`. Train one with "
 def animation(generation: Generation) -> str:
     """The handwriting drawn stroke by stroke, in ink (the viewer paints it by a unit)."""
     return ('<div id="handwriting-animation" style="overflow:auto;background:white;border:1px solid #ddd;'
-            'border-radius:6px;padding:4px">' + hw.animated_svg(generation.result) + "</div>")
+            'border-radius:6px;padding:4px">' + animated_svg(generation.result) + "</div>")
 
 
 def read_style(choice, uploaded, pad=None, style_text="") -> tuple[list | None, str, list[str]]:
@@ -32,11 +36,11 @@ def read_style(choice, uploaded, pad=None, style_text="") -> tuple[list | None, 
     text box (what the sample says) overrides a file's own transcript, and fills in the pad's."""
     typed = style_text.strip() if isinstance(style_text, str) else ""
     if choice == STYLES[1]:
-        strokes, text = hw.load_stroke_file(STYLE_SAMPLE)
+        strokes, text = load_stroke_file(STYLE_SAMPLE)
     elif choice == STYLES[2]:
         if not isinstance(uploaded, str) or not uploaded:
             return None, "", ["No style file was uploaded; wrote without priming."]
-        strokes, text = hw.load_stroke_file(uploaded)
+        strokes, text = load_stroke_file(uploaded)
     elif choice == STYLES[3]:
         strokes, text = pad_strokes(pad)
         return strokes, text.strip() or typed, []
@@ -48,14 +52,14 @@ def read_style(choice, uploaded, pad=None, style_text="") -> tuple[list | None, 
 def create_tab(models: dict, problems: list[str]) -> None:
     """models: {name: LoadedModel} loaded once by app.py."""
     # the synthesis models (they write your text) first, the domain's default model first of them
-    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != hw.SYNTHESIS,
+    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != SYNTHESIS,
                                                            item[0] != hw.DEFAULT_MODEL.name, item[0])))
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
                 return  # no model: the header says how to train one
             model_name, model_info = header
-            text_box = gr.Textbox(label=f"Text to write (up to {hw.MAX_TEXT} characters)", value="hello world", lines=2)
+            text_box = gr.Textbox(label=f"Text to write (up to {MAX_TEXT} characters)", value="hello world", lines=2)
             bias = inputs.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
             seed = inputs.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
             style = inputs.Radio(STYLES, value="none", label="Style (priming)")
@@ -77,9 +81,9 @@ def create_tab(models: dict, problems: list[str]) -> None:
     def on_generate(name, text, bias_value, seed_value, style_choice, style_path, points_value, style_words=None,
                     pad_value=None):
         loaded = blocks.loaded_or_error(models, name)
-        settings = hw.HandwritingSettings(
+        settings = HandwritingSettings(
             text=text if isinstance(text, str) else "", bias=number_or(bias_value, 0.5),
-            seed=clamp_int(seed_value, 0, 2**62, 0), max_points=clamp_int(points_value, 10, hw.MAX_POINTS, 600))
+            seed=clamp_int(seed_value, 0, 2**62, 0), max_points=clamp_int(points_value, 10, MAX_POINTS, 600))
         try:
             settings.primer_strokes, settings.primer_text, extra = read_style(style_choice, style_path, pad_value,
                                                                              style_words)
@@ -92,7 +96,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
                   if result.phi is not None and result.finished else [])
         values = blocks.gate_values(generation.trace, hw.track(generation), f"{name}:")
         return (notes_markdown(extra + result.notes + status), animation(generation), *values, "",
-                hw.attention_html(result), str(files["svg"]), str(files["png"]), generation)
+                attention_html(result), str(files["svg"]), str(files["png"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)

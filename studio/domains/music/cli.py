@@ -10,6 +10,13 @@ import torch
 from studio import checkpoint, cli_common
 from studio.domains import music
 from studio.domains.base import LoadedModel
+from studio.domains.music.codec import PitchCodec
+from studio.domains.music.data import JSB_SPLITS, MusicInputError, corpus_primer, read_jsb, read_primer
+from studio.domains.music.evaluate import nll_per_frame
+from studio.domains.music.generate import MusicSettings
+from studio.domains.music.model import MusicModel, MusicModelConfig, make_card
+from studio.domains.music.render import write_music
+from studio.domains.music.train import MusicTask
 from studio.sampling import SamplingConfig
 
 PUBLISHED = {  # test NLL per quarter-note frame on JSB Chorales, nats
@@ -52,15 +59,15 @@ def add_commands(command: str, parser) -> None:
     elif command == "eval":
         cli_common.add_model_flag(parser, music)
         parser.add_argument("--data", required=True, help="JSB Chorales JSON")
-        parser.add_argument("--split", choices=music.JSB_SPLITS, default="valid")
+        parser.add_argument("--split", choices=JSB_SPLITS, default="valid")
         parser.set_defaults(run=run_eval)
 
 
 def _read_jsb(path, *splits) -> dict:
     """The JSB JSON, or exit with one line when it cannot be read or lacks one of `splits`."""
     try:
-        data = music.read_jsb(path)
-    except music.MusicInputError as error:
+        data = read_jsb(path)
+    except MusicInputError as error:
         sys.exit(f"error: {error}")
     for split in splits:
         if not data.get(split):
@@ -68,7 +75,7 @@ def _read_jsb(path, *splits) -> dict:
     return data
 
 
-def fit_pieces(pieces, codec: music.PitchCodec, what: str):
+def fit_pieces(pieces, codec: PitchCodec, what: str):
     """Pieces moved into the codec's range by octaves (the JSB files need none)."""
     fitted, moved = [], 0
     for piece in pieces:
@@ -84,13 +91,13 @@ CHUNK_BARS = 16  # MIDI / score files train in pieces of at most this many bars 
 MIN_BARS = 4  # fewer bars of music in all cannot train a model
 
 
-def split_pieces(pieces, codec: music.PitchCodec) -> dict[str, list]:
+def split_pieces(pieces, codec: PitchCodec) -> dict[str, list]:
     """{"train", "valid"} as the JSB JSON has them: the last tenth of the pieces (at least one)
     validates, a single piece is cut (its last tenth, at least a bar); then every piece is cut into
     pieces of at most CHUNK_BARS bars. MusicInputError when there are fewer than MIN_BARS bars."""
     total, needed = sum(map(len, pieces)), MIN_BARS * codec.steps_per_bar
     if total < needed:
-        raise music.MusicInputError(f"the music comes to {total} frame(s) on the model's grid; at least {needed} "
+        raise MusicInputError(f"the music comes to {total} frame(s) on the model's grid; at least {needed} "
                                     f"({MIN_BARS} bars) are needed to train")
     if len(pieces) == 1:
         cut = len(pieces[0]) - max(codec.steps_per_bar, len(pieces[0]) // 10)
@@ -103,13 +110,13 @@ def split_pieces(pieces, codec: music.PitchCodec) -> dict[str, list]:
             for split, chosen in splits.items()}
 
 
-def read_files(paths, codec: music.PitchCodec, source=None, licence=None) -> tuple[dict, dict]:
+def read_files(paths, codec: PitchCodec, source=None, licence=None) -> tuple[dict, dict]:
     """(corpus, the card's data section) from MIDI / MusicXML files, folders and zips of them; exits
     with one line when they cannot make a corpus."""
     try:
         named, notes = music.data.read_pieces(paths, codec)
         data = split_pieces([frames for _, frames in named], codec)
-    except music.MusicInputError as error:
+    except MusicInputError as error:
         sys.exit(f"error: {error}")
     cli_common.print_notes(notes)
     names = [name for name, _ in named]
@@ -126,12 +133,12 @@ def read_files(paths, codec: music.PitchCodec, source=None, licence=None) -> tup
     return data, described
 
 
-def base_config(args) -> tuple[music.MusicModelConfig, LoadedModel | None]:
+def base_config(args) -> tuple[MusicModelConfig, LoadedModel | None]:
     """(the model's config, the --init checkpoint or None): from scratch, from the flags; fine-tuning,
     the checkpoint's (the flags that would change its shape are ignored, with a note) but --dropout."""
     if not args.init:
         try:
-            return music.MusicModelConfig(args.min_pitch, args.max_pitch, args.steps_per_quarter, args.embed_size,
+            return MusicModelConfig(args.min_pitch, args.max_pitch, args.steps_per_quarter, args.embed_size,
                                           args.hidden_size, args.layers, args.dropout), None
         except ValueError as error:
             sys.exit(f"error: {error}")
@@ -160,20 +167,20 @@ def run_train(args) -> int:
         described = music.data.provenance(args.data[0], data, args.source, args.licence)
     else:
         data, described = read_files(args.data, codec, args.source, args.licence)
-    task = music.MusicTask(fit_pieces(data["train"], codec, "train"), fit_pieces(data["valid"], codec, "valid"), codec,
+    task = MusicTask(fit_pieces(data["train"], codec, "train"), fit_pieces(data["valid"], codec, "valid"), codec,
                            args.batch_size, args.transpose, args.seed)
     torch.manual_seed(args.seed)
-    model = music.MusicModel(config)
+    model = MusicModel(config)
     if base is not None:
         model.load_state_dict(base.model.state_dict())
     hyperparameters = {"batch_size": args.batch_size, "transpose": args.transpose, **({"init": base.name} if base else {})}
-    card = music.make_card(model, codec, reproduce=args.command_line, data=described, hyperparameters=hyperparameters)
+    card = make_card(model, codec, reproduce=args.command_line, data=described, hyperparameters=hyperparameters)
     metrics = cli_common.run_training("music", model, task, args, card, "valid_nll_per_frame", music.evaluate.VALID_HOW,
                                       train_name="train_nll_per_token", codec=codec)
     if cli_common.is_main_process() and checkpoint.paths(args.out)[1].exists() and data.get("test"):
         # the test split is scored once, on the best-validation weights, for the card only
         best = music.load(args.out)
-        test_nll, frames = music.nll_per_frame(best.model, fit_pieces(data["test"], codec, "test"))
+        test_nll, frames = nll_per_frame(best.model, fit_pieces(data["test"], codec, "test"))
         saved = best.card
         saved["metrics"].update(test_nll_per_frame=round(test_nll, 4), test_frames=frames,
                                 test_how=music.evaluate.TEST_HOW, published_test_nll_per_frame=PUBLISHED)
@@ -187,7 +194,7 @@ def run_eval(args) -> int:
     loaded = cli_common.load_or_exit(music, args.model)
     data = _read_jsb(args.data, args.split)
     pieces = fit_pieces(data[args.split], loaded.codec, args.split)
-    nll, frames = music.nll_per_frame(loaded.model, pieces)
+    nll, frames = nll_per_frame(loaded.model, pieces)
     print(f"pieces: {len(pieces)}")
     print(f"frames: {frames}")
     print(f"{args.split}_nll_per_frame: {nll:.4f}")
@@ -197,16 +204,16 @@ def run_eval(args) -> int:
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(music, args.model)
     try:
-        primer = (music.read_primer(args.primer, loaded.codec) if args.primer
-                  else music.corpus_primer(args.corpus, loaded.codec) if args.corpus else None)
-    except music.MusicInputError as error:
+        primer = (read_primer(args.primer, loaded.codec) if args.primer
+                  else corpus_primer(args.corpus, loaded.codec) if args.corpus else None)
+    except MusicInputError as error:
         sys.exit(f"error: {error}")
-    settings = music.MusicSettings(bars=args.bars, primer=primer, tempo_bpm=args.tempo,
-                                   sampling=SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed))
+    settings = MusicSettings(bars=args.bars, primer=primer, tempo_bpm=args.tempo,
+                                   sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
     generation = music.generate(loaded, settings)
     result = generation.result
     cli_common.print_notes(result.notes)
-    cli_common.print_notes(music.write_music(result, args.out, args.wav))
+    cli_common.print_notes(write_music(result, args.out, args.wav))
     if args.trace_out:
         generation.trace.save_npz(args.trace_out)
     generated = len(result.frames) - result.primer_frames

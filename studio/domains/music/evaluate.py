@@ -1,5 +1,6 @@
 """Music scoring: the exact NLL per frame (the JSB Chorales figure), the contract's
-teacher-forced `score`, and the per-step feature tracks the probes compare units against."""
+teacher-forced `score`, the per-step feature tracks the probes compare units against, and the
+tiny model and example of the tests."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from studio.domains.music.codec import (
     masked_log_probs,
     valid_next,
 )
-from studio.domains.music.data import MusicInputError
+from studio.domains.music.data import MusicInputError, Primer
+from studio.domains.music.generate import MusicSettings
+from studio.domains.music.model import MusicModel, MusicModelConfig
+from studio.sampling import SamplingConfig
 from studio.trace import Trace
 
 VALID_HOW = ("mean over the valid chorales' frames of -log P(frame | earlier frames of its chorale), nats, each "
@@ -200,3 +204,18 @@ def features(frames, scored=None) -> dict[str, np.ndarray]:
         "chord change": change[frame_index],
         "end of frame": is_end,
     }
+
+
+def example():
+    """(frames, settings): a short input for `score` and settings for `generate` that continue a
+    two-chord primer by one bar (tests, docs, benches)."""
+    frames = [[60, 64, 67], [62, 65, 69], [], [59, 62, 67, 74], [60, 64, 67, 72]]
+    primer = Primer([[60, 64, 67], [62, 65, 71]], [], "example")
+    return frames, MusicSettings(bars=1, primer=primer, sampling=SamplingConfig(temperature=1.0), seed=0)
+
+
+def tiny(seed: int = 0):
+    """(model, codec): a small random music model for tests (pitches 48..76, 16 units; no files)."""
+    torch.manual_seed(seed)
+    model = MusicModel(MusicModelConfig(48, 76, 1, embed_size=4, hidden_size=16, num_layers=2, dropout=0.0)).eval()
+    return model, model.codec

@@ -27,6 +27,7 @@ from studio.sampling import SamplingConfig, make_generator, sample_next
 from studio.trace import Trace
 
 MAX_BARS = 64  # generated bars per request; more are clamped
+TOKENS = True  # outputs are frames of tokens: two runs part where their sampled frames differ
 DEFAULT_TEMPO = 80.0  # quarter notes per minute when neither the request nor the primer's file gives one
 
 
@@ -36,6 +37,7 @@ class MusicSettings:
     primer: Primer | list | None = None  # frames to continue (a Primer keeps its notes and source); None composes from scratch
     tempo_bpm: float = 0.0  # quarter notes per minute, for MIDI and audio only; 0: the primer's, else 80
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0))
+    seed: int = 0  # same seed, same settings, same model => identical output
 
 
 @dataclass
@@ -137,7 +139,7 @@ def generate(loaded: LoadedModel, settings: MusicSettings, hooks=None) -> Genera
     tempos, metre, target_frames, timing_notes = timing(primer, tempo, bars, codec.steps_per_quarter)
     notes = list(getattr(primer, "notes", [])) + notes + timing_notes
     device = loaded.device
-    generator = make_generator(settings.sampling.seed)
+    generator = make_generator(settings.seed)
     hooks = list(hooks or [])
     tokens = codec.encode(primer_frames)
     tracker = FrameContextTracker(codec.num_pitches, device)
@@ -186,11 +188,3 @@ def generate(loaded: LoadedModel, settings: MusicSettings, hooks=None) -> Genera
         trace = Trace.concat(prompt_trace, Trace.from_steps(new_gates, labels), **fields)
     logits_per_step = torch.cat(step_logits).float().cpu().numpy()  # (steps, V)
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
-
-
-def example():
-    """(frames, settings): a short input for `score` and settings for `generate` that continue a
-    two-chord primer by one bar (tests, docs, benches)."""
-    frames = [[60, 64, 67], [62, 65, 69], [], [59, 62, 67, 74], [60, 64, 67, 72]]
-    primer = Primer([[60, 64, 67], [62, 65, 71]], [], "example")
-    return frames, MusicSettings(bars=1, primer=primer, sampling=SamplingConfig(temperature=1.0, seed=0))

@@ -98,10 +98,3 @@ def save(stem, model: MusicModel, codec: PitchCodec | None = None, card: dict | 
     """Weights + a complete card (fields in `card` override the made ones). The codec is the
     model's own (its config holds the pitch range); one given must equal it."""
     return checkpoint.save(stem, model.state_dict(), make_card(model, codec, **(card or {})))
-
-
-def tiny(seed: int = 0):
-    """(model, codec): a small random music model for tests (pitches 48..76, 16 units; no files)."""
-    torch.manual_seed(seed)
-    model = MusicModel(MusicModelConfig(48, 76, 1, embed_size=4, hidden_size=16, num_layers=2, dropout=0.0)).eval()
-    return model, model.codec

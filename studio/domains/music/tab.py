@@ -7,28 +7,38 @@ import gradio as gr
 
 from studio import workers
 from studio.domains import music
+from studio.domains.music.data import (
+    CORPUS_CHORALES,
+    MAX_PRIMER_BARS,
+    MIDI_SUFFIXES,
+    SCORE_SUFFIXES,
+    MusicInputError,
+    corpus_primer,
+)
+from studio.domains.music.data import read_primer as read_primer_file
+from studio.domains.music.generate import MAX_BARS, MusicSettings
 from studio.sampling import SamplingConfig
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 SOURCES = ["Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"]
-PRIMER_TYPES = [*music.MIDI_SUFFIXES, *music.SCORE_SUFFIXES]
+PRIMER_TYPES = [*MIDI_SUFFIXES, *SCORE_SUFFIXES]
 NO_MODEL = ("No music model is available in `models/`. Train one with `python -m studio train music "
             "--data ../shared/data/jsb-chorales-quarter.json --out models/NAME`.")
 
 
 def read_primer(loaded, source_value, upload_path, chorale_name, primer_bars_value):
     """The primer the request asks for (None: compose from scratch); gr.Error with the reason."""
-    keep = clamp_int(primer_bars_value, 1, music.MAX_PRIMER_BARS, 4)
+    keep = clamp_int(primer_bars_value, 1, MAX_PRIMER_BARS, 4)
     try:
         if source_value == SOURCES[1]:
             if not isinstance(upload_path, str) or not upload_path:
                 raise gr.Error("Upload a primer file first (MIDI, MusicXML, ABC or kern), or compose from scratch.")
-            return music.read_primer(upload_path, loaded.codec, max_bars=keep)
+            return read_primer_file(upload_path, loaded.codec, max_bars=keep)
         if source_value == SOURCES[2]:
-            name = chorale_name if isinstance(chorale_name, str) and chorale_name else music.CORPUS_CHORALES[0]
-            return music.corpus_primer(name, loaded.codec, max_bars=keep)
-    except music.MusicInputError as error:
+            name = chorale_name if isinstance(chorale_name, str) and chorale_name else CORPUS_CHORALES[0]
+            return corpus_primer(name, loaded.codec, max_bars=keep)
+    except MusicInputError as error:
         raise gr.Error(str(error)) from None
     return None
 
@@ -43,11 +53,11 @@ def create_tab(models: dict, problems: list[str]):
             model_name, model_info = header
             source = inputs.Radio(SOURCES, value=SOURCES[0], label="Start from")
             upload = gr.File(label="Primer file (MIDI, MusicXML, ABC, kern)", file_types=PRIMER_TYPES, type="filepath")
-            chorale = inputs.Dropdown(music.CORPUS_CHORALES, value=music.CORPUS_CHORALES[0],
+            chorale = inputs.Dropdown(CORPUS_CHORALES, value=CORPUS_CHORALES[0],
                                   label="Chorale (music21 corpus; none of these is a JSB test piece)")
-            primer_bars = inputs.Number(4, label=f"Primer bars to keep (1 to {music.MAX_PRIMER_BARS})", precision=0)
+            primer_bars = inputs.Number(4, label=f"Primer bars to keep (1 to {MAX_PRIMER_BARS})", precision=0)
             # Numbers, not Sliders: any value typed or sent to the API is clamped with a note
-            bars = inputs.Number(8, label=f"Bars to generate (1 to {music.MAX_BARS})", precision=0)
+            bars = inputs.Number(8, label=f"Bars to generate (1 to {MAX_BARS})", precision=0)
             temperature = inputs.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
@@ -65,15 +75,15 @@ def create_tab(models: dict, problems: list[str]):
                     seed_value, tempo_value):
         loaded = blocks.loaded_or_error(models, name)
         primer = read_primer(loaded, source_value, upload_path, chorale_name, primer_bars_value)
-        settings = music.MusicSettings(
+        settings = MusicSettings(
             bars=clamp_int(bars_value, -10**9, 10**9, 8),
             primer=primer,
             tempo_bpm=tempo_value,  # blank or silly tempos are fixed, with a note, by music.clean_settings
             sampling=SamplingConfig(
                 temperature=number_or(temp, 1.0),
                 top_k=clamp_int(k, 0, loaded.codec.size, 0),
-                seed=clamp_int(seed_value, 0, 2**62, 0),
             ),
+            seed=clamp_int(seed_value, 0, 2**62, 0),
         )
         try:
             folder = output_dir()

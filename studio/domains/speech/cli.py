@@ -21,8 +21,20 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import speech
-from studio.domains.speech.evaluate import MCD_HOW
-from studio.domains.speech.train import FRAME_VAL_HOW, TTS_VAL_HOW, VAL_COUNT
+from studio.domains.speech.codec import SAMPLE_RATE, VOICES, AudioError, SpeechCodec
+from studio.domains.speech.data import HELD_OUT, Corpus, build_corpus, read_audio
+from studio.domains.speech.evaluate import MCD_HOW, alignment_report, held_out_mcd
+from studio.domains.speech.generate import ContinueSettings, SpeechResult, SpeechSettings
+from studio.domains.speech.model import (
+    FRAME_KIND,
+    TTS_KIND,
+    FrameModel,
+    FrameModelConfig,
+    SpeechModel,
+    SpeechModelConfig,
+    make_card,
+)
+from studio.domains.speech.train import FRAME_VAL_HOW, TTS_VAL_HOW, VAL_COUNT, FrameTask, SpeechTask
 
 DEFAULT_CORPUS = Path("runs/speech-corpus")
 ESPEAK_SOURCE = {
@@ -66,25 +78,25 @@ def add_commands(command: str, parser) -> None:
     elif command == "eval":
         parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
         cli_common.add_model_flag(parser, speech)
-        parser.add_argument("--limit", type=int, default=speech.HELD_OUT, help="held-out sentences to score")
+        parser.add_argument("--limit", type=int, default=HELD_OUT, help="held-out sentences to score")
         parser.add_argument("--record", action="store_true", help="also write the results into the model card")
         parser.set_defaults(run=run_eval)
 
 
-def _corpus(args) -> speech.Corpus:
+def _corpus(args) -> Corpus:
     path = Path(args.corpus) / "corpus.npz"
     if not path.exists():
         if not getattr(args, "source", None):
             sys.exit(f"error: {path} does not exist; give --source TEXTFILE to synthesize it with espeak-ng")
         print(f"building {path} from {args.source} with espeak-ng ...", file=sys.stderr)
         try:
-            info = speech.build_corpus(args.source, args.corpus, args.sentences,
+            info = build_corpus(args.source, args.corpus, args.sentences,
                                        progress=lambda k, n: print(f"  {k}/{n} sentences", file=sys.stderr))
         except FileNotFoundError as error:
             sys.exit(f"error: {error} (is espeak-ng installed? apt-get install espeak-ng)")
         print(f"corpus: {info}", file=sys.stderr)
     try:
-        return speech.Corpus.load(path)
+        return Corpus.load(path)
     except (OSError, KeyError, ValueError) as error:
         sys.exit(f"error: cannot read {path}: {error}")
 
@@ -96,26 +108,26 @@ def run_train(args) -> int:
     shape = {"reduction": args.reduction, "hidden_size": args.hidden_size, "mel_mean": mean.tolist(), "mel_std": std.tolist()}
     try:
         if args.kind == "tts":
-            config = speech.SpeechModelConfig(decoder_layers=args.decoder_layers, **shape)
-            model, task, how = speech.SpeechModel(config), speech.SpeechTask(corpus, config, args.batch_size), TTS_VAL_HOW
+            config = SpeechModelConfig(decoder_layers=args.decoder_layers, **shape)
+            model, task, how = SpeechModel(config), SpeechTask(corpus, config, args.batch_size), TTS_VAL_HOW
         else:
             low, high = corpus.value_range()
-            config = speech.FrameModelConfig(num_layers=args.layers, mel_min=low.tolist(), mel_max=high.tolist(),
+            config = FrameModelConfig(num_layers=args.layers, mel_min=low.tolist(), mel_max=high.tolist(),
                                              residual=not args.direct, **shape)
-            task = speech.FrameTask(corpus, config, args.batch_size, input_noise=args.input_noise,
+            task = FrameTask(corpus, config, args.batch_size, input_noise=args.input_noise,
                                     scheduled_sampling=args.scheduled_sampling)
-            model, how = speech.FrameModel(config), FRAME_VAL_HOW
+            model, how = FrameModel(config), FRAME_VAL_HOW
     except ValueError as error:
         sys.exit(f"error: {error}")
     if args.init:
         _start_from(model, args.init)
-    data = {**ESPEAK_SOURCE, "utterances": len(corpus.texts), "voices": list(speech.VOICES),
-            "split": f"first {speech.HELD_OUT} sentences (voice 0) held out for eval; "
+    data = {**ESPEAK_SOURCE, "utterances": len(corpus.texts), "voices": list(VOICES),
+            "split": f"first {HELD_OUT} sentences (voice 0) held out for eval; "
                      f"{VAL_COUNT} of the rest validate"}
     hyperparameters = {"batch_size": args.batch_size}
     if args.kind == "frame":
         hyperparameters.update(input_noise=args.input_noise, scheduled_sampling=args.scheduled_sampling, crop=task.crop)
-    card = speech.make_card(model, speech.SpeechCodec(), name=Path(args.out).name, reproduce=args.command_line,
+    card = make_card(model, SpeechCodec(), name=Path(args.out).name, reproduce=args.command_line,
                             data=data, hyperparameters=hyperparameters)
     cli_common.run_training("speech", model, task, args, card, "val_loss", how)
     return 0
@@ -125,7 +137,7 @@ def _start_from(model, stem) -> None:
     """Copy a checkpoint's weights into a freshly made model (its mel statistics included)."""
     try:
         tensors, card = checkpoint.load(stem, domain="speech")
-        if card.get("kind") != (speech.FRAME_KIND if isinstance(model, speech.FrameModel) else speech.TTS_KIND):
+        if card.get("kind") != (FRAME_KIND if isinstance(model, FrameModel) else TTS_KIND):
             raise ValueError(f"it is a {card.get('kind')} model")
         model.load_state_dict(tensors)
     except (OSError, ValueError, RuntimeError, checkpoint.CheckpointError) as error:
@@ -143,22 +155,22 @@ def run_generate(args) -> int:
     if args.model is None:
         args.model = str(speech.DEFAULT_FRAME_MODEL if args.input else speech.DEFAULT_MODEL)
     loaded = cli_common.load_or_exit(speech, args.model)
-    if loaded.card["kind"] == speech.FRAME_KIND:
+    if loaded.card["kind"] == FRAME_KIND:
         if not args.input:
             sys.exit(f"error: {args.model} is a frame-lstm model: give --continue RECORDING to continue, "
                      "or a text-to-mel model to speak --text")
         try:
-            recording = speech.read_audio(args.input)
-            settings = speech.ContinueSettings(recording.audio, args.seconds, args.noise, args.seed)
+            recording = read_audio(args.input)
+            settings = ContinueSettings(recording.audio, args.seconds, args.noise, args.seed)
             generation = speech.generate(loaded, settings)
-        except speech.AudioError as error:
+        except AudioError as error:
             sys.exit(f"error: {error}")
         cli_common.print_notes(recording.notes)
     elif args.input:
         sys.exit(f"error: {args.model} is a text-to-mel model: it speaks --text; to continue a recording leave out "
                  f"--model or give a frame-lstm model ({speech.DEFAULT_FRAME_MODEL})")
     else:
-        generation = speech.generate(loaded, speech.SpeechSettings(text=args.text, voice=args.voice, seed=args.seed))
+        generation = speech.generate(loaded, SpeechSettings(text=args.text, voice=args.voice, seed=args.seed))
     result = generation.result
     cli_common.print_notes(result.notes)
     with tempfile.TemporaryDirectory() as folder:  # write_files' names, moved to the ones asked for
@@ -168,9 +180,9 @@ def run_generate(args) -> int:
             shutil.move(files["features"], args.features_out)
     if args.trace_out:
         generation.trace.save_npz(args.trace_out)
-    summary = f"wrote {args.out}: {len(result.audio) / speech.SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames"
-    if isinstance(result, speech.SpeechResult):
-        report = speech.alignment_report(result.alignment)
+    summary = f"wrote {args.out}: {len(result.audio) / SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames"
+    if isinstance(result, SpeechResult):
+        report = alignment_report(result.alignment)
         summary += f", stopped by the stop token: {result.stopped}, alignment: {json.dumps(report)}"
     print(summary)
     return 0
@@ -181,9 +193,9 @@ def run_eval(args) -> int:
     the floor that Griffin-Lim alone sets (espeak's log-mel inverted the same way)."""
     if not shutil.which("espeak-ng"):
         sys.exit("error: eval renders the reference sentences with espeak-ng: apt-get install espeak-ng")
-    loaded = _load(args.model, speech.TTS_KIND)
+    loaded = _load(args.model, TTS_KIND)
     try:
-        report = speech.held_out_mcd(loaded, speech.Corpus.load(args.corpus), args.limit)
+        report = held_out_mcd(loaded, Corpus.load(args.corpus), args.limit)
     except (OSError, ValueError) as error:
         sys.exit(f"error: {error}")
     print(f"sentences: {report.sentences}")

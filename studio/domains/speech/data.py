@@ -1,5 +1,5 @@
 """Speech data: reading and preparing recordings, the espeak-ng corpus (built offline) and its
-reader, the contract's input reader, per-step feature tracks, and the tiny model and example."""
+reader, and the contract's input reader."""
 
 from __future__ import annotations
 
@@ -18,19 +18,14 @@ from studio.domains.speech.codec import (
     VOICES,
     AudioError,
     SpeechAlphabet,
-    SpeechCodec,
     _librosa,
     encode_audio,
-    mel_centres,
     normalize_text,
 )
 
 MAX_UPLOAD_SECONDS = 30.0  # uploads are cut here (a 2-hour recording is never read whole)
 SILENCE_PEAK = 1e-3  # a recording whose peak never reaches this is treated as silence
 HELD_OUT = 50  # sentences kept out of training for the MCD evaluation (voice 0)
-REDUCTION = 3  # frames per step of both model kinds' defaults: features() groups by it without a trace
-VOICED_BELOW_HZ = 1000.0  # features(): a frame is "voiced" when most of its energy lies below this...
-VOICED_MIN_DB = -40.0  # ...and it is no more than 40 dB below the loudest frame
 BAND_EDGE_HZ = 4000.0  # a telephone's band ends here (8 kHz sampling)...
 BAND_EMPTY_SHARE = 1e-5  # ...and a recording with less than this share of its energy above it is band-limited
 # (espeak-ng's held-out sentences: 0.1% to 3% of their energy lies above 4 kHz; the same sentences through
@@ -235,55 +230,3 @@ class Corpus:
         """Per-bin least and greatest log-mel of the training split."""
         frames = np.concatenate([self.mels[k] for k in self.indices("train")])
         return frames.min(0).astype(np.float32), frames.max(0).astype(np.float32)
-
-
-# ---------------------------------------------------------------- features, tiny, example
-def features(sequence, scored=None) -> dict[str, np.ndarray]:
-    """Per trace step (R frames; R from the scored trace, else REDUCTION): "energy" (ln of the
-    frames' total mel magnitude, averaged over the step), "voiced" (the share of the step's frames
-    that look voiced: most energy below 1 kHz and within 40 dB of the loudest frame, a rough
-    stand-in for pyin that needs only the mel) and, with `scored` of a text-to-mel model,
-    "attention position" (the character the window weighed most)."""
-    log_mel = np.asarray(sequence.log_mel if isinstance(sequence, Utterance) else sequence, np.float64)
-    detail = scored.trace.detail if scored is not None else None
-    r = detail.reduction if detail is not None else REDUCTION
-    steps = len(log_mel) // r
-    mel = np.exp(log_mel[: steps * r])  # (steps*R, 80) magnitudes
-    total = mel.sum(1)
-    energy = np.log(total)
-    low = mel[:, mel_centres() < VOICED_BELOW_HZ].sum(1) / total
-    loud = 20 * np.log10(total / total.max(initial=1e-30)) > VOICED_MIN_DB
-    voiced = (low > 0.5) & loud
-    tracks = {"energy": energy.reshape(steps, r).mean(1).astype(np.float32),
-              "voiced": voiced.reshape(steps, r).mean(1).astype(np.float32)}
-    if detail is not None and detail.position:
-        tracks["attention position"] = np.asarray(detail.position[:steps], np.float32)
-    return tracks
-
-
-def tiny(seed: int = 0):
-    """(model, codec): a small random text-to-mel model for tests (no training, no files)."""
-    import torch
-
-    from studio.domains.speech.model import SpeechModel, SpeechModelConfig
-
-    torch.manual_seed(seed)
-    config = SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2)
-    return SpeechModel(config).eval(), SpeechCodec()
-
-
-def example_mel(seconds: float = 0.4) -> np.ndarray:
-    """A vowel-like test signal's log-mel: 150 Hz with its harmonics, swelling and fading."""
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    audio = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8)) * np.sin(np.pi * t / seconds) * 0.3
-    return encode_audio(audio.astype(np.float32))
-
-
-def example():
-    """(Utterance, settings): a short input for `score`, short settings for `generate` (tests,
-    docs, benches). The settings stop at 30 steps, never by the stop token (threshold 1), so a
-    random model runs long enough to be hooked in the middle."""
-    from studio.domains.speech.generate import SpeechSettings
-
-    return Utterance("hi there.", example_mel()), SpeechSettings(text="hi there.", stop_threshold=1.0, max_steps=30,
-                                                          griffin_lim_iters=4)

@@ -1,6 +1,8 @@
 """Speech evaluation: the mel-cepstral distance (MCD) the card reports, the held-out evaluation
-behind `python -m studio eval speech`, the attention alignment report, and the contract's
-teacher-forced `score` (with `fused`, the same through the training forward)."""
+behind `python -m studio eval speech`, the attention alignment report, the contract's
+teacher-forced `score` (with `fused`, the same through the training forward), the per-step
+feature tracks the probes compare units against, how far apart two generations' predicted frames
+are (`step_divergence`), and the tiny model and example of the tests."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from studio.domains.speech.codec import (
     N_MELS,
     SAMPLE_RATE,
     AudioError,
+    SpeechCodec,
     SpeechDetail,
     _librosa,
     decode_audio,
@@ -23,8 +26,9 @@ from studio.domains.speech.codec import (
 )
 from studio.domains.speech.data import Corpus, Utterance, reference_audio
 from studio.domains.speech.generate import SpeechSettings, speak, trace_fields
-from studio.domains.speech.model import FrameModel, group_frames
+from studio.domains.speech.model import FrameModel, SpeechModel, SpeechModelConfig, group_frames
 from studio.domains.speech.train import make_speech_batch
+from studio.experiments import bernoulli_kl
 from studio.sampling import make_generator
 from studio.trace import Trace
 
@@ -36,6 +40,9 @@ MCD_FRAME_MS, MCD_HOP_MS, MCD_BANDS, MCD_FIRST, MCD_LAST = 32, 8, 20, 2, 16
 # whose log10 energy is log10(eps) = -15.7; without the floor those frames alone decide the score
 # (Griffin-Lim's own round trip of espeak audio scored 24.6, worse than a different sentence: 12.5).
 MCD_NOISE_FLOOR = 1e-3
+REDUCTION = 3  # frames per step of both model kinds' defaults: features() groups by it without a trace
+VOICED_BELOW_HZ = 1000.0  # features(): a frame is "voiced" when most of its energy lies below this...
+VOICED_MIN_DB = -40.0  # ...and it is no more than 40 dB below the loudest frame
 DECISIONS = {"stop": 1.0, "go on": -1.0}  # the text-to-mel stop token's named targets: the sign of its logit
 MCD_HOW = ("model audio (Griffin-Lim) vs espeak-ng's rendering of each held-out sentence: Kubichek MCD with the "
            "mel-cepstral-distance package's defaults (20 bands, coefficients 2..16, DTW), plus a -60 dB noise floor; "
@@ -313,3 +320,62 @@ def _shares(amounts, names, k: int = 5):
 
     with np.errstate(divide="ignore"):
         return topk(np.log(np.asarray(amounts, np.float64)), names, k)
+
+
+def step_divergence(plain: dict, changed: dict) -> tuple[np.ndarray, str]:
+    """The contract's comparison of two generations' next-step predictions: per step, half the
+    squared distance of the predicted frames (the KL of unit-variance Gaussians around them), plus
+    the stop Bernoulli's KL where there is one."""
+    steps = min(len(plain["frames"]), len(changed["frames"]))
+    a = plain["frames"][:steps].reshape(steps, -1).astype(np.float64)
+    b = changed["frames"][:steps].reshape(steps, -1).astype(np.float64)
+    values = 0.5 * ((a - b) ** 2).sum(1)
+    if "stop" in plain and "stop" in changed:
+        values = values + bernoulli_kl(plain["stop"][:steps].reshape(steps, -1).mean(1), changed["stop"][:steps].reshape(steps, -1).mean(1))
+    return values, "½‖Δ predicted frames‖², the KL of unit-variance Gaussians around them (nats)"
+
+
+# ---------------------------------------------------------------- features, tiny, example
+def features(sequence, scored=None) -> dict[str, np.ndarray]:
+    """Per trace step (R frames; R from the scored trace, else REDUCTION): "energy" (ln of the
+    frames' total mel magnitude, averaged over the step), "voiced" (the share of the step's frames
+    that look voiced: most energy below 1 kHz and within 40 dB of the loudest frame, a rough
+    stand-in for pyin that needs only the mel) and, with `scored` of a text-to-mel model,
+    "attention position" (the character the window weighed most)."""
+    log_mel = np.asarray(sequence.log_mel if isinstance(sequence, Utterance) else sequence, np.float64)
+    detail = scored.trace.detail if scored is not None else None
+    r = detail.reduction if detail is not None else REDUCTION
+    steps = len(log_mel) // r
+    mel = np.exp(log_mel[: steps * r])  # (steps*R, 80) magnitudes
+    total = mel.sum(1)
+    energy = np.log(total)
+    low = mel[:, mel_centres() < VOICED_BELOW_HZ].sum(1) / total
+    loud = 20 * np.log10(total / total.max(initial=1e-30)) > VOICED_MIN_DB
+    voiced = (low > 0.5) & loud
+    tracks = {"energy": energy.reshape(steps, r).mean(1).astype(np.float32),
+              "voiced": voiced.reshape(steps, r).mean(1).astype(np.float32)}
+    if detail is not None and detail.position:
+        tracks["attention position"] = np.asarray(detail.position[:steps], np.float32)
+    return tracks
+
+
+def tiny(seed: int = 0):
+    """(model, codec): a small random text-to-mel model for tests (no training, no files)."""
+    torch.manual_seed(seed)
+    config = SpeechModelConfig(hidden_size=16, embed_size=8, prenet_size=8, voice_size=4, mixtures=2)
+    return SpeechModel(config).eval(), SpeechCodec()
+
+
+def example_mel(seconds: float = 0.4) -> np.ndarray:
+    """A vowel-like test signal's log-mel: 150 Hz with its harmonics, swelling and fading."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    audio = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8)) * np.sin(np.pi * t / seconds) * 0.3
+    return encode_audio(audio.astype(np.float32))
+
+
+def example():
+    """(Utterance, settings): a short input for `score`, short settings for `generate` (tests,
+    docs, benches). The settings stop at 30 steps, never by the stop token (threshold 1), so a
+    random model runs long enough to be hooked in the middle."""
+    return Utterance("hi there.", example_mel()), SpeechSettings(text="hi there.", stop_threshold=1.0, max_steps=30,
+                                                          griffin_lim_iters=4)

@@ -11,6 +11,12 @@ import numpy as np
 
 from studio import workers
 from studio.domains import speech
+from studio.domains.speech.codec import SAMPLE_RATE, AudioError, encode_audio, pitch
+from studio.domains.speech.data import LoadedAudio, band_note, read_audio
+from studio.domains.speech.evaluate import alignment_report
+from studio.domains.speech.generate import MAX_CONTINUE_SECONDS, MAX_TEXT, ContinueSettings, SpeechSettings
+from studio.domains.speech.model import FRAME_KIND, TTS_KIND
+from studio.domains.speech.render import alignment_html, features_npz, mel_figure
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
@@ -29,9 +35,9 @@ NO_FRAME_MODEL = ("No frame LSTM is available in `models/` to continue recording
 def create_tab(models: dict, problems: list[str]) -> None:
     """models: {name: LoadedModel} loaded once by app.py (text-to-mel and frame LSTMs together)."""
     gr.Markdown(INTRO)
-    _text_to_speech({n: m for n, m in models.items() if m.card["kind"] == speech.TTS_KIND}, problems)
+    _text_to_speech({n: m for n, m in models.items() if m.card["kind"] == TTS_KIND}, problems)
     gr.Markdown("### Your recording: its features, and the frame LSTM's continuation")
-    _recording({n: m for n, m in models.items() if m.card["kind"] == speech.FRAME_KIND})
+    _recording({n: m for n, m in models.items() if m.card["kind"] == FRAME_KIND})
 
 
 def _text_to_speech(models: dict, problems: list[str]) -> None:
@@ -41,7 +47,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                 return
             model_name, model_info = header
             first = models[model_name.value]
-            text_box = gr.Textbox(label=f"Text (up to {speech.MAX_TEXT} characters)", lines=3, value=EXAMPLE_TEXTS[0],
+            text_box = gr.Textbox(label=f"Text (up to {MAX_TEXT} characters)", lines=3, value=EXAMPLE_TEXTS[0],
                                   elem_id="speech-text")
             gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_box])
             voice = inputs.Dropdown([(v, k) for k, v in enumerate(first.codec.voices)], value=0,
@@ -59,7 +65,7 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
 
     def on_speak(name, text, voice_id, seed_value):
         loaded = blocks.loaded_or_error(models, name)
-        settings = speech.SpeechSettings(text=text if isinstance(text, str) else "",
+        settings = SpeechSettings(text=text if isinstance(text, str) else "",
                                          voice=clamp_int(voice_id, -1, 10**6, 0), seed=clamp_int(seed_value, 0, 2**62, 0))
         folder = output_dir()
         try:
@@ -67,14 +73,14 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         except Exception as error:  # words, not a traceback; the text stays in the box
             raise gr.Error(f"Generation failed: {error}") from None
         result, trace = generation.result, generation.trace
-        report = speech.alignment_report(result.alignment)
-        summary = (f"Spoke “{result.text}”: {len(result.audio) / speech.SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames; "
+        report = alignment_report(result.alignment)
+        summary = (f"Spoke “{result.text}”: {len(result.audio) / SAMPLE_RATE:.2f} s, {len(result.log_mel)} frames; "
                    f"{'the stop token ended it' if result.stopped else 'the length cap ended it'}; attention "
                    f"{'moved monotonically' if report['monotonic'] else 'stepped back ' + str(report['backward_steps']) + ' times'}"
                    f" and {'reached' if report['reaches_end'] else 'did not reach'} the end of the text.")
         values = blocks.gate_values(trace, speech.track(generation), f"{name}:")
         return (notes_markdown(result.notes + [summary]), str(files["audio"]), *values, "",
-                speech.alignment_html(result.alignment, result.text, trace.detail.reduction),
+                alignment_html(result.alignment, result.text, trace.detail.reduction),
                 str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
@@ -84,12 +90,12 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
     blocks.wire_panel(panel, generation_state, speech, models)
 
 
-def _read_upload(path) -> speech.LoadedAudio:
+def _read_upload(path) -> LoadedAudio:
     if not isinstance(path, str) or not path:
         raise gr.Error("Upload a recording first.")
     try:
-        return speech.read_audio(path)
-    except speech.AudioError as error:
+        return read_audio(path)
+    except AudioError as error:
         raise gr.Error(str(error)) from None
 
 
@@ -101,16 +107,16 @@ def use_recording(path):
 def on_analyse(path):
     """The recording's log-mel and pitch, as a picture and an .npz."""
     recording = _read_upload(path)
-    log_mel = speech.encode_audio(recording.audio)
-    f0, voiced = speech.pitch(recording.audio[: int(PITCH_SECONDS * speech.SAMPLE_RATE)])
+    log_mel = encode_audio(recording.audio)
+    f0, voiced = pitch(recording.audio[: int(PITCH_SECONDS * SAMPLE_RATE)])
     f0 = np.concatenate([f0, np.full(max(0, len(log_mel) - len(f0)), np.nan, np.float32)])[: len(log_mel)]
-    notes = list(recording.notes) + [note for note in [speech.band_note(recording.audio)] if note]
-    if len(recording.audio) > PITCH_SECONDS * speech.SAMPLE_RATE:
+    notes = list(recording.notes) + [note for note in [band_note(recording.audio)] if note]
+    if len(recording.audio) > PITCH_SECONDS * SAMPLE_RATE:
         notes.append(f"Pitch is tracked over the first {PITCH_SECONDS:g} s only.")
-    file = speech.features_npz(output_dir() / "recording-features.npz", log_mel, f0=f0, voiced_prob=voiced)
+    file = features_npz(output_dir() / "recording-features.npz", log_mel, f0=f0, voiced_prob=voiced)
     voiced_share = float(np.mean(np.isfinite(f0)))
-    notes.append(f"{len(recording.audio) / speech.SAMPLE_RATE:.2f} s, {len(log_mel)} frames, voiced {voiced_share:.0%} of the time.")
-    return notes_markdown(notes), speech.mel_figure(log_mel, "log-mel spectrogram; cyan: pitch (pyin)", f0=f0), str(file)
+    notes.append(f"{len(recording.audio) / SAMPLE_RATE:.2f} s, {len(log_mel)} frames, voiced {voiced_share:.0%} of the time.")
+    return notes_markdown(notes), mel_figure(log_mel, "log-mel spectrogram; cyan: pitch (pyin)", f0=f0), str(file)
 
 
 def _recording(models: dict) -> None:
@@ -127,7 +133,7 @@ def _recording(models: dict) -> None:
             if names:
                 model_name = inputs.Dropdown(names, value=names[0], label="Frame LSTM (continue mode)")
                 model_info = gr.Markdown(blocks.describe(models[names[0]]))
-                seconds = inputs.Number(2.0, label=f"Seconds to continue (up to {speech.MAX_CONTINUE_SECONDS:g})")
+                seconds = inputs.Number(2.0, label=f"Seconds to continue (up to {MAX_CONTINUE_SECONDS:g})")
                 noise = inputs.Slider(0, 1, value=0.3, step=0.05, label="Noise fed back each step")
                 seed = inputs.Number(0, label="Seed", precision=0)
                 go_on = gr.Button("Continue it", variant="primary", elem_id="speech-continue")
@@ -149,12 +155,12 @@ def _recording(models: dict) -> None:
     def on_continue(path, name, seconds_value, noise_value, seed_value):
         loaded = blocks.loaded_or_error(models, name)
         recording = _read_upload(path)
-        settings = speech.ContinueSettings(recording.audio, seconds=number_or(seconds_value, 2.0),
+        settings = ContinueSettings(recording.audio, seconds=number_or(seconds_value, 2.0),
                                            noise=number_or(noise_value, 0.0), seed=clamp_int(seed_value, 0, 2**62, 0))
         folder = output_dir()
         try:
             generation, files = workers.generate_files(speech, loaded, settings, folder)
-        except speech.AudioError as error:
+        except AudioError as error:
             raise gr.Error(str(error)) from None
         values = blocks.gate_values(generation.trace, speech.track(generation), f"{name}:")
         return (notes_markdown(recording.notes + generation.result.notes), str(files["audio"]), *values, "",

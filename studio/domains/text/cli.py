@@ -10,7 +10,12 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import text
-from studio.domains.text.model import extend_vocabulary
+from studio.domains.text.codec import TextCodec
+from studio.domains.text.data import split_train_val
+from studio.domains.text.evaluate import nats_per_char
+from studio.domains.text.generate import TextSettings
+from studio.domains.text.model import TextModel, TextModelConfig, extend_vocabulary, make_card
+from studio.domains.text.train import TextTask
 from studio.sampling import SamplingConfig
 
 
@@ -82,7 +87,7 @@ def fine_tune_from(args, corpus: str):
                                           else "the text has no characters it lacks"), file=sys.stderr)
     args.hidden_size, args.layers, args.embed_size = config.hidden_size, config.num_layers, config.embed_size
     if args.dropout is not None and args.dropout != config.dropout:  # a training setting: the flag wins
-        tuned = text.TextModel(replace(model.config, dropout=args.dropout))
+        tuned = TextModel(replace(model.config, dropout=args.dropout))
         tuned.load_state_dict(model.state_dict())
         model = tuned
     return model, codec, {"init": base.name, "init_chars_added": added}
@@ -94,17 +99,17 @@ def run_train(args) -> int:
     if args.init:
         model, codec, init = fine_tune_from(args, corpus)
     else:
-        codec, init = text.TextCodec.from_text(corpus), {}
+        codec, init = TextCodec.from_text(corpus), {}
         dropout = 0.2 if args.dropout is None else args.dropout
-        model = text.TextModel(text.TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, dropout))
-    train_text, val_text = text.split_train_val(corpus)
+        model = TextModel(TextModelConfig(codec.size, args.embed_size, args.hidden_size, args.layers, dropout))
+    train_text, val_text = split_train_val(corpus)
     fit_to_corpus(args, len(train_text))
     try:
-        task = text.TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
+        task = TextTask(codec.encode(train_text)[0], codec.encode(val_text)[0], args.batch_size, args.seq_len)
     except ValueError as error:
         sys.exit(f"error: {error}")
     hyperparameters = {"batch_size": args.batch_size, "seq_len": args.seq_len, **init}
-    card = text.make_card(model, codec, name=Path(args.out).name, reproduce=args.command_line,
+    card = make_card(model, codec, name=Path(args.out).name, reproduce=args.command_line,
                           data=text.data.provenance(args.data, corpus, args.source, args.licence),
                           hyperparameters=hyperparameters)
     cli_common.run_training("text", model, task, args, card, "val_nats_per_char", text.evaluate.VAL_HOW, codec=codec)
@@ -113,8 +118,8 @@ def run_train(args) -> int:
 
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
-    settings = text.TextSettings(prompt=args.prompt, length=args.length,
-                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed))
+    settings = TextSettings(prompt=args.prompt, length=args.length,
+                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
     generation = text.generate(loaded, settings)
     cli_common.print_notes(generation.result.notes)
     written = generation.result.prompt + generation.result.text
@@ -130,12 +135,12 @@ def run_generate(args) -> int:
 def run_eval(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
     corpus = _read(args.data)
-    part = text.split_train_val(corpus)[1] if args.split == "val" else corpus
+    part = split_train_val(corpus)[1] if args.split == "val" else corpus
     ids, dropped = loaded.codec.encode(part)
     if dropped:
         print(f"note: {len(dropped)} distinct characters are not in the model's vocabulary and were skipped", file=sys.stderr)
     if len(ids) < 2:
         sys.exit("error: not enough text to evaluate")
     print(f"characters: {len(ids)}")
-    print(f"val_nats_per_char: {text.nats_per_char(loaded.model, ids):.4f}")
+    print(f"val_nats_per_char: {nats_per_char(loaded.model, ids):.4f}")
     return 0

@@ -1,12 +1,23 @@
-"""Text scoring: nats per character over a text, and the contract's teacher-forced `score`."""
+"""Text scoring: nats per character over a text, the contract's teacher-forced `score`, the
+per-character feature tracks the probes compare units against, and the tiny model and example of
+the tests."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from studio import probe_stream
 from studio.domains.base import LoadedModel, Scored
+from studio.domains.text.codec import TextCodec, code_points
+from studio.domains.text.generate import TextSettings
+from studio.domains.text.model import TextModel, TextModelConfig
 from studio.trace import Trace
+
+CUSTOM_FEATURE_HINT = " or type a regex (e.g. '[^'\\n]*' for inside quotes)"
 
 VAL_HOW = ("mean -log P(char | all earlier val chars), state carried through the validation text in 16 contiguous "
            "streams; `python -m studio eval text --data FILE` prints it")
@@ -98,18 +109,33 @@ def explainable(loaded: LoadedModel, text: str):
     return scored, ex
 
 
-@torch.no_grad()
 def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
-    """The exact teacher-forced trace of a long text, `chunk` characters at a time with the state
-    carried over (as one pass would give it), so 100,000 characters never hold 1.8 GB of gates at
-    once. Yields (Trace of the chunk, the characters it read)."""
+    """(the text as the model reads it, the exact teacher-forced trace of it `chunk` characters at a
+    time with the state carried over, as one pass would give it): 100,000 characters never hold
+    1.8 GB of gates at once. The second yields (Trace of the chunk, the characters it read)."""
     ids, _ = loaded.codec.encode(text)
+    return loaded.codec.decode(ids), _chunks(loaded, ids, chunk)
+
+
+@torch.no_grad()
+def _chunks(loaded: LoadedModel, ids: list, chunk: int):
     state = None
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         _, state, gates = loaded.model.trace(torch.tensor([part], device=loaded.device), state)
         read = loaded.codec.decode(part)
         yield Trace.from_sequence(gates, read, domain="text", model=loaded.name), read
+
+
+def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10) -> list:
+    """The probe over a long text read as parallel streams, each from a 100-character burn-in, with
+    bfloat16 matrix products where the hardware has them (trace_streams; ~7x faster than one exact
+    stream; docs/benchmarks.md measures its agreement with the exact ranking), in
+    probe_stream.probe_parts() threads. `text` as trace_chunks reads it, `track` one value per character."""
+    config = loaded.model.core.config
+    parts = trace_streams(loaded, text, parts=probe_stream.probe_parts(loaded.device),  # runs the burn-in
+                          gemm_dtype=probe_stream.fast_gemm_dtype(loaded.device))
+    return probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size).top(top)
 
 
 @torch.no_grad()
@@ -168,3 +194,71 @@ def _stream_chunks(loaded: LoadedModel, rows, positions, before, n: int, chunk: 
         if not bool(keep.all()):
             where, blocks = where[keep], [block[keep] for block in blocks]
         yield blocks, where
+
+
+def _inside(codes: np.ndarray, opening: str, closing: str) -> np.ndarray:
+    """1 where a character lies between an opening mark and its closing one (the marks included), from
+    the text's code points. Quotes (the same mark both ways) alternate: inside after an odd count of
+    them. Brackets nest: the depth is a walk of +1 / -1 held at 0 (a stray closing mark closes
+    nothing), which is its running sum minus that sum's lowest point so far (Lindley's recursion)."""
+    opens = codes == ord(opening)
+    if opening == closing:
+        before = np.cumsum(opens) - opens  # marks strictly before each character
+        return ((before % 2 == 1) | opens).astype(np.float32)
+    walk = np.cumsum(opens.astype(np.int64) - (codes == ord(closing)))
+    depth = walk - np.minimum(np.minimum.accumulate(walk), 0)
+    depth_before = np.concatenate([[0], depth[:-1]])
+    return ((depth_before > 0) | opens).astype(np.float32)
+
+
+def regex_track(text: str, pattern: str) -> np.ndarray:
+    """1 on every character inside a match of `pattern` (the probe's user-typed features)."""
+    track = np.zeros(len(text), dtype=np.float32)
+    for match in re.finditer(pattern, text):
+        track[match.start() : match.end()] = 1
+    return track
+
+
+def custom_feature(text: str, name: str) -> np.ndarray:
+    """The contract's user-named feature: any name that is not one of `features` is a regex over
+    the text (ValueError with a sentence when it does not compile)."""
+    try:
+        return regex_track(text, name)
+    except re.error as error:
+        raise ValueError(f"{name!r} is neither a listed feature nor a regex: {error}") from None
+
+
+def features(text: str, scored=None) -> dict[str, np.ndarray]:
+    """Per character: on/off tracks and the position in the line (Karpathy's cells track these). In
+    numpy over code points, each distinct character classified once: 100,000 characters take ~10 ms
+    (the probe computes them for its whole reference)."""
+    codes = code_points(text)
+    distinct, inverse = np.unique(codes, return_inverse=True)
+
+    def per_character(test) -> np.ndarray:
+        return np.array([test(chr(code)) for code in distinct], dtype=np.float32)[inverse.reshape(-1)]
+
+    steps = np.arange(len(codes))
+    newline_at_or_before = np.maximum.accumulate(np.where(codes == 10, steps, -1))
+    last_newline_before = np.concatenate([[-1], newline_at_or_before[:-1]])[: len(codes)]
+    return {
+        "space": (codes == 32).astype(np.float32),
+        "newline": (codes == 10).astype(np.float32),
+        "uppercase": per_character(str.isupper),
+        "vowel": per_character(lambda ch: ch.lower() in "aeiou"),
+        "inside quotes": _inside(codes, '"', '"'),
+        "inside parentheses": _inside(codes, "(", ")"),
+        "position in line": (steps - last_newline_before - 1).astype(np.float32),
+    }
+
+
+def example() -> tuple[str, object]:
+    """A short input for `score` and short settings for `generate` (tests, docs, benches)."""
+    return 'He said "to be (or not)" and left.\nNext line', TextSettings(prompt="The ", length=20)
+
+
+def tiny(seed: int = 0):
+    """(model, codec): a small random text model for tests (no training, no files)."""
+    torch.manual_seed(seed)
+    codec = TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,;:!?'\"()-\n")
+    return TextModel(TextModelConfig(codec.size, 8, 16, 2, 0.0)).eval(), codec

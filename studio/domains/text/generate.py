@@ -18,6 +18,8 @@ from studio.trace import GATE_NAMES, Trace
 MAX_LENGTH = 5000  # generated characters per request; longer requests are clamped
 MAX_PROMPT = 20_000  # prompt characters kept (the most recent ones)
 MAX_TRACED_PROMPT = 2_000  # of those, the ones traced and shown; older ones set the state through the fused kernel
+TOKENS = True  # outputs are characters: two runs part where their sampled characters differ
+WORKER_LANE = 1  # batched text generation runs in worker processes of its own (studio.workers)
 
 
 @dataclass
@@ -25,6 +27,7 @@ class TextSettings:
     prompt: str = ""  # primes the state; empty starts from a fresh state after a newline
     length: int = 400  # characters to generate, clamped to [1, MAX_LENGTH]
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seed: int = 0  # same seed, same settings, same model => identical output
 
 
 @dataclass
@@ -86,7 +89,7 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     model, codec = loaded.model, loaded.codec
     prompt_ids, fresh_start, length, notes = clean_settings(settings, codec)
     device = loaded.device
-    generator = make_generator(settings.sampling.seed)
+    generator = make_generator(settings.seed)
     step_gates, step_logits = [], []
     if hooks:
         state = model.core.initial_state(1, device)
@@ -156,7 +159,7 @@ def _prime(loaded: LoadedModel, settings: TextSettings, stop_at: float | None) -
     logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
     return _Row(settings, prompt_ids, fresh_start, length, notes, stop_at,
                 Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0], logits[0, -1], state,
-                make_generator(settings.sampling.seed))
+                make_generator(settings.seed))
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import gradio as gr
 from studio import limits, workers
 from studio.batching import MAX_BATCH, MicroBatcher
 from studio.domains import text
+from studio.domains.text.generate import MAX_LENGTH, TextSettings
 from studio.sampling import SamplingConfig
 from studio.ui import blocks, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
@@ -29,7 +30,7 @@ def create_tab(models: dict, problems: list[str]):
             prompt = gr.Textbox(label="Prompt (primes the state; empty starts fresh)", lines=4, value=EXAMPLE_PROMPTS[0])
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
             # a Number, not a Slider: any value typed or sent to the API is clamped with a note
-            length = inputs.Number(400, label=f"Length (characters, 1 to {text.MAX_LENGTH:,})", precision=0)
+            length = inputs.Number(400, label=f"Length (characters, 1 to {MAX_LENGTH:,})", precision=0)
             temperature = inputs.Slider(0, 2, value=0.8, step=0.05, label="Temperature (0 = greedy)")
             with gr.Row():
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
@@ -47,20 +48,20 @@ def create_tab(models: dict, problems: list[str]):
         batcher = batchers.get(id(loaded))
         if batcher is None:
             batcher = batchers.setdefault(id(loaded), MicroBatcher(lambda items: workers.call(
-                text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items], lane="text")))
+                text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items], lane=text.NAME)))
         return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
         loaded = blocks.loaded_or_error(models, name)
-        settings = text.TextSettings(
+        settings = TextSettings(
             prompt=prompt_text if isinstance(prompt_text, str) else "",
             length=clamp_int(length_value, -10**9, 10**9, 400),
             sampling=SamplingConfig(
                 temperature=number_or(temp, 0.8),
                 top_k=clamp_int(k, 0, loaded.codec.size, 0),
                 top_p=number_or(p, 1.0),
-                seed=clamp_int(seed_value, 0, 2**62, 0),
             ),
+            seed=clamp_int(seed_value, 0, 2**62, 0),
         )
         try:
             generation = generate_batched(loaded, settings)
