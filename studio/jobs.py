@@ -31,7 +31,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio import checkpoint, gpu, limits, train_progress
+from studio import checkpoint, gpu, gpu_slices, limits, train_progress
 
 REPO = Path(__file__).resolve().parent.parent
 USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
@@ -279,7 +279,7 @@ class Trainer:
                     job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
                     return
             try:
-                outcome = gpu.train_in_slices(job.command[3:], job.progress_path, log_path, stop,
+                outcome = gpu_slices.train_in_slices(job.command[3:], job.progress_path, log_path, stop,
                                               cancelled=lambda: "Cancelling" in job.message)
             except Exception as error:  # the worker thread must outlive a failed job
                 outcome = "failed"

@@ -14,8 +14,11 @@ import types
 import gradio as gr
 import pytest
 
-from studio import checkpoint, gpu, jobs, train_progress
+from studio import checkpoint, gpu, gpu_slices, jobs, train_progress
 from studio.domains import text
+from studio.domains.text.data import split_train_val
+from studio.domains.text.model import make_card
+from studio.domains.text.train import TextTask
 
 
 class StandInSpaces:
@@ -121,7 +124,7 @@ def make_job(tmp_path, corpus, minutes: float) -> jobs.Job:
 
 def test_a_training_longer_than_a_slice_runs_as_slices_that_continue_one_schedule(zero_gpu, tmp_path, corpus):
     job = make_job(tmp_path, corpus, minutes=0.08)  # 4.8 s of training in slices of 1 s
-    outcome = gpu.train_in_slices(job.command[3:], job.progress_path, tmp_path / "train.log", tmp_path / "stop",
+    outcome = gpu_slices.train_in_slices(job.command[3:], job.progress_path, tmp_path / "train.log", tmp_path / "stop",
                                   slice_seconds=1)
     log = (tmp_path / "train.log").read_text()
     assert outcome == "done", log
@@ -177,7 +180,7 @@ def test_integrated_gradients_borrow_the_gpu_and_answer_as_on_the_cpu(zero_gpu, 
     from studio import explain
     from studio.ui.explain_panel import explanation
 
-    generation = text.generate(text_loaded, text.TextSettings("Twinkle", 20))
+    generation = text.generate(text_loaded, text.Settings("Twinkle", 20))
     event = {"step": 12, "layer": 1, "unit": 3}
     with caplog.at_level("WARNING", logger="studio.gpu"):
         lent = explanation(text, text_loaded, generation, event, None, "integrated_gradients")
@@ -204,10 +207,10 @@ def test_a_resumed_budget_goes_on_where_it_stopped_and_a_spent_one_starts_afresh
     with the time left (no second warmup); resuming a run that spent its budget starts a fresh schedule."""
     from studio.train import TrainConfig, train
 
-    split = text.split_train_val(corpus)
-    task = text.TextTask(codec.encode(split[0])[0], codec.encode(split[1])[0], 8, 32)
+    split = split_train_val(corpus)
+    task = TextTask(codec.encode(split[0])[0], codec.encode(split[1])[0], 8, 32)
     config = TrainConfig(steps=100_000, lr=1e-2, eval_every=10_000, device="cpu", seed=0, minutes=0.02)  # 1.2 s
-    out, card = tmp_path / "m", text.make_card(model_factory(codec.size), codec)
+    out, card = tmp_path / "m", make_card(model_factory(codec.size), codec)
     first, second, third = [], [], []
     metrics = train(model_factory(codec.size), task, config, out=out, card=card, on_progress=first.append, slice_seconds=0.4)
     assert metrics["sliced"] and checkpoint.read_card(str(out) + ".resume")["resume"]["spent_seconds"] < 1.2
