@@ -1,0 +1,618 @@
+"""The library's store: one SQLite database (WAL, FTS5) plus a folder of files named by their sha256.
+
+    HOME/library/library.sqlite3     records, their files, per-owner usage, the keyword index
+    HOME/library/files/ab/abcd...    every kept file once (outputs, uploaded inputs, arrays of settings)
+
+Writes are short transactions (BEGIN IMMEDIATE) under a busy timeout, so several processes may write
+at once; WAL keeps every committed record when a writer is killed. Files are written and removed
+only while the write lock is held, so a file a record names is never removed under it; a writer
+killed between writing a file and committing leaves an unreferenced file that `sweep` removes.
+
+Every read and write names an owner; a record of another owner is "not found" (never "not yours"),
+and a shared record is reached only read-only through its token (`by_token`).
+
+The schema has a version (PRAGMA user_version); MIGRATIONS[k] upgrades version k to k+1 in one
+transaction, so a later studio opens an older library without losing a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from studio import owners
+from studio.library.records import Record
+
+BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's transaction before giving up
+RRF_K = 60  # reciprocal rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the ranked lists
+SIMILAR_CANDIDATES = 2_000  # the nearest vectors that filters (rating, date, ...) are then applied to
+
+MIGRATIONS = [
+    # 0 -> 1: records, their files, the keyword index
+    """
+    CREATE TABLE records (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        model TEXT NOT NULL,
+        model_stem TEXT NOT NULL,
+        weights_sha256 TEXT NOT NULL,
+        settings_type TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        seed INTEGER,
+        prompt TEXT NOT NULL DEFAULT '',
+        output TEXT NOT NULL DEFAULT '',
+        content_hash TEXT NOT NULL,
+        created REAL NOT NULL,
+        duration REAL,
+        version TEXT NOT NULL,
+        rating INTEGER,
+        tags TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        UNIQUE (owner, content_hash)
+    );
+    CREATE INDEX records_owner_created ON records (owner, created);
+    CREATE TABLE files (
+        record_id INTEGER NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        label TEXT NOT NULL,
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (record_id, role, label)
+    );
+    CREATE INDEX files_sha256 ON files (sha256);
+    CREATE VIRTUAL TABLE records_fts USING fts5 (owner, prompt, output, tags, note, content='records', content_rowid='id');
+    CREATE TRIGGER records_fts_insert AFTER INSERT ON records BEGIN
+        INSERT INTO records_fts (rowid, owner, prompt, output, tags, note)
+        VALUES (new.id, new.owner, new.prompt, new.output, new.tags, new.note);
+    END;
+    CREATE TRIGGER records_fts_delete AFTER DELETE ON records BEGIN
+        INSERT INTO records_fts (records_fts, rowid, owner, prompt, output, tags, note)
+        VALUES ('delete', old.id, old.owner, old.prompt, old.output, old.tags, old.note);
+    END;
+    CREATE TRIGGER records_fts_update AFTER UPDATE OF owner, prompt, output, tags, note ON records BEGIN
+        INSERT INTO records_fts (records_fts, rowid, owner, prompt, output, tags, note)
+        VALUES ('delete', old.id, old.owner, old.prompt, old.output, old.tags, old.note);
+        INSERT INTO records_fts (rowid, owner, prompt, output, tags, note)
+        VALUES (new.id, new.owner, new.prompt, new.output, new.tags, new.note);
+    END;
+    """,
+    # 1 -> 2: identical outputs counted, share tokens, embeddings, per-owner usage for the caps
+    """
+    ALTER TABLE records ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE records ADD COLUMN last_made REAL;
+    ALTER TABLE records ADD COLUMN share_token TEXT;
+    ALTER TABLE records ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE records SET last_made = created,
+        bytes = (SELECT COALESCE(SUM(size), 0) FROM files WHERE files.record_id = records.id);
+    CREATE UNIQUE INDEX records_share_token ON records (share_token) WHERE share_token IS NOT NULL;
+    CREATE INDEX records_unrated ON records (owner, created) WHERE rating IS NULL;
+    CREATE INDEX records_all_unrated ON records (created) WHERE rating IS NULL;
+    CREATE TABLE embeddings (
+        record_id INTEGER PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE usage (owner TEXT PRIMARY KEY, records INTEGER NOT NULL, bytes INTEGER NOT NULL);
+    INSERT INTO usage SELECT owner, COUNT(*), SUM(bytes) FROM records GROUP BY owner;
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO counters VALUES ('embedding_deletions', 0);
+    CREATE TRIGGER usage_insert AFTER INSERT ON records BEGIN
+        INSERT INTO usage VALUES (new.owner, 1, new.bytes)
+        ON CONFLICT (owner) DO UPDATE SET records = records + 1, bytes = bytes + new.bytes;
+    END;
+    CREATE TRIGGER usage_delete AFTER DELETE ON records BEGIN
+        UPDATE usage SET records = records - 1, bytes = bytes - old.bytes WHERE owner = old.owner;
+    END;
+    CREATE TRIGGER embeddings_delete AFTER DELETE ON embeddings BEGIN
+        UPDATE counters SET value = value + 1 WHERE name = 'embedding_deletions';
+    END;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COLUMNS = ("id, owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, prompt, output, "
+           "content_hash, created, duration, version, rating, tags, note, count, last_made, share_token, bytes")
+
+
+class NotFound(LookupError):
+    """No record of that id for this owner (or no record shares that token)."""
+
+
+class LibraryFull(RuntimeError):
+    """The caps are reached and every record that could make room is rated."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    """How much the library keeps (0 = no cap). When a new record would pass a cap, the oldest
+    unrated records are removed first (the owner's own for the owner's caps, anyone's for the
+    totals); when only rated records are left, the new record is refused."""
+
+    owner_records: int = 5_000
+    owner_bytes: int = 1_000_000_000
+    total_records: int = 200_000
+    total_bytes: int = 20_000_000_000
+
+    @classmethod
+    def from_env(cls) -> Caps:
+        def number(name, default):
+            return int(float(os.environ.get(name, default)))
+
+        shared = owners.shared_server()
+        return cls(owner_records=number("LSTM_STUDIO_LIBRARY_OWNER_RECORDS", 2_000 if shared else 0),
+                   owner_bytes=number("LSTM_STUDIO_LIBRARY_OWNER_MB", 500 if shared else 0) * 1_000_000,
+                   total_records=number("LSTM_STUDIO_LIBRARY_RECORDS", 200_000),
+                   total_bytes=number("LSTM_STUDIO_LIBRARY_MB", 20_000) * 1_000_000)
+
+
+@dataclass
+class Stored:
+    """A record as read back from the store."""
+
+    id: int
+    owner: str
+    domain: str
+    model: str
+    model_stem: str
+    weights_sha256: str
+    settings_type: str
+    settings: str
+    seed: int | None
+    prompt: str
+    output: str
+    content_hash: str
+    created: float
+    duration: float | None
+    version: str
+    rating: int | None
+    tags: str
+    note: str
+    count: int
+    last_made: float
+    share_token: str | None
+    bytes: int
+    files: list[dict] = field(default_factory=list)  # {"role", "label", "name", "sha256", "size"}
+    score: float = 0.0  # its rank score in a search
+
+    def tag_list(self) -> list[str]:
+        return [tag for tag in self.tags.split() if tag]
+
+
+def default_path() -> Path:
+    return owners.home() / "library" / "library.sqlite3"
+
+
+def fts_query(text: str) -> str:
+    """A user's words as an FTS5 query: every word must occur (a trailing * keeps its prefix meaning);
+    quotes and operators are taken as plain text, so no input is a syntax error."""
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*") and len(word) > 1
+        word = word.rstrip("*") if prefix else word
+        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms)
+
+
+class Store:
+    """The library at `path` (created on first use). One Store per process is enough; it is safe to
+    use from several threads (one connection each)."""
+
+    def __init__(self, path=None, caps: Caps | None = None):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.files_dir = self.path.parent / "files"
+        self.caps = caps if caps is not None else Caps.from_env()
+        self._local = threading.local()
+        self._vectors = _VectorCache()
+        self.migrate()
+
+    # ------------------------------------------------------------ connection, schema
+    @property
+    def db(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses no commit
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; returns the version it was at."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            if found > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} was written by a newer studio (schema {found}, this one knows "
+                                   f"{SCHEMA_VERSION}); upgrade the studio to open it.")
+            for version in range(found, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[version]):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return found
+
+    def _write(self):
+        return _Transaction(self.db)
+
+    # ------------------------------------------------------------ files
+    def file_path(self, sha256: str) -> Path:
+        return self.files_dir / sha256[:2] / sha256
+
+    def _keep(self, sha256: str, source: Path | None = None, data: bytes | None = None) -> None:
+        """Put one file in the folder (under the write lock; atomic: a reader never sees half of it)."""
+        target = self.file_path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        with os.fdopen(handle, "wb") as out:
+            if data is not None:
+                out.write(data)
+            else:
+                with open(source, "rb") as file:
+                    shutil.copyfileobj(file, out)
+        os.replace(temporary, target)
+
+    def _unlink_unreferenced(self, shas) -> None:
+        for sha in set(shas):
+            if self.db.execute("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (sha,)).fetchone() is None:
+                self.file_path(sha).unlink(missing_ok=True)
+
+    def sweep(self) -> int:
+        """Remove kept files no record names (left by a writer killed before its commit); returns how many."""
+        removed = 0
+        with self._write():
+            named = {row[0] for row in self.db.execute("SELECT DISTINCT sha256 FROM files")}
+            for path in self.files_dir.glob("*/*"):
+                if path.name not in named:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    # ------------------------------------------------------------ writing
+    def add(self, record: Record, owner: str, files: dict[str, Path] | None = None) -> int:
+        """Keep a record and its files; returns its id. An output this owner already has (same
+        content hash) is kept once: its count goes up and its id is returned."""
+        files = {label: Path(path) for label, path in (files or {}).items() if path is not None}
+        rows = []  # (role, label, name, sha256, size, source path or None, bytes or None)
+        for label, path in files.items():
+            rows.append(("output", label, path.name, _sha256_file(path), path.stat().st_size, path, None))
+        for name, path in record.inputs.items():
+            rows.append(("input", name, path.name, _sha256_file(path), path.stat().st_size, path, None))
+        for sha, data in record.blobs.items():
+            rows.append(("array", sha, sha + ".npy", sha, len(data), None, data))
+        size = sum(row[4] for row in rows)
+        now = time.time()
+        with self._write():
+            existing = self.db.execute("SELECT id FROM records WHERE owner = ? AND content_hash = ?",
+                                       (owner, record.content_hash)).fetchone()
+            if existing is not None:
+                self.db.execute("UPDATE records SET count = count + 1, last_made = ? WHERE id = ?", (now, existing[0]))
+                return existing[0]
+            removed = self._make_room(owner, size)
+            for role, label, name, sha, length, source, data in rows:
+                self._keep(sha, source, data)
+            cursor = self.db.execute(
+                "INSERT INTO records (owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, "
+                "prompt, output, content_hash, created, duration, version, count, last_made, bytes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (owner, record.domain, record.model, record.model_stem, record.weights_sha256, record.settings_type,
+                 record.settings, record.seed, record.prompt, record.output, record.content_hash, now, record.duration,
+                 record.version, now, size))
+            record_id = cursor.lastrowid
+            self.db.executemany("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                                [(record_id, role, label, name, sha, length) for role, label, name, sha, length, _, _ in rows])
+            if record.embedding is not None:
+                self.db.execute("INSERT INTO embeddings VALUES (?, ?)",
+                                (record_id, np.asarray(record.embedding, np.float32).tobytes()))
+            self._unlink_unreferenced(removed)
+        return record_id
+
+    def _make_room(self, owner: str, size: int) -> list[str]:
+        """Remove the oldest unrated records until one more record of `size` bytes fits the caps;
+        returns the sha256s of the files the removed records named. Inside the write transaction."""
+        caps, removed = self.caps, []
+
+        def over(scope_owner):
+            if scope_owner is None:
+                records, stored = self.db.execute("SELECT COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0) FROM usage").fetchone()
+                cap_records, cap_bytes = caps.total_records, caps.total_bytes
+            else:
+                row = self.db.execute("SELECT records, bytes FROM usage WHERE owner = ?", (scope_owner,)).fetchone()
+                records, stored = row if row else (0, 0)
+                cap_records, cap_bytes = caps.owner_records, caps.owner_bytes
+            return (cap_records and records + 1 > cap_records) or (cap_bytes and stored + size > cap_bytes)
+
+        for scope_owner in (owner, None):
+            while over(scope_owner):
+                if scope_owner is None:
+                    victim = self.db.execute("SELECT id FROM records WHERE rating IS NULL ORDER BY created LIMIT 1").fetchone()
+                else:
+                    victim = self.db.execute("SELECT id FROM records WHERE owner = ? AND rating IS NULL "
+                                             "ORDER BY created LIMIT 1", (scope_owner,)).fetchone()
+                if victim is None:
+                    whose = "yours" if scope_owner is not None else "the server's"
+                    raise LibraryFull(f"The library is full ({whose}) and every record in it is rated: delete some "
+                                      "records to keep new ones.")
+                removed += self._delete_row(victim[0])
+        return removed
+
+    def _delete_row(self, record_id: int) -> list[str]:
+        shas = [row[0] for row in self.db.execute("SELECT sha256 FROM files WHERE record_id = ?", (record_id,))]
+        self.db.execute("DELETE FROM records WHERE id = ?", (record_id,))
+        return shas
+
+    def _owned(self, record_id, owner) -> None:
+        if self.db.execute("SELECT 1 FROM records WHERE id = ? AND owner = ?", (int(record_id), owner)).fetchone() is None:
+            raise NotFound(f"No record {record_id} in your library.")
+
+    def rate(self, record_id: int, owner: str, rating: int | None) -> None:
+        """1-5 stars (a thumbs up is 5, a thumbs down 1), None to clear."""
+        if rating is not None and not (isinstance(rating, int) and 1 <= rating <= 5):
+            raise ValueError("A rating is 1 to 5 stars (or none).")
+        with self._write():
+            self._owned(record_id, owner)
+            self.db.execute("UPDATE records SET rating = ? WHERE id = ?", (rating, int(record_id)))
+
+    def set_tags(self, record_id: int, owner: str, tags) -> None:
+        """Replace the tags (words; a string is split at spaces and commas)."""
+        if isinstance(tags, str):
+            tags = tags.replace(",", " ").split()
+        text = " ".join(dict.fromkeys(str(tag).strip() for tag in tags if str(tag).strip()))
+        with self._write():
+            self._owned(record_id, owner)
+            self.db.execute("UPDATE records SET tags = ? WHERE id = ?", (text, int(record_id)))
+
+    def set_note(self, record_id: int, owner: str, note: str) -> None:
+        with self._write():
+            self._owned(record_id, owner)
+            self.db.execute("UPDATE records SET note = ? WHERE id = ?", (str(note), int(record_id)))
+
+    def delete(self, record_id: int, owner: str) -> None:
+        with self._write():
+            self._owned(record_id, owner)
+            shas = self._delete_row(int(record_id))
+            self._unlink_unreferenced(shas)
+
+    def share(self, record_id: int, owner: str) -> str:
+        """The record's share token (made on first share): whoever has it may view and replay the record."""
+        with self._write():
+            self._owned(record_id, owner)
+            token = self.db.execute("SELECT share_token FROM records WHERE id = ?", (int(record_id),)).fetchone()[0]
+            if token is None:
+                token = secrets.token_urlsafe(18)
+                self.db.execute("UPDATE records SET share_token = ? WHERE id = ?", (token, int(record_id)))
+        return token
+
+    def unshare(self, record_id: int, owner: str) -> None:
+        with self._write():
+            self._owned(record_id, owner)
+            self.db.execute("UPDATE records SET share_token = NULL WHERE id = ?", (int(record_id),))
+
+    # ------------------------------------------------------------ reading
+    def _read(self, where: str, args) -> list[Stored]:
+        rows = self.db.execute(f"SELECT {COLUMNS} FROM records WHERE {where}", args).fetchall()
+        return [Stored(*row) for row in rows]
+
+    def _with_files(self, record: Stored) -> Stored:
+        record.files = [dict(zip(("role", "label", "name", "sha256", "size"), row)) for row in self.db.execute(
+            "SELECT role, label, name, sha256, size FROM files WHERE record_id = ? ORDER BY role, label", (record.id,))]
+        return record
+
+    def get(self, record_id, owner: str) -> Stored:
+        try:
+            record_id = int(record_id)
+        except (TypeError, ValueError):
+            raise NotFound(f"No record {record_id} in your library.") from None
+        found = self._read("id = ? AND owner = ?", (record_id, owner))
+        if not found:
+            raise NotFound(f"No record {record_id} in your library.")
+        return self._with_files(found[0])
+
+    def by_token(self, token: str) -> Stored:
+        """A shared record, read-only (the token is the permission)."""
+        found = self._read("share_token = ?", (str(token),)) if token else []
+        if not found:
+            raise NotFound("No shared record has this link (it may have been unshared or deleted).")
+        return self._with_files(found[0])
+
+    def embedding(self, record_id: int) -> np.ndarray | None:
+        row = self.db.execute("SELECT vector FROM embeddings WHERE record_id = ?", (int(record_id),)).fetchone()
+        return None if row is None else np.frombuffer(row[0], np.float32)
+
+    def usage(self, owner: str) -> tuple[int, int]:
+        row = self.db.execute("SELECT records, bytes FROM usage WHERE owner = ?", (owner,)).fetchone()
+        return tuple(row) if row else (0, 0)
+
+    def search(self, owner: str, query: str = "", *, like: int | None = None, domain: str | None = None,
+               model: str | None = None, min_rating: int | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 50) -> list[Stored]:
+        """The owner's records, best first. `query`: keyword search (FTS5 bm25 over prompt, output,
+        tags, note); `like`: a record id whose output the hits should resemble (cosine of the
+        embeddings, among records of the same model); both: one list by reciprocal rank fusion; neither:
+        newest first. Filters narrow every list."""
+        filters, args = ["r.owner = ?"], [owner]
+        for column, value in (("r.domain", domain), ("r.model", model)):
+            if value:
+                filters.append(f"{column} = ?")
+                args.append(value)
+        if min_rating is not None:
+            filters.append("r.rating >= ?")
+            args.append(int(min_rating))
+        if since is not None:
+            filters.append("r.created >= ?")
+            args.append(float(since))
+        if until is not None:
+            filters.append("r.created < ?")
+            args.append(float(until))
+        where = " AND ".join(filters)
+        columns = ", ".join("r." + c.strip() for c in COLUMNS.split(","))
+        lists: list[list[tuple[int, float]]] = []
+        if query.strip():
+            match = f'owner : "{owner}" AND ({fts_query(query)})'
+            rows = self.db.execute(
+                f"SELECT r.id, bm25(records_fts, 0.0, 1.0, 1.0, 2.0, 1.0) AS rank FROM records_fts "
+                f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND {where} "
+                f"ORDER BY rank LIMIT ?", [match, *args, max(limit, 1) * 4]).fetchall()
+            lists.append([(row[0], -row[1]) for row in rows])
+        if like is not None:
+            target = self.get(like, owner)
+            vector = self.embedding(target.id)
+            nearest = self._vectors.nearest(self, vector, owner, target.model, SIMILAR_CANDIDATES) if vector is not None else []
+            nearest = [(record_id, score) for record_id, score in nearest if record_id != target.id]
+            if nearest:
+                allowed = set()
+                ids = [record_id for record_id, _ in nearest]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    allowed.update(row[0] for row in self.db.execute(
+                        f"SELECT r.id FROM records r WHERE r.id IN ({','.join('?' * len(chunk))}) AND {where}",
+                        [*chunk, *args]))
+                nearest = [(record_id, score) for record_id, score in nearest if record_id in allowed]
+            lists.append(nearest[:max(limit, 1) * 4])
+        if not lists:
+            rows = self.db.execute(f"SELECT {columns} FROM records r WHERE {where} ORDER BY r.created DESC, r.id DESC "
+                                   "LIMIT ?", [*args, limit]).fetchall()
+            return [Stored(*row) for row in rows]
+        if len(lists) == 1:
+            ranked = lists[0][:limit]
+        else:
+            fused: dict[int, float] = {}
+            for ranking in lists:
+                for rank, (record_id, _) in enumerate(ranking):
+                    fused[record_id] = fused.get(record_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+            ranked = sorted(fused.items(), key=lambda item: -item[1])[:limit]
+        if not ranked:
+            return []
+        by_id = {record.id: record for record in self._read(
+            f"id IN ({','.join('?' * len(ranked))})", [record_id for record_id, _ in ranked])}
+        hits = []
+        for record_id, score in ranked:
+            if record_id in by_id:
+                by_id[record_id].score = float(score)
+                hits.append(by_id[record_id])
+        return hits
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+class _VectorCache:
+    """Every embedding in memory, one matrix per vector length, read incrementally (new rows by id)
+    and again from scratch after a deletion; "more like this" is a numpy scan over it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.last_id = 0
+        self.deletions = -1
+        self.ids: dict[int, list] = {}  # dim -> record ids
+        self.rows: dict[int, list] = {}  # dim -> vectors
+        self.groups: dict[int, list] = {}  # dim -> (owner, model) keys
+        self.matrix: dict[int, tuple] = {}  # dim -> (ids array, group array, matrix) built from the lists
+
+    def refresh(self, store: Store) -> None:
+        deletions = store.db.execute("SELECT value FROM counters WHERE name = 'embedding_deletions'").fetchone()[0]
+        if deletions != self.deletions:
+            self.__init__()
+            self.deletions = deletions
+        rows = store.db.execute("SELECT e.record_id, e.vector, r.owner, r.model FROM embeddings e "
+                                "JOIN records r ON r.id = e.record_id WHERE e.record_id > ? ORDER BY e.record_id",
+                                (self.last_id,)).fetchall()
+        for record_id, blob, owner, model in rows:
+            vector = np.frombuffer(blob, np.float32)
+            dim = len(vector)
+            self.ids.setdefault(dim, []).append(record_id)
+            self.rows.setdefault(dim, []).append(vector)
+            self.groups.setdefault(dim, []).append((owner, model))
+            self.matrix.pop(dim, None)
+            self.last_id = record_id
+
+    def nearest(self, store: Store, vector: np.ndarray, owner: str, model: str, count: int) -> list[tuple[int, float]]:
+        with self.lock:
+            self.refresh(store)
+            dim = len(vector)
+            if dim not in self.ids:
+                return []
+            if dim not in self.matrix:
+                keys = {key: index for index, key in enumerate(dict.fromkeys(self.groups[dim]))}
+                self.matrix[dim] = (np.array(self.ids[dim]), np.array([keys[key] for key in self.groups[dim]]),
+                                    np.stack(self.rows[dim]), keys)
+            ids, groups, matrix, keys = self.matrix[dim]
+        group = keys.get((owner, model))
+        if group is None:
+            return []
+        picked = np.flatnonzero(groups == group)
+        scores = matrix[picked] @ vector
+        top = np.argsort(-scores)[:count] if len(scores) > count else np.argsort(-scores)
+        return [(int(ids[picked[k]]), float(scores[k])) for k in top]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error): one writer at a time, waiting its turn."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind, error, trace):
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        return False
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _statements(script: str) -> list[str]:
+    """A migration script split into statements (a trigger's body keeps its inner semicolons)."""
+    statements, current = [], ""
+    for line in script.strip().splitlines():
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def as_json(record: Stored) -> dict:
+    """A record as the API and the JSONL export give it."""
+    return {"id": record.id, "domain": record.domain, "model": record.model, "weights_sha256": record.weights_sha256,
+            "seed": record.seed, "prompt": record.prompt, "output": record.output, "settings": json.loads(record.settings),
+            "rating": record.rating, "tags": record.tag_list(), "note": record.note, "created": record.created,
+            "duration": record.duration, "version": record.version, "count": record.count,
+            "content_hash": record.content_hash, "files": record.files}
