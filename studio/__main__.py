@@ -40,8 +40,12 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["library"]:  # the library's own commands (list, search, replay, ...), not one per domain
+        from studio.library import cli as library_cli
+        return library_cli.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("library", help="kept generations: list, search, show, replay, export (see library -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command).add_subparsers(dest="domain", required=True)
         for domain in ALL:

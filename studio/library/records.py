@@ -179,6 +179,34 @@ def decode_settings(text: str, read_blob, input_paths: dict[str, Path] | None = 
     return settings, notes
 
 
+def plain_settings(text: str):
+    """encode_settings' JSON as plain JSON for people and datasets: a dataclass as its fields, an array
+    as {"array": sha256, "shape": [...]}, a kept file as {"file": field}."""
+
+    def plain(value):
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if ARRAY_TAG in value:
+            return {"array": value[ARRAY_TAG], "shape": value["shape"], "dtype": value["dtype"]}
+        if FILE_TAG in value:
+            return {"file": value[FILE_TAG]}
+        if PATH_TAG in value:
+            return value[PATH_TAG]
+        if TUPLE_TAG in value:
+            return [plain(v) for v in value[TUPLE_TAG]]
+        if LIST_TAG in value:
+            return [plain(v) for v in value["items"]]
+        if "__dict__" in value:
+            return {str(plain(k)): plain(v) for k, v in value["__dict__"]}
+        if DATACLASS_TAG in value:
+            return {name: plain(v) for name, v in value["fields"].items()}
+        return {k: plain(v) for k, v in value.items()}
+
+    return plain(json.loads(text))
+
+
 def seed_of(settings) -> int | None:
     """settings.seed, else the seed of a nested settings dataclass (None when there is none)."""
     if hasattr(settings, "seed"):

@@ -17,7 +17,6 @@ transaction, so a later studio opens an older library without losing a record.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from studio import owners
-from studio.library.records import Record
+from studio.library.records import Record, plain_settings
 
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's transaction before giving up
 RRF_K = 60  # reciprocal rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the ranked lists
@@ -452,7 +451,7 @@ class Store:
                model: str | None = None, min_rating: int | None = None, since: float | None = None,
                until: float | None = None, limit: int = 50) -> list[Stored]:
         """The owner's records, best first. `query`: keyword search (FTS5 bm25 over prompt, output,
-        tags, note); `like`: a record id whose output the hits should resemble (cosine of the
+        tags, note, weighted 2, 1, 4, 2: what the user wrote about an output counts more than its text); `like`: a record id whose output the hits should resemble (cosine of the
         embeddings, among records of the same model); both: one list by reciprocal rank fusion; neither:
         newest first. Filters narrow every list."""
         filters, args = ["r.owner = ?"], [owner]
@@ -475,7 +474,7 @@ class Store:
         if query.strip():
             match = f'owner : "{owner}" AND ({fts_query(query)})'
             rows = self.db.execute(
-                f"SELECT r.id, bm25(records_fts, 0.0, 1.0, 1.0, 2.0, 1.0) AS rank FROM records_fts "
+                f"SELECT r.id, bm25(records_fts, 0.0, 2.0, 1.0, 4.0, 2.0) AS rank FROM records_fts "
                 f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND {where} "
                 f"ORDER BY rank LIMIT ?", [match, *args, max(limit, 1) * 4]).fetchall()
             lists.append([(row[0], -row[1]) for row in rows])
@@ -612,7 +611,7 @@ def _statements(script: str) -> list[str]:
 def as_json(record: Stored) -> dict:
     """A record as the API and the JSONL export give it."""
     return {"id": record.id, "domain": record.domain, "model": record.model, "weights_sha256": record.weights_sha256,
-            "seed": record.seed, "prompt": record.prompt, "output": record.output, "settings": json.loads(record.settings),
+            "seed": record.seed, "prompt": record.prompt, "output": record.output, "settings": plain_settings(record.settings),
             "rating": record.rating, "tags": record.tag_list(), "note": record.note, "created": record.created,
             "duration": record.duration, "version": record.version, "count": record.count,
             "content_hash": record.content_hash, "files": record.files}
