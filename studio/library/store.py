@@ -34,7 +34,8 @@ from studio.library.records import Record, plain_settings
 
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's transaction before giving up
 RRF_K = 60  # reciprocal rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the ranked lists
-SIMILAR_CANDIDATES = 2_000  # the nearest vectors that filters (rating, date, ...) are then applied to
+SIMILAR_CANDIDATES = 2_000
+RANKED_MATCHES = 5_000  # keyword search ranks at most the newest this many matches (and 4 x the limit)  # the nearest vectors that filters (rating, date, ...) are then applied to
 
 MIGRATIONS = [
     # 0 -> 1: records, their files, the keyword index
@@ -473,24 +474,27 @@ class Store:
         lists: list[list[tuple[int, float]]] = []
         if query.strip():
             match = f'owner : "{owner}" AND ({fts_query(query)})'
+            # bm25 is computed for every match it orders; the newest RANKED_MATCHES matches (found in
+            # rowid order, without scoring) bound that work when a word occurs in nearly every record
+            ranked_matches = max(RANKED_MATCHES, 4 * limit)
+            cutoff = self.db.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ? ORDER BY rowid DESC "
+                                     "LIMIT 1 OFFSET ?", (match, ranked_matches - 1)).fetchone()
             rows = self.db.execute(
                 f"SELECT r.id, bm25(records_fts, 0.0, 2.0, 1.0, 4.0, 2.0) AS rank FROM records_fts "
-                f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND {where} "
-                f"ORDER BY rank LIMIT ?", [match, *args, max(limit, 1) * 4]).fetchall()
+                f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND records_fts.rowid >= ? "
+                f"AND {where} ORDER BY rank LIMIT ?", [match, cutoff[0] if cutoff else 0, *args, max(limit, 1) * 4]).fetchall()
             lists.append([(row[0], -row[1]) for row in rows])
         if like is not None:
             target = self.get(like, owner)
             vector = self.embedding(target.id)
             nearest = self._vectors.nearest(self, vector, owner, target.model, SIMILAR_CANDIDATES) if vector is not None else []
             nearest = [(record_id, score) for record_id, score in nearest if record_id != target.id]
-            if nearest:
-                allowed = set()
+            if nearest and len(filters) > 1:
+                # NOT INDEXED: look the candidates up by id (the owner index would scan all the owner's rows)
                 ids = [record_id for record_id, _ in nearest]
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    allowed.update(row[0] for row in self.db.execute(
-                        f"SELECT r.id FROM records r WHERE r.id IN ({','.join('?' * len(chunk))}) AND {where}",
-                        [*chunk, *args]))
+                allowed = {row[0] for row in self.db.execute(
+                    f"SELECT r.id FROM records r NOT INDEXED WHERE r.id IN ({','.join('?' * len(ids))}) AND {where}",
+                    [*ids, *args])}
                 nearest = [(record_id, score) for record_id, score in nearest if record_id in allowed]
             lists.append(nearest[:max(limit, 1) * 4])
         if not lists:
@@ -521,17 +525,16 @@ class Store:
 
 
 class _VectorCache:
-    """Every embedding in memory, one matrix per vector length, read incrementally (new rows by id)
-    and again from scratch after a deletion; "more like this" is a numpy scan over it."""
+    """Every embedding in memory, one matrix per (owner, model): "more like this" is one matrix-vector
+    product over the owner's records of the same model. New rows are read by id; after a deletion
+    (a counter the delete trigger bumps) everything is read again."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.last_id = 0
         self.deletions = -1
-        self.ids: dict[int, list] = {}  # dim -> record ids
-        self.rows: dict[int, list] = {}  # dim -> vectors
-        self.groups: dict[int, list] = {}  # dim -> (owner, model) keys
-        self.matrix: dict[int, tuple] = {}  # dim -> (ids array, group array, matrix) built from the lists
+        self.pending: dict[tuple, tuple[list, list]] = {}  # (owner, model) -> (ids, vectors) not yet stacked
+        self.groups: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (owner, model) -> (ids, matrix)
 
     def refresh(self, store: Store) -> None:
         deletions = store.db.execute("SELECT value FROM counters WHERE name = 'embedding_deletions'").fetchone()[0]
@@ -542,32 +545,43 @@ class _VectorCache:
                                 "JOIN records r ON r.id = e.record_id WHERE e.record_id > ? ORDER BY e.record_id",
                                 (self.last_id,)).fetchall()
         for record_id, blob, owner, model in rows:
-            vector = np.frombuffer(blob, np.float32)
-            dim = len(vector)
-            self.ids.setdefault(dim, []).append(record_id)
-            self.rows.setdefault(dim, []).append(vector)
-            self.groups.setdefault(dim, []).append((owner, model))
-            self.matrix.pop(dim, None)
+            ids, vectors = self.pending.setdefault((owner, model), ([], []))
+            ids.append(record_id)
+            vectors.append(np.frombuffer(blob, np.float32))
             self.last_id = record_id
+
+    def matrix(self, key) -> tuple[np.ndarray, np.ndarray] | None:
+        if key in self.pending:
+            ids, vectors = self.pending.pop(key)
+            lengths = {len(v) for v in vectors}
+            if key in self.groups:
+                lengths.add(self.groups[key][1].shape[1])
+            if len(lengths) > 1:  # a model file replaced by one of another size under the same name
+                length = len(vectors[-1])
+                keep = [k for k, v in enumerate(vectors) if len(v) == length]
+                ids, vectors = [ids[k] for k in keep], [vectors[k] for k in keep]
+                self.groups.pop(key, None)
+            new_ids, new_rows = np.array(ids, np.int64), np.stack(vectors)
+            if key in self.groups:
+                old_ids, old_rows = self.groups[key]
+                new_ids, new_rows = np.concatenate([old_ids, new_ids]), np.concatenate([old_rows, new_rows])
+            self.groups[key] = (new_ids, new_rows)
+        return self.groups.get(key)
 
     def nearest(self, store: Store, vector: np.ndarray, owner: str, model: str, count: int) -> list[tuple[int, float]]:
         with self.lock:
             self.refresh(store)
-            dim = len(vector)
-            if dim not in self.ids:
-                return []
-            if dim not in self.matrix:
-                keys = {key: index for index, key in enumerate(dict.fromkeys(self.groups[dim]))}
-                self.matrix[dim] = (np.array(self.ids[dim]), np.array([keys[key] for key in self.groups[dim]]),
-                                    np.stack(self.rows[dim]), keys)
-            ids, groups, matrix, keys = self.matrix[dim]
-        group = keys.get((owner, model))
-        if group is None:
+            group = self.matrix((owner, model))
+        if group is None or group[1].shape[1] != len(vector):
             return []
-        picked = np.flatnonzero(groups == group)
-        scores = matrix[picked] @ vector
-        top = np.argsort(-scores)[:count] if len(scores) > count else np.argsort(-scores)
-        return [(int(ids[picked[k]]), float(scores[k])) for k in top]
+        ids, matrix = group
+        scores = matrix @ vector
+        if len(scores) > count:
+            top = np.argpartition(-scores, count)[:count]
+            top = top[np.argsort(-scores[top])]
+        else:
+            top = np.argsort(-scores)
+        return [(int(ids[k]), float(scores[k])) for k in top]
 
 
 class _Transaction:
