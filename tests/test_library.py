@@ -436,3 +436,41 @@ def test_the_command_line(tiny_models, tmp_path, capsys, home):
     assert "No record 999" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["library", "sea", "x"])  # no abbreviations
+
+
+# ---------------------------------------------------------------- API functions, HTML page
+def test_the_api_keeps_browsers_apart(tiny_models, tmp_path, monkeypatch):
+    from studio.library import api
+
+    monkeypatch.setenv(owners.SHARED_ENV, "1")
+    domain = ALL[0]
+    alice, bob = api.new_key(), api.new_key()
+    loaded, settings, generation = make(domain, tiny_models[domain.NAME], seed=4)
+    record_id = library.record_generation(domain, loaded, settings, generation, None, owners.owner_of(alice),
+                                          stem=tiny_models[domain.NAME])
+    assert [hit["id"] for hit in api.search(alice)] == [record_id] and api.search(bob) == []
+    assert api.rate(alice, record_id, 5)["rating"] == 5
+    assert api.tag(alice, record_id, "nice, short")["tags"] == ["nice", "short"]
+    for refused in (lambda: api.show(bob, record_id), lambda: api.rate(bob, record_id, 1),
+                    lambda: api.delete(bob, record_id), lambda: api.replay(bob, record_id),
+                    lambda: api.share(bob, record_id)):
+        with pytest.raises(NotFound):
+            refused()
+    with pytest.raises(owners.OwnerError):
+        api.search(None)
+    token = api.share(alice, record_id)["token"]
+    assert api.shared(token)["id"] == record_id and api.replay(token=token)["reproduced"]
+    rows = api.export_jsonl(alice, min_rating=5).read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["rating"] == 5
+    assert api.delete(alice, record_id) == {"deleted": record_id} and api.search(alice) == []
+
+
+def test_a_record_as_one_html_page(tiny_models, tmp_path):
+    from studio.library.html import export_html
+
+    domain = ALL[0]
+    store = Store(tmp_path / "lib.sqlite3")
+    record_id, _ = record(domain, tiny_models[domain.NAME], store, tmp=tmp_path / "out")
+    page = export_html(store, store.get(record_id, owners.LOCAL), tmp_path / "page.html").read_text()
+    assert "reproduced exactly" in page and "data:application/octet-stream;base64," in page
+    assert "lv-root" in page and "src=\"http" not in page and "gradio_api" not in page  # nothing from a server
