@@ -110,7 +110,7 @@ def bench_search(store: Store, repeats: int) -> None:
     words["two words"] = f"{ranked[3]} {ranked[40]}"
     for what, query in words.items():
         hits = store.search(owners.LOCAL, query)
-        print(f"  keyword, {what:16s} {query!r:24s} {len(hits):3d} hits  {summary(timed(lambda: store.search(owners.LOCAL, query), repeats))}")
+        print(f"  keyword, {what:16s} {query!r:24s} {len(hits):3d} hits  {summary(timed(lambda query=query: store.search(owners.LOCAL, query), repeats))}")
     print(f"  keyword + filters (rating >= 4, since a date)        "
           f"{summary(timed(lambda: store.search(owners.LOCAL, words['middling word'], min_rating=4, since=0), repeats))}")
     print(f"  newest first, no query                               {summary(timed(lambda: store.search(owners.LOCAL), repeats))}")

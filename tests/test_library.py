@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -314,7 +313,7 @@ def test_ten_writers_at_once(tmp_path):
     Store(db).close()
     writers = [_writer(tmp_path, db, f"writer{k}", 15) for k in range(10)]
     outputs = [writer.communicate(timeout=300) for writer in writers]
-    for writer, (out, err) in zip(writers, outputs):
+    for writer, (out, err) in zip(writers, outputs, strict=True):
         assert writer.returncode == 0, err
         assert len(out.split()) == 15
     store = Store(db)
@@ -432,6 +431,8 @@ def test_the_command_line(tiny_models, tmp_path, capsys, home):
     assert main(["library", "export", "--jsonl", str(out), "--min-rating", "5"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["output"] == output and rows[0]["rating"] == 5 and rows[0]["tags"] == ["good", "demo"]
+    assert main(["library", "export", "--files", str(tmp_path / "data"), "--min-rating", "5"]) == 0
+    assert list((tmp_path / "data" / domain.NAME).glob(f"record-{record_id}-*"))  # what the Train tab takes
     assert main(["library", "show", "999"]) == 2
     assert "No record 999" in capsys.readouterr().err
     with pytest.raises(SystemExit):

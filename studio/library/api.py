@@ -87,7 +87,7 @@ def replay(key: str | None = None, record_id: int | None = None, token: str | No
 
 def export_jsonl(key: str | None, query: str = "", **filters) -> Path:
     """The search result as a JSONL file (prompt, output, settings, model, rating, tags per line)."""
-    from studio.library.cli import export_jsonl as write
+    from studio.library.datasets import export_jsonl as write
 
     store = open_store()
     hits = store.search(owners.owner_of(key), query or "", limit=filters.pop("limit", 1_000_000), **filters)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from studio import owners
 from studio.library import LibraryFull, NotFound, as_json, open_store, replay
+from studio.library.datasets import export_jsonl, export_training_files
 
 STARS = "★"
 
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model, rating, tags")
     export.add_argument("--html", metavar="OUT", help="write one record (--id) as an HTML page with its trace viewer")
     export.add_argument("--id", type=int, help="the record for --html")
+    export.add_argument("--files", metavar="DIR", help="copy the records' output files the domain trains from into "
+                        "DIR/DOMAIN/ (for train DOMAIN --data DIR/DOMAIN or the Train tab)")
     _filters(export)
     export.set_defaults(limit=1_000_000)  # a dataset is the whole result, not its first page
     return parser
@@ -130,12 +133,15 @@ def run(args) -> int:
     elif args.action == "unshare":
         store.unshare(args.id, owner)
     elif args.action == "export":
-        if not args.jsonl and not args.html:
-            raise ValueError("Say where to write: --jsonl OUT or --html OUT.")
+        if not args.jsonl and not args.html and not args.files:
+            raise ValueError("Say where to write: --jsonl OUT, --files DIR or --html OUT.")
         if args.jsonl:
             hits = _search(store, args)
             count = export_jsonl(hits, args.jsonl)
             print(f"wrote {count} records to {args.jsonl}", file=sys.stderr)
+        if args.files:
+            for domain_name, paths in export_training_files(store, _search(store, args), args.files).items():
+                print(f"wrote {len(paths)} {domain_name} files to {Path(args.files) / domain_name}", file=sys.stderr)
         if args.html:
             if args.id is None:
                 raise ValueError("--html writes one record: give its --id.")
@@ -144,16 +150,6 @@ def run(args) -> int:
             export_html(store, store.get(args.id, owner), args.html)
             print(f"wrote {args.html}", file=sys.stderr)
     return 0
-
-
-def export_jsonl(hits, out) -> int:
-    """One record per line: prompt, output, settings, model, rating, tags (and id, domain, seed, note)."""
-    keys = ("id", "domain", "model", "seed", "prompt", "output", "settings", "rating", "tags", "note")
-    with open(out, "w", encoding="utf-8") as file:
-        for record in hits:
-            row = as_json(record)
-            file.write(json.dumps({key: row[key] for key in keys}, ensure_ascii=False) + "\n")
-    return len(hits)
 
 
 def main(argv=None) -> int:

@@ -236,7 +236,7 @@ def output_text(trace) -> str:
     labels = [str(label) for label in trace.labels[output_start(trace):]]
     if not labels:
         return ""
-    repeats = sum(a == b for a, b in zip(labels, labels[1:]))
+    repeats = sum(a == b for a, b in zip(labels, labels[1:], strict=False))
     if repeats * 2 > len(labels):  # an alignment, one label per point or frame: runs
         labels = [label for k, label in enumerate(labels) if k == 0 or label != labels[k - 1]]
     if all(len(label) == 1 for label in labels):

@@ -314,7 +314,7 @@ class Store:
                 self.db.execute("UPDATE records SET count = count + 1, last_made = ? WHERE id = ?", (now, existing[0]))
                 return existing[0]
             removed = self._make_room(owner, size)
-            for role, label, name, sha, length, source, data in rows:
+            for _, _, _, sha, _, source, data in rows:
                 self._keep(sha, source, data)
             cursor = self.db.execute(
                 "INSERT INTO records (owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, "
@@ -418,8 +418,8 @@ class Store:
         rows = self.db.execute(f"SELECT {COLUMNS} FROM records WHERE {where}", args).fetchall()
         return [Stored(*row) for row in rows]
 
-    def _with_files(self, record: Stored) -> Stored:
-        record.files = [dict(zip(("role", "label", "name", "sha256", "size"), row)) for row in self.db.execute(
+    def with_files(self, record: Stored) -> Stored:
+        record.files = [dict(zip(("role", "label", "name", "sha256", "size"), row, strict=True)) for row in self.db.execute(
             "SELECT role, label, name, sha256, size FROM files WHERE record_id = ? ORDER BY role, label", (record.id,))]
         return record
 
@@ -431,14 +431,14 @@ class Store:
         found = self._read("id = ? AND owner = ?", (record_id, owner))
         if not found:
             raise NotFound(f"No record {record_id} in your library.")
-        return self._with_files(found[0])
+        return self.with_files(found[0])
 
     def by_token(self, token: str) -> Stored:
         """A shared record, read-only (the token is the permission)."""
         found = self._read("share_token = ?", (str(token),)) if token else []
         if not found:
             raise NotFound("No shared record has this link (it may have been unshared or deleted).")
-        return self._with_files(found[0])
+        return self.with_files(found[0])
 
     def embedding(self, record_id: int) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM embeddings WHERE record_id = ?", (int(record_id),)).fetchone()
