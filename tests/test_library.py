@@ -341,6 +341,7 @@ def test_keyword_and_similarity_ranks_on_a_planted_set(tmp_path):
     assert [hit.id for hit in store.search(owners.LOCAL, "falc*", model="m")] == keyword
     store.set_tags(ids["none"], owners.LOCAL, ["falcon"])
     assert ids["none"] in [hit.id for hit in store.search(owners.LOCAL, "falcon", model="m")]
+    store.warm_vectors()
     like = [hit.id for hit in store.search(owners.LOCAL, like=ids["twice"])]
     assert like == [ids["near"], ids["once"], ids["none"], ids["far"]]  # the same model's only, nearest first
     both = [hit.id for hit in store.search(owners.LOCAL, "sea", like=ids["twice"])]

@@ -7,7 +7,8 @@
 - prompt: what the user typed: the first string field of the settings in the dataclass's order.
 - output: the generated steps' labels (the trace's labels from max(shown_from, prompt_length) on),
   joined without a space when each is one character, else with one; labels that repeat for most
-  steps are an alignment (the character a pen point or a frame attends to) and are collapsed to runs.
+  steps are an alignment (the character a pen point or a frame attends to) and are collapsed to runs;
+  a visible-space glyph ␣ is read as a space.
 - content hash: "reproduces exactly" means the same domain, the same output sequence
   (`sequence_of(generation)`: every string, integer and float array bit for bit) and the same
   output labels. Files are rendered from those, so they are not part of the hash (a PNG's bytes
@@ -233,7 +234,8 @@ def output_start(trace) -> int:
 
 
 def output_text(trace) -> str:
-    labels = [str(label) for label in trace.labels[output_start(trace):]]
+    # "␣" (U+2423) is the usual glyph for a space shown as a label; as a space again it splits words for search
+    labels = [str(label).replace("\u2423", " ") for label in trace.labels[output_start(trace):]]
     if not labels:
         return ""
     repeats = sum(a == b for a, b in zip(labels, labels[1:], strict=False))
