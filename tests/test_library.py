@@ -476,3 +476,27 @@ def test_a_record_as_one_html_page(tiny_models, tmp_path):
     page = export_html(store, store.get(record_id, owners.LOCAL), tmp_path / "page.html").read_text()
     assert "reproduced exactly" in page and "data:application/octet-stream;base64," in page
     assert "lv-root" in page and "src=\"http" not in page and "gradio_api" not in page  # nothing from a server
+
+
+def test_an_input_file_is_kept_and_given_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(records_module, "SETTINGS_MODULES", "")
+    upload = tmp_path / "style.json"
+    upload.write_text('{"strokes": []}')
+    settings = WithFile(style=str(upload), primer=np.arange(6, dtype=np.float32).reshape(3, 2))
+    text, blobs = records_module.encode_settings(settings, {"style": upload})
+    assert str(upload) not in text and len(blobs) == 1
+    store = Store(tmp_path / "lib.sqlite3")
+    rec = synthetic("with an input")
+    rec.settings, rec.blobs, rec.inputs = text, blobs, {"style": upload}
+    record_id = store.add(rec, "a")
+    kept = {f["role"]: f for f in store.get(record_id, "a").files}
+    assert set(kept) == {"input", "array"} and store.file_path(kept["input"]["sha256"]).read_text() == '{"strokes": []}'
+    moved = tmp_path / "elsewhere.json"
+    back, _ = records_module.decode_settings(text, lambda sha: store.file_path(sha).read_bytes(), {"style": moved})
+    assert back.style == str(moved) and np.array_equal(back.primer, settings.primer)
+
+
+@dataclasses.dataclass
+class WithFile:
+    style: str | None = None
+    primer: np.ndarray | None = None

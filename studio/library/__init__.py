@@ -60,21 +60,32 @@ def _replay(store: Store, record: Stored) -> Replayed:
         return Replayed(None, False, str(error))
     if not records.weights_path(record.model_stem).exists():
         return Replayed(None, False, f"the model {record.model!r} is no longer at {record.model_stem}")
-    loaded = domain.load(record.model_stem)
+    from studio.checkpoint import CheckpointError
+
+    try:
+        loaded = domain.load(record.model_stem)
+    except CheckpointError as error:
+        return Replayed(None, False, f"the model cannot be loaded: {error}")
     now_sha = weights_sha256(record.model_stem)
     with tempfile.TemporaryDirectory(prefix="lstm-studio-replay-") as folder:
         inputs = {}
         for kept in record.files:
             if kept["role"] == "input":
+                source = store.file_path(kept["sha256"])
+                if not source.exists():
+                    return Replayed(None, False, f"its input file {kept['name']} is missing from the library")
                 path = Path(folder) / kept["label"] / kept["name"]
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(store.file_path(kept["sha256"]).read_bytes())
+                path.write_bytes(source.read_bytes())
                 inputs[kept["label"]] = path
         try:
             settings, notes = decode_settings(record.settings, lambda sha: store.file_path(sha).read_bytes(), inputs)
         except (ValueError, TypeError, AttributeError, ImportError, KeyError, OSError) as error:
             return Replayed(None, False, f"its settings cannot be read by this version of the studio ({error})")
-        generation = domain.generate(loaded, settings)
+        try:
+            generation = domain.generate(loaded, settings)
+        except ValueError as error:  # the domain's sentence for settings it no longer takes
+            return Replayed(None, False, f"the domain refused its settings: {error}")
     if content_hash(domain, generation) == record.content_hash:
         return Replayed(generation, True, "")
     reasons = []
