@@ -11,8 +11,7 @@ killed between writing a file and committing leaves an unreferenced file that `s
 Every read and write names an owner; a record of another owner is "not found" (never "not yours"),
 and a shared record is reached only read-only through its token (`by_token`).
 
-The schema has a version (PRAGMA user_version); MIGRATIONS[k] upgrades version k to k+1 in one
-transaction, so a later studio opens an older library without losing a record.
+The schema and its migrations are in schema.py; searching is search.py.
 """
 
 from __future__ import annotations
@@ -30,99 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from studio import owners
+from studio.library import search
 from studio.library.records import Record, plain_settings
+from studio.library.schema import COLUMNS, MIGRATIONS, SCHEMA_VERSION, statements
 
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another's transaction before giving up
-RRF_K = 60  # reciprocal rank fusion: a hit's score is the sum of 1 / (RRF_K + rank) over the ranked lists
-SIMILAR_CANDIDATES = 2_000
-RANKED_MATCHES = 5_000  # keyword search ranks at most the newest this many matches (and 4 x the limit)  # the nearest vectors that filters (rating, date, ...) are then applied to
-
-MIGRATIONS = [
-    # 0 -> 1: records, their files, the keyword index
-    """
-    CREATE TABLE records (
-        id INTEGER PRIMARY KEY,
-        owner TEXT NOT NULL,
-        domain TEXT NOT NULL,
-        model TEXT NOT NULL,
-        model_stem TEXT NOT NULL,
-        weights_sha256 TEXT NOT NULL,
-        settings_type TEXT NOT NULL,
-        settings TEXT NOT NULL,
-        seed INTEGER,
-        prompt TEXT NOT NULL DEFAULT '',
-        output TEXT NOT NULL DEFAULT '',
-        content_hash TEXT NOT NULL,
-        created REAL NOT NULL,
-        duration REAL,
-        version TEXT NOT NULL,
-        rating INTEGER,
-        tags TEXT NOT NULL DEFAULT '',
-        note TEXT NOT NULL DEFAULT '',
-        UNIQUE (owner, content_hash)
-    );
-    CREATE INDEX records_owner_created ON records (owner, created);
-    CREATE TABLE files (
-        record_id INTEGER NOT NULL REFERENCES records (id) ON DELETE CASCADE,
-        role TEXT NOT NULL,
-        label TEXT NOT NULL,
-        name TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        PRIMARY KEY (record_id, role, label)
-    );
-    CREATE INDEX files_sha256 ON files (sha256);
-    CREATE VIRTUAL TABLE records_fts USING fts5 (owner, prompt, output, tags, note, content='records', content_rowid='id');
-    CREATE TRIGGER records_fts_insert AFTER INSERT ON records BEGIN
-        INSERT INTO records_fts (rowid, owner, prompt, output, tags, note)
-        VALUES (new.id, new.owner, new.prompt, new.output, new.tags, new.note);
-    END;
-    CREATE TRIGGER records_fts_delete AFTER DELETE ON records BEGIN
-        INSERT INTO records_fts (records_fts, rowid, owner, prompt, output, tags, note)
-        VALUES ('delete', old.id, old.owner, old.prompt, old.output, old.tags, old.note);
-    END;
-    CREATE TRIGGER records_fts_update AFTER UPDATE OF owner, prompt, output, tags, note ON records BEGIN
-        INSERT INTO records_fts (records_fts, rowid, owner, prompt, output, tags, note)
-        VALUES ('delete', old.id, old.owner, old.prompt, old.output, old.tags, old.note);
-        INSERT INTO records_fts (rowid, owner, prompt, output, tags, note)
-        VALUES (new.id, new.owner, new.prompt, new.output, new.tags, new.note);
-    END;
-    """,
-    # 1 -> 2: identical outputs counted, share tokens, embeddings, per-owner usage for the caps
-    """
-    ALTER TABLE records ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
-    ALTER TABLE records ADD COLUMN last_made REAL;
-    ALTER TABLE records ADD COLUMN share_token TEXT;
-    ALTER TABLE records ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
-    UPDATE records SET last_made = created,
-        bytes = (SELECT COALESCE(SUM(size), 0) FROM files WHERE files.record_id = records.id);
-    CREATE UNIQUE INDEX records_share_token ON records (share_token) WHERE share_token IS NOT NULL;
-    CREATE INDEX records_unrated ON records (owner, created) WHERE rating IS NULL;
-    CREATE INDEX records_all_unrated ON records (created) WHERE rating IS NULL;
-    CREATE TABLE embeddings (
-        record_id INTEGER PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
-        vector BLOB NOT NULL
-    );
-    CREATE TABLE usage (owner TEXT PRIMARY KEY, records INTEGER NOT NULL, bytes INTEGER NOT NULL);
-    INSERT INTO usage SELECT owner, COUNT(*), SUM(bytes) FROM records GROUP BY owner;
-    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    INSERT INTO counters VALUES ('embedding_deletions', 0);
-    CREATE TRIGGER usage_insert AFTER INSERT ON records BEGIN
-        INSERT INTO usage VALUES (new.owner, 1, new.bytes)
-        ON CONFLICT (owner) DO UPDATE SET records = records + 1, bytes = bytes + new.bytes;
-    END;
-    CREATE TRIGGER usage_delete AFTER DELETE ON records BEGIN
-        UPDATE usage SET records = records - 1, bytes = bytes - old.bytes WHERE owner = old.owner;
-    END;
-    CREATE TRIGGER embeddings_delete AFTER DELETE ON embeddings BEGIN
-        UPDATE counters SET value = value + 1 WHERE name = 'embedding_deletions';
-    END;
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-COLUMNS = ("id, owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, prompt, output, "
-           "content_hash, created, duration, version, rating, tags, note, count, last_made, share_token, bytes")
 
 
 class NotFound(LookupError):
@@ -193,17 +104,6 @@ def default_path() -> Path:
     return owners.home() / "library" / "library.sqlite3"
 
 
-def fts_query(text: str) -> str:
-    """A user's words as an FTS5 query: every word must occur (a trailing * keeps its prefix meaning);
-    quotes and operators are taken as plain text, so no input is a syntax error."""
-    terms = []
-    for word in text.split():
-        prefix = word.endswith("*") and len(word) > 1
-        word = word.rstrip("*") if prefix else word
-        terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
-    return " ".join(terms)
-
-
 class Store:
     """The library at `path` (created on first use). One Store per process is enough; it is safe to
     use from several threads (one connection each)."""
@@ -214,7 +114,7 @@ class Store:
         self.files_dir = self.path.parent / "files"
         self.caps = caps if caps is not None else Caps.from_env()
         self._local = threading.local()
-        self._vectors = _VectorCache()
+        self._vectors = search.VectorCache()
         self.migrate()
 
     # ------------------------------------------------------------ connection, schema
@@ -246,7 +146,7 @@ class Store:
                 raise RuntimeError(f"{self.path} was written by a newer studio (schema {found}, this one knows "
                                    f"{SCHEMA_VERSION}); upgrade the studio to open it.")
             for version in range(found, SCHEMA_VERSION):
-                for statement in _statements(MIGRATIONS[version]):
+                for statement in statements(MIGRATIONS[version]):
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -447,78 +347,9 @@ class Store:
     def usage(self, owner: str) -> tuple[int, int]:
         row = self.db.execute("SELECT records, bytes FROM usage WHERE owner = ?", (owner,)).fetchone()
         return tuple(row) if row else (0, 0)
-
-    def search(self, owner: str, query: str = "", *, like: int | None = None, domain: str | None = None,
-               model: str | None = None, min_rating: int | None = None, since: float | None = None,
-               until: float | None = None, limit: int = 50) -> list[Stored]:
-        """The owner's records, best first. `query`: keyword search (FTS5 bm25 over prompt, output,
-        tags, note, weighted 2, 1, 4, 2: what the user wrote about an output counts more than its text); `like`: a record id whose output the hits should resemble (cosine of the
-        embeddings, among records of the same model); both: one list by reciprocal rank fusion; neither:
-        newest first. Filters narrow every list."""
-        filters, args = ["r.owner = ?"], [owner]
-        for column, value in (("r.domain", domain), ("r.model", model)):
-            if value:
-                filters.append(f"{column} = ?")
-                args.append(value)
-        if min_rating is not None:
-            filters.append("r.rating >= ?")
-            args.append(int(min_rating))
-        if since is not None:
-            filters.append("r.created >= ?")
-            args.append(float(since))
-        if until is not None:
-            filters.append("r.created < ?")
-            args.append(float(until))
-        where = " AND ".join(filters)
-        columns = ", ".join("r." + c.strip() for c in COLUMNS.split(","))
-        lists: list[list[tuple[int, float]]] = []
-        if query.strip():
-            match = f'owner : "{owner}" AND ({fts_query(query)})'
-            # bm25 is computed for every match it orders; the newest RANKED_MATCHES matches (found in
-            # rowid order, without scoring) bound that work when a word occurs in nearly every record
-            ranked_matches = max(RANKED_MATCHES, 4 * limit)
-            cutoff = self.db.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ? ORDER BY rowid DESC "
-                                     "LIMIT 1 OFFSET ?", (match, ranked_matches - 1)).fetchone()
-            rows = self.db.execute(
-                f"SELECT r.id, bm25(records_fts, 0.0, 2.0, 1.0, 4.0, 2.0) AS rank FROM records_fts "
-                f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND records_fts.rowid >= ? "
-                f"AND {where} ORDER BY rank LIMIT ?", [match, cutoff[0] if cutoff else 0, *args, max(limit, 1) * 4]).fetchall()
-            lists.append([(row[0], -row[1]) for row in rows])
-        if like is not None:
-            target = self.get(like, owner)
-            vector = self.embedding(target.id)
-            nearest = self._vectors.nearest(self, vector, owner, target.model, SIMILAR_CANDIDATES) if vector is not None else []
-            nearest = [(record_id, score) for record_id, score in nearest if record_id != target.id]
-            if nearest and len(filters) > 1:
-                # NOT INDEXED: look the candidates up by id (the owner index would scan all the owner's rows)
-                ids = [record_id for record_id, _ in nearest]
-                allowed = {row[0] for row in self.db.execute(
-                    f"SELECT r.id FROM records r NOT INDEXED WHERE r.id IN ({','.join('?' * len(ids))}) AND {where}",
-                    [*ids, *args])}
-                nearest = [(record_id, score) for record_id, score in nearest if record_id in allowed]
-            lists.append(nearest[:max(limit, 1) * 4])
-        if not lists:
-            rows = self.db.execute(f"SELECT {columns} FROM records r WHERE {where} ORDER BY r.created DESC, r.id DESC "
-                                   "LIMIT ?", [*args, limit]).fetchall()
-            return [Stored(*row) for row in rows]
-        if len(lists) == 1:
-            ranked = lists[0][:limit]
-        else:
-            fused: dict[int, float] = {}
-            for ranking in lists:
-                for rank, (record_id, _) in enumerate(ranking):
-                    fused[record_id] = fused.get(record_id, 0.0) + 1.0 / (RRF_K + rank + 1)
-            ranked = sorted(fused.items(), key=lambda item: -item[1])[:limit]
-        if not ranked:
-            return []
-        by_id = {record.id: record for record in self._read(
-            f"id IN ({','.join('?' * len(ranked))})", [record_id for record_id, _ in ranked])}
-        hits = []
-        for record_id, score in ranked:
-            if record_id in by_id:
-                by_id[record_id].score = float(score)
-                hits.append(by_id[record_id])
-        return hits
+    def search(self, owner: str, query: str = "", **filters) -> list[Stored]:
+        """The owner's records, best first (studio.library.search.search: keywords, like=ID, filters)."""
+        return search.search(self, owner, query, **filters)
 
     def warm_vectors(self) -> None:
         """Read every embedding into memory now (the app may call it in a thread at start), so the
@@ -528,67 +359,6 @@ class Store:
 
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-class _VectorCache:
-    """Every embedding in memory, one matrix per (owner, model): "more like this" is one matrix-vector
-    product over the owner's records of the same model. New rows are read by id; after a deletion
-    (a counter the delete trigger bumps) everything is read again."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.last_id = 0
-        self.deletions = -1
-        self.pending: dict[tuple, tuple[list, list]] = {}  # (owner, model) -> (ids, vectors) not yet stacked
-        self.groups: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # (owner, model) -> (ids, matrix)
-
-    def refresh(self, store: Store) -> None:
-        deletions = store.db.execute("SELECT value FROM counters WHERE name = 'embedding_deletions'").fetchone()[0]
-        if deletions != self.deletions:
-            self.__init__()
-            self.deletions = deletions
-        rows = store.db.execute("SELECT e.record_id, e.vector, r.owner, r.model FROM embeddings e "
-                                "JOIN records r ON r.id = e.record_id WHERE e.record_id > ? ORDER BY e.record_id",
-                                (self.last_id,)).fetchall()
-        for record_id, blob, owner, model in rows:
-            ids, vectors = self.pending.setdefault((owner, model), ([], []))
-            ids.append(record_id)
-            vectors.append(np.frombuffer(blob, np.float32))
-            self.last_id = record_id
-
-    def matrix(self, key) -> tuple[np.ndarray, np.ndarray] | None:
-        if key in self.pending:
-            ids, vectors = self.pending.pop(key)
-            lengths = {len(v) for v in vectors}
-            if key in self.groups:
-                lengths.add(self.groups[key][1].shape[1])
-            if len(lengths) > 1:  # a model file replaced by one of another size under the same name
-                length = len(vectors[-1])
-                keep = [k for k, v in enumerate(vectors) if len(v) == length]
-                ids, vectors = [ids[k] for k in keep], [vectors[k] for k in keep]
-                self.groups.pop(key, None)
-            new_ids, new_rows = np.array(ids, np.int64), np.stack(vectors)
-            if key in self.groups:
-                old_ids, old_rows = self.groups[key]
-                new_ids, new_rows = np.concatenate([old_ids, new_ids]), np.concatenate([old_rows, new_rows])
-            self.groups[key] = (new_ids, new_rows)
-        return self.groups.get(key)
-
-    def nearest(self, store: Store, vector: np.ndarray, owner: str, model: str, count: int) -> list[tuple[int, float]]:
-        with self.lock:
-            self.refresh(store)
-            group = self.matrix((owner, model))
-        if group is None or group[1].shape[1] != len(vector):
-            return []
-        ids, matrix = group
-        scores = matrix @ vector
-        if len(scores) > count:
-            top = np.argpartition(-scores, count)[:count]
-            top = top[np.argsort(-scores[top])]
-        else:
-            top = np.argsort(-scores)
-        return [(int(ids[k]), float(scores[k])) for k in top]
-
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an error): one writer at a time, waiting its turn."""
@@ -613,20 +383,6 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _statements(script: str) -> list[str]:
-    """A migration script split into statements (a trigger's body keeps its inner semicolons)."""
-    statements, current = [], ""
-    for line in script.strip().splitlines():
-        current += line + "\n"
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
-
 
 def as_json(record: Stored) -> dict:
     """A record as the API and the JSONL export give it."""
