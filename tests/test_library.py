@@ -467,15 +467,30 @@ def test_the_api_keeps_browsers_apart(tiny_models, tmp_path, monkeypatch):
     assert api.delete(alice, record_id) == {"deleted": record_id} and api.search(alice) == []
 
 
-def test_a_record_as_one_html_page(tiny_models, tmp_path):
+def _html_page(tiny_models, tmp_path) -> Path:
     from studio.library.html import export_html
 
     domain = ALL[0]
     store = Store(tmp_path / "lib.sqlite3")
     record_id, _ = record(domain, tiny_models[domain.NAME], store, tmp=tmp_path / "out")
-    page = export_html(store, store.get(record_id, owners.LOCAL), tmp_path / "page.html").read_text()
+    path = export_html(store, store.get(record_id, owners.LOCAL), tmp_path / "page.html")
+    page = path.read_text()
     assert "reproduced exactly" in page and "data:application/octet-stream;base64," in page
     assert "lv-root" in page and "src=\"http" not in page and "gradio_api" not in page  # nothing from a server
+    return path
+
+
+def test_a_record_as_one_html_page(tiny_models, tmp_path):
+    _html_page(tiny_models, tmp_path)
+
+
+def test_the_html_page_draws_its_trace_from_disk(tiny_models, tmp_path, chromium_page):
+    path = _html_page(tiny_models, tmp_path)
+    errors = []
+    chromium_page.on("pageerror", lambda error: errors.append(str(error)))
+    chromium_page.goto(path.as_uri())
+    chromium_page.wait_for_selector(".lv-root[data-ready=yes]", timeout=20_000)
+    assert "steps" in chromium_page.inner_text(".lv-status") and errors == []
 
 
 def test_an_input_file_is_kept_and_given_back(tmp_path, monkeypatch):
