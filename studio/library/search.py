@@ -55,7 +55,8 @@ def search(store, owner: str, query: str = "", *, like: int | None = None, domai
     columns = ", ".join("r." + c.strip() for c in COLUMNS.split(","))
     lists: list[list[tuple[int, float]]] = []
     if query.strip():
-        match = f'owner : "{owner}" AND ({fts_query(query)})'
+        quoted = owner.replace('"', '""')
+        match = f'owner : "{quoted}" AND ({fts_query(query)})'
         # bm25 is computed for every match it orders; the newest RANKED_MATCHES matches (found in
         # rowid order, without scoring) bound that work when a word occurs in nearly every record
         ranked_matches = max(RANKED_MATCHES, 4 * limit)
