@@ -127,6 +127,21 @@ def test_replay_says_the_model_changed(tiny_models, tmp_path):
     assert not replayed.reproduced and "no longer" in replayed.why
 
 
+def test_replay_finds_a_moved_model_by_name(tmp_path, monkeypatch):
+    domain = ALL[0]
+    model, codec = domain.tiny(seed=0)
+    domain.save(tmp_path / "before" / "moving", model, codec, {"name": "moving"})
+    store = Store(tmp_path / "lib.sqlite3")
+    record_id, _ = record(domain, tmp_path / "before" / "moving", store)
+    (tmp_path / "before").rename(tmp_path / "after")  # the studio's folder moved
+    monkeypatch.setenv(owners.USER_MODELS_ENV, str(tmp_path / "after"))
+    loads = []
+    replayed = library.replay(record_id, owners.LOCAL, store,
+                              load=lambda domain, stem: loads.append(stem) or domain.load(stem))
+    assert replayed.reproduced, replayed.why
+    assert loads == [tmp_path / "after" / "moving"]
+
+
 def test_identical_outputs_are_kept_once_and_counted(tiny_models, tmp_path):
     domain = ALL[0]
     store = Store(tmp_path / "lib.sqlite3")

@@ -51,22 +51,24 @@ class Replayed(NamedTuple):
     why: str  # "" when reproduced; otherwise the reason, in words
 
 
-def _replay(store: Store, record: Stored) -> Replayed:
+def _replay(store: Store, record: Stored, load=None) -> Replayed:
+    from studio.checkpoint import CheckpointError
     from studio.domains import by_name
 
     try:
         domain = by_name(record.domain)
     except ValueError as error:
         return Replayed(None, False, str(error))
-    if not records.weights_path(record.model_stem).exists():
-        return Replayed(None, False, f"the model {record.model!r} is no longer at {record.model_stem}")
-    from studio.checkpoint import CheckpointError
-
+    stem = Path(record.model_stem)
+    if not records.weights_path(stem).exists():  # the studio moved: the model of that name where models are now
+        stem = records.stem_by_name(domain, record.model)
+        if stem is None:
+            return Replayed(None, False, f"the model {record.model!r} is no longer at {record.model_stem}")
     try:
-        loaded = domain.load(record.model_stem)
+        loaded = load(domain, stem) if load is not None else domain.load(stem)
     except CheckpointError as error:
         return Replayed(None, False, f"the model cannot be loaded: {error}")
-    now_sha = weights_sha256(record.model_stem)
+    now_sha = weights_sha256(stem)
     with tempfile.TemporaryDirectory(prefix="lstm-studio-replay-") as folder:
         inputs = {}
         for kept in record.files:
@@ -100,16 +102,17 @@ def _replay(store: Store, record: Stored) -> Replayed:
     return Replayed(generation, False, "; ".join(reasons))
 
 
-def replay(record_id, owner: str = owners.LOCAL, store: Store | None = None) -> Replayed:
-    """Make the owner's record again with its model and settings and compare the output's hash."""
+def replay(record_id, owner: str = owners.LOCAL, store: Store | None = None, load=None) -> Replayed:
+    """Make the owner's record again with its model and settings and compare the output's hash.
+    load(domain, stem) -> LoadedModel: the app's already loaded models (default: domain.load)."""
     store = store or open_store()
-    return _replay(store, store.get(record_id, owner))
+    return _replay(store, store.get(record_id, owner), load)
 
 
-def replay_shared(token: str, store: Store | None = None) -> Replayed:
+def replay_shared(token: str, store: Store | None = None, load=None) -> Replayed:
     """Replay a record through its share link (read-only: nothing is written)."""
     store = store or open_store()
-    return _replay(store, store.by_token(token))
+    return _replay(store, store.by_token(token), load)
 
 
 # ---------------------------------------------------------------- --save for every domain's generate

@@ -338,16 +338,24 @@ def weights_sha256(stem) -> str:
 
 
 def find_stem(domain, loaded) -> Path:
-    """Where a loaded model came from, when the caller did not say: the shipped models folder, the
-    user models folder, or the domain's default (ValueError when none holds it)."""
+    """Where a loaded model came from, when the caller did not say (ValueError when no folder holds it)."""
+    name = loaded.name or loaded.card.get("name", "")
+    stem = stem_by_name(domain, name)
+    if stem is None:
+        raise ValueError(f"cannot tell which checkpoint the model {name!r} was loaded from; pass its stem")
+    return stem
+
+
+def stem_by_name(domain, name: str) -> Path | None:
+    """The checkpoint named `name` in the shipped models folder, the user models folder or beside the
+    domain's default, else None."""
     from studio import checkpoint, owners
 
-    name = loaded.name or loaded.card.get("name", "")
     for folder in (checkpoint.MODELS_DIR, owners.user_models_dir(), Path(domain.DEFAULT_MODEL).parent):
         stem = Path(folder) / name
-        if weights_path(stem).exists():
+        if name and weights_path(stem).exists():
             return stem
-    raise ValueError(f"cannot tell which checkpoint the model {name!r} was loaded from; pass its stem")
+    return None
 
 
 def build_record(domain, loaded, settings, generation, stem=None, input_files=None, duration=None) -> Record:
