@@ -198,6 +198,11 @@ def test_the_shared_server_setting(monkeypatch, tmp_path):
     monkeypatch.setenv(owners.SHARED_ENV, "maybe")
     with pytest.raises(owners.OwnerError):
         owners.shared_server()
+    monkeypatch.setattr(owners, "SPACE_STORAGE", tmp_path / "no-persistent-storage")
+    monkeypatch.delenv(owners.HOME_ENV, raising=False)
+    assert "lost" in owners.storage_note()  # a Space without persistent storage
+    (tmp_path / "no-persistent-storage").mkdir()
+    assert owners.storage_note() == "" and owners.home() == tmp_path / "no-persistent-storage" / "lstm-studio"
     monkeypatch.setenv(owners.HOME_ENV, str(tmp_path / "h"))
     monkeypatch.delenv(owners.USER_MODELS_ENV, raising=False)
     assert owners.home() == tmp_path / "h" and owners.user_models_dir() == tmp_path / "h" / "models"
@@ -364,6 +369,8 @@ def test_keyword_and_similarity_ranks_on_a_planted_set(tmp_path):
     store.rate(ids["far"], owners.LOCAL, 4)
     assert [hit.id for hit in store.search(owners.LOCAL, like=ids["twice"], min_rating=4)] == [ids["far"]]
     assert store.search(owners.LOCAL, '" AND ( NEAR') == []  # operators are plain words: no syntax error
+    assert len(store.search(owners.LOCAL, "falcon", since=0)) == 4 and store.search(owners.LOCAL, "falcon", until=0) == []
+    assert [hit.id for hit in store.search(owners.LOCAL, "falcon", model="other")] == [ids["other model"]]
     store.delete(ids["near"], owners.LOCAL)
     assert ids["near"] not in [hit.id for hit in store.search(owners.LOCAL, like=ids["twice"])]
 
