@@ -40,10 +40,14 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["library"]:  # the library's own commands (list, search, replay, ...), not one per domain
+        from studio.library import cli as library_cli
+        return library_cli.main(argv[1:])
     # allow_abbrev=False everywhere: an abbreviation would be taken for whichever flag it starts
     # (`--data` for `--data-dir`), so a flag is given whole or refused
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see library -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)
         for domain in ALL:
