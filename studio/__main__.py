@@ -40,6 +40,10 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:  # the "Why LSTM" lab is not per domain: its own parser (studio.lab.cli)
+        from studio.lab import cli as lab_cli
+
+        return lab_cli.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
