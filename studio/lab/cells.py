@@ -85,9 +85,10 @@ class LabCell(nn.Module):
             return self.core(x)[0]
         return self.rnn(x)[0]
 
-    def unrolled(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def unrolled(self, x: torch.Tensor, nudge: dict | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Step by step with the same weights: (the answer (B, output_size), [h_t (B, H) for each t]),
-        every h_t its own node of the graph (retain_grad() on it keeps dL/dh_t)."""
+        every h_t its own node of the graph (retain_grad() on it keeps dL/dh_t). `nudge` {t: (B, H)}
+        is added to h_t (c_t untouched): finite differences check dL/dh_t with it."""
         batch, steps, _ = x.shape
         h = x.new_zeros(batch, self.hidden_size)
         c = x.new_zeros(batch, self.hidden_size)
@@ -101,6 +102,8 @@ class LabCell(nn.Module):
                 h, c = self.core.cell(x[:, t], h, c)
             else:
                 h = step(x[:, t], h, *weights)
+            if nudge and t in nudge:
+                h = h + nudge[t]
             states.append(h)
         return self.head(h), states
 

@@ -14,7 +14,9 @@ prod_{j=T-k+1..T} f_j: dc_T/dc_{T-k} along the cell path alone is exactly that p
 
 ratio = log10(x_norm[T-1] / x_norm[0]) = log10(||dL_T/dx_1|| / ||dL_T/dx_T||): a gradient that
 vanished prints a large negative number. Where even float64 gives an exact 0 for dL/dx_1, the ratio
-is reported as FLOOR (-300) and `floored` says so.
+is measured again with the loss scaled up by ~10^300 (gradients are linear in it, so the ratio is
+the same), which reaches about 10^-620; only below that is the ratio reported as FLOOR (-300),
+and `floored` says so.
 """
 
 from __future__ import annotations
@@ -40,16 +42,38 @@ def measure(cell, task, x: torch.Tensor, y: torch.Tensor) -> dict:
             state.retain_grad()
         loss = task.loss(out, targets)
         loss.backward()
-    h_norm = np.array([float(s.grad.norm()) if s.grad is not None else 0.0 for s in states[::-1]])
-    x_norm = inputs.grad.norm(dim=(0, 2)).numpy()[::-1].astype(np.float64)
+    h_norm = np.array([float(norm(s.grad)[0]) if s.grad is not None else 0.0 for s in states[::-1]])
+    x_norm = norm(inputs.grad, (0, 2)).numpy()[::-1].astype(np.float64)
     first, last = float(x_norm[-1]), float(x_norm[0])
-    if first > 0 and last > 0:
+    if first == 0.0 and last > 0:
+        # below float64's smallest number: the gradient is linear in the loss, so backpropagate
+        # the loss times 10^s (dL/dx_T near 10^300) and take the ratio from that
+        first, last = _scaled_ends(exact, task, x, targets, 300 - math.ceil(math.log10(max(last, float(h_norm.max())))))
+    if 0 < first < math.inf and 0 < last < math.inf:
         ratio, floored = math.log10(first) - math.log10(last), False
     else:
         ratio, floored = FLOOR, True
     forget = forget_product(exact, inputs.detach()) if exact.is_lstm else None
     return {"h": h_norm.tolist(), "x": x_norm.tolist(), "forget_product": forget, "ratio": ratio,
             "floored": floored, "loss": float(loss.detach())}
+
+
+def _scaled_ends(cell, task, x, targets, exponent: int) -> tuple[float, float]:
+    """(||dL/dx_1||, ||dL/dx_T||) both times 10^exponent."""
+    inputs = x.detach().double().requires_grad_(True)
+    with torch.enable_grad():
+        loss = task.loss(cell.unrolled(inputs)[0], targets)
+        loss.backward(torch.tensor(10.0 ** exponent, dtype=torch.float64))
+    norms = norm(inputs.grad, (0, 2))
+    return float(norms[0]), float(norms[-1])
+
+
+def norm(values: torch.Tensor, dims: tuple = (0, 1)) -> torch.Tensor:
+    """The 2-norm over `dims`, the other dimension kept, with the largest magnitude divided out first:
+    squaring 1e-200 underflows to 0 (and 1e200 overflows), so a plain norm stops near 1e-154."""
+    largest = values.abs().amax(dim=dims, keepdim=True)
+    safe = torch.where(largest > 0, largest, torch.ones_like(largest))
+    return ((values / safe).pow(2).sum(dim=dims, keepdim=True).sqrt() * safe).flatten()
 
 
 @torch.no_grad()

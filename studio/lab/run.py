@@ -78,24 +78,24 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
         for kind, cell in cells.items():
             curves = gradients.measure(cell, task, measure_x, measure_y)
             with torch.no_grad():
-                val = float(task.loss(cell(val_x), val_y))
-            point = {"step": step, "seconds": line["seconds"], **curves}
-            record[kind]["gradients"].append(point)
-            record[kind]["val"].append({"step": step, "loss": val})
-            line["val"][kind] = val
-            line["gradients"][kind] = point
+                line["val"][kind] = float(task.loss(cell(val_x), val_y))
+            line["gradients"][kind] = {"step": step, "seconds": line["seconds"], **curves}
+        for kind in cells:  # every cell's measurement or none (a Ctrl-C may land in the middle)
+            record[kind]["gradients"].append(line["gradients"][kind])
+            record[kind]["val"].append({"step": step, "loss": line["val"][kind]})
         emit(line)
         return time.perf_counter() - began
 
-    measure_cost = checkpoint(0)
-    eval_cost = 0.2 + 2e-6 * config.eval_size * task.length * len(cells)  # the final loss, a rough guess
-    reserve = measure_cost + eval_cost + 1.0
-    train_budget = max(0.0, budget - (time.perf_counter() - started) - reserve)
-    every = train_budget / (config.checkpoints + 1)  # seconds of the step loop between checkpoints
     sums = {k: 0.0 for k in cells}
-    step, pending, interrupted, spent, next_checkpoint = 0, 0, False, 0.0, every
+    step, pending, interrupted, spent = 0, 0, False, 0.0
     steps_estimate, last_emit = None, 0.0
     try:
+        measure_cost = checkpoint(0)
+        eval_cost = 0.2 + 2e-6 * config.eval_size * task.length * len(cells)  # the final loss, a rough guess
+        reserve = measure_cost + eval_cost + 1.0
+        train_budget = max(0.0, budget - (time.perf_counter() - started) - reserve)
+        every = train_budget / (config.checkpoints + 1)  # seconds of the step loop between checkpoints
+        next_checkpoint = every
         loop_started = time.perf_counter()
         while spent < train_budget and not (should_stop and should_stop()):
             x, y = task.sample(config.batch, data)
@@ -110,7 +110,7 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
                 torch.nn.utils.clip_grad_norm_(cell.parameters(), config.clip)
                 optimisers[kind].step()
                 cell.pin()
-                sums[kind] += float(loss)
+                sums[kind] += float(loss.detach())
             step += 1
             pending += 1
             spent = time.perf_counter() - loop_started
@@ -130,7 +130,11 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
                 next_checkpoint += every
     except KeyboardInterrupt:
         interrupted = True
-    final = {}
+    if pending:  # the steps since the last curve point (a cancelled run)
+        for kind in cells:
+            record[kind]["curve"].append({"step": step, "seconds": round(time.perf_counter() - started, 2),
+                                          "loss": sums[kind] / pending})
+    final, baseline = {}, None
     try:
         if not record[kinds[0]]["gradients"] or record[kinds[0]]["gradients"][-1]["step"] != step:
             checkpoint(step)
@@ -140,12 +144,12 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
             for kind, cell in cells.items():
                 final[kind] = float(task.loss(cell(eval_x), eval_y))
     except KeyboardInterrupt:  # a second Ctrl-C: keep what there is
-        interrupted, baseline = True, None
+        interrupted = True
+    reference = baseline if baseline is not None else task.baseline(val_y)
     for kind in cells:
-        last = record[kind]["gradients"][-1]
-        loss = final.get(kind, record[kind]["val"][-1]["loss"])
-        reference = baseline if baseline is not None else task.baseline(val_y)
-        record[kind].update(loss=loss, baseline=reference, learned=bool(loss < LEARNED * reference),
+        last = record[kind]["gradients"][-1] if record[kind]["gradients"] else {"ratio": None, "floored": False}
+        loss = final.get(kind, record[kind]["val"][-1]["loss"] if record[kind]["val"] else None)
+        record[kind].update(loss=loss, baseline=reference, learned=loss is not None and loss < LEARNED * reference,
                             log10_grad_ratio=last["ratio"], ratio_floored=last["floored"])
     return {"config": {k: v for k, v in asdict(config).items() if k != "text"},
             "task": {"name": task.name, "length": task.length, "loss_name": task.loss_name,
@@ -156,8 +160,11 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
 
 def summary_line(name: str, length: int, cell: dict) -> str:
     """The CLI's line for one cell: cell=NAME T=T loss=X baseline=B log10_grad_ratio=R."""
-    return (f"cell={name} T={length} loss={cell['loss']:.4f} baseline={cell['baseline']:.4f} "
-            f"log10_grad_ratio={cell['log10_grad_ratio']:.2f}")
+    def shown(value, digits):
+        return "nan" if value is None else f"{value:.{digits}f}"
+
+    return (f"cell={name} T={length} loss={shown(cell['loss'], 4)} baseline={shown(cell['baseline'], 4)} "
+            f"log10_grad_ratio={shown(cell['log10_grad_ratio'], 2)}")
 
 
 def sweep(config: LabConfig, lengths=SWEEP_LENGTHS, on_progress=None, should_stop=None) -> dict:
