@@ -237,3 +237,54 @@ def test_the_job_queue_runs_a_lab_and_cancel_keeps_its_curves(tmp_path, monkeypa
         time.sleep(0.2)
     kept = json.loads((out / "run.json").read_text())
     assert kept["interrupted"] and kept["cells"]["lstm"]["curve"]
+
+
+@pytest.fixture(scope="module")
+def lab_url(tmp_path_factory, serve):
+    """A page with the lab tab alone, on its own job queue."""
+    import gradio as gr
+
+    from studio import jobs
+    from studio.lab import tab as lab_tab
+
+    folder = tmp_path_factory.mktemp("lab")
+    kept, jobs.JOBS_DIR = jobs.JOBS_DIR, folder / "jobs"  # this module's jobs only
+    trainer = jobs.Trainer(folder / "models")
+    with gr.Blocks() as demo:
+        with gr.Tab("Why LSTM"):
+            lab_tab.create_tab(trainer)
+    yield serve(demo)
+    jobs.JOBS_DIR = kept
+
+
+def plot_source(page, elem_id: str) -> str:
+    """What a gr.Plot shows now (its picture's source, or its markup where it is drawn inline)."""
+    return page.evaluate(f"(() => {{ const el = document.querySelector('#{elem_id}'); const img = el && el.querySelector('img');"
+                         f" return img ? img.src : (el ? el.innerHTML : ''); }})()")
+
+
+@pytest.mark.browser
+def test_the_tab_trains_three_cells_and_opens_the_lstm_in_the_viewer(lab_url, chromium_page, viewer):
+    page = chromium_page
+    page.goto(lab_url)
+    page.get_by_role("tab", name="Why LSTM").click()
+    page.fill("#lab-length input", "50")
+    page.fill("#lab-minutes input", "0.35")
+    page.wait_for_timeout(300)
+    page.click("#lab-start")
+    status = "#lab-status .lab-status"
+    page.wait_for_function(f"document.querySelector('{status}').dataset.status === 'running'", timeout=60_000)
+    page.wait_for_function("document.querySelector('#lab-loss img, #lab-loss svg') !== null", timeout=60_000)
+    first_gradient = plot_source(page, "lab-gradient")
+    page.wait_for_function(f"['done', 'cancelled'].includes(document.querySelector('{status}').dataset.status)",
+                           timeout=120_000)
+    page.wait_for_timeout(1500)  # the last tick's figures
+    assert plot_source(page, "lab-gradient") != first_gradient  # the gradient plot followed the checkpoints
+    assert "LSTM" in page.inner_text("#lab-table") and "tanh RNN" in page.inner_text("#lab-table")
+    assert "LSTM" in page.inner_text("#lab-ratios")
+    page.screenshot(path="/tmp/lab/shot-trained.png", full_page=True)
+    page.click("#lab-open")
+    lab_viewer = viewer(page, "lab")
+    lab_viewer.wait_ready()
+    page.screenshot(path="/tmp/lab/shot-viewer.png", full_page=True)
+    assert "LSTM on adding" in page.inner_text("#lab-viewer .lv-status") or page.locator("#lab-viewer canvas").count() > 0
