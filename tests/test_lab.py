@@ -282,9 +282,13 @@ def test_the_tab_trains_three_cells_and_opens_the_lstm_in_the_viewer(lab_url, ch
     assert plot_source(page, "lab-gradient") != first_gradient  # the gradient plot followed the checkpoints
     assert "LSTM" in page.inner_text("#lab-table") and "tanh RNN" in page.inner_text("#lab-table")
     assert "LSTM" in page.inner_text("#lab-ratios")
-    page.screenshot(path="/tmp/lab/shot-trained.png", full_page=True)
     page.click("#lab-open")
     lab_viewer = viewer(page, "lab")
     lab_viewer.wait_ready()
-    page.screenshot(path="/tmp/lab/shot-viewer.png", full_page=True)
-    assert "LSTM on adding" in page.inner_text("#lab-viewer .lv-status") or page.locator("#lab-viewer canvas").count() > 0
+    assert "LSTM on adding, T = 50" in page.inner_text("#lab-viewer .lv-status")
+    # ask why at the last step: which inputs the answer came from, and the step's equations
+    page.locator("#lab-viewer .lv-ch[data-step='49']").click()
+    panel = "#lab-explain .ex-root"
+    page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '49'", timeout=30_000)
+    assert page.locator(f"{panel} svg.ex-sal rect").count() == 50
+    assert "sum " in page.inner_text(panel)
