@@ -92,7 +92,7 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
     try:
         measure_cost = checkpoint(0)
         eval_cost = 0.2 + 2e-6 * config.eval_size * task.length * len(cells)  # the final loss, a rough guess
-        reserve = measure_cost + eval_cost + 1.0
+        reserve = 2 * (measure_cost + eval_cost) + 1.0  # doubled: a busy machine slows the end too
         train_budget = max(0.0, budget - (time.perf_counter() - started) - reserve)
         every = train_budget / (config.checkpoints + 1)  # seconds of the step loop between checkpoints
         next_checkpoint = every
