@@ -292,3 +292,20 @@ def test_the_tab_trains_three_cells_and_opens_the_lstm_in_the_viewer(lab_url, ch
     page.wait_for_function(f"document.querySelector('{panel}').dataset.step === '49'", timeout=30_000)
     assert page.locator(f"{panel} svg.ex-sal rect").count() == 50
     assert "sum " in page.inner_text(panel)
+
+
+def test_the_lab_endpoint_starts_reports_and_refuses_in_a_sentence(lab_url):
+    from gradio_client import Client
+
+    client = Client(lab_url, verbose=False)
+    started = client.predict("start", "adding", 10, "rnn,lstm", 0.1, "", api_name="/lab")
+    deadline, status = time.time() + 120, {"status": "queued"}
+    while status["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+        status = client.predict("status", "adding", 10, "", 0.1, started["job"], api_name="/lab")
+    assert status["status"] == "done", status["message"]
+    assert set(status["result"]["cells"]) == {"rnn", "lstm"} and status["result"]["cells"]["lstm"]["curve"]
+    with pytest.raises(Exception, match="Unknown cell"):
+        client.predict("start", "adding", 10, "lstn", 0.1, "", api_name="/lab")
+    with pytest.raises(Exception, match="No lab run"):
+        client.predict("status", "adding", 10, "", 0.1, "nope", api_name="/lab")

@@ -66,9 +66,9 @@ def state(trainer, job_id: str) -> dict:
     """{"status": queued / running / done / cancelled / failed, "message", "step", "steps", "eta_seconds",
     "position", "record" (plots' record: the run's cells and curves so far), "result" (run.json once
     written, else None), "sweep": bool}."""
+    path = run_path(trainer, job_id)  # ValueError for an unknown job
     status = trainer.status(job_id)
     job = trainer.jobs[job_id]
-    path = run_path(trainer, job_id)
     result = None
     if path.is_file():
         try:
