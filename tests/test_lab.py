@@ -282,6 +282,11 @@ def test_the_tab_trains_three_cells_and_opens_the_lstm_in_the_viewer(lab_url, ch
     assert plot_source(page, "lab-gradient") != first_gradient  # the gradient plot followed the checkpoints
     assert "LSTM" in page.inner_text("#lab-table") and "tanh RNN" in page.inner_text("#lab-table")
     assert "LSTM" in page.inner_text("#lab-ratios")
+    # replay: the slider goes back to initialisation and walks forward through the checkpoints
+    page.click("#lab-replay")
+    slider = "#lab-checkpoint input[type=number]"
+    page.wait_for_function(f"Number(document.querySelector('{slider}').value) <= 1", timeout=30_000)
+    page.wait_for_function(f"Number(document.querySelector('{slider}').value) >= 3", timeout=30_000)
     page.click("#lab-open")
     lab_viewer = viewer(page, "lab")
     lab_viewer.wait_ready()
@@ -309,3 +314,50 @@ def test_the_lab_endpoint_starts_reports_and_refuses_in_a_sentence(lab_url):
         client.predict("start", "adding", 10, "lstn", 0.1, "", api_name="/lab")
     with pytest.raises(Exception, match="No lab run"):
         client.predict("status", "adding", 10, "", 0.1, "nope", api_name="/lab")
+
+
+def test_the_sweep_fills_the_table_of_the_longest_t_learned(run_cli, tmp_path):
+    from studio.lab.run import sweep
+
+    result = sweep(LabConfig(task="adding", cells=("rnn", "lstm"), minutes=0.1, hidden=8, eval_size=50), [6, 3])
+    assert result["lengths"] == [3, 6] and [row["T"] for row in result["runs"]] == [3, 6]
+    for kind in ("rnn", "lstm"):
+        learned = [row["T"] for row in result["runs"] if row["cells"][kind]["learned"]]
+        assert result["longest"][kind] == (max(learned) if learned else None)
+    done = run_cli("lab", "--task", "copy", "--sweep", "6,8", "--cells", "lstm", "--hidden", "8", "--minutes", "0.1",
+                   timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [LINE.match(line).group(2) for line in done.stdout.splitlines() if line.startswith("cell=")] == ["6", "8"]
+    assert re.search(r"^longest T learned: lstm=(\d+|none)$", done.stdout, re.MULTILINE)
+
+
+def test_the_tab_queues_the_quote_task_on_an_uploaded_text(tmp_path, monkeypatch):
+    from studio import jobs
+    from studio.lab import service
+
+    monkeypatch.setattr(jobs, "JOBS_DIR", tmp_path / "jobs")
+    monkeypatch.setattr(service, "LAB_DIR", tmp_path / "lab")
+    trainer = jobs.Trainer(tmp_path / "models")
+    trainer.worker = type("Idle", (), {"is_alive": lambda self: True})()  # queued, never started here
+    upload = tmp_path / "essay.txt"
+    upload.write_text("Some words (and brackets) and \"quotes\" to read. " * 80, encoding="utf-8")
+    job = service.start(trainer, "quote", 30, ["lstm", "rnn"], 0.5, str(upload))
+    assert job.command[job.command.index("--cells") + 1] == "rnn,lstm"
+    copied = job.command[job.command.index("--text") + 1]
+    assert copied != str(upload) and open(copied, encoding="utf-8").read() == upload.read_text(encoding="utf-8")
+    assert trainer.status(job.id)["status"] == "queued"
+    for args, words in [(("adding", 1, "rnn", 1), "between 2"), (("adding", 10, "", 1), "at least one cell"),
+                        (("adding", 10, "rnn", 99), "minutes"), (("quote", 30, "rnn", 1, str(tmp_path / "none.txt")), "file")]:
+        with pytest.raises(ValueError, match=words):
+            service.start(trainer, *args)
+
+
+def test_the_sweep_table_names_the_longest_t_each_cell_learned():
+    from studio.lab.tab import result_frame
+
+    runs = [{"T": t, "cells": {"rnn": {"loss": 0.01 if t == 25 else 0.17, "learned": t == 25},
+                               "lstm": {"loss": 0.001, "learned": True}}} for t in (25, 50)]
+    frame = result_frame({"sweep": True, "result": {"runs": runs, "longest": {"rnn": 25, "lstm": 50}}})
+    assert frame.set_index("cell").loc["LSTM", "longest T learned"] == 50
+    assert frame.set_index("cell").loc["tanh RNN", "T=50"] == "0.17"
+    assert frame.set_index("cell").loc["tanh RNN", "T=25"] == "0.01 ✓"

@@ -130,8 +130,10 @@ def create_tab(trainer) -> None:
             gr.Markdown(EXPLAIN_LOSS, latex_delimiters=LATEX)
     gradient_plot = gr.Plot(label="Gradient against k", elem_id="lab-gradient")
     ratios = gr.Markdown(elem_id="lab-ratios")
-    checkpoint = gr.Slider(0, 1, value=1, step=1, label="Checkpoint shown (0 = initialisation; follows training while it runs)",
-                           elem_id="lab-checkpoint")
+    with gr.Row():
+        checkpoint = gr.Slider(0, 1, value=1, step=1, scale=4, elem_id="lab-checkpoint",
+                               label="Checkpoint shown (0 = initialisation; follows training while it runs)")
+        replay = gr.Button("Replay the training", scale=1, elem_id="lab-replay")
     gr.Markdown(EXPLAIN_GRADIENT, latex_delimiters=LATEX)
     table = gr.Dataframe(label="Results (a sweep: the longest T each cell learned)", elem_id="lab-table", interactive=False)
     gr.Markdown(EXPLAIN_VIEWER)
@@ -147,6 +149,7 @@ def create_tab(trainer) -> None:
     generation = gr.State()
     follow = gr.State(True)  # the slider follows the newest checkpoint until the learner moves it
     timer = gr.Timer(1.0, active=False)
+    player = gr.Timer(0.8, active=False)  # Replay: one checkpoint after another, from initialisation
     private = {"api_visibility": "private"}
 
     def figures(found, shown):
@@ -186,6 +189,20 @@ def create_tab(trainer) -> None:
         found = service.state(trainer, job_id)
         return plots.gradient_figure(found["record"], int(shown)), False
 
+    def on_replay(job_id):
+        if not job_id:
+            return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        found = service.state(trainer, job_id)
+        return plots.gradient_figure(found["record"], 0), gr.Slider(value=0), False, gr.Timer(active=True)
+
+    def on_play(job_id, shown):
+        if not job_id:
+            return gr.skip(), gr.skip(), gr.Timer(active=False)
+        found = service.state(trainer, job_id)
+        last = max((len(c.get("gradients") or []) for c in found["record"].get("cells", {}).values()), default=1) - 1
+        index = min(int(shown or 0) + 1, last)
+        return plots.gradient_figure(found["record"], index), gr.Slider(value=index), gr.Timer(active=index < last)
+
     def on_cancel(job_id):
         if not job_id:
             return gr.skip()
@@ -222,6 +239,8 @@ def create_tab(trainer) -> None:
     cancel.click(on_cancel, job, status, **private)
     timer.tick(on_tick, [job, follow, checkpoint], [status, loss_plot, gradient_plot, ratios, checkpoint, table, timer],
                **private)
+    replay.click(on_replay, job, [gradient_plot, checkpoint, follow, player], **private)
+    player.tick(on_play, [job, checkpoint], [gradient_plot, checkpoint, player], **private)
     checkpoint.release(on_checkpoint, [job, checkpoint], [gradient_plot, follow], **private)
     open_viewer.click(on_open, [job, which], [viewer.html, generation], **private)
     viewer.events.select(on_event, [generation, viewer.events, why.target, why.method], [selection, why.html], **private)
