@@ -8,6 +8,8 @@ viewer and "ask why" like any other shared module.
     gradients.py  ||dL_T/dh_{T-k}||, ||dL_T/dx_{T-k}|| and the forget-gate product, in float64
     run.py        lockstep training within a wall budget, progress lines, the sweep over T
     explainer.py  the trained LSTM's Trace and Explainable (the trace viewer, ask why)
+    plots.py      the loss and gradient pictures (matplotlib), from a saved run or progress lines
+    service.py    a run as a job of the studio's queue (studio.jobs.Trainer.submit_command)
     cli.py        python -m studio lab --task adding --length 100 --cells rnn,lstm --minutes 2
     tab.py        the "Why LSTM" tab (the only file here that imports gradio)
 """
