@@ -23,6 +23,7 @@ import torch  # noqa: E402
 
 from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  # noqa: E402
 from studio.domains import ALL, member  # noqa: E402
+from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
 from studio.ui import experiments_api, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
@@ -99,6 +100,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
                 dropdowns[domain.NAME] = dropdown
         with gr.Tab("Train"):
             train_tab.create_tab(trainer, stems, dropdowns, by_name, reference.DATA_DIR)
+        with gr.Tab("Why LSTM"):
+            lab_tab.create_tab(trainer)  # RNN, GRU and LSTM side by side, in the same job queue; also /lab
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare

@@ -4,7 +4,8 @@ Every domain of studio.domains.ALL gets each command. `trace` (teacher-force a f
 gates), `explain` (why a step came out), `probe` (which units track a feature), `intervene`
 (switch units off, compare) and `compare` (CKA between layers or models) need only the contract and
 are the same for all (studio.cli_common, studio.cli_experiments); train, generate and eval are the
-domain's cli.py."""
+domain's cli.py. `library` (kept generations) and `lab` (RNN, GRU and LSTM side by side) are not per
+domain: python -m studio library -h, python -m studio lab -h."""
 
 from __future__ import annotations
 
@@ -40,14 +41,21 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["library"]:  # the library's own commands (list, search, replay, ...), not one per domain
+    # commands that are not per domain have their own parsers
+    if argv[:1] == ["library"]:  # kept generations: list, search, replay, ...
         from studio.library import cli as library_cli
+
         return library_cli.main(argv[1:])
+    if argv[:1] == ["lab"]:  # the "Why LSTM" lab: RNN, GRU and LSTM side by side
+        from studio.lab import cli as lab_cli
+
+        return lab_cli.main(argv[1:])
     # allow_abbrev=False everywhere: an abbreviation would be taken for whichever flag it starts
     # (`--data` for `--data-dir`), so a flag is given whole or refused
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see library -h)")
+    commands.add_parser("lab", allow_abbrev=False, help="the 'Why LSTM' lab: RNN, GRU and LSTM trained side by side (see lab -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)
         for domain in ALL:

@@ -326,6 +326,29 @@ class Trainer:
             card["data"]["licence"] = "as the uploader's files (not stated)"
         checkpoint.write_card(job.out, card)
 
+    # ---------------------------------------------------------------- other commands (the lab)
+    def submit_command(self, kind: str, command: list[str], out_folder, minutes: float) -> Job:
+        """Queue `python -m studio COMMAND... --progress FILE` (FILE in the job's folder) behind the
+        trainings: one at a time, `cancel` sends it Ctrl-C, `status` reads its progress lines and
+        gives the ETA from `minutes`. For commands that write their own results into out_folder
+        rather than a model into the models folder (the "Why LSTM" lab: kind "lab")."""
+        job_id = uuid.uuid4().hex[:12]
+        folder = JOBS_DIR / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        out = Path(out_folder)
+        out.mkdir(parents=True, exist_ok=True)
+        full = [sys.executable, "-m", "studio", *map(str, command), "--progress", str(folder / "progress.jsonl")]
+        # job.out names no checkpoint: the finished job leaves no model for on_done to load
+        job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full, [])
+        with self.lock:
+            self.jobs[job_id] = job
+            self.queue.append(job_id)
+            if self.worker is None or not self.worker.is_alive():
+                self.worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
+                self.worker.start()
+        self.wake.set()
+        return job
+
 
 def _lower_priority() -> None:
     """In the training process (one intra-op thread, from --threads 1): a lower priority, so that the
