@@ -108,6 +108,7 @@ from studio.domains.handwriting.train import (
     HELD_DRAWERS,
     OMNIGLOT,
     PRINT_PROVENANCE,
+    TRAINING,  # how it trains from a user's files
     Hand,
     StrokeTask,
     build_mixed_dataset,
@@ -122,7 +123,7 @@ TITLE = "Handwriting"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "print-cursive-styled"  # the rule: docs/handwriting.md
 Settings = HandwritingSettings
 
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_card", "read_input", "score", "generate",
+__all__ = ["TRAINING", "NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "make_card", "read_input", "score", "generate",
            "features", "render", "track", "write_files", "fused", "tiny", "example", "explainable", "sequence_of",
            "DEFAULT_CHARS", "MAX_TEXT", "MAX_SCORE_POINTS", "LINE_CHARS", "MAX_POINTS", "MAX_PRIMER_POINTS", "NLL_UNITS",
            "PROVENANCE", "SYNTHESIS", "PREDICTION",

@@ -25,8 +25,26 @@ from pathlib import Path
 
 import numpy as np
 
-from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec, strokes_to_offsets
-from studio.domains.handwriting.data import DataConfig, _resample, cut_phrases, phrases_from_text, render_phrase
+from studio.domains.base import Training, describe
+from studio.domains.handwriting.codec import (
+    DEFAULT_CHARS,
+    TRAINING_STATS,
+    HandwritingAlphabet,
+    HandwritingCodec,
+    normalize_primer,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.data import (
+    STROKE_SUFFIXES,
+    TRANSCRIPT_SUFFIX,
+    DataConfig,
+    _resample,
+    cut_phrases,
+    pad_file,
+    phrases_from_text,
+    read_samples,
+    render_phrase,
+)
 from studio.domains.handwriting.evaluate import batch_nll, make_batch, nll_per_point
 
 
@@ -240,3 +258,64 @@ def warm_start(model, stem, chars: str) -> list[str]:
         state[name] = value
     model.load_state_dict(state)
     return [c for c in chars if c not in old]
+
+
+# ---------------------------------------------------------------- a user's stroke files (python -m studio train handwriting --data, the Train tab)
+MIN_SAMPLES = 4  # written lines with transcripts: fewer cannot both train and validate
+KEEP_SLANT = {**TRAINING_STATS, "slant_range": (-1.0, 1.0)}  # a user's lines keep their own slant
+
+
+def user_set(samples, alphabet: HandwritingAlphabet) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """(texts, offsets, notes) of a user's samples (data.read_samples): each brought to the training
+    data's letter height, baseline and point spacing (as a style sample is), its text in the alphabet."""
+    texts, offsets, notes = [], [], []
+    for sample in samples:
+        text, dropped = alphabet.clean(sample.text, None)
+        notes += [f"{sample.name}: {note}" for note in dropped]
+        if not text.strip():
+            notes.append(f"{sample.name}: skipped, its transcript has no character the model can write")
+            continue
+        strokes, _ = normalize_primer(sample.strokes, text, KEEP_SLANT)
+        texts.append(text)
+        offsets.append(strokes_to_offsets(strokes))
+    if len(texts) < MIN_SAMPLES:
+        raise ValueError(f"{len(texts)} written line(s) with a transcript were read; give at least {MIN_SAMPLES} "
+                         "(a few are kept aside to validate).")
+    return texts, offsets, notes
+
+
+def held_out_split(texts, offsets, seed: int = 0):
+    """(train texts, train offsets, held-out texts, held-out offsets): a tenth (at least one) validates."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    held = max(1, len(texts) // 10)
+    pick = lambda idx: ([texts[k] for k in idx], [offsets[k] for k in idx])  # noqa: E731
+    return (*pick(order[held:]), *pick(order[:held]))
+
+
+def alphabet_for(texts, chars: str = DEFAULT_CHARS) -> HandwritingAlphabet:
+    """`chars` and every printable character the transcripts add (a new one starts untrained)."""
+    extra = sorted({c for t in texts for c in t if c.isprintable() and not c.isspace() and c not in chars})
+    return HandwritingAlphabet(chars + "".join(extra))
+
+
+def prepare_strokes(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """The Train tab's data: every stroke file read with its transcript (checked now, so a bad upload
+    is told at once), written as JSON {"strokes", "text"} files in one folder the trainer reads."""
+    samples, _ = read_samples(paths, folder / "unpacked")
+    if len(samples) < MIN_SAMPLES:
+        raise ValueError(f"{len(samples)} stroke file(s) with a transcript were read; give at least {MIN_SAMPLES} "
+                         "(a few are kept aside to validate).")
+    out = folder / "strokes"
+    out.mkdir(parents=True, exist_ok=True)
+    for k, sample in enumerate(samples):
+        record = {"strokes": [np.asarray(s).round(3).tolist() for s in sample.strokes], "text": sample.text}
+        (out / f"{k:04d}-{Path(sample.name).stem[:40]}.json").write_text(json.dumps(record), encoding="utf-8")
+    return [out], [describe(path) for path in paths]
+
+
+TRAINING = Training(
+    suffixes=frozenset((*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX)), what="stroke files with transcripts", prepare=prepare_strokes,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1])],
+    hint="Your data: stroke files (.json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz; a name.txt "
+         "transcript beside any without one), or a zip of them; or drawings from the pad below",
+    drawn=pad_file)

@@ -32,13 +32,13 @@ from studio.domains.music.render import (
     write_files,
     write_music,
 )
-from studio.domains.music.train import MusicTask
+from studio.domains.music.train import TRAINING, MusicTask
 
 TITLE = "Music (MIDI)"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "jsb-chorales-quarter"
 Settings = MusicSettings
 
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "MAX_BARS", "MAX_PRIMER_BARS", "CORPUS_CHORALES", "JSB_SPLITS",
+__all__ = ["TRAINING", "NAME", "TITLE", "DEFAULT_MODEL", "Settings", "MAX_BARS", "MAX_PRIMER_BARS", "CORPUS_CHORALES", "JSB_SPLITS",
            "MIDI_SUFFIXES", "SCORE_SUFFIXES", "PitchCodec", "MusicTraceDetail", "MusicModel", "MusicModelConfig",
            "MusicSettings", "MusicResult", "MusicTask", "MusicInputError", "Primer", "note_name", "load", "save",
            "make_card", "read_input", "read_primer", "corpus_primer", "read_jsb", "score", "fused", "nll_per_frame",

@@ -84,14 +84,14 @@ from studio.domains.speech.render import (
     track,
     write_files,
 )
-from studio.domains.speech.train import FrameTask, SpeechBatch, SpeechTask, make_speech_batch, speech_loss
+from studio.domains.speech.train import TRAINING, FrameTask, SpeechBatch, SpeechTask, make_speech_batch, speech_loss
 
 TITLE = "Speech"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "espeak-tts"
 DEFAULT_FRAME_MODEL = checkpoint.MODELS_DIR / "espeak-frames"
 Settings = SpeechSettings
 
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "DEFAULT_FRAME_MODEL", "Settings", "load", "save", "make_card",
+__all__ = ["TRAINING", "NAME", "TITLE", "DEFAULT_MODEL", "DEFAULT_FRAME_MODEL", "Settings", "load", "save", "make_card",
            "read_input", "score", "generate", "features", "render", "track", "write_files", "fused", "tiny", "example",
            "SAMPLE_RATE", "HOP", "N_MELS", "LOG_FLOOR", "GRIFFIN_LIM_ITERS", "PAD", "END", "VOICES", "HELD_OUT",
            "MAX_TEXT", "MAX_CONTINUE_SECONDS", "MCD_BANDS", "MCD_NOISE_FLOOR", "TTS_KIND", "FRAME_KIND",

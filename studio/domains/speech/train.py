@@ -4,14 +4,17 @@ text-to-mel model (SpeechTask), random crops of the frame stream for the frame L
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from studio.domains.base import Training, describe
 from studio.domains.speech.codec import LOG_FLOOR, N_MELS, SpeechAlphabet
-from studio.domains.speech.data import Corpus
+from studio.domains.speech.data import AUDIO_SUFFIXES, Corpus, read_recordings, recording_files
 from studio.domains.speech.model import FrameModelConfig, SpeechModelConfig, group_frames
 
 VAL_COUNT = 64  # training-split utterances kept aside to validate
@@ -158,3 +161,42 @@ class FrameTask:
         generator = torch.Generator(device).manual_seed(0)
         with torch.no_grad():
             return float(self.loss(model, crops, generator))
+
+
+# ---------------------------------------------------------------- a user's recordings (python -m studio train speech --data, the Train tab)
+MIN_UTTERANCES = 4  # recordings with transcripts: fewer cannot both train and validate
+
+
+def held_out_count(utterances: int) -> int:
+    """Utterances of a user's corpus kept aside to validate: a tenth, at least one."""
+    return max(1, utterances // 10)
+
+
+def prepare_recordings(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """The Train tab's data: every recording paired with its transcript and its header read (checked
+    now, so a bad upload is told at once), copied as name.wav + name.txt into one folder the trainer reads."""
+    import soundfile
+
+    recordings, _ = read_recordings(paths, folder / "unpacked")
+    if len(recordings) < MIN_UTTERANCES:
+        raise ValueError(f"{len(recordings)} recording(s) with a transcript were read; give at least {MIN_UTTERANCES} "
+                         "(a few are kept aside to validate).")
+    out = folder / "recordings"
+    out.mkdir(parents=True, exist_ok=True)
+    for k, recording in enumerate(recordings):
+        try:
+            soundfile.info(str(recording.path))
+        except (RuntimeError, soundfile.LibsndfileError, OSError):
+            raise ValueError(f"{recording.name} is not an audio file this studio can read (WAV, FLAC or OGG).") from None
+        stem = out / f"{k:04d}-{Path(recording.name).stem[:40]}"
+        shutil.copyfile(recording.path, stem.with_suffix(recording.path.suffix.lower()))
+        stem.with_suffix(".txt").write_text(recording.text, encoding="utf-8")
+    return [out], [describe(path) for path in paths]
+
+
+TRAINING = Training(
+    suffixes=frozenset((*AUDIO_SUFFIXES, ".txt", ".csv")), what="recordings with transcripts", prepare=prepare_recordings,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0])],
+    hint="Your data: recordings with transcripts (name.wav + name.txt, or a CSV of file,text with the recordings), "
+         "or a zip of them; or recordings made below",
+    recorded=recording_files)

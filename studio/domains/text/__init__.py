@@ -18,13 +18,13 @@ from studio.domains.text.generate import (
 )
 from studio.domains.text.model import NAME, TextModel, TextModelConfig, load, make_card, save
 from studio.domains.text.render import render, render_html, sequence_of, track, write_files
-from studio.domains.text.train import TextBatch, TextTask
+from studio.domains.text.train import TRAINING, TextBatch, TextTask
 
 TITLE = "Text"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "shakespeare-char"
 Settings = TextSettings
 
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TextCodec", "TextModel", "TextModelConfig", "TextSettings",
+__all__ = ["TRAINING", "NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TextCodec", "TextModel", "TextModelConfig", "TextSettings",
            "TextResult", "TextBatch", "TextTask", "MAX_LENGTH", "MAX_PROMPT", "load", "save", "make_card", "read_input",
            "score", "generate", "generate_batch", "features", "render", "render_html", "track", "write_files", "nats_per_char", "split_train_val",
            "clean_settings", "tiny", "example", "fused", "explainable", "sequence_of", "trace_chunks"]
