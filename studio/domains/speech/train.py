@@ -196,7 +196,7 @@ def prepare_recordings(paths: list[Path], folder: Path) -> tuple[list[Path], lis
 
 TRAINING = Training(
     suffixes=frozenset((*AUDIO_SUFFIXES, ".txt", ".csv")), what="recordings with transcripts", prepare=prepare_recordings,
-    shape_flags=lambda shape: ["--hidden-size", str(shape[0])],
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--decoder-layers", str(shape[1])],
     hint="Your data: recordings with transcripts (name.wav + name.txt, or a CSV of file,text with the recordings), "
          "or a zip of them; or recordings made below",
     recorded=recording_files)
