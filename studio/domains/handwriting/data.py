@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import asdict, dataclass
@@ -387,7 +388,8 @@ def _stroke_files(paths, scratch: Path):
                 raise StrokeFileError(f"the folder {path.name} holds no stroke files ({', '.join(STROKE_SUFFIXES)}).")
             yield from ((p, p.name) for p in inside)
         elif path.suffix.lower() == ".zip":
-            folder = scratch / f"zip-{len(list(scratch.iterdir()))}"  # a folder each: names never collide
+            scratch.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
             found = limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX),
                                        MAX_TRAINING_UNZIPPED, "stroke files", StrokeFileError)
             yield from ((p, p.name) for p in sorted(found) if p.suffix.lower() in STROKE_SUFFIXES)

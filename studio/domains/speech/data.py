@@ -348,11 +348,14 @@ def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
     Recordings without a transcript are skipped with a note; AudioError with a sentence when none is left."""
     recordings, untranscribed = [], 0
     loose = [Path(p) for p in paths]
+    # a recording a CSV lists is read with the CSV's text (not again with its .txt)
+    listed = {audio.resolve() for p in loose if p.suffix.lower() == LIST_SUFFIX and p.is_file() for audio, _ in _listed(p)}
     for path in loose:
         if path.is_dir() or path.suffix.lower() == ".zip":
             folder = path
             if path.suffix.lower() == ".zip":
-                folder = Path(scratch) / f"zip-{len(list(Path(scratch).iterdir())) if Path(scratch).is_dir() else 0}"
+                Path(scratch).mkdir(parents=True, exist_ok=True)
+                folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
                 limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*AUDIO_SUFFIXES, TRANSCRIPT_SUFFIX,
                                                                                             LIST_SUFFIX),
                                    MAX_TRAINING_UNZIPPED, "recordings", AudioError)
@@ -368,9 +371,11 @@ def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
             recordings += [Recording(audio, audio.name, _clean(text)) for audio, text in rows]
         elif path.suffix.lower() in AUDIO_SUFFIXES:
             transcript = path.with_suffix(TRANSCRIPT_SUFFIX)
+            if path.resolve() in listed:
+                continue
             if transcript.is_file():
                 recordings.append(Recording(path, path.name, _clean(transcript.read_text(encoding="utf-8", errors="replace"))))
-            elif not any(p.suffix.lower() == LIST_SUFFIX for p in loose):
+            else:
                 untranscribed += 1
         elif path.suffix.lower() != TRANSCRIPT_SUFFIX:
             raise AudioError(f"{path.name}: not a recording or a transcript; give name.wav (or .flac, .ogg) with name.txt, "
