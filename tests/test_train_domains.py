@@ -242,3 +242,55 @@ def test_jobs_refuse_too_little_or_untranscribed_data(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not on this server"):
         trainer.submit(jobs.TrainRequest("speech", [], "x", "tiny", 0.05, corpus="tinyshakespeare.txt"))
     assert trainer.queue == []
+
+
+# ---------------------------------------------------------------- through the page
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, serve):
+    """The real app with one tiny handwriting model and an empty user models folder: (url, user folder)."""
+    import app
+
+    models_dir, user_dir = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("user-models")
+    model, codec = handwriting.tiny(seed=0)
+    handwriting.save(models_dir / "tiny-hand", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
+    return serve(app.build_demo(models_dir, user_dir)), user_dir
+
+
+@pytest.mark.browser
+def test_train_handwriting_in_the_page_from_a_zip_and_a_drawing(studio, chromium_page, tmp_path):
+    """Pick Handwriting, upload a zip of stroke files, add a word drawn on the pad, train a tiny model
+    for a few seconds: it finishes with pictures of its gates, and joins the Handwriting tab's list."""
+    from test_handwriting_ui import draw_word
+
+    url, user_dir = studio
+    page = chromium_page
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-domain").get_by_label("Handwriting").check()
+    page.wait_for_selector("#train-pad .dp-canvas", state="visible")
+    page.locator("#train-files input[type=file]").set_input_files(str(stroke_zip(tmp_path / "strokes.zip")))
+    canvas = "#train-pad .dp-canvas"
+    page.locator(canvas).scroll_into_view_if_needed()
+    draw_word(page, canvas)
+    page.wait_for_function("document.querySelector('#train-pad .dp-status').innerText.startsWith('4 strokes')")
+    page.fill("#train-pad .dp-text", "hi")
+    page.wait_for_timeout(300)
+    page.click("#train-add-drawing")
+    page.wait_for_function("document.querySelector('#train-made').innerText.includes('Added in the page: 1')",
+                           timeout=20_000)
+    page.fill("#train-name textarea", "my hand")
+    page.get_by_label("tiny (1 × 64)").check()
+    page.fill("#train-minutes input", "0.1")
+    page.wait_for_timeout(500)
+    page.click("#train-start")
+    status = "#train-status .train-status"
+    page.wait_for_function(f"['running', 'done'].includes(document.querySelector('{status}').dataset.status)",
+                           timeout=60_000)
+    page.wait_for_function(f"document.querySelector('{status}').dataset.status === 'done'", timeout=120_000)
+    assert "Handwriting tab" in page.inner_text(status)
+    page.wait_for_function("document.querySelectorAll('#train-gallery img').length >= 1", timeout=20_000)
+    loaded = handwriting.load(user_dir / "my-hand")
+    assert "drawing-001.json" in [d["name"] for d in loaded.card["data"]["files"]]
+    page.get_by_role("tab", name="Handwriting").click()
+    page.locator("input[aria-label='Model']:visible").click()
+    page.get_by_role("option", name="my-hand").click()
