@@ -150,6 +150,20 @@ def test_a_zip_of_texts_is_one_corpus(trainer, tmp_path, corpus):
     wait(trainer, job.id)
 
 
+def test_every_domain_trains_with_its_own_preset_flags(tmp_path):
+    """The job list is studio.domains.ALL; a size preset becomes the domain's own shape flags, and
+    fine-tuning gives none (the base model's shape is kept)."""
+    from studio.domains import ALL
+
+    assert jobs.DOMAINS == tuple(domain.NAME for domain in ALL)
+    for domain in ALL:
+        command = jobs.command_for(jobs.TrainRequest(domain.NAME, preset="tiny"), [tmp_path], tmp_path / "m", tmp_path / "p")
+        assert command[command.index("train") + 1] == domain.NAME
+        assert command[command.index("--hidden-size") + 1] == "64" and "--threads" in command
+        tuned = jobs.command_for(jobs.TrainRequest(domain.NAME, base="models/x"), [tmp_path], tmp_path / "m", tmp_path / "p")
+        assert tuned[-2:] == ["--init", "models/x"] and "--hidden-size" not in tuned
+
+
 def test_names_are_made_safe_and_unique(tmp_path):
     assert jobs.safe_name("My Essays!", tmp_path) == "my-essays"
     (tmp_path / "my-essays.json").write_text("{}")
