@@ -14,19 +14,19 @@ import pytest
 
 from studio import jobs, limits
 from studio.domains import ALL, handwriting, speech
-from studio.domains.handwriting.data import read_samples
-from studio.domains.speech.data import read_recordings
+from studio.domains.handwriting.train import read_samples
+from studio.domains.speech.train import read_recordings
 
-PHRASES = ["hello world", "the quick fox", "my own hand", "writing lines", "a small test", "good night"]
+PHRASES = ["hello world", "the quick fox", "my own hand", "writing lines", "a small test", "good night"]  # six
 
 
-def stroke_lines(count=len(PHRASES)) -> list[tuple[list, str]]:
+def stroke_lines(count=6) -> list[tuple[list, str]]:
     """(strokes in pixel-like units, text) of short synthetic written lines."""
     rng = np.random.default_rng(0)
     return [([s * 3.0 + 50 for s in handwriting.render_phrase(p, rng)], p) for p in PHRASES[:count]]
 
 
-def stroke_zip(path: Path, count=len(PHRASES)) -> Path:
+def stroke_zip(path: Path, count=6) -> Path:
     """JSON {strokes, text} files, and bare stroke lists with a name.txt beside them, zipped."""
     with zipfile.ZipFile(path, "w") as archive:
         for k, (strokes, text) in enumerate(stroke_lines(count)):
@@ -214,7 +214,7 @@ def test_jobs_train_handwriting_from_drawings_and_speech_from_recordings(tmp_pat
     uploads = []
     for k, path in enumerate(sorted(clips.iterdir())):  # each upload in a folder of its own
         (tmp_path / f"upload{k}").mkdir()
-        uploads.append(str((tmp_path / f"upload{k}" / path.name)))
+        uploads.append(str(tmp_path / f"upload{k}" / path.name))
         Path(uploads[-1]).write_bytes(path.read_bytes())
     recorded = speech.TRAINING.recorded((16000, (tone(0.5, 200, 16000) * 32767).astype(np.int16)), "Made in the page.",
                                         jobs.page_folder())

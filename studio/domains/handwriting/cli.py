@@ -25,8 +25,7 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import handwriting as hw
-from studio.domains.handwriting.data import read_samples
-from studio.domains.handwriting.train import alphabet_for, held_out_split, user_set
+from studio.domains.handwriting.train import alphabet_for, held_out_split, read_samples, user_set
 
 TRAIN_LR = 3e-3
 # --data with --init: a shipped model fine-tuned on 60 lines for a minute kept its legible hand at 5e-4

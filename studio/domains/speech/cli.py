@@ -23,9 +23,16 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import speech
-from studio.domains.speech.data import read_recordings, user_corpus
 from studio.domains.speech.evaluate import MCD_HOW
-from studio.domains.speech.train import FRAME_VAL_HOW, MIN_UTTERANCES, TTS_VAL_HOW, VAL_COUNT, held_out_count
+from studio.domains.speech.train import (
+    FRAME_VAL_HOW,
+    MIN_UTTERANCES,
+    TTS_VAL_HOW,
+    VAL_COUNT,
+    held_out_count,
+    read_recordings,
+    user_corpus,
+)
 
 DEFAULT_CORPUS = Path("runs/speech-corpus")
 ESPEAK_SOURCE = {
