@@ -75,15 +75,15 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     loaded = load_all(models_dir)
     if Path(user_models_dir).is_dir():
         add_user_models(loaded, user_models_dir)
-    by_name = {domain.NAME: models for domain, (models, _) in loaded.items()}
+    models_of = {domain: models for domain, (models, _) in loaded.items()}  # each tab's list, as the Train tab adds to it
 
     def stems(name: str) -> dict:
         """{model name: stem} of a domain's shipped and user models (what the Train tab may fine-tune)."""
         return {**checkpoint.list_models(name, models_dir), **checkpoint.list_models(name, user_models_dir)}
 
     def on_trained(job, stem) -> None:  # a training left a model: it joins its tab at once
-        domain = next(d for d in ALL if d.NAME == job.request.domain)
-        by_name[domain.NAME][stem.name] = domain.load(stem, device=pick_device())
+        domain = jobs.trainable(job.request.domain)
+        models_of[domain][stem.name] = domain.load(stem, device=pick_device())
 
     trainer = jobs.Trainer(user_models_dir, on_done=on_trained, data_dir=reference.DATA_DIR)
     for problem in [p for _, problems in loaded.values() for p in problems]:
@@ -96,10 +96,10 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         for domain in ALL:
             with gr.Tab(domain.TITLE):
                 dropdown = importlib.import_module(f"{domain.__name__}.tab").create_tab(*loaded[domain])
-            if dropdown is not None and domain.NAME in jobs.DOMAINS:
-                dropdowns[domain.NAME] = dropdown
+            if dropdown is not None:
+                dropdowns[domain] = dropdown
         with gr.Tab("Train"):
-            train_tab.create_tab(trainer, stems, dropdowns, by_name, reference.DATA_DIR)
+            train_tab.create_tab(trainer, stems, dropdowns, models_of, reference.DATA_DIR)
         with gr.Tab("Why LSTM"):
             lab_tab.create_tab(trainer)  # RNN, GRU and LSTM side by side, in the same job queue; also /lab
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training

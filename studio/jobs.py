@@ -1,7 +1,9 @@
 """Training jobs for the Train tab and the /train endpoint (no gradio here).
 
-One training at a time on a shared server; later ones wait in line and know their place. Each runs
-`python -m studio train DOMAIN ... --progress FILE` in its own process, with one intra-op thread at a
+Every domain of studio.domains.ALL trains here; its TRAINING record (studio.domains.base.Training)
+says which files it reads, how they become the trainer's `--data` and which flags a size preset
+gives. One training at a time on a shared server; later ones wait in line and know their place. Each runs
+`python -m studio train DOMAIN --data ... --progress FILE` in its own process, with one intra-op thread at a
 lower priority, so the app's generation keeps the rest of the machine; cancel
 sends it Ctrl-C, on which the trainer validates and keeps its best checkpoint. A finished model lands
 in the user models folder with a complete card (its data: file names, sizes, hashes) and is handed
@@ -15,10 +17,10 @@ to `on_done` (the app adds it to its tab's list).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,30 +28,26 @@ import tempfile
 import threading
 import time
 import uuid
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio import checkpoint, gpu, gpu_slices, limits, train_progress
+from studio import checkpoint, domains, gpu, gpu_slices, limits, train_progress
+from studio.domains.base import describe
 
 REPO = Path(__file__).resolve().parent.parent
 USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
 JOBS_DIR = Path(tempfile.gettempdir()) / "lstm-studio" / "training"
 MAX_UPLOAD_MB = float(os.environ.get("LSTM_STUDIO_MAX_UPLOAD_MB", "20"))  # all of one job's files, unzipped
 MAX_MINUTES = float(os.environ.get("LSTM_STUDIO_MAX_TRAIN_MINUTES", "30"))
-MIN_TEXT_CHARACTERS = 2_000
-TEXT_SUFFIXES = {".txt", ".md", ".text", ".csv", ".tsv", ".json", ".py", ".html", ".tex", ".rst", ""}
-MUSIC_SUFFIXES = {".mid", ".midi", ".mxl", ".musicxml", ".xml", ".json"}
-DOMAINS = ("text", "music")
+DOMAINS = tuple(domain.NAME for domain in domains.ALL)  # every domain trains (its TRAINING record says how)
 # (hidden size, layers, embedding) per size; text trains at ~12,000 characters/s at "medium" with one thread
 PRESETS = {"tiny": (64, 1, 16), "small": (128, 2, 32), "medium": (256, 2, 64), "large": (512, 2, 64)}
 
 
 @dataclass
 class TrainRequest:
-    domain: str  # "text" or "music"
-    files: list = field(default_factory=list)  # uploaded paths (text files; MIDI / MusicXML; zips of them)
+    domain: str  # a domain's NAME (one of DOMAINS)
+    files: list = field(default_factory=list)  # uploaded paths (the domain's TRAINING.suffixes; zips of them)
     name: str = "mine"
     preset: str = "medium"
     minutes: float = 5.0
@@ -71,45 +69,37 @@ class Job:
     started: float | None = None
     finished: float | None = None
     process: subprocess.Popen | None = None
+    trains_model: bool = True  # a `train` command leaving a checkpoint at `out`; else a command writing its own results (the lab)
 
     @property
     def progress_path(self) -> Path:
         return self.folder / "progress.jsonl"
 
 
-def _describe(path: Path, data: bytes) -> dict:
-    return {"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _unzip(path: Path, suffixes: set[str], folder: Path, budget: int) -> list[Path]:
-    """The members of a zip with these suffixes, extracted (their declared sizes checked first)."""
-    limits.check_zip(path, error=ValueError)  # member count, and what every member unpacks to, before any is read
+def trainable(name: str):
+    """The domain of this name (its TRAINING record says how it trains); ValueError with a sentence otherwise."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir() and Path(m.filename).suffix.lower() in suffixes
-                       and not Path(m.filename).name.startswith(".")]
-            if sum(m.file_size for m in members) > budget:
-                raise ValueError(f"{path.name} unzips to more than {MAX_UPLOAD_MB:g} MB; upload less.")
-            extracted = []
-            for k, member in enumerate(members):
-                target = folder / f"{k:04d}-{Path(member.filename).name}"
-                target.write_bytes(archive.read(member)[: budget + 1])
-                extracted.append(target)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error) as error:
-        raise ValueError(limits.unreadable(path.name, "zip file", error)) from None
-    if not extracted:
-        raise ValueError(f"{path.name} holds no {'/'.join(sorted(s for s in suffixes if s))} files.")
-    return extracted
+        return domains.by_name(name)
+    except ValueError:
+        raise ValueError(f"Training runs for {', '.join(DOMAINS)}; {name!r} is not one of them.") from None
 
 
-def gather(files, domain: str, folder: Path) -> list[Path]:
-    """Every uploaded file (zips opened) checked for size; ValueError with a sentence otherwise."""
-    suffixes = TEXT_SUFFIXES if domain == "text" else MUSIC_SUFFIXES
+def page_folder() -> Path:
+    """A fresh folder for data made in the page (drawings, recordings) before a training is started."""
+    JOBS_DIR.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="made-", dir=JOBS_DIR))
+
+
+def gather(files, suffixes, folder: Path) -> list[Path]:
+    """Every uploaded file checked for size and copied into `folder/files` (zips opened there by
+    limits.extract_zip, keeping their members with these suffixes): one folder, so a transcript
+    sits beside its file (name.wav + name.txt) and gradio's sweep of old uploads never reaches a
+    queued job. ValueError with a sentence otherwise."""
     budget = int(MAX_UPLOAD_MB * 1_000_000)
     paths = [Path(f) for f in files or [] if f]
     if not paths:
         raise ValueError("Upload at least one file (or pick a shipped corpus).")
-    found = []
+    found, into = [], folder / "files"
     for path in paths:
         if not path.is_file():
             raise ValueError(f"{path.name} was not received; upload it again.")
@@ -117,38 +107,26 @@ def gather(files, domain: str, folder: Path) -> list[Path]:
             raise ValueError(f"{path.name} is larger than {MAX_UPLOAD_MB:g} MB.")
         if path.stat().st_size == 0:
             raise ValueError(f"{path.name} is empty.")
-        found += _unzip(path, suffixes, folder, budget) if path.suffix.lower() == ".zip" else [path]
+        if path.suffix.lower() == ".zip":
+            what = "/".join(sorted(s for s in suffixes if s)) + " files"
+            found += limits.extract_zip(path, into / f"zip-{len(found)}", lambda name: Path(name).suffix.lower() in suffixes,
+                                        budget, what, ValueError)
+        else:
+            target = into / path.name
+            if target.exists():  # two uploads of one name: the later one gets a number
+                target = target.with_name(f"{target.stem}-{len(found)}{target.suffix}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            found.append(target)
     if sum(p.stat().st_size for p in found) > budget:
         raise ValueError(f"The files come to more than {MAX_UPLOAD_MB:g} MB together; upload less.")
     return found
 
 
-def text_corpus(paths: list[Path], folder: Path) -> tuple[Path, list[dict]]:
-    """The text files joined into one corpus (a blank line between files)."""
-    parts, described = [], []
-    for path in paths:
-        data = path.read_bytes()
-        if b"\x00" in data[:65536]:
-            raise ValueError(f"{path.name} is not a text file (it holds binary data).")
-        text = data.decode("utf-8", errors="replace")
-        if text.count("\ufffd") > 0.01 * max(len(text), 1):
-            raise ValueError(f"{path.name} is not UTF-8 text.")
-        if not text.strip():
-            raise ValueError(f"{path.name} holds no text.")
-        parts.append(text)
-        described.append(_describe(path, data))
-    corpus = "\n\n".join(parts)
-    if len(corpus) < MIN_TEXT_CHARACTERS:
-        raise ValueError(f"The text has {len(corpus):,} characters; give at least {MIN_TEXT_CHARACTERS:,} to train on.")
-    target = folder / "corpus.txt"
-    target.write_text(corpus, encoding="utf-8")
-    return target, described
-
-
 def safe_name(name: str, models_dir: Path) -> str:
-    """A file-safe model name, not yet taken in models_dir."""
+    """A file-safe model name, not yet taken in models_dir (by a model of any domain)."""
     base = re.sub(r"[^a-z0-9_-]+", "-", str(name or "").strip().lower()).strip("-")[:40] or "mine"
-    taken = set(checkpoint.scan(models_dir)[0].get("text", {})) | set(checkpoint.scan(models_dir)[0].get("music", {}))
+    taken = {stem for models in checkpoint.scan(models_dir)[0].values() for stem in models}
     candidate, k = base, 2
     while candidate in taken or (models_dir / f"{candidate}.json").exists():
         candidate, k = f"{base}-{k}", k + 1
@@ -160,9 +138,7 @@ def command_for(request: TrainRequest, data: list[Path], out: Path, progress: Pa
                "--minutes", f"{request.minutes:g}", "--threads", "1", "--progress", str(progress)]
     if request.base:  # fine-tuning keeps the base model's shape
         return command + ["--init", str(request.base)]
-    hidden, layers, embed = PRESETS[request.preset]
-    command += ["--hidden-size", str(hidden), "--layers", str(layers)]
-    return command + (["--embed-size", str(embed)] if request.domain == "text" else [])
+    return command + trainable(request.domain).TRAINING.shape_flags(PRESETS[request.preset])
 
 
 class Trainer:
@@ -179,8 +155,7 @@ class Trainer:
     # ---------------------------------------------------------------- requests
     def submit(self, request: TrainRequest) -> Job:
         """Check the request and its data (ValueError with a sentence), then queue it."""
-        if request.domain not in DOMAINS:
-            raise ValueError(f"Training runs for {' and '.join(DOMAINS)}; {request.domain!r} is not one of them.")
+        trainable(request.domain)
         if request.preset not in PRESETS:
             raise ValueError(f"Size {request.preset!r} is not one of {', '.join(PRESETS)}.")
         try:
@@ -207,16 +182,13 @@ class Trainer:
         return job
 
     def _data(self, request: TrainRequest, folder: Path) -> tuple[list[Path], list[dict]]:
+        training = trainable(request.domain).TRAINING
         if request.corpus:
             path = (self.data_dir or Path()) / Path(request.corpus).name
-            if not path.is_file():
+            if path.name not in training.corpora or not path.is_file():
                 raise ValueError(f"The corpus {request.corpus} is not on this server.")
-            return [path], [_describe(path, path.read_bytes())]
-        paths = gather(request.files, request.domain, folder)
-        if request.domain == "text":
-            corpus, described = text_corpus(paths, folder)
-            return [corpus], described
-        return paths, [_describe(p, p.read_bytes()) for p in paths]
+            return [path], [describe(path)]
+        return training.prepare(gather(request.files, training.suffixes, folder), folder)
 
     def cancel(self, job_id: str) -> dict:
         with self.lock:
@@ -273,7 +245,7 @@ class Trainer:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         log_path, stop = job.folder / "train.log", job.folder / "stop"
         command, code = job.command, 0
-        if gpu.available():
+        if gpu.available() and job.trains_model:  # the slices resume a training; another command runs whole
             with self.lock:
                 if "Cancelling" in job.message:
                     job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
@@ -308,10 +280,14 @@ class Trainer:
             if self.on_done is not None:
                 self.on_done(job, job.out)
         cancelled = "Cancelling" in job.message
-        if has_model:  # finished, or cancelled after a checkpoint: either way a model to use and download
+        if not job.trains_model:  # its results are in its own folder, whether it ended or was stopped
+            job.status = "cancelled" if cancelled else ("done" if code == 0 else "failed")
+            job.message = "Cancelled; what it measured so far is kept." if cancelled else (
+                "Done." if code == 0 else errors[-1][len("error: "):] if errors else f"Stopped (exit {code}): {tail[-1] if tail else ''}")
+        elif has_model:  # finished, or cancelled after a checkpoint: either way a model to use and download
             job.status = "done"
             job.message = ("Cancelled; the best checkpoint so far is kept." if cancelled else "Done.") + \
-                f" The model {job.out.name} is in the {job.request.domain} tab's list."
+                f" The model {job.out.name} is in the {trainable(job.request.domain).TITLE} tab's list."
         else:
             job.status = "cancelled" if cancelled else "failed"
             job.message = errors[-1][len("error: "):] if errors else (
@@ -339,7 +315,8 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         full = [sys.executable, "-m", "studio", *map(str, command), "--progress", str(folder / "progress.jsonl")]
         # job.out names no checkpoint: the finished job leaves no model for on_done to load
-        job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full, [])
+        job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full, [],
+                  trains_model=False)
         with self.lock:
             self.jobs[job_id] = job
             self.queue.append(job_id)

@@ -32,6 +32,7 @@ import re
 import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,43 @@ def check_if_zip(path, error: type[ValueError] = LimitError) -> None:
     with open(path, "rb") as handle:
         if handle.read(2) == b"PK":
             check_zip(path, error=error)
+
+
+def hidden(name: str) -> bool:
+    """A path a packer adds that holds no user data (macOS __MACOSX, dot files)."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in Path(name).parts)
+
+
+def extract_zip(path, folder, keep, max_bytes: int | None = None, what: str = "files",
+                error: type[ValueError] = LimitError) -> list[Path]:
+    """The one reader of a user's .zip: every member whose name `keep(name)` accepts (hidden ones
+    never), written under `folder` at its own relative path (so `a/x.json` and `a/x.txt` stay side by
+    side; no part of a name can leave `folder`), after the archive's caps (check_zip) and the kept
+    members' total (`max_bytes`, default MAX_UNZIPPED_BYTES) are checked. `error`: the reader's own
+    ValueError class; "holds no ..." when nothing is kept, "not a readable zip" when it is damaged."""
+    path, folder = Path(path), Path(folder)
+    max_bytes = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
+    members = [m for m in check_zip(path, error=error) if not m.is_dir() and not hidden(m.filename) and keep(m.filename)]
+    if not members:
+        raise error(f"{path.name} holds no {what}.")
+    if sum(m.file_size for m in members) > max_bytes:
+        raise error(f"{path.name} unzips to more than {_mb(max_bytes)} of {what}; upload less.")
+    found = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in members:
+                parts = [re.sub(r"[^\w.+-]+", "_", part)[:100] for part in Path(member.filename.replace("\\", "/")).parts
+                         if part not in ("", ".", "..", "/")]
+                target = folder.joinpath(*parts) if parts else folder / "file"
+                if target.exists():  # two names made the same by cleaning: the later one gets a number
+                    target = target.with_name(f"{target.stem}-{len(found)}{target.suffix}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.read(member))
+                found.append(target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError, zlib.error,
+            struct.error) as reason:
+        raise error(unreadable(path.name, "zip file", reason)) from None
+    return found
 
 
 def npz_headers(path, max_bytes: int | None = None) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -189,8 +189,8 @@ def test_train_music_bad_inputs_say_what_is_wrong_in_one_line(tmp_path, run_cli)
         ("empty.mid",): "empty.mid is empty",
         ("words.mid",): "words.mid is not a MIDI file",
         ("nomusic.zip",): "nomusic.zip holds no MIDI or MusicXML files",
-        ("bomb.zip",): "bomb.zip unpacks to more than 50 MB",
-        ("broken.zip",): "broken.zip is not a readable zip file",
+        ("bomb.zip",): "bomb.zip unpacks to 51 MB; at most 50 MB",
+        ("broken.zip",): "broken.zip is not a readable zip",
         ("nothing",): "the folder nothing holds no MIDI or MusicXML files",
         ("short.mid",): "at least 16 (4 bars) are needed",
         ("short.mid", "c.json"): "a JSON corpus is read on its own",
@@ -203,7 +203,7 @@ def test_train_music_bad_inputs_say_what_is_wrong_in_one_line(tmp_path, run_cli)
 
     result = run_cli("train", "music", "--data", tmp_path / "bomb.zip", "--out", out)  # the real exit: one line, rc 1
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
-        "error: bomb.zip unpacks to more than 50 MB of music files."]
+        "error: bomb.zip unpacks to 51 MB; at most 50 MB are read."]
 
 
 def test_train_music_skips_an_unreadable_file_among_good_ones(tmp_path, run_cli):

@@ -146,9 +146,23 @@ def test_a_zip_of_texts_is_one_corpus(trainer, tmp_path, corpus):
         archive.writestr("two.md", corpus * 15)
         archive.writestr("__MACOSX/.hidden.txt", "x")
     job = trainer.submit(request([bundle], minutes=0.05))
-    assert [d["name"] for d in job.data] == ["0000-one.txt", "0001-two.md"]
+    assert [d["name"] for d in job.data] == ["one.txt", "two.md"]  # their own names; the hidden one left out
     trainer.cancel(job.id)
     wait(trainer, job.id)
+
+
+def test_every_domain_trains_with_its_own_preset_flags(tmp_path):
+    """The job list is studio.domains.ALL; a size preset becomes the domain's own shape flags, and
+    fine-tuning gives none (the base model's shape is kept)."""
+    from studio.domains import ALL
+
+    assert jobs.DOMAINS == tuple(domain.NAME for domain in ALL)
+    for domain in ALL:
+        command = jobs.command_for(jobs.TrainRequest(domain.NAME, preset="tiny"), [tmp_path], tmp_path / "m", tmp_path / "p")
+        assert command[command.index("train") + 1] == domain.NAME
+        assert command[command.index("--hidden-size") + 1] == "64" and "--threads" in command
+        tuned = jobs.command_for(jobs.TrainRequest(domain.NAME, base="models/x"), [tmp_path], tmp_path / "m", tmp_path / "p")
+        assert tuned[-2:] == ["--init", "models/x"] and "--hidden-size" not in tuned
 
 
 def test_names_are_made_safe_and_unique(tmp_path):

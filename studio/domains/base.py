@@ -20,6 +20,7 @@ handwriting: the mixture's parameters; speech: the next frames and the stop prob
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,16 @@ class Training:
     #   (what --data is given, {"name", "bytes", "sha256"} per file read); ValueError with a sentence
     shape_flags: Callable[[tuple[int, int, int]], list[str]]  # (hidden, layers, embed) of a size preset -> CLI flags
     corpora: tuple[str, ...] = ()  # shipped corpus files (in the data folder) the tab offers
+    hint: str = ""  # the Train tab's upload label: what to upload, in words (default: `what`)
+    drawn: Callable[[Any, Path], Path] | None = None  # (drawing pad value, folder) -> a data file: the tab offers the pad
+    recorded: Callable[[Any, str, Path], list[Path]] | None = None  # ((rate, samples), transcript, folder) -> data
+    #   files: the tab offers the microphone
+
+
+def describe(path: Path) -> dict:
+    """{"name", "bytes", "sha256"} of a file a model learnt from (its card lists them)."""
+    data = Path(path).read_bytes()
+    return {"name": Path(path).name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 @dataclass

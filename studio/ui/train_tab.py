@@ -1,7 +1,9 @@
-"""The Train tab: train a text or music model on your own data (or fine-tune a shipped one) and
+"""The Train tab: train a model of any domain on your own data (or fine-tune a shipped one) and
 watch it learn: the loss as it falls, a sample from the current weights at each validation, and
-the same prompt's gates at each checkpoint side by side. The work is studio/jobs.py (one training
-at a time, in its own process with one thread); this file only lays it out and polls it.
+the same prompt's gates at each checkpoint side by side. What each domain reads, and whether the
+drawing pad or the microphone feeds it, is its TRAINING record (studio.domains.base.Training); the
+work is studio/jobs.py (one training at a time, in its own process with one thread); this file only
+lays it out and polls it.
 """
 
 from __future__ import annotations
@@ -12,18 +14,28 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio import jobs
+from studio import domains, jobs
 from studio.ui import inputs
+from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
 MY_UPLOADS = "(my uploaded files)"
-SHIPPED_CORPORA = {"text": ["tinyshakespeare.txt"], "music": ["jsb-chorales-quarter.json"]}
 SAMPLES_SHOWN = 4  # the latest samples from the current weights, newest first
 PRESET_LABELS = [(f"{name} ({layers} × {hidden})", name) for name, (hidden, layers, _) in jobs.PRESETS.items()]
 
 
-def corpora(domain: str, data_dir: Path | None) -> list[str]:
-    return [MY_UPLOADS] + [name for name in SHIPPED_CORPORA.get(domain, []) if data_dir and (data_dir / name).is_file()]
+def corpora(domain, data_dir: Path | None) -> list[str]:
+    return [MY_UPLOADS] + [name for name in domain.TRAINING.corpora if data_dir and (data_dir / name).is_file()]
+
+
+def upload_label(domain) -> str:
+    return domain.TRAINING.hint or f"Your data: {domain.TRAINING.what} (a zip of them too)"
+
+
+def made_markdown(made: list[str] | None) -> str:
+    """What was added in the page (drawings, recordings) and will train with the uploads."""
+    names = sorted({Path(path).stem for path in made or []})
+    return f"Added in the page: {len(names)} ({', '.join(names[:8])}{' …' if len(names) > 8 else ''})" if names else ""
 
 
 def status_html(status: dict | None) -> str:
@@ -61,45 +73,80 @@ def samples_markdown(status: dict | None) -> str:
 
 
 def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None) -> None:
-    """stems(domain) -> {name: checkpoint stem} of the models one may fine-tune; dropdowns: {domain
-    name: its tab's model list}, refreshed from loaded ({domain name: {model name: LoadedModel}})
+    """stems(domain name) -> {name: checkpoint stem} of the models one may fine-tune; dropdowns: {domain
+    module: its tab's model list}, refreshed from loaded ({domain module: {model name: LoadedModel}})
     when a training leaves a model."""
+    first = domains.ALL[0]
     gr.Markdown(
-        "Train a text or music model on your own data, or fine-tune a shipped one, and watch it learn. "
+        "Train a model of any tab on your own data, or fine-tune a shipped one, and watch it learn. "
         f"Uploads: up to {jobs.MAX_UPLOAD_MB:g} MB; up to {jobs.MAX_MINUTES:g} minutes per training; one training at a "
         "time on this server (others wait in line), with one thread at a lower priority so that generation stays quick. "
         f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            domain = inputs.Radio(list(jobs.DOMAINS), value="text", label="Domain", elem_id="train-domain")
-            files = gr.File(file_count="multiple", label="Your data: text files, or MIDI / MusicXML files (zips too)",
-                            elem_id="train-files")
-            corpus = inputs.Dropdown(corpora("text", data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
+            domain = inputs.Radio([(d.TITLE, d.NAME) for d in domains.ALL], value=first.NAME, label="Domain",
+                                  elem_id="train-domain")
+            files = gr.File(file_count="multiple", label=upload_label(first), elem_id="train-files")
+            with gr.Group(visible=first.TRAINING.drawn is not None) as drawing:
+                pad = drawing_pad("train-pad")
+                add_drawing = gr.Button("Add this drawing (with its text) to the data", elem_id="train-add-drawing")
+            with gr.Group(visible=first.TRAINING.recorded is not None) as recording:
+                microphone = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Record a sentence",
+                                      elem_id="train-microphone")
+                transcript = gr.Textbox(label="What the recording says", elem_id="train-transcript")
+                add_recording = gr.Button("Add this recording (with its transcript) to the data", elem_id="train-add-recording")
+            made_note = gr.Markdown(elem_id="train-made")
+            corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
             name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
             preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
             minutes = inputs.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
-            base = inputs.Dropdown([FROM_SCRATCH, *stems("text")], value=FROM_SCRATCH, label="Start from")
+            base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
-            plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="kind", title="Loss (nats per token)",
+            plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="kind", title="Loss (training and validation)",
                                elem_id="train-loss", height=260)
             gallery = gr.Gallery(label="Watch it learn: the same prompt's gates at each checkpoint", columns=3,
                                  height=260, elem_id="train-gallery")
             samples = gr.Markdown(elem_id="train-samples")
             download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
     job = gr.State()
+    made = gr.State([])  # files made in the page (drawings, recordings) for the chosen domain
     timer = gr.Timer(1.0, active=False)
-    targets = list(dropdowns.values())
+    modules = list(dropdowns)
+    targets = [dropdowns[d] for d in modules]
+    # each list's names as built, and the models trained since (a tab may list only some of its models:
+    # speech lists its text-to-mel ones)
+    listed = [[c[1] if isinstance(c, tuple) else c for c in dropdowns[d].choices] for d in modules]
 
     def on_domain(chosen):
-        return (gr.update(choices=corpora(chosen, data_dir), value=MY_UPLOADS),
-                gr.update(choices=[FROM_SCRATCH, *stems(chosen)], value=FROM_SCRATCH))
+        picked = jobs.trainable(chosen)
+        return (gr.update(choices=corpora(picked, data_dir), value=MY_UPLOADS),
+                gr.update(choices=[FROM_SCRATCH, *stems(chosen)], value=FROM_SCRATCH),
+                gr.update(label=upload_label(picked), value=None), gr.update(visible=picked.TRAINING.drawn is not None),
+                gr.update(visible=picked.TRAINING.recorded is not None), [], "")
 
-    def on_start(chosen, uploads, shipped, model_name, size, budget, start_from):
-        request = jobs.TrainRequest(chosen, [getattr(f, "name", f) for f in uploads or []], model_name, size, budget,
+    def added(chosen, before, make):
+        """A file (or files) made in the page joins the list; a problem is said in the note."""
+        try:
+            folder = Path(before[0]).parent if before else jobs.page_folder()
+            new = make(jobs.trainable(chosen).TRAINING, folder)
+        except ValueError as error:
+            return before, f"**{error}**"
+        after = [*before, *map(str, new)]
+        return after, made_markdown(after)
+
+    def on_drawing(chosen, before, value):
+        return added(chosen, before or [], lambda training, folder: [training.drawn(value, folder)])
+
+    def on_recording(chosen, before, audio, said):
+        return added(chosen, before or [], lambda training, folder: training.recorded(audio, said, folder))
+
+    def on_start(chosen, uploads, in_page, shipped, model_name, size, budget, start_from):
+        given = [getattr(f, "name", f) for f in uploads or []] + list(in_page or [])
+        request = jobs.TrainRequest(chosen, given, model_name, size, budget,
                                     stems(chosen).get(start_from) if start_from != FROM_SCRATCH else None,
                                     shipped if shipped and shipped != MY_UPLOADS else None)
         try:
@@ -113,7 +160,12 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             return (gr.skip(),) * 5 + (gr.Timer(active=False),) + (gr.skip(),) * len(targets)
         found = trainer.status(job_id)
         finished = found["status"] not in ("queued", "running")
-        lists = [gr.update(choices=list(loaded[d])) if finished and d == found["domain"] else gr.skip() for d in dropdowns]
+        trained = jobs.trainable(found["domain"])
+        lists = [gr.skip()] * len(modules)
+        if finished and trained in modules and found["name"] in loaded[trained]:
+            k = modules.index(trained)
+            listed[k] += [] if found["name"] in listed[k] else [found["name"]]
+            lists[k] = gr.update(choices=listed[k])
         return (status_html(found), loss_frame(found), found["pictures"], samples_markdown(found),
                 found["files"] or None, gr.Timer(active=not finished), *lists)
 
@@ -121,14 +173,16 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         return status_html(trainer.cancel(job_id)) if job_id else gr.skip()
 
     private = {"api_visibility": "private"}
-    domain.change(on_domain, domain, [corpus, base], **private)
-    start.click(on_start, [domain, files, corpus, name, preset, minutes, base], [job, status, timer], **private)
+    domain.change(on_domain, domain, [corpus, base, files, drawing, recording, made, made_note], **private)
+    add_drawing.click(on_drawing, [domain, made, pad], [made, made_note], **private)
+    add_recording.click(on_recording, [domain, made, microphone, transcript], [made, made_note], **private)
+    start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer], **private)
     timer.tick(on_tick, job, [status, plot, gallery, samples, download, timer, *targets], **private)
     cancel.click(on_cancel, job, status, **private)
 
 
 def train_api(trainer: jobs.Trainer, stems):
-    """The /train endpoint: action "start" (domain, text or file, name, preset, minutes, base),
+    """The /train endpoint: action "start" (domain, text or file (a zip for several), name, preset, minutes, base),
     "progress" or "cancel" (job); every answer is the job's status as JSON."""
 
     def train_endpoint(action: str, job: str, domain: str, text: str, file: str | None, name: str, preset: str,

@@ -18,12 +18,13 @@ from studio.domains.handwriting.evaluate import example, explainable, features, 
 from studio.domains.handwriting.generate import HandwritingSettings, generate
 from studio.domains.handwriting.model import NAME, load, save
 from studio.domains.handwriting.render import sequence_of, track, write_files
+from studio.domains.handwriting.train import TRAINING
 
 TITLE = "Handwriting"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "print-cursive-styled"  # the rule: docs/handwriting.md
 Settings = HandwritingSettings
 
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
+__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
            "step_divergence"]

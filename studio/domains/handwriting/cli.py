@@ -5,6 +5,9 @@ python -m studio train handwriting --corpus ../shared/data/tinyshakespeare.txt -
 python -m studio train handwriting --omniglot ../shared/data/omniglot-latin.json --init models/hershey-synthesis \
     --data-dir runs/hw-mixed/data --out models/print-cursive-synthesis ...   (cursive + real print; the card has the rest)
 python -m studio train handwriting ... --init models/print-cursive-synthesis --styles 2 ...   (a cursive / print style input)
+python -m studio train handwriting --data STROKES.zip [--init models/print-cursive-styled] --out runs/mine/ --minutes 5
+    (your own stroke files with transcripts: .json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz,
+     a name.txt beside any without one; files, folders or zips of them)
 python -m studio generate handwriting --text "hello" [--bias B] [--style FILE [--style-text S]] [--hand H] --out out.svg
 python -m studio eval handwriting --data-dir runs/handwriting-data   (last line: finished_fraction: X)
 """
@@ -14,13 +17,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import handwriting as hw
-from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec
+from studio.domains.handwriting.codec import DEFAULT_CHARS, HandwritingAlphabet, HandwritingCodec
 from studio.domains.handwriting.data import PROVENANCE, DataConfig, build_dataset, load_dataset
 from studio.domains.handwriting.evaluate import NLL_UNITS, finished_fraction, nll_per_point
 from studio.domains.handwriting.generate import HandwritingSettings
@@ -35,8 +40,22 @@ from studio.domains.handwriting.model import (
     make_card,
 )
 from studio.domains.handwriting.render import strokes_to_svg, write_png
-from studio.domains.handwriting.train import PRINT_PROVENANCE, StrokeTask, build_mixed_dataset, style_labels, warm_start
+from studio.domains.handwriting.train import (
+    PRINT_PROVENANCE,
+    StrokeTask,
+    alphabet_for,
+    build_mixed_dataset,
+    held_out_split,
+    read_samples,
+    style_labels,
+    user_set,
+    warm_start,
+)
 
+TRAIN_LR = 3e-3
+# --data with --init: a shipped model fine-tuned on 60 lines for a minute kept its legible hand at 5e-4
+# (held-out NLL -1.68 per point) and lost it at 3e-3 (+0.33): bench/bench_train_domains.py
+FINE_TUNE_LR = 5e-4
 MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer flags
     "--mixtures": (20, "Gaussians of the output mixture"),
     "--window-gaussians": (10, "Gaussians of the soft window over the text (synthesis)"),
@@ -47,6 +66,12 @@ MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer fla
 
 def add_commands(command: str, parser) -> None:
     if command == "train":
+        parser.add_argument("--data", nargs="+", metavar="FILE", help="train on your own stroke files with transcripts "
+                            "(.json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz; a name.txt beside any "
+                            "without one; folders and .zip files of them; a tenth validates) instead of the synthetic set")
+        parser.add_argument("--hand", choices=list(STYLE_NAMES), default=STYLE_NAMES[0],
+                            help="with --data and an --init model with styles: the style your lines teach (the default "
+                            "hand of unprimed writing is the first)")
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
         parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
         parser.add_argument("--samples", type=int, default=DataConfig.samples, help="handwriting samples drawn for the corpus")
@@ -55,7 +80,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--init", help="start from this synthesis model's weights (the alphabet may grow)")
         parser.add_argument("--model", choices=[SYNTHESIS, PREDICTION], default=SYNTHESIS,
                             help="synthesis writes a text; prediction scribbles freely")
-        cli_common.add_train_flags(parser, steps=3000, lr=3e-3, eval_every=50, batch_size=32, hidden_size=128,
+        cli_common.add_train_flags(parser, steps=3000, lr=TRAIN_LR, eval_every=50, batch_size=32, hidden_size=128,
                                    warmup_steps=50)
         cli_common.add_options(parser, MODEL_OPTIONS)
         parser.set_defaults(run=run_train)
@@ -103,6 +128,8 @@ def ensure_data(args) -> Path:
 
 def run_train(args) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.data:
+        return run_train_files(args)
     data_dir = ensure_data(args)
     summary = json.loads((data_dir / "summary.json").read_text())
     texts, offsets = load_dataset(data_dir / "train.npz")
@@ -141,6 +168,72 @@ def run_train(args) -> int:
                                          **({"init": args.init} if getattr(args, "init", None) else {})},
                         metrics={"nll_units": NLL_UNITS})
     cli_common.run_training("handwriting", model, task, args, card, "held_out_nll_per_point", hw.evaluate.VAL_HOW)
+    return 0
+
+
+def run_train_files(args) -> int:
+    """Train a synthesis model (or fine-tune --init's, its shape, styles and scale kept) on the user's stroke files."""
+    if args.model != SYNTHESIS:
+        sys.exit("error: --data trains a synthesis model (it learns to write the transcripts); leave out --model")
+    base = None
+    if args.init:
+        try:
+            base = checkpoint.read_card(args.init)
+        except checkpoint.CheckpointError as error:
+            sys.exit(f"error: --init: {error}")
+        if base.get("domain") != hw.NAME or base.get("kind") != SYNTHESIS:
+            sys.exit(f"error: --init {args.init} is not a handwriting synthesis model")
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            samples, notes = read_samples(args.data, scratch)
+            alphabet = alphabet_for([s.text for s in samples], base["codec"]["chars"] if base else DEFAULT_CHARS)
+            texts, offsets, cleaned = user_set(samples, alphabet)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+    cli_common.print_notes(notes + cleaned)
+    train_texts, train_offsets, val_texts, val_offsets = held_out_split(texts, offsets, args.seed)
+    flat = np.concatenate(train_offsets)
+    scale = float(base["codec"]["offset_scale"]) if base else float(np.std(flat[:, :2]))
+    codec = HandwritingCodec(scale, alphabet)
+    shape = {"hidden_size": args.hidden_size, "num_layers": args.layers, "mixtures": args.mixtures,
+             "window_gaussians": args.window_gaussians, "styles": args.styles}
+    if base and args.lr == TRAIN_LR:
+        args.lr = FINE_TUNE_LR
+        print(f"note: fine-tuning at --lr {FINE_TUNE_LR:g} (give --lr for another)", file=sys.stderr)
+    if base:  # fine-tuning keeps the base model's shape (its styles too)
+        kept = {k: v for k, v in base["config"].items() if k != "vocab_size"}
+        for key, value in shape.items():
+            if key in kept and kept[key] != value and key != "styles":
+                print(f"note: ignoring --{key.replace('_', '-')} {value}: fine-tuning keeps {Path(args.init).name}'s {kept[key]}",
+                      file=sys.stderr)
+        shape = kept
+    torch.manual_seed(args.seed)
+    model = SynthesisModel(SynthesisConfig(alphabet.size, **shape))
+    if base:
+        new = warm_start(model, args.init, alphabet.chars)
+        print(f"started from {args.init}; new characters: {''.join(new) or 'none'}", file=sys.stderr)
+    styles = val_styles = None
+    if model.config.styles:  # the user's lines teach one style
+        style = min(list(STYLE_NAMES).index(args.hand), model.config.styles - 1)
+        styles, val_styles = [style] * len(train_texts), [style] * len(val_texts)
+    batch_size = max(1, min(args.batch_size, len(train_texts)))
+    task = StrokeTask(train_texts, train_offsets, val_texts, val_offsets, codec, batch_size, args.seed, args.max_points,
+                         styles, val_styles)
+    names = [s.name for s in samples]
+    print(f"training on {len(train_texts)} written line(s), validating on {len(val_texts)}; batch {batch_size}",
+          file=sys.stderr)
+    data = {"source": args.source or "the user's stroke files: " + ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else ""),
+            "licence": args.licence or "as the stroke files' (not stated)", "samples": len(train_texts),
+            "held_out_phrases": len(val_texts), "mean_points": float(np.mean([len(o) for o in offsets])),
+            "normalised": "each line brought to the synthetic training data's letter height, baseline and point "
+                          "spacing (its slant kept)",
+            **({"style": STYLE_NAMES[styles[0]]} if styles else {})}
+    card = make_card(model, codec, name=Path(args.out).name, data=data, reproduce=args.command_line,
+                        hyperparameters={"batch_size": batch_size, "max_points": args.max_points,
+                                         **({"init": args.init} if args.init else {})},
+                        metrics={"nll_units": NLL_UNITS})
+    cli_common.run_training("handwriting", model, task, args, card, "held_out_nll_per_point", hw.evaluate.VAL_HOW,
+                            codec=codec)
     return 0
 
 

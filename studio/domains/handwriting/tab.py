@@ -49,15 +49,18 @@ def read_style(choice, uploaded, pad=None, style_text="") -> tuple[list | None, 
     return strokes, typed or text, []
 
 
-def create_tab(models: dict, problems: list[str]) -> None:
-    """models: {name: LoadedModel} loaded once by app.py."""
-    # the synthesis models (they write your text) first, the domain's default model first of them
-    models = dict(sorted(models.items(), key=lambda item: (item[1].card["kind"] != SYNTHESIS,
-                                                           item[0] != hw.DEFAULT_MODEL.name, item[0])))
+def create_tab(models: dict, problems: list[str]):
+    """models: {name: LoadedModel} loaded once by app.py (a model the Train tab adds later is found in
+    it). Returns the model list (None without a model)."""
+    # the synthesis models (they write your text) first, the domain's default model first of them; the
+    # dict is reordered in place, so that it stays the one the Train tab adds to
+    for name, _ in sorted(models.items(), key=lambda item: (item[1].card["kind"] != SYNTHESIS,
+                                                            item[0] != hw.DEFAULT_MODEL.name, item[0])):
+        models[name] = models.pop(name)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
-                return  # no model: the header says how to train one
+                return None  # no model: the header says how to train one
             model_name, model_info = header
             text_box = gr.Textbox(label=f"Text to write (up to {MAX_TEXT} characters)", value="hello world", lines=2)
             bias = inputs.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
@@ -109,3 +112,4 @@ def create_tab(models: dict, problems: list[str]) -> None:
         api_name="generate_handwriting",
     )
     blocks.wire_panel(panel, generation_state, hw, models)
+    return model_name

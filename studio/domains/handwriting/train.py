@@ -1,6 +1,7 @@
 """Handwriting training: the task for studio.train.train (both models: batches of phrases of
-similar length, little padding, -log p per real pen point; validation on the held-out phrases),
-real people's print letters composed into training lines, and a warm start onto a wider alphabet.
+similar length, little padding, -log p per real pen point; validation on the held-out phrases), real
+people's print letters composed into training lines, a warm start onto a wider alphabet, and a
+user's stroke files with transcripts (or drawings from the pad) as a training set (TRAINING).
 
 Real people's print letters (Omniglot, Lake et al. 2015, MIT) composed into words and lines,
 in the Hershey training data's units, so one synthesis model learns both the Hershey cursive and
@@ -20,13 +21,32 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from studio.domains.handwriting.codec import HandwritingAlphabet, HandwritingCodec, strokes_to_offsets
-from studio.domains.handwriting.data import DataConfig, _resample, cut_phrases, phrases_from_text, render_phrase
+from studio import limits
+from studio.domains.base import Training, describe
+from studio.domains.handwriting.codec import (
+    DEFAULT_CHARS,
+    TRAINING_STATS,
+    HandwritingAlphabet,
+    HandwritingCodec,
+    normalize_primer,
+    strokes_to_offsets,
+)
+from studio.domains.handwriting.data import (
+    DataConfig,
+    StrokeFileError,
+    _resample,
+    cut_phrases,
+    load_stroke_file,
+    pad_strokes,
+    phrases_from_text,
+    render_phrase,
+)
 from studio.domains.handwriting.evaluate import batch_nll, make_batch, nll_per_point
 
 
@@ -240,3 +260,139 @@ def warm_start(model, stem, chars: str) -> list[str]:
         state[name] = value
     model.load_state_dict(state)
     return [c for c in chars if c not in old]
+
+
+# ---------------------------------------------------------------- a user's stroke files (python -m studio train handwriting --data, the Train tab)
+STROKE_SUFFIXES = (".json", ".xml", ".ndjson", ".npz")  # what load_stroke_file reads
+TRANSCRIPT_SUFFIX = ".txt"  # a transcript beside a stroke file of the same name (a.ndjson + a.txt)
+
+
+@dataclass
+class StrokeSample:
+    name: str  # the file it came from, as the user named it
+    strokes: list  # [(N, 2) float32] in the file's own units
+    text: str  # what it says
+
+
+def _stroke_files(paths, scratch: Path):
+    """(file, name to show) of every stroke file given, in every folder and in every .zip."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in STROKE_SUFFIXES
+                            and not limits.hidden(str(p.relative_to(path))))
+            if not inside:
+                raise StrokeFileError(f"the folder {path.name} holds no stroke files ({', '.join(STROKE_SUFFIXES)}).")
+            yield from ((p, p.name) for p in inside)
+        elif path.suffix.lower() == ".zip":
+            scratch.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
+            found = limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX),
+                                       None, "stroke files", StrokeFileError)
+            yield from ((p, p.name) for p in sorted(found) if p.suffix.lower() in STROKE_SUFFIXES)
+        elif path.suffix.lower() in STROKE_SUFFIXES:
+            yield path, path.name
+        elif path.suffix.lower() != TRANSCRIPT_SUFFIX:  # a transcript is read beside its stroke file
+            raise StrokeFileError(f"{path.name}: not a stroke file; use .json, .xml (IAM-OnDB), .ndjson (QuickDraw), "
+                                  ".npz (sketch-rnn), with a name.txt transcript beside any without one, or a .zip of them")
+
+
+def read_samples(paths, scratch) -> tuple[list[StrokeSample], list[str]]:
+    """(samples, notes): every stroke file among `paths` (files; folders and .zip files of them) with
+    its transcript: the file's own (JSON "text", IAM <TextLine>, ndjson "text", .npz text), else the
+    `name.txt` beside it. A file without either, or unreadable, is skipped with a note;
+    StrokeFileError with a sentence when none is left."""
+    samples, notes, untranscribed = [], [], 0
+    for path, name in _stroke_files(paths, Path(scratch)):
+        try:
+            strokes, text = load_stroke_file(path)
+        except StrokeFileError as error:
+            notes.append(f"skipped {str(error).replace(path.name, name)}")
+            continue
+        beside = path.with_suffix(TRANSCRIPT_SUFFIX)
+        if not text.strip() and beside.is_file():
+            text = beside.read_text(encoding="utf-8", errors="replace")
+        text = " ".join(text.split())
+        if not text:
+            untranscribed += 1
+            continue
+        samples.append(StrokeSample(name, strokes, text))
+    if untranscribed:
+        notes.append(f"skipped {untranscribed} stroke file(s) without a transcript (put the text in the file, or in a "
+                     f"name{TRANSCRIPT_SUFFIX} beside it)")
+    if not samples:
+        raise StrokeFileError("None of the stroke files has a transcript a model can learn from: a synthesis model learns "
+                              "to write a text, so give each file its text (JSON {\"strokes\", \"text\"}, or name.txt "
+                              "beside it)." if untranscribed else (notes[0] if notes else "No stroke files were given."))
+    return samples, notes
+
+
+def pad_file(value, folder) -> Path:
+    """A drawing pad's value ({"strokes", "text"}) as a JSON stroke file in `folder` (its text
+    required: a synthesis model learns to write it); StrokeFileError with a sentence otherwise."""
+    strokes, text = pad_strokes(value)
+    if not text.strip():
+        raise StrokeFileError("Type what you wrote on the pad in the box under it: the model learns to write that text.")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"drawing-{len(list(folder.glob('drawing-*.json'))) + 1:03d}.json"
+    target.write_text(json.dumps({"strokes": [s.round(2).tolist() for s in strokes], "text": text.strip()}), encoding="utf-8")
+    return target
+
+MIN_SAMPLES = 4  # written lines with transcripts: fewer cannot both train and validate
+KEEP_SLANT = {**TRAINING_STATS, "slant_range": (-1.0, 1.0)}  # a user's lines keep their own slant
+
+
+def user_set(samples, alphabet: HandwritingAlphabet) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """(texts, offsets, notes) of a user's samples (read_samples): each brought to the training
+    data's letter height, baseline and point spacing (as a style sample is), its text in the alphabet."""
+    texts, offsets, notes = [], [], []
+    for sample in samples:
+        text, dropped = alphabet.clean(sample.text, None)
+        notes += [f"{sample.name}: {note}" for note in dropped]
+        if not text.strip():
+            notes.append(f"{sample.name}: skipped, its transcript has no character the model can write")
+            continue
+        strokes, _ = normalize_primer(sample.strokes, text, KEEP_SLANT)
+        texts.append(text)
+        offsets.append(strokes_to_offsets(strokes))
+    if len(texts) < MIN_SAMPLES:
+        raise ValueError(f"{len(texts)} written line(s) with a transcript were read; give at least {MIN_SAMPLES} "
+                         "(a few are kept aside to validate).")
+    return texts, offsets, notes
+
+
+def held_out_split(texts, offsets, seed: int = 0):
+    """(train texts, train offsets, held-out texts, held-out offsets): a tenth (at least one) validates."""
+    order = np.random.default_rng(seed).permutation(len(texts))
+    held = max(1, len(texts) // 10)
+    pick = lambda idx: ([texts[k] for k in idx], [offsets[k] for k in idx])  # noqa: E731
+    return (*pick(order[held:]), *pick(order[:held]))
+
+
+def alphabet_for(texts, chars: str = DEFAULT_CHARS) -> HandwritingAlphabet:
+    """`chars` and every printable character the transcripts add (a new one starts untrained)."""
+    extra = sorted({c for t in texts for c in t if c.isprintable() and not c.isspace() and c not in chars})
+    return HandwritingAlphabet(chars + "".join(extra))
+
+
+def prepare_strokes(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """The Train tab's data: every stroke file read with its transcript (checked now, so a bad upload
+    is told at once), written as JSON {"strokes", "text"} files in one folder the trainer reads."""
+    samples, _ = read_samples(paths, folder / "unpacked")
+    if len(samples) < MIN_SAMPLES:
+        raise ValueError(f"{len(samples)} stroke file(s) with a transcript were read; give at least {MIN_SAMPLES} "
+                         "(a few are kept aside to validate).")
+    out = folder / "strokes"
+    out.mkdir(parents=True, exist_ok=True)
+    for k, sample in enumerate(samples):
+        record = {"strokes": [np.asarray(s).round(3).tolist() for s in sample.strokes], "text": sample.text}
+        (out / f"{k:04d}-{Path(sample.name).stem[:40]}.json").write_text(json.dumps(record), encoding="utf-8")
+    return [out], [describe(path) for path in paths]
+
+
+TRAINING = Training(
+    suffixes=frozenset((*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX)), what="stroke files with transcripts", prepare=prepare_strokes,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1])],
+    hint="Your data: stroke files (.json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz; a name.txt "
+         "transcript beside any without one), or a zip of them; or drawings from the pad below",
+    drawn=pad_file)

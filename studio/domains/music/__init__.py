@@ -11,11 +11,12 @@ from studio.domains.music.evaluate import example, explainable, features, fused,
 from studio.domains.music.generate import TOKENS, MusicSettings, generate
 from studio.domains.music.model import NAME, load, save
 from studio.domains.music.render import sequence_of, track, write_files
+from studio.domains.music.train import TRAINING
 
 TITLE = "Music (MIDI)"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "jsb-chorales-quarter"
 Settings = MusicSettings
 
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
+__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of", "TOKENS"]

@@ -19,7 +19,6 @@ import json
 import math
 import statistics
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -339,28 +338,13 @@ MAX_PIECE_BARS = 2_000  # a longer file trains on its first bars only
 
 
 def _is_music(name: str) -> bool:
-    parts = Path(name).parts
-    return Path(name).suffix.lower() in MIDI_SUFFIXES + SCORE_SUFFIXES and not any(
-        part.startswith(".") or part == "__MACOSX" for part in parts)
+    return Path(name).suffix.lower() in MIDI_SUFFIXES + SCORE_SUFFIXES and not limits.hidden(name)
 
 
 def _unzip(path: Path, scratch: Path):
     """(extracted file, name in the archive) of each MIDI / score file of a zip, its size checked first."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir() and _is_music(m.filename)]
-            if not members:
-                raise MusicInputError(f"{path.name} holds no MIDI or MusicXML files.")
-            if sum(m.file_size for m in members) >= MAX_UNZIPPED_BYTES:
-                raise MusicInputError(f"{path.name} unpacks to more than {MAX_UNZIPPED_BYTES // 1_000_000} MB of music files.")
-            found = []
-            for k, member in enumerate(members):  # a name of our own: the archive's paths never reach the disk
-                target = scratch / f"{path.stem}-{k}{Path(member.filename).suffix.lower()}"
-                target.write_bytes(archive.read(member))
-                found.append((target, Path(member.filename).name))
-            return found
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError) as error:
-        raise MusicInputError(f"{path.name} is not a readable zip file ({error}).") from None
+    found = limits.extract_zip(path, scratch, _is_music, MAX_UNZIPPED_BYTES, "MIDI or MusicXML files", MusicInputError)
+    return [(target, target.name) for target in found]
 
 
 def _music_files(paths, scratch: Path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from studio.domains.base import Training, describe
 from studio.domains.music.codec import PitchCodec
-from studio.domains.music.data import MusicInputError
+from studio.domains.music.data import MIDI_SUFFIXES, SCORE_SUFFIXES, MusicInputError
 from studio.domains.music.evaluate import nll_per_frame, pad_batch, token_nll
 
 
@@ -58,3 +60,15 @@ class MusicTask:
 
     def evaluate(self, model) -> float:
         return nll_per_frame(model, self.valid_pieces)[0]
+
+
+# ---------------------------------------------------------------- a user's files (python -m studio train music --data, the Train tab)
+def pieces_of(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """MIDI / MusicXML files (or a JSB Chorales JSON) go to the trainer as they are: it reads them."""
+    return list(paths), [describe(path) for path in paths]
+
+
+TRAINING = Training(
+    suffixes=frozenset(MIDI_SUFFIXES + SCORE_SUFFIXES + (".json",)), what="MIDI or MusicXML files", prepare=pieces_of,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1])],
+    corpora=("jsb-chorales-quarter.json",), hint="Your data: MIDI or MusicXML files (a zip of them too)")

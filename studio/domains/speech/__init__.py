@@ -16,6 +16,7 @@ from studio.domains.speech.evaluate import example, explainable, features, fused
 from studio.domains.speech.generate import SpeechSettings, generate
 from studio.domains.speech.model import NAME, load, save
 from studio.domains.speech.render import sequence_of, track, write_files
+from studio.domains.speech.train import TRAINING
 
 TITLE = "Speech"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "espeak-tts"
@@ -23,6 +24,6 @@ DEFAULT_FRAME_MODEL = checkpoint.MODELS_DIR / "espeak-frames"
 Settings = SpeechSettings
 
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
+__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
            "step_divergence", "DEFAULT_FRAME_MODEL"]

@@ -3,6 +3,8 @@ recording, with its transcript in a .txt beside it for a text-to-mel model; see 
 
     python -m studio train speech --corpus runs/speech-corpus --source ../shared/data/tinyshakespeare.txt --out models/espeak-tts
     python -m studio train speech --kind frame --corpus runs/speech-corpus --out models/espeak-frames
+    python -m studio train speech --data FOLDER [--init models/espeak-tts] --out runs/mine/ --minutes 5
+        (your recordings: a folder of name.wav + name.txt, a CSV of file,text, or a zip of either)
     python -m studio generate speech --text "hello there" --out out.wav
     python -m studio generate speech --continue clip.wav --seconds 2 --out more.wav --features-out more.npz
     python -m studio eval speech --corpus runs/speech-corpus          # last line: mcd_db: X
@@ -21,7 +23,7 @@ import torch
 
 from studio import checkpoint, cli_common
 from studio.domains import speech
-from studio.domains.speech.codec import SAMPLE_RATE, VOICES, AudioError, SpeechCodec
+from studio.domains.speech.codec import HOP, SAMPLE_RATE, VOICES, AudioError, SpeechCodec
 from studio.domains.speech.data import HELD_OUT, Corpus, build_corpus, read_audio
 from studio.domains.speech.evaluate import MCD_HOW, alignment_report, held_out_mcd
 from studio.domains.speech.generate import ContinueSettings, SpeechResult, SpeechSettings
@@ -34,7 +36,17 @@ from studio.domains.speech.model import (
     SpeechModelConfig,
     make_card,
 )
-from studio.domains.speech.train import FRAME_VAL_HOW, TTS_VAL_HOW, VAL_COUNT, FrameTask, SpeechTask
+from studio.domains.speech.train import (
+    FRAME_VAL_HOW,
+    MIN_UTTERANCES,
+    TTS_VAL_HOW,
+    VAL_COUNT,
+    FrameTask,
+    SpeechTask,
+    held_out_count,
+    read_recordings,
+    user_corpus,
+)
 
 DEFAULT_CORPUS = Path("runs/speech-corpus")
 ESPEAK_SOURCE = {
@@ -48,6 +60,9 @@ def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--kind", choices=["tts", "frame"], default="tts",
                             help="tts: text-to-mel attention model; frame: unconditional frame LSTM (continue mode)")
+        parser.add_argument("--data", nargs="+", metavar="FILE", help="train a text-to-mel model on your own recordings "
+                            "with transcripts: folders of name.wav + name.txt, CSV files of file,text, .zip files of "
+                            "either, or audio files with their .txt beside them (a tenth validates) instead of --corpus")
         parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder holding corpus.npz (built if missing)")
         parser.add_argument("--sentences", type=int, default=3000, help="sentences to synthesize when building")
         # --source (shared flag): here the text file the sentences are cut from when the corpus is built
@@ -101,7 +116,61 @@ def _corpus(args) -> Corpus:
         sys.exit(f"error: cannot read {path}: {error}")
 
 
+def _user_corpus(args) -> Corpus:
+    """The user's recordings (--data) as a corpus; exits with one line when they cannot make one."""
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            recordings, notes = read_recordings(args.data, scratch)
+            if len(recordings) < MIN_UTTERANCES:
+                raise ValueError(f"{len(recordings)} recording(s) with a transcript were read; give at least "
+                                 f"{MIN_UTTERANCES} (a few are kept aside to validate)")
+            corpus, more = user_corpus(recordings)
+        except ValueError as error:  # AudioError too
+            sys.exit(f"error: {error}")
+    cli_common.print_notes(notes + more)
+    seconds = sum(len(m) for m in corpus.mels) * HOP / SAMPLE_RATE
+    print(f"read {len(corpus.texts)} recording(s), {seconds:.1f} s of speech", file=sys.stderr)
+    return corpus
+
+
+def run_train_files(args) -> int:
+    """Train a text-to-mel model (or fine-tune --init's, its shape and mel statistics kept) on the user's recordings."""
+    if args.kind != "tts":
+        sys.exit("error: --data trains a text-to-mel model (it learns to say the transcripts); leave out --kind")
+    corpus = _user_corpus(args)
+    torch.manual_seed(args.seed)
+    if args.init:
+        base = cli_common.load_or_exit(speech, args.init)
+        if base.card["kind"] != TTS_KIND:
+            sys.exit(f"error: --init {args.init} is a {base.card['kind']} model; --data fine-tunes a text-to-mel one")
+        model, config = base.model.cpu(), base.model.config
+        if args.hidden_size != config.hidden_size:
+            print(f"note: ignoring --hidden-size {args.hidden_size}: fine-tuning keeps {base.name}'s {config.hidden_size}",
+                  file=sys.stderr)
+    else:
+        mean, std = corpus.stats()
+        config = SpeechModelConfig(decoder_layers=args.decoder_layers, reduction=args.reduction,
+                                          hidden_size=args.hidden_size, mel_mean=mean.tolist(), mel_std=std.tolist())
+        model = SpeechModel(config)
+    held = held_out_count(len(corpus.texts))
+    batch_size = max(1, min(args.batch_size, len(corpus.texts) - held))
+    try:
+        task = SpeechTask(corpus, config, batch_size, val_count=held)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    print(f"training on {len(corpus.texts) - held} recording(s), validating on {held}; batch {batch_size}", file=sys.stderr)
+    data = {"source": args.source or "the user's recordings with transcripts (" + f"{len(corpus.texts)} utterances)",
+            "licence": args.licence or "as the recordings' (not stated)", "utterances": len(corpus.texts),
+            "voice": "the recordings train voice 0", "split": f"{held} recording(s) validate"}
+    card = make_card(model, SpeechCodec(), name=Path(args.out).name, reproduce=args.command_line, data=data,
+                            hyperparameters={"batch_size": batch_size, **({"init": args.init} if args.init else {})})
+    cli_common.run_training("speech", model, task, args, card, "val_loss", TTS_VAL_HOW, codec=SpeechCodec())
+    return 0
+
+
 def run_train(args) -> int:
+    if args.data:
+        return run_train_files(args)
     corpus = _corpus(args)
     mean, std = corpus.stats()
     torch.manual_seed(args.seed)

@@ -32,19 +32,22 @@ NO_FRAME_MODEL = ("No frame LSTM is available in `models/` to continue recording
                   "`python -m studio train speech --kind frame --out models/NAME`.")
 
 
-def create_tab(models: dict, problems: list[str]) -> None:
-    """models: {name: LoadedModel} loaded once by app.py (text-to-mel and frame LSTMs together)."""
+def create_tab(models: dict, problems: list[str]):
+    """models: {name: LoadedModel} loaded once by app.py (text-to-mel and frame LSTMs together; a model
+    the Train tab adds later is found in it). Returns the text-to-mel model list (None without one)."""
     gr.Markdown(INTRO)
-    _text_to_speech({n: m for n, m in models.items() if m.card["kind"] == TTS_KIND}, problems)
+    model_name = _text_to_speech(models, problems)
     gr.Markdown("### Your recording: its features, and the frame LSTM's continuation")
     _recording({n: m for n, m in models.items() if m.card["kind"] == FRAME_KIND})
+    return model_name
 
 
-def _text_to_speech(models: dict, problems: list[str]) -> None:
+def _text_to_speech(every: dict, problems: list[str]):
+    models = {n: m for n, m in every.items() if m.card["kind"] == TTS_KIND}  # listed; looked up in `every`
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
-                return
+                return None
             model_name, model_info = header
             first = models[model_name.value]
             text_box = gr.Textbox(label=f"Text (up to {MAX_TEXT} characters)", lines=3, value=EXAMPLE_TEXTS[0],
@@ -59,12 +62,12 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
-            panel = blocks.gate_panel("speech", speech, models)
+            panel = blocks.gate_panel("speech", speech, every)
             alignment = gr.HTML(label="Attention alignment", elem_id="speech-alignment")
     generation_state = gr.State()
 
     def on_speak(name, text, voice_id, seed_value):
-        loaded = blocks.loaded_or_error(models, name)
+        loaded = blocks.loaded_or_error(every, name)
         settings = SpeechSettings(text=text if isinstance(text, str) else "",
                                          voice=clamp_int(voice_id, -1, 10**6, 0), seed=clamp_int(seed_value, 0, 2**62, 0))
         folder = output_dir()
@@ -83,11 +86,12 @@ def _text_to_speech(models: dict, problems: list[str]) -> None:
                 alignment_html(result.alignment, result.text, trace.detail.reduction),
                 str(files["features"]), generation)
 
-    blocks.follow_model(model_name, model_info, models)
+    blocks.follow_model(model_name, model_info, every)
     speak.click(on_speak, [model_name, text_box, voice, seed],
                 [notes, audio, *panel.outputs, panel.selection, alignment, download_features, generation_state],
                 api_name="generate_speech")
-    blocks.wire_panel(panel, generation_state, speech, models)
+    blocks.wire_panel(panel, generation_state, speech, every)
+    return model_name
 
 
 def _read_upload(path) -> LoadedAudio:

@@ -1,17 +1,33 @@
 """Speech training tasks for studio.train.train: teacher-forced whole utterances for the
-text-to-mel model (SpeechTask), random crops of the frame stream for the frame LSTM (FrameTask)."""
+text-to-mel model (SpeechTask), random crops of the frame stream for the frame LSTM (FrameTask); and
+a user's recordings with transcripts (or recordings made in the page) as a corpus (TRAINING)."""
 
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from studio.domains.speech.codec import LOG_FLOOR, N_MELS, SpeechAlphabet
-from studio.domains.speech.data import Corpus
+from studio import limits
+from studio.domains.base import Training, describe
+from studio.domains.speech.codec import (
+    HOP,
+    LOG_FLOOR,
+    N_MELS,
+    SAMPLE_RATE,
+    AudioError,
+    SpeechAlphabet,
+    _librosa,
+    encode_audio,
+    normalize_text,
+)
+from studio.domains.speech.data import Corpus, prepare_audio, read_audio
 from studio.domains.speech.model import FrameModelConfig, SpeechModelConfig, group_frames
 
 VAL_COUNT = 64  # training-split utterances kept aside to validate
@@ -158,3 +174,172 @@ class FrameTask:
         generator = torch.Generator(device).manual_seed(0)
         with torch.no_grad():
             return float(self.loss(model, crops, generator))
+
+
+# ---------------------------------------------------------------- a user's recordings (python -m studio train speech --data, the Train tab)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what read_audio reads (libsndfile)
+TRANSCRIPT_SUFFIX = ".txt"  # name.wav + name.txt
+LIST_SUFFIX = ".csv"  # rows of file,text (the file relative to the CSV's folder)
+MAX_TRAINING_SECONDS = 20.0  # a longer recording trains on its first seconds
+
+
+@dataclass
+class Recording:
+    path: Path  # the audio file
+    name: str  # as the user named it
+    text: str  # what it says, normalised as the model reads it
+
+
+def _clean(text: str) -> str:
+    alphabet = SpeechAlphabet()
+    return " ".join("".join(ch for ch in normalize_text(text) if alphabet.readable(ch)).split())
+
+
+def _listed(csv_path: Path) -> list[tuple[Path, str]]:
+    """(audio file, text) of each row of a CSV of file,text (a header row is skipped)."""
+    import csv
+
+    rows = []
+    with open(csv_path, encoding="utf-8", errors="replace", newline="") as handle:
+        for k, row in enumerate(csv.reader(handle)):
+            if len(row) < 2 or not row[0].strip():
+                continue
+            audio = csv_path.parent / Path(row[0].strip().replace("\\", "/"))
+            if k == 0 and not audio.is_file() and Path(row[0]).suffix.lower() not in AUDIO_SUFFIXES:
+                continue  # a header: file,text
+            rows.append((audio, ",".join(row[1:])))
+    return rows
+
+
+def _recordings_in(folder: Path, shown: str) -> tuple[list[Recording], int]:
+    """(recordings, how many lack a transcript) of a folder: its CSV lists, else name.wav + name.txt pairs."""
+    lists = sorted(p for p in folder.rglob(f"*{LIST_SUFFIX}") if not limits.hidden(str(p.relative_to(folder))))
+    if lists:
+        found = [(audio, text) for csv_path in lists for audio, text in _listed(csv_path)]
+        missing = [audio.name for audio, _ in found if not audio.is_file()]
+        if missing:
+            raise AudioError(f"{shown}: the list names {len(missing)} recording(s) that are not there, the first {missing[0]}")
+        return [Recording(audio, audio.name, _clean(text)) for audio, text in found], 0
+    audio = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
+                   and not limits.hidden(str(p.relative_to(folder))))
+    paired = [Recording(p, p.name, _clean(p.with_suffix(TRANSCRIPT_SUFFIX).read_text(encoding="utf-8", errors="replace")))
+              for p in audio if p.with_suffix(TRANSCRIPT_SUFFIX).is_file()]
+    return paired, len(audio) - len(paired)
+
+
+def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
+    """(recordings with transcripts, notes) from `paths`: folders of name.wav + name.txt (or holding a
+    CSV of file,text), CSV files, .zip files of either, or audio files with their .txt beside them.
+    Recordings without a transcript are skipped with a note; AudioError with a sentence when none is left."""
+    recordings, untranscribed = [], 0
+    loose = [Path(p) for p in paths]
+    # a recording a CSV lists is read with the CSV's text (not again with its .txt)
+    listed = {audio.resolve() for p in loose if p.suffix.lower() == LIST_SUFFIX and p.is_file() for audio, _ in _listed(p)}
+    for path in loose:
+        if path.is_dir() or path.suffix.lower() == ".zip":
+            folder = path
+            if path.suffix.lower() == ".zip":
+                Path(scratch).mkdir(parents=True, exist_ok=True)
+                folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
+                limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*AUDIO_SUFFIXES, TRANSCRIPT_SUFFIX,
+                                                                                            LIST_SUFFIX),
+                                   None, "recordings", AudioError)
+            found, missing = _recordings_in(folder, path.name)
+            recordings += found
+            untranscribed += missing
+        elif path.suffix.lower() == LIST_SUFFIX:
+            rows = _listed(path)
+            absent = [audio.name for audio, _ in rows if not audio.is_file()]
+            if absent:
+                raise AudioError(f"{path.name} names {len(absent)} recording(s) that were not given, the first {absent[0]}; "
+                                 "upload them with it (or a zip of the list and the recordings)")
+            recordings += [Recording(audio, audio.name, _clean(text)) for audio, text in rows]
+        elif path.suffix.lower() in AUDIO_SUFFIXES:
+            transcript = path.with_suffix(TRANSCRIPT_SUFFIX)
+            if path.resolve() in listed:
+                continue
+            if transcript.is_file():
+                recordings.append(Recording(path, path.name, _clean(transcript.read_text(encoding="utf-8", errors="replace"))))
+            else:
+                untranscribed += 1
+        elif path.suffix.lower() != TRANSCRIPT_SUFFIX:
+            raise AudioError(f"{path.name}: not a recording or a transcript; give name.wav (or .flac, .ogg) with name.txt, "
+                             "a CSV of file,text, or a folder or zip of them")
+    notes = [f"skipped {untranscribed} recording(s) without a transcript (name.txt beside name.wav)"] if untranscribed else []
+    empty = [r.name for r in recordings if not r.text]
+    if empty:
+        notes.append(f"skipped {len(empty)} recording(s) whose transcript has nothing the model reads, the first {empty[0]}")
+        recordings = [r for r in recordings if r.text]
+    if not recordings:
+        raise AudioError("No recording has a transcript: a text-to-mel model learns to say a text, so give each "
+                         "name.wav its name.txt (or a CSV of file,text)." if untranscribed else
+                         "No recordings were given: name.wav + name.txt pairs, a CSV of file,text, or a folder or zip of them.")
+    return recordings, notes
+
+
+def user_corpus(recordings: list[Recording]) -> tuple[Corpus, list[str]]:
+    """(corpus, notes): each recording decoded (any rate, resampled; at most MAX_TRAINING_SECONDS),
+    its silence trimmed and padded as the espeak-ng corpus' is, as log-mel; one voice (0), all "train"."""
+    mels, texts, notes = [], [], []
+    for recording in recordings:
+        loaded = read_audio(recording.path, max_seconds=MAX_TRAINING_SECONDS)
+        audio, _ = _librosa().effects.trim(loaded.audio, top_db=40)
+        mels.append(encode_audio(np.pad(audio, (HOP * 4, HOP * 4))))
+        texts.append(recording.text)
+        notes += [f"{recording.name}: {note}" for note in loaded.notes if not note.startswith("Resampled")]
+    return Corpus(mels, texts, [0] * len(mels), ["train"] * len(mels)), notes
+
+
+def recording_files(recorded, text: str, folder) -> list[Path]:
+    """A recording made in the page ((rate, samples), as gr.Audio gives it) and its transcript as
+    name.wav + name.txt in `folder`; AudioError with a sentence when either is missing."""
+    import soundfile
+
+    if not isinstance(recorded, tuple | list) or len(recorded) != 2:
+        raise AudioError("Record something first (the microphone above), then add it.")
+    if not _clean(text or ""):
+        raise AudioError("Type what the recording says in the transcript box: the model learns to say that text.")
+    loaded = prepare_audio(recorded[1], recorded[0], max_seconds=MAX_TRAINING_SECONDS)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"recording-{len(list(folder.glob('recording-*.wav'))) + 1:03d}"
+    soundfile.write(str(stem.with_suffix(".wav")), loaded.audio, SAMPLE_RATE)
+    stem.with_suffix(TRANSCRIPT_SUFFIX).write_text(" ".join(text.split()), encoding="utf-8")
+    return [stem.with_suffix(".wav"), stem.with_suffix(TRANSCRIPT_SUFFIX)]
+
+MIN_UTTERANCES = 4  # recordings with transcripts: fewer cannot both train and validate
+
+
+def held_out_count(utterances: int) -> int:
+    """Utterances of a user's corpus kept aside to validate: a tenth, at least one."""
+    return max(1, utterances // 10)
+
+
+def prepare_recordings(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """The Train tab's data: every recording paired with its transcript and its header read (checked
+    now, so a bad upload is told at once), copied as name.wav + name.txt into one folder the trainer reads."""
+    import soundfile
+
+    recordings, _ = read_recordings(paths, folder / "unpacked")
+    if len(recordings) < MIN_UTTERANCES:
+        raise ValueError(f"{len(recordings)} recording(s) with a transcript were read; give at least {MIN_UTTERANCES} "
+                         "(a few are kept aside to validate).")
+    out = folder / "recordings"
+    out.mkdir(parents=True, exist_ok=True)
+    for k, recording in enumerate(recordings):
+        try:
+            soundfile.info(str(recording.path))
+        except (RuntimeError, soundfile.LibsndfileError, OSError):
+            raise ValueError(f"{recording.name} is not an audio file this studio can read (WAV, FLAC or OGG).") from None
+        stem = out / f"{k:04d}-{Path(recording.name).stem[:40]}"
+        shutil.copyfile(recording.path, stem.with_suffix(recording.path.suffix.lower()))
+        stem.with_suffix(".txt").write_text(recording.text, encoding="utf-8")
+    return [out], [describe(path) for path in paths]
+
+
+TRAINING = Training(
+    suffixes=frozenset((*AUDIO_SUFFIXES, ".txt", ".csv")), what="recordings with transcripts", prepare=prepare_recordings,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--decoder-layers", str(shape[1])],
+    hint="Your data: recordings with transcripts (name.wav + name.txt, or a CSV of file,text with the recordings), "
+         "or a zip of them; or recordings made below",
+    recorded=recording_files)

@@ -22,13 +22,14 @@ from studio.domains.text.evaluate import (
 from studio.domains.text.generate import TOKENS, WORKER_LANE, TextSettings, generate, generate_batch
 from studio.domains.text.model import NAME, load, save
 from studio.domains.text.render import sequence_of, track, write_files
+from studio.domains.text.train import TRAINING
 
 TITLE = "Text"
 DEFAULT_MODEL = checkpoint.MODELS_DIR / "shakespeare-char"
 Settings = TextSettings
 
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
-__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "load", "save", "read_input", "score", "generate",
+__all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
            "CUSTOM_FEATURE_HINT", "custom_feature", "references", "TOKENS", "trace_chunks", "fast_probe",
            "sequence_from_text", "generate_batch", "WORKER_LANE"]

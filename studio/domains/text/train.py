@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from studio.domains.base import Training, describe
 from studio.domains.text.evaluate import nats_per_char
 
 
@@ -60,3 +62,36 @@ class TextTask:
 
     def evaluate(self, model) -> float:
         return nats_per_char(model, self.val_ids)
+
+
+# ---------------------------------------------------------------- a user's files (python -m studio train text --data, the Train tab)
+MIN_CHARACTERS = 2_000  # less text than this cannot train a model
+SUFFIXES = frozenset({".txt", ".md", ".text", ".csv", ".tsv", ".json", ".py", ".html", ".tex", ".rst", ""})
+
+
+def corpus_of(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
+    """The text files joined into one corpus (a blank line between files): ([corpus.txt], files read)."""
+    parts, described = [], []
+    for path in paths:
+        data = path.read_bytes()
+        if b"\x00" in data[:65536]:
+            raise ValueError(f"{path.name} is not a text file (it holds binary data).")
+        text = data.decode("utf-8", errors="replace")
+        if text.count("\ufffd") > 0.01 * max(len(text), 1):
+            raise ValueError(f"{path.name} is not UTF-8 text.")
+        if not text.strip():
+            raise ValueError(f"{path.name} holds no text.")
+        parts.append(text)
+        described.append(describe(path))
+    corpus = "\n\n".join(parts)
+    if len(corpus) < MIN_CHARACTERS:
+        raise ValueError(f"The text has {len(corpus):,} characters; give at least {MIN_CHARACTERS:,} to train on.")
+    target = folder / "corpus.txt"
+    target.write_text(corpus, encoding="utf-8")
+    return [target], described
+
+
+TRAINING = Training(
+    suffixes=SUFFIXES, what="text files", prepare=corpus_of,
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1]), "--embed-size", str(shape[2])],
+    corpora=("tinyshakespeare.txt",), hint="Your data: text files (a zip of them too)")
