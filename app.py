@@ -25,7 +25,7 @@ from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  #
 from studio.domains import ALL, member  # noqa: E402
 from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui import experiments_api, train_tab  # noqa: E402
+from studio.ui import experiments_api, owner, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
@@ -92,6 +92,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     # by studio.ui.common.prune_outputs
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
+        key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared server
         dropdowns = {}
         for domain in ALL:
             with gr.Tab(domain.TITLE):
@@ -105,6 +106,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare
+        owner.issue_on_load(demo, key)
     # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's)
     apply_request_limits(demo)
     return demo
