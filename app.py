@@ -14,8 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
 # torch backs CPU tensors of 2 MB and more with transparent huge pages: a 10,000-step trace
-# allocates ~100 MB per layer, and faulting it in 4 KB pages cost ~10% of the trace's time
-# (docs/benchmarks.md). torch reads this once, at its first allocation, so it is set before import.
+# allocates ~100 MB per layer, and faulting it in 4 KB pages is slower (docs/benchmarks.md, Text:
+# sampling and the trace). torch reads this once, at its first allocation, so it is set before import.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import gradio as gr  # noqa: E402
@@ -69,8 +69,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     if pick_device().type == "cpu":
         # Every tab samples at batch 1, one small matmul per step: a second intra-op thread gains
         # nothing alone and makes each step wait for the slower core when anything else runs (the
-        # browser, another tab's request). 400 characters: 0.21 s with one thread, 0.6-0.9 s with
-        # two while another process kept one core busy (docs/benchmarks.md).
+        # browser, another tab's request). docs/benchmarks.md, Text: sampling and the trace,
+        # measures one thread against two.
         torch.set_num_threads(1)
     loaded = load_all(models_dir)
     if Path(user_models_dir).is_dir():

@@ -3,7 +3,7 @@
 A tab's generation handler runs in one of the server's worker threads per request. Sampled one at
 a time, eight concurrent text requests step the LSTM 8 x 400 times, each step a dozen small torch
 calls that every other thread waits on for the interpreter lock; batched, they step it 400 times
-at 8 rows (1.7x the time of one row on this CPU). Each caller still gets exactly its own result
+at 8 rows, for little more than the time of one row (docs/benchmarks.md, Load and requests). Each caller still gets exactly its own result
 (studio.lstm.packed_linear: a row's bits do not depend on the batch).
 
 How: a caller queues its item and waits. If no batch is running, it becomes the leader: it takes

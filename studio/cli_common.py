@@ -56,7 +56,8 @@ def add_train_flags(parser, steps: int | None, lr: float, eval_every: int | None
     parser.add_argument("--seed", type=int, default=1337, help="random seed (weights, batches, dropout)")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when there is one)")
     parser.add_argument("--threads", type=int, help="CPU intra-op threads (default: 1 on a machine of 2 cores or fewer, "
-                        "else half the cores up to 8: two threads on two cores run ~20x slower)")
+                        "else half the cores up to 8: two threads on two cores fight over them, "
+                        "see docs/benchmarks.md, Training)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.* (with --minutes, a run that "
                         "had not spent its budget goes on with the same schedule and the time left; --progress appends)")
     parser.add_argument("--progress", help="also write the progress as JSON lines here, with a sample and a picture "

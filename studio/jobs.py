@@ -40,7 +40,7 @@ JOBS_DIR = Path(tempfile.gettempdir()) / "lstm-studio" / "training"
 MAX_UPLOAD_MB = float(os.environ.get("LSTM_STUDIO_MAX_UPLOAD_MB", "20"))  # all of one job's files, unzipped
 MAX_MINUTES = float(os.environ.get("LSTM_STUDIO_MAX_TRAIN_MINUTES", "30"))
 DOMAINS = tuple(domain.NAME for domain in domains.ALL)  # every domain trains (its TRAINING record says how)
-# (hidden size, layers, embedding) per size; text trains at ~12,000 characters/s at "medium" with one thread
+# (hidden size, layers, embedding) per size; the speed at "medium" is in docs/benchmarks.md, Training
 PRESETS = {"tiny": (64, 1, 16), "small": (128, 2, 32), "medium": (256, 2, 64), "large": (512, 2, 64)}
 
 
@@ -330,8 +330,7 @@ class Trainer:
 def _lower_priority() -> None:
     """In the training process (one intra-op thread, from --threads 1): a lower priority, so that the
     app's generation goes first on whichever core it needs. Not pinned to a core: pinned, the job
-    lost ~20% of its speed (its helper threads could not use the idle core), measured in
-    docs/benchmarks.md."""
+    runs slower (its helper threads cannot use the idle core; docs/benchmarks.md, Training)."""
     os.nice(5)
 
 

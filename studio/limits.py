@@ -321,8 +321,9 @@ def trim_malloc(every_seconds: float = 2.0) -> None:
     """Give the heap's free pages back to the system (glibc's malloc_trim), at most every few
     seconds. A generation made in this process leaves its trace's thousands of per-step tensors
     freed but scattered between live blocks, and a freed page in the middle of an arena stays in
-    RSS until trimmed: 633 bad inputs (a 5,000-character text among them) left the app at 1.37x its
-    start-up RSS without this. Elsewhere than glibc it does nothing."""
+    RSS until trimmed: without this, the bad inputs of bench/bench_bad_inputs.py (a 5,000-character
+    text among them) leave the app well above its start-up RSS (docs/benchmarks.md, Memory, disk and
+    bad inputs). Elsewhere than glibc it does nothing."""
     now = time.monotonic()
     if now - _last_trim[0] < every_seconds:
         return

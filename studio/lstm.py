@@ -138,8 +138,8 @@ class LSTMCore(nn.Module):
         a long sequence chunk by chunk: fresh 19 MB blocks cost as much in page faults as their GEMM).
         `gemm_dtype=torch.bfloat16`: the matrix products read bfloat16 copies of the weights and of
         x and h (accumulated in float32 by oneDNN, the result rounded to bfloat16 before it is added
-        to z); the cell and every gate stay float32. ~2.3x the float32 GEMM speed on a CPU with
-        AVX512-BF16, at ~3 significant digits in z: an approximation for ranking units over long
+        to z); the cell and every gate stay float32. Faster than the float32 GEMM on a CPU with
+        AVX512-BF16 (docs/benchmarks.md, Experiments on units), at ~3 significant digits in z: an approximation for ranking units over long
         texts (the probe), never for what a user reads as the trace. `z0`: layer 0's input half of
         z, (T, B, 4H), already known (input_table's rows for a text's characters): x is then None.
         """
@@ -169,7 +169,8 @@ class LSTMCore(nn.Module):
                     z[t].addmm_(h, w_hh)
                 else:
                     z[t].add_(torch.mm(h.to(gemm_dtype), w_hh))
-                # one sigmoid for all four: torch's tanh costs ~6x its sigmoid on CPU, and
+                # one sigmoid for all four: torch's tanh costs several times its sigmoid on CPU
+                # (docs/benchmarks.md, Text: sampling and the trace), and
                 # tanh(x) = 2 sigmoid(2x) - 1 with the g rows of the weights doubled (exact)
                 z[t].sigmoid_()
                 g[t].mul_(2).sub_(1)
@@ -292,8 +293,8 @@ def packed_linear(weight: torch.Tensor, bias: torch.Tensor) -> Callable[[torch.T
     """x -> x @ weight + bias through oneDNN with the weight reordered once, or None where torch
     has no such op. Why: MKL's sgemm gives a row of a batch different last bits depending on how
     many rows there are (1-3 rows take another kernel than 4 or more) and is slow for 2-16 rows on
-    this CPU (150 us for 4 rows of the text model's layer against 50 for one); oneDNN's kernel gives
-    every row the same bits whatever the batch, and 4 rows cost 73 us, 8 rows 120 us. So concurrent
+    this CPU; oneDNN's kernel gives every row the same bits whatever the batch, and is faster at
+    those sizes (docs/benchmarks.md, Load and requests). So concurrent
     requests can be sampled as one batch and each still gets exactly what it would alone."""
     mkldnn = getattr(torch.ops, "mkldnn", None)
     if (not hasattr(mkldnn, "_reorder_linear_weight") or not torch.backends.mkldnn.is_available()

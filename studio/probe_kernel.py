@@ -1,8 +1,8 @@
 """The probe's per-value work in one pass, compiled by numba (which librosa already brings): for
 every value of a layer's (rows, 6, H) block of i, f, g, o, c, h, the centred sums its correlation
 needs and the histogram slot its AUC needs (probe_stream.ProbeAccumulator keeps both). numba is
-imported and the kernels compiled on first use (importing numba costs ~0.2 s, which every CLI
-command and the app would otherwise pay at start), then cached on disk next to this file."""
+imported and the kernels compiled on first use (importing numba is slow enough that every CLI
+command and the app would notice it at start: docs/benchmarks.md, App start-up), then cached on disk next to this file."""
 
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def _auc(counts, hidden):  # pragma: no cover (compiled)
 
 def warm() -> None:
     """Compile (or load from the disk cache) both kernels on tiny arrays: the app does this in the
-    background at start-up, so a user's first probe does not wait ~0.6 s (cached) or ~2 s (not)."""
+    background at start-up, so a user's first probe does not wait for the compilation
+    (docs/benchmarks.md, App start-up)."""
     hidden = 1
     block, y, shift = np.zeros((1, 6, hidden), np.float32), np.zeros(1, np.float32), np.zeros((6, hidden), np.float32)
     counts = np.zeros((6, 2 * hidden * SLOTS), np.uint16)

@@ -23,8 +23,8 @@ class ProbeAccumulator:
     values'), giving the AUC to within one bin's ties; and, for the correlation, sums of the values
     minus the first chunk's means (in float32 a saturated gate's sum of squares near its mean of 1
     would lose its tiny spread). probe_kernel does both in one pass over each layer's values on a
-    CPU (values elsewhere are copied there first): the float64 numpy passes it replaced took 5 s
-    over 100,000 characters, torch passes over whole layers ~1 s, the kernel ~0.5 s."""
+    CPU (values elsewhere are copied there first); docs/benchmarks.md, Experiments on units, says
+    where the probe's time goes."""
 
     BINS = probe_kernel.BINS
     SLOTS = probe_kernel.SLOTS
@@ -175,8 +175,8 @@ def fast_gemm_dtype(device) -> torch.dtype | None:
 
 def probe_parts(device) -> int:
     """How many threads read a text's streams: on a CPU, every core this process may use (not
-    torch.get_num_threads(): the app keeps that at 1 for its batch-1 sampling, which made its probe
-    run on one core, ~2x slower); on a GPU one, which steps every stream in one batch."""
+    torch.get_num_threads(): the app keeps that at 1 for its batch-1 sampling; docs/benchmarks.md,
+    Experiments on units, times the app's path); on a GPU one, which steps every stream in one batch."""
     if torch.device(device).type != "cpu":
         return 1
     return min(limits.usable_cores(), 8)

@@ -59,7 +59,7 @@ class Progress:
 
 def training_threads(cores: int | None = None) -> int:
     """Intra-op threads for a CPU training process. Measured on 2 cores (docs/benchmarks.md): two
-    threads fight over them (a 2 x 256 model: ~650 tokens/s with 2, ~13,000 with 1), so a small
+    threads fight over them (docs/benchmarks.md, Training), so a small
     machine trains with one; on a larger one, half the cores (up to 8), leaving the rest to the app."""
     cores = cores or limits.usable_cores()
     return 1 if cores <= 2 else min(8, cores // 2)

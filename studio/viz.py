@@ -223,7 +223,8 @@ def heatmap_html(matrix: np.ndarray, row_labels: Sequence[str], title: str, x_la
     """A (rows, columns) matrix as an HTML figure: one PNG with a pixel per value, stretched by the
     browser, row labels beside it, a colour legend and the x axis's extent. For the attention
     pictures of every generation: a matplotlib figure of the same (colorbar, tick labels, layout)
-    took ~0.3 s to draw and encode, most of a speech request's time under load; this takes ~2 ms.
+    costs far more to draw and encode, most of a speech request's time under load (docs/benchmarks.md,
+    Load and requests).
     `marker`: a column to draw a red line at (where a primer ends); `x_scale`: the x axis's units
     per column (frames per decoder step)."""
     import base64

@@ -1,12 +1,12 @@
 """Generation in worker processes: the app's threads share one interpreter lock.
 
 Sampling steps an LSTM one position at a time, a dozen small torch calls per step, and each call
-hands the interpreter lock back and waits for it again. Under load (20 clients, six handlers at
-once) the server used 0.65 of its 2 cores while requests waited 10 s: the lock, not the cores, was
-the limit. A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
+hands the interpreter lock back and waits for it again. Under load, with generation in the
+server's threads, the lock and not the cores is the limit: the server leaves most of its cores idle
+while requests wait (docs/benchmarks.md, Load and requests). A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
 `spawn`ed: no fork of a threaded server; any of them runs any domain); the server's threads only
-wait on it, and do the drawing and the files. The Generation comes back serialised (text, 400
-characters: 7.6 MB, 7 ms).
+wait on it, and do the drawing and the files. The Generation comes back serialised (size and time
+in docs/benchmarks.md, Load and requests).
 
 Models reach a worker once, with the first request it gets for them (a model trained in the Train
 tab too), and stay there. Everything crosses by multiprocessing's own serialisation of the app's
@@ -32,9 +32,8 @@ from studio import limits
 # processes: as many as usable cores (a generation is one thread of small products), at least two
 WORKERS = int(float(os.environ.get("LSTM_STUDIO_WORKERS", str(max(2, limits.usable_cores())))))
 # The shared processes run this much nicer than the app and its lanes: under load a batch of short
-# text requests gets the cores before a music, speech or handwriting generation (20 clients on 2
-# cores: text p95 3.4-3.95 s -> 2.8-2.9 s, the same throughput, docs/benchmarks.md); with idle
-# cores it changes nothing.
+# text requests gets the cores before a music, speech or handwriting generation (a lower text p95
+# at the same throughput: docs/benchmarks.md, Load and requests); with idle cores it changes nothing.
 SHARED_NICE = int(float(os.environ.get("LSTM_STUDIO_SHARED_NICE", "5")))
 _pools: dict[str, concurrent.futures.ProcessPoolExecutor] = {}  # lane -> its processes ("": the shared one)
 _sizes: dict[str, int] = {}
@@ -46,7 +45,7 @@ _models: dict[int, object] = {}  # in a worker: the models it was sent, by the a
 
 def start(domains, lanes: dict[str, int] | None = None) -> None:
     """Start WORKERS shared processes and, per named lane, its own (each imports torch and the
-    domains: ~3 s, in the background; a request before then waits for it). A lane keeps its
+    domains in the background, docs/benchmarks.md, App start-up; a request before then waits for it). A lane keeps its
     requests out of the shared queue: the app gives batched text one, so a batch of short text
     requests never waits behind a speech or music generation."""
     _sizes.update({"": WORKERS, **(lanes or {})})
@@ -79,7 +78,8 @@ def _pool(lane: str) -> concurrent.futures.ProcessPoolExecutor:
 
 def call(domain, loaded, function: str, *args, lane: str = ""):
     """domain.<function>(loaded, *args): here when workers do not run or nothing else is running (a
-    lone request has no lock to share: shipping its text trace back took 150 ms of a 430 ms answer),
+    lone request has no lock to share, and shipping its text trace back would be a large part of its
+    answer: docs/benchmarks.md, Load and requests),
     else in a worker (in `lane`'s processes when the app started that lane, else the shared ones).
     Either way the same bits; the caller's deadline applies there too; an error raised there is
     raised here."""

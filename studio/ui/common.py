@@ -29,12 +29,12 @@ def serve_outputs_in_place() -> None:
 # The app's outputs may take this much disk: past PRUNE_AT of it the oldest are deleted (a page still
 # showing them gets a broken download link, which generating again mends). Pruning runs at most every
 # PRUNE_EVERY_SECONDS, so it leaves room for what arrives meanwhile, and never deletes what is younger
-# than KEEP_SECONDS: at 4 requests/s of ~2.5 MB, a 30 s period and 60 s kept let the disk reach
-# 1,137 MB (1,000 requests, docs/benchmarks.md); 5 s and 20 s leave ~800 + 50 MB at most.
+# than KEEP_SECONDS: under load a longer period and a longer spare let the disk pass the cap
+# (docs/benchmarks.md, Memory, disk and bad inputs); 5 s and 20 s leave ~800 + 50 MB at most.
 MAX_OUTPUT_BYTES = int(float(os.environ.get("LSTM_STUDIO_MAX_TEMP_MB", "1000")) * 1_000_000)
 PRUNE_AT = 0.8
 KEEP_SECONDS = 20  # nothing younger is deleted (a page is still loading it)
-PRUNE_EVERY_SECONDS = 5  # a walk over a few thousand files: ~20 ms
+PRUNE_EVERY_SECONDS = 5  # a walk over a few thousand files is cheap (docs/benchmarks.md, Memory, disk and bad inputs)
 _last_prune = 0.0
 
 

@@ -7,7 +7,8 @@ rebuilt as atanh(tanh(c)): good where tanh is not flat, shown as saturated beyon
 (Sending c itself over its own range instead would put a 0.6-wide step between codes for a cell
 reaching 20, and tanh(c), what h actually sees, would be that coarse too.) 64 levels (steps of
 1/63 of a range: 0.016 of a gate) are as many colours as a heatmap can show apart; they keep a
-5,000-step 2 x 384 trace at ~12 MB where 128 levels took 15.2 MB (docs/benchmarks.md). Hover
+long trace's payload within its goal where 128 levels would not (docs/benchmarks.md, Text tab and
+the trace viewer). Hover
 values are shown to that precision.
 
 No gradio here: benches and tests build payloads without a server.
@@ -53,8 +54,8 @@ class Blob:
         return {"offset": self.size - len(data), "length": len(data)}
 
     def bytes(self) -> bytes:
-        # Huffman coding alone: quantised activations are noise to LZ77's matching, which cost 2.4x
-        # the time for a blob 6% larger (a 5,000-step trace: 0.34 s and 13.4 MB vs 0.14 s and 12.6 MB)
+        # Huffman coding alone: quantised activations are noise to LZ77's matching, which costs more
+        # time for a larger blob (docs/benchmarks.md, Text tab and the trace viewer)
         packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
         return packer.compress(b"".join(self.parts)) + packer.flush()
 

@@ -30,8 +30,8 @@ HERE = Path(__file__).resolve().parent
 VIEWER_JS = (HERE / "viewer.js").read_text(encoding="utf-8")
 VIEWER_CSS = (HERE / "viewer.css").read_text(encoding="utf-8")
 # Payload blobs are served from here as static files: binary, no base64 inflation, no JSON to parse.
-# (Inlined as a base64 data URL in the JSON instead, a 400-character trace arrived ~0.2 s later:
-# Gradio's front end handles a large value slowly.)
+# (Inlined as a base64 data URL in the JSON instead, a trace reaches the page later: Gradio's front
+# end handles a large value slowly; docs/benchmarks.md, Text tab and the trace viewer.)
 BLOB_DIR = OUTPUT_ROOT / "viewer"
 
 TEMPLATE = """

@@ -149,8 +149,8 @@ def render_figure(strokes, colors=None, title: str = "", width: float = 10.0):
 
 def write_png(strokes, path, colors=None) -> Path:
     """The strokes as a PNG (800 px wide, as render_figure at its 80 dpi). Black ink is drawn with PIL
-    at twice the size and scaled down (smooth edges): ~10 ms where the matplotlib figure took ~0.1 s
-    of every request; coloured ink goes through render_figure."""
+    at twice the size and scaled down (smooth edges): a fraction of the matplotlib figure's time
+    (docs/benchmarks.md, Handwriting); coloured ink goes through render_figure."""
     if colors is not None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -205,7 +205,7 @@ def strokes_figure(generation: Generation, view: View, colors=None):
 
 def attention_html(result) -> str:
     """Characters x pen steps: where the soft window looked while writing (Graves fig. 13), as HTML
-    (viz.heatmap_html: drawn in ~2 ms where a matplotlib figure took ~0.2 s per request)."""
+    (viz.heatmap_html: far cheaper than a matplotlib figure per request, docs/benchmarks.md, Handwriting)."""
     if result.phi is None or not len(result.phi):
         return "<p>No attention window: free scribble has no text.</p>"
     return heatmap_html(result.phi.T, [c if c != " " else "␣" for c in result.chars],

@@ -281,7 +281,7 @@ def corpus_primer(name: str, codec: PitchCodec, max_bars: int = MAX_PRIMER_BARS)
 
 @functools.lru_cache(maxsize=32)
 def _corpus_events(name: str) -> Reading:
-    try:  # parsing costs ~0.2 s a chorale, so a tab that offers a few keeps them
+    try:  # parsing a chorale is slow (docs/benchmarks.md, Music), so a tab that offers a few keeps them
         from music21 import corpus
 
         return _score_events(corpus.parse(name))

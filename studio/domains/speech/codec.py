@@ -44,7 +44,7 @@ HOP = 256
 N_MELS = 80
 FMIN, FMAX = 0.0, 8000.0
 LOG_FLOOR = 1e-5  # log-mel floor: about -100 dB below a full-scale sine
-GRIFFIN_LIM_ITERS = 32  # 2 s of audio inverts in ~0.5 s on one core
+GRIFFIN_LIM_ITERS = 32  # time per sentence: docs/benchmarks.md, Speech
 CHARS = "_~ abcdefghijklmnopqrstuvwxyz'.,;:!?-"  # token 0 pads, token 1 ends the text
 PAD, END = 0, 1
 END_LABEL = "■"  # how the end mark is shown in labels and plots
@@ -57,7 +57,7 @@ class AudioError(ValueError):
 
 # ---------------------------------------------------------------- log-mel features
 def _librosa():
-    import librosa  # imported lazily: it takes ~1 s and JIT-compiles on first use
+    import librosa  # imported lazily: its import is slow (docs/benchmarks.md, App start-up) and it JIT-compiles on first use
 
     return librosa
 
@@ -95,8 +95,8 @@ def decode_audio(log_mel: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: int
     frames = log_mel.shape[0]
     mel = np.exp(log_mel.T.astype(np.float64))
     # mel -> linear magnitude by the filter bank's pseudo-inverse, negatives clipped (Tacotron's
-    # inversion). librosa's mel_to_stft solves a non-negative least squares problem instead: 1.27 s
-    # for a 3.8 s espeak-ng sentence against 1 ms, and the audio of both, analysed again, is the
+    # inversion). librosa's mel_to_stft solves a non-negative least squares problem instead, far
+    # slower (docs/benchmarks.md, Speech), and the audio of both, analysed again, is the
     # same to 1e-7 (mean |log-mel error| 0.1699 each). Then Griffin-Lim with a seeded phase guess.
     magnitude = np.maximum(_mel_pseudo_inverse() @ mel, 0.0)
     audio = griffin_lim(magnitude, n_iter, seed)
@@ -117,8 +117,8 @@ def griffin_lim(magnitude: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERS, seed: in
     request's inversion (most of its time); torch releases it. The STFT pair is written out (frames
     by rows, one batched real FFT, overlap-add by four slices for the 4x overlap, the window's
     envelope computed once) and the phase normalised by `torch.sgn`: torch.istft recomputes the
-    envelope at every call and a complex division by `abs` is 4x `sgn`, so this takes ~35 ms where
-    torch.stft / istft took ~120 (a 3 s sentence, one thread; tests check it against both)."""
+    envelope at every call and a complex division by `abs` is slower than `sgn`, so this is several
+    times faster than torch.stft / istft (docs/benchmarks.md, Speech; tests check it against both)."""
     import torch
 
     if magnitude.shape[1] < 2:  # one centred frame spans no samples (librosa gives none either)

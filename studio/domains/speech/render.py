@@ -60,7 +60,8 @@ def mel_figure(log_mel: np.ndarray, title: str = "log-mel spectrogram", unit_val
 
 def alignment_html(alignment: np.ndarray, text: str, reduction: int = 1) -> str:
     """Attention weights: decoder steps (x, in frames) against characters (y), as HTML
-    (viz.heatmap_html: ~2 ms where the matplotlib figure took ~0.3 s, most of a request under load).
+    (viz.heatmap_html, far cheaper than a matplotlib figure under load: docs/benchmarks.md, Load and
+    requests).
     A monotonic diagonal that reaches the end mark means the model read the whole text in order."""
     labels = [ch if ch != " " else "␣" for ch in list(text) + [END_LABEL]]
     return viz.heatmap_html(np.asarray(alignment).T, labels, "Attention alignment (Graves window)", "frame",

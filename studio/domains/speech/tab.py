@@ -22,7 +22,7 @@ from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_WAV = Path(__file__).resolve().parents[3] / "assets" / "speech-espeak-example.wav"
 EXAMPLE_TEXTS = ["Speak the speech, I pray you.", "Good time of day unto my gracious lord!", "Is this done?"]
-PITCH_SECONDS = 10.0  # pyin is slow (~1 s per 2 s of audio on one core): only the start is tracked
+PITCH_SECONDS = 10.0  # pyin is slow (docs/benchmarks.md, Speech): only the start is tracked
 INTRO = ("Text is turned into 80-bin log-mel frames by an LSTM decoder that reads the characters through a Graves "
          "attention window and decides itself when to stop; Griffin-Lim turns the frames into sound. Trained on "
          "espeak-ng's synthetic speech, so it can only ever sound like (a blurred) espeak-ng.")

@@ -29,8 +29,9 @@ class TextCodec:
 
     def encode(self, text: str) -> tuple[list[int], str]:
         """(token ids, the distinct characters that were dropped, in first-seen order). By code
-        points in numpy, each distinct character looked up once: a 100,000-character reference
-        encodes in ~5 ms where a loop over characters took 35 (the probe reads such texts)."""
+        points in numpy, each distinct character looked up once: a long reference encodes several
+        times faster than a loop over characters (docs/benchmarks.md, Experiments on units; the probe
+        reads such texts)."""
         codes = code_points(text)
         distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
         id_of = np.array([self.index.get(chr(code), -1) for code in distinct], dtype=np.int64)

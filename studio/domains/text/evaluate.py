@@ -129,8 +129,8 @@ def _chunks(loaded: LoadedModel, ids: list, chunk: int):
 
 def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10) -> list:
     """The probe over a long text read as parallel streams, each from a 100-character burn-in, with
-    bfloat16 matrix products where the hardware has them (trace_streams; ~7x faster than one exact
-    stream; docs/benchmarks.md measures its agreement with the exact ranking), in
+    bfloat16 matrix products where the hardware has them (trace_streams; docs/benchmarks.md,
+    Experiments on units, measures its speed and its agreement with the exact ranking), in
     probe_stream.probe_parts() threads. `text` as trace_chunks reads it, `track` one value per character."""
     config = loaded.model.core.config
     parts = trace_streams(loaded, text, parts=probe_stream.probe_parts(loaded.device),  # runs the burn-in
@@ -142,7 +142,8 @@ def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10) -> list:
 def trace_streams(loaded: LoadedModel, text: str, streams: int = 64, burn_in: int = 100, chunk: int = 64,
                   parts: int = 1, gemm_dtype: torch.dtype | None = None) -> list:
     """The teacher-forced trace of a long text read as `streams` pieces side by side (LSTMCore.trace_stepped:
-    one batched step instead of a batch-1 kernel, ~4x faster on a CPU). Piece k > 0 starts from the
+    one batched step instead of a batch-1 kernel, faster on a CPU: docs/benchmarks.md, Experiments on
+    units). Piece k > 0 starts from the
     state the `burn_in` characters before it leave, not from the whole text before it: a
     teacher-forced LSTM forgets, and over 100,000 characters of Tiny Shakespeare the probe's AUCs stay
     within 4e-4 of the single-stream trace's with 100 (within 6e-3 with none; docs/benchmarks.md).
@@ -230,8 +231,8 @@ def custom_feature(text: str, name: str) -> np.ndarray:
 
 def features(text: str, scored=None) -> dict[str, np.ndarray]:
     """Per character: on/off tracks and the position in the line (Karpathy's cells track these). In
-    numpy over code points, each distinct character classified once: 100,000 characters take ~10 ms
-    (the probe computes them for its whole reference)."""
+    numpy over code points, each distinct character classified once: cheap next to the trace
+    (docs/benchmarks.md, Experiments on units; the probe computes them for its whole reference)."""
     codes = code_points(text)
     distinct, inverse = np.unique(codes, return_inverse=True)
 

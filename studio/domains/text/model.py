@@ -50,7 +50,8 @@ class TextModel(nn.Module):
     def step(self, token: torch.Tensor, state, hooks=None, step: int = 0):
         """token (B,) -> logits (B, V), state, gates of this step (hooks: studio.lstm). The embedding
         and head are called as functions, the very ops their modules run, without nn.Module's call
-        machinery (~25 us each, a tenth of a batch-1 step); the head through lstm.step_linear."""
+        machinery (a noticeable share of a batch-1 step: docs/benchmarks.md, Text: sampling and the
+        trace); the head through lstm.step_linear."""
         out, state, gates = self.core.step(F.embedding(token, self.embed.weight), state, hooks, step)
         return step_linear(self.head)(out), state, gates
 
