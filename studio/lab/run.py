@@ -100,8 +100,7 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
         while spent < train_budget and not (should_stop and should_stop()):
             x, y = task.sample(config.batch, data)
             # flushed to 0: a tanh RNN's vanishing gradient is made of float32 denormals, which the
-            # CPU computes slowly (a 130-unit RNN whose gradient had vanished, batch 64, T = 100: a
-            # forward and backward 140 ms with denormals, 15 ms flushed)
+            # CPU computes slowly (docs/benchmarks.md, Why LSTM lab)
             torch.set_flush_denormal(True)
             for kind, cell in cells.items():
                 loss = task.loss(cell(x), y)

@@ -320,7 +320,7 @@ class Store:
 
     def warm_vectors(self) -> None:
         """Read every embedding into memory now (the app may call it in a thread at start), so the
-        first "more like this" does not pay for it (~2 s at 100,000 records)."""
+        first "more like this" does not pay for it (docs/benchmarks.md, Library)."""
         with self._vectors.lock:
             self._vectors.refresh(self)
 
