@@ -45,7 +45,7 @@ def roc_auc(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("the feature is on everywhere or nowhere in this input: nothing to compare")
-    from scipy.stats import rankdata  # here, not at the top: it takes ~0.5 s to import and few commands probe
+    from scipy.stats import rankdata  # here: slow to import (docs/benchmarks.md, App start-up); few commands probe
 
     ranks = rankdata(values, axis=0)  # ties (saturated gates tie a lot) share their mean rank
     return (ranks[labels].sum(0) - positives * (positives + 1) / 2) / (positives * negatives)
