@@ -211,7 +211,7 @@ def test_the_trained_lstm_opens_in_the_trace_viewer_with_ask_why():
     generation = explainer.generation(cell, task)
     trace = generation.trace
     assert trace.steps == 16 and trace.hidden_size == 8 and sum(label != "·" for label in trace.labels) == 2
-    description, blob = trace_payload(trace, {"kind": "text"})
+    description, blob = trace_payload(trace, {"kind": "labels"})
     assert description["steps"] == 16 and blob
     scored, ex = generation.explained
     answer = explain.explain(scored.trace, ex, 15, 0, 3)

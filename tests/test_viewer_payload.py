@@ -27,7 +27,7 @@ def test_codes_round_trip_to_the_payload_precision(array):
 def test_payload_of_a_generation(text_model, codec):
     generation = generate(LoadedModel("t", text_model, codec, {}), TextSettings("Twinkle", 40, seed=2))
     trace = generation.trace
-    description, blob = trace_payload(trace, {"kind": "text"}, "title")
+    description, blob = trace_payload(trace, {"kind": "labels"}, "title")
     description = json.loads(json.dumps(description))  # JSON-ready
     assert description["steps"] == trace.steps and description["units"] == trace.hidden_size
     assert description["labels"] == trace.labels and description["prompt_length"] == len("Twinkle")

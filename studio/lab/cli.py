@@ -134,7 +134,7 @@ def config_of(args) -> tuple[LabConfig, list[int] | None]:
         except ValueError:
             raise ValueError("--length takes a whole number.") from None
     config = LabConfig(task=args.task, length=length, cells=kinds, minutes=args.minutes, hidden=args.hidden,
-                       batch=args.batch, lr=args.lr, seed=args.seed, checkpoints=max(0, args.checkpoints), text=text)
+                       batch=args.batch, lr=args.lr, seed=args.seed, checkpoints=max(0, args.checkpoints), corpus=text)
     from studio.lab.tasks import make_task
 
     for n in lengths or [length]:

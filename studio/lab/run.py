@@ -49,7 +49,7 @@ class LabConfig:
     measure_batch: int = 32  # sequences the gradients are measured on (the same at every checkpoint)
     val_size: int = 256  # held-out sequences for the loss at checkpoints
     eval_size: int = 1000  # fresh sequences for the final loss
-    text: str | None = field(default=None, repr=False)  # quote: the text (None: Tiny Shakespeare)
+    corpus: str | None = field(default=None, repr=False)  # quote: the text read (None: Tiny Shakespeare)
 
 
 def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
@@ -58,7 +58,7 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
     loss, baseline and gradient ratio. on_progress gets every progress line (see cli.py)."""
     started = time.perf_counter()
     budget = float(config.minutes) * 60.0
-    task = make_task(config.task, config.length, config.text)
+    task = make_task(config.task, config.length, config.corpus)
     kinds = lab_cells.parse_cells(config.cells)
     cells = lab_cells.build(kinds, task.input_size, task.output_size, config.hidden, config.seed)
     optimisers = {k: torch.optim.Adam(c.parameters(), lr=config.lr) for k, c in cells.items()}
@@ -150,7 +150,7 @@ def run(config: LabConfig, on_progress: Callable[[dict], None] | None = None,
         loss = final.get(kind, record[kind]["val"][-1]["loss"] if record[kind]["val"] else None)
         record[kind].update(loss=loss, baseline=reference, learned=loss is not None and loss < LEARNED * reference,
                             log10_grad_ratio=last["ratio"], ratio_floored=last["floored"])
-    return {"config": {k: v for k, v in asdict(config).items() if k != "text"},
+    return {"config": {k: v for k, v in asdict(config).items() if k != "corpus"},
             "task": {"name": task.name, "length": task.length, "loss_name": task.loss_name,
                      "input_size": task.input_size, "output_size": task.output_size},
             "steps": step, "seconds": round(time.perf_counter() - started, 2), "interrupted": interrupted,
@@ -180,7 +180,7 @@ def sweep(config: LabConfig, lengths=SWEEP_LENGTHS, on_progress=None, should_sto
             if on_progress:
                 on_progress({**line, "T": length})
 
-        result = run(LabConfig(**{**asdict(config), "length": length, "minutes": share, "text": config.text}),
+        result = run(LabConfig(**{**asdict(config), "length": length, "minutes": share, "corpus": config.corpus}),
                      tagged, should_stop)
         result.pop("_models")
         interrupted = result["interrupted"]
@@ -189,7 +189,7 @@ def sweep(config: LabConfig, lengths=SWEEP_LENGTHS, on_progress=None, should_sto
                                for k, c in result["cells"].items()}})
     kinds = lab_cells.parse_cells(config.cells)
     longest = {k: max([r["T"] for r in rows if r["cells"][k]["learned"]], default=None) for k in kinds}
-    return {"config": {k: v for k, v in asdict(config).items() if k != "text"}, "lengths": lengths,
+    return {"config": {k: v for k, v in asdict(config).items() if k != "corpus"}, "lengths": lengths,
             "minutes_each": share, "longest": longest, "runs": rows, "interrupted": interrupted}
 
 

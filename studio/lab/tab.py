@@ -220,7 +220,7 @@ def create_tab(trainer) -> None:
         except ValueError as error:
             raise gr.Error(str(error)) from None
         trace = made.trace
-        return viewer_value(trace, {"kind": "text"}, trace.layer_name(0)), made
+        return viewer_value(trace, {"kind": "labels"}, trace.layer_name(0)), made
 
     def on_event(made, event, target, method):
         if made is None or not isinstance(event, dict) or event.get("kind") != "step":

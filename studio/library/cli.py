@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("tags", nargs="*")
     note = commands.add_parser("note", help="set a record's note", allow_abbrev=False)
     note.add_argument("id", type=int)
-    note.add_argument("text")
+    note.add_argument("note", help="the note (\"\" clears it)")
     export = commands.add_parser("export", help="the search result as JSONL (one record per line) or one record "
                                  "as a self-contained HTML page", allow_abbrev=False)
     export.add_argument("query", nargs="?", default="", help="keywords, as for search (none: every record)")
@@ -125,7 +125,7 @@ def run(args) -> int:
     elif args.action == "tag":
         store.set_tags(args.id, owner, args.tags)
     elif args.action == "note":
-        store.set_note(args.id, owner, args.text)
+        store.set_note(args.id, owner, args.note)
     elif args.action == "delete":
         store.delete(args.id, owner)
     elif args.action == "share":

@@ -62,7 +62,7 @@ class Blob:
 
 def trace_payload(trace: Trace, track: dict, title: str = "") -> tuple[dict, bytes]:
     """(description, blob): what the viewer needs. The description is small JSON (a label per step,
-    where the prompt ends and what is shown, the domain's strip `track`: kind "text", "roll", "pen"
+    where the prompt ends and what is shown, the domain's strip `track`: kind "labels" (a character per step), "roll", "pen"
     or "spectrogram", see viewer.js) and points into the blob, which holds the quantised quantities
     of every layer (and a strip's image). The viewer fetches the blob as a file: binary, not base64
     in JSON, so a 5,000-step 2 x 384 trace travels as about 14 MB rather than 19."""

@@ -227,13 +227,13 @@ function unitLegend() {
 }
 
 function drawStrip() {
-  const track = st.data.track || {kind: 'text'};
+  const track = st.data.track || {kind: 'labels'};
   const height = track.kind === 'roll' ? 140 : track.kind === 'spectrogram' ? 100 : 22;
   const ctx = sized($('.lv-strip'), height);
   ctx.clearRect(0, 0, width(), height);
   const cellW = (width() - MARGIN) / span();
   ctx.fillStyle = '#333'; ctx.font = '10px sans-serif'; ctx.textAlign = 'right';
-  ctx.fillText({text: 'text', roll: 'notes', pen: 'pen', spectrogram: 'mel'}[track.kind] || '', MARGIN - 3, 12);
+  ctx.fillText({labels: 'text', roll: 'notes', pen: 'pen', spectrogram: 'mel'}[track.kind] || '', MARGIN - 3, 12);
   if (track.kind === 'spectrogram' && st.data.image) {
     const im = st.data.image, cols = Math.min(span(), width() - MARGIN);
     const image = ctx.createImageData(cols, im.rows);
@@ -265,7 +265,7 @@ function drawStrip() {
     } else {
       ctx.fillStyle = css(rgb); ctx.fillRect(x, 2, Math.max(1, cellW), height - 4);
       if (track.kind === 'pen' && track.pen_up && track.pen_up[t]) { ctx.fillStyle = '#000'; ctx.fillRect(x, 0, 1, height); }
-      if (cellW >= 7 && track.kind === 'text') {
+      if (cellW >= 7 && track.kind === 'labels') {
         const lum = 0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2];
         ctx.fillStyle = lum > 140 ? '#000' : '#fff'; ctx.textAlign = 'center'; ctx.font = '12px monospace';
         ctx.fillText(shown(st.data.labels[t]), x + cellW / 2, height - 6);
@@ -278,8 +278,8 @@ function shown(label) { return label === '\n' ? '⏎' : label === ' ' ? '␣' : 
 
 function paintText() {
   const box = $('.lv-text');
-  const track = st.data.track || {kind: 'text'};
-  if (track.kind !== 'text') { box.style.display = 'none'; return; }
+  const track = st.data.track || {kind: 'labels'};
+  if (track.kind !== 'labels') { box.style.display = 'none'; return; }
   box.style.display = '';
   if (box.dataset.version !== String(st.version)) {  // build the spans once per payload
     const frag = document.createDocumentFragment();

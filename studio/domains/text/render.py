@@ -38,7 +38,7 @@ def sequence_of(generation: Generation) -> str:
 
 def track(generation: Generation) -> dict:
     """The viewer's strip for text: the characters themselves (the trace's labels)."""
-    return {"kind": "text"}
+    return {"kind": "labels"}
 
 
 def write_files(generation: Generation, folder) -> dict:
