@@ -163,6 +163,8 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
     """The answer the CLI's `explain --json` and the API's /explain give: {"step", "label",
     "topk", "entropy", "surprise", "saliency", "anatomy", ...domain extras}."""
     step = int(step)
+    if not 0 <= step < trace.steps:
+        raise ValueError(f"Step {step} is not in this sequence: it has steps 0 to {trace.steps - 1}.")
     considered = ex.guesses(step)
     attributions = saliency(ex, step, target, method)
     surprises = surprise(ex)

@@ -244,6 +244,8 @@ def test_explain_and_intervene_take_the_generation_settings(tiny_model, tmp_path
     result = run_cli("explain", domain.NAME, "--model", stem, *options, "--seed", "2", "--step", "3", "--json", out, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text())["anatomy"]["step"] == 3
+    result = run_cli("explain", domain.NAME, "--model", stem, *options, "--step", "100000", "--json", out, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: Step 100000 is not in")
     result = run_cli("intervene", domain.NAME, "--model", stem, *options, "--seed", "2", "--ablate", "1:0,1:3", "--from", "2",
                      timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
