@@ -193,7 +193,7 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict) -> None:
         files, seconds = kept
         try:
             record_id = library.record_generation(domain, loaded, generation.settings, generation, files,
-                                                  owners.owner_of(key_value), duration=seconds)
+                                                  owners.owner_of(key_value), stem=loaded.stem, duration=seconds)
             record = library.open_store().get(record_id, owners.owner_of(key_value))
         except (*USER_ERRORS, TypeError) as error:
             return None, f"Not kept in the library: {error}", None, "", "", "", None
