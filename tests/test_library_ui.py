@@ -113,8 +113,8 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     page.locator("#library-query textarea, #library-query input").first.fill("Wherefore")
     page.click("#library-search")
     results = page.locator("#library-results")
-    results.get_by_text("★★★★★").wait_for(timeout=30_000)
-    results.get_by_text("★★★★★").click()  # picks the row and shows the record
+    results.get_by_test_id("cell-0-3").get_by_text("★★★★★").wait_for(timeout=30_000)
+    results.get_by_test_id("cell-0-3").click()  # picks the row and shows the record
     page.locator("#library-record").get_by_text(f"Record {record_id}:").wait_for(timeout=30_000)
     page.click("#library-share")
     link = page.locator("#library-link a")
@@ -122,7 +122,7 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     href = link.get_attribute("href")
     assert "?run=" in href
 
-    shared = page.context.new_page()
+    shared = page.context.browser.new_page()  # another browser: the link alone is the permission
     shared.goto(href)
     shared.locator("#shared-status").get_by_text("Reproduced exactly").wait_for(timeout=60_000)
     assert "Wherefore" in shared.locator("#shared-about").inner_text()
