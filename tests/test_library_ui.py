@@ -4,6 +4,7 @@ and its share link opens a page that makes it again and says "reproduced exactly
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -127,3 +128,33 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     shared.locator("#shared-status").get_by_text("Reproduced exactly").wait_for(timeout=60_000)
     assert "Wherefore" in shared.locator("#shared-about").inner_text()
     assert os.environ.get(owners.SHARED_ENV) == "1"
+
+
+BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
+
+
+def test_bad_values_in_every_library_parameter_get_words(shared_studio, capfd):
+    """Each /library_* parameter sent the kinds of bad values scripts send: an answer, or a sentence;
+    never a bare error or a traceback in the server's log."""
+    from gradio_client import Client
+
+    url, models_dir = shared_studio
+    client = Client(url, verbose=False)
+    key = client.predict(api_name="/library_new_key")
+    record = keep_text(models_dir, key, "fuzzed", 3)
+    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10], "/library_show": [key, record],
+             "/library_rate": [key, record, 4], "/library_tag": [key, record, "a b"], "/library_note": [key, record, "n"],
+             "/library_share": [key, record], "/library_unshare": [key, record], "/library_replay": [key, record, ""]}
+    capfd.readouterr()
+    for endpoint, args in valid.items():
+        client.predict(*args, api_name=endpoint)  # the valid call answers
+        for position in range(len(args)):
+            for value in BAD:
+                try:
+                    client.predict(*[value if k == position else a for k, a in enumerate(args)], api_name=endpoint)
+                except Exception as error:  # noqa: BLE001 (the app's sentence)
+                    message = str(error).strip()
+                    assert len(message) >= 12 and message not in ("None", "Error") and "has raised" not in message, (
+                        endpoint, position, value, message)
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out

@@ -85,9 +85,12 @@ def _record_id(record_id) -> int:
     if record_id is None or record_id == "":
         raise ValueError("Generate something, or pick a record, first.")
     try:
-        return int(record_id)
-    except (TypeError, ValueError):
+        number = int(record_id)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{record_id!r} is not a record number.") from None
+    if abs(number) >= 2**62:  # SQLite's integers
+        raise ValueError(f"There is no record {record_id!r}.")
+    return number
 
 
 def page_url(request: gr.Request | None) -> str:

@@ -281,9 +281,12 @@ def register_api(load=None) -> None:
 
     def number(value, what="record") -> int:
         try:
-            return int(value)
+            number = int(value)
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"The {what} is a whole number, not {value!r}.") from None
+        if abs(number) >= 2**62:  # SQLite's integers
+            raise ValueError(f"The {what} {value!r} is out of range.")
+        return number
 
     def library_new_key() -> str:
         """A fresh owner key: keep it and pass it to every other /library_* call."""
