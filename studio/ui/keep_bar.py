@@ -155,7 +155,8 @@ def _on_kept(function):
 # ---------------------------------------------------------------- recording a tab's generations
 def remembering(handler):
     """The tab's handler, noting on the Generation it returns the files it returned (paths under the
-    app's output folder, by their names' stems) and the seconds the whole answer took."""
+    app's output folder, labelled by their type: "txt", "mid", "wav", "png") and the seconds the whole
+    answer took."""
 
     @functools.wraps(handler)  # keeps the signature (gradio reads it) and marks like batch_size
     def run(*args, **kwargs):
@@ -168,8 +169,8 @@ def remembering(handler):
             for value in values:
                 if isinstance(value, str) and value.startswith(str(OUTPUT_ROOT)) and len(value) < 1024:
                     path = Path(value)
-                    if path.is_file():
-                        files[path.stem] = path
+                    if path.is_file():  # labelled by type (a chorale's .mid and .wav share a name)
+                        files[path.name if path.suffix[1:] in files else path.suffix[1:] or path.name] = path
             setattr(generation, KEPT, (files, time.perf_counter() - start))
         return result
 
