@@ -31,6 +31,12 @@ from studio.ui.common import OUTPUT_ROOT, output_dir
 STARS = [("★" * n, n) for n in range(1, 6)]
 KEPT = "_library_kept"  # a Generation's attribute: (files, seconds) noted by the wrapped handler
 PRIVATE = {"api_visibility": "private"}
+
+
+def hidden() -> dict:
+    """The HTML page's slot, empty and hidden until a page is made."""
+    return gr.update(value=None, visible=False)
+
 USER_ERRORS = (library.NotFound, library.LibraryFull, owners.OwnerError, ValueError, OSError)
 
 
@@ -62,8 +68,8 @@ def keep_bar(prefix: str) -> KeepBar:
             html = gr.Button("Download as one HTML page", size="sm", elem_id=f"{prefix}-keep-html")
             delete = gr.Button("Delete from the library", size="sm", variant="stop", elem_id=f"{prefix}-keep-delete")
         link = gr.Markdown(elem_id=f"{prefix}-keep-link")
-        html_file = gr.File(label="The record as one HTML page (opens without a server)", visible=True,
-                            elem_id=f"{prefix}-keep-html-file")
+        html_file = gr.File(label="The record as one HTML page (opens without a server)", visible=False,
+                            elem_id=f"{prefix}-keep-html-file")  # shown with its file
     return KeepBar(gr.State(), status, stars, tags, note, share, html, delete, link, html_file, prefix)
 
 
@@ -112,13 +118,14 @@ def share_markdown(key, record_id, request: gr.Request | None = None) -> str:
             f"Library tab): [{url}]({url})")
 
 
-def html_page(key, record_id) -> str:
-    """The record as one self-contained HTML page (made again, for its trace), as a file to download."""
+def html_page(key, record_id) -> dict:
+    """The record as one self-contained HTML page (made again, for its trace), shown as a file to download."""
     from studio.library.html import export_html
 
     store = library.open_store()
     record = store.get(_record_id(record_id), owners.owner_of(key))
-    return str(export_html(store, record, output_dir() / f"{record.domain}-record-{record.id}.html"))
+    path = export_html(store, record, output_dir() / f"{record.domain}-record-{record.id}.html")
+    return gr.update(value=str(path), visible=True)
 
 
 def _rate(key, record_id, stars) -> str:
@@ -193,18 +200,18 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict) -> None:
         kept = generation.__dict__.pop(KEPT, None) if isinstance(generation, Generation) else None
         loaded = models.get(generation.trace.model) if kept is not None and generation.trace is not None else None
         if loaded is None or generation.settings is None:
-            return None, "This output was not kept (it has no model or settings to make it again).", None, "", "", "", None
+            return None, "This output was not kept (it has no model or settings to make it again).", None, "", "", "", hidden()
         files, seconds = kept
         try:
             record_id = library.record_generation(domain, loaded, generation.settings, generation, files,
                                                   owners.owner_of(key_value), stem=loaded.stem, duration=seconds)
             record = library.open_store().get(record_id, owners.owner_of(key_value))
         except (*USER_ERRORS, TypeError) as error:
-            return None, f"Not kept in the library: {error}", None, "", "", "", None
+            return None, f"Not kept in the library: {error}", None, "", "", "", hidden()
         again = f" (made {record.count} times)" if record.count > 1 else ""
         status = (f"Kept in your library as **record {record_id}**{again}: rate, tag or note it here, find it in the "
                   "Library tab.")
-        return record_id, status, record.rating, " ".join(record.tag_list()), record.note, "", None
+        return record_id, status, record.rating, " ".join(record.tag_list()), record.note, "", hidden()
 
     event.success(keep, [state, key], [bar.record, bar.status, bar.stars, bar.tags, bar.note, bar.link, bar.html_file],
                   **PRIVATE)
@@ -219,7 +226,7 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict) -> None:
     def delete(key_value, record_id):
         record_id = _record_id(record_id)
         api.delete(key_value, record_id)
-        return None, f"Deleted record {record_id} from your library.", None, "", "", "", None
+        return None, f"Deleted record {record_id} from your library.", None, "", "", "", hidden()
 
     bar.delete.click(delete, [key, bar.record],
                      [bar.record, bar.status, bar.stars, bar.tags, bar.note, bar.link, bar.html_file], **PRIVATE)

@@ -68,7 +68,7 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
         status = gr.Markdown(elem_id="shared-status")
         about = gr.Markdown(elem_id="shared-about")
         files = gr.File(label="Its output, made again", file_count="multiple", elem_id="shared-files")
-        with gr.Accordion("Inside the LSTM while it made this", open=False):
+        with gr.Accordion("Inside the LSTM while it made this", open=True):
             viewer = trace_viewer("shared")
 
     def on_load(request: gr.Request):
@@ -185,7 +185,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
                 replay = gr.Button("Make it again and check", size="sm", elem_id="library-replay")
                 html = gr.Button("One HTML page", size="sm", elem_id="library-html")
             replayed = gr.Markdown(elem_id="library-replayed")
-            html_file = gr.File(label="The record as one HTML page", elem_id="library-html-file")
+            html_file = gr.File(label="The record as one HTML page", visible=False, elem_id="library-html-file")
     found = gr.State([])  # the ids of the last search, for export and training
 
     def run_search(key_value, words, domain_value, model_value, rating, since_value, until_value, like_id=None):
