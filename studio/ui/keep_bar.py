@@ -59,14 +59,15 @@ def keep_bar(prefix: str) -> KeepBar:
     with gr.Group(elem_id=f"{prefix}-keep"):
         status = gr.Markdown("Each output is kept in your library (the Library tab).", elem_id=f"{prefix}-keep-status")
         with gr.Row():
-            stars = gr.Radio(STARS, label="Rating", elem_id=f"{prefix}-keep-stars", scale=2)
+            stars = gr.Radio(STARS, label="Rating", elem_id=f"{prefix}-keep-stars", scale=4, min_width=400)
             tags = gr.Textbox(label="Tags (Enter keeps them)", placeholder="words, separated by spaces or commas",
-                              elem_id=f"{prefix}-keep-tags", scale=2)
-            note = gr.Textbox(label="Note (kept when you leave the box)", elem_id=f"{prefix}-keep-note", scale=3)
+                              elem_id=f"{prefix}-keep-tags", scale=2, min_width=160)
+            note = gr.Textbox(label="Note (kept when you leave the box)", elem_id=f"{prefix}-keep-note", scale=2,
+                              min_width=160)
         with gr.Row():
             share = gr.Button("Share: make a link", size="sm", elem_id=f"{prefix}-keep-share")
             html = gr.Button("Download as one HTML page", size="sm", elem_id=f"{prefix}-keep-html")
-            delete = gr.Button("Delete from the library", size="sm", variant="stop", elem_id=f"{prefix}-keep-delete")
+            delete = gr.Button("Delete from the library", size="sm", elem_id=f"{prefix}-keep-delete")
         link = gr.Markdown(elem_id=f"{prefix}-keep-link")
         html_file = gr.File(label="The record as one HTML page (opens without a server)", visible=False,
                             elem_id=f"{prefix}-keep-html-file")  # shown with its file

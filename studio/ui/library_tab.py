@@ -85,7 +85,7 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
                     if result.reproduced else f"## Not reproduced: {result.why}.")
         about_text = (f"**{record.domain}**, model **{record.model}**, seed {record.seed}"
                       + (f", prompt: `{record.prompt[:300]}`" if record.prompt else "")
-                      + f"\n\n**Output**: {record.output[:2000]}\n\n**Settings**:\n```json\n"
+                      + "\n\n**Output**:\n\n" + fenced(record.output[:2000]) + "\n\n**Settings**:\n```json\n"
                       + json.dumps(api.shared(token)["settings"], indent=1)[:4000] + "\n```")
         if result.generation is None:
             return gr.update(visible=True), headline, about_text, None, gr.skip()
@@ -98,6 +98,11 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
 
 
 # ---------------------------------------------------------------- the Library tab
+def fenced(text: str) -> str:
+    """Text shown as it is (line breaks kept, nothing read as Markdown)."""
+    return "```text\n" + text.replace("```", "'''") + "\n```"
+
+
 def _date(text, end: bool = False) -> float | None:
     """A YYYY-MM-DD box as a timestamp (the day's end for `until`); blank: None; else a sentence."""
     if not isinstance(text, str) or not text.strip():
@@ -131,7 +136,7 @@ def record_markdown(record: dict, token: str | None) -> str:
              + f" · rating {'★' * (record['rating'] or 0) or 'none'} · studio {record['version']}"]
     if record["prompt"]:
         lines.append(f"**Prompt**: `{record['prompt'][:500]}`")
-    lines.append(f"**Output**: {record['output'][:3000]}")
+    lines.append("**Output**:\n\n" + fenced(record["output"][:3000]))
     lines.append("**Shared** by a link (unshare to revoke it)." if token else "Not shared.")
     lines.append("**Settings**:\n```json\n" + json.dumps(record["settings"], indent=1)[:4000] + "\n```")
     return "\n\n".join(lines)
@@ -158,13 +163,14 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         until = gr.Textbox(label="To (YYYY-MM-DD)", scale=1)
     with gr.Row():
         search = gr.Button("Search", variant="primary", elem_id="library-search")
-        like = gr.Button("More like the picked record", elem_id="library-like")
-        export = gr.Button("Export these as JSONL", elem_id="library-export")
-        train = gr.Button("Train on these (fills the Train tab)", elem_id="library-train")
+        like = gr.Button("More like the picked record", size="sm", elem_id="library-like")
+        export = gr.Button("Export these as JSONL", size="sm", elem_id="library-export")
+        train = gr.Button("Train on these (fills the Train tab)", size="sm", elem_id="library-train")
     summary = gr.Markdown(elem_id="library-summary")
     results = gr.Dataframe(results_frame([]), interactive=False, wrap=True, elem_id="library-results",
-                           label="Your records (click a row to pick it)")
-    export_file = gr.File(label="The result as JSONL", elem_id="library-export-file")
+                           label="Your records (click a row to pick it)",
+                           column_widths=["6%", "9%", "15%", "9%", "10%", "13%", "38%"])
+    export_file = gr.File(label="The result as JSONL", visible=False, elem_id="library-export-file")
     with gr.Row():
         with gr.Column(scale=2):
             picked = gr.Number(label="Record", precision=0, elem_id="library-id")
@@ -248,7 +254,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
 
         out = output_dir() / "library.jsonl"
         export_jsonl([store.get(i, owner) for i in ids], out)
-        return str(out)
+        return gr.update(value=str(out), visible=True)
 
     def on_train(key_value, ids, handed):
         if not ids:
