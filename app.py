@@ -25,7 +25,7 @@ from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  #
 from studio.domains import ALL, member  # noqa: E402
 from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui import experiments_api, owner, train_tab  # noqa: E402
+from studio.ui import experiments_api, library_tab, owner, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
@@ -93,6 +93,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared server
+        library_tab.shared_record(demo, loaded)  # a ?run=TOKEN link: its record made again and checked, above the tabs
         dropdowns = {}
         for domain in ALL:
             with gr.Tab(domain.TITLE):
@@ -100,9 +101,11 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
             if dropdown is not None:
                 dropdowns[domain] = dropdown
         with gr.Tab("Train"):
-            train_tab.create_tab(trainer, stems, dropdowns, models_of, reference.DATA_DIR)
+            train_inbox = train_tab.create_tab(trainer, stems, dropdowns, models_of, reference.DATA_DIR)
         with gr.Tab("Why LSTM"):
             lab_tab.create_tab(trainer)  # RNN, GRU and LSTM side by side, in the same job queue; also /lab
+        with gr.Tab("Library"):
+            library_tab.create_tab(loaded, train_inbox)  # every output kept: search, rate, share, export; /library_* endpoints
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare

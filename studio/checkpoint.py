@@ -163,6 +163,7 @@ def load_models(domain: str, load_model, models_dir=MODELS_DIR, device="cpu") ->
     for name, stem in list_models(domain, models_dir).items():
         try:
             models[name] = load_model(stem, device=device)
+            models[name].stem = Path(stem)
         except CheckpointError as error:
             problems.append(str(error))
     return models, problems

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,9 @@ from studio.domains.text.model import TextModel, TextModelConfig, make_card  # n
 torch.set_num_threads(1)
 # Set before any test imports gradio: tests must not phone home (nor wait on the network to).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# What the app keeps (the library of every generation, user models) goes to a folder of the run's own,
+# never the developer's ~/.lstm-studio.
+os.environ.setdefault("LSTM_STUDIO_HOME", tempfile.mkdtemp(prefix="lstm-studio-test-home-"))
 
 # Debian's chromium, not playwright's downloaded build (nothing is downloaded on the test machines).
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -14,6 +14,7 @@ import pytest
 
 from studio import jobs, limits
 from studio.domains import ALL, handwriting, speech
+from studio.domains.handwriting.data import render_phrase
 from studio.domains.handwriting.train import read_samples
 from studio.domains.speech.train import read_recordings
 
@@ -23,7 +24,7 @@ PHRASES = ["hello world", "the quick fox", "my own hand", "writing lines", "a sm
 def stroke_lines(count=6) -> list[tuple[list, str]]:
     """(strokes in pixel-like units, text) of short synthetic written lines."""
     rng = np.random.default_rng(0)
-    return [([s * 3.0 + 50 for s in handwriting.render_phrase(p, rng)], p) for p in PHRASES[:count]]
+    return [([s * 3.0 + 50 for s in render_phrase(p, rng)], p) for p in PHRASES[:count]]
 
 
 def stroke_zip(path: Path, count=6) -> Path:
@@ -138,7 +139,7 @@ def test_cli_trains_handwriting_from_a_zip_and_fine_tunes_a_styled_model(tmp_pat
     assert "trained: " in done.stdout
     loaded = handwriting.load(out)
     assert "the user's stroke files" in loaded.card["data"]["source"]
-    result = handwriting.generate(loaded, handwriting.HandwritingSettings(text="hi", max_points=40)).result
+    result = handwriting.generate(loaded, handwriting.Settings(text="hi", max_points=40)).result
     assert len(result.offsets) > 0
     model, codec = handwriting.tiny(styles=2)
     handwriting.save(tmp_path / "styled", model, codec)
@@ -149,7 +150,7 @@ def test_cli_trains_handwriting_from_a_zip_and_fine_tunes_a_styled_model(tmp_pat
     loaded = handwriting.load(tuned)
     assert loaded.model.config.styles == 2 and loaded.model.config.hidden_size == 16
     assert loaded.card["data"]["style"] == "print" and loaded.codec.offset_scale == codec.offset_scale
-    assert len(handwriting.generate(loaded, handwriting.HandwritingSettings(text="hi", max_points=40)).result.offsets)
+    assert len(handwriting.generate(loaded, handwriting.Settings(text="hi", max_points=40)).result.offsets)
     few = run_cli("train", "handwriting", "--data", stroke_zip(tmp_path / "few.zip", 2), "--out", tmp_path / "x",
                   "--minutes", "0.05", timeout=60)
     assert few.returncode != 0 and "give at least" in few.stderr and "Traceback" not in few.stderr
@@ -163,7 +164,7 @@ def test_cli_trains_speech_from_a_folder_and_fine_tunes(tmp_path, run_cli):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "trained: " in done.stdout
     loaded = speech.load(out)
-    result = speech.generate(loaded, speech.SpeechSettings(text="hi", max_steps=10, griffin_lim_iters=2)).result
+    result = speech.generate(loaded, speech.Settings(text="hi", max_steps=10, griffin_lim_iters=2)).result
     assert len(result.log_mel) > 0
     model, codec = speech.tiny()
     speech.save(tmp_path / "base", model, codec)
@@ -208,7 +209,7 @@ def test_jobs_train_handwriting_from_drawings_and_speech_from_recordings(tmp_pat
     assert status["status"] == "done", status["message"]
     assert "Handwriting tab" in status["message"] and [d["name"] for d in status["data"]][0] == "drawing-001.json"
     loaded = handwriting.load(job.out)
-    assert len(handwriting.generate(loaded, handwriting.HandwritingSettings(text="hi", max_points=30)).result.offsets)
+    assert len(handwriting.generate(loaded, handwriting.Settings(text="hi", max_points=30)).result.offsets)
 
     clips = recordings_folder(tmp_path / "clips", 4)
     uploads = []
@@ -222,7 +223,7 @@ def test_jobs_train_handwriting_from_drawings_and_speech_from_recordings(tmp_pat
     assert len(list((job.folder / "recordings").glob("*.wav"))) == 5
     status = wait(trainer, job.id)
     assert status["status"] == "done", status["message"]
-    assert len(speech.generate(speech.load(job.out), speech.SpeechSettings(text="hi", max_steps=8,
+    assert len(speech.generate(speech.load(job.out), speech.Settings(text="hi", max_steps=8,
                                                                          griffin_lim_iters=2)).result.log_mel)
     assert made == [trainer.jobs[k].out for k in trainer.jobs]
 

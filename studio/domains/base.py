@@ -110,6 +110,7 @@ class LoadedModel:
     card: dict  # the model card (studio.checkpoint.CARD_FIELDS)
     layer_names: list[str] = field(default_factory=list)  # the trace's layers, bottom first ("layer 0", "attention")
     summary: str = ""  # one line for the model header: shape, vocabulary, headline metric
+    stem: Path | None = None  # the checkpoint it was read from, where the caller knows it (the library records it)
 
     @property
     def device(self) -> torch.device:

@@ -9,6 +9,7 @@ What the tabs, the CLI and the API call (through the domain contract only; docs/
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
@@ -85,7 +86,8 @@ def _replay(store: Store, record: Stored, load=None) -> Replayed:
         except (ValueError, TypeError, AttributeError, ImportError, KeyError, OSError) as error:
             return Replayed(None, False, f"its settings cannot be read by this version of the studio ({error})")
         try:
-            generation = domain.generate(loaded, settings)
+            with one_thread():
+                generation = domain.generate(loaded, settings)
         except ValueError as error:  # the domain's sentence for settings it no longer takes
             return Replayed(None, False, f"the domain refused its settings: {error}")
     if content_hash(domain, generation) == record.content_hash:
@@ -143,12 +145,29 @@ def save_after(args, domain, loaded, settings, generation, files=None, *, input_
     return record_id
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Generation as the app runs it: one torch thread (the app's and its workers' setting). A matrix
+    product's last float bits depend on how many threads share it, and a sample drifts from the first
+    differing bit (a handwriting stroke did): records are made and made again alike."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def timed(function, *args, **kwargs):
-    """(result, seconds) of one call, for record_generation's duration."""
+    """(result, seconds) of one generation, for record_generation's duration, run as the app runs it
+    (one_thread)."""
     start = time.perf_counter()
-    result = function(*args, **kwargs)
+    with one_thread():
+        result = function(*args, **kwargs)
     return result, time.perf_counter() - start
 
 
 __all__ = ["Caps", "LibraryFull", "NotFound", "Record", "Replayed", "Store", "Stored", "add_save_flag", "as_json",
-           "open_store", "record_generation", "replay", "replay_shared", "save_after", "timed"]
+           "one_thread", "open_store", "record_generation", "replay", "replay_shared", "save_after", "timed"]

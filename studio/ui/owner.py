@@ -6,6 +6,7 @@ never needed.
     key = owner.browser_key()             # once, inside the app's gr.Blocks (app.py)
     owner.issue_on_load(demo, key)        # after the layout: a browser without a key gets one
     fn(..., key)  ->  owners.owner_of(key)   # in a handler that takes `key` as an input
+    owner.page_key()                      # the page's key component, for builders called after browser_key()
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ STORAGE_KEY = "lstm-studio-owner"  # the browser's localStorage entry
 
 def browser_key() -> gr.BrowserState:
     """The component holding this browser's key ("" until issue_on_load has given one)."""
-    return gr.BrowserState("", storage_key=STORAGE_KEY)
+    key = gr.BrowserState("", storage_key=STORAGE_KEY)
+    page = gr.context.Context.root_block
+    if page is not None:  # builders deep inside a tab find it without every create_tab passing it on
+        page.studio_owner_key = key
+    return key
+
+
+def page_key() -> gr.BrowserState | None:
+    """The key component of the Blocks being built (None before browser_key() was called in it)."""
+    return getattr(gr.context.Context.root_block, "studio_owner_key", None)
 
 
 def _kept_or_new(key):

@@ -72,10 +72,11 @@ def samples_markdown(status: dict | None) -> str:
     return "\n\n".join(f"**Sample at step {s['step']}**\n\n```\n{s['sample']}\n```" for s in shown)
 
 
-def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None) -> None:
+def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None):
     """stems(domain name) -> {name: checkpoint stem} of the models one may fine-tune; dropdowns: {domain
     module: its tab's model list}, refreshed from loaded ({domain module: {model name: LoadedModel}})
-    when a training leaves a model."""
+    when a training leaves a model. Returns (domain, files, incoming): what another tab fills to hand
+    over data (the Library's "train on these": incoming {domain name: [paths]} survives the domain's change)."""
     first = domains.ALL[0]
     gr.Markdown(
         "Train a model of any tab on your own data, or fine-tune a shipped one, and watch it learn. "
@@ -114,6 +115,7 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
     job = gr.State()
     made = gr.State([])  # files made in the page (drawings, recordings) for the chosen domain
+    incoming = gr.State({})  # {domain name: [paths]} handed over by another tab, shown when that domain is picked
     timer = gr.Timer(1.0, active=False)
     modules = list(dropdowns)
     targets = [dropdowns[d] for d in modules]
@@ -121,11 +123,11 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     # speech lists its text-to-mel ones)
     listed = [[c[1] if isinstance(c, tuple) else c for c in dropdowns[d].choices] for d in modules]
 
-    def on_domain(chosen):
+    def on_domain(chosen, handed=None):
         picked = jobs.trainable(chosen)
         return (gr.update(choices=corpora(picked, data_dir), value=MY_UPLOADS),
                 gr.update(choices=[FROM_SCRATCH, *stems(chosen)], value=FROM_SCRATCH),
-                gr.update(label=upload_label(picked), value=None), gr.update(visible=picked.TRAINING.drawn is not None),
+                gr.update(label=upload_label(picked), value=(handed or {}).get(chosen)), gr.update(visible=picked.TRAINING.drawn is not None),
                 gr.update(visible=picked.TRAINING.recorded is not None), [], "")
 
     def added(chosen, before, make):
@@ -173,12 +175,13 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         return status_html(trainer.cancel(job_id)) if job_id else gr.skip()
 
     private = {"api_visibility": "private"}
-    domain.change(on_domain, domain, [corpus, base, files, drawing, recording, made, made_note], **private)
+    domain.change(on_domain, [domain, incoming], [corpus, base, files, drawing, recording, made, made_note], **private)
     add_drawing.click(on_drawing, [domain, made, pad], [made, made_note], **private)
     add_recording.click(on_recording, [domain, made, microphone, transcript], [made, made_note], **private)
     start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer], **private)
     timer.tick(on_tick, job, [status, plot, gallery, samples, download, timer, *targets], **private)
     cancel.click(on_cancel, job, status, **private)
+    return domain, files, incoming
 
 
 def train_api(trainer: jobs.Trainer, stems):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio import checkpoint, cli_common
+from studio import checkpoint, cli_common, library
 from studio.domains import handwriting as hw
 from studio.domains.handwriting.codec import DEFAULT_CHARS, HandwritingAlphabet, HandwritingCodec
 from studio.domains.handwriting.data import PROVENANCE, DataConfig, build_dataset, load_dataset
@@ -98,6 +98,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--hand", choices=list(STYLE_NAMES), help="a model with styles: write in this hand "
                                                                         "(default: the style sample's, else cursive)")
         cli_common.add_output_flags(parser, ".svg or .png")
+        library.add_save_flag(parser)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, hw)
@@ -243,11 +244,13 @@ def run_generate(args) -> int:
                                       max_points=args.points, primer_text=args.style_text or "",
                                       normalize_primer=not args.raw_style, hand=args.hand)
     try:
-        generation = hw.generate(loaded, settings)
+        generation, seconds = library.timed(hw.generate, loaded, settings)
     except ValueError as error:  # StrokeFileError too
         sys.exit(f"error: {error}")
     result = generation.result
     cli_common.print_notes(result.notes)
+    library.save_after(args, hw, loaded, settings, generation, input_files={"style": args.style} if args.style else None,
+                       duration=seconds)
     out = Path(args.out)
     if out.suffix.lower() == ".png":
         write_png(result.strokes, out)

@@ -15,7 +15,7 @@ from studio.domains.handwriting.data import load_stroke_file, pad_strokes
 from studio.domains.handwriting.generate import MAX_POINTS, HandwritingSettings
 from studio.domains.handwriting.model import SYNTHESIS
 from studio.domains.handwriting.render import animated_svg, attention_html
-from studio.ui import blocks, inputs
+from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 from studio.ui.drawing_pad import drawing_pad
 
@@ -77,6 +77,7 @@ def create_tab(models: dict, problems: list[str]):
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
             written = gr.HTML(elem_id="handwriting-output")
+            keep = keep_bar.keep_bar("handwriting")
             panel = blocks.gate_panel("handwriting", hw, models)
             attention = gr.HTML(label="Attention window (characters × pen steps)", elem_id="handwriting-attention")
     generation_state = gr.State()
@@ -105,11 +106,12 @@ def create_tab(models: dict, problems: list[str]):
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)
     pad.change(lambda value: STYLES[3] if isinstance(value, dict) and value.get("strokes") else gr.update(),
                pad, style, api_visibility="private", queue=False, show_progress="hidden")
-    button.click(
+    generated = button.click(
         on_generate,
         [model_name, text_box, bias, seed, style, style_file, points, style_text, pad],
         [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, generation_state],
         api_name="generate_handwriting",
     )
     blocks.wire_panel(panel, generation_state, hw, models)
+    keep_bar.wire(keep, generated, generation_state, hw, models)
     return model_name

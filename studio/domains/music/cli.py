@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from studio import checkpoint, cli_common
+from studio import checkpoint, cli_common, library
 from studio.domains import music
 from studio.domains.base import LoadedModel
 from studio.domains.music.codec import PitchCodec
@@ -55,6 +55,7 @@ def add_commands(command: str, parser) -> None:
                             help="quarter notes per minute (default 0: the primer's own tempo, else 80)")
         cli_common.add_output_flags(parser, "MIDI file to write")
         parser.add_argument("--wav", help="also render audio to this .wav")
+        library.add_save_flag(parser)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, music)
@@ -210,9 +211,10 @@ def run_generate(args) -> int:
         sys.exit(f"error: {error}")
     settings = MusicSettings(bars=args.bars, primer=primer, tempo_bpm=args.tempo,
                                    sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
-    generation = music.generate(loaded, settings)
+    generation, seconds = library.timed(music.generate, loaded, settings)
     result = generation.result
     cli_common.print_notes(result.notes)
+    library.save_after(args, music, loaded, settings, generation, duration=seconds)
     cli_common.print_notes(write_music(result, args.out, args.wav))
     if args.trace_out:
         generation.trace.save_npz(args.trace_out)

@@ -18,7 +18,7 @@ from studio.domains.music.data import (
 from studio.domains.music.data import read_primer as read_primer_file
 from studio.domains.music.generate import MAX_BARS, MusicSettings
 from studio.sampling import SamplingConfig
-from studio.ui import blocks, inputs
+from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 SOURCES = ["Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"]
@@ -68,6 +68,7 @@ def create_tab(models: dict, problems: list[str]):
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)
+            keep = keep_bar.keep_bar("music")
             panel = blocks.gate_panel("music", music, models)
     generation_state = gr.State()
 
@@ -100,11 +101,12 @@ def create_tab(models: dict, problems: list[str]):
                 str(files["midi"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
-    generate_button.click(
+    generated = generate_button.click(
         on_generate,
         [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo],
         [notes, audio, *panel.outputs, panel.selection, download_midi, generation_state],
         api_name="generate_music",
     )
     blocks.wire_panel(panel, generation_state, music, models)
+    keep_bar.wire(keep, generated, generation_state, music, models)
     return model_name

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from studio import checkpoint, cli_common
+from studio import checkpoint, cli_common, library
 from studio.domains import speech
 from studio.domains.speech.codec import HOP, SAMPLE_RATE, VOICES, AudioError, SpeechCodec
 from studio.domains.speech.data import HELD_OUT, Corpus, build_corpus, read_audio
@@ -89,6 +89,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--seed", type=int, default=0)
         cli_common.add_output_flags(parser, "output .wav")
         parser.add_argument("--features-out", help="also write the log-mel (and alignment) .npz")
+        library.add_save_flag(parser)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
@@ -231,7 +232,7 @@ def run_generate(args) -> int:
         try:
             recording = read_audio(args.input)
             settings = ContinueSettings(recording.audio, args.seconds, args.noise, args.seed)
-            generation = speech.generate(loaded, settings)
+            generation, seconds = library.timed(speech.generate, loaded, settings)
         except AudioError as error:
             sys.exit(f"error: {error}")
         cli_common.print_notes(recording.notes)
@@ -239,9 +240,11 @@ def run_generate(args) -> int:
         sys.exit(f"error: {args.model} is a text-to-mel model: it speaks --text; to continue a recording leave out "
                  f"--model or give a frame-lstm model ({speech.DEFAULT_FRAME_MODEL})")
     else:
-        generation = speech.generate(loaded, SpeechSettings(text=args.text, voice=args.voice, seed=args.seed))
+        settings = SpeechSettings(text=args.text, voice=args.voice, seed=args.seed)
+        generation, seconds = library.timed(speech.generate, loaded, settings)
     result = generation.result
     cli_common.print_notes(result.notes)
+    library.save_after(args, speech, loaded, settings, generation, duration=seconds)
     with tempfile.TemporaryDirectory() as folder:  # write_files' names, moved to the ones asked for
         files = speech.write_files(generation, Path(folder))
         shutil.move(files["audio"], args.out)

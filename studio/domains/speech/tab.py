@@ -17,7 +17,7 @@ from studio.domains.speech.evaluate import alignment_report
 from studio.domains.speech.generate import MAX_CONTINUE_SECONDS, MAX_TEXT, ContinueSettings, SpeechSettings
 from studio.domains.speech.model import FRAME_KIND, TTS_KIND
 from studio.domains.speech.render import alignment_html, features_npz, mel_figure
-from studio.ui import blocks, inputs
+from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_WAV = Path(__file__).resolve().parents[3] / "assets" / "speech-espeak-example.wav"
@@ -62,6 +62,7 @@ def _text_to_speech(every: dict, problems: list[str]):
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="speech-notes")
             audio = gr.Audio(label="Generated speech (Griffin-Lim)", type="filepath", elem_id="speech-audio")
+            keep = keep_bar.keep_bar("speech")
             panel = blocks.gate_panel("speech", speech, every)
             alignment = gr.HTML(label="Attention alignment", elem_id="speech-alignment")
     generation_state = gr.State()
@@ -87,10 +88,11 @@ def _text_to_speech(every: dict, problems: list[str]):
                 str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, every)
-    speak.click(on_speak, [model_name, text_box, voice, seed],
+    spoken = speak.click(on_speak, [model_name, text_box, voice, seed],
                 [notes, audio, *panel.outputs, panel.selection, alignment, download_features, generation_state],
                 api_name="generate_speech")
     blocks.wire_panel(panel, generation_state, speech, every)
+    keep_bar.wire(keep, spoken, generation_state, speech, every)
     return model_name
 
 
@@ -149,6 +151,7 @@ def _recording(models: dict) -> None:
             download_features = gr.File(label="Features (.npz)")
             if names:
                 continued = gr.Audio(label="Recording + continuation", type="filepath")
+                keep = keep_bar.keep_bar("speech-continue")
                 panel = blocks.gate_panel("speech-continue", speech, models)
     analyse.click(on_analyse, upload, [notes, features_plot, download_features], api_name="speech_features")
     microphone.change(use_recording, microphone, upload, api_name="speech_microphone")
@@ -171,7 +174,8 @@ def _recording(models: dict) -> None:
                 str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
-    go_on.click(on_continue, [upload, model_name, seconds, noise, seed],
+    went_on = go_on.click(on_continue, [upload, model_name, seconds, noise, seed],
                 [notes, continued, *panel.outputs, panel.selection, download_features, generation_state],
                 api_name="continue_speech")
     blocks.wire_panel(panel, generation_state, speech, models)
+    keep_bar.wire(keep, went_on, generation_state, speech, models)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from studio import checkpoint, cli_common
+from studio import checkpoint, cli_common, library
 from studio.domains import text
 from studio.domains.text.codec import TextCodec
 from studio.domains.text.data import split_train_val
@@ -35,6 +35,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--length", type=int, default=400)
         cli_common.add_sampling_flags(parser, temperature=0.8)
         cli_common.add_output_flags(parser, "write the text here (default: print it)", required=False)
+        library.add_save_flag(parser)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         cli_common.add_model_flag(parser, text)
@@ -120,8 +121,9 @@ def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
     settings = TextSettings(prompt=args.prompt, length=args.length,
                                  sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
-    generation = text.generate(loaded, settings)
+    generation, seconds = library.timed(text.generate, loaded, settings)
     cli_common.print_notes(generation.result.notes)
+    library.save_after(args, text, loaded, settings, generation, duration=seconds)
     written = generation.result.prompt + generation.result.text
     if args.out:
         Path(args.out).write_text(written, encoding="utf-8")

@@ -10,7 +10,7 @@ from studio.batching import MAX_BATCH, MicroBatcher
 from studio.domains import text
 from studio.domains.text.generate import MAX_LENGTH, TextSettings
 from studio.sampling import SamplingConfig
-from studio.ui import blocks, inputs
+from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\nWe are accounted poor citizens", "KING HENRY VI:\nO God! methinks"]
@@ -40,6 +40,7 @@ def create_tab(models: dict, problems: list[str]):
             (download_text,) = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
+            keep = keep_bar.keep_bar("text")
             panel = blocks.gate_panel("text", text, models)
     generation_state = gr.State()
     batchers: dict[int, MicroBatcher] = {}  # per loaded model: concurrent requests sampled as one batch
@@ -74,11 +75,12 @@ def create_tab(models: dict, problems: list[str]):
 
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
-    generate_button.click(
+    generated = generate_button.click(
         on_generate,
         [model_name, prompt, length, temperature, top_k, top_p, seed],
         [notes, *panel.outputs, panel.selection, download_text, generation_state],
         api_name="generate_text",
     )
     blocks.wire_panel(panel, generation_state, text, models)
+    keep_bar.wire(keep, generated, generation_state, text, models)
     return model_name

@@ -1,0 +1,160 @@
+"""The library in the app, on a shared server: the /library_* endpoints keep two browsers apart, and
+in Debian chromium a Text generation is kept, rated five stars, found again by a word after a reload,
+and its share link opens a page that makes it again and says "reproduced exactly"."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from studio import library, owners
+from studio.domains import text
+from studio.domains.text.codec import TextCodec
+from studio.domains.text.generate import TextSettings
+from studio.domains.text.model import TextModel, TextModelConfig
+
+NOT_YOURS = "in your library"
+
+
+@pytest.fixture(scope="module")
+def shared_studio(tmp_path_factory, serve):
+    """(url, models folder): the real app on a shared server (owner keys required), a tiny text model."""
+    import app
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv(owners.SHARED_ENV, "1")
+    patch.setenv(owners.HOME_ENV, str(tmp_path_factory.mktemp("home")))
+    models_dir = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    codec = TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
+    model = TextModel(TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
+    text.save(models_dir / "tiny", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
+    url = serve(app.build_demo(models_dir, user_models_dir=tmp_path_factory.mktemp("user-models")))
+    yield url, models_dir
+    patch.undo()
+
+
+def keep_text(models_dir, key: str, prompt: str, seed: int) -> int:
+    """A record of a tiny-model generation for the owner of `key` (what the Text tab's bar does)."""
+    loaded = text.load(models_dir / "tiny")
+    settings = TextSettings(prompt=prompt, length=30, seed=seed)
+    return library.record_generation(text, loaded, settings, text.generate(loaded, settings), None,
+                                     owners.owner_of(key), stem=models_dir / "tiny")
+
+
+def refusal(client, endpoint: str, *args) -> str:
+    try:
+        client.predict(*args, api_name=endpoint)
+    except Exception as error:  # gradio_client's AppError carries the app's sentence
+        return str(error)
+    raise AssertionError(f"{endpoint}{args} answered")
+
+
+def test_endpoints_keep_two_browsers_apart(shared_studio):
+    from gradio_client import Client
+
+    url, models_dir = shared_studio
+    client = Client(url, verbose=False)
+    alice, bob = client.predict(api_name="/library_new_key"), client.predict(api_name="/library_new_key")
+    assert alice != bob and owners.KEY_PATTERN.fullmatch(alice)
+    mine = keep_text(models_dir, alice, "Alice wrote this", 1)
+    keep_text(models_dir, bob, "Bob wrote that", 2)
+
+    found = client.predict(alice, "Alice", None, "", "", None, 10, api_name="/library_search")
+    assert [hit["id"] for hit in found] == [mine] and found[0]["prompt"] == "Alice wrote this"
+    assert client.predict(bob, "Alice", None, "", "", None, 10, api_name="/library_search") == []
+    assert [hit["prompt"] for hit in client.predict(bob, "", None, "", "", None, 10, api_name="/library_search")] == [
+        "Bob wrote that"]
+
+    # Bob can neither read nor change Alice's record: the same sentence as for a record that does not exist
+    for endpoint, args in [("/library_show", ()), ("/library_rate", (5,)), ("/library_tag", ("mine",)),
+                           ("/library_note", ("x",)), ("/library_delete", ()), ("/library_share", ()),
+                           ("/library_unshare", ())]:
+        assert f"No record {mine} {NOT_YOURS}" in refusal(client, endpoint, bob, mine, *args), endpoint
+    assert f"No record {mine} {NOT_YOURS}" in refusal(client, "/library_replay", bob, mine, "")
+    # no key, or a malformed one, on a shared server: a sentence
+    assert "owner key" in refusal(client, "/library_search", "", "", None, "", "", None, 10)
+    assert "owner key" in refusal(client, "/library_show", "short", mine)
+    assert "whole number" in refusal(client, "/library_show", alice, "abc")
+
+    # Alice rates, tags, notes, shares; the link lets anyone make it again, read-only
+    assert client.predict(alice, mine, 5, api_name="/library_rate")["rating"] == 5
+    assert client.predict(alice, mine, "keeper, best", api_name="/library_tag")["tags"] == ["keeper", "best"]
+    assert client.predict(alice, mine, "a note", api_name="/library_note")["note"] == "a note"
+    token = client.predict(alice, mine, api_name="/library_share")["token"]
+    replayed = client.predict(bob, None, token, api_name="/library_replay")
+    assert replayed["reproduced"] is True and replayed["record"]["id"] == mine
+    assert client.predict(alice, mine, "", api_name="/library_replay")["reproduced"] is True
+    assert f"No record {mine} {NOT_YOURS}" in refusal(client, "/library_delete", bob, mine)
+    client.predict(alice, mine, api_name="/library_unshare")
+    assert "No shared record" in refusal(client, "/library_replay", bob, None, token)
+    assert client.predict(alice, mine, api_name="/library_delete") == {"deleted": mine}
+    assert client.predict(alice, "", None, "", "", None, 10, api_name="/library_search") == []
+
+
+@pytest.mark.browser
+def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_page):
+    url, _ = shared_studio
+    page = chromium_page
+    page.goto(url)
+    page.get_by_label("Prompt", exact=False).fill("Wherefore")
+    page.get_by_label("Seed").first.fill("11")
+    page.click("#text-generate")
+    status = page.locator("#text-keep-status")
+    status.get_by_text("Kept in your library as").wait_for(timeout=60_000)
+    record_id = status.inner_text().split("record ")[1].split(":")[0].split()[0]
+    page.locator("#text-keep-stars").get_by_text("★★★★★", exact=True).click()
+    status.get_by_text(f"Rated record {record_id}: ★★★★★").wait_for(timeout=30_000)
+
+    page.reload()
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#library-query textarea, #library-query input").first.fill("Wherefore")
+    page.click("#library-search")
+    results = page.locator("#library-results")
+    results.get_by_test_id("cell-0-3").get_by_text("★★★★★").wait_for(timeout=30_000)
+    results.get_by_test_id("cell-0-3").click()  # picks the row and shows the record
+    page.locator("#library-record").get_by_text(f"Record {record_id}:").wait_for(timeout=30_000)
+    page.click("#library-share")
+    link = page.locator("#library-link a")
+    link.wait_for(timeout=30_000)
+    href = link.get_attribute("href")
+    assert "?run=" in href
+
+    shared = page.context.browser.new_page()  # another browser: the link alone is the permission
+    shared.goto(href)
+    shared.locator("#shared-status").get_by_text("Reproduced exactly").wait_for(timeout=60_000)
+    assert "Wherefore" in shared.locator("#shared-about").inner_text()
+    assert os.environ.get(owners.SHARED_ENV) == "1"
+
+
+BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
+
+
+def test_bad_values_in_every_library_parameter_get_words(shared_studio, capfd):
+    """Each /library_* parameter sent the kinds of bad values scripts send: an answer, or a sentence;
+    never a bare error or a traceback in the server's log."""
+    from gradio_client import Client
+
+    url, models_dir = shared_studio
+    client = Client(url, verbose=False)
+    key = client.predict(api_name="/library_new_key")
+    record = keep_text(models_dir, key, "fuzzed", 3)
+    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10], "/library_show": [key, record],
+             "/library_rate": [key, record, 4], "/library_tag": [key, record, "a b"], "/library_note": [key, record, "n"],
+             "/library_share": [key, record], "/library_unshare": [key, record], "/library_replay": [key, record, ""]}
+    capfd.readouterr()
+    for endpoint, args in valid.items():
+        client.predict(*args, api_name=endpoint)  # the valid call answers
+        for position in range(len(args)):
+            for value in BAD:
+                try:
+                    client.predict(*[value if k == position else a for k, a in enumerate(args)], api_name=endpoint)
+                except Exception as error:  # noqa: BLE001 (the app's sentence)
+                    message = str(error).strip()
+                    assert len(message) >= 12 and message not in ("None", "Error") and "has raised" not in message, (
+                        endpoint, position, value, message)
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out
