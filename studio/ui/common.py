@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import limits
+from studio import limits, state_store, user_models
 from studio.domains import member
 
 # Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
@@ -173,14 +173,109 @@ def _quiet(method):
     return run
 
 
-def apply_request_limits(demo: gr.Blocks) -> dict[str, list[str]]:
+def _session_aware(fn, inputs: list, outputs: list, key=None):
+    """`fn` that (1) answers for the owner of the browser key among its inputs (studio.user_models.
+    current_owner; the key is added as the last input when `fn` does not take it) and (2) keeps large
+    gr.State values in studio.state_store: a ticket goes out in their place and comes back as the value
+    (or as the store's one sentence when it expired)."""
+    states_in = [k for k, block in enumerate(inputs) if isinstance(block, gr.State)]
+    states_out = [k for k, block in enumerate(outputs) if isinstance(block, gr.State)]
+    key_at = next((k for k, block in enumerate(inputs) if block is key), None)
+    added = key is not None and key_at is None
+    if added:
+        inputs.append(key)
+        key_at = len(inputs) - 1
+
+    def enter(args):
+        """(owner, the handler's arguments: the added key taken out, tickets made values again)."""
+        args = list(args)
+        if added:  # the last argument (gradio inserts gr.Request and the like at their own places before it)
+            owner = user_models.owner_or_none(args.pop() if len(args) >= len(inputs) else None)
+        else:
+            owner = user_models.owner_or_none(args[key_at] if key_at is not None and key_at < len(args) else None)
+        try:
+            for k in states_in:
+                if k < len(args):
+                    args[k] = state_store.value_of(args[k])
+        except state_store.Expired as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return owner, args
+
+    def leave(value):
+        if not states_out:
+            return value
+        if isinstance(value, dict) and any(isinstance(c, gr.State) for c in value):  # {component: value}
+            return {c: state_store.ticket_for(v) if isinstance(c, gr.State) else v for c, v in value.items()}
+        if len(outputs) == 1:
+            return state_store.ticket_for(value)
+        if isinstance(value, tuple | list):
+            return type(value)(state_store.ticket_for(v) if k in states_out else v for k, v in enumerate(value))
+        return value
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def run_generator(*args, **kwargs):
+            owner, args = enter(args)
+            iterator = fn(*args, **kwargs)
+            while True:  # each step may run in another thread: the owner is set around each
+                token = user_models.current_owner.set(owner)
+                try:
+                    value = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    user_models.current_owner.reset(token)
+                yield leave(value)
+
+        return _with_key_parameter(run_generator, fn) if added else run_generator
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        owner, args = enter(args)
+        token = user_models.current_owner.set(owner)
+        try:
+            return leave(fn(*args, **kwargs))
+        finally:
+            user_models.current_owner.reset(token)
+
+    return _with_key_parameter(run, fn) if added else run
+
+
+def _with_key_parameter(wrapper, fn):
+    """The API names the added last input `owner_key`, optional (None): an API client on a shared server
+    passes the key it was given; one that does not sees the shipped and published models only."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return wrapper
+    parameters = list(signature.parameters.values())
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return wrapper
+    key = inspect.Parameter("owner_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    wrapper.__signature__ = signature.replace(parameters=[*parameters, key])
+    return wrapper
+
+
+def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     """Every event runs within the request deadline (studio.limits.deadline: the generation loops
     stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
     at once); an endpoint outside every tab (gr.api) gets a queue of its own, and so does a handler
-    marked `batch_size` (its requests are merged by a studio.batching.MicroBatcher: that many at once). Call once the demo is
-    built, before launch. Returns {queue: [event names]}."""
+    marked `batch_size` (its requests are merged by a studio.batching.MicroBatcher: that many at once).
+    Every handler knows its browser's owner from `key` (studio.ui.owner's BrowserState) and keeps
+    its large gr.State values in the bounded studio.state_store (`_session_aware`). Call once the
+    demo is built, before launch. Returns {queue: [event names]}."""
     owner, queues = _tab_of_blocks(demo), {}
     for block_fn in demo.fns.values():
+        if block_fn.fn is not None and not getattr(block_fn.fn, "_session_aware", False):
+            taken = len(block_fn.inputs)
+            block_fn.fn = _session_aware(block_fn.fn, block_fn.inputs, block_fn.outputs,
+                                         None if getattr(block_fn, "inputs_as_dict", False) else key)
+            names = getattr(block_fn, "input_parameter_names", None)
+            if len(block_fn.inputs) > taken and isinstance(names, list) and names:
+                names.append("owner_key")  # gradio's API page names parameters from this list
+            block_fn.fn._session_aware = True
         if block_fn.fn is None or not block_fn.queue:
             continue
         tabs = sorted({owner[block_id] for block_id, _ in block_fn.targets if block_id in owner})
