@@ -258,6 +258,61 @@ def _with_key_parameter(wrapper, fn):
     return wrapper
 
 
+def _input_name(block_fn, index: int) -> str:
+    names = getattr(block_fn, "input_parameter_names", None) or []
+    name = names[index] if index < len(names) and names[index] else None
+    label = getattr(block_fn.inputs[index], "label", None) if index < len(block_fn.inputs) else None
+    return f"`{name or label or f'input {index + 1}'}` (input {index + 1})"
+
+
+def _is_file_input(block) -> bool:
+    model = getattr(block, "data_model", None)
+    return model is not None and "FileData" in str(getattr(model, "model_fields", {}) or model)
+
+
+def _file_data(value) -> bool:
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(item, dict) and isinstance(item.get("path") or item.get("url"), str) for item in items)
+
+
+def _bad_input_sentence(block_fn, inputs: list) -> str:
+    """One sentence naming the input gradio could not read: a file never uploaded, something else where
+    a file goes; else a sentence for the call as a whole."""
+    for index, value in enumerate(inputs[: len(block_fn.inputs)]):
+        if value is not None and _file_data(value):  # the only values gradio reads before the handler: files
+            return (f"The input {_input_name(block_fn, index)} names a file that was never uploaded to this server; "
+                    "upload it first (gradio_client's handle_file does).")
+    for index, (block, value) in enumerate(zip(block_fn.inputs, inputs, strict=False)):
+        if value is not None and _is_file_input(block):
+            return (f"The input {_input_name(block_fn, index)} takes a file uploaded to this server (a FileData with "
+                    f"its path), not {type(value).__name__}.")
+    return "The call's inputs could not be read; see this endpoint's parameters on the API page."
+
+
+def guard_inputs(demo: gr.Blocks, key=None) -> None:
+    """Malformed calls get one sentence and leave no traceback in the log: too few inputs (the optional
+    owner key at the end may be left out), a file never uploaded, a wrong type where a file goes."""
+    original = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, *args, **kwargs):
+        inputs = list(inputs) if isinstance(inputs, list | tuple) else []
+        missing = block_fn.inputs[len(inputs):]
+        if missing and all(block is key for block in missing):
+            inputs += [None] * len(missing)
+        elif missing:
+            raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} inputs and the call gave {len(inputs)}: "
+                           f"{_input_name(block_fn, len(inputs))} is missing.", print_exception=False)
+        try:
+            return await original(block_fn, inputs, *args, **kwargs)
+        except gr.Error as error:
+            error.print_exception = False
+            raise
+        except Exception:  # noqa: BLE001 (gradio's own reading of the inputs: a sentence instead of its traceback)
+            raise gr.Error(_bad_input_sentence(block_fn, inputs), print_exception=False) from None
+
+    demo.preprocess_data = preprocess_data
+
+
 def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     """Every event runs within the request deadline (studio.limits.deadline: the generation loops
     stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
@@ -267,6 +322,7 @@ def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     its large gr.State values in the bounded studio.state_store (`_session_aware`). Call once the
     demo is built, before launch. Returns {queue: [event names]}."""
     owner, queues = _tab_of_blocks(demo), {}
+    guard_inputs(demo, key)
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and not getattr(block_fn.fn, "_session_aware", False):
             taken = len(block_fn.inputs)
