@@ -29,6 +29,7 @@ from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
+SESSIONS = int(float(os.environ.get("LSTM_STUDIO_SESSIONS", "1000")))  # sessions whose state gradio keeps
 INTRO = (
     "Generate sequences with LSTMs and see **why** they come out the way they do: every tab shows the "
     "input gate *i*, forget gate *f*, candidate *g*, output gate *o*, cell *c* and hidden state *h* of "
@@ -114,4 +115,6 @@ if __name__ == "__main__":
         workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
     threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
-    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler
+    # max_file_size: refused before it reaches any handler; state_session_capacity: the sessions whose
+    # state gradio keeps (SESSIONS, least recently used out; each is a few tens of KB: studio.ui.common.lean_sessions)
+    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb", state_session_capacity=SESSIONS)

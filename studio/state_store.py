@@ -5,7 +5,7 @@ text's is ~100 MB, and Gradio keeps the state of thousands of sessions. So a ses
 holds only a small `Kept` ticket; the value lives here, under a byte cap and a time to live, least
 recently used first out:
 
-    LSTM_STUDIO_STATE_MB    megabytes   what all sessions' kept values may take together (default 600)
+    LSTM_STUDIO_STATE_MB    megabytes   what all sessions' kept values may take together (default 400)
     LSTM_STUDIO_STATE_TTL   seconds     a value unused this long is dropped (default 3600)
 
 A ticket whose value was dropped answers `EXPIRED` (one sentence) instead of the value. Which gr.State
@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields, is_dataclass
 import numpy as np
 import torch
 
-MAX_BYTES = int(float(os.environ.get("LSTM_STUDIO_STATE_MB", "600")) * 1_000_000)
+MAX_BYTES = int(float(os.environ.get("LSTM_STUDIO_STATE_MB", "400")) * 1_000_000)
 TTL_SECONDS = float(os.environ.get("LSTM_STUDIO_STATE_TTL", "3600"))
 EXPIRED = "That generation has expired; generate again."
 

@@ -313,6 +313,31 @@ def guard_inputs(demo: gr.Blocks, key=None) -> None:
     demo.preprocess_data = preprocess_data
 
 
+class _NoBlocks:
+    """What gradio's SessionState reads of a Blocks, with no blocks to copy the configuration of."""
+
+    def __init__(self, blocks: gr.Blocks):
+        self.default_config, self.blocks = blocks.default_config, {}
+
+
+def lean_sessions() -> None:
+    """Gradio's SessionState copies the configuration of every block of the app into each new session
+    (only its "deep link" button reads them; the studio has none): 766 KB a session for this app's 504
+    blocks, and gradio keeps 10,000 sessions. Each session now starts with none (the values a session
+    changes are still recorded as they change)."""
+    from gradio import state_holder
+
+    if getattr(state_holder.SessionState.__init__, "_lean", False):
+        return
+    original = state_holder.SessionState.__init__
+
+    def init(self, blocks):
+        original(self, _NoBlocks(blocks))
+
+    init._lean = True
+    state_holder.SessionState.__init__ = init
+
+
 def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     """Every event runs within the request deadline (studio.limits.deadline: the generation loops
     stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
@@ -323,6 +348,7 @@ def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     demo is built, before launch. Returns {queue: [event names]}."""
     owner, queues = _tab_of_blocks(demo), {}
     guard_inputs(demo, key)
+    lean_sessions()
     for block_fn in demo.fns.values():
         if block_fn.fn is not None and not getattr(block_fn.fn, "_session_aware", False):
             taken = len(block_fn.inputs)
