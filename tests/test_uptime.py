@@ -107,6 +107,7 @@ def menus(demo, key) -> dict:
     """{dropdown label or id: choices} as a page load gives this browser (train_tab.refresh_on_load)."""
     block_fn = next(f for f in demo.fns.values() if f.name == "lists")
     updates = block_fn.fn(key)
+    updates = updates if isinstance(updates, tuple) else (updates,)
     return {getattr(out, "elem_id", None) or str(k): [c[1] if isinstance(c, tuple | list) else c for c in u["choices"]]
             for k, (out, u) in enumerate(zip(block_fn.outputs, updates, strict=True))}
 

@@ -215,7 +215,8 @@ def refresh_on_load(demo: gr.Blocks, key, dropdowns: dict, loaded: dict) -> None
                 if (c[1] if isinstance(c, tuple) else c) in getattr(loaded[d], "shipped", loaded[d])] for d in modules]
 
     def lists(_key):  # the owner was set from the key by studio.ui.common.apply_request_limits
-        return [gr.update(choices=own_choices(shipped[k], loaded[d])) for k, d in enumerate(modules)]
+        updates = [gr.update(choices=own_choices(shipped[k], loaded[d])) for k, d in enumerate(modules)]
+        return updates[0] if len(updates) == 1 else tuple(updates)  # one output takes a value, not a list
 
     if modules:
         demo.load(lists, key, [dropdowns[d] for d in modules], api_visibility="private", queue=False)
