@@ -254,3 +254,24 @@ def test_malformed_calls_get_one_sentence(shared_app, capfd, endpoint, data, exp
 def test_a_call_without_the_owner_key_still_answers(shared_app):
     _, url, _ = shared_app
     assert raw_call(url, "generate_text", ["shakespeare-char", "To be", 3, 0.8, 0, 1.0, 1]) == "answered"
+
+
+def test_a_worker_over_its_memory_cap_is_replaced(monkeypatch):
+    this = sys.modules[__name__]
+    monkeypatch.setenv("LSTM_STUDIO_WORKER_MAX_MB", "1")  # read by each spawned worker: every one is over it
+    monkeypatch.setattr(workers, "WORKERS", 1)
+    monkeypatch.setattr(workers, "LOCAL_WHEN_IDLE", False)
+    workers.start([this])
+    try:
+        deadline = time.monotonic() + 120
+        while not workers.pool_ready() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before, replaced = workers.pids(), workers._replaced[0]
+        assert workers.call(this, Holder(), "hold", 0.01) == 0.01  # answered, then its pool is replaced
+        assert workers._replaced[0] == replaced + 1
+        deadline = time.monotonic() + 10
+        while not workers.pool_ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert workers.pool_ready() and not set(before) & set(workers.pids())
+    finally:
+        workers.stop()
