@@ -52,7 +52,7 @@ def load_all(models_dir=checkpoint.MODELS_DIR, device=None) -> dict:
     return loaded
 
 
-def add_user_models(loaded: dict, users: "user_models.UserModels") -> None:
+def add_user_models(loaded: dict, users: user_models.UserModels) -> None:
     """Each tab's list becomes a ModelTable: its shipped models, then the user models of whoever asks
     (studio.user_models: all of them off a shared server, only the browser's own and the published
     ones on a shared server), loaded when first asked for."""
