@@ -10,7 +10,6 @@ import importlib
 import os
 import sys
 import threading
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
 # torch backs CPU tensors of 2 MB and more with transparent huge pages: a 10,000-step trace
@@ -21,7 +20,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  # noqa: E402
+from studio import checkpoint, jobs, limits, probe_kernel, reference, user_models, workers  # noqa: E402
 from studio.domains import ALL, member  # noqa: E402
 from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
@@ -30,6 +29,7 @@ from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
+SESSIONS = int(float(os.environ.get("LSTM_STUDIO_SESSIONS", "1000")))  # sessions whose state gradio keeps
 INTRO = (
     "Generate sequences with LSTMs and see **why** they come out the way they do: every tab shows the "
     "input gate *i*, forget gate *f*, candidate *g*, output gate *o*, cell *c* and hidden state *h* of "
@@ -52,17 +52,12 @@ def load_all(models_dir=checkpoint.MODELS_DIR, device=None) -> dict:
     return loaded
 
 
-def add_user_models(loaded: dict, user_models_dir) -> None:
-    """The models trained in the Train tab (the user models folder) join their tab's list; a name a
-    shipped model has already is reported and skipped."""
-    for domain, (models, problems) in loaded.items():
-        mine, trouble = load_models(domain, user_models_dir)
-        problems.extend(trouble)
-        for name, model in mine.items():
-            if name in models:
-                problems.append(f"{user_models_dir}/{name}: a shipped model has this name; rename yours to use it")
-            else:
-                models[name] = model
+def add_user_models(loaded: dict, users: user_models.UserModels) -> None:
+    """Each tab's list becomes a ModelTable: its shipped models, then the user models of whoever asks
+    (studio.user_models: all of them off a shared server, only the browser's own and the published
+    ones on a shared server), loaded when first asked for."""
+    for domain, (models, problems) in list(loaded.items()):
+        loaded[domain] = (user_models.ModelTable(domain, models, users), problems)
 
 
 def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODELS_DIR) -> gr.Blocks:
@@ -73,19 +68,18 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         # measures one thread against two.
         torch.set_num_threads(1)
     loaded = load_all(models_dir)
-    if Path(user_models_dir).is_dir():
-        add_user_models(loaded, user_models_dir)
-    models_of = {domain: models for domain, (models, _) in loaded.items()}  # each tab's list, as the Train tab adds to it
+    users = user_models.UserModels(user_models_dir)
+    add_user_models(loaded, users)
+    models_of = {domain: models for domain, (models, _) in loaded.items()}  # each tab's table (shipped + the asker's)
 
     def stems(name: str) -> dict:
-        """{model name: stem} of a domain's shipped and user models (what the Train tab may fine-tune)."""
-        return {**checkpoint.list_models(name, models_dir), **checkpoint.list_models(name, user_models_dir)}
+        """{model name: stem} of a domain's shipped models and the asker's own (what the Train tab may fine-tune)."""
+        return {**checkpoint.list_models(name, models_dir), **users.stems(name, user_models.current_owner.get())}
 
-    def on_trained(job, stem) -> None:  # a training left a model: it joins its tab at once
-        domain = jobs.trainable(job.request.domain)
-        models_of[domain][stem.name] = domain.load(stem, device=pick_device())
-
-    trainer = jobs.Trainer(user_models_dir, on_done=on_trained, data_dir=reference.DATA_DIR)
+    # a finished training's model is on disk in its owner's folder: their tables list it from there
+    # (loaded when first asked for), so the trainer needs no callback
+    trainer = jobs.Trainer(user_models_dir, data_dir=reference.DATA_DIR,
+                           models_dir_of=lambda: users.folder_of(user_models.current_owner.get()))
     for problem in [p for _, problems in loaded.values() for p in problems]:
         print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
     # Gradio's cache (uploads) is swept hourly of files older than an hour; our outputs are capped
@@ -101,7 +95,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
             if dropdown is not None:
                 dropdowns[domain] = dropdown
         with gr.Tab("Train"):
-            train_inbox = train_tab.create_tab(trainer, stems, dropdowns, models_of, reference.DATA_DIR)
+            train_inbox = train_tab.create_tab(trainer, stems, dropdowns, models_of, reference.DATA_DIR, users)
         with gr.Tab("Why LSTM"):
             lab_tab.create_tab(trainer)  # RNN, GRU and LSTM side by side, in the same job queue; also /lab
         with gr.Tab("Library"):
@@ -110,8 +104,10 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare
         owner.issue_on_load(demo, key)
-    # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's)
-    apply_request_limits(demo)
+        train_tab.refresh_on_load(demo, key, dropdowns, models_of)  # each browser's menus list its own models
+    # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's);
+    # each handler knows its browser's owner (studio.user_models.current_owner) and its tickets (studio.state_store)
+    apply_request_limits(demo, key)
     return demo
 
 
@@ -122,4 +118,6 @@ if __name__ == "__main__":
         workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
     threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
-    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler
+    # max_file_size: refused before it reaches any handler; state_session_capacity: the sessions whose
+    # state gradio keeps (SESSIONS, least recently used out; each is a few tens of KB: studio.ui.common.lean_sessions)
+    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb", state_session_capacity=SESSIONS)

@@ -142,8 +142,11 @@ def command_for(request: TrainRequest, data: list[Path], out: Path, progress: Pa
 
 
 class Trainer:
-    def __init__(self, models_dir=USER_MODELS_DIR, on_done=None, data_dir: Path | None = None):
+    def __init__(self, models_dir=USER_MODELS_DIR, on_done=None, data_dir: Path | None = None, models_dir_of=None):
         self.models_dir = Path(models_dir)
+        # () -> the folder of the model a request trains (the asker's own on a shared server, None when
+        # the asker has no owner key); None: models_dir
+        self.models_dir_of = models_dir_of
         self.on_done = on_done  # (job, stem) -> None, called when a run leaves a checkpoint
         self.data_dir = data_dir
         self.jobs: dict[str, Job] = {}
@@ -169,8 +172,12 @@ class Trainer:
         folder = JOBS_DIR / job_id
         folder.mkdir(parents=True, exist_ok=True)
         data, described = self._data(request, folder)
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        out = self.models_dir / safe_name(request.name, self.models_dir)
+        models_dir = self.models_dir_of() if self.models_dir_of is not None else self.models_dir
+        if models_dir is None:
+            raise ValueError("This server is shared: send your browser's owner key to train a model of your own.")
+        models_dir = Path(models_dir)
+        models_dir.mkdir(parents=True, exist_ok=True)
+        out = models_dir / safe_name(request.name, models_dir)
         job = Job(job_id, request, folder, out, command_for(request, data, out, folder / "progress.jsonl"), described)
         with self.lock:
             self.jobs[job_id] = job

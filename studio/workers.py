@@ -9,10 +9,19 @@ wait on it, and do the drawing and the files. The Generation comes back serialis
 in docs/benchmarks.md, Load and requests).
 
 Models reach a worker once, with the first request it gets for them (a model trained in the Train
-tab too), and stay there. Everything crosses by multiprocessing's own serialisation of the app's
+tab too), and stay there while they are among its WORKER_MODELS most recently used (a model is known
+by a key of its own, `model_key`, never by id(): an id is reused once a user model is let go). Everything crosses by multiprocessing's own serialisation of the app's
 in-memory objects, never a file: checkpoints are only ever read as safetensors + JSON, by the app.
-A request's deadline goes with it (time.monotonic is one clock for every process). A worker that
-dies is started again at the next request.
+A request's deadline goes with it (time.monotonic is one clock for every process).
+
+Faults: a worker that dies (killed, out of memory) fails the requests it and its pool were running,
+each with one sentence (WORKER_DIED); its pool is replaced at once and its processes started, so the
+next request finds a full pool. A worker whose memory passes WORKER_MAX_MB after a request clears its
+models; still over, its pool is replaced once its requests are answered (the old one ends when idle).
+
+    LSTM_STUDIO_WORKERS          processes in the shared pool (default: usable cores, at least 2)
+    LSTM_STUDIO_WORKER_MAX_MB    a worker's memory cap (default 2000)
+    LSTM_STUDIO_WORKER_MODELS    models a worker keeps (default 12)
 
 Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate in-process).
 """
@@ -25,6 +34,8 @@ import multiprocessing
 import os
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 from studio import limits
@@ -40,7 +51,21 @@ _sizes: dict[str, int] = {}
 _lock = threading.Lock()
 _busy = [0]  # calls running now, here or in a worker
 LOCAL_WHEN_IDLE = True  # a call with nothing else running runs in the caller's thread (tests turn it off)
-_models: dict[int, object] = {}  # in a worker: the models it was sent, by the app's id of them
+WORKER_MAX_MB = float(os.environ.get("LSTM_STUDIO_WORKER_MAX_MB", "2000"))
+WORKER_MODELS = int(float(os.environ.get("LSTM_STUDIO_WORKER_MODELS", "12")))
+WORKER_DIED = "The generation worker stopped during this request (it was killed or ran out of memory); try again."
+_models: OrderedDict[str, object] = OrderedDict()  # in a worker: the models it was sent, by model_key, most recent last
+_modules: list[str] = []  # the domain modules a fresh worker imports
+_replaced = [0]  # pools replaced (a dead worker or one over its memory cap), for the tests and the log
+
+
+def model_key(loaded) -> str:
+    """A key of this model object for the workers' caches, made once and kept on it."""
+    key = getattr(loaded, "_worker_key", None)
+    if key is None:
+        key = uuid.uuid4().hex
+        object.__setattr__(loaded, "_worker_key", key)
+    return key
 
 
 def start(domains, lanes: dict[str, int] | None = None) -> None:
@@ -49,10 +74,41 @@ def start(domains, lanes: dict[str, int] | None = None) -> None:
     requests out of the shared queue: the app gives batched text one, so a batch of short text
     requests never waits behind a speech or music generation."""
     _sizes.update({"": WORKERS, **(lanes or {})})
-    for lane, size in _sizes.items():
-        pool = _pool(lane)
-        for _ in range(size):
-            pool.submit(_ready, [domain.__name__ for domain in domains])
+    _modules[:] = [domain.__name__ for domain in domains]
+    for lane in _sizes:
+        _fill(_pool(lane), lane)
+
+
+def _fill(pool, lane: str) -> None:
+    """Start every process of a lane's pool now (a pool starts one per submitted task)."""
+    for _ in range(_sizes.get(lane, 1)):
+        pool.submit(_ready, _modules)
+
+
+def pool_ready(lane: str = "") -> bool:
+    """Whether a lane's pool has all its processes alive and ready (each has imported the domains)."""
+    pool = _pools.get(lane)
+    processes = dict(getattr(pool, "_processes", None) or {})
+    return (pool is not None and len(processes) == _sizes.get(lane, 1) and all(p.is_alive() for p in processes.values())
+            and pool._pending_work_items == {})
+
+
+def pids(lane: str = "") -> list[int]:
+    """The process ids of a lane's workers (a test kills one)."""
+    pool = _pools.get(lane)
+    return list(getattr(pool, "_processes", None) or {}) if pool is not None else []
+
+
+def _replace(lane: str, old) -> None:
+    """A fresh, filled pool for `lane` in place of `old` (unless another thread replaced it already);
+    the old one finishes what it runs and ends."""
+    with _lock:
+        if _pools.get(lane) is not old:
+            return
+        del _pools[lane]
+        _replaced[0] += 1
+    _fill(_pool(lane), lane)
+    old.shutdown(wait=False)
 
 
 def running() -> bool:
@@ -99,21 +155,22 @@ def _call_worker(domain, loaded, function: str, args: tuple, lane: str):
     lane = lane if lane in _sizes else ""
     payload = None  # the model goes along only to a worker that does not have it yet
     for _ in range(3):
+        pool = _pool(lane)
         try:
-            kind, value = _pool(lane).submit(_run, domain.__name__, id(loaded), payload, function, args,
-                                             limits.stop_time()).result()
+            kind, value, over_cap = pool.submit(_run, domain.__name__, model_key(loaded), payload, function, args,
+                                                limits.stop_time()).result()
         except concurrent.futures.process.BrokenProcessPool:
-            with _lock:  # a worker died (killed, out of memory): a fresh pool next time
-                _pools.pop(lane, None)
-            payload = None
-            continue
+            _replace(lane, pool)  # a worker died (killed, out of memory): a full pool for the next request
+            raise RuntimeError(WORKER_DIED) from None
+        if over_cap:
+            _replace(lane, pool)
         if kind == "missing":
             payload = loaded
             continue
         if kind == "error":
             raise _rebuilt(*value)
         return value
-    raise RuntimeError("the generation workers stopped; try again")
+    raise RuntimeError(WORKER_DIED)
 
 
 def generate(domain, loaded, settings):
@@ -181,19 +238,40 @@ def _rebuilt(module: str, name: str, message: str, value_error: bool) -> Excepti
     return (ValueError if value_error else RuntimeError)(message)
 
 
-def _run(module: str, key: int, payload, function: str, args: tuple, stop_at: float | None):
+def _rss_mb() -> float:
+    try:
+        return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _run(module: str, key: str, payload, function: str, args: tuple, stop_at: float | None):
+    """(kind, value, over its memory cap) for one call: kind "value", "error" or "missing" (send the model)."""
     import importlib
 
     if payload is not None:
         _models[key] = payload
+        while len(_models) > WORKER_MODELS:
+            _models.popitem(last=False)
     if key not in _models:
-        return "missing", None
+        return "missing", None, False
+    _models.move_to_end(key)
     run = _function(importlib.import_module(module), function)
     try:
         with limits.deadline_until(stop_at):
-            return "value", run(_models[key], *args)
+            return "value", run(_models[key], *args), _over_cap()
     except Exception as error:  # noqa: BLE001 (raised again in the app's thread, by _rebuilt)
         kind = type(error)
-        return "error", (kind.__module__, kind.__qualname__, str(error), isinstance(error, ValueError))
+        return "error", (kind.__module__, kind.__qualname__, str(error), isinstance(error, ValueError)), _over_cap()
     finally:
         limits.trim_malloc()  # the answer goes back pickled; its tensors' pages go back to the system
+
+
+def _over_cap() -> bool:
+    """Whether this worker is over WORKER_MAX_MB even after letting its models go (its pool is then replaced)."""
+    limits.trim_malloc()
+    if _rss_mb() <= WORKER_MAX_MB:
+        return False
+    _models.clear()
+    limits.trim_malloc()
+    return _rss_mb() > WORKER_MAX_MB

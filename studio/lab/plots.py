@@ -64,6 +64,7 @@ def loss_figure(record: dict, baseline: float | None = None, loss_name: str = "l
     if drawn or baseline:
         axes.legend(fontsize=8, loc="lower left")
     axes.grid(alpha=0.3, which="both")
+    plt.close(figure)  # out of pyplot's list of open figures (kept there for ever otherwise); still drawable
     return figure
 
 
@@ -103,4 +104,5 @@ def gradient_figure(record: dict, checkpoint: int | None = None):
                       ha="center", va="center", transform=axes.transAxes, color="0.5")
     label = "at initialisation" if shown_step in (None, 0) else f"at step {shown_step} (solid) and at initialisation (dashed)"
     figure.suptitle(f"Measured gradient reaching k steps back, {label}", fontsize=11)
+    plt.close(figure)  # out of pyplot's list of open figures (kept there for ever otherwise); still drawable
     return figure

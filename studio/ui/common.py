@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import limits
+from studio import limits, state_store, user_models
 from studio.domains import member
 
 # Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
@@ -173,14 +173,191 @@ def _quiet(method):
     return run
 
 
-def apply_request_limits(demo: gr.Blocks) -> dict[str, list[str]]:
+def _session_aware(fn, inputs: list, outputs: list, key=None):
+    """`fn` that (1) answers for the owner of the browser key among its inputs (studio.user_models.
+    current_owner; the key is added as the last input when `fn` does not take it) and (2) keeps large
+    gr.State values in studio.state_store: a ticket goes out in their place and comes back as the value
+    (or as the store's one sentence when it expired)."""
+    states_in = [k for k, block in enumerate(inputs) if isinstance(block, gr.State)]
+    states_out = [k for k, block in enumerate(outputs) if isinstance(block, gr.State)]
+    key_at = next((k for k, block in enumerate(inputs) if block is key), None)
+    added = key is not None and key_at is None
+    if added:
+        inputs.append(key)
+        key_at = len(inputs) - 1
+
+    def enter(args):
+        """(owner, the handler's arguments: the added key taken out, tickets made values again)."""
+        args = list(args)
+        if added:  # the last argument (gradio inserts gr.Request and the like at their own places before it)
+            owner = user_models.owner_or_none(args.pop() if len(args) >= len(inputs) else None)
+        else:
+            owner = user_models.owner_or_none(args[key_at] if key_at is not None and key_at < len(args) else None)
+        try:
+            for k in states_in:
+                if k < len(args):
+                    args[k] = state_store.value_of(args[k])
+        except state_store.Expired as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return owner, args
+
+    def leave(value):
+        if not states_out:
+            return value
+        if isinstance(value, dict) and any(isinstance(c, gr.State) for c in value):  # {component: value}
+            return {c: state_store.ticket_for(v) if isinstance(c, gr.State) else v for c, v in value.items()}
+        if len(outputs) == 1:
+            return state_store.ticket_for(value)
+        if isinstance(value, tuple | list):
+            return type(value)(state_store.ticket_for(v) if k in states_out else v for k, v in enumerate(value))
+        return value
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def run_generator(*args, **kwargs):
+            owner, args = enter(args)
+            iterator = fn(*args, **kwargs)
+            while True:  # each step may run in another thread: the owner is set around each
+                token = user_models.current_owner.set(owner)
+                try:
+                    value = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    user_models.current_owner.reset(token)
+                yield leave(value)
+
+        return _with_key_parameter(run_generator, fn) if added else run_generator
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        owner, args = enter(args)
+        token = user_models.current_owner.set(owner)
+        try:
+            return leave(fn(*args, **kwargs))
+        finally:
+            user_models.current_owner.reset(token)
+
+    return _with_key_parameter(run, fn) if added else run
+
+
+def _with_key_parameter(wrapper, fn):
+    """The API names the added last input `owner_key`, optional (None): an API client on a shared server
+    passes the key it was given; one that does not sees the shipped and published models only."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return wrapper
+    parameters = list(signature.parameters.values())
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return wrapper
+    key = inspect.Parameter("owner_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    wrapper.__signature__ = signature.replace(parameters=[*parameters, key])
+    return wrapper
+
+
+def _input_name(block_fn, index: int) -> str:
+    names = getattr(block_fn, "input_parameter_names", None) or []
+    name = names[index] if index < len(names) and names[index] else None
+    label = getattr(block_fn.inputs[index], "label", None) if index < len(block_fn.inputs) else None
+    return f"`{name or label or f'input {index + 1}'}` (input {index + 1})"
+
+
+def _is_file_input(block) -> bool:
+    model = getattr(block, "data_model", None)
+    return model is not None and "FileData" in str(getattr(model, "model_fields", {}) or model)
+
+
+def _file_data(value) -> bool:
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(item, dict) and isinstance(item.get("path") or item.get("url"), str) for item in items)
+
+
+def _bad_input_sentence(block_fn, inputs: list) -> str:
+    """One sentence naming the input gradio could not read: a file never uploaded, something else where
+    a file goes; else a sentence for the call as a whole."""
+    for index, value in enumerate(inputs[: len(block_fn.inputs)]):
+        if value is not None and _file_data(value):  # the only values gradio reads before the handler: files
+            return (f"The input {_input_name(block_fn, index)} names a file that was never uploaded to this server; "
+                    "upload it first (gradio_client's handle_file does).")
+    for index, (block, value) in enumerate(zip(block_fn.inputs, inputs, strict=False)):
+        if value is not None and _is_file_input(block):
+            return (f"The input {_input_name(block_fn, index)} takes a file uploaded to this server (a FileData with "
+                    f"its path), not {type(value).__name__}.")
+    return "The call's inputs could not be read; see this endpoint's parameters on the API page."
+
+
+def guard_inputs(demo: gr.Blocks, key=None) -> None:
+    """Malformed calls get one sentence and leave no traceback in the log: too few inputs (the optional
+    owner key at the end may be left out), a file never uploaded, a wrong type where a file goes."""
+    original = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, *args, **kwargs):
+        inputs = list(inputs) if isinstance(inputs, list | tuple) else []
+        missing = block_fn.inputs[len(inputs):]
+        if missing and all(block is key for block in missing):
+            inputs += [None] * len(missing)
+        elif missing:
+            raise gr.Error(f"This endpoint takes {len(block_fn.inputs)} inputs and the call gave {len(inputs)}: "
+                           f"{_input_name(block_fn, len(inputs))} is missing.", print_exception=False)
+        try:
+            return await original(block_fn, inputs, *args, **kwargs)
+        except gr.Error as error:
+            error.print_exception = False
+            raise
+        except Exception:  # noqa: BLE001 (gradio's own reading of the inputs: a sentence instead of its traceback)
+            raise gr.Error(_bad_input_sentence(block_fn, inputs), print_exception=False) from None
+
+    demo.preprocess_data = preprocess_data
+
+
+class _NoBlocks:
+    """What gradio's SessionState reads of a Blocks, with no blocks to copy the configuration of."""
+
+    def __init__(self, blocks: gr.Blocks):
+        self.default_config, self.blocks = blocks.default_config, {}
+
+
+def lean_sessions() -> None:
+    """Gradio's SessionState copies the configuration of every block of the app into each new session
+    (only its "deep link" button reads them; the studio has none): 766 KB a session for this app's 504
+    blocks, and gradio keeps 10,000 sessions. Each session now starts with none (the values a session
+    changes are still recorded as they change)."""
+    from gradio import state_holder
+
+    if getattr(state_holder.SessionState.__init__, "_lean", False):
+        return
+    original = state_holder.SessionState.__init__
+
+    def init(self, blocks):
+        original(self, _NoBlocks(blocks))
+
+    init._lean = True
+    state_holder.SessionState.__init__ = init
+
+
+def apply_request_limits(demo: gr.Blocks, key=None) -> dict[str, list[str]]:
     """Every event runs within the request deadline (studio.limits.deadline: the generation loops
     stop there and say so) and in its tab's queue (concurrency_id "tab:LABEL", CONCURRENCY_PER_TAB
     at once); an endpoint outside every tab (gr.api) gets a queue of its own, and so does a handler
-    marked `batch_size` (its requests are merged by a studio.batching.MicroBatcher: that many at once). Call once the demo is
-    built, before launch. Returns {queue: [event names]}."""
+    marked `batch_size` (its requests are merged by a studio.batching.MicroBatcher: that many at once).
+    Every handler knows its browser's owner from `key` (studio.ui.owner's BrowserState) and keeps
+    its large gr.State values in the bounded studio.state_store (`_session_aware`). Call once the
+    demo is built, before launch. Returns {queue: [event names]}."""
     owner, queues = _tab_of_blocks(demo), {}
+    guard_inputs(demo, key)
+    lean_sessions()
     for block_fn in demo.fns.values():
+        if block_fn.fn is not None and not getattr(block_fn.fn, "_session_aware", False):
+            taken = len(block_fn.inputs)
+            block_fn.fn = _session_aware(block_fn.fn, block_fn.inputs, block_fn.outputs,
+                                         None if getattr(block_fn, "inputs_as_dict", False) else key)
+            names = getattr(block_fn, "input_parameter_names", None)
+            if len(block_fn.inputs) > taken and isinstance(names, list) and names:
+                names.append("owner_key")  # gradio's API page names parameters from this list
+            block_fn.fn._session_aware = True
         if block_fn.fn is None or not block_fn.queue:
             continue
         tabs = sorted({owner[block_id] for block_id, _ in block_fn.targets if block_id in owner})

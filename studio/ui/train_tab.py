@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio import domains, jobs
+from studio import domains, jobs, user_models
 from studio.ui import inputs
 from studio.ui.drawing_pad import drawing_pad
 
@@ -72,11 +72,13 @@ def samples_markdown(status: dict | None) -> str:
     return "\n\n".join(f"**Sample at step {s['step']}**\n\n```\n{s['sample']}\n```" for s in shown)
 
 
-def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None):
+def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data_dir: Path | None, users=None):
     """stems(domain name) -> {name: checkpoint stem} of the models one may fine-tune; dropdowns: {domain
     module: its tab's model list}, refreshed from loaded ({domain module: {model name: LoadedModel}})
-    when a training leaves a model. Returns (domain, files, incoming): what another tab fills to hand
-    over data (the Library's "train on these": incoming {domain name: [paths]} survives the domain's change)."""
+    when a training leaves a model; users: the studio.user_models.UserModels that publishes a model
+    on a shared server (None: no publish button). Returns (domain, files, incoming): what another tab
+    fills to hand over data (the Library's "train on these": incoming {domain name: [paths]} survives
+    the domain's change)."""
     first = domains.ALL[0]
     gr.Markdown(
         "Train a model of any tab on your own data, or fine-tune a shipped one, and watch it learn. "
@@ -105,6 +107,9 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
+            # on a shared server a trained model is listed only in the browser that trained it until published
+            publish = gr.Button("Publish the trained model to every visitor", size="sm", elem_id="train-publish",
+                                visible=users is not None and users.shared)
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="kind", title="Loss (training and validation)",
@@ -119,9 +124,10 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     timer = gr.Timer(1.0, active=False)
     modules = list(dropdowns)
     targets = [dropdowns[d] for d in modules]
-    # each list's names as built, and the models trained since (a tab may list only some of its models:
-    # speech lists its text-to-mel ones)
-    listed = [[c[1] if isinstance(c, tuple) else c for c in dropdowns[d].choices] for d in modules]
+    # each list's shipped names as built (a tab may list only some of its models: speech lists its
+    # text-to-mel ones); the asker's own models are added to them (never kept here: this is every browser's)
+    listed = [[c[1] if isinstance(c, tuple) else c for c in dropdowns[d].choices
+               if (c[1] if isinstance(c, tuple) else c) in getattr(loaded[d], "shipped", loaded[d])] for d in modules]
 
     def on_domain(chosen, handed=None):
         picked = jobs.trainable(chosen)
@@ -166,8 +172,7 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         lists = [gr.skip()] * len(modules)
         if finished and trained in modules and found["name"] in loaded[trained]:
             k = modules.index(trained)
-            listed[k] += [] if found["name"] in listed[k] else [found["name"]]
-            lists[k] = gr.update(choices=listed[k])
+            lists[k] = gr.update(choices=own_choices(listed[k], loaded[trained]))
         return (status_html(found), loss_frame(found), found["pictures"], samples_markdown(found),
                 found["files"] or None, gr.Timer(active=not finished), *lists)
 
@@ -181,7 +186,43 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer], **private)
     timer.tick(on_tick, job, [status, plot, gallery, samples, download, timer, *targets], **private)
     cancel.click(on_cancel, job, status, **private)
+
+    def on_publish(job_id):
+        if not job_id:
+            raise gr.Error("Train a model first: there is none to publish yet.")
+        found = trainer.status(job_id)
+        if found["status"] != "done":
+            raise gr.Error("The training has not left a model yet.")
+        try:
+            gr.Info(users.publish(found["domain"], user_models.current_owner.get(), found["name"]))
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    if users is not None:
+        publish.click(on_publish, job, None, **private)
     return domain, files, incoming
+
+
+def own_choices(shipped_names: list[str], table) -> list[str]:
+    """A tab's list as one browser sees it: the shipped names it was built with, then the browser's own
+    models (studio.user_models.ModelTable.user_names) and the published ones."""
+    mine = table.user_names() if hasattr(table, "user_names") else []
+    return [*shipped_names, *[name for name in mine if name not in shipped_names]]
+
+
+def refresh_on_load(demo: gr.Blocks, key, dropdowns: dict, loaded: dict) -> None:
+    """On each page load every model list is this browser's: the shipped models and its own (the page was
+    built listing the models of no one in particular)."""
+    modules = list(dropdowns)
+    shipped = [[c[1] if isinstance(c, tuple) else c for c in dropdowns[d].choices
+                if (c[1] if isinstance(c, tuple) else c) in getattr(loaded[d], "shipped", loaded[d])] for d in modules]
+
+    def lists(_key):  # the owner was set from the key by studio.ui.common.apply_request_limits
+        updates = [gr.update(choices=own_choices(shipped[k], loaded[d])) for k, d in enumerate(modules)]
+        return updates[0] if len(updates) == 1 else tuple(updates)  # one output takes a value, not a list
+
+    if modules:
+        demo.load(lists, key, [dropdowns[d] for d in modules], api_visibility="private", queue=False)
 
 
 def train_api(trainer: jobs.Trainer, stems):

@@ -43,13 +43,16 @@ def create_tab(models: dict, problems: list[str]):
             keep = keep_bar.keep_bar("text")
             panel = blocks.gate_panel("text", text, models)
     generation_state = gr.State()
-    batchers: dict[int, MicroBatcher] = {}  # per loaded model: concurrent requests sampled as one batch
+    batchers: dict[str, MicroBatcher] = {}  # per loaded model: concurrent requests sampled as one batch
 
     def generate_batched(loaded, settings):
-        batcher = batchers.get(id(loaded))
+        key = workers.model_key(loaded)  # never id(): a user model let go leaves its id to the next object
+        batcher = batchers.get(key)
         if batcher is None:
-            batcher = batchers.setdefault(id(loaded), MicroBatcher(lambda items: workers.call(
+            batcher = batchers.setdefault(key, MicroBatcher(lambda items: workers.call(
                 text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items], lane=text.NAME)))
+            while len(batchers) > 32:  # a batcher holds its model: the oldest go (a waiting request keeps its own)
+                batchers.pop(next(iter(batchers)))
         return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
     def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
