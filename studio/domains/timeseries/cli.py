@@ -36,6 +36,7 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--data", help="a series file to fine-tune on (CSV, TSV, JSON); without it: pretrain on "
                             "packaged and synthetic series")
         parser.add_argument("--column", help="the value column (default: the first column of numbers)")
+        parser.add_argument("--season", type=int, default=0, help="points per season (default: from the dates)")
         parser.add_argument("--init", help="start from this checkpoint (default with --data: the shipped model)")
         cli_common.add_train_flags(parser, steps=None, lr=2e-3, eval_every=500, batch_size=32, hidden_size=64)
         parser.set_defaults(run=run_train)

@@ -83,6 +83,7 @@ class Backtest:
     origins: list[int]  # positions of the first forecast point of each fold
     horizon: int
     rows: dict[str, dict]  # method -> {"mase", "smape", "pinball", "coverage80"}
+    forecasts: dict[str, list[dict]]  # method -> per origin {0.1, 0.5, 0.9: (H,)}
 
     def table(self) -> list[list]:
         return [[BASELINE_TITLES[m], round(r["mase"], 3), round(r["smape"], 2), round(r["pinball"], 4), round(r["coverage80"], 2)]
@@ -100,7 +101,7 @@ def backtest(loaded: LoadedModel, series: Series, horizon: int, folds: int = 2, 
     origins = [len(series) - horizon * k for k in range(folds, 0, -1) if len(series) - horizon * k >= max(8, horizon)]
     if not origins:
         raise ValueError(f"{series.name} has {len(series)} points: too few for a backtest of {horizon} steps.")
-    collected = {m: [] for m in methods}
+    collected, forecasts = {m: [] for m in methods}, {m: [] for m in methods}
     for origin in origins:
         history = series.head(origin)
         actual = series.values[origin : origin + horizon]
@@ -108,14 +109,9 @@ def backtest(loaded: LoadedModel, series: Series, horizon: int, folds: int = 2, 
             quantiles = (model_quantiles(loaded, history, horizon, paths, seed) if method == "model"
                          else baseline_quantiles(method, history.values, horizon, series.season))
             collected[method].append(scores(history.values, actual, quantiles, series.season))
+            forecasts[method].append(quantiles)
     rows = {m: {key: float(np.mean([s[key] for s in found])) for key in found[0]} for m, found in collected.items()}
-    return Backtest(origins, horizon, rows)
-
-
-def last_horizon(loaded: LoadedModel, series: Series, horizon: int, paths: int = 100, seed: int = 0) -> dict:
-    """The eval command's scores: the last `horizon` points forecast from the ones before."""
-    found = backtest(loaded, series, horizon, folds=1, paths=paths, seed=seed)
-    return found.rows
+    return Backtest(origins, horizon, rows, forecasts)
 
 
 # ---------------------------------------------------------------- the contract
