@@ -59,12 +59,14 @@ def add_commands(command: str, parser) -> None:
 
 
 def _data_flags(parser) -> None:
-    parser.add_argument("--data", required=True, help="the series: a CSV, TSV or JSON file with a date column")
+    parser.add_argument("--data", help="the series: a CSV, TSV or JSON file with a date column (required)")
     parser.add_argument("--column", help="the value column (default: the first column of numbers)")
     parser.add_argument("--season", type=int, default=0, help="points per season (default: from the dates)")
 
 
 def _series(args):
+    if not args.data:
+        sys.exit("error: give the series with --data FILE (CSV, TSV or JSON)")
     try:
         return read_series(args.data, args.column, args.season)
     except ValueError as error:
@@ -72,8 +74,8 @@ def _series(args):
 
 
 def run_generate(args) -> int:
-    series = _series(args)
     loaded = cli_common.load_or_exit(timeseries, args.model)
+    series = _series(args)
     generation = timeseries.generate(loaded, ForecastSettings(series, args.horizon, args.paths, 0, args.seed))
     result = generation.result
     cli_common.print_notes(result.notes)
@@ -91,8 +93,8 @@ def run_generate(args) -> int:
 
 
 def run_eval(args) -> int:
-    series = _series(args)
     loaded = cli_common.load_or_exit(timeseries, args.model)
+    series = _series(args)
     try:
         rows = backtest(loaded, series, args.horizon, folds=1, paths=args.paths, seed=args.seed).rows
     except ValueError as error:
