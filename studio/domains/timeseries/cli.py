@@ -25,6 +25,7 @@ from studio.domains.timeseries.generate import ForecastSettings
 from studio.domains.timeseries.model import ForecastModel, ForecastModelConfig, make_card
 from studio.domains.timeseries.train import WindowTask, fine_tune_task
 
+FINE_TUNE_STEPS = 300  # ~15-30 s on one core for a 100-point series
 VAL_HOW = "Gaussian NLL per future point (normalised units) of the validation windows' last up to 24 points"
 PRETRAIN_SOURCE = ("synthetic seasonal series (studio/domains/timeseries/data.py synthetic, generated while training) and "
                    "packaged real series: statsmodels sunspots, nile, macrodata (10 quarterly columns), elnino (all but "
@@ -111,6 +112,8 @@ def run_eval(args) -> int:
 def run_train(args) -> int:
     codec = SeriesCodec()
     base = None
+    if args.data and not args.steps and not args.minutes:
+        args.steps = FINE_TUNE_STEPS  # a user's series: a short run (the Train tab's default is its time budget)
     if args.data:
         series = _series(args)
         init = args.init or str(timeseries.DEFAULT_MODEL)

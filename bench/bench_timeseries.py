@@ -1,0 +1,120 @@
+"""Time-series timing and accuracy, in process, one torch thread (as the app samples).
+
+1. Forecast: a 500-point monthly history, 24 steps, 100 sample paths: the Forecast button's work
+   (generate + the files + the fan chart + the viewer's payload), median of --repeats.
+2. The backtest table that follows it (2 origins x the LSTM, seasonal naive, AutoETS, AutoARIMA).
+3. Fine-tuning the shipped model on one 100-point series with the default settings
+   (`python -m studio train timeseries --data ...`, in a fresh process, wall clock).
+4. The held-out table: the last 12 points of each monthly series forecast from the ones before
+   (the two development series and packaged series pretraining never saw): MASE of the LSTM, seasonal
+   naive, AutoETS and AutoARIMA, and the LSTM's 80% interval coverage.
+
+python bench/bench_timeseries.py [--model models/ts-global] [--repeats 5] [--skip-train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from studio.domains import timeseries  # noqa: E402
+from studio.domains.timeseries.codec import Series  # noqa: E402
+from studio.domains.timeseries.data import held_out_series, read_series, shipped_elnino  # noqa: E402
+from studio.domains.timeseries.evaluate import backtest  # noqa: E402
+from studio.domains.timeseries.generate import ForecastSettings  # noqa: E402
+from studio.domains.timeseries.render import fan_chart  # noqa: E402
+from studio.ui.payload import trace_payload  # noqa: E402
+
+DEV = ROOT.parent / "shared" / "data" / "series"
+
+
+def checking_series() -> list[Series]:
+    found = []
+    for name in ("monthly-robberies.csv", "monthly-writing-paper-sales.csv"):
+        if (DEV / name).exists():
+            found.append(read_series(DEV / name))
+    for series in held_out_series():
+        if len(series) > 150:  # about 100-150 points, as the must-show asks
+            series = Series(series.values[-120:], series.dates[-120:], series.name, series.season, series.frequency,
+                            (series.start + len(series) - 120) % series.season)
+        found.append(series)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=str(timeseries.DEFAULT_MODEL))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    loaded = timeseries.load(args.model)
+
+    elnino = shipped_elnino()
+    history = Series(elnino.values[-500:], elnino.dates[-500:], "El Niño, 500 months", 12, "monthly", (len(elnino) - 500) % 12)
+    settings = ForecastSettings(history, horizon=24, paths=100)
+    timeseries.generate(loaded, settings)  # warm
+    alone, button = [], []
+    for seed in range(args.repeats):
+        start = time.perf_counter()
+        generation = timeseries.generate(loaded, ForecastSettings(history, 24, 100, 0, seed))
+        alone.append(time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as folder:
+            timeseries.write_files(generation, folder)
+        figure = fan_chart(generation)
+        figure.canvas.draw()
+        trace_payload(generation.trace, timeseries.track(generation))
+        button.append(time.perf_counter() - start)
+    print(f"forecast 500 points, 24 steps, 100 paths: generate {statistics.median(alone) * 1000:.0f} ms, "
+          f"with files + fan chart + viewer payload {statistics.median(button) * 1000:.0f} ms (median of {args.repeats})")
+
+    start = time.perf_counter()
+    table = backtest(loaded, history, 24, folds=2)
+    print(f"backtest table (2 origins, 4 methods) {time.perf_counter() - start:.2f} s")
+    for row in table.table():
+        print("   ", row)
+
+    if not args.skip_train:
+        with tempfile.TemporaryDirectory() as folder:
+            series = checking_series()[0]
+            path = Path(folder) / "series.csv"
+            path.write_text("date,value\n" + "\n".join(f"{d},{v}" for d, v in zip(series.dates[-100:], series.values[-100:], strict=True)))
+            env = {**os.environ, "OMP_NUM_THREADS": "1"}
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "studio", "train", "timeseries", "--data", str(path), "--init", args.model,
+                                   "--out", str(Path(folder) / "tuned")], cwd=ROOT, env=env, capture_output=True, text=True)
+            took = time.perf_counter() - start
+            last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
+            print(f"fine-tune on 100 points (defaults, fresh process): {took:.1f} s; {last}")
+
+    print("held-out: last 12 points forecast from the ones before (MASE; coverage of the LSTM's 80% interval)")
+    print(f"{'series':34s} {'points':>6s} {'LSTM':>7s} {'s.naive':>7s} {'ETS':>7s} {'ARIMA':>7s} {'cov80':>6s}")
+    rows = []
+    for series in checking_series():
+        found = backtest(loaded, series, 12, folds=1, paths=200).rows
+        rows.append(found)
+        print(f"{series.name[:34]:34s} {len(series):6d} {found['model']['mase']:7.3f} {found['seasonal_naive']['mase']:7.3f} "
+              f"{found['ets']['mase']:7.3f} {found['arima']['mase']:7.3f} {found['model']['coverage80']:6.2f}")
+    means = {m: float(np.mean([r[m]["mase"] for r in rows])) for m in rows[0]}
+    coverage = float(np.mean([r["model"]["coverage80"] for r in rows]))
+    print(f"{'mean':34s} {'':6s} {means['model']:7.3f} {means['seasonal_naive']:7.3f} {means['ets']:7.3f} {means['arima']:7.3f} "
+          f"{coverage:6.2f}")
+    beats_naive = sum(r["model"]["mase"] < r["seasonal_naive"]["mase"] for r in rows)
+    print(f"below seasonal naive on {beats_naive} of {len(rows)}; mean MASE {means['model']:.3f} vs "
+          f"min(ETS, ARIMA) {min(means['ets'], means['arima']):.3f}; coverage80 {coverage:.2f}")
+
+
+if __name__ == "__main__":
+    main()
