@@ -9,7 +9,8 @@ A `Series` is a regular sequence of real values with one date label per point:
 The model never sees raw values. `fit_scaling(values, season)` makes a per-series `Scaling`, the
 exponential-smoothing-hybrid idea of the M4 winner (Smyl 2020) in its simplest form: the log of a
 positive series (so multiplicative seasons and trends become additive), minus additive seasonal
-indices from a classical decomposition (centred moving average, mean deviation per phase), minus the
+indices from a classical decomposition (centred moving average, mean deviation per phase, recent
+cycles weighing more), minus the
 level of the last season, divided by the spread of the deseasonalised values. The LSTM reads and
 predicts those normalised values; `Scaling.inverse` puts them back. The scaling is fitted on the
 history alone, so a forecast or a backtest never sees a point after its origin.
@@ -26,6 +27,7 @@ import numpy as np
 
 INPUT_SIZE = 3  # normalised value, sin(phase), cos(phase)
 SEASONS = {"monthly": 12, "weekly": 52, "quarterly": 4, "daily": 7, "yearly": 1, "none": 1}
+HALF_LIFE_SEASONS = 2.0  # seasonal indices: a cycle this many seasons back weighs half as much as the last
 CLIP = 12.0  # normalised values beyond this many spreads are clipped (a typo's 1e9 must not blow the state up)
 
 
@@ -80,20 +82,22 @@ class Scaling:
 
 
 def seasonal_indices(y: np.ndarray, season: int) -> np.ndarray:
-    """Classical additive decomposition's indices (season,), summing to 0; zeros when the series is
-    shorter than two cycles (too little to tell a season from noise)."""
+    """Additive seasonal indices (season,), summing to 0: a classical decomposition's (the series
+    minus its centred moving average, averaged per phase) with recent seasons weighing more (weights
+    halve every HALF_LIFE_SEASONS cycles back, as exponential smoothing lets a season drift); zeros
+    when the series is shorter than two cycles (too little to tell a season from noise)."""
     if season <= 1 or len(y) < 2 * season:
         return np.zeros(max(season, 1))
-    if season % 2:
-        trend = np.convolve(y, np.ones(season) / season, mode="valid")
-        offset = season // 2
-    else:  # 2 x m moving average, centred
-        kernel = np.r_[0.5, np.ones(season - 1), 0.5] / season
-        trend = np.convolve(y, kernel, mode="valid")
-        offset = season // 2
+    # 2 x m moving average for an even season, m for an odd one: centred either way
+    kernel = np.r_[0.5, np.ones(season - 1), 0.5] / season if season % 2 == 0 else np.ones(season) / season
+    trend = np.convolve(y, kernel, mode="valid")
+    offset = season // 2
     detrended = y[offset : offset + len(trend)] - trend
-    phases = (np.arange(len(detrended)) + offset) % season
-    indices = np.array([detrended[phases == p].mean() if np.any(phases == p) else 0.0 for p in range(season)])
+    positions = np.arange(len(detrended)) + offset
+    weights = 0.5 ** ((positions.max() - positions) / (HALF_LIFE_SEASONS * season))
+    phases = positions % season
+    indices = np.array([np.average(detrended[phases == p], weights=weights[phases == p]) if np.any(phases == p) else 0.0
+                        for p in range(season)])
     return indices - indices.mean()
 
 

@@ -27,6 +27,7 @@ from studio.trace import Trace
 
 PINBALL_LEVELS = (0.1, 0.5, 0.9)
 BASELINES = ("seasonal_naive", "ets", "arima")
+BASELINE_CONTEXT = 150  # points of history the statistical baselines are fitted on
 BASELINE_TITLES = {"model": "LSTM (this model)", "seasonal_naive": "seasonal naive", "ets": "AutoETS", "arima": "AutoARIMA"}
 
 
@@ -60,14 +61,21 @@ def scores(history: np.ndarray, actual: np.ndarray, quantiles: dict[float, np.nd
 
 
 def baseline_quantiles(name: str, history: np.ndarray, horizon: int, season: int) -> dict[float, np.ndarray]:
-    """statsforecast's forecast of `name` (BASELINES) as {0.1, 0.5, 0.9: (H,)}."""
+    """statsforecast's forecast of `name` (BASELINES) as {0.1, 0.5, 0.9: (H,)}, fitted on the
+    history's last BASELINE_CONTEXT points (AutoARIMA's search grows with the length: ~15 s at 500
+    points on a busy core)."""
+    import warnings
+
     from statsforecast.models import AutoARIMA, AutoETS, SeasonalNaive
 
+    history = np.asarray(history, np.float64)[-BASELINE_CONTEXT:]
     season = season if len(history) > 2 * season else 1
     model = {"seasonal_naive": lambda: SeasonalNaive(season_length=max(season, 1)),
              "ets": lambda: AutoETS(season_length=max(season, 1)),
              "arima": lambda: AutoARIMA(season_length=max(season, 1))}[name]()
-    out = model.forecast(y=np.asarray(history, np.float64), h=horizon, level=[80])
+    with warnings.catch_warnings():  # the ARIMA search's convergence notes are its own business
+        warnings.simplefilter("ignore")
+        out = model.forecast(y=history, h=horizon, level=[80])
     return {0.1: np.asarray(out["lo-80"]), 0.5: np.asarray(out["mean"]), 0.9: np.asarray(out["hi-80"])}
 
 
