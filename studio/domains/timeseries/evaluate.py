@@ -161,7 +161,8 @@ def explainable(loaded: LoadedModel, sequence: Series):
     """(Scored, studio.explain.Explainable): the input at step t is what the model read there
     (normalised value, sin and cos of the season phase); row t of the log-likelihood is the
     Gaussian log-density of the actual next normalised value (0 at the last step). guesses(t): the
-    predicted next value's quantiles (p: the Gaussian's mass within each band), its entropy, and
+    predicted next value's bands split at its 0.1, 0.5 and 0.9 quantiles (p: the mass in each), the
+    Gaussian's entropy, and
     "value": {"mean", "low80", "high80"} in the series' own units."""
     from studio.explain import Explainable, core_weights
 
@@ -182,7 +183,8 @@ def explainable(loaded: LoadedModel, sequence: Series):
         centre = float(scaling.inverse(np.array([mean[step]]), position)[0])
         low = float(scaling.inverse(np.array([mean[step] - 1.2816 * scale[step]]), position)[0])
         high = float(scaling.inverse(np.array([mean[step] + 1.2816 * scale[step]]), position)[0])
-        bands = [("below the 80% interval", 0.1), ("low half of it", 0.4), ("high half of it", 0.4), ("above it", 0.1)]
+        bands = [(f"{low:.4g} to {centre:.4g}", 0.4), (f"{centre:.4g} to {high:.4g}", 0.4), (f"below {low:.4g}", 0.1),
+                 (f"above {high:.4g}", 0.1)]
         entropy = float(0.5 * np.log(2 * np.pi * np.e * scale[step] ** 2))
         return {"topk": [{"token": name, "p": p} for name, p in bands], "entropy": entropy,
                 "value": {"mean": centre, "low80": low, "high80": high}}
