@@ -193,14 +193,35 @@ def explainable(loaded: LoadedModel, sequence: Series):
     return scored, Explainable(x, log_likelihood, layer_inputs, core_weights(model.core), guesses, None, list(scored.trace.labels))
 
 
-def strongest_lags(saliency: np.ndarray, step: int, season: int, top: int = 3) -> list[dict]:
-    """Which past points drove the prediction made at `step` (for point step+1): the `top` lags by
-    |saliency|, each {"lag", "share", "seasonal"} (seasonal: a multiple of the season)."""
-    amounts = np.abs(np.asarray(saliency, np.float64))[: step + 1]
+def drivers(loaded: LoadedModel, sequence: Series, step: int) -> np.ndarray:
+    """(step + 1,): |d predicted mean at `step` / d value read at t| for t = 0..step (normalised units):
+    how far the prediction for point step+1 moves per unit moved of each past point. Plain
+    sensitivity, not gradient x input: in normalised units a point far below the last level (the
+    early part of a trending series) would otherwise look important for being far away."""
+    x, _, _ = _read(loaded, sequence)
+    step = int(step)
+    if not 0 <= step < x.shape[1]:
+        raise ValueError(f"step {step} is outside 0..{x.shape[1] - 1}")
+    x = x[:, : step + 1].detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        mean, _, _ = loaded.model(x)
+        mean[0, step].backward()
+    return x.grad[0, :, 0].abs().double().cpu().numpy()
+
+
+def strongest_lags(amounts: np.ndarray, step: int, season: int, top: int = 3) -> dict:
+    """{"top": the `top` lags by amount, each {"lag", "share"}; "seasonal": the strongest whole-season lag
+    {"lag", "share"} (None without a season or history that long)} for the prediction made at `step`."""
+    amounts = np.abs(np.asarray(amounts, np.float64))[: step + 1]
     total = amounts.sum() or 1.0
+    lags = step + 1 - np.arange(len(amounts))  # lag of each point before the predicted one
     order = np.argsort(-amounts, kind="stable")[:top]
-    return [{"lag": int(step + 1 - k), "share": float(amounts[k] / total),
-             "seasonal": bool(season > 1 and (step + 1 - k) % season == 0)} for k in order]
+    found = {"top": [{"lag": int(lags[k]), "share": float(amounts[k] / total)} for k in order], "seasonal": None}
+    seasonal = np.flatnonzero((lags % max(season, 1) == 0) & (season > 1))
+    if len(seasonal):
+        k = seasonal[np.argmax(amounts[seasonal])]
+        found["seasonal"] = {"lag": int(lags[k]), "share": float(amounts[k] / total)}
+    return found
 
 
 # ---------------------------------------------------------------- features for the probes

@@ -27,7 +27,8 @@ def _figure(height: float = 3.6):
 
 def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndarray | None = None, step: int | None = None):
     """The history, the 50 / 80 / 95% bands, the median and the path the trace follows; with
-    `saliency` (per point read) the history's points are painted by how much each drove the step."""
+    `saliency` (per point read up to `step`) those points are painted by how much each drove the
+    prediction made at `step`."""
     result = generation.result
     series, first = result.series, result.first
     history = series.values
@@ -43,13 +44,13 @@ def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndar
                         alpha=alpha, lw=0, label=f"{label} interval")
     ax.plot(x_future, result.forecast, color="#1f77b4", lw=1.6, label="median")
     ax.plot(x_future, result.paths[result.median_path], color="#ff7f0e", lw=0.9, ls="--", label="traced path")
-    if saliency is not None:
+    if saliency is not None:  # the history's points and the traced path's (those read before the step)
         weights = np.abs(np.asarray(saliency, np.float64))
         weights = weights / (weights.max() or 1.0)
         positions = first + np.arange(len(weights))
-        keep = positions < n
-        ax.scatter(positions[keep], history[positions[keep]], c=weights[keep], cmap="Reds", s=10 + 60 * weights[keep],
-                   zorder=3, label="what drove the step")
+        path = result.paths[result.median_path]
+        values = np.array([history[p] if p < n else path[p - n] for p in positions])
+        ax.scatter(positions, values, c=weights, cmap="Reds", s=10 + 60 * weights, zorder=3, label="what drove the step")
     if step is not None:
         ax.axvline(first + step + 1, color="#d62728", lw=1, ls=":")
     ticks = np.linspace(shown, n + horizon - 1, 8).astype(int)

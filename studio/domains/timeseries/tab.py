@@ -10,7 +10,7 @@ import gradio as gr
 from studio import workers
 from studio.domains import timeseries
 from studio.domains.timeseries.data import SHIPPED, read_series, read_table, shipped, value_columns
-from studio.domains.timeseries.evaluate import BACKTEST_COLUMNS, backtest, strongest_lags
+from studio.domains.timeseries.evaluate import BACKTEST_COLUMNS, backtest, drivers, strongest_lags
 from studio.domains.timeseries.generate import MAX_HORIZON, MAX_PATHS, ForecastSettings
 from studio.domains.timeseries.render import fan_chart
 from studio.ui import blocks, inputs
@@ -48,6 +48,21 @@ def on_upload(path):
     except ValueError as error:
         raise gr.Error(str(error)) from None
     return gr.update(choices=columns, value=columns[0] if columns else None)
+
+
+def why_markdown(generation, step: int, amounts) -> str:
+    """Which past points and which seasonal lag drove the prediction made at `step`, in words."""
+    history = generation.trace.prompt_length
+    found = strongest_lags(amounts, step, generation.result.series.season)
+    target = (f"forecast step {step + 2 - history}" if step + 1 >= history else f"history point {step + 2}")
+    lines = [f"**The prediction made after step {step + 1} ({generation.trace.labels[step]}), for {target}:** how far it "
+             "moves per unit moved of each past point (painted on the chart); the strongest lags:"]
+    lines += [f"- lag {lag['lag']}: {lag['share']:.0%}" for lag in found["top"]]
+    if found["seasonal"] is not None:
+        lag = found["seasonal"]
+        lines.append(f"- the seasonal lag it looked at most: {lag['lag']} ({lag['share']:.0%}); the season's shape itself "
+                     "comes from the per-series seasonal indices the model reads the series through")
+    return "\n".join(lines)
 
 
 def create_tab(models: dict, problems: list[str]) -> None:
@@ -104,22 +119,15 @@ def create_tab(models: dict, problems: list[str]) -> None:
         """A clicked step: the fan chart with the points that drove its prediction painted on the history."""
         if generation is None or not isinstance(event, dict) or event.get("kind") != "step":
             return gr.skip(), gr.skip()
-        from studio.explain import saliency
-
         loaded = models.get(generation.trace.model)
         if loaded is None:
             return gr.skip(), "The model that made this forecast is no longer loaded; forecast again."
         step = clamp_int(event.get("step"), 0, generation.trace.steps - 1, generation.trace.steps - 1)
-        _, ex = timeseries.explainable(loaded, timeseries.sequence_of(generation))
-        values = saliency(ex, step)
-        lags = strongest_lags(values, step, generation.result.series.season)
-        history = generation.trace.prompt_length
-        which = (f"forecast step {step + 2 - history}" if step + 1 >= history else f"history point {step + 2}")
-        lines = [f"**Prediction made at step {step + 1} (for {which}, {generation.trace.labels[step]} + 1):** the past "
-                 "points that moved it most (gradient × input):"]
-        lines += [f"- lag {lag['lag']}{' (a whole season back)' if lag['seasonal'] else ''}: {lag['share']:.0%} of the total"
-                  for lag in lags]
-        return fan_chart(generation, saliency=values, step=step), "\n".join(lines)
+        try:
+            amounts = drivers(loaded, timeseries.sequence_of(generation), step)
+        except ValueError as error:
+            return gr.skip(), str(error)
+        return fan_chart(generation, saliency=amounts, step=step), why_markdown(generation, step, amounts)
 
     blocks.follow_model(model_name, model_info, models)
     upload.change(on_upload, upload, column, api_name="timeseries_columns")
