@@ -79,7 +79,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
                                        label="Or a packaged series", elem_id="timeseries-shipped")
             horizon = inputs.Number(24, label=f"Horizon (steps, up to {MAX_HORIZON})", precision=0, elem_id="timeseries-horizon")
             paths = inputs.Number(100, label=f"Sample paths (up to {MAX_PATHS})", precision=0)
-            seed = inputs.Number(0, label="Seed", precision=0)
+            seed = inputs.Number(0, label="Seed", precision=0, elem_id="timeseries-seed")
             forecast = gr.Button("Forecast", variant="primary", elem_id="timeseries-generate")
             download_json, download_csv = blocks.downloads("Forecast (.json)", "Forecast (.csv)")
         with gr.Column(scale=3):
