@@ -31,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from studio.domains import timeseries  # noqa: E402
 from studio.domains.timeseries.codec import Series  # noqa: E402
-from studio.domains.timeseries.data import held_out_series, read_series, shipped_elnino  # noqa: E402
+from studio.domains.timeseries.data import read_series, shipped_elnino  # noqa: E402
 from studio.domains.timeseries.evaluate import backtest  # noqa: E402
 from studio.domains.timeseries.generate import ForecastSettings  # noqa: E402
 from studio.domains.timeseries.render import fan_chart  # noqa: E402
+from studio.domains.timeseries.train import held_out_series  # noqa: E402
 from studio.ui.payload import trace_payload  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "data" / "series"

@@ -19,15 +19,15 @@ import torch
 from studio import checkpoint, cli_common
 from studio.domains import timeseries
 from studio.domains.timeseries.codec import SeriesCodec
-from studio.domains.timeseries.data import SHIPPED_LICENCES, read_series, real_training_series, synthetic
+from studio.domains.timeseries.data import SHIPPED_LICENCES, read_series
 from studio.domains.timeseries.evaluate import backtest
 from studio.domains.timeseries.generate import ForecastSettings
 from studio.domains.timeseries.model import ForecastModel, ForecastModelConfig, make_card
-from studio.domains.timeseries.train import WindowTask, fine_tune_task
+from studio.domains.timeseries.train import WindowTask, fine_tune_task, real_training_series, synthetic
 
 FINE_TUNE_STEPS = 300  # ~15-30 s on one core for a 100-point series
 VAL_HOW = "Gaussian NLL per future point (normalised units) of the validation windows' last up to 24 points"
-PRETRAIN_SOURCE = ("synthetic seasonal series (studio/domains/timeseries/data.py synthetic, generated while training) and "
+PRETRAIN_SOURCE = ("synthetic seasonal series (studio/domains/timeseries/train.py synthetic, generated while training) and "
                    "packaged real series: statsmodels sunspots, nile, macrodata (10 quarterly columns), elnino (all but "
                    "its last 10 years), co2 (all but its last 10 years)")
 

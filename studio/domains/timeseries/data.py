@@ -12,7 +12,7 @@ interpolation, and each adjustment is named in the series' notes. Anything that 
 a ValueError with one sentence.
 
 Shipped series (`SHIPPED`) come from data installed with statsmodels and statsforecast; nothing is
-downloaded.
+downloaded. The pretraining series (synthetic and packaged) are train.py's.
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def read_input(path, loaded=None) -> Series:
 
 
 # ---------------------------------------------------------------- series that install with a package
-def _statsmodels(name: str):
+def statsmodels_data(name: str):
     import importlib
 
     return importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data
@@ -328,13 +328,13 @@ def shipped_airpassengers() -> Series:
 
 
 def shipped_elnino() -> Series:
-    table = _statsmodels("elnino")
+    table = statsmodels_data("elnino")
     values = table.iloc[:, 1:13].to_numpy(np.float64).ravel()
     return Series(values, _monthly_labels(1950, 1, len(values)), "El Niño sea temperature", 12, "monthly", 0)
 
 
 def shipped_co2() -> Series:
-    table = _statsmodels("co2")
+    table = statsmodels_data("co2")
     values = table["co2"].interpolate(limit_direction="both").to_numpy(np.float64)
     dates = [d.strftime("%Y-%m-%d") for d in table.index]
     notes = [f"{int(table['co2'].isna().sum())} missing weeks filled by linear interpolation"]
@@ -342,17 +342,17 @@ def shipped_co2() -> Series:
 
 
 def shipped_sunspots() -> Series:
-    table = _statsmodels("sunspots")
+    table = statsmodels_data("sunspots")
     return Series(table["SUNACTIVITY"].to_numpy(np.float64), [str(int(y)) for y in table["YEAR"]], "sunspots", 1, "yearly", 0)
 
 
 def shipped_nile() -> Series:
-    table = _statsmodels("nile")
+    table = statsmodels_data("nile")
     return Series(table["volume"].to_numpy(np.float64), [str(int(y)) for y in table["year"]], "Nile flow", 1, "yearly", 0)
 
 
 def shipped_elec_equip() -> Series:
-    table = _statsmodels("elec_equip")
+    table = statsmodels_data("elec_equip")
     values = table.iloc[:, 0].to_numpy(np.float64)
     return Series(values, [d.strftime("%Y-%m") for d in table.index], "electrical equipment orders", 12, "monthly",
                   int(table.index[0].month) - 1)
@@ -373,70 +373,6 @@ def shipped(label: str) -> Series:
     if label not in SHIPPED:
         raise ValueError(f"no shipped series {label!r}; one of {', '.join(SHIPPED)}.")
     return SHIPPED[label]()
-
-
-# ---------------------------------------------------------------- synthetic series for pretraining
-def synthetic(rng: np.random.Generator, length: int | None = None) -> Series:
-    """A random series with a level, a (damped, broken) trend, a season of random shape and
-    strength, AR(1) noise, now and then an outlier or a level shift; multiplicative (exp of the
-    sum) about half the time."""
-    season = int(rng.choice([12, 12, 12, 4, 1, 52, 7]))
-    length = length or int(rng.integers(40, 400 if season != 52 else 600))
-    t = np.arange(length)
-    slope = rng.normal(0, 0.01) * (rng.random() < 0.7)
-    damping = rng.uniform(0.97, 1.0)
-    trend = np.cumsum(slope * damping ** t)
-    if rng.random() < 0.3:  # a change of slope
-        at = rng.integers(length // 4, length)
-        trend[at:] += np.cumsum(np.full(length - at, rng.normal(0, 0.01)))
-    seasonal = np.zeros(length)
-    if season > 1:
-        harmonics = int(rng.integers(1, 4))
-        strength = rng.uniform(0.0, 0.3)
-        for k in range(1, harmonics + 1):
-            seasonal += strength / k * np.sin(2 * np.pi * k * t / season + rng.uniform(0, 2 * np.pi))
-        seasonal *= (1 + rng.normal(0, 0.002) * t).clip(0.2, 3)  # a slowly changing amplitude
-    phi, sigma = rng.uniform(-0.2, 0.9), rng.uniform(0.005, 0.08)
-    noise = np.zeros(length)
-    shocks = rng.normal(0, sigma, length)
-    for i in range(1, length):
-        noise[i] = phi * noise[i - 1] + shocks[i]
-    walk = np.cumsum(rng.normal(0, sigma * 0.5, length)) * (rng.random() < 0.4)
-    y = trend + seasonal + noise + walk
-    if rng.random() < 0.2:
-        y[rng.integers(0, length)] += rng.choice([-1, 1]) * rng.uniform(0.2, 0.6)
-    if rng.random() < 0.15:
-        y[rng.integers(length // 3, length):] += rng.normal(0, 0.2)
-    values = np.exp(y + rng.uniform(0, 8)) if rng.random() < 0.6 else (y * rng.uniform(1, 100) + rng.normal(0, 50))
-    frequency = {12: "monthly", 4: "quarterly", 1: "yearly", 52: "weekly", 7: "daily"}[season]
-    return Series(values, [f"t{i + 1}" for i in range(length)], "synthetic", season, frequency, int(rng.integers(0, season)))
-
-
-def real_training_series() -> list[Series]:
-    """Packaged real series used for pretraining (never AirPassengers or electrical equipment, kept
-    to check on; El Niño and CO2 only up to their last 10 years, kept to check on too)."""
-    found = [shipped_sunspots(), shipped_nile()]
-    elnino = shipped_elnino()
-    found.append(elnino.head(len(elnino) - 120))
-    co2 = shipped_co2()
-    found.append(co2.head(len(co2) - 520))
-    macro = _statsmodels("macrodata")
-    for column in ("realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "tbilrate", "unemp", "pop"):
-        values = macro[column].to_numpy(np.float64)
-        found.append(Series(values, [f"q{i}" for i in range(len(values))], f"macro {column}", 4, "quarterly", 0))
-    return found
-
-
-def held_out_series() -> list[Series]:
-    """Monthly seasonal series of about 100-150 points that pretraining never saw, to check on."""
-    elnino, co2 = shipped_elnino(), shipped_co2()
-    co2_monthly = co2.values[-520:].reshape(-1, 4).mean(1)[-108:]  # ~4 weeks a step: ~monthly, last 9 years
-    return [
-        shipped_airpassengers(),
-        shipped_elec_equip(),
-        Series(elnino.values[-120:], elnino.dates[-120:], "El Niño, last 10 years", 12, "monthly", 0),
-        Series(co2_monthly, [f"m{i}" for i in range(len(co2_monthly))], "CO2 4-weekly, last 108", 13, "4-weekly", 0),
-    ]
 
 
 def example_series(length: int = 60, season: int = 12) -> Series:

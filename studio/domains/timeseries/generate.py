@@ -166,7 +166,7 @@ def generate(loaded: LoadedModel, settings: ForecastSettings, hooks=None) -> Gen
     future = scaling.inverse(normalised, steps)  # (P, H)
     quantiles = {f"{q:g}": np.quantile(future, q, axis=0) for q in QUANTILES}
     future_dates = future_labels(series, horizon)
-    for k, gates in enumerate(step_gates):
+    for gates in step_gates:
         for layer, gate in zip(layers, gates, strict=True):
             for name in gate:
                 layer[name] = np.concatenate([layer[name], gate[name][path : path + 1].float().cpu().numpy()])

@@ -3,7 +3,7 @@
 A window is C history points and up to H future points of one series. Its Scaling is fitted on the
 C history points only (as a forecast sees them), and the model learns the Gaussian likelihood of
 every next normalised value over the whole window, teacher-forced (DeepAR). Pretraining draws
-windows from packaged real series and from fresh synthetic series (data.synthetic); fine-tuning
+windows from packaged real series and from fresh synthetic series (`synthetic` below); fine-tuning
 draws them from the user's series, with synthetic ones mixed in so a 100-point series does not
 make the model forget what a season is.
 """
@@ -20,7 +20,17 @@ import torch
 
 from studio.domains.base import Training
 from studio.domains.timeseries.codec import Series, SeriesCodec, fit_scaling
-from studio.domains.timeseries.data import SUFFIXES, read_series, synthetic
+from studio.domains.timeseries.data import (
+    SUFFIXES,
+    read_series,
+    shipped_airpassengers,
+    shipped_co2,
+    shipped_elec_equip,
+    shipped_elnino,
+    shipped_nile,
+    shipped_sunspots,
+    statsmodels_data,
+)
 from studio.domains.timeseries.model import gaussian_nll
 
 HORIZON = 24  # future points per training window
@@ -110,6 +120,70 @@ def fine_tune_task(series: Series, codec: SeriesCodec, seed: int = 0) -> WindowT
         raise ValueError(f"{series.name} has {len(series)} points; fine-tuning needs at least 16.")
     return WindowTask([series], [series], codec, batch_size=16, synthetic_share=0.33,
                       min_history=min(24, len(series) // 2), max_history=160, seed=seed)
+
+
+# ---------------------------------------------------------------- synthetic series for pretraining
+def synthetic(rng: np.random.Generator, length: int | None = None) -> Series:
+    """A random series with a level, a (damped, broken) trend, a season of random shape and
+    strength, AR(1) noise, now and then an outlier or a level shift; multiplicative (exp of the
+    sum) about half the time."""
+    season = int(rng.choice([12, 12, 12, 4, 1, 52, 7]))
+    length = length or int(rng.integers(40, 400 if season != 52 else 600))
+    t = np.arange(length)
+    slope = rng.normal(0, 0.01) * (rng.random() < 0.7)
+    damping = rng.uniform(0.97, 1.0)
+    trend = np.cumsum(slope * damping ** t)
+    if rng.random() < 0.3:  # a change of slope
+        at = rng.integers(length // 4, length)
+        trend[at:] += np.cumsum(np.full(length - at, rng.normal(0, 0.01)))
+    seasonal = np.zeros(length)
+    if season > 1:
+        harmonics = int(rng.integers(1, 4))
+        strength = rng.uniform(0.0, 0.3)
+        for k in range(1, harmonics + 1):
+            seasonal += strength / k * np.sin(2 * np.pi * k * t / season + rng.uniform(0, 2 * np.pi))
+        seasonal *= (1 + rng.normal(0, 0.002) * t).clip(0.2, 3)  # a slowly changing amplitude
+    phi, sigma = rng.uniform(-0.2, 0.9), rng.uniform(0.005, 0.08)
+    noise = np.zeros(length)
+    shocks = rng.normal(0, sigma, length)
+    for i in range(1, length):
+        noise[i] = phi * noise[i - 1] + shocks[i]
+    walk = np.cumsum(rng.normal(0, sigma * 0.5, length)) * (rng.random() < 0.4)
+    y = trend + seasonal + noise + walk
+    if rng.random() < 0.2:
+        y[rng.integers(0, length)] += rng.choice([-1, 1]) * rng.uniform(0.2, 0.6)
+    if rng.random() < 0.15:
+        y[rng.integers(length // 3, length):] += rng.normal(0, 0.2)
+    values = np.exp(y + rng.uniform(0, 8)) if rng.random() < 0.6 else (y * rng.uniform(1, 100) + rng.normal(0, 50))
+    frequency = {12: "monthly", 4: "quarterly", 1: "yearly", 52: "weekly", 7: "daily"}[season]
+    return Series(values, [f"t{i + 1}" for i in range(length)], "synthetic", season, frequency, int(rng.integers(0, season)))
+
+
+def real_training_series() -> list[Series]:
+    """Packaged real series used for pretraining (never AirPassengers or electrical equipment, kept
+    to check on; El Niño and CO2 only up to their last 10 years, kept to check on too)."""
+    found = [shipped_sunspots(), shipped_nile()]
+    elnino = shipped_elnino()
+    found.append(elnino.head(len(elnino) - 120))
+    co2 = shipped_co2()
+    found.append(co2.head(len(co2) - 520))
+    macro = statsmodels_data("macrodata")
+    for column in ("realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "tbilrate", "unemp", "pop"):
+        values = macro[column].to_numpy(np.float64)
+        found.append(Series(values, [f"q{i}" for i in range(len(values))], f"macro {column}", 4, "quarterly", 0))
+    return found
+
+
+def held_out_series() -> list[Series]:
+    """Monthly seasonal series of about 100-150 points that pretraining never saw, to check on."""
+    elnino, co2 = shipped_elnino(), shipped_co2()
+    co2_monthly = co2.values[-520:].reshape(-1, 4).mean(1)[-108:]  # ~4 weeks a step: ~monthly, last 9 years
+    return [
+        shipped_airpassengers(),
+        shipped_elec_equip(),
+        Series(elnino.values[-120:], elnino.dates[-120:], "El Niño, last 10 years", 12, "monthly", 0),
+        Series(co2_monthly, [f"m{i}" for i in range(len(co2_monthly))], "CO2 4-weekly, last 108", 13, "4-weekly", 0),
+    ]
 
 
 # ---------------------------------------------------------------- training from a user's files
