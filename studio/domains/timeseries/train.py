@@ -211,4 +211,6 @@ def prepare(files: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
 TRAINING = Training(
     suffixes=frozenset(SUFFIXES), what="a series file (CSV, TSV or JSON: a date column and value columns)",
     prepare=prepare, shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1])],
+    hint="Your series: one CSV, TSV or JSON file with a date column and a column of numbers (the first such column "
+         "is learnt; the shipped forecaster is fine-tuned on it)",
 )
