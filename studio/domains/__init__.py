@@ -2,10 +2,10 @@
 CLI one subcommand per entry, the tests and benches iterate it. Each is a package keeping the
 contract in studio.domains.base; adding a domain = one new package + one entry here."""
 
-from studio.domains import handwriting, music, speech, text
+from studio.domains import handwriting, music, speech, text, timeseries
 from studio.domains.base import OPTIONAL
 
-ALL = (text, music, handwriting, speech)
+ALL = (text, music, handwriting, speech, timeseries)
 
 
 def member(domain, name: str):
