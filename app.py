@@ -25,7 +25,7 @@ from studio import checkpoint, jobs, limits, probe_kernel, reference, workers  #
 from studio.domains import ALL, member  # noqa: E402
 from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui import experiments_api, owner, train_tab  # noqa: E402
+from studio.ui import experiments_api, experiments_panel, owner, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
@@ -109,14 +109,32 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         owner.issue_on_load(demo, key)
     # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's)
     apply_request_limits(demo)
+    demo.loaded = loaded  # {domain: (models, problems)}, for warm_up
     return demo
+
+
+def warm_up(loaded: dict) -> None:
+    """What makes first requests quicker, started once the page is served (before then a request
+    runs in the app itself, studio.workers.call): the generation workers (each imports torch and
+    the domains), the probe's compiled pass, and each tab's feature names for the probe (speech's
+    imports librosa). Started before the page, the workers' imports fought the app's own for the
+    cores: 10.1 s to the first page instead of 4 s (docs/benchmarks.md)."""
+    if pick_device().type == "cpu" and workers.WORKERS > 0:
+        # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
+        workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
+    probe_kernel.warm()  # the probe's compiled pass, ready before a user asks
+    for domain, (models, _) in loaded.items():
+        if models:
+            try:
+                experiments_panel.feature_names(domain, models)
+            except Exception as error:  # noqa: BLE001 (the panel says it again when opened)
+                print(f"warning: {domain.NAME} feature names: {error}", file=sys.stderr)
 
 
 if __name__ == "__main__":
     limits.bound_malloc()
-    if pick_device().type == "cpu" and workers.WORKERS > 0:
-        # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
-        workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
-    threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
-    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb")  # refused before it reaches any handler
+    demo = build_demo()
+    demo.launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb", prevent_thread_lock=True)  # uploads refused before any handler
+    threading.Thread(target=warm_up, args=(demo.loaded,), daemon=True).start()
+    demo.block_thread()
