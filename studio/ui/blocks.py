@@ -42,7 +42,9 @@ def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_h
     # (loaded_or_error checks every name against the loaded models)
     dropdown = inputs.Dropdown(names, value=names[0], label="Model", elem_id=f"{prefix}-model" if prefix else None,
                            allow_custom_value=True)
-    info = gr.Markdown(describe(models[names[0]]))
+    # folded: a model's description runs to a dozen lines, and would push the tab's main button below the fold
+    with gr.Accordion("About this model", open=False):
+        info = gr.Markdown(describe(models[names[0]]))
     return dropdown, info
 
 

@@ -91,14 +91,26 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     first = domains.ALL[0]
     gr.Markdown(
         "Train a model of any tab on your own data, or fine-tune a shipped one, and watch it learn. "
-        f"Uploads: up to {jobs.MAX_UPLOAD_MB:g} MB; up to {jobs.MAX_MINUTES:g} minutes per training; one training at a "
-        "time on this server (others wait in line), with one thread at a lower priority so that generation stays quick. "
-        f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
+        f"Uploads up to {jobs.MAX_UPLOAD_MB:g} MB; one training at a time on this server (others wait in line), on one "
+        f"thread at a lower priority; models are saved in `{jobs.USER_MODELS_DIR}` and appear in their tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
+            # what a first run needs, and its button, in the first screen; the rest below
             domain = inputs.Radio([(d.TITLE, d.NAME) for d in domains.ALL], value=first.NAME, label="Domain",
                                   elem_id="train-domain")
-            files = gr.File(file_count="multiple", label=upload_label(first), elem_id="train-files")
+            files = gr.File(file_count="multiple", label=upload_label(first), elem_id="train-files", height=110)
+            with gr.Row():
+                corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
+                minutes = inputs.Number(5, label=f"Minutes ({MIN_MINUTES:g} to {jobs.MAX_MINUTES:g})",
+                                        minimum=MIN_MINUTES, maximum=jobs.MAX_MINUTES, elem_id="train-minutes")
+            advice = gr.Markdown(train_advice.estimate("medium", 5, 0, False), elem_id="train-estimate")
+            with gr.Row():
+                start = gr.Button("Train", variant="primary", elem_id="train-start")
+                cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
+            name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
+            preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
+            base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
+            made_note = gr.Markdown(elem_id="train-made")
             with gr.Group(visible=first.TRAINING.drawn is not None) as drawing:
                 pad = drawing_pad("train-pad")
                 add_drawing = gr.Button("Add this drawing (with its text) to the data", elem_id="train-add-drawing")
@@ -107,17 +119,6 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                                       elem_id="train-microphone")
                 transcript = gr.Textbox(label="What the recording says", elem_id="train-transcript")
                 add_recording = gr.Button("Add this recording (with its transcript) to the data", elem_id="train-add-recording")
-            made_note = gr.Markdown(elem_id="train-made")
-            corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
-            name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
-            preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
-            minutes = inputs.Number(5, label=f"Minutes ({MIN_MINUTES:g} to {jobs.MAX_MINUTES:g}; 5 gives a medium model ~440 steps)",
-                                    minimum=MIN_MINUTES, maximum=jobs.MAX_MINUTES, elem_id="train-minutes")
-            base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
-            advice = gr.Markdown(train_advice.estimate("medium", 5, 0, False), elem_id="train-estimate")
-            with gr.Row():
-                start = gr.Button("Train", variant="primary", elem_id="train-start")
-                cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             verdict = gr.Markdown(elem_id="train-verdict")
