@@ -30,6 +30,7 @@ from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
+PAGE_CSS = (Path(__file__).parent / "studio" / "ui" / "page.css").read_text(encoding="utf-8")
 INTRO = (
     "Generate sequences with LSTMs and see **why** they come out the way they do: every tab shows the "
     "input gate *i*, forget gate *f*, candidate *g*, output gate *o*, cell *c* and hidden state *h* of "
@@ -91,6 +92,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     # Gradio's cache (uploads) is swept hourly of files older than an hour; our outputs are capped
     # by studio.ui.common.prune_outputs
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+        gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False, elem_id="page-style")  # studio/ui/page.css
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared server
         dropdowns = {}

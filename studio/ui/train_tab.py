@@ -103,10 +103,10 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                 corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
                 minutes = inputs.Number(5, label=f"Minutes ({MIN_MINUTES:g} to {jobs.MAX_MINUTES:g})",
                                         minimum=MIN_MINUTES, maximum=jobs.MAX_MINUTES, elem_id="train-minutes")
-            advice = gr.Markdown(train_advice.estimate("medium", 5, 0, False), elem_id="train-estimate")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
+            advice = gr.Markdown(train_advice.estimate("medium", 5, 0, False), elem_id="train-estimate")
             name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
             preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
             base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
