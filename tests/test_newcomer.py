@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 VIEWPORT = {"width": 1280, "height": 720}
-# axe rules left out, each for Gradio's own markup that the app cannot change (none so far)
-EXCLUDED_RULES: dict[str, str] = {}
+# axe findings left out, each on gradio's own markup that the app cannot change: (rule, the start of
+# the element's HTML) -> why
+EXCLUDED = {
+    ("aria-allowed-attr", '<div aria-label="Empty value"'):
+        "gradio's placeholder of an empty File, Gallery or Plot labels a div that has no role",
+}
+
+
+def excluded(rule: str, html: str) -> bool:
+    return any(rule == r and html.startswith(start) for r, start in EXCLUDED)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +142,9 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_tab(app_url, page):
         open_tab(page, label)
         page.wait_for_timeout(1000)
         results = axe.run(page, options={"resultTypes": ["violations"]}).response
-        bad = [v for v in results["violations"] if v["impact"] in ("serious", "critical") and v["id"] not in EXCLUDED_RULES]
+        bad = {v["id"]: [n["target"] for n in v["nodes"] if not excluded(v["id"], n["html"])][:6]
+               for v in results["violations"] if v["impact"] in ("serious", "critical")}
+        bad = {rule: nodes for rule, nodes in bad.items() if nodes}
         if bad:
-            found[label] = {v["id"]: [n["target"] for n in v["nodes"]][:6] for v in bad}
+            found[label] = bad
     assert found == {}, json.dumps(found, indent=1)
