@@ -148,3 +148,29 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_tab(app_url, page):
         if bad:
             found[label] = bad
     assert found == {}, json.dumps(found, indent=1)
+
+
+def test_the_train_tab_warns_before_a_run_too_short_to_learn_anything():
+    from studio.ui import train_advice
+
+    short = train_advice.estimate("medium", 0.05, 34_000, fine_tune=False)
+    assert "Too short to learn anything" in short and "fine-tune a shipped model" in short
+    assert "Too short" not in train_advice.estimate("tiny", 5, 34_000, fine_tune=False)
+    assert "Too short" not in train_advice.estimate("medium", 0.05, 34_000, fine_tune=True)  # fine-tuning: no warning
+    assert "passes over your 34 KB" in train_advice.estimate("medium", 1, 34_000, fine_tune=False)
+    assert "minutes" in train_advice.estimate("medium", "soon", 0, fine_tune=False)
+
+
+def test_the_verdict_compares_with_the_unigram_baseline_and_names_copying(tmp_path, corpus):
+    from studio.ui import train_advice
+
+    data = tmp_path / "rhymes.txt"
+    data.write_text(corpus, encoding="utf-8")
+    baseline = train_advice.unigram_nats(corpus)
+    copied = {"step": 300, "progress": [{"step": 300, "loss": 1.0, "val": baseline - 1}],
+              "samples": [{"step": 300, "sample": "x" + corpus[:60]}]}
+    said = train_advice.verdict(copied, [str(data)])
+    assert f"{baseline:.2f}" in said and "more than letter frequencies" in said and "**Copying**: " in said
+    nothing = {"step": 9, "progress": [{"step": 9, "loss": 4.0, "val": baseline + 0.5}], "samples": []}
+    assert "no more than letter frequencies" in train_advice.verdict(nothing, [str(data)])
+    assert "before its first validation" in train_advice.verdict({"step": 3, "progress": []}, [str(data)])
