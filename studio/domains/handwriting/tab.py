@@ -67,14 +67,15 @@ def create_tab(models: dict, problems: list[str]):
             bias = inputs.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
             seed = inputs.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
             style = inputs.Radio(STYLES, value="none", label="Style (priming)")
-            # a style's own inputs show only when it is chosen (the pad stays: writing on it picks it)
+            with gr.Accordion("Drawing pad: write a word in your hand, type it below; it becomes the style", open=True,
+                              elem_id="handwriting-pad-box"):
+                pad = drawing_pad("handwriting-pad")
+            # a style's own inputs show only when it is chosen, under the pad (which stays: writing on it picks it,
+            # and nothing above it may move while one writes)
             style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath",
                                  visible=False, elem_id="handwriting-style-file")
             style_text = gr.Textbox(label="What the style sample says (overrides the file's transcript)",
                                     elem_id="handwriting-style-text", visible=False)
-            with gr.Accordion("Drawing pad: write a word in your hand, type it below; it becomes the style", open=True,
-                              elem_id="handwriting-pad-box"):
-                pad = drawing_pad("handwriting-pad")
             points = inputs.Number(600, label="Free-scribble points (prediction models)", precision=0)
             svg_file, png_file = blocks.downloads("SVG", "PNG")
         with gr.Column(scale=3):
