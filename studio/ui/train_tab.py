@@ -212,7 +212,9 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         control.change(on_plan, plan, advice, **private)
     start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer, job_data, verdict],
                 **private)
-    timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets], **private)
+    # no progress overlay of gradio's own: a tick each second would flicker its timer over the status
+    timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets],
+               show_progress="hidden", **private)
     cancel.click(on_cancel, job, status, **private)
 
 
