@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import threading
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home; works offline
 # torch backs CPU tensors of 2 MB and more with transparent huge pages: a 10,000-step trace
@@ -24,12 +25,13 @@ from studio import checkpoint, jobs, limits, probe_kernel, reference, user_model
 from studio.domains import ALL, member  # noqa: E402
 from studio.lab import tab as lab_tab  # noqa: E402
 from studio.train import pick_device  # noqa: E402
-from studio.ui import experiments_api, library_tab, owner, train_tab  # noqa: E402
+from studio.ui import experiments_api, experiments_panel, library_tab, owner, train_tab  # noqa: E402
 from studio.ui.common import apply_request_limits  # noqa: E402
 from studio.ui.explain_panel import explain_api  # noqa: E402
 
 TITLE = "LSTM Studio"
 SESSIONS = int(float(os.environ.get("LSTM_STUDIO_SESSIONS", "1000")))  # sessions whose state gradio keeps
+PAGE_CSS = (Path(__file__).parent / "studio" / "ui" / "page.css").read_text(encoding="utf-8")
 INTRO = (
     "Generate sequences with LSTMs and see **why** they come out the way they do: every tab shows the "
     "input gate *i*, forget gate *f*, candidate *g*, output gate *o*, cell *c* and hidden state *h* of "
@@ -85,6 +87,7 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     # Gradio's cache (uploads) is swept hourly of files older than an hour; our outputs are capped
     # by studio.ui.common.prune_outputs
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+        gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False, elem_id="page-style")  # studio/ui/page.css
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared server
         library_tab.shared_record(demo, loaded)  # a ?run=TOKEN link: its record made again and checked, above the tabs
@@ -108,16 +111,34 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     # every event within the request deadline, in its tab's queue (one tab's long job never blocks another's);
     # each handler knows its browser's owner (studio.user_models.current_owner) and its tickets (studio.state_store)
     apply_request_limits(demo, key)
+    demo.loaded = loaded  # {domain: (models, problems)}, for warm_up
     return demo
+
+
+def warm_up(loaded: dict) -> None:
+    """What makes first requests quicker, started once the page is served (before then a request
+    runs in the app itself, studio.workers.call): the generation workers (each imports torch and
+    the domains), the probe's compiled pass, and each tab's feature names for the probe (speech's
+    imports librosa). Started before the page, the workers' imports fought the app's own for the
+    cores (docs/benchmarks.md, App start-up)."""
+    if pick_device().type == "cpu" and workers.WORKERS > 0:
+        # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
+        workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
+    probe_kernel.warm()  # the probe's compiled pass, ready before a user asks
+    for domain, (models, _) in loaded.items():
+        if models:
+            try:
+                experiments_panel.feature_names(domain, models)
+            except Exception as error:  # noqa: BLE001 (the panel says it again when opened)
+                print(f"warning: {domain.NAME} feature names: {error}", file=sys.stderr)
 
 
 if __name__ == "__main__":
     limits.bound_malloc()
-    if pick_device().type == "cpu" and workers.WORKERS > 0:
-        # generation in worker processes (studio/workers.py says why); batched text in a lane of its own
-        workers.start(ALL, lanes={d.NAME: member(d, "WORKER_LANE") for d in ALL if member(d, "WORKER_LANE")})
     torch.set_grad_enabled(False)  # the app only ever runs models forward (set here: tests build demos too)
-    threading.Thread(target=probe_kernel.warm, daemon=True).start()  # the probe's compiled pass, ready before a user asks
+    demo = build_demo()
     # max_file_size: refused before it reaches any handler; state_session_capacity: the sessions whose
     # state gradio keeps (SESSIONS, least recently used out; each is a few tens of KB: studio.ui.common.lean_sessions)
-    build_demo().launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb", state_session_capacity=SESSIONS)
+    demo.launch(max_file_size=f"{jobs.MAX_UPLOAD_MB:g}mb", state_session_capacity=SESSIONS, prevent_thread_lock=True)
+    threading.Thread(target=warm_up, args=(demo.loaded,), daemon=True).start()
+    demo.block_thread()

@@ -19,13 +19,17 @@ def shoot(page, name: str, tab: str | None, prefix: str, prepare=None) -> None:
     seed_input, button = f"#{prefix}-seed input", f"#{prefix}-generate"
     viewer = f"#{prefix}-viewer .lv-root"
     if tab:
-        page.get_by_role("tab", name=tab).click()
+        page.locator("[role=tablist]").first.get_by_role("tab", name=tab, exact=True).click()
     page.locator(button).wait_for()
+    # the tab opens with its example drawn: wait for it, then for the viewer to decode this click's trace
+    page.wait_for_function(f"document.querySelector('{viewer}')?.dataset.ready === 'yes'", timeout=120_000)
+    before = page.get_attribute(viewer, "data-decode-ms")
     if prepare:
         prepare(page)
     page.locator(seed_input).fill("3")
     page.click(button)
-    page.wait_for_function(f"document.querySelector('{viewer}').dataset.ready === 'yes'", timeout=120_000)
+    page.wait_for_function(f"""() => {{ const v = document.querySelector('{viewer}');
+        return v.dataset.ready === 'yes' && v.dataset.decodeMs !== {before!r}; }}""", timeout=120_000)
     overlay = page.locator(f"{viewer} .lv-overlay")
     box = overlay.bounding_box()
     overlay.click(position={"x": 46 + 0.4 * (box["width"] - 46), "y": 0.3 * box["height"]})  # a step and a unit

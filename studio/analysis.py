@@ -175,7 +175,9 @@ def _label_classes(labels: list[str]) -> list[tuple[str, np.ndarray]]:
         "punctuation": lambda s: len(s) > 0 and all(ch in string.punctuation for ch in s),
         "capital letters": lambda s: s.isalpha() and s.isupper(),
     }
-    classes = [(name, np.array([test(s) for s in labels], dtype=bool)) for name, test in categories.items()]
+    # character categories only where every label is one character (text): a music label "END" is no letter
+    characters = all(len(s) <= 1 for s in labels)
+    classes = [(name, np.array([test(s) for s in labels], dtype=bool)) for name, test in categories.items()] if characters else []
     quote_marks = [s == '"' for s in labels]
     if sum(quote_marks) >= 2:
         inside, state = [], False

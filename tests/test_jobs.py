@@ -236,8 +236,9 @@ def test_upload_train_watch_and_generate_with_the_new_model(studio, chromium_pag
     page.get_by_role("option", name="poems").click()
     page.get_by_label("Prompt", exact=False).fill("Twinkle")
     page.click("#text-generate")
-    page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)
-    assert "poems" in page.inner_text("#text-viewer .lv-status")
+    # the tab opened with its example drawn: wait for the new model's own trace
+    page.wait_for_function("""() => { const v = document.querySelector('#text-viewer .lv-root');
+        return v.dataset.ready === 'yes' && v.querySelector('.lv-status').innerText.includes('poems'); }""", timeout=60_000)
 
 
 def test_music_from_midi_files_and_text_fine_tuned_with_new_characters(trainer, tmp_path, saved_text_model):

@@ -73,7 +73,10 @@ def generate_in_browser(page, url, prompt="Once upon", seed="7"):
     page.get_by_label("Prompt", exact=False).fill(prompt)
     page.get_by_label("Seed").fill(seed)
     page.click("#text-generate")
-    page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)
+    # the tab opens with its example drawn: wait for this prompt's own trace
+    page.wait_for_function("""(prompt) => { const v = document.querySelector('#text-viewer .lv-root');
+        return v.dataset.ready === 'yes' && v.querySelector('.lv-text').innerText.startsWith(prompt); }""",
+                           arg=prompt, timeout=60_000)
     return page
 
 

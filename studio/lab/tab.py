@@ -116,12 +116,12 @@ def create_tab(trainer) -> None:
                             elem_id="lab-minutes")
     cells = gr.CheckboxGroup([(TITLES[k], k) for k in ALL_CELLS], value=list(CELLS), elem_id="lab-cells",
                              label="Cells (the last two: the same LSTM without its forget gate, or with forget bias 0)")
-    text = gr.File(label="Close the quote: a text file (optional; Tiny Shakespeare otherwise)", file_types=[".txt", ".md"],
-                   elem_id="lab-text")
-    with gr.Row():
+    with gr.Row():  # the buttons in the first screen, the optional text file after them
         start = gr.Button("Start", variant="primary", elem_id="lab-start")
         sweep = gr.Button(f"Sweep T = {', '.join(map(str, SWEEP_LENGTHS))} (the minutes shared)", elem_id="lab-sweep")
         cancel = gr.Button("Cancel", elem_id="lab-cancel")
+    text = gr.File(label="Close the quote: a text file (optional; Tiny Shakespeare otherwise)", file_types=[".txt", ".md"],
+                   elem_id="lab-text", height=110)
     status = gr.HTML(status_html(None), elem_id="lab-status")
     with gr.Row():
         with gr.Column(scale=2):

@@ -4,7 +4,9 @@ viewer's current view). A tab adds only its domain's inputs and outputs."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -12,7 +14,7 @@ from studio import analysis, viz
 from studio.domains.base import LoadedModel, View
 from studio.trace import QUANTITY_TITLES, Trace
 from studio.ui import inputs
-from studio.ui.common import clamp_int, notes_markdown, output_dir
+from studio.ui.common import OUTPUT_ROOT, clamp_int, notes_markdown, output_dir
 from studio.ui.experiments_panel import ExperimentsPanel, experiments_panel, wire_experiments
 from studio.ui.explain_panel import ExplainPanel, explain_panel, explanation
 from studio.ui.viewer import TraceViewer, trace_viewer, viewer_value
@@ -40,7 +42,9 @@ def model_header(models: dict[str, LoadedModel], problems: list[str], no_model_h
     # (loaded_or_error checks every name against the loaded models)
     dropdown = inputs.Dropdown(names, value=names[0], label="Model", elem_id=f"{prefix}-model" if prefix else None,
                            allow_custom_value=True)
-    info = gr.Markdown(describe(models[names[0]]))
+    # folded: a model's description runs to a dozen lines, and would push the tab's main button below the fold
+    with gr.Accordion("About this model", open=False):
+        info = gr.Markdown(describe(models[names[0]]))
     return dropdown, info
 
 
@@ -59,6 +63,49 @@ def loaded_or_error(models: dict[str, LoadedModel], name) -> LoadedModel:
     if not isinstance(name, str) or name not in models:
         raise gr.Error(f"Unknown model {name!r}; pick one from the list.")
     return models[name]
+
+
+# ---------------------------------------------------------------- a finished example at load
+def _files_exist(value) -> bool:
+    """Every output file a cached answer names is still there (outputs are pruned)."""
+    if isinstance(value, str):
+        return not value.startswith(str(OUTPUT_ROOT)) or Path(value).exists()
+    if isinstance(value, dict):
+        return all(_files_exist(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_files_exist(v) for v in value)
+    return True
+
+
+def example_on_load(button: gr.Button, handler, inputs: list, outputs: list) -> None:
+    """The page opens with a finished example: `handler` run with the inputs' first values when a
+    page loads, the answer kept per distinct values (one generation per model and settings for
+    every visitor), so the first screen shows gates, not an empty viewer. It runs after the page is
+    served (never delays it); a click on `button` before it is done cancels it, so it never
+    overwrites the user's own result; a failure leaves the outputs as they are, silently."""
+    answers: dict[str, tuple] = {}
+    lock = threading.Lock()
+
+    def first_example(*values):
+        key = repr(values)
+        with lock:
+            answer = answers.get(key)
+        if answer is None or not _files_exist(answer):
+            try:
+                answer = handler(*values)
+            except Exception:  # noqa: BLE001 (the user's own click says what is wrong)
+                return tuple(gr.skip() for _ in outputs)
+            with lock:
+                if len(answers) > 16:
+                    answers.clear()
+                answers[key] = answer
+        return answer
+
+    root = gr.context.Context.root_block
+    if root is None:  # a tab built outside a gr.Blocks (some tests): nothing to load into
+        return
+    shown = root.load(first_example, inputs, outputs, api_visibility="private", show_progress="minimal")
+    button.click(None, cancels=[shown], queue=False, api_visibility="private")
 
 
 # ---------------------------------------------------------------- views of a trace

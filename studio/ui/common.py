@@ -160,7 +160,7 @@ def _within_deadline(fn):
 
 def _quiet(method):
     """`method`, its gr.Error (a user's mistake, answered in words) kept out of the server log:
-    gradio prints a traceback for every gr.Error unless told not to."""
+    gradio prints a traceback for every gr.Error unless told not to; and shown until dismissed."""
 
     @functools.wraps(method)
     def run(*args, **kwargs):
@@ -168,6 +168,7 @@ def _quiet(method):
             return method(*args, **kwargs)
         except gr.Error as error:
             error.print_exception = False
+            error.duration = None  # the message stays until the user closes it (a fading one is easily missed)
             raise
 
     return run

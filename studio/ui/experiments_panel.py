@@ -61,21 +61,36 @@ class ExperimentsPanel:
     compare_viewer: TraceViewer
 
 
+_feature_names: dict[tuple[str, int], list[str]] = {}  # (domain, id of its first model) -> names
+
+
 def feature_names(domain, models: dict) -> list[str]:
-    """The domain's feature tracks (those that need a scored read included, where the first model gives them)."""
-    sequence, _ = domain.example()
+    """The domain's feature tracks (those that need a scored read included, where the first model
+    gives them). Remembered: a domain's example may take seconds the first time (speech imports
+    librosa for its mel), so the page is built without them and they fill the list when the panel
+    opens (app.py works them out in the background after the page is served)."""
     loaded = next(iter(models.values()), None)
-    try:
-        scored = domain.score(loaded, sequence) if loaded is not None else None
-    except ValueError:
-        scored = None
-    return list(domain.features(scored.sequence if scored is not None and scored.sequence is not None else sequence, scored))
+    key = (domain.NAME, id(loaded))
+    if key not in _feature_names:
+        sequence, _ = domain.example()
+        try:
+            scored = domain.score(loaded, sequence) if loaded is not None else None
+        except ValueError:
+            scored = None
+        _feature_names[key] = list(domain.features(
+            scored.sequence if scored is not None and scored.sequence is not None else sequence, scored))
+    return _feature_names[key]
+
+
+def known_feature_names(domain, models: dict) -> list[str]:
+    """feature_names if already worked out, else [] (never slow)."""
+    return _feature_names.get((domain.NAME, id(next(iter(models.values()), None))), [])
 
 
 def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> ExperimentsPanel:
     first = next(iter(models.values()), None)
     with gr.Accordion("Experiment on units: probe, pattern match, intervene, compare", open=False,
-                      elem_id=f"{prefix}-experiments"):
+                      elem_id=f"{prefix}-experiments") as accordion:
         with gr.Row():
             refs = reference.choices(domain, first)
             reference_choice = inputs.Radio(refs, value=refs[0][1], label="Reference for the probe and the pattern match",
@@ -84,7 +99,7 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
             limit = inputs.Number(100_000, label="Read at most (steps)", precision=0, scale=1)
         with gr.Tabs():
             with gr.Tab("Probe", elem_id=f"{prefix}-xp-probe-tab"):
-                names = feature_names(domain, models)
+                names = known_feature_names(domain, models)  # filled when the panel opens
                 with gr.Row():
                     feature = inputs.Dropdown(names, value=names[0] if names else None,
                                               allow_custom_value=member(domain, "custom_feature") is not None,
@@ -112,6 +127,12 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                 compare_viewer = trace_viewer(f"{prefix}-compare", link=viewer_id)
         results = gr.HTML(None, html_template='<div class="xp-root"></div>', css_template=PANEL_CSS, js_on_load=PANEL_JS,
                           elem_id=f"{prefix}-xp-results", viewer_id=viewer_id, apply_default_css=False)
+
+    def fill_features(chosen):
+        names = feature_names(domain, models)
+        return gr.update(choices=names, value=chosen if chosen else (names[0] if names else None))
+
+    accordion.expand(fill_features, feature, feature, api_visibility="private")
     return ExperimentsPanel(results, reference_choice, upload, limit, feature, probe, steps, layer, quantity, threshold, match,
                             units, action, value, from_step, intervene, model_b, compare, compare_viewer)
 

@@ -15,12 +15,13 @@ import gradio as gr
 import pandas as pd
 
 from studio import domains, jobs, user_models
-from studio.ui import inputs
+from studio.ui import inputs, train_advice
 from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
 MY_UPLOADS = "(my uploaded files)"
 SAMPLES_SHOWN = 4  # the latest samples from the current weights, newest first
+MIN_MINUTES = 0.05  # studio.jobs refuses less
 PRESET_LABELS = [(f"{name} ({layers} × {hidden})", name) for name, (hidden, layers, _) in jobs.PRESETS.items()]
 
 
@@ -45,6 +46,8 @@ def status_html(status: dict | None) -> str:
     state = status["status"]
     if state == "queued":
         text = f"Waiting: number {status['position']} in line (one training runs at a time on this server)."
+    elif state == "running" and not status.get("steps"):
+        text = "Starting: reading the data and building the model…"
     elif state == "running":
         steps, eta = status.get("steps") or 0, status.get("eta_seconds")
         speed = f" · {status['tokens_per_s']:,.0f} tokens/s" if status.get("tokens_per_s") else ""
@@ -56,14 +59,23 @@ def status_html(status: dict | None) -> str:
     return f'<div class="train-status" data-status="{state}" data-step="{status.get("step", 0)}">{text}</div>'
 
 
-def loss_frame(status: dict | None) -> pd.DataFrame:
+def loss_frame(status: dict | None) -> pd.DataFrame | None:
+    """The loss points as the plot reads them, None before the first (a plot given an empty frame
+    first draws its later lines with no stroke)."""
     rows = []
     for point in (status or {}).get("progress", []):
         rows.append({"step": point["step"], "loss": point["loss"], "kind": "train"})
         if "val" in point:
             rows.append({"step": point["step"], "loss": point["val"], "kind": "validation"})
+    if not rows:
+        return None
     frame = pd.DataFrame(rows, columns=["step", "loss", "kind"])
     return frame.astype({"step": int, "loss": float})  # numbers, or the plot treats them as categories
+
+
+def captioned(pictures: list[str]) -> list[tuple[str, str]]:
+    """(picture, "after step N") for the gallery (the step is in the file's name: learn-007-step25.png)."""
+    return [(picture, f"after step {Path(picture).stem.rpartition('step')[2]}") for picture in pictures]
 
 
 def samples_markdown(status: dict | None) -> str:
@@ -82,14 +94,29 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     first = domains.ALL[0]
     gr.Markdown(
         "Train a model of any tab on your own data, or fine-tune a shipped one, and watch it learn. "
-        f"Uploads: up to {jobs.MAX_UPLOAD_MB:g} MB; up to {jobs.MAX_MINUTES:g} minutes per training; one training at a "
-        "time on this server (others wait in line), with one thread at a lower priority so that generation stays quick. "
-        f"Models are saved in `{jobs.USER_MODELS_DIR}` (set `LSTM_STUDIO_USER_MODELS` to move it) and appear in their tab.")
+        f"Uploads up to {jobs.MAX_UPLOAD_MB:g} MB; one training at a time on this server (others wait in line), on one "
+        f"thread at a lower priority; models are saved in `{jobs.USER_MODELS_DIR}` and appear in their tab.")
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
+            # what a first run needs, and its button, in the first screen; the rest below
             domain = inputs.Radio([(d.TITLE, d.NAME) for d in domains.ALL], value=first.NAME, label="Domain",
                                   elem_id="train-domain")
-            files = gr.File(file_count="multiple", label=upload_label(first), elem_id="train-files")
+            files = gr.File(file_count="multiple", label=upload_label(first), elem_id="train-files", height=110)
+            with gr.Row():
+                corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
+                minutes = inputs.Number(5, label=f"Minutes ({MIN_MINUTES:g} to {jobs.MAX_MINUTES:g})",
+                                        minimum=MIN_MINUTES, maximum=jobs.MAX_MINUTES, elem_id="train-minutes")
+            with gr.Row():
+                start = gr.Button("Train", variant="primary", elem_id="train-start")
+                cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
+            # on a shared server a trained model is listed only in the browser that trained it until published
+            publish = gr.Button("Publish the trained model to every visitor", size="sm", elem_id="train-publish",
+                                visible=users is not None and users.shared)
+            advice = gr.Markdown(train_advice.estimate("medium", 5, 0, False), elem_id="train-estimate")
+            name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
+            preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
+            base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
+            made_note = gr.Markdown(elem_id="train-made")
             with gr.Group(visible=first.TRAINING.drawn is not None) as drawing:
                 pad = drawing_pad("train-pad")
                 add_drawing = gr.Button("Add this drawing (with its text) to the data", elem_id="train-add-drawing")
@@ -98,27 +125,18 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                                       elem_id="train-microphone")
                 transcript = gr.Textbox(label="What the recording says", elem_id="train-transcript")
                 add_recording = gr.Button("Add this recording (with its transcript) to the data", elem_id="train-add-recording")
-            made_note = gr.Markdown(elem_id="train-made")
-            corpus = inputs.Dropdown(corpora(first, data_dir), value=MY_UPLOADS, label="Or a shipped corpus")
-            name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
-            preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
-            minutes = inputs.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
-            base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
-            with gr.Row():
-                start = gr.Button("Train", variant="primary", elem_id="train-start")
-                cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
-            # on a shared server a trained model is listed only in the browser that trained it until published
-            publish = gr.Button("Publish the trained model to every visitor", size="sm", elem_id="train-publish",
-                                visible=users is not None and users.shared)
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
-            plot = gr.LinePlot(loss_frame(None), x="step", y="loss", color="kind", title="Loss (training and validation)",
+            verdict = gr.Markdown(elem_id="train-verdict")
+            plot = gr.LinePlot(None, x="step", y="loss", color="kind", title="Loss (training and validation)",
                                elem_id="train-loss", height=260)
-            gallery = gr.Gallery(label="Watch it learn: the same prompt's gates at each checkpoint", columns=3,
-                                 height=260, elem_id="train-gallery")
+            # whole pictures (contain, not the default crop), two a row, each captioned with its step
+            gallery = gr.Gallery(label="Watch it learn: the same prompt's gates at each checkpoint", columns=2,
+                                 height="auto", object_fit="contain", elem_id="train-gallery")
             samples = gr.Markdown(elem_id="train-samples")
             download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
     job = gr.State()
+    job_data = gr.State([])  # the files the running job learns from (for the verdict)
     made = gr.State([])  # files made in the page (drawings, recordings) for the chosen domain
     incoming = gr.State({})  # {domain name: [paths]} handed over by another tab, shown when that domain is picked
     timer = gr.Timer(1.0, active=False)
@@ -152,6 +170,16 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     def on_recording(chosen, before, audio, said):
         return added(chosen, before or [], lambda training, folder: training.recorded(audio, said, folder))
 
+    def data_paths(uploads, in_page, shipped) -> list[str]:
+        given = [getattr(f, "name", f) for f in uploads or []] + list(in_page or [])
+        if shipped and shipped != MY_UPLOADS and data_dir is not None:
+            given.append(str(data_dir / shipped))
+        return given
+
+    def on_plan(uploads, in_page, shipped, size, budget, start_from):
+        return train_advice.estimate(size, budget, train_advice.data_bytes(data_paths(uploads, in_page, shipped)),
+                                     start_from != FROM_SCRATCH)
+
     def on_start(chosen, uploads, in_page, shipped, model_name, size, budget, start_from):
         given = [getattr(f, "name", f) for f in uploads or []] + list(in_page or [])
         request = jobs.TrainRequest(chosen, given, model_name, size, budget,
@@ -160,12 +188,13 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         try:
             submitted = trainer.submit(request)
         except ValueError as error:
-            return None, status_html({"status": "failed", "message": str(error)}), gr.Timer(active=False)
-        return submitted.id, status_html(trainer.status(submitted.id)), gr.Timer(active=True)
+            return None, status_html({"status": "failed", "message": str(error)}), gr.Timer(active=False), [], ""
+        return (submitted.id, status_html(trainer.status(submitted.id)), gr.Timer(active=True),
+                data_paths(uploads, in_page, shipped), "")
 
-    def on_tick(job_id):
+    def on_tick(job_id, paths):
         if not job_id:
-            return (gr.skip(),) * 5 + (gr.Timer(active=False),) + (gr.skip(),) * len(targets)
+            return (gr.skip(),) * 5 + (gr.Timer(active=False), gr.skip()) + (gr.skip(),) * len(targets)
         found = trainer.status(job_id)
         finished = found["status"] not in ("queued", "running")
         trained = jobs.trainable(found["domain"])
@@ -173,8 +202,10 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         if finished and trained in modules and found["name"] in loaded[trained]:
             k = modules.index(trained)
             lists[k] = gr.update(choices=own_choices(listed[k], loaded[trained]))
-        return (status_html(found), loss_frame(found), found["pictures"], samples_markdown(found),
-                found["files"] or None, gr.Timer(active=not finished), *lists)
+        frame = loss_frame(found)
+        said = train_advice.verdict(found, paths) if found["status"] in ("done", "cancelled") else gr.skip()
+        return (status_html(found), gr.skip() if frame is None else frame, captioned(found["pictures"]), samples_markdown(found),
+                found["files"] or None, gr.Timer(active=not finished), said, *lists)
 
     def on_cancel(job_id):
         return status_html(trainer.cancel(job_id)) if job_id else gr.skip()
@@ -183,8 +214,14 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     domain.change(on_domain, [domain, incoming], [corpus, base, files, drawing, recording, made, made_note], **private)
     add_drawing.click(on_drawing, [domain, made, pad], [made, made_note], **private)
     add_recording.click(on_recording, [domain, made, microphone, transcript], [made, made_note], **private)
-    start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer], **private)
-    timer.tick(on_tick, job, [status, plot, gallery, samples, download, timer, *targets], **private)
+    plan = [files, made, corpus, preset, minutes, base]
+    for control in plan:
+        control.change(on_plan, plan, advice, **private)
+    start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer, job_data, verdict],
+                **private)
+    # no progress overlay of gradio's own: a tick each second would flicker its timer over the status
+    timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets],
+               show_progress="hidden", **private)
     cancel.click(on_cancel, job, status, **private)
 
     def on_publish(job_id):

@@ -220,7 +220,7 @@ function unitLegend() {
   const [lo, hi] = range(st.quantity), table = lut(st.quantity);
   const stops = [0, 64, 128, 192, 255].map((k) => `${css(table[k])} ${k / 2.55}%`).join(',');
   const lines = ['i', 'f', 'o', 'g', 'tanh_c', 'h'].map((n) =>
-    `<span style="color:${LINE_COLORS[n]}">━ ${TITLES[n]}</span>`).join(' ');
+    `<span><span style="color:${LINE_COLORS[n]}" aria-hidden="true">━</span> ${TITLES[n]}</span>`).join(' ');  // words in the text colour: AA contrast
   return `<span class="lv-bar-scale" style="background:linear-gradient(to right,${stops})"></span>` +
     ` ${TITLES[st.quantity]}: ${lo.toFixed(2)} … ${hi.toFixed(2)} &nbsp;·&nbsp; ` +
     `lines: ${st.data.layers[st.layer].name}, unit ${st.unit}: ${lines}`;
@@ -414,7 +414,7 @@ function drawSaturation() {
     const [ux, uy] = satXY(k, gates[1][st.unit]);  // the chosen unit's forget gate, ringed
     ctx.strokeStyle = '#000'; ctx.beginPath(); ctx.arc(ux, uy, 5, 0, 2 * Math.PI); ctx.stroke();
   });
-  $('.lv-sat-legend').innerHTML = ['i', 'f', 'o'].map((n) => `<span style="color:${LINE_COLORS[n]}">■ ${TITLES[n]}</span>`).join(' ') +
+  $('.lv-sat-legend').innerHTML = ['i', 'f', 'o'].map((n) => `<span><span style="color:${LINE_COLORS[n]}" aria-hidden="true">■</span> ${TITLES[n]}</span>`).join(' ') +
     ' — gate saturation per unit (Karpathy et al. 2015); ringed: the chosen unit\'s forget gate';
 }
 function saturationUnitAt(x, y) {

@@ -49,7 +49,7 @@ TEMPLATE = """
   <div class="lv-status"></div>
   <canvas class="lv-lines"></canvas>
   <div class="lv-heat-wrap"><canvas class="lv-heat"></canvas><canvas class="lv-overlay"></canvas></div>
-  <input class="lv-scroll" type="range" min="0" max="0" value="0" step="1">
+  <input class="lv-scroll" type="range" min="0" max="0" value="0" step="1" aria-label="Scroll through the steps">
   <div class="lv-legend"></div>
   <canvas class="lv-strip"></canvas>
   <canvas class="lv-pen"></canvas>

@@ -63,16 +63,20 @@ def create_tab(models: dict, problems: list[str]):
                 return None  # no model: the header says how to train one
             model_name, model_info = header
             text_box = gr.Textbox(label=f"Text to write (up to {MAX_TEXT} characters)", value="hello world", lines=2)
+            button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")  # in the first screen
             bias = inputs.Slider(0, 4, value=0.5, step=0.1, label="Bias (0 = wild, higher = neater)")
             seed = inputs.Number(0, label="Seed", precision=0, elem_id="handwriting-seed")
             style = inputs.Radio(STYLES, value="none", label="Style (priming)")
-            style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath")
-            style_text = gr.Textbox(label="What the style sample says (overrides the file's transcript)",
-                                    elem_id="handwriting-style-text")
-            with gr.Accordion("Drawing pad: write a word in your hand, type it below; it becomes the style", open=True):
+            with gr.Accordion("Drawing pad: write a word in your hand, type it below; it becomes the style", open=True,
+                              elem_id="handwriting-pad-box"):
                 pad = drawing_pad("handwriting-pad")
+            # a style's own inputs show only when it is chosen, under the pad (which stays: writing on it picks it,
+            # and nothing above it may move while one writes)
+            style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath",
+                                 visible=False, elem_id="handwriting-style-file")
+            style_text = gr.Textbox(label="What the style sample says (overrides the file's transcript)",
+                                    elem_id="handwriting-style-text", visible=False)
             points = inputs.Number(600, label="Free-scribble points (prediction models)", precision=0)
-            button = gr.Button("Write", variant="primary", elem_id="handwriting-generate")
             svg_file, png_file = blocks.downloads("SVG", "PNG")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="handwriting-notes")
@@ -106,12 +110,13 @@ def create_tab(models: dict, problems: list[str]):
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)
     pad.change(lambda value: STYLES[3] if isinstance(value, dict) and value.get("strokes") else gr.update(),
                pad, style, api_visibility="private", queue=False, show_progress="hidden")
-    generated = button.click(
-        on_generate,
-        [model_name, text_box, bias, seed, style, style_file, points, style_text, pad],
-        [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, generation_state],
-        api_name="generate_handwriting",
-    )
+    style.change(lambda chosen: (gr.update(visible=chosen == STYLES[2]), gr.update(visible=chosen in (STYLES[2], STYLES[3]))),
+                 style, [style_file, style_text], api_visibility="private", queue=False, show_progress="hidden")
+    style_file.upload(lambda: STYLES[2], None, style, api_visibility="private", queue=False, show_progress="hidden")
+    generate_inputs = [model_name, text_box, bias, seed, style, style_file, points, style_text, pad]
+    generate_outputs = [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, generation_state]
+    generated = button.click(on_generate, generate_inputs, generate_outputs, api_name="generate_handwriting")
+    blocks.example_on_load(button, on_generate, generate_inputs, generate_outputs)
     blocks.wire_panel(panel, generation_state, hw, models)
     keep_bar.wire(keep, generated, generation_state, hw, models)
     return model_name

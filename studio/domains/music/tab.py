@@ -52,10 +52,14 @@ def create_tab(models: dict, problems: list[str]):
                 return  # no model: the header says how to train one
             model_name, model_info = header
             source = inputs.Radio(SOURCES, value=SOURCES[0], label="Start from")
-            upload = gr.File(label="Primer file (MIDI, MusicXML, ABC, kern)", file_types=PRIMER_TYPES, type="filepath")
-            chorale = inputs.Dropdown(CORPUS_CHORALES, value=CORPUS_CHORALES[0],
+            # only the inputs of the chosen source show (an upload picks "an uploaded file" itself)
+            upload = gr.File(label="Primer file (MIDI, MusicXML, ABC, kern)", file_types=PRIMER_TYPES, type="filepath",
+                             visible=False, elem_id="music-upload")
+            chorale = inputs.Dropdown(CORPUS_CHORALES, value=CORPUS_CHORALES[0], visible=False, elem_id="music-chorale",
                                   label="Chorale (music21 corpus; none of these is a JSB test piece)")
-            primer_bars = inputs.Number(4, label=f"Primer bars to keep (1 to {MAX_PRIMER_BARS})", precision=0)
+            primer_bars = inputs.Number(4, label=f"Primer bars to keep (1 to {MAX_PRIMER_BARS})", precision=0,
+                                        visible=False, elem_id="music-primer-bars")
+            generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
             # Numbers, not Sliders: any value typed or sent to the API is clamped with a note
             bars = inputs.Number(8, label=f"Bars to generate (1 to {MAX_BARS})", precision=0)
             temperature = inputs.Slider(0, 2, value=1.0, step=0.05, label="Temperature (0 = greedy)")
@@ -63,7 +67,6 @@ def create_tab(models: dict, problems: list[str]):
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="music-seed")
                 tempo = inputs.Number(0, label="Tempo (quarter notes per minute; 0 = the primer's, else 80)")
-            generate_button = gr.Button("Compose", variant="primary", elem_id="music-generate")
             (download_midi,) = blocks.downloads("MIDI (.mid)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
@@ -101,12 +104,17 @@ def create_tab(models: dict, problems: list[str]):
                 str(files["midi"]), generation)
 
     blocks.follow_model(model_name, model_info, models)
-    generated = generate_button.click(
-        on_generate,
-        [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo],
-        [notes, audio, *panel.outputs, panel.selection, download_midi, generation_state],
-        api_name="generate_music",
-    )
+    def on_source(chosen):
+        return (gr.update(visible=chosen == SOURCES[1]), gr.update(visible=chosen == SOURCES[2]),
+                gr.update(visible=chosen != SOURCES[0]))
+
+    private = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    source.change(on_source, source, [upload, chorale, primer_bars], **private)
+    upload.upload(lambda: SOURCES[1], None, source, **private)
+    generate_inputs = [model_name, source, upload, chorale, primer_bars, bars, temperature, top_k, seed, tempo]
+    generate_outputs = [notes, audio, *panel.outputs, panel.selection, download_midi, generation_state]
+    generated = generate_button.click(on_generate, generate_inputs, generate_outputs, api_name="generate_music")
+    blocks.example_on_load(generate_button, on_generate, generate_inputs, generate_outputs)
     blocks.wire_panel(panel, generation_state, music, models)
     keep_bar.wire(keep, generated, generation_state, music, models)
     return model_name

@@ -36,9 +36,12 @@ def create_tab(models: dict, problems: list[str]):
     """models: {name: LoadedModel} loaded once by app.py (text-to-mel and frame LSTMs together; a model
     the Train tab adds later is found in it). Returns the text-to-mel model list (None without one)."""
     gr.Markdown(INTRO)
-    model_name = _text_to_speech(models, problems)
-    gr.Markdown("### Your recording: its features, and the frame LSTM's continuation")
-    _recording({n: m for n, m in models.items() if m.card["kind"] == FRAME_KIND})
+    # two tasks, two sub-tabs: continuing a recording is found without scrolling past a synthesis
+    with gr.Tabs():
+        with gr.Tab("Speak a text", elem_id="speech-speak-tab"):
+            model_name = _text_to_speech(models, problems)
+        with gr.Tab("Your recording: features and continuation", elem_id="speech-recording-tab"):
+            _recording({n: m for n, m in models.items() if m.card["kind"] == FRAME_KIND})
     return model_name
 
 
@@ -52,11 +55,11 @@ def _text_to_speech(every: dict, problems: list[str]):
             first = models[model_name.value]
             text_box = gr.Textbox(label=f"Text (up to {MAX_TEXT} characters)", lines=3, value=EXAMPLE_TEXTS[0],
                                   elem_id="speech-text")
+            speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")  # in the first screen
             gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_box])
             voice = inputs.Dropdown([(v, k) for k, v in enumerate(first.codec.voices)], value=0,
                                 label="Voice (espeak-ng voice it imitates)")
             seed = inputs.Number(0, label="Seed (prenet dropout)", precision=0, elem_id="speech-seed")
-            speak = gr.Button("Speak", variant="primary", elem_id="speech-generate")
             # the audio's own download is the player's (a second copy would be a second file per answer)
             (download_features,) = blocks.downloads("Features (.npz: log-mel, alignment)")
         with gr.Column(scale=3):
@@ -88,9 +91,10 @@ def _text_to_speech(every: dict, problems: list[str]):
                 str(files["features"]), generation)
 
     blocks.follow_model(model_name, model_info, every)
-    spoken = speak.click(on_speak, [model_name, text_box, voice, seed],
-                [notes, audio, *panel.outputs, panel.selection, alignment, download_features, generation_state],
-                api_name="generate_speech")
+    speak_inputs = [model_name, text_box, voice, seed]
+    speak_outputs = [notes, audio, *panel.outputs, panel.selection, alignment, download_features, generation_state]
+    spoken = speak.click(on_speak, speak_inputs, speak_outputs, api_name="generate_speech")
+    blocks.example_on_load(speak, on_speak, speak_inputs, speak_outputs)
     blocks.wire_panel(panel, generation_state, speech, every)
     keep_bar.wire(keep, spoken, generation_state, speech, every)
     return model_name

@@ -28,6 +28,8 @@ def create_tab(models: dict, problems: list[str]):
                 return
             model_name, model_info = header
             prompt = gr.Textbox(label="Prompt (primes the state; empty starts fresh)", lines=4, value=EXAMPLE_PROMPTS[0])
+            # the main button first, in the first screen; the settings after it
+            generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
             # a Number, not a Slider: any value typed or sent to the API is clamped with a note
             length = inputs.Number(400, label=f"Length (characters, 1 to {MAX_LENGTH:,})", precision=0)
@@ -36,7 +38,6 @@ def create_tab(models: dict, problems: list[str]):
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
                 top_p = inputs.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
-            generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             (download_text,) = blocks.downloads("Text (.txt)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
@@ -78,12 +79,10 @@ def create_tab(models: dict, problems: list[str]):
 
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
-    generated = generate_button.click(
-        on_generate,
-        [model_name, prompt, length, temperature, top_k, top_p, seed],
-        [notes, *panel.outputs, panel.selection, download_text, generation_state],
-        api_name="generate_text",
-    )
+    generate_inputs = [model_name, prompt, length, temperature, top_k, top_p, seed]
+    generate_outputs = [notes, *panel.outputs, panel.selection, download_text, generation_state]
+    generated = generate_button.click(on_generate, generate_inputs, generate_outputs, api_name="generate_text")
+    blocks.example_on_load(generate_button, on_generate, generate_inputs, generate_outputs)
     blocks.wire_panel(panel, generation_state, text, models)
     keep_bar.wire(keep, generated, generation_state, text, models)
     return model_name
