@@ -1,8 +1,9 @@
-"""Command line: python -m studio {train,generate,eval,trace,explain,probe,intervene,compare} DOMAIN.
+"""Command line: python -m studio {train,generate,eval,trace,explain,probe,intervene,compare,onnx} DOMAIN.
 
 Every domain of studio.domains.ALL gets each command. `trace` (teacher-force a file, keep the
 gates), `explain` (why a step came out), `probe` (which units track a feature), `intervene`
-(switch units off, compare) and `compare` (CKA between layers or models) need only the contract and
+(switch units off, compare), `compare` (CKA between layers or models) and `onnx` (export a sampling
+step, studio.onnx_export) need only the contract and
 are the same for all (studio.cli_common, studio.cli_experiments); train, generate and eval are the
 domain's cli.py. `library` (kept generations) and `lab` (RNN, GRU and LSTM side by side) are not per
 domain: python -m studio library -h, python -m studio lab -h."""
@@ -16,10 +17,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from studio import cli_common, cli_experiments
+from studio import cli_common, cli_experiments, onnx_export
 from studio.domains import ALL
 
-COMMANDS = ("train", "generate", "eval", "trace", "explain", "probe", "intervene", "compare")
+COMMANDS = ("train", "generate", "eval", "trace", "explain", "probe", "intervene", "compare", "onnx")
 # commands that need only the contract, the same for every domain: where their flags are added
 SHARED = {
     "trace": cli_common.add_trace_command,
@@ -27,6 +28,7 @@ SHARED = {
     "probe": cli_experiments.add_probe_command,
     "intervene": cli_experiments.add_intervene_command,
     "compare": cli_experiments.add_compare_command,
+    "onnx": onnx_export.add_command,
 }
 
 
