@@ -48,6 +48,10 @@ def main(argv=None) -> int:
         from studio.library import cli as library_cli
 
         return library_cli.main(argv[1:])
+    if argv[:1] == ["import"]:  # a Keras or PyTorch model opened as a studio model
+        from studio import importer
+
+        return importer.main(argv[1:])
     if argv[:1] == ["lab"]:  # the "Why LSTM" lab: RNN, GRU and LSTM side by side
         from studio.lab import cli as lab_cli
 
@@ -57,6 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see library -h)")
+    commands.add_parser("import", allow_abbrev=False, help="open a Keras or PyTorch LSTM as a studio model (see import -h)")
     commands.add_parser("lab", allow_abbrev=False, help="the 'Why LSTM' lab: RNN, GRU and LSTM trained side by side (see lab -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)

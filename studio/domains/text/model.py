@@ -25,6 +25,7 @@ class TextModelConfig:
     hidden_size: int = 384  # LSTM units per layer
     num_layers: int = 2
     dropout: float = 0.2  # between layers and before the head, training only
+    hard_sigmoid: tuple[float, float] | None = None  # the gates' hard sigmoid (a Keras model's): studio.lstm.LSTMConfig
 
 
 class TextModel(nn.Module):
@@ -32,7 +33,8 @@ class TextModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_size)
-        self.core = LSTMCore(LSTMConfig(config.embed_size, config.hidden_size, config.num_layers, config.dropout))
+        hard = tuple(config.hard_sigmoid) if config.hard_sigmoid else None  # a card's JSON gives a list
+        self.core = LSTMCore(LSTMConfig(config.embed_size, config.hidden_size, config.num_layers, config.dropout, hard))
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
@@ -81,6 +83,39 @@ def extend_vocabulary(model: TextModel, codec: TextCodec, chars) -> tuple[TextMo
     return grown.train(model.training), extended
 
 
+@torch.no_grad()
+def from_network(network, vocabulary: list[str], tokens: str = "chars") -> tuple[TextModel, TextCodec, dict]:
+    """(model, codec, card fields) of a network read from a Keras or PyTorch file (studio.importer.Network):
+    a one-hot input becomes an identity embedding (a one-hot row times W_ih is W_ih's column exactly).
+    ValueError in one sentence for what this domain cannot hold."""
+    if tokens != "chars":
+        raise ValueError("Word vocabularies are not supported yet; give a character vocabulary.")
+    size = len(vocabulary)
+    embedding = network.embedding if network.embedding is not None else torch.eye(size).numpy()
+    config = TextModelConfig(size, embedding.shape[1], network.hidden_size, len(network.layers), 0.0, network.hard_sigmoid)
+    model = TextModel(config).eval()
+    model.embed.weight.copy_(torch.as_tensor(embedding))
+    for layer, (w_ih, w_hh, bias) in zip(model.core.layers, network.layers, strict=True):
+        layer.weight_ih_l0.copy_(torch.as_tensor(w_ih))
+        layer.weight_hh_l0.copy_(torch.as_tensor(w_hh))
+        layer.bias_ih_l0.copy_(torch.as_tensor(bias))
+        layer.bias_hh_l0.zero_()
+    model.head.weight.copy_(torch.as_tensor(network.head_weight))
+    model.head.bias.copy_(torch.as_tensor(network.head_bias))
+    codec = TextCodec("".join(vocabulary))
+    source = network.source
+    origin = f"{source.get('file', 'a file')} ({source.get('format')}"
+    origin += f", Keras {source['keras_version']})" if source.get("keras_version") else ")"
+    card = {
+        "description": (f"Imported from {origin}: {'one-hot' if network.embedding is None else 'embedding'} input -> "
+                        f"{config.num_layers}-layer LSTM with {config.hidden_size} units -> softmax over {size} characters."),
+        "data": {"source": f"imported from {source.get('file', 'a file')}", "licence": "unknown (the user's own model)"},
+        "imported": dict(source, vocabulary_size=size, tokens=tokens, input="one-hot" if network.embedding is None else "embedding"),
+        "training": {"window": network.window} if network.window else {},
+    }
+    return model, codec, card
+
+
 def load(stem, device="cpu") -> LoadedModel:
     tensors, card = checkpoint.load(stem, domain=NAME)
     try:
@@ -99,8 +134,9 @@ def load(stem, device="cpu") -> LoadedModel:
 
 def make_card(model: TextModel, codec: TextCodec, **fields) -> dict:
     c = model.config
-    description = (f"Character-level LSTM (char-rnn). Embedding {c.embed_size} -> {c.num_layers}-layer LSTM with "
-                   f"{c.hidden_size} units -> softmax over {c.vocab_size} characters.")
+    description = fields.pop("description", None) or (
+        f"Character-level LSTM (char-rnn). Embedding {c.embed_size} -> {c.num_layers}-layer LSTM with "
+        f"{c.hidden_size} units -> softmax over {c.vocab_size} characters.")
     return checkpoint.make_card(NAME, KIND, model, codec.card(), description, **fields)
 
 

@@ -1,0 +1,156 @@
+"""Opening models made elsewhere (studio.importer): real Keras 3 models (on its torch backend) and
+PyTorch modules are built, saved in their own formats and imported; the studio's next-token
+distribution equals the framework's own on windows of the training length, and the trace's h of
+every layer over a 1,000-step sequence equals the framework's LSTM outputs (return_sequences=True),
+both within 1e-5. Bad files are refused in one sentence."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported: no TensorFlow here
+
+import numpy as np
+import pytest
+import torch
+
+from studio import importer
+from studio.domains import by_name
+
+keras = pytest.importorskip("keras")
+
+TEXT = "the quick brown fox jumps over the lazy dog\nand the cat sat on the mat\n" * 30
+CHARS = sorted(set(TEXT))
+WINDOW, HIDDEN = 12, 16
+TOL = 1e-5
+
+
+def keras_model(embedding: bool, layers: int, recurrent="sigmoid", seed=0):
+    keras.utils.set_random_seed(seed)
+    v = len(CHARS)
+    stack = [keras.Input((WINDOW,)), keras.layers.Embedding(v, 8)] if embedding else [keras.Input((WINDOW, v))]
+    for k in range(layers):
+        stack.append(keras.layers.LSTM(HIDDEN, return_sequences=k < layers - 1, recurrent_activation=recurrent))
+        stack.append(keras.layers.Dropout(0.1))
+    stack.append(keras.layers.Dense(v, activation="softmax"))
+    model = keras.Sequential(stack)
+    # weights away from their initialisation (biases too), as after training
+    model.set_weights([w + np.random.default_rng(seed).normal(0, 0.3, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+def windows_of(text, count=5):
+    ids = np.array([CHARS.index(ch) for ch in text])
+    starts = np.random.default_rng(1).integers(0, len(ids) - WINDOW, count)
+    return np.stack([ids[s : s + WINDOW] for s in starts])
+
+
+def keras_input(ids, embedding):
+    return ids if embedding else np.eye(len(CHARS), dtype=np.float32)[ids]
+
+
+def twin_outputs(model, ids, embedding):
+    """Every LSTM layer's output sequence over `ids` (1, T): a twin of `model` with return_sequences=True
+    everywhere and the same weights."""
+    v = len(CHARS)
+    inputs = keras.Input((ids.shape[1],) if embedding else (ids.shape[1], v))
+    x = inputs
+    outputs = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Embedding):
+            twin = keras.layers.Embedding(v, layer.output_dim)
+        elif isinstance(layer, keras.layers.LSTM):
+            twin = keras.layers.LSTM(layer.units, return_sequences=True, recurrent_activation=layer.recurrent_activation)
+        else:
+            continue
+        x = twin(x)
+        twin.set_weights(layer.get_weights())
+        if isinstance(layer, keras.layers.LSTM):
+            outputs.append(x)
+    return [np.asarray(o) for o in keras.Model(inputs, outputs).predict(keras_input(ids, embedding), verbose=0)]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "input.txt"
+    path.write_text(TEXT)
+    return path
+
+
+CASES = [  # (embedding, layers, recurrent activation, file suffix)
+    (False, 1, "sigmoid", ".keras"),
+    (True, 2, "sigmoid", ".keras"),
+    (False, 2, "hard_sigmoid", ".h5"),
+    (True, 1, "hard_sigmoid", ".keras"),
+]
+
+
+@pytest.mark.parametrize("embedding, layers, recurrent, suffix", CASES)
+def test_keras_model_opens_with_its_own_predictions(tmp_path, text_file, embedding, layers, recurrent, suffix):
+    model = keras_model(embedding, layers, recurrent)
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    stem = importer.import_file(by_name("text"), path, "keras", tmp_path / "opened", vocab_text=text_file)
+    domain = by_name("text")
+    loaded = domain.load(stem)
+    assert loaded.card["imported"]["sha256"] == importer.sha256(path)
+    assert loaded.card["training"]["window"] == WINDOW
+    ids = windows_of(TEXT)
+    expected = np.asarray(model.predict(keras_input(ids, embedding), verbose=0))  # (N, V) after the window
+    with torch.no_grad():
+        logits = loaded.model.trace(torch.as_tensor(ids))[0][:, -1]
+    assert np.abs(torch.softmax(logits, -1).numpy() - expected).max() < TOL
+    # the trace over 1,000 steps, every layer's h, against the twin's return_sequences outputs
+    long = np.array([CHARS.index(ch) for ch in TEXT[:1000]])[None]
+    twins = twin_outputs(model, long, embedding)
+    with torch.no_grad():
+        gates = loaded.model.trace(torch.as_tensor(long))[2]
+    assert len(gates) == layers
+    for k, twin in enumerate(twins):
+        assert np.abs(gates[k]["h"].numpy() - twin).max() < TOL, k
+    # the scored trace a user sees is the same path
+    scored = domain.score(loaded, TEXT[:200])
+    assert scored.trace.steps > 0
+
+
+class RunsCode:
+    """A pickle that would run a command when loaded (never loaded here: weights_only refuses it)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/studio-import-pwned",))
+
+
+def bad_files(tmp_path, text_file):
+    """{what: (file, format, vocab flags)} of files the import must refuse."""
+    keras.utils.set_random_seed(0)
+    gru = keras.Sequential([keras.Input((WINDOW, len(CHARS))), keras.layers.GRU(8), keras.layers.Dense(len(CHARS), activation="softmax")])
+    gru.save(tmp_path / "gru.keras")
+    good = keras_model(False, 1)
+    good.save(tmp_path / "good.keras")
+    data = (tmp_path / "good.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 2])
+    torch.save({"weight": torch.zeros(2), "payload": RunsCode()}, tmp_path / "code.pt")
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "short.json").write_text('["a", "b", "c"]')
+    vocab_text = ["--vocab-text", str(text_file)]
+    return {
+        "GRU": (tmp_path / "gru.keras", "keras", vocab_text, "GRU"),
+        "wrong vocabulary size": (tmp_path / "good.keras", "keras", ["--vocab", str(tmp_path / "short.json")], "3 tokens"),
+        "truncated zip": (tmp_path / "truncated.keras", "keras", vocab_text, "truncated"),
+        "pickle that runs code": (tmp_path / "code.pt", "torch", vocab_text, "will not do"),
+        "random binary (keras)": (tmp_path / "random.bin", "keras", vocab_text, "neither"),
+        "random binary (torch)": (tmp_path / "random.bin", "torch", vocab_text, "not a PyTorch file"),
+    }
+
+
+def test_bad_files_get_one_sentence_from_the_command_line(tmp_path, text_file, capsys):
+    from studio.__main__ import main
+
+    for what, (path, fmt, flags, words) in bad_files(tmp_path, text_file).items():
+        with pytest.raises(SystemExit) as exit_:
+            main(["import", "text", str(path), "--format", fmt, *flags, "--out", str(tmp_path / "out")])
+        message = str(exit_.value.code)
+        assert message.startswith("error: ") and "\n" not in message and "Traceback" not in message, (what, message)
+        assert words in message, (what, message)
+    assert not os.path.exists("/tmp/studio-import-pwned")
+    assert not (tmp_path / "out.json").exists()
