@@ -330,6 +330,8 @@ def torch_network(tensors: dict, file_name: str = "the file") -> Network:
              if k.endswith("weight") and v.ndim == 2 and v.shape[1] == hidden and k[: -len("weight")] + "bias" in others]
     embeddings = [k for k, v in others.items() if k.endswith("weight") and v.ndim == 2 and v.shape[1] == layers[0][0].shape[1]
                   and k[: -len("weight")] + "bias" not in others]
+    if not embeddings and len(heads) == 1 and others[heads[0] + "weight"].shape[1] == layers[0][0].shape[1]:
+        embeddings = [heads[0] + "weight"]  # tied weights saved under the decoder's name only (safetensors' save_model)
     if len(embeddings) != 1:
         raise ImportRefused(f"{file_name} has {len(embeddings) or 'no'} embedding tables of width {layers[0][0].shape[1]}; "
                             "the studio opens one Embedding feeding the LSTM.")

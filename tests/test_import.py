@@ -154,3 +154,63 @@ def test_bad_files_get_one_sentence_from_the_command_line(tmp_path, text_file, c
         assert words in message, (what, message)
     assert not os.path.exists("/tmp/studio-import-pwned")
     assert not (tmp_path / "out.json").exists()
+
+
+class RNNModel(torch.nn.Module):
+    """pytorch/examples word_language_model's layout: encoder Embedding, rnn LSTM, decoder Linear."""
+
+    def __init__(self, vocab, embed, hidden, layers, tie=False, batch_first=False):
+        super().__init__()
+        self.encoder = torch.nn.Embedding(vocab, embed)
+        self.rnn = torch.nn.LSTM(embed, hidden, layers, batch_first=batch_first)
+        self.decoder = torch.nn.Linear(hidden, vocab)
+        if tie:
+            self.decoder.weight = self.encoder.weight
+        self.batch_first = batch_first
+
+    def forward(self, ids):  # ids (T, B), or (B, T) with batch_first
+        out, _ = self.rnn(self.encoder(ids))
+        return self.decoder(out)
+
+
+@pytest.mark.parametrize("layers, tie, batch_first, suffix", [(2, False, False, ".pt"), (1, True, True, ".safetensors"),
+                                                            (2, True, False, ".pth")])
+def test_pytorch_state_dict_opens_with_its_own_outputs(tmp_path, text_file, layers, tie, batch_first, suffix):
+    torch.manual_seed(0)
+    v = len(CHARS)
+    model = RNNModel(v, HIDDEN if tie else 8, HIDDEN, layers, tie, batch_first).eval()
+    path = tmp_path / f"model{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_model
+
+        save_model(model, str(path))  # drops one name of a tied pair
+    else:
+        torch.save(model.state_dict(), path)
+    (tmp_path / "vocab.json").write_text(__import__("json").dumps(CHARS))
+    stem = importer.import_file(by_name("text"), path, "torch", tmp_path / "opened", vocab=tmp_path / "vocab.json")
+    loaded = by_name("text").load(stem)
+    ids = torch.as_tensor(np.array([CHARS.index(ch) for ch in TEXT[:1000]]))[None]
+    with torch.no_grad():
+        expected = model(ids if batch_first else ids.t())
+        expected = expected[0] if batch_first else expected[:, 0]
+        logits, _, gates = loaded.model.trace(ids)
+        assert (torch.softmax(logits[0], -1) - torch.softmax(expected, -1)).abs().max() < TOL
+        x = model.encoder(ids)
+        for k in range(layers):  # each layer's outputs from a one-layer twin with that layer's weights
+            twin = torch.nn.LSTM(x.shape[-1], HIDDEN, batch_first=True)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(twin, f"{name}_l0").copy_(getattr(model.rnn, f"{name}_l{k}"))
+            x, _ = twin(x)
+            assert (gates[k]["h"] - x).abs().max() < TOL, k
+
+
+def test_a_whole_pickled_module_is_refused_with_the_line_that_fixes_it(tmp_path, text_file):
+    model = RNNModel(len(CHARS), 8, HIDDEN, 1)
+    torch.save(model, tmp_path / "whole.pt")
+    with pytest.raises(importer.ImportRefused, match=r"torch.save\(model.state_dict\(\), 'model.pt'\)"):
+        importer.read(tmp_path / "whole.pt", "torch")
+    gru = {"encoder.weight": torch.zeros(len(CHARS), 8), "rnn.weight_ih_l0": torch.zeros(48, 8),
+           "rnn.weight_hh_l0": torch.zeros(48, 16), "decoder.weight": torch.zeros(len(CHARS), 16), "decoder.bias": torch.zeros(len(CHARS))}
+    torch.save(gru, tmp_path / "gru.pt")
+    with pytest.raises(importer.ImportRefused, match="GRU"):
+        importer.read(tmp_path / "gru.pt", "torch")
