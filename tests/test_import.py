@@ -214,3 +214,24 @@ def test_a_whole_pickled_module_is_refused_with_the_line_that_fixes_it(tmp_path,
     torch.save(gru, tmp_path / "gru.pt")
     with pytest.raises(importer.ImportRefused, match="GRU"):
         importer.read(tmp_path / "gru.pt", "torch")
+
+
+def test_a_word_model_opens_with_a_word_vocabulary(tmp_path, text_file):
+    """word_language_model's vocabulary: words in first-occurrence order, <eos> ending each line; the
+    trace's labels, "ask why"'s guesses and generation are words."""
+    words = importer.read_vocabulary(vocab_text=text_file, tokens="words")
+    assert words[:5] == ["the", "quick", "brown", "fox", "jumps"] and "<eos>" in words
+    torch.manual_seed(0)
+    model = RNNModel(len(words), 8, HIDDEN, 2).eval()
+    torch.save(model.state_dict(), tmp_path / "words.pt")
+    domain = by_name("text")
+    stem = importer.import_file(domain, tmp_path / "words.pt", "torch", tmp_path / "opened", vocab_text=text_file, tokens="words")
+    loaded = domain.load(stem)
+    assert loaded.codec.words and loaded.card["codec"] == {"words": words}
+    scored = domain.score(loaded, "the cat sat on the mat\nthe dog\n")
+    assert scored.trace.labels[:3] == ["the ", "cat ", "sat "] and scored.trace.labels[6] == "\n"
+    ids = torch.tensor([loaded.codec.encode("the cat sat on the mat\nthe dog\n")[0]])
+    with torch.no_grad():
+        assert (torch.tensor(scored.distributions["logits"]) - model(ids.t())[:, 0]).abs().max() < TOL
+    generation = domain.generate(loaded, domain.Settings(prompt="the cat", length=5))
+    assert len(generation.trace.labels) == 2 + 5 and all(label.endswith((" ", "\n")) for label in generation.trace.labels)

@@ -54,7 +54,7 @@ def clean_settings(settings: TextSettings, codec) -> tuple[list[int], bool, int,
                   " Type only characters of its corpus, or train (or fine-tune) a model on text that has them.")
         notes.append(f"Dropped characters this model never saw: {shown}.{advice}")
     if not ids:
-        start = "\n" if "\n" in codec.index else codec.chars[0]
+        start = next((token for token in ("\n", "<eos>") if token in codec.index), codec.tokens[0])
         ids = [codec.index[start]]
         notes.append("Empty prompt: started from a fresh state, as after a line break." if not prompt else "Nothing of the prompt was usable: started from a fresh state, as after a line break.")
     length = int(settings.length)
@@ -123,7 +123,7 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     if not traced:
         return Generation(result, None, {}, settings)
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
-    trace = Trace.from_steps(step_gates, codec.decode(prompt_ids) + text, **fields)
+    trace = Trace.from_steps(step_gates, codec.labels(list(prompt_ids) + list(out_ids)), **fields)
     logits_per_step = torch.cat(step_logits).float().cpu().numpy()
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
 
@@ -158,7 +158,7 @@ def _prime(loaded: LoadedModel, settings: TextSettings, stop_at: float | None) -
         prompt_ids = prompt_ids[-MAX_TRACED_PROMPT:]
     logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
     return _Row(settings, prompt_ids, fresh_start, length, notes, stop_at,
-                Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0], logits[0, -1], state,
+                Trace.from_sequence(gates, codec.labels(prompt_ids)), logits[0], logits[0, -1], state,
                 make_generator(settings.seed))
 
 
@@ -228,7 +228,7 @@ def _finish(loaded: LoadedModel, row: _Row) -> Generation:
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(row.prompt_ids), "shown_from": int(row.fresh_start)}
     layers = [{name: torch.cat([stacked[0][k][name][:, position] for stacked, position in row.pieces]).float().cpu().numpy()
                for name in GATE_NAMES} for k in range(len(row.prompt_trace.layers))]
-    stepped = Trace(layers, list(text), **fields)
+    stepped = Trace(layers, codec.labels(row.out_ids), **fields)
     trace = Trace.concat(Trace(row.prompt_trace.layers, row.prompt_trace.labels, **fields), stepped)
     step_logits = torch.cat([stacked[1][:, position] for stacked, position in row.pieces])
     logits_per_step = torch.cat([row.prompt_logits, step_logits]).float().cpu().numpy()

@@ -88,8 +88,6 @@ def from_network(network, vocabulary: list[str], tokens: str = "chars") -> tuple
     """(model, codec, card fields) of a network read from a Keras or PyTorch file (studio.importer.Network):
     a one-hot input becomes an identity embedding (a one-hot row times W_ih is W_ih's column exactly).
     ValueError in one sentence for what this domain cannot hold."""
-    if tokens != "chars":
-        raise ValueError("Word vocabularies are not supported yet; give a character vocabulary.")
     size = len(vocabulary)
     embedding = network.embedding if network.embedding is not None else torch.eye(size).numpy()
     config = TextModelConfig(size, embedding.shape[1], network.hidden_size, len(network.layers), 0.0, network.hard_sigmoid)
@@ -102,13 +100,13 @@ def from_network(network, vocabulary: list[str], tokens: str = "chars") -> tuple
         layer.bias_hh_l0.zero_()
     model.head.weight.copy_(torch.as_tensor(network.head_weight))
     model.head.bias.copy_(torch.as_tensor(network.head_bias))
-    codec = TextCodec("".join(vocabulary))
+    codec = TextCodec("".join(vocabulary)) if tokens == "chars" else TextCodec("", tuple(vocabulary))
     source = network.source
     origin = f"{source.get('file', 'a file')} ({source.get('format')}"
     origin += f", Keras {source['keras_version']})" if source.get("keras_version") else ")"
     card = {
         "description": (f"Imported from {origin}: {'one-hot' if network.embedding is None else 'embedding'} input -> "
-                        f"{config.num_layers}-layer LSTM with {config.hidden_size} units -> softmax over {size} characters."),
+                        f"{config.num_layers}-layer LSTM with {config.hidden_size} units -> softmax over {size} {'characters' if tokens == 'chars' else 'words'}."),
         "data": {"source": f"imported from {source.get('file', 'a file')}", "licence": "unknown (the user's own model)"},
         "imported": dict(source, vocabulary_size=size, tokens=tokens, input="one-hot" if network.embedding is None else "embedding"),
         "training": {"window": network.window} if network.window else {},
@@ -121,12 +119,12 @@ def load(stem, device="cpu") -> LoadedModel:
     try:
         model = TextModel(TextModelConfig(**card["config"]))
         model.load_state_dict(tensors)
-        codec = TextCodec(card["codec"]["chars"])
+        codec = TextCodec(card["codec"].get("chars", ""), tuple(card["codec"].get("words", ())))
     except (KeyError, TypeError, RuntimeError) as error:
         raise checkpoint.CheckpointError(f"{checkpoint.paths(stem)[0]} does not match its card: {error}") from None
     config, metrics = model.config, card["metrics"]
     val = metrics.get("val_nats_per_char", metrics.get("best_val_loss"))
-    summary = (f"{config.num_layers} layers × {config.hidden_size} units, {codec.size} characters"
+    summary = (f"{config.num_layers} layers × {config.hidden_size} units, {codec.size} {'words' if codec.words else 'characters'}"
                + (f", val loss {val:.3f} nats/char" if val else ""))
     return LoadedModel(checkpoint.paths(stem)[1].stem, model.to(device).eval(), codec, card,
                        [f"layer {k}" for k in range(config.num_layers)], summary)
