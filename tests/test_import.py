@@ -235,3 +235,24 @@ def test_a_word_model_opens_with_a_word_vocabulary(tmp_path, text_file):
         assert (torch.tensor(scored.distributions["logits"]) - model(ids.t())[:, 0]).abs().max() < TOL
     generation = domain.generate(loaded, domain.Settings(prompt="the cat", length=5))
     assert len(generation.trace.labels) == 2 + 5 and all(label.endswith((" ", "\n")) for label in generation.trace.labels)
+
+
+def test_window_sampling_reads_the_last_tokens_from_zero(tmp_path, text_file):
+    """The tutorial's way to sample: each step's distribution is Keras's predict on the window of the
+    last WINDOW characters; the trace holds the gates at each window's last position."""
+    model = keras_model(False, 1)
+    model.save(tmp_path / "m.keras")
+    domain = by_name("text")
+    loaded = domain.load(importer.import_file(domain, tmp_path / "m.keras", "keras", tmp_path / "o", vocab_text=text_file))
+    prompt = TEXT[:WINDOW]
+    generation = domain.generate(loaded, domain.Settings(prompt=prompt, length=6, window=WINDOW))
+    read = prompt + generation.result.text
+    ids = np.array([CHARS.index(ch) for ch in read])
+    windows = np.stack([ids[end - WINDOW : end] for end in range(WINDOW, len(ids) + 1)])
+    expected = np.asarray(model.predict(keras_input(windows, False), verbose=0))
+    got = torch.softmax(torch.tensor(generation.distributions["logits"][WINDOW - 1 :]), -1).numpy()
+    assert np.abs(got - expected).max() < TOL
+    assert generation.trace.steps == len(read)
+    with torch.no_grad():  # the last step's gates: those at the end of its window, read from zero
+        h = loaded.model.trace(torch.as_tensor(windows[-1:]))[2][0]["h"][0, -1].numpy()
+    assert np.abs(generation.trace.layers[0]["h"][-1] - h).max() < TOL
