@@ -33,6 +33,9 @@ def add_commands(command: str, parser) -> None:
         cli_common.add_model_flag(parser, text)
         parser.add_argument("--prompt", default="")
         parser.add_argument("--length", type=int, default=400)
+        parser.add_argument("--window", type=int, default=0,
+                            help="N > 0: re-read the last N tokens from a zero state at each step, as a model trained on "
+                                 "fixed windows was (an imported model's card gives its training window); 0: carry the state on")
         cli_common.add_sampling_flags(parser, temperature=0.8)
         cli_common.add_output_flags(parser, "write the text here (default: print it)", required=False)
         parser.set_defaults(run=run_generate)
@@ -119,7 +122,8 @@ def run_train(args) -> int:
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
     settings = TextSettings(prompt=args.prompt, length=args.length,
-                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
+                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed,
+                            window=args.window)
     generation = text.generate(loaded, settings)
     cli_common.print_notes(generation.result.notes)
     written = generation.result.prompt + generation.result.text
