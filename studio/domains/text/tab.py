@@ -10,7 +10,7 @@ from studio.batching import MAX_BATCH, MicroBatcher
 from studio.domains import text
 from studio.domains.text.generate import MAX_LENGTH, TextSettings
 from studio.sampling import SamplingConfig
-from studio.ui import blocks, inputs
+from studio.ui import blocks, byom, inputs
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\nWe are accounted poor citizens", "KING HENRY VI:\nO God! methinks"]
@@ -27,6 +27,7 @@ def create_tab(models: dict, problems: list[str]):
             if header is None:
                 return
             model_name, model_info = header
+            byom.open_model_box(text, models, model_name, model_info, "text")
             prompt = gr.Textbox(label="Prompt (primes the state; empty starts fresh)", lines=4, value=EXAMPLE_PROMPTS[0])
             gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt])
             # a Number, not a Slider: any value typed or sent to the API is clamped with a note
@@ -38,6 +39,7 @@ def create_tab(models: dict, problems: list[str]):
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             (download_text,) = blocks.downloads("Text (.txt)")
+            byom.onnx_button(models, model_name, "text")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
             panel = blocks.gate_panel("text", text, models)
