@@ -49,9 +49,9 @@ def main(argv=None) -> int:
 
         return library_cli.main(argv[1:])
     if argv[:1] == ["import"]:  # a Keras or PyTorch model opened as a studio model
-        from studio import importer
+        from studio import import_cli
 
-        return importer.main(argv[1:])
+        return import_cli.main(argv[1:])
     if argv[:1] == ["lab"]:  # the "Why LSTM" lab: RNN, GRU and LSTM side by side
         from studio.lab import cli as lab_cli
 

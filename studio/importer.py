@@ -12,7 +12,7 @@ Weight layouts. Keras keeps kernel (X, 4H), recurrent_kernel (H, 4H) and one bia
 in gate order i, f, c, o: the order of torch's rows i, f, g, o, so torch's W_ih is the kernel
 transposed and its two biases are Keras's bias and zeros. A recurrent activation `hard_sigmoid`
 is the file's Keras version's: Keras 2 clip(0.2 x + 0.5, 0, 1), Keras 3 relu6(x + 3) / 6 =
-clip(x / 6 + 0.5, 0, 1); both are (slope, offset) pairs for studio.lstm.LSTMConfig.hard_sigmoid.
+clip(x / 6 + 0.5, 0, 1); both are (slope, offset) pairs for studio.lstm_hard.HardSigmoidCore.
 """
 
 from __future__ import annotations
@@ -112,11 +112,11 @@ def read_keras(path: Path) -> Network:
     except ImportRefused:
         raise
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ImportRefused(f"{path.name} is truncated or is not a Keras model file ({_first_line(error)}).") from None
+        raise ImportRefused(f"{path.name} is truncated or is not a Keras model file ({first_line(error)}).") from None
     raise ImportRefused(f"{path.name} is neither a Keras .keras archive nor an HDF5 .h5 file.")
 
 
-def _first_line(error) -> str:
+def first_line(error) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
@@ -269,7 +269,7 @@ def _torch_tensors(path: Path) -> dict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
-            raise ImportRefused(f"{path.name} is truncated or is not a safetensors file ({_first_line(error)}).") from None
+            raise ImportRefused(f"{path.name} is truncated or is not a safetensors file ({first_line(error)}).") from None
     with open(path, "rb") as file:
         head = file.read(2)
     # torch.save writes a zip archive (or, with the legacy format, a pickle: protocol byte 0x80)
@@ -288,7 +288,7 @@ def _torch_tensors(path: Path) -> dict:
         if "Weights only load failed" in str(error):
             raise ImportRefused(f"{path.name} holds Python objects besides tensors, which the studio will not unpickle "
                                 "(loading them could run code); save the model's state_dict instead.") from None
-        raise ImportRefused(f"{path.name} is truncated or is not a PyTorch state_dict ({_first_line(error)}).") from None
+        raise ImportRefused(f"{path.name} is truncated or is not a PyTorch state_dict ({first_line(error)}).") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -344,116 +344,3 @@ def torch_network(tensors: dict, file_name: str = "the file") -> Network:
             raise ImportRefused(f"{file_name} has no Linear head reading the LSTM's {hidden} units.")
         head_weight, head_bias = embedding, others[biases[0]]
     return Network(embedding, embedding.shape[1], layers, head_weight, head_bias, None, None, {"format": "torch"})
-
-
-# ---------------------------------------------------------------- vocabularies
-def read_vocabulary(vocab=None, vocab_text=None, lower: bool = False, tokens: str = "chars") -> list[str]:
-    """The tokens in index order. `vocab`: a JSON list of tokens (or, for words, one per line);
-    `vocab_text`: the training text, from which the vocabulary is built as the source did:
-    characters as the Keras tutorial's sorted(set(text)) (after lower-casing with `lower`), words in
-    first-occurrence order with <eos> ending each line, as word_language_model's data.py."""
-    if (vocab is None) == (vocab_text is None):
-        raise ImportRefused("Give the vocabulary either as a token list (--vocab) or as the training text (--vocab-text).")
-    if tokens not in ("chars", "words"):
-        raise ImportRefused(f"Tokens are chars or words, not {tokens!r}.")
-    path = Path(vocab if vocab is not None else vocab_text)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ImportRefused(f"The vocabulary file {path.name} cannot be read as UTF-8 text ({_first_line(error)}).") from None
-    if vocab is not None:
-        try:
-            listed = json.loads(text)
-        except json.JSONDecodeError:
-            if tokens == "chars":
-                raise ImportRefused(f"{path.name} is not a JSON list of characters.") from None
-            listed = [line for line in text.split("\n") if line]
-        if isinstance(listed, dict):  # {token: index}, as char_to_idx dictionaries are saved
-            listed = [token for token, _ in sorted(listed.items(), key=lambda item: item[1])]
-        if not isinstance(listed, list) or not all(isinstance(t, str) and t for t in listed):
-            raise ImportRefused(f"{path.name} is not a list of tokens (strings) in index order.")
-        if len(set(listed)) != len(listed):
-            raise ImportRefused(f"{path.name} lists a token twice.")
-        if tokens == "chars" and any(len(t) != 1 for t in listed):
-            raise ImportRefused(f"{path.name} has tokens longer than one character; give --tokens words for a word vocabulary.")
-        return listed
-    if lower:
-        text = text.lower()
-    if tokens == "chars":
-        return sorted(set(text))
-    words: dict[str, None] = {}
-    lines = text.split("\n")  # as `for line in file`: no line after a final newline
-    if lines and lines[-1] == "":
-        lines.pop()
-    for line in lines:
-        for word in line.split() + ["<eos>"]:
-            words.setdefault(word, None)
-    return list(words)
-
-
-def check_vocabulary(network: Network, vocabulary: list[str]) -> None:
-    size = len(vocabulary)
-    if network.output_size != size:
-        raise ImportRefused(f"The vocabulary has {size} tokens but the model's head predicts {network.output_size}; "
-                            "give the vocabulary (or the training text) the model was trained with.")
-    rows = network.embedding.shape[0] if network.embedding is not None else network.input_size
-    if rows != size:
-        what = "embedding table has" if network.embedding is not None else "one-hot input has"
-        raise ImportRefused(f"The vocabulary has {size} tokens but the model's {what} {rows} rows.")
-
-
-# ---------------------------------------------------------------- command line
-def main(argv=None) -> int:
-    """python -m studio import DOMAIN FILE --format keras|torch (--vocab FILE | --vocab-text FILE) --out STEM"""
-    import argparse
-    import sys
-
-    from studio.domains import by_name, member
-
-    parser = argparse.ArgumentParser(prog="python -m studio import", allow_abbrev=False,
-                                     description="Open a Keras (.keras, .h5) or PyTorch (state_dict) LSTM as a studio model.")
-    parser.add_argument("domain")
-    parser.add_argument("file")
-    parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--vocab", help="the tokens in index order: a JSON list (or, for words, one token per line)")
-    parser.add_argument("--vocab-text", help="the training text; the vocabulary is built from it as the source did")
-    parser.add_argument("--lower", action="store_true", help="lower-case the training text first (as the tutorial)")
-    parser.add_argument("--tokens", choices=("chars", "words"), default="chars")
-    parser.add_argument("--window", type=int, help="the training window in tokens, when the file does not say it")
-    parser.add_argument("--out", required=True, help="the studio model's stem (writes STEM.safetensors and STEM.json)")
-    args = parser.parse_args(argv)
-    try:
-        domain = by_name(args.domain)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    build = member(domain, "from_network")
-    if build is None:
-        sys.exit(f"error: the {domain.TITLE} tab does not open models made elsewhere.")
-    try:
-        stem = import_file(domain, args.file, args.format, args.out, vocab=args.vocab, vocab_text=args.vocab_text,
-                           lower=args.lower, tokens=args.tokens, window=args.window)
-    except ImportRefused as error:
-        sys.exit(f"error: {error}")
-    print(f"wrote {stem}.safetensors and {stem}.json")
-    return 0
-
-
-def import_file(domain, file, fmt: str, out, vocab=None, vocab_text=None, lower=False, tokens="chars", window=None) -> str:
-    """Read `file`, build the domain's model with its `from_network` and save it at `out`; returns the stem."""
-    from studio import checkpoint
-    from studio.domains import member
-
-    network = read(file, fmt)
-    vocabulary = read_vocabulary(vocab, vocab_text, lower, tokens)
-    check_vocabulary(network, vocabulary)
-    if window:
-        network.window = int(window)
-    try:
-        model, codec, card = member(domain, "from_network")(network, vocabulary, tokens)
-    except ValueError as error:
-        raise ImportRefused(str(error)) from None
-    card.setdefault("data", {})["vocabulary"] = (f"built from {Path(vocab_text).name}" + (" (lower-cased)" if lower else "")
-                                                 if vocab_text else f"listed in {Path(vocab).name}")
-    stem = str(checkpoint.paths(out)[0].with_suffix(""))
-    domain.save(stem, model, codec, card)
-    return stem

@@ -43,10 +43,6 @@ class LSTMConfig:
     hidden_size: int  # units per layer (H)
     num_layers: int = 2
     dropout: float = 0.0  # between layers, training only (as nn.LSTM's dropout)
-    # the gates' activation clip(slope * z + offset, 0, 1) as (slope, offset) instead of the logistic
-    # sigmoid: Keras's hard_sigmoid, which models opened from Keras files may use (studio.importer).
-    # torch's fused kernel has only the sigmoid, so such a core runs its layers step by step.
-    hard_sigmoid: tuple[float, float] | None = None
 
 
 class LSTMCore(nn.Module):
@@ -65,12 +61,14 @@ class LSTMCore(nn.Module):
         device = device or weight.device
         return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(shape, device=device, dtype=weight.dtype)
 
+    # the gates' activation: out of place, in place, and in place on one step's whole z (i, f, g, o, g's
+    # rows doubled: trace_stepped); studio.lstm_hard.HardSigmoidCore has Keras's hard sigmoid instead
+    def _squash(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z)
     def _squash_(self, z: torch.Tensor) -> torch.Tensor:
-        """The gate activation, in place: the sigmoid, or the hard sigmoid of config.hard_sigmoid."""
-        if self.config.hard_sigmoid is None:
-            return z.sigmoid_()
-        slope, offset = self.config.hard_sigmoid
-        return z.mul_(slope).add_(offset).clamp_(0.0, 1.0)
+        return z.sigmoid_()
+    def _squash_step_(self, z: torch.Tensor) -> torch.Tensor:
+        return z.sigmoid_()
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Fused forward. x: (B, T, input_size) -> out (B, T, H), new state."""
@@ -87,14 +85,7 @@ class LSTMCore(nn.Module):
         for k, layer in enumerate(self.layers):
             if k > 0:
                 x = self.dropout(x)
-            if self.config.hard_sigmoid is None:
-                out, (h, c) = layer(x, (h0[k : k + 1].contiguous(), c0[k : k + 1].contiguous()))
-            else:  # no fused kernel for this activation: the cell step by step (differentiable)
-                h, c, outs = h0[k], c0[k], []
-                for t in range(x.shape[1]):
-                    h, c = self.cell(x[:, t], h, c, k)
-                    outs.append(h)
-                out, h, c = torch.stack(outs, dim=1), h[None], c[None]
+            out, (h, c) = layer(x, (h0[k : k + 1].contiguous(), c0[k : k + 1].contiguous()))
             if keep_layer_io:
                 layer_io.append((x, out))
             hs.append(h)
@@ -190,12 +181,7 @@ class LSTMCore(nn.Module):
                 # one sigmoid for all four: torch's tanh costs several times its sigmoid on CPU
                 # (docs/benchmarks.md, Text: sampling and the trace), and
                 # tanh(x) = 2 sigmoid(2x) - 1 with the g rows of the weights doubled (exact)
-                if self.config.hard_sigmoid is None:
-                    z[t].sigmoid_()
-                else:  # i, f, o hard; g through the sigmoid of its doubled rows as above
-                    self._squash_(z[t][:, : 2 * hidden])
-                    z[t][:, 2 * hidden : 3 * hidden].sigmoid_()
-                    self._squash_(z[t][:, 3 * hidden :])
+                self._squash_step_(z[t])
                 g[t].mul_(2).sub_(1)
                 c = torch.mul(f[t], c, out=c_all[t]).addcmul_(i[t], g[t])
                 h = torch.mul(c, 2, out=h_all[t]).sigmoid_().mul_(2).sub_(1).mul_(o[t])  # o * tanh(c)
@@ -253,7 +239,7 @@ class LSTMCore(nn.Module):
         for k, product in enumerate(self._step_products(x.device)):
             z = product(torch.cat([x, h0[k]], dim=-1))  # (B, 4H)
             # one sigmoid over all four blocks (g's is unused) is cheaper than three calls at batch 1
-            squashed = self._squash_(z.clone()) if self.config.hard_sigmoid else torch.sigmoid(z)
+            squashed = self._squash(z)
             i, f, o = squashed[:, :hidden], squashed[:, hidden : 2 * hidden], squashed[:, 3 * hidden :]
             g = torch.tanh(z[:, 2 * hidden : 3 * hidden])
             if hooks:
@@ -272,14 +258,7 @@ class LSTMCore(nn.Module):
         must be stepped in training because their input depends on their own last output (an
         attention window). Same math as the fused kernel and `step`."""
         lstm = self.layers[layer]
-        if self.config.hard_sigmoid is None:
-            return torch.lstm_cell(x, (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-        z = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0) + F.linear(h, lstm.weight_hh_l0, lstm.bias_hh_l0)
-        zi, zf, zg, zo = z.chunk(4, dim=-1)
-        slope, offset = self.config.hard_sigmoid
-        i, f, o = ((v * slope + offset).clamp(0.0, 1.0) for v in (zi, zf, zo))
-        c = f * c + i * torch.tanh(zg)
-        return o * torch.tanh(c), c
+        return torch.lstm_cell(x, (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
 
     # caches of derived weights (rebuilt on demand): never pickled (a packed product is a closure)
     _CACHES = ("_products", "_products_source", "_cast", "_cast_source", "_doubled", "_doubled_source",

@@ -19,7 +19,7 @@ The graph (opset 17), for a batch of B sequences, L layers of H units:
 
 The cell is written out with MatMul, Sigmoid and Tanh (rows i, f, g, o as studio.lstm), not ONNX's
 LSTM operator: its gate order and layout differ, and the plain ops run in every runtime. A core
-whose recurrent activation is a hard sigmoid (studio.lstm.LSTMConfig.recurrent_activation) gets
+whose gates use a hard sigmoid (studio.lstm_hard.HardSigmoidCore) gets
 ONNX's HardSigmoid with the same slope and offset.
 """
 
@@ -109,7 +109,7 @@ def build(model: nn.Module):
     inputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, [layers, batch, hidden]) for name in ("h", "c")]
     x = parts[0] if len(parts) == 1 else node("Concat", parts, "x", axis=1)
     split = const("gate_split", np.array([hidden] * 4, dtype=np.int64))
-    slope, offset = getattr(core.config, "hard_sigmoid", None) or (None, None)
+    slope, offset = getattr(core, "hard_sigmoid", None) or (None, None)  # studio.lstm_hard
     hs, cs = [], []
     for k, layer in enumerate(core.layers):
         index = const(f"layer{k}", np.array(k, dtype=np.int64))

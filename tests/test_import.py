@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from studio import importer
+from studio import import_cli, importer
 from studio.domains import by_name
 
 keras = pytest.importorskip("keras")
@@ -90,7 +90,7 @@ def test_keras_model_opens_with_its_own_predictions(tmp_path, text_file, embeddi
     model = keras_model(embedding, layers, recurrent)
     path = tmp_path / f"model{suffix}"
     model.save(path)
-    stem = importer.import_file(by_name("text"), path, "keras", tmp_path / "opened", vocab_text=text_file)
+    stem = import_cli.import_file(by_name("text"), path, "keras", tmp_path / "opened", vocab_text=text_file)
     domain = by_name("text")
     loaded = domain.load(stem)
     assert loaded.card["imported"]["sha256"] == importer.sha256(path)
@@ -187,7 +187,7 @@ def test_pytorch_state_dict_opens_with_its_own_outputs(tmp_path, text_file, laye
     else:
         torch.save(model.state_dict(), path)
     (tmp_path / "vocab.json").write_text(__import__("json").dumps(CHARS))
-    stem = importer.import_file(by_name("text"), path, "torch", tmp_path / "opened", vocab=tmp_path / "vocab.json")
+    stem = import_cli.import_file(by_name("text"), path, "torch", tmp_path / "opened", vocab=tmp_path / "vocab.json")
     loaded = by_name("text").load(stem)
     ids = torch.as_tensor(np.array([CHARS.index(ch) for ch in TEXT[:1000]]))[None]
     with torch.no_grad():
@@ -219,13 +219,13 @@ def test_a_whole_pickled_module_is_refused_with_the_line_that_fixes_it(tmp_path,
 def test_a_word_model_opens_with_a_word_vocabulary(tmp_path, text_file):
     """word_language_model's vocabulary: words in first-occurrence order, <eos> ending each line; the
     trace's labels, "ask why"'s guesses and generation are words."""
-    words = importer.read_vocabulary(vocab_text=text_file, tokens="words")
+    words = import_cli.read_vocabulary(vocab_text=text_file, tokens="words")
     assert words[:5] == ["the", "quick", "brown", "fox", "jumps"] and "<eos>" in words
     torch.manual_seed(0)
     model = RNNModel(len(words), 8, HIDDEN, 2).eval()
     torch.save(model.state_dict(), tmp_path / "words.pt")
     domain = by_name("text")
-    stem = importer.import_file(domain, tmp_path / "words.pt", "torch", tmp_path / "opened", vocab_text=text_file, tokens="words")
+    stem = import_cli.import_file(domain, tmp_path / "words.pt", "torch", tmp_path / "opened", vocab_text=text_file, tokens="words")
     loaded = domain.load(stem)
     assert loaded.codec.words and loaded.card["codec"] == {"words": words}
     scored = domain.score(loaded, "the cat sat on the mat\nthe dog\n")
@@ -243,7 +243,7 @@ def test_window_sampling_reads_the_last_tokens_from_zero(tmp_path, text_file):
     model = keras_model(False, 1)
     model.save(tmp_path / "m.keras")
     domain = by_name("text")
-    loaded = domain.load(importer.import_file(domain, tmp_path / "m.keras", "keras", tmp_path / "o", vocab_text=text_file))
+    loaded = domain.load(import_cli.import_file(domain, tmp_path / "m.keras", "keras", tmp_path / "o", vocab_text=text_file))
     prompt = TEXT[:WINDOW]
     generation = domain.generate(loaded, domain.Settings(prompt=prompt, length=6, window=WINDOW))
     read = prompt + generation.result.text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import checkpoint, importer, jobs, onnx_export
+from studio import checkpoint, import_cli, importer, jobs, onnx_export
 from studio.ui.blocks import describe, loaded_or_error
 from studio.ui.common import output_dir
 
@@ -49,7 +49,7 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
         stem = jobs.USER_MODELS_DIR / name
         text_flags = {"vocab_text": vocab} if kind == "training text" else {"vocab": vocab}
         try:
-            importer.import_file(domain, path, fmt, stem, lower=bool(lowered), tokens=token_kind or "chars", **text_flags)
+            import_cli.import_file(domain, path, fmt, stem, lower=bool(lowered), tokens=token_kind or "chars", **text_flags)
             loaded = domain.load(stem)
         except (importer.ImportRefused, checkpoint.CheckpointError) as error:
             return gr.skip(), gr.skip(), f"**Not opened:** {error}"

@@ -13,6 +13,7 @@ from studio import checkpoint
 from studio.domains.base import LoadedModel
 from studio.domains.text.codec import TextCodec
 from studio.lstm import LSTMConfig, LSTMCore, step_linear
+from studio.lstm_hard import HardSigmoidCore
 
 NAME = "text"
 KIND = "char-rnn"
@@ -25,7 +26,7 @@ class TextModelConfig:
     hidden_size: int = 384  # LSTM units per layer
     num_layers: int = 2
     dropout: float = 0.2  # between layers and before the head, training only
-    hard_sigmoid: tuple[float, float] | None = None  # the gates' hard sigmoid (a Keras model's): studio.lstm.LSTMConfig
+    hard_sigmoid: tuple[float, float] | None = None  # the gates' (slope, offset) hard sigmoid (a Keras model's): studio.lstm_hard
 
 
 class TextModel(nn.Module):
@@ -33,8 +34,9 @@ class TextModel(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_size)
-        hard = tuple(config.hard_sigmoid) if config.hard_sigmoid else None  # a card's JSON gives a list
-        self.core = LSTMCore(LSTMConfig(config.embed_size, config.hidden_size, config.num_layers, config.dropout, hard))
+        core_config = LSTMConfig(config.embed_size, config.hidden_size, config.num_layers, config.dropout)
+        # an opened Keras model's gates may use the hard sigmoid (its JSON card holds a list)
+        self.core = HardSigmoidCore(core_config, config.hard_sigmoid) if config.hard_sigmoid else LSTMCore(core_config)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
