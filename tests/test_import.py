@@ -277,3 +277,18 @@ def test_an_opened_model_exports_to_onnx_and_fine_tunes(tmp_path, text_file):
     assert main(["train", "text", "--data", str(text_file), "--init", stem, "--steps", "3", "--seq-len", "16",
                  "--batch-size", "2", "--out", str(out)]) == 0
     assert domain.load(out).model.core.hard_sigmoid == loaded.model.core.hard_sigmoid
+
+
+def test_a_word_model_fine_tunes_on_text_with_new_words(tmp_path, text_file):
+    from studio.__main__ import main
+
+    torch.manual_seed(0)
+    words = import_cli.read_vocabulary(vocab_text=text_file, tokens="words")
+    torch.save(RNNModel(len(words), 8, HIDDEN, 1).state_dict(), tmp_path / "w.pt")
+    domain = by_name("text")
+    stem = import_cli.import_file(domain, tmp_path / "w.pt", "torch", tmp_path / "o", vocab_text=text_file, tokens="words")
+    (tmp_path / "more.txt").write_text(TEXT + "a new bird flew over the mat\n" * 20)
+    assert main(["train", "text", "--data", str(tmp_path / "more.txt"), "--init", stem, "--steps", "2", "--seq-len", "8",
+                 "--batch-size", "2", "--out", str(tmp_path / "tuned")]) == 0
+    tuned = domain.load(tmp_path / "tuned")
+    assert list(tuned.codec.words) == words + ["a", "new", "bird", "flew"]

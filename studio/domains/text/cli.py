@@ -85,9 +85,10 @@ def fine_tune_from(args, corpus: str):
         if value != kept:
             print(f"note: ignoring {flag} {value}: fine-tuning keeps {base.name}'s {kept}", file=sys.stderr)
     model, codec = extend_vocabulary(base.model, base.codec, corpus)
-    added = codec.chars[base.codec.size:]
-    print(f"fine-tuning {base.name}: " + (f"added {len(added)} character(s) it lacked: {added!r}" if added
-                                          else "the text has no characters it lacks"), file=sys.stderr)
+    added = codec.chars[base.codec.size:] if not codec.words else list(codec.words[base.codec.size:])
+    unit = "word" if codec.words else "character"
+    print(f"fine-tuning {base.name}: " + (f"added {len(added)} {unit}(s) it lacked: {added[:20]!r}" if added
+                                          else f"the text has no {unit}s it lacks"), file=sys.stderr)
     args.hidden_size, args.layers, args.embed_size = config.hidden_size, config.num_layers, config.embed_size
     if args.dropout is not None and args.dropout != config.dropout:  # a training setting: the flag wins
         tuned = TextModel(replace(model.config, dropout=args.dropout))

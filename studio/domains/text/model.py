@@ -63,14 +63,17 @@ class TextModel(nn.Module):
 @torch.no_grad()
 def extend_vocabulary(model: TextModel, codec: TextCodec, chars) -> tuple[TextModel, TextCodec]:
     """(model, codec) that also know the characters of `chars` (a string or any iterable of them) the
-    codec lacks, for fine-tuning on text with new characters. The base's characters keep their
+    codec lacks, for fine-tuning on text with new characters (a word vocabulary: the text's words it
+    lacks, in first-seen order, each a new row as a new character is). The base's characters keep their
     tokens; the new ones are appended in sorted order, each with an embedding row and an output row
     (weights and bias) initialised as a fresh model's are; every other weight is copied. So right after
     the extension the logits over the old characters are the base's own: its predictions among them
     are unchanged, only renormalised by the new characters' share. A new model and codec are always
     returned (the given ones are left alone); with nothing to add, a copy."""
-    added = "".join(sorted(set(chars) - set(codec.chars)))
-    extended = TextCodec(codec.chars + added)
+    if codec.words:  # a word vocabulary: the text's unknown words, in first-seen order
+        extended = TextCodec("", codec.words + tuple(codec.encode(chars if isinstance(chars, str) else " ".join(chars))[1]))
+    else:
+        extended = TextCodec(codec.chars + "".join(sorted(set(chars) - set(codec.chars))))
     old = codec.size
     if model.config.vocab_size != old:
         raise ValueError(f"the model has {model.config.vocab_size} output rows but its codec {old} characters")
