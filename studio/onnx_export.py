@@ -223,12 +223,15 @@ def add_command(parser, domain) -> None:
 
 
 def model_stem(name) -> str:
-    """A checkpoint stem as given, or the model of that name in the models folder."""
+    """A checkpoint stem as given, or the model of that name in the models folder (an opened or trained
+    model in the user models folder is given by its path)."""
     from studio import checkpoint
 
     given = Path(str(name))
-    if not checkpoint.paths(given)[1].exists() and checkpoint.paths(checkpoint.MODELS_DIR / given.name)[1].exists():
-        return str(checkpoint.MODELS_DIR / given.name)
+    if not checkpoint.paths(given)[1].exists():
+        for folder in (checkpoint.MODELS_DIR,):
+            if checkpoint.paths(folder / given.name)[1].exists():
+                return str(folder / given.name)
     return str(given)
 
 

@@ -74,7 +74,9 @@ def onnx_button(models: dict, dropdown: gr.Dropdown, prefix: str) -> None:
             path = onnx_export.export(loaded.model, output_dir() / f"{loaded.name}.onnx", loaded.card.get("description", ""))
         except onnx_export.ExportError as error:
             return None, str(error)
-        return str(path), ("Inputs: token, h, c (zeros to start); outputs: logits, h_out, c_out. "
-                           "Softmax of the logits is the next-token distribution.")
+        shape = onnx_export.step_shape(loaded.model)
+        inputs = ["token"] * shape.has_token + [f"features ({shape.feature_size} per step)"] * bool(shape.feature_size)
+        return str(path), (f"Inputs: {', '.join(inputs)}, h, c (zeros to start); outputs: logits, h_out, c_out "
+                           "(docs/byom.md, ONNX).")
 
     button.click(on_export, [dropdown], [file, message], api_visibility="private")
