@@ -59,6 +59,8 @@ def test_open_a_keras_model_generate_and_ask_why(byom_url, chromium_page):
     page.click("#text-byom-open")
     page.wait_for_function("document.querySelector('#text-byom-message').innerText.includes('Opened')", timeout=60_000)
     assert (folder / "user-models" / "tutorial.json").exists()
+    # its card's training window (the Input's 40 steps) is offered as the sampling window
+    page.wait_for_function("document.querySelector('#text-window input').value === '40'", timeout=30_000)
     page.get_by_label("Prompt", exact=False).fill("the cat")
     page.click("#text-generate")
     page.wait_for_function("document.querySelector('#text-viewer .lv-root').dataset.ready === 'yes'", timeout=60_000)

@@ -37,6 +37,10 @@ def create_tab(models: dict, problems: list[str]):
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
                 top_p = inputs.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
+            # a model trained on fixed windows from a zero state (an opened Keras tutorial model) samples as it
+            # was trained with its window; 0 carries the state on (docs/byom.md)
+            window = inputs.Number(0, label="Window (0 = carry the state on; N = re-read the last N tokens from zero)",
+                                   precision=0, elem_id="text-window")
             generate_button = gr.Button("Generate", variant="primary", elem_id="text-generate")
             (download_text,) = blocks.downloads("Text (.txt)")
             byom.onnx_button(models, model_name, "text")
@@ -53,7 +57,7 @@ def create_tab(models: dict, problems: list[str]):
                 text, loaded, "generate_batch", [s for s, _ in items], [stop for _, stop in items], lane=text.NAME)))
         return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
-    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
+    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value, window_value=0):
         loaded = blocks.loaded_or_error(models, name)
         settings = TextSettings(
             prompt=prompt_text if isinstance(prompt_text, str) else "",
@@ -64,6 +68,7 @@ def create_tab(models: dict, problems: list[str]):
                 top_p=number_or(p, 1.0),
             ),
             seed=clamp_int(seed_value, 0, 2**62, 0),
+            window=clamp_int(window_value, 0, 10_000, 0),
         )
         try:
             generation = generate_batched(loaded, settings)
@@ -76,9 +81,12 @@ def create_tab(models: dict, problems: list[str]):
 
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
+    # an opened model's card may give its training window: offered as the window when it is picked
+    model_name.change(lambda name: (models[name].card.get("training", {}).get("window") or 0) if name in models else gr.skip(),
+                      model_name, window, api_visibility="private")
     generate_button.click(
         on_generate,
-        [model_name, prompt, length, temperature, top_k, top_p, seed],
+        [model_name, prompt, length, temperature, top_k, top_p, seed, window],
         [notes, *panel.outputs, panel.selection, download_text, generation_state],
         api_name="generate_text",
     )
