@@ -176,6 +176,8 @@ def _read_keras_h5(path: Path) -> Network:
 
 
 def _config_layers(config) -> list[dict]:
+    if isinstance(config, dict) and isinstance(config.get("config"), list):  # Keras 2.0-2.1's Sequential: the list itself
+        return [layer for layer in config["config"] if isinstance(layer, dict)]
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict) or "layers" not in config["config"]:
         kind = config.get("class_name", "?") if isinstance(config, dict) else "?"
         raise ImportRefused(f"The model is a {kind} without a list of layers; the studio opens a Sequential or "

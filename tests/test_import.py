@@ -292,3 +292,31 @@ def test_a_word_model_fine_tunes_on_text_with_new_words(tmp_path, text_file):
                  "--batch-size", "2", "--out", str(tmp_path / "tuned")]) == 0
     tuned = domain.load(tmp_path / "tuned")
     assert list(tuned.codec.words) == words + ["a", "new", "bird", "flew"]
+
+
+def test_a_keras_2_file_uses_keras_2s_hard_sigmoid(tmp_path, text_file):
+    """A legacy .h5 whose keras_version says 2.x: hard_sigmoid is clip(0.2 x + 0.5, 0, 1) there (Keras 3's
+    is relu6(x + 3) / 6); the studio's h equals a plain numpy LSTM with Keras 2's definition."""
+    import h5py
+
+    model = keras_model(False, 1, "hard_sigmoid")
+    model.save(tmp_path / "k2.h5")
+    with h5py.File(tmp_path / "k2.h5", "r+") as file:
+        file.attrs["keras_version"] = "2.15.0"
+    network = importer.read(tmp_path / "k2.h5", "keras")
+    assert network.hard_sigmoid == (0.2, 0.5)
+    loaded = by_name("text").load(import_cli.import_file(by_name("text"), tmp_path / "k2.h5", "keras", tmp_path / "o",
+                                                          vocab_text=text_file))
+    kernel, recurrent, bias = model.layers[0].get_weights()
+    ids = [CHARS.index(ch) for ch in TEXT[:300]]
+    h, c, hs = np.zeros(HIDDEN), np.zeros(HIDDEN), []
+    for token in ids:
+        z = kernel[token] + h @ recurrent + bias
+        i, f, g, o = np.split(z, 4)
+        hard = lambda v: np.clip(0.2 * v + 0.5, 0, 1)  # noqa: E731
+        c = hard(f) * c + hard(i) * np.tanh(g)
+        h = hard(o) * np.tanh(c)
+        hs.append(h)
+    with torch.no_grad():
+        traced = loaded.model.trace(torch.tensor([ids]))[2][0]["h"][0].numpy()
+    assert np.abs(traced - np.array(hs)).max() < TOL
