@@ -74,3 +74,18 @@ def test_open_a_keras_model_generate_and_ask_why(byom_url, chromium_page):
     page.click("#text-onnx")
     page.wait_for_function("[...document.querySelectorAll('#text-onnx-file a')].some(a => a.href.includes('.onnx'))",
                            timeout=60_000)
+
+
+@pytest.mark.browser
+def test_open_a_model_in_the_train_tab(byom_url, chromium_page):
+    """The Train tab's box opens a model too: listed in the Text tab, and a start to fine-tune from."""
+    url, folder = byom_url
+    page = chromium_page
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-text-byom").get_by_text("Open your model").first.click()
+    page.locator("#train-text-byom-file").wait_for(state="visible", timeout=30_000)
+    page.locator("#train-text-byom-file input[type=file]").set_input_files(str(folder / "tutorial.keras"))
+    page.locator("#train-text-byom-vocab input[type=file]").set_input_files(str(folder / "input.txt"))
+    page.click("#train-text-byom-open")
+    page.wait_for_function("document.querySelector('#train-text-byom-message').innerText.includes('Opened')", timeout=60_000)

@@ -23,9 +23,10 @@ def _path(upload) -> str | None:
     return upload if isinstance(upload, str) else getattr(upload, "name", None)
 
 
-def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdown, prefix: str) -> None:
-    """The 'Open your model' accordion under a tab's model header."""
-    with gr.Accordion("Open your model (Keras .keras/.h5, PyTorch state_dict)", open=False, elem_id=f"{prefix}-byom"):
+def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdown | None, prefix: str, title: str = ""):
+    """The 'Open your model' accordion: under a tab's model header (info: its description), or in the
+    Train tab (info None). Returns the Open button's event, for what else should follow an opening."""
+    with gr.Accordion(f"Open your model{title} (Keras .keras/.h5, PyTorch state_dict)", open=False, elem_id=f"{prefix}-byom"):
         model_file = gr.File(label="Model file", elem_id=f"{prefix}-byom-file")
         vocab_file = gr.File(label="Its training text (or a JSON list of its tokens)", elem_id=f"{prefix}-byom-vocab")
         with gr.Row():
@@ -36,6 +37,10 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
         message = gr.Markdown(elem_id=f"{prefix}-byom-message")
 
     def on_open(model_upload, vocab_upload, kind, token_kind, lowered):
+        values = opened(model_upload, vocab_upload, kind, token_kind, lowered)
+        return values if info is not None else (values[0], values[2])  # (dropdown, description, message)
+
+    def opened(model_upload, vocab_upload, kind, token_kind, lowered):
         path, vocab = _path(model_upload), _path(vocab_upload)
         if not path:
             return gr.skip(), gr.skip(), "Choose the model file first."
@@ -57,8 +62,8 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
         return (gr.update(choices=list(models), value=loaded.name), describe(loaded),
                 f"Opened **{loaded.name}** (saved in `{stem}`).")
 
-    open_button.click(on_open, [model_file, vocab_file, vocab_kind, tokens, lower], [dropdown, info, message],
-                      api_visibility="private")
+    outputs = [dropdown, info, message] if info is not None else [dropdown, message]
+    return open_button.click(on_open, [model_file, vocab_file, vocab_kind, tokens, lower], outputs, api_visibility="private")
 
 
 def onnx_button(models: dict, dropdown: gr.Dropdown, prefix: str) -> None:

@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import domains, jobs
-from studio.ui import inputs
+from studio.ui import byom, inputs
 from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
@@ -101,6 +101,11 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
             minutes = inputs.Number(5, label=f"Minutes (up to {jobs.MAX_MINUTES:g})", elem_id="train-minutes")
             base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
+            # a model made elsewhere, opened into the user models folder: listed in its tab, and a start to fine-tune from
+            for opener in (d for d in domains.ALL if domains.member(d, "from_network") and d in dropdowns):
+                byom.open_model_box(opener, loaded[opener], dropdowns[opener], None, f"train-{opener.NAME}",
+                                    f" for the {opener.TITLE} tab").then(
+                    lambda chosen: gr.update(choices=[FROM_SCRATCH, *stems(chosen)]), domain, base, api_visibility="private")
             with gr.Row():
                 start = gr.Button("Train", variant="primary", elem_id="train-start")
                 cancel = gr.Button("Cancel (keeps the best checkpoint)", elem_id="train-cancel")
