@@ -113,6 +113,9 @@ def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
     """(the text as the model reads it, the exact teacher-forced trace of it `chunk` characters at a
     time with the state carried over, as one pass would give it): 100,000 characters never hold
     1.8 GB of gates at once. The second yields (Trace of the chunk, the characters it read)."""
+    if loaded.codec.words:  # the features and regexes are tracks over characters, not words
+        raise ValueError("The probe's features are per character and this model reads words: probing a word-level "
+                         "model is not supported yet.")
     ids, _ = loaded.codec.encode(text)
     return loaded.codec.decode(ids), _chunks(loaded, ids, chunk)
 
