@@ -207,6 +207,9 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
         if kind == "Embedding":
             if stack:
                 raise ImportRefused(f"The Embedding '{name}' comes after an LSTM layer.")
+            if config.get("mask_zero"):
+                raise ImportRefused(f"The Embedding '{name}' masks token 0 (mask_zero), so its LSTM skips steps the "
+                                    "studio would read; save the model without mask_zero.")
             (embedding,) = tensors(layer)
             input_size = embedding.shape[1]
         elif kind == "LSTM":
@@ -300,6 +303,8 @@ def _torch_tensors(path: Path) -> dict:
 
 def torch_network(tensors: dict, file_name: str = "the file") -> Network:
     """Embedding + nn.LSTM + Linear from a state_dict's tensors, whatever the modules are called."""
+    if any(re.search(r"weight_hr_l\d+$", key) for key in tensors):
+        raise ImportRefused("The LSTM projects its output (proj_size, 'weight_hr' weights), which the studio does not open.")
     if any(key.endswith("_reverse") for key in tensors):
         raise ImportRefused("The LSTM is bidirectional (it has '_reverse' weights), which the studio does not open.")
     lstm = {}
