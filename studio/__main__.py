@@ -1,8 +1,9 @@
-"""Command line: python -m studio {train,generate,eval,trace,explain,probe,intervene,compare} DOMAIN.
+"""Command line: python -m studio {train,generate,eval,trace,explain,probe,intervene,compare,onnx} DOMAIN.
 
 Every domain of studio.domains.ALL gets each command. `trace` (teacher-force a file, keep the
 gates), `explain` (why a step came out), `probe` (which units track a feature), `intervene`
-(switch units off, compare) and `compare` (CKA between layers or models) need only the contract and
+(switch units off, compare), `compare` (CKA between layers or models) and `onnx` (export a sampling
+step, studio.onnx_export) need only the contract and
 are the same for all (studio.cli_common, studio.cli_experiments); train, generate and eval are the
 domain's cli.py. `library` (kept generations) and `lab` (RNN, GRU and LSTM side by side) are not per
 domain: python -m studio library -h, python -m studio lab -h."""
@@ -16,10 +17,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from studio import cli_common, cli_experiments
+from studio import cli_common, cli_experiments, onnx_export
 from studio.domains import ALL
 
-COMMANDS = ("train", "generate", "eval", "trace", "explain", "probe", "intervene", "compare")
+COMMANDS = ("train", "generate", "eval", "trace", "explain", "probe", "intervene", "compare", "onnx")
 # commands that need only the contract, the same for every domain: where their flags are added
 SHARED = {
     "trace": cli_common.add_trace_command,
@@ -27,6 +28,7 @@ SHARED = {
     "probe": cli_experiments.add_probe_command,
     "intervene": cli_experiments.add_intervene_command,
     "compare": cli_experiments.add_compare_command,
+    "onnx": onnx_export.add_command,
 }
 
 
@@ -46,6 +48,10 @@ def main(argv=None) -> int:
         from studio.library import cli as library_cli
 
         return library_cli.main(argv[1:])
+    if argv[:1] == ["import"]:  # a Keras or PyTorch model opened as a studio model
+        from studio import import_cli
+
+        return import_cli.main(argv[1:])
     if argv[:1] == ["lab"]:  # the "Why LSTM" lab: RNN, GRU and LSTM side by side
         from studio.lab import cli as lab_cli
 
@@ -55,6 +61,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see library -h)")
+    commands.add_parser("import", allow_abbrev=False, help="open a Keras or PyTorch LSTM as a studio model (see import -h)")
     commands.add_parser("lab", allow_abbrev=False, help="the 'Why LSTM' lab: RNN, GRU and LSTM trained side by side (see lab -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)

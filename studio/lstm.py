@@ -61,6 +61,15 @@ class LSTMCore(nn.Module):
         device = device or weight.device
         return torch.zeros(shape, device=device, dtype=weight.dtype), torch.zeros(shape, device=device, dtype=weight.dtype)
 
+    # the gates' activation: out of place, in place, and in place on one step's whole z (i, f, g, o, g's
+    # rows doubled: trace_stepped); studio.lstm_hard.HardSigmoidCore has Keras's hard sigmoid instead
+    def _squash(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z)
+    def _squash_(self, z: torch.Tensor) -> torch.Tensor:
+        return z.sigmoid_()
+    def _squash_step_(self, z: torch.Tensor) -> torch.Tensor:
+        return z.sigmoid_()
+
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Fused forward. x: (B, T, input_size) -> out (B, T, H), new state."""
         out, state, _ = self.run_layers(x, state, keep_layer_io=False)
@@ -111,8 +120,8 @@ class LSTMCore(nn.Module):
             z = torch.addmm(bias, joined.view(-1, width + hidden), weight).view(*inp.shape[:-1], 4 * hidden)  # (B, T, 4H)
             # squashed in place (i and f side by side in one call): the gates are views of z, no
             # new 15 MB tensor per gate at T=10,000
-            z[..., : 2 * hidden].sigmoid_()
-            z[..., 3 * hidden :].sigmoid_()
+            self._squash_(z[..., : 2 * hidden])
+            self._squash_(z[..., 3 * hidden :])
             zi, zf, zg, zo = z.chunk(4, dim=-1)
             i, f, o, g = zi, zf, zo, zg.tanh_()
             c = _cell_scan(f, i * g, c0[k], overwrite=True)
@@ -172,7 +181,7 @@ class LSTMCore(nn.Module):
                 # one sigmoid for all four: torch's tanh costs several times its sigmoid on CPU
                 # (docs/benchmarks.md, Text: sampling and the trace), and
                 # tanh(x) = 2 sigmoid(2x) - 1 with the g rows of the weights doubled (exact)
-                z[t].sigmoid_()
+                self._squash_step_(z[t])
                 g[t].mul_(2).sub_(1)
                 c = torch.mul(f[t], c, out=c_all[t]).addcmul_(i[t], g[t])
                 h = torch.mul(c, 2, out=h_all[t]).sigmoid_().mul_(2).sub_(1).mul_(o[t])  # o * tanh(c)
@@ -230,7 +239,7 @@ class LSTMCore(nn.Module):
         for k, product in enumerate(self._step_products(x.device)):
             z = product(torch.cat([x, h0[k]], dim=-1))  # (B, 4H)
             # one sigmoid over all four blocks (g's is unused) is cheaper than three calls at batch 1
-            squashed = torch.sigmoid(z)
+            squashed = self._squash(z)
             i, f, o = squashed[:, :hidden], squashed[:, hidden : 2 * hidden], squashed[:, 3 * hidden :]
             g = torch.tanh(z[:, 2 * hidden : 3 * hidden])
             if hooks:

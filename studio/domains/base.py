@@ -65,6 +65,9 @@ OPTIONAL = {
     "sequence_from_text": None,
     "generate_batch": None,
     "WORKER_LANE": 0,
+    # from_network(network, vocabulary, tokens) -> (model, codec, card fields): the domain's model of a
+    # network read from a Keras or PyTorch file (studio.importer); None: the tab opens no outside models
+    "from_network": None,
 }
 
 

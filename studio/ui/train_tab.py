@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import domains, jobs, user_models
-from studio.ui import inputs, train_advice
+from studio.ui import byom, inputs, train_advice
 from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
@@ -116,6 +116,11 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
             preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
             base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
+            # a model made elsewhere, opened into the user models folder: listed in its tab, and a start to fine-tune from
+            for opener in (d for d in domains.ALL if domains.member(d, "from_network") and d in dropdowns):
+                byom.open_model_box(opener, loaded[opener], dropdowns[opener], None, f"train-{opener.NAME}",
+                                    f" for the {opener.TITLE} tab").then(
+                    lambda chosen: gr.update(choices=[FROM_SCRATCH, *stems(chosen)]), domain, base, api_visibility="private")
             made_note = gr.Markdown(elem_id="train-made")
             with gr.Group(visible=first.TRAINING.drawn is not None) as drawing:
                 pad = drawing_pad("train-pad")

@@ -18,7 +18,7 @@ from studio.domains.music.data import (
 from studio.domains.music.data import read_primer as read_primer_file
 from studio.domains.music.generate import MAX_BARS, MusicSettings
 from studio.sampling import SamplingConfig
-from studio.ui import blocks, inputs, keep_bar
+from studio.ui import blocks, byom, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 SOURCES = ["Compose from scratch", "Continue an uploaded file", "Continue a chorale from music21's corpus"]
@@ -68,6 +68,7 @@ def create_tab(models: dict, problems: list[str]):
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="music-seed")
                 tempo = inputs.Number(0, label="Tempo (quarter notes per minute; 0 = the primer's, else 80)")
             (download_midi,) = blocks.downloads("MIDI (.mid)")
+            byom.onnx_button(models, model_name, "music")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="music-notes")
             audio = gr.Audio(label="Listen", type="filepath", elem_id="music-audio", interactive=False)

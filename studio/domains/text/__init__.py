@@ -20,7 +20,7 @@ from studio.domains.text.evaluate import (
     trace_chunks,
 )
 from studio.domains.text.generate import TOKENS, WORKER_LANE, TextSettings, generate, generate_batch
-from studio.domains.text.model import NAME, load, save
+from studio.domains.text.model import NAME, from_network, load, save
 from studio.domains.text.render import sequence_of, track, write_files
 from studio.domains.text.train import TRAINING
 
@@ -32,4 +32,4 @@ Settings = TextSettings
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
            "CUSTOM_FEATURE_HINT", "custom_feature", "references", "TOKENS", "trace_chunks", "fast_probe",
-           "sequence_from_text", "generate_batch", "WORKER_LANE"]
+           "sequence_from_text", "generate_batch", "WORKER_LANE", "from_network"]

@@ -33,6 +33,9 @@ def add_commands(command: str, parser) -> None:
         cli_common.add_model_flag(parser, text)
         parser.add_argument("--prompt", default="")
         parser.add_argument("--length", type=int, default=400)
+        parser.add_argument("--window", type=int, default=0,
+                            help="N > 0: re-read the last N tokens from a zero state at each step, as a model trained on "
+                                 "fixed windows was (an imported model's card gives its training window); 0: carry the state on")
         cli_common.add_sampling_flags(parser, temperature=0.8)
         cli_common.add_output_flags(parser, "write the text here (default: print it)", required=False)
         library.add_save_flag(parser)
@@ -83,9 +86,10 @@ def fine_tune_from(args, corpus: str):
         if value != kept:
             print(f"note: ignoring {flag} {value}: fine-tuning keeps {base.name}'s {kept}", file=sys.stderr)
     model, codec = extend_vocabulary(base.model, base.codec, corpus)
-    added = codec.chars[base.codec.size:]
-    print(f"fine-tuning {base.name}: " + (f"added {len(added)} character(s) it lacked: {added!r}" if added
-                                          else "the text has no characters it lacks"), file=sys.stderr)
+    added = codec.chars[base.codec.size:] if not codec.words else list(codec.words[base.codec.size:])
+    unit = "word" if codec.words else "character"
+    print(f"fine-tuning {base.name}: " + (f"added {len(added)} {unit}(s) it lacked: {added[:20]!r}" if added
+                                          else f"the text has no {unit}s it lacks"), file=sys.stderr)
     args.hidden_size, args.layers, args.embed_size = config.hidden_size, config.num_layers, config.embed_size
     if args.dropout is not None and args.dropout != config.dropout:  # a training setting: the flag wins
         tuned = TextModel(replace(model.config, dropout=args.dropout))
@@ -120,7 +124,8 @@ def run_train(args) -> int:
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(text, args.model)
     settings = TextSettings(prompt=args.prompt, length=args.length,
-                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed)
+                                 sampling=SamplingConfig(args.temperature, args.top_k, args.top_p), seed=args.seed,
+                            window=args.window)
     generation, seconds = library.timed(text.generate, loaded, settings)
     cli_common.print_notes(generation.result.notes)
     library.save_after(args, text, loaded, settings, generation, duration=seconds)

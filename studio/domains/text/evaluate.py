@@ -58,7 +58,7 @@ def score(loaded: LoadedModel, text: str) -> Scored:
     notes = [f"Dropped characters this model never saw: {dropped!r}."] if dropped else []
     logits, _, gates = loaded.model.trace(torch.tensor([ids], device=loaded.device))
     read = loaded.codec.decode(ids)
-    trace = Trace.from_sequence(gates, read, domain="text", model=loaded.name, prompt_length=len(ids))
+    trace = Trace.from_sequence(gates, loaded.codec.labels(ids), domain="text", model=loaded.name, prompt_length=len(ids))
     return Scored(trace, {"logits": logits[0].float().cpu().numpy()}, read, notes)
 
 
@@ -90,11 +90,11 @@ def explainable(loaded: LoadedModel, text: str):
         return torch.cat([picked[:, :-1], torch.zeros_like(picked[:, -1:])], 1)  # nothing follows the last
 
     def target_log_prob(x, step, target):
-        if not isinstance(target, str) or len(target) != 1 or target not in codec.index:
-            raise ValueError(f"the target must be one character this model knows, not {target!r}")
+        if not isinstance(target, str) or target not in codec.index:
+            raise ValueError(f"the target must be one {'word' if codec.words else 'character'} this model knows, not {target!r}")
         return log_probs(x)[:, step, codec.index[target]]
 
-    names = [repr(ch)[1:-1] if ch in "\n\t" else ch for ch in codec.chars]
+    names = [repr(ch)[1:-1] if ch in "\n\t" else ch for ch in codec.tokens]
     logits = scored.distributions["logits"]
 
     def guesses(step):
@@ -113,6 +113,9 @@ def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
     """(the text as the model reads it, the exact teacher-forced trace of it `chunk` characters at a
     time with the state carried over, as one pass would give it): 100,000 characters never hold
     1.8 GB of gates at once. The second yields (Trace of the chunk, the characters it read)."""
+    if loaded.codec.words:  # the features and regexes are tracks over characters, not words
+        raise ValueError("The probe's features are per character and this model reads words: probing a word-level "
+                         "model is not supported yet.")
     ids, _ = loaded.codec.encode(text)
     return loaded.codec.decode(ids), _chunks(loaded, ids, chunk)
 
@@ -124,7 +127,7 @@ def _chunks(loaded: LoadedModel, ids: list, chunk: int):
         part = ids[start : start + chunk]
         _, state, gates = loaded.model.trace(torch.tensor([part], device=loaded.device), state)
         read = loaded.codec.decode(part)
-        yield Trace.from_sequence(gates, read, domain="text", model=loaded.name), read
+        yield Trace.from_sequence(gates, loaded.codec.labels(part), domain="text", model=loaded.name), read
 
 
 def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10) -> list:

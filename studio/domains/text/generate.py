@@ -28,6 +28,10 @@ class TextSettings:
     length: int = 400  # characters to generate, clamped to [1, MAX_LENGTH]
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     seed: int = 0  # same seed, same settings, same model => identical output
+    # 0: the state is carried on from step to step; N > 0: sample as a model trained on fixed windows
+    # from a zero state was (the Keras tutorial's 40 characters): each step re-reads the last N tokens
+    # from a zero state, and the trace holds, per step, the gates at the window's last position
+    window: int = 0
 
 
 @dataclass
@@ -54,7 +58,7 @@ def clean_settings(settings: TextSettings, codec) -> tuple[list[int], bool, int,
                   " Type only characters of its corpus, or train (or fine-tune) a model on text that has them.")
         notes.append(f"Dropped characters this model never saw: {shown}.{advice}")
     if not ids:
-        start = "\n" if "\n" in codec.index else codec.chars[0]
+        start = next((token for token in ("\n", "<eos>") if token in codec.index), codec.tokens[0])
         ids = [codec.index[start]]
         notes.append("Empty prompt: started from a fresh state, as after a line break." if not prompt else "Nothing of the prompt was usable: started from a fresh state, as after a line break.")
     length = int(settings.length)
@@ -79,6 +83,8 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     benchmarks compare the two); it takes no hooks.
     """
     hooks = list(hooks or [])
+    if settings.window:
+        return _generate_windowed(loaded, settings, hooks)
     if hooks and not traced:
         raise ValueError("hooks need the traced path")
     if traced and not hooks:
@@ -123,7 +129,7 @@ def generate(loaded: LoadedModel, settings: TextSettings, hooks=None, traced: bo
     if not traced:
         return Generation(result, None, {}, settings)
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
-    trace = Trace.from_steps(step_gates, codec.decode(prompt_ids) + text, **fields)
+    trace = Trace.from_steps(step_gates, codec.labels(list(prompt_ids) + list(out_ids)), **fields)
     logits_per_step = torch.cat(step_logits).float().cpu().numpy()
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
 
@@ -158,7 +164,7 @@ def _prime(loaded: LoadedModel, settings: TextSettings, stop_at: float | None) -
         prompt_ids = prompt_ids[-MAX_TRACED_PROMPT:]
     logits, state, gates = model.trace(torch.tensor([prompt_ids], device=device), state)
     return _Row(settings, prompt_ids, fresh_start, length, notes, stop_at,
-                Trace.from_sequence(gates, codec.decode(prompt_ids)), logits[0], logits[0, -1], state,
+                Trace.from_sequence(gates, codec.labels(prompt_ids)), logits[0], logits[0, -1], state,
                 make_generator(settings.seed))
 
 
@@ -173,6 +179,9 @@ def generate_batch(loaded: LoadedModel, settings: list[TextSettings], stop_at: l
     results, rows = [None] * len(settings), {}
     for index, (request, stop) in enumerate(zip(settings, stop_at, strict=True)):
         try:
+            if request.window:  # windows re-read from zero at every step: not a batch of carried states
+                results[index] = _generate_windowed(loaded, request, [])
+                continue
             rows[index] = _prime(loaded, request, stop)
         except Exception as error:  # noqa: BLE001 (that request's caller hears it; the others go on)
             results[index] = error
@@ -228,8 +237,50 @@ def _finish(loaded: LoadedModel, row: _Row) -> Generation:
     fields = {"domain": "text", "model": loaded.name, "prompt_length": len(row.prompt_ids), "shown_from": int(row.fresh_start)}
     layers = [{name: torch.cat([stacked[0][k][name][:, position] for stacked, position in row.pieces]).float().cpu().numpy()
                for name in GATE_NAMES} for k in range(len(row.prompt_trace.layers))]
-    stepped = Trace(layers, list(text), **fields)
+    stepped = Trace(layers, codec.labels(row.out_ids), **fields)
     trace = Trace.concat(Trace(row.prompt_trace.layers, row.prompt_trace.labels, **fields), stepped)
     step_logits = torch.cat([stacked[1][:, position] for stacked, position in row.pieces])
     logits_per_step = torch.cat([row.prompt_logits, step_logits]).float().cpu().numpy()
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, row.settings)
+
+
+@torch.no_grad()
+def _generate_windowed(loaded: LoadedModel, settings: TextSettings, hooks) -> Generation:
+    """generate with settings.window = N: before each prediction the last N tokens (fewer at the
+    start) are read from a zero state, as a model trained on fixed windows saw them; a hook sees each
+    read token as the step it is in the sequence."""
+    model, codec = loaded.model, loaded.codec
+    window = int(settings.window)
+    if window < 1:
+        raise ValueError(f"The window must be at least 1 token, not {window}.")
+    prompt_ids, fresh_start, length, notes = clean_settings(settings, codec)
+    notes.append(f"Each step re-read the last {window} tokens from a zero state (the window the model was trained on).")
+    device = loaded.device
+    generator = make_generator(settings.seed)
+    ids = list(prompt_ids)
+    step_gates, step_logits = [], []
+
+    def read_window(end: int):
+        """The logits and gates after reading ids[end - window : end] from zero: those of its last position."""
+        start = max(0, end - window)
+        state = model.core.initial_state(1, device)
+        for t in range(start, end):
+            logits, state, gates = model.step(torch.tensor([ids[t]], device=device), state, hooks, t)
+        step_gates.append(gates)
+        step_logits.append(logits)
+        return logits[0]
+
+    for end in range(1, len(ids) + 1):
+        logits = read_window(end)
+    out_ids = []
+    for _ in range(length):
+        token = sample_next(logits.cpu(), settings.sampling, generator)
+        out_ids.append(token)
+        ids.append(token)
+        logits = read_window(len(ids))
+    text = codec.decode(out_ids)
+    result = TextResult(prompt="" if fresh_start else codec.decode(prompt_ids), text=text, notes=notes)
+    fields = {"domain": "text", "model": loaded.name, "prompt_length": len(prompt_ids), "shown_from": int(fresh_start)}
+    trace = Trace.from_steps(step_gates, codec.labels(ids), **fields)
+    logits_per_step = torch.cat(step_logits).float().cpu().numpy()
+    return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)

@@ -10,7 +10,7 @@ from studio.batching import MAX_BATCH, MicroBatcher
 from studio.domains import text
 from studio.domains.text.generate import MAX_LENGTH, TextSettings
 from studio.sampling import SamplingConfig
-from studio.ui import blocks, inputs, keep_bar
+from studio.ui import blocks, byom, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, number_or, output_dir
 
 EXAMPLE_PROMPTS = ["ROMEO:\n", "First Citizen:\nWe are accounted poor citizens", "KING HENRY VI:\nO God! methinks"]
@@ -38,7 +38,13 @@ def create_tab(models: dict, problems: list[str]):
                 top_k = inputs.Number(0, label="Top-k (0 = off)", precision=0)
                 top_p = inputs.Slider(0.05, 1, value=1.0, step=0.05, label="Top-p")
                 seed = inputs.Number(0, label="Seed", precision=0, elem_id="text-seed")
+            # a model trained on fixed windows from a zero state (an opened Keras tutorial model) samples as it
+            # was trained with its window; 0 carries the state on (docs/byom.md)
+            window = inputs.Number(0, label="Window (0 = carry the state on; N = re-read the last N tokens from zero)",
+                                   precision=0, elem_id="text-window")
+            byom.open_model_box(text, models, model_name, model_info, "text")  # below the first screen's task
             (download_text,) = blocks.downloads("Text (.txt)")
+            byom.onnx_button(models, model_name, "text")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="text-notes")
             keep = keep_bar.keep_bar("text")
@@ -56,7 +62,7 @@ def create_tab(models: dict, problems: list[str]):
                 batchers.pop(next(iter(batchers)))
         return batcher((settings, limits.stop_time()))  # each request keeps its own deadline
 
-    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value):
+    def on_generate(name, prompt_text, length_value, temp, k, p, seed_value, window_value=0):
         loaded = blocks.loaded_or_error(models, name)
         settings = TextSettings(
             prompt=prompt_text if isinstance(prompt_text, str) else "",
@@ -67,6 +73,7 @@ def create_tab(models: dict, problems: list[str]):
                 top_p=number_or(p, 1.0),
             ),
             seed=clamp_int(seed_value, 0, 2**62, 0),
+            window=clamp_int(window_value, 0, 10_000, 0),
         )
         try:
             generation = generate_batched(loaded, settings)
@@ -79,7 +86,10 @@ def create_tab(models: dict, problems: list[str]):
 
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
-    generate_inputs = [model_name, prompt, length, temperature, top_k, top_p, seed]
+    # an opened model's card may give its training window: offered as the window when it is picked
+    model_name.change(lambda name: (models[name].card.get("training", {}).get("window") or 0) if name in models else gr.skip(),
+                      model_name, window, api_visibility="private")
+    generate_inputs = [model_name, prompt, length, temperature, top_k, top_p, seed, window]
     generate_outputs = [notes, *panel.outputs, panel.selection, download_text, generation_state]
     generated = generate_button.click(on_generate, generate_inputs, generate_outputs, api_name="generate_text")
     blocks.example_on_load(generate_button, on_generate, generate_inputs, generate_outputs)
