@@ -128,11 +128,11 @@ def test_a_model_made_in_one_browser_is_absent_from_another(shared_app, saved_te
     assert "mine" not in text_menu(demo, KEY_B)
     assert "mine" not in text_menu(demo, None)  # a page load with no key yet
     client = Client(url, verbose=False)
-    answer = client.predict("mine", "the", 5, 0.8, 0, 1.0, 1, KEY_A, api_name="/generate_text")
+    answer = client.predict("mine", "the", 5, 0.8, 0, 1.0, 1, 0, KEY_A, api_name="/generate_text")
     assert answer[0] is not None
     for key in (KEY_B, None):
         with pytest.raises(Exception, match="Unknown model 'mine'"):
-            client.predict("mine", "the", 5, 0.8, 0, 1.0, 1, key, api_name="/generate_text")
+            client.predict("mine", "the", 5, 0.8, 0, 1.0, 1, 0, key, api_name="/generate_text")
     with pytest.raises(Exception, match="Unknown text model 'mine'"):
         client.predict("text", "mine", "the", None, 2, 0, 1, "", "gradient_x_input", KEY_B, api_name="/explain")
 
@@ -154,7 +154,7 @@ def test_a_model_trained_in_one_browser_stays_there(shared_app, monkeypatch):
     assert "trained" in text_menu(demo, KEY_A)
     assert "trained" not in text_menu(demo, KEY_B)
     with pytest.raises(Exception, match="Unknown model 'trained'"):
-        client.predict("trained", "the", 5, 0.8, 0, 1.0, 1, KEY_B, api_name="/generate_text")
+        client.predict("trained", "the", 5, 0.8, 0, 1.0, 1, 0, KEY_B, api_name="/generate_text")
     with pytest.raises(Exception, match="send your browser's owner key"):  # no key: no training of one's own
         client.predict("start", "", "text", text, None, "x", "tiny", 0.05, "", None, api_name="/train")
 
@@ -253,7 +253,7 @@ def test_malformed_calls_get_one_sentence(shared_app, capfd, endpoint, data, exp
 
 def test_a_call_without_the_owner_key_still_answers(shared_app):
     _, url, _ = shared_app
-    assert raw_call(url, "generate_text", ["shakespeare-char", "To be", 3, 0.8, 0, 1.0, 1]) == "answered"
+    assert raw_call(url, "generate_text", ["shakespeare-char", "To be", 3, 0.8, 0, 1.0, 1, 0]) == "answered"
 
 
 def test_a_worker_over_its_memory_cap_is_replaced(monkeypatch):
