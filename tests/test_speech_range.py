@@ -258,6 +258,7 @@ def test_recording_in_the_page_with_chromiums_fake_microphone_is_continued(speec
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"]).new_page()
             page.goto(speech_url)
+            page.get_by_role("tab", name="Your recording: features and continuation").click()  # the tab's second task
             microphone = page.locator("#speech-microphone")
             microphone.locator("button.record-button").click()
             page.wait_for_timeout(1500)

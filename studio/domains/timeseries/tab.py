@@ -72,15 +72,16 @@ def create_tab(models: dict, problems: list[str]) -> None:
             if (header := blocks.model_header(models, problems, NO_MODEL)) is None:
                 return
             model_name, model_info = header
-            upload = gr.File(label="Series file (CSV, TSV or JSON)", file_types=[".csv", ".tsv", ".txt", ".json"],
-                             elem_id="timeseries-upload")
-            column = inputs.Dropdown([], label="Value column", allow_custom_value=True, elem_id="timeseries-column")
             packaged = inputs.Dropdown([NO_SHIPPED, *SHIPPED], value=next(iter(SHIPPED)),
-                                       label="Or a packaged series", elem_id="timeseries-shipped")
+                                       label="A packaged series (or upload your own below)", elem_id="timeseries-shipped")
             horizon = inputs.Number(24, label=f"Horizon (steps, up to {MAX_HORIZON})", precision=0, elem_id="timeseries-horizon")
+            # the main button in the first screen; the user's own file and the finer settings after it
+            forecast = gr.Button("Forecast", variant="primary", elem_id="timeseries-generate")
+            upload = gr.File(label="Series file (CSV, TSV or JSON)", file_types=[".csv", ".tsv", ".txt", ".json"],
+                             elem_id="timeseries-upload", height=110)
+            column = inputs.Dropdown([], label="Value column", allow_custom_value=True, elem_id="timeseries-column")
             paths = inputs.Number(100, label=f"Sample paths (up to {MAX_PATHS})", precision=0)
             seed = inputs.Number(0, label="Seed", precision=0, elem_id="timeseries-seed")
-            forecast = gr.Button("Forecast", variant="primary", elem_id="timeseries-generate")
             download_json, download_csv = blocks.downloads("Forecast (.json)", "Forecast (.csv)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="timeseries-notes")
@@ -131,8 +132,10 @@ def create_tab(models: dict, problems: list[str]) -> None:
 
     blocks.follow_model(model_name, model_info, models)
     upload.change(on_upload, upload, column, api_name="timeseries_columns")
-    forecast.click(on_forecast, [model_name, upload, packaged, column, horizon, paths, seed],
-                   [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state, table, why],
+    forecast_inputs = [model_name, upload, packaged, column, horizon, paths, seed]
+    forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state, table, why]
+    forecast.click(on_forecast, forecast_inputs, forecast_outputs,
                    api_name="forecast").then(on_backtest, [generation_state, model_name], table, api_name="backtest")
+    blocks.example_on_load(forecast, on_forecast, forecast_inputs, forecast_outputs)  # the fan chart and gates at once
     blocks.wire_panel(panel, generation_state, timeseries, models)
     panel.viewer.events.select(on_step, [generation_state, panel.viewer.events], [chart, why], api_visibility="private")
