@@ -110,7 +110,7 @@ def _make_lent(seconds: int):
     def run(blob: bytes):
         token = _lent.set(True)
         try:
-            fn, args, kwargs = pickle.loads(blob)
+            fn, args, kwargs = pickle.loads(blob)  # our own call, pickled by lend() in the app's process
             if cuda_usable():
                 _to_device([*args, *kwargs.values()], "cuda")
             return _to_cpu(fn(*args, **kwargs))

@@ -179,9 +179,13 @@ class Trainer:
         models_dir.mkdir(parents=True, exist_ok=True)
         out = models_dir / safe_name(request.name, models_dir)
         job = Job(job_id, request, folder, out, command_for(request, data, out, folder / "progress.jsonl"), described)
+        return self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> Job:
+        """The job at the end of the line, with the worker that runs the line started if it is not running."""
         with self.lock:
-            self.jobs[job_id] = job
-            self.queue.append(job_id)
+            self.jobs[job.id] = job
+            self.queue.append(job.id)
             if self.worker is None or not self.worker.is_alive():
                 self.worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
                 self.worker.start()
@@ -324,14 +328,7 @@ class Trainer:
         # job.out names no checkpoint: the finished job leaves no model for on_done to load
         job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full, [],
                   trains_model=False)
-        with self.lock:
-            self.jobs[job_id] = job
-            self.queue.append(job_id)
-            if self.worker is None or not self.worker.is_alive():
-                self.worker = threading.Thread(target=self._work, name="training-jobs", daemon=True)
-                self.worker.start()
-        self.wake.set()
-        return job
+        return self._enqueue(job)
 
 
 def _lower_priority() -> None:
