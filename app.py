@@ -89,7 +89,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False, elem_id="page-style")  # studio/ui/page.css
         gr.Markdown(f"# {TITLE}\n{INTRO}")
-        key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared server
+        key = owner.browser_key()  # this browser's owner key (studio.ui.owner): what it keeps is its own on a shared
+                                   # server
         library_tab.shared_record(demo, loaded)  # a ?run=TOKEN link: its record made again and checked, above the tabs
         dropdowns = {}
         for domain in ALL:
@@ -102,7 +103,8 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
         with gr.Tab("Why LSTM"):
             lab_tab.create_tab(trainer)  # RNN, GRU and LSTM side by side, in the same job queue; also /lab
         with gr.Tab("Library"):
-            library_tab.create_tab(loaded, train_inbox)  # every output kept: search, rate, share, export; /library_* endpoints
+            library_tab.create_tab(loaded, train_inbox)  # every output kept: search, rate, share, export; /library_*
+                                                         # endpoints
         gr.api(train_tab.train_api(trainer, stems), api_name="train")  # start, progress, cancel a training
         gr.api(explain_api(loaded), api_name="explain")  # why one step came out, for any domain (JSON)
         experiments_api.register(loaded)  # /probe, /intervene, /compare

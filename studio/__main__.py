@@ -60,9 +60,12 @@ def main(argv=None) -> int:
     # (`--data` for `--data-dir`), so a flag is given whole or refused
     parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see library -h)")
-    commands.add_parser("import", allow_abbrev=False, help="open a Keras or PyTorch LSTM as a studio model (see import -h)")
-    commands.add_parser("lab", allow_abbrev=False, help="the 'Why LSTM' lab: RNN, GRU and LSTM trained side by side (see lab -h)")
+    commands.add_parser("library", allow_abbrev=False, help="kept generations: list, search, show, replay, export (see "
+                                                            "library -h)")
+    commands.add_parser("import", allow_abbrev=False, help="open a Keras or PyTorch LSTM as a studio model (see "
+                                                           "import -h)")
+    commands.add_parser("lab", allow_abbrev=False, help="the 'Why LSTM' lab: RNN, GRU and LSTM trained side by side "
+                                                        "(see lab -h)")
     for command in COMMANDS:
         domains = commands.add_parser(command, allow_abbrev=False).add_subparsers(dest="domain", required=True)
         for domain in ALL:

@@ -177,7 +177,8 @@ def _label_classes(labels: list[str]) -> list[tuple[str, np.ndarray]]:
     }
     # character categories only where every label is one character (text): a music label "END" is no letter
     characters = all(len(s) <= 1 for s in labels)
-    classes = [(name, np.array([test(s) for s in labels], dtype=bool)) for name, test in categories.items()] if characters else []
+    classes = [(name, np.array([test(s) for s in labels], dtype=bool))
+               for name, test in categories.items()] if characters else []
     quote_marks = [s == '"' for s in labels]
     if sum(quote_marks) >= 2:
         inside, state = [], False

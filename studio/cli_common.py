@@ -59,7 +59,8 @@ def add_train_flags(parser, steps: int | None, lr: float, eval_every: int | None
                         "else half the cores up to 8: two threads on two cores fight over them, "
                         "see docs/benchmarks.md, Training)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.resume.* (with --minutes, a run that "
-                        "had not spent its budget goes on with the same schedule and the time left; --progress appends)")
+                        "had not spent its budget goes on with the same schedule and the time left; --progress "
+                        "appends)")
     parser.add_argument("--progress", help="also write the progress as JSON lines here, with a sample and a picture "
                         "of the gates at each validation (studio/train_progress.py)")
     parser.add_argument("--slice-seconds", type=float, help="stop after this many seconds with the resume state saved, "
@@ -121,7 +122,8 @@ def add_settings_flags(parser, domain) -> None:
             continue
         meaning = f"generation setting {'.'.join(path)} (default {default!r}, as in the tab)"
         if kind is bool:
-            parser.add_argument(flag, dest=_dest(path), action=argparse.BooleanOptionalAction, default=None, help=meaning)
+            parser.add_argument(flag, dest=_dest(path), action=argparse.BooleanOptionalAction, default=None,
+                                help=meaning)
         else:
             parser.add_argument(flag, dest=_dest(path), type=kind, default=None, metavar=path[-1].upper(), help=meaning)
 

@@ -15,7 +15,8 @@ from studio.domains import member
 
 def add_probe_command(parser, domain) -> None:
     add_model_flag(parser, domain)
-    parser.add_argument("--feature", required=True, help="a feature track of the domain" + member(domain, "CUSTOM_FEATURE_HINT"))
+    parser.add_argument("--feature", required=True, help="a feature track of the domain"
+                        + member(domain, "CUSTOM_FEATURE_HINT"))
     parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
     parser.add_argument("--limit", type=int, default=200_000, help="read at most this many steps of the input")
     parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
@@ -42,7 +43,8 @@ def run_probe(domain, args) -> int:
     loaded = load_or_exit(domain, args.model)
     try:
         sequence = domain.read_input(args.input, loaded)
-        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top, exact=getattr(args, "exact", True))
+        track, steps, hits = probe(domain, loaded, sequence, args.feature, args.limit, args.top,
+                                   exact=getattr(args, "exact", True))
     except ValueError as error:
         sys.exit(f"error: {error}")
     measure = "AUC" if experiments.is_binary(np.asarray(track, float)) else "correlation"
@@ -117,7 +119,8 @@ def generate_both(domain, loaded, settings, hooks: list):
 def intervene(domain, loaded, seed: int, hooks: list, settings=None) -> dict:
     """Generate twice with `settings` (default: the tab's defaults) and `seed`, plainly and with
     `hooks`: both outputs (the shown labels joined) and how they differ (`differences`)."""
-    plain, changed = generate_both(domain, loaded, dataclasses.replace(settings or domain.Settings(), seed=int(seed)), hooks)
+    plain, changed = generate_both(domain, loaded, dataclasses.replace(settings or domain.Settings(), seed=int(seed)),
+                                   hooks)
     shown = {}
     for name, generation in (("original", plain), ("changed", changed)):
         labels = generation.trace.labels[generation.trace.shown_from :]

@@ -44,7 +44,8 @@ def train_in_slices(argv: list[str], progress, log_path, stop_file, cancelled=la
     trainer (perhaps in another process) reads as Ctrl-C: it validates, keeps the best and ends the run."""
     from studio import train_progress
 
-    seconds = min(slice_seconds or gpu.SLICE_SECONDS, gpu.DURATIONS[-1] - gpu.SLICE_SETUP_SECONDS)  # a longer call is cut off
+    # a longer call is cut off
+    seconds = min(slice_seconds or gpu.SLICE_SECONDS, gpu.DURATIONS[-1] - gpu.SLICE_SETUP_SECONDS)
     stop_file, finished = Path(stop_file), threading.Event()
 
     def watch():  # a cancel reaches a trainer it cannot signal through the stop file
@@ -58,7 +59,8 @@ def train_in_slices(argv: list[str], progress, log_path, stop_file, cancelled=la
         resume: list[str] = []
         while True:
             try:
-                code = gpu.lend(train_slice, [*argv, *resume, "--slice-seconds", f"{seconds:g}", "--stop-file", str(stop_file)],
+                code = gpu.lend(train_slice,
+                                [*argv, *resume, "--slice-seconds", f"{seconds:g}", "--stop-file", str(stop_file)],
                             str(log_path), seconds=seconds + gpu.SLICE_SETUP_SECONDS)
             except Exception as error:
                 if not gpu.refused(error):

@@ -17,14 +17,16 @@ def read_vocabulary(vocab=None, vocab_text=None, lower: bool = False, tokens: st
     characters as the Keras tutorial's sorted(set(text)) (after lower-casing with `lower`), words in
     first-occurrence order with <eos> ending each line, as word_language_model's data.py."""
     if (vocab is None) == (vocab_text is None):
-        raise ImportRefused("Give the vocabulary either as a token list (--vocab) or as the training text (--vocab-text).")
+        raise ImportRefused("Give the vocabulary either as a token list (--vocab) or as the training text "
+                            "(--vocab-text).")
     if tokens not in ("chars", "words"):
         raise ImportRefused(f"Tokens are chars or words, not {tokens!r}.")
     path = Path(vocab if vocab is not None else vocab_text)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ImportRefused(f"The vocabulary file {path.name} cannot be read as UTF-8 text ({first_line(error)}).") from None
+        raise ImportRefused(f"The vocabulary file {path.name} cannot be read as UTF-8 text "
+                            f"({first_line(error)}).") from None
     if vocab is not None:
         try:
             listed = json.loads(text)
@@ -39,7 +41,8 @@ def read_vocabulary(vocab=None, vocab_text=None, lower: bool = False, tokens: st
         if len(set(listed)) != len(listed):
             raise ImportRefused(f"{path.name} lists a token twice.")
         if tokens == "chars" and any(len(t) != 1 for t in listed):
-            raise ImportRefused(f"{path.name} has tokens longer than one character; give --tokens words for a word vocabulary.")
+            raise ImportRefused(f"{path.name} has tokens longer than one character; give --tokens words for a word "
+                                "vocabulary.")
         return listed
     if lower:
         text = text.lower()
@@ -75,7 +78,8 @@ def main(argv=None) -> int:
     from studio.domains import by_name, member
 
     parser = argparse.ArgumentParser(prog="python -m studio import", allow_abbrev=False,
-                                     description="Open a Keras (.keras, .h5) or PyTorch (state_dict) LSTM as a studio model.")
+                                     description="Open a Keras (.keras, .h5) or PyTorch (state_dict) LSTM as a "
+                                                 "studio model.")
     parser.add_argument("domain")
     parser.add_argument("file")
     parser.add_argument("--format", required=True, choices=FORMATS)
@@ -102,7 +106,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def import_file(domain, file, fmt: str, out, vocab=None, vocab_text=None, lower=False, tokens="chars", window=None) -> str:
+def import_file(domain, file, fmt: str, out, vocab=None, vocab_text=None, lower=False, tokens="chars",
+                window=None) -> str:
     """Read `file`, build the domain's model with its `from_network` and save it at `out`; returns the stem."""
     from studio import checkpoint
     from studio.domains import member
@@ -116,7 +121,8 @@ def import_file(domain, file, fmt: str, out, vocab=None, vocab_text=None, lower=
         model, codec, card = member(domain, "from_network")(network, vocabulary, tokens)
     except ValueError as error:
         raise ImportRefused(str(error)) from None
-    card.setdefault("data", {})["vocabulary"] = (f"built from {Path(vocab_text).name}" + (" (lower-cased)" if lower else "")
+    card.setdefault("data", {})["vocabulary"] = (f"built from {Path(vocab_text).name}"
+                                                 + (" (lower-cased)" if lower else "")
                                                  if vocab_text else f"listed in {Path(vocab).name}")
     stem = str(checkpoint.paths(out)[0].with_suffix(""))
     domain.save(stem, model, codec, card)

@@ -87,10 +87,12 @@ def check_stack(network: Network) -> None:
     for k, (w_ih, w_hh, bias) in enumerate(network.layers):
         if w_hh.shape != (4 * hidden, hidden) or w_ih.shape != (4 * hidden, width) or bias.shape != (4 * hidden,):
             raise ImportRefused(f"LSTM layer {k} has {w_hh.shape[1]} units reading {w_ih.shape[1]} values, where the "
-                                f"studio's stack needs {hidden} units reading {width}: every layer must be as wide as the first.")
+                                f"studio's stack needs {hidden} units reading {width}: every layer must be as wide as "
+                                "the first.")
         width = hidden
     if network.head_weight.shape[1] != hidden:
-        raise ImportRefused(f"The head reads {network.head_weight.shape[1]} values, not the top LSTM layer's {hidden} units.")
+        raise ImportRefused(f"The head reads {network.head_weight.shape[1]} values, not the top LSTM layer's "
+                            f"{hidden} units.")
 
 
 # ---------------------------------------------------------------- Keras
@@ -111,7 +113,8 @@ def read_keras(path: Path) -> Network:
             return _read_keras_h5(path)
     except ImportRefused:
         raise
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, json.JSONDecodeError,
+            UnicodeDecodeError) as error:
         raise ImportRefused(f"{path.name} is truncated or is not a Keras model file ({first_line(error)}).") from None
     raise ImportRefused(f"{path.name} is neither a Keras .keras archive nor an HDF5 .h5 file.")
 
@@ -158,7 +161,8 @@ def _read_keras_h5(path: Path) -> Network:
 
     with h5py.File(path, "r") as file:
         if "model_config" not in file.attrs:
-            raise ImportRefused(f"{path.name} holds only weights (model.save_weights); save the whole model with model.save.")
+            raise ImportRefused(f"{path.name} holds only weights (model.save_weights); save the whole model with "
+                                "model.save.")
         config = json.loads(file.attrs["model_config"])
         version = file.attrs.get("keras_version", "2")
         version = version.decode() if isinstance(version, bytes) else str(version)
@@ -176,7 +180,8 @@ def _read_keras_h5(path: Path) -> Network:
 
 
 def _config_layers(config) -> list[dict]:
-    if isinstance(config, dict) and isinstance(config.get("config"), list):  # Keras 2.0-2.1's Sequential: the list itself
+    if isinstance(config, dict) and isinstance(config.get("config"), list):  # Keras 2.0-2.1's Sequential: the list
+                                                                             # itself
         return [layer for layer in config["config"] if isinstance(layer, dict)]
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict) or "layers" not in config["config"]:
         kind = config.get("class_name", "?") if isinstance(config, dict) else "?"
@@ -203,7 +208,8 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
         if kind == "Dropout":
             continue
         if head is not None:
-            raise ImportRefused(f"The layer '{name}' ({kind}) comes after the Dense head; the studio opens {SUPPORTED}.")
+            raise ImportRefused(f"The layer '{name}' ({kind}) comes after the Dense head; the studio opens "
+                                f"{SUPPORTED}.")
         if kind == "Embedding":
             if stack:
                 raise ImportRefused(f"The Embedding '{name}' comes after an LSTM layer.")
@@ -217,7 +223,8 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
             if config.get("recurrent_activation") == "hard_sigmoid":
                 hard = HARD_SIGMOID[major]
             if stack and not stack[-1][3]:
-                raise ImportRefused(f"The LSTM layer below '{name}' does not return sequences, so '{name}' does not read a sequence.")
+                raise ImportRefused(f"The LSTM layer below '{name}' does not return sequences, so '{name}' does not "
+                                    "read a sequence.")
             values = tensors(layer)
             kernel, recurrent = values[0], values[1]
             bias = values[2] if len(values) > 2 else np.zeros(kernel.shape[1], kernel.dtype)
@@ -227,11 +234,13 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
                 raise ImportRefused(f"The Dense layer '{name}' comes before any LSTM layer.")
             activation = config.get("activation", "linear")
             if activation not in ("softmax", "linear", None):
-                raise ImportRefused(f"The Dense head '{name}' has activation {activation!r}; the studio opens a softmax or linear head.")
+                raise ImportRefused(f"The Dense head '{name}' has activation {activation!r}; the studio opens a "
+                                    "softmax or linear head.")
             values = tensors(layer)
             head = (values[0].T, values[1] if len(values) > 1 else np.zeros(values[0].shape[1], values[0].dtype))
         else:
-            raise ImportRefused(f"The layer '{name}' is a {kind}, which the studio does not open; it opens {SUPPORTED}.")
+            raise ImportRefused(f"The layer '{name}' is a {kind}, which the studio does not open; it opens "
+                                f"{SUPPORTED}.")
     if not stack:
         raise ImportRefused(f"{file_name} has no LSTM layer.")
     if head is None:
@@ -244,12 +253,14 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
 
 def _check_lstm(name: str, config: dict, major: int) -> None:
     if config.get("activation", "tanh") != "tanh":
-        raise ImportRefused(f"The LSTM layer '{name}' has activation {config['activation']!r}; the studio's cell uses tanh.")
+        raise ImportRefused(f"The LSTM layer '{name}' has activation {config['activation']!r}; the studio's cell "
+                            "uses tanh.")
     if config.get("recurrent_activation", "sigmoid") not in ("sigmoid", "hard_sigmoid"):
         raise ImportRefused(f"The LSTM layer '{name}' has recurrent activation {config['recurrent_activation']!r}; "
                             "the studio opens sigmoid or hard_sigmoid.")
     if config.get("go_backwards"):
-        raise ImportRefused(f"The LSTM layer '{name}' reads its input backwards (go_backwards), which the studio does not.")
+        raise ImportRefused(f"The LSTM layer '{name}' reads its input backwards (go_backwards), which the studio "
+                            "does not.")
     if config.get("implementation") not in (None, 1, 2) and major == 2:
         raise ImportRefused(f"The LSTM layer '{name}' has an unknown implementation {config['implementation']!r}.")
 
@@ -274,7 +285,8 @@ def _torch_tensors(path: Path) -> dict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as error:
-            raise ImportRefused(f"{path.name} is truncated or is not a safetensors file ({first_line(error)}).") from None
+            raise ImportRefused(f"{path.name} is truncated or is not a safetensors file "
+                                f"({first_line(error)}).") from None
     with open(path, "rb") as file:
         head = file.read(2)
     # torch.save writes a zip archive (or, with the legacy format, a pickle: protocol byte 0x80)
@@ -304,7 +316,8 @@ def _torch_tensors(path: Path) -> dict:
 def torch_network(tensors: dict, file_name: str = "the file") -> Network:
     """Embedding + nn.LSTM + Linear from a state_dict's tensors, whatever the modules are called."""
     if any(re.search(r"weight_hr_l\d+$", key) for key in tensors):
-        raise ImportRefused("The LSTM projects its output (proj_size, 'weight_hr' weights), which the studio does not open.")
+        raise ImportRefused("The LSTM projects its output (proj_size, 'weight_hr' weights), which the studio does "
+                            "not open.")
     if any(key.endswith("_reverse") for key in tensors):
         raise ImportRefused("The LSTM is bidirectional (it has '_reverse' weights), which the studio does not open.")
     lstm = {}
@@ -326,21 +339,26 @@ def torch_network(tensors: dict, file_name: str = "the file") -> Network:
         if w_hh.shape[0] != 4 * hidden:
             gates = w_hh.shape[0] / hidden
             kind = "a GRU" if gates == 3 else "not an LSTM"
-            raise ImportRefused(f"The recurrent layer '{prefix.rstrip('.')}' has {gates:g} gate blocks per unit ({kind}); "
+            raise ImportRefused(f"The recurrent layer '{prefix.rstrip('.')}' has {gates:g} gate blocks per unit "
+                                f"({kind}); "
                                 "the studio opens LSTM layers.")
-        bias = weights.get(("bias_ih", k), np.zeros(4 * hidden, np.float32)) + weights.get(("bias_hh", k), np.zeros(4 * hidden, np.float32))
+        bias = (weights.get(("bias_ih", k), np.zeros(4 * hidden, np.float32))
+                + weights.get(("bias_hh", k), np.zeros(4 * hidden, np.float32)))
         layers.append((w_ih, w_hh, bias))
     hidden = layers[0][1].shape[1]
     others = {k: v for k, v in tensors.items() if not k.startswith(prefix) or prefix == ""}
     others = {k: v for k, v in others.items() if not re.fullmatch(r".*(weight_ih|weight_hh|bias_ih|bias_hh)_l\d+", k)}
     heads = [k[: -len("weight")] for k, v in others.items()
-             if k.endswith("weight") and v.ndim == 2 and v.shape[1] == hidden and k[: -len("weight")] + "bias" in others]
-    embeddings = [k for k, v in others.items() if k.endswith("weight") and v.ndim == 2 and v.shape[1] == layers[0][0].shape[1]
+             if k.endswith("weight") and v.ndim == 2 and v.shape[1] == hidden
+             and k[: -len("weight")] + "bias" in others]
+    embeddings = [k for k, v in others.items() if k.endswith("weight") and v.ndim == 2
+                  and v.shape[1] == layers[0][0].shape[1]
                   and k[: -len("weight")] + "bias" not in others]
     if not embeddings and len(heads) == 1 and others[heads[0] + "weight"].shape[1] == layers[0][0].shape[1]:
         embeddings = [heads[0] + "weight"]  # tied weights saved under the decoder's name only (safetensors' save_model)
     if len(embeddings) != 1:
-        raise ImportRefused(f"{file_name} has {len(embeddings) or 'no'} embedding tables of width {layers[0][0].shape[1]}; "
+        raise ImportRefused(f"{file_name} has {len(embeddings) or 'no'} embedding tables of width "
+                            f"{layers[0][0].shape[1]}; "
                             "the studio opens one Embedding feeding the LSTM.")
     embedding = others[embeddings[0]]
     if heads:

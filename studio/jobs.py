@@ -69,7 +69,8 @@ class Job:
     started: float | None = None
     finished: float | None = None
     process: subprocess.Popen | None = None
-    trains_model: bool = True  # a `train` command leaving a checkpoint at `out`; else a command writing its own results (the lab)
+    trains_model: bool = True  # a `train` command leaving a checkpoint at `out`; else a command writing its own results
+                               # (the lab)
 
     @property
     def progress_path(self) -> Path:
@@ -109,7 +110,8 @@ def gather(files, suffixes, folder: Path) -> list[Path]:
             raise ValueError(f"{path.name} is empty.")
         if path.suffix.lower() == ".zip":
             what = "/".join(sorted(s for s in suffixes if s)) + " files"
-            found += limits.extract_zip(path, into / f"zip-{len(found)}", lambda name: Path(name).suffix.lower() in suffixes,
+            found += limits.extract_zip(path, into / f"zip-{len(found)}",
+                                        lambda name: Path(name).suffix.lower() in suffixes,
                                         budget, what, ValueError)
         else:
             target = into / path.name
@@ -275,7 +277,8 @@ class Trainer:
                 with self.lock:
                     if "Cancelling" in job.message:
                         if command is job.command:  # cancelled between leaving the queue and here
-                            job.status, job.message, job.finished = "cancelled", "Cancelled before it started.", time.time()
+                            job.status, job.message, job.finished = ("cancelled", "Cancelled before it started.",
+                                                                      time.time())
                             return
                         stop.touch()
                     job.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -294,7 +297,8 @@ class Trainer:
         if not job.trains_model:  # its results are in its own folder, whether it ended or was stopped
             job.status = "cancelled" if cancelled else ("done" if code == 0 else "failed")
             job.message = "Cancelled; what it measured so far is kept." if cancelled else (
-                "Done." if code == 0 else errors[-1][len("error: "):] if errors else f"Stopped (exit {code}): {tail[-1] if tail else ''}")
+                "Done." if code == 0 else errors[-1][len("error: "):] if errors else f"Stopped (exit {code}): "
+                f"{tail[-1] if tail else ''}")
         elif has_model:  # finished, or cancelled after a checkpoint: either way a model to use and download
             job.status = "done"
             job.message = ("Cancelled; the best checkpoint so far is kept." if cancelled else "Done.") + \
@@ -326,7 +330,8 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         full = [sys.executable, "-m", "studio", *map(str, command), "--progress", str(folder / "progress.jsonl")]
         # job.out names no checkpoint: the finished job leaves no model for on_done to load
-        job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full, [],
+        job = Job(job_id, TrainRequest(kind, name=out.name, minutes=float(minutes)), folder, out / f"{kind}-job", full,
+                  [],
                   trains_model=False)
         return self._enqueue(job)
 

@@ -106,7 +106,8 @@ def extract_zip(path, folder, keep, max_bytes: int | None = None, what: str = "f
     ValueError class; "holds no ..." when nothing is kept, "not a readable zip" when it is damaged."""
     path, folder = Path(path), Path(folder)
     max_bytes = MAX_UNZIPPED_BYTES if max_bytes is None else max_bytes
-    members = [m for m in check_zip(path, error=error) if not m.is_dir() and not hidden(m.filename) and keep(m.filename)]
+    members = [m for m in check_zip(path, error=error) if not m.is_dir() and not hidden(m.filename)
+               and keep(m.filename)]
     if not members:
         raise error(f"{path.name} holds no {what}.")
     if sum(m.file_size for m in members) > max_bytes:
@@ -115,7 +116,8 @@ def extract_zip(path, folder, keep, max_bytes: int | None = None, what: str = "f
     try:
         with zipfile.ZipFile(path) as archive:
             for member in members:
-                parts = [re.sub(r"[^\w.+-]+", "_", part)[:100] for part in Path(member.filename.replace("\\", "/")).parts
+                parts = [re.sub(r"[^\w.+-]+", "_", part)[:100]
+                         for part in Path(member.filename.replace("\\", "/")).parts
                          if part not in ("", ".", "..", "/")]
                 target = folder.joinpath(*parts) if parts else folder / "file"
                 if target.exists():  # two names made the same by cleaning: the later one gets a number

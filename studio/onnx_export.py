@@ -89,7 +89,8 @@ def build(model: nn.Module):
     nodes, weights = [], []
 
     def const(name, array):
-        weights.append(numpy_helper.from_array(np.array(array, order="C"), name))  # (ascontiguousarray makes a 0-d index 1-d)
+        weights.append(numpy_helper.from_array(np.array(array, order="C"), name))  # (ascontiguousarray makes a 0-d
+                                                                                   # index 1-d)
         return name
 
     def node(op, inputs, output, **attrs):
@@ -119,7 +120,8 @@ def build(model: nn.Module):
         bias = (layer.bias_ih_l0 + layer.bias_hh_l0).detach().float().numpy()
         joined = node("Concat", [x, h_prev], f"xh{k}", axis=1)
         z = node("Add", [node("MatMul", [joined, const(f"W{k}", weight)], f"zw{k}"), const(f"b{k}", bias)], f"z{k}")
-        nodes.append(helper.make_node("Split", [z, split], [f"zi{k}", f"zf{k}", f"zg{k}", f"zo{k}"], name=f"split{k}", axis=1))
+        nodes.append(helper.make_node("Split", [z, split], [f"zi{k}", f"zf{k}", f"zg{k}", f"zo{k}"], name=f"split{k}",
+                                      axis=1))
         if slope is None:
             gate = {name: node("Sigmoid", [f"z{name}{k}"], f"{name}{k}") for name in "ifo"}
         else:
@@ -140,7 +142,8 @@ def build(model: nn.Module):
     node("Concat", hs, "h_out", axis=0) if len(hs) > 1 else node("Identity", hs, "h_out")
     node("Concat", cs, "c_out", axis=0) if len(cs) > 1 else node("Identity", cs, "c_out")
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, shape.output_size])]
-    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, [layers, batch, hidden]) for name in ("h_out", "c_out")]
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, [layers, batch, hidden])
+                for name in ("h_out", "c_out")]
     graph = helper.make_graph(nodes, "lstm_step", inputs, outputs, initializer=weights)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lstm-studio")
     proto.ir_version = 8  # what onnxruntime releases of the last years all read
@@ -166,7 +169,8 @@ def studio_outputs(model: nn.Module, core_inputs: torch.Tensor) -> torch.Tensor:
     return model.head(out)[0]
 
 
-def run_steps(path, tokens: np.ndarray | None, features: np.ndarray | None, num_layers: int, hidden_size: int) -> np.ndarray:
+def run_steps(path, tokens: np.ndarray | None, features: np.ndarray | None, num_layers: int,
+              hidden_size: int) -> np.ndarray:
     """Run an exported step graph with onnxruntime over a sequence (batch 1), the state carried from
     step to step: (T, V) outputs. tokens (T,) int, features (T, F) or None."""
     import onnxruntime
@@ -196,7 +200,8 @@ def check(model: nn.Module, path, tokens=None, features=None, steps: int = 500, 
     if shape.has_token and tokens is None:
         tokens = torch.randint(model.embed.num_embeddings, (steps,), generator=generator)
     if shape.feature_size and features is None:
-        features = (torch.rand(len(tokens) if tokens is not None else steps, shape.feature_size, generator=generator) < 0.1).float()
+        features = (torch.rand(len(tokens) if tokens is not None else steps, shape.feature_size,
+                               generator=generator) < 0.1).float()
     parts = []
     if shape.has_token:
         tokens = torch.as_tensor(tokens, dtype=torch.long)

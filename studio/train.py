@@ -243,7 +243,8 @@ def train(
     return metrics
 
 
-def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device, schedule=None):
+def _checkpoint(model, optimizer, task, out, card, config, step, best_val, metrics, rank, distributed, device,
+                schedule=None):
     """Validate; save the best weights and the resume state. (val_loss, best_val, metrics)."""
     val_loss = _validate(model, task, rank, distributed, device)
     if val_loss < best_val:

@@ -130,7 +130,8 @@ class ModelTable(MutableMapping):
     def _user_stems(self) -> dict[str, Path]:
         if self.users is None:
             return {}
-        return {n: s for n, s in self.users.stems(self.domain.NAME, current_owner.get()).items() if n not in self.shipped}
+        return {n: s
+                for n, s in self.users.stems(self.domain.NAME, current_owner.get()).items() if n not in self.shipped}
 
     def user_names(self) -> list[str]:
         return list(self._user_stems())

@@ -92,7 +92,8 @@ class Training:
     shape_flags: Callable[[tuple[int, int, int]], list[str]]  # (hidden, layers, embed) of a size preset -> CLI flags
     corpora: tuple[str, ...] = ()  # shipped corpus files (in the data folder) the tab offers
     hint: str = ""  # the Train tab's upload label: what to upload, in words (default: `what`)
-    drawn: Callable[[Any, Path], Path] | None = None  # (drawing pad value, folder) -> a data file: the tab offers the pad
+    drawn: Callable[[Any, Path], Path] | None = None  # (drawing pad value, folder) -> a data file: the tab offers the
+                                                      # pad
     recorded: Callable[[Any, str, Path], list[Path]] | None = None  # ((rate, samples), transcript, folder) -> data
     #   files: the tab offers the microphone
 

@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", default="rnn,gru,lstm",
                    help=f"comma-separated, from {', '.join(lab_cells.ALL_CELLS)} (default rnn,gru,lstm)")
     p.add_argument("--minutes", type=float, default=2.0, help="wall time of the whole run (default 2)")
-    p.add_argument("--hidden", type=int, default=64, help="the LSTM's units; rnn and gru match its parameters (default 64)")
+    p.add_argument("--hidden", type=int, default=64, help="the LSTM's units; rnn and gru match its parameters "
+                                                          "(default 64)")
     p.add_argument("--batch", type=int, default=64, help="sequences per step (default 64)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam's learning rate (default 0.002)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches (default 0)")
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         for row in result["runs"]:
             for name, cell in row["cells"].items():
                 print(summary_line(name, row["T"], cell))
-        print("longest T learned: " + " ".join(f"{k}={v if v is not None else 'none'}" for k, v in result["longest"].items()))
+        print("longest T learned: "
+              + " ".join(f"{k}={v if v is not None else 'none'}" for k, v in result["longest"].items()))
     else:
         for name, cell in result["cells"].items():
             print(summary_line(name, result["task"]["length"], cell))

@@ -102,7 +102,8 @@ def gradient_figure(record: dict, checkpoint: int | None = None):
         else:
             axes.text(0.5, 0.5, "no LSTM in this run" if title.startswith("LSTM") else "no measurement yet",
                       ha="center", va="center", transform=axes.transAxes, color="0.5")
-    label = "at initialisation" if shown_step in (None, 0) else f"at step {shown_step} (solid) and at initialisation (dashed)"
+    label = ("at initialisation" if shown_step in (None, 0)
+             else f"at step {shown_step} (solid) and at initialisation (dashed)")
     figure.suptitle(f"Measured gradient reaching k steps back, {label}", fontsize=11)
     plt.close(figure)  # out of pyplot's list of open figures (kept there for ever otherwise); still drawable
     return figure

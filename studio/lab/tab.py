@@ -72,7 +72,8 @@ def status_html(found: dict | None) -> str:
         steps, eta = max(found.get("steps") or 0, found.get("step") or 0, 1), found.get("eta_seconds")
         left = f" · about {int(eta // 60)}:{int(eta % 60):02d} left" if eta is not None else ""
         at = f" · T = {found['T']}" if found.get("T") else ""
-        text = f'<progress max="{steps}" value="{found.get("step", 0)}"></progress> step {found.get("step", 0):,} of ~{steps:,}{at}{left}'
+        text = (f'<progress max="{steps}" value="{found.get("step", 0)}"></progress> '
+                f'step {found.get("step", 0):,} of ~{steps:,}{at}{left}')
     else:
         text = found.get("message", state)
     return f'<div class="lab-status" data-status="{state}">{text}</div>'
@@ -84,7 +85,8 @@ def ratio_markdown(record: dict) -> str:
         points = cell.get("gradients") or []
         if points:
             ratio = points[-1]["ratio"]
-            parts.append(f"{TITLES.get(kind, kind)}: **{ratio:+.1f}**" + (" (floored)" if points[-1].get("floored") else ""))
+            parts.append(f"{TITLES.get(kind, kind)}: **{ratio:+.1f}**"
+                         + (" (floored)" if points[-1].get("floored") else ""))
     return ("log10 of ‖∂L/∂x₁‖ / ‖∂L/∂x_T‖ now — " + " · ".join(parts)) if parts else ""
 
 
@@ -104,7 +106,8 @@ def result_frame(found: dict) -> pd.DataFrame:
              "baseline": round(c["baseline"], 5), "learned": "yes" if c["learned"] else "no",
              "log10_grad_ratio": round(c["log10_grad_ratio"], 2) if c.get("log10_grad_ratio") is not None else None}
             for k, c in result.get("cells", {}).items()]
-    return pd.DataFrame(rows, columns=["cell", "hidden", "parameters", "loss", "baseline", "learned", "log10_grad_ratio"])
+    return pd.DataFrame(rows,
+                        columns=["cell", "hidden", "parameters", "loss", "baseline", "learned", "log10_grad_ratio"])
 
 
 def create_tab(trainer) -> None:
@@ -120,7 +123,8 @@ def create_tab(trainer) -> None:
         start = gr.Button("Start", variant="primary", elem_id="lab-start")
         sweep = gr.Button(f"Sweep T = {', '.join(map(str, SWEEP_LENGTHS))} (the minutes shared)", elem_id="lab-sweep")
         cancel = gr.Button("Cancel", elem_id="lab-cancel")
-    text = gr.File(label="Close the quote: a text file (optional; Tiny Shakespeare otherwise)", file_types=[".txt", ".md"],
+    text = gr.File(label="Close the quote: a text file (optional; Tiny Shakespeare otherwise)",
+                   file_types=[".txt", ".md"],
                    elem_id="lab-text", height=110)
     status = gr.HTML(status_html(None), elem_id="lab-status")
     with gr.Row():
@@ -135,7 +139,8 @@ def create_tab(trainer) -> None:
                                label="Checkpoint shown (0 = initialisation; follows training while it runs)")
         replay = gr.Button("Replay the training", scale=1, elem_id="lab-replay")
     gr.Markdown(EXPLAIN_GRADIENT, latex_delimiters=LATEX)
-    table = gr.Dataframe(label="Results (a sweep: the longest T each cell learned)", elem_id="lab-table", interactive=False)
+    table = gr.Dataframe(label="Results (a sweep: the longest T each cell learned)", elem_id="lab-table",
+                         interactive=False)
     gr.Markdown(EXPLAIN_VIEWER)
     with gr.Row():
         which = gr.Dropdown([(TITLES[k], k) for k in ALL_CELLS if k.startswith("lstm")], value="lstm",
@@ -243,7 +248,8 @@ def create_tab(trainer) -> None:
     player.tick(on_play, [job, checkpoint], [gradient_plot, checkpoint, player], **private)
     checkpoint.release(on_checkpoint, [job, checkpoint], [gradient_plot, follow], **private)
     open_viewer.click(on_open, [job, which], [viewer.html, generation], **private)
-    viewer.events.select(on_event, [generation, viewer.events, why.target, why.method], [selection, why.html], **private)
+    viewer.events.select(on_event, [generation, viewer.events, why.target, why.method], [selection, why.html],
+                         **private)
     gr.api(lab_api(trainer), api_name="lab")
 
 
@@ -263,7 +269,8 @@ def lab_api(trainer):
                 trainer.cancel(job)
             if action in ("status", "cancel"):
                 found = service.state(trainer, job)
-                return {k: found[k] for k in ("status", "message", "position", "step", "steps", "eta_seconds", "result")}
+                return {k: found[k]
+                        for k in ("status", "message", "position", "step", "steps", "eta_seconds", "result")}
             raise ValueError(f"Unknown action {action!r}: start, status or cancel.")
         except ValueError as error:
             raise gr.Error(str(error)) from None

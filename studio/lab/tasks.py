@@ -144,7 +144,8 @@ class Copy(Task):
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
         entropy = float(-(probs * np.log(np.maximum(probs, 1e-300))).sum())
-        best = [{"token": f"#{s + 1} = {symbol_name(int(probs[s].argmax()))}", "p": float(probs[s].max())} for s in range(SYMBOLS)]
+        best = [{"token": f"#{s + 1} = {symbol_name(int(probs[s].argmax()))}", "p": float(probs[s].max())}
+                for s in range(SYMBOLS)]
         return {"topk": best, "entropy": entropy}
 
     def labels(self, x):
@@ -227,7 +228,8 @@ def make_task(name: str, length: int, text: str | None = None) -> Task:
         if text is None:
             path = DATA_DIR / DEFAULT_TEXT_NAME
             if not path.is_file():
-                raise ValueError("Upload a text for the quote task (the shipped Tiny Shakespeare is not on this server).")
+                raise ValueError("Upload a text for the quote task (the shipped Tiny Shakespeare is not on this "
+                                 "server).")
             text = path.read_text(encoding="utf-8", errors="replace")
         return Quote(length, text)
     raise ValueError(f"Unknown task {name!r}: one of {', '.join(TASKS)}.")

@@ -37,7 +37,8 @@ def _filters(parser) -> None:
     parser.add_argument("--min-rating", type=_rating, help="only records rated at least this (1-5)")
     parser.add_argument("--since", type=_date, help="only records made on or after this date (YYYY-MM-DD)")
     parser.add_argument("--until", type=_date, help="only records made before this date (YYYY-MM-DD)")
-    parser.add_argument("--like", type=int, metavar="ID", help="rank by likeness to this record's output (more like this)")
+    parser.add_argument("--like", type=int, metavar="ID", help="rank by likeness to this record's output (more "
+                                                               "like this)")
     parser.add_argument("--limit", type=int, default=50, help="at most this many records (default 50)")
 
 

@@ -32,7 +32,8 @@ import numpy as np
 
 import studio
 
-ARRAY_TAG, TUPLE_TAG, DATACLASS_TAG, LIST_TAG, PATH_TAG, FILE_TAG = "__array__", "__tuple__", "__dataclass__", "__list__", "__path__", "__file__"
+ARRAY_TAG, TUPLE_TAG, DATACLASS_TAG, LIST_TAG, PATH_TAG, FILE_TAG = ("__array__", "__tuple__", "__dataclass__",
+                                                                    "__list__", "__path__", "__file__")
 SETTINGS_MODULES = "studio."  # settings classes are rebuilt only from the studio's own modules
 
 

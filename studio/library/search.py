@@ -61,12 +61,14 @@ def search(store, owner: str, query: str = "", *, like: int | None = None, domai
         rows = store.db.execute(
             f"SELECT r.id, bm25(records_fts, 0.0, 2.0, 1.0, 4.0, 2.0) AS rank FROM records_fts "
             f"JOIN records r ON r.id = records_fts.rowid WHERE records_fts MATCH ? AND records_fts.rowid >= ? "
-            f"AND {where} ORDER BY rank LIMIT ?", [match, cutoff[0] if cutoff else 0, *args, max(limit, 1) * 4]).fetchall()
+            f"AND {where} ORDER BY rank LIMIT ?",
+            [match, cutoff[0] if cutoff else 0, *args, max(limit, 1) * 4]).fetchall()
         lists.append([(row[0], -row[1]) for row in rows])
     if like is not None:
         target = store.get(like, owner)
         vector = store.embedding(target.id)
-        nearest = store._vectors.nearest(store, vector, owner, target.model, SIMILAR_CANDIDATES) if vector is not None else []
+        nearest = store._vectors.nearest(store, vector, owner, target.model,
+                                         SIMILAR_CANDIDATES) if vector is not None else []
         nearest = [(record_id, score) for record_id, score in nearest if record_id != target.id]
         if nearest and len(filters) > 1:
             # NOT INDEXED: look the candidates up by id (the owner index would scan all the owner's rows)

@@ -192,7 +192,8 @@ class Store:
                  record.version, now, size))
             record_id = cursor.lastrowid
             self.db.executemany("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                                [(record_id, role, label, name, sha, length) for role, label, name, sha, length, _, _ in rows])
+                                [(record_id, role, label, name, sha, length)
+                                 for role, label, name, sha, length, _, _ in rows])
             if record.embedding is not None:
                 self.db.execute("INSERT INTO embeddings VALUES (?, ?)",
                                 (record_id, np.asarray(record.embedding, np.float32).tobytes()))
@@ -206,7 +207,8 @@ class Store:
 
         def over(scope_owner):
             if scope_owner is None:
-                records, stored = self.db.execute("SELECT COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0) FROM usage").fetchone()
+                records, stored = self.db.execute("SELECT COALESCE(SUM(records), 0), COALESCE(SUM(bytes), 0) "
+                                                  "FROM usage").fetchone()
                 cap_records, cap_bytes = caps.total_records, caps.total_bytes
             else:
                 row = self.db.execute("SELECT records, bytes FROM usage WHERE owner = ?", (scope_owner,)).fetchone()
@@ -217,7 +219,8 @@ class Store:
         for scope_owner in (owner, None):
             while over(scope_owner):
                 if scope_owner is None:
-                    victim = self.db.execute("SELECT id FROM records WHERE rating IS NULL ORDER BY created LIMIT 1").fetchone()
+                    victim = self.db.execute("SELECT id FROM records WHERE rating IS NULL ORDER BY "
+                                             "created LIMIT 1").fetchone()
                 else:
                     victim = self.db.execute("SELECT id FROM records WHERE owner = ? AND rating IS NULL "
                                              "ORDER BY created LIMIT 1", (scope_owner,)).fetchone()
@@ -234,7 +237,8 @@ class Store:
         return shas
 
     def _owned(self, record_id, owner) -> None:
-        if self.db.execute("SELECT 1 FROM records WHERE id = ? AND owner = ?", (int(record_id), owner)).fetchone() is None:
+        if self.db.execute("SELECT 1 FROM records WHERE id = ? AND owner = ?",
+                           (int(record_id), owner)).fetchone() is None:
             raise NotFound(f"No record {record_id} in your library.")
 
     def rate(self, record_id: int, owner: str, rating: int | None) -> None:
@@ -286,7 +290,8 @@ class Store:
         return [Stored(*row) for row in rows]
 
     def with_files(self, record: Stored) -> Stored:
-        record.files = [dict(zip(("role", "label", "name", "sha256", "size"), row, strict=True)) for row in self.db.execute(
+        record.files = [dict(zip(("role", "label", "name", "sha256", "size"), row, strict=True))
+                        for row in self.db.execute(
             "SELECT role, label, name, sha256, size FROM files WHERE record_id = ? ORDER BY role, label", (record.id,))]
         return record
 
@@ -354,7 +359,8 @@ def _sha256_file(path: Path) -> str:
 def as_json(record: Stored) -> dict:
     """A record as the API and the JSONL export give it."""
     return {"id": record.id, "domain": record.domain, "model": record.model, "weights_sha256": record.weights_sha256,
-            "seed": record.seed, "prompt": record.prompt, "output": record.output, "settings": plain_settings(record.settings),
+            "seed": record.seed, "prompt": record.prompt, "output": record.output,
+            "settings": plain_settings(record.settings),
             "rating": record.rating, "tags": record.tag_list(), "note": record.note, "created": record.created,
             "duration": record.duration, "version": record.version, "count": record.count,
             "content_hash": record.content_hash, "files": record.files}

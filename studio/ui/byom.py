@@ -26,7 +26,8 @@ def _path(upload) -> str | None:
 def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdown | None, prefix: str, title: str = ""):
     """The 'Open your model' accordion: under a tab's model header (info: its description), or in the
     Train tab (info None). Returns the Open button's event, for what else should follow an opening."""
-    with gr.Accordion(f"Open your model{title} (Keras .keras/.h5, PyTorch state_dict)", open=False, elem_id=f"{prefix}-byom"):
+    with gr.Accordion(f"Open your model{title} (Keras .keras/.h5, PyTorch state_dict)", open=False,
+                      elem_id=f"{prefix}-byom"):
         model_file = gr.File(label="Model file", elem_id=f"{prefix}-byom-file")
         vocab_file = gr.File(label="Its training text (or a JSON list of its tokens)", elem_id=f"{prefix}-byom-vocab")
         with gr.Row():
@@ -45,7 +46,8 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
         if not path:
             return gr.skip(), gr.skip(), "Choose the model file first."
         if not vocab:
-            return gr.skip(), gr.skip(), "Choose its training text or token list too: the file does not hold its vocabulary."
+            return gr.skip(), gr.skip(), ("Choose its training text or token list too: the file does not hold its "
+                                          "vocabulary.")
         fmt = FORMAT_OF_SUFFIX.get(Path(path).suffix.lower())
         if fmt is None:
             return gr.skip(), gr.skip(), (f"{Path(path).name} is not a .keras, .h5, .pt, .pth or .safetensors file.")
@@ -61,7 +63,8 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
         stem = folder / name
         text_flags = {"vocab_text": vocab} if kind == "training text" else {"vocab": vocab}
         try:
-            import_cli.import_file(domain, path, fmt, stem, lower=bool(lowered), tokens=token_kind or "chars", **text_flags)
+            import_cli.import_file(domain, path, fmt, stem, lower=bool(lowered), tokens=token_kind or "chars",
+                                   **text_flags)
             loaded = domain.load(stem)
         except (importer.ImportRefused, checkpoint.CheckpointError) as error:
             return gr.skip(), gr.skip(), f"**Not opened:** {error}"
@@ -71,7 +74,8 @@ def open_model_box(domain, models: dict, dropdown: gr.Dropdown, info: gr.Markdow
                 f"Opened **{loaded.name}** (saved in `{stem}`).")
 
     outputs = [dropdown, info, message] if info is not None else [dropdown, message]
-    return open_button.click(on_open, [model_file, vocab_file, vocab_kind, tokens, lower], outputs, api_visibility="private")
+    return open_button.click(on_open, [model_file, vocab_file, vocab_kind, tokens, lower], outputs,
+                             api_visibility="private")
 
 
 def onnx_button(models: dict, dropdown: gr.Dropdown, prefix: str) -> None:
@@ -84,7 +88,8 @@ def onnx_button(models: dict, dropdown: gr.Dropdown, prefix: str) -> None:
     def on_export(name):
         loaded = loaded_or_error(models, name)
         try:
-            path = onnx_export.export(loaded.model, output_dir() / f"{loaded.name}.onnx", loaded.card.get("description", ""))
+            path = onnx_export.export(loaded.model, output_dir() / f"{loaded.name}.onnx",
+                                      loaded.card.get("description", ""))
         except onnx_export.ExportError as error:
             return None, str(error)
         shape = onnx_export.step_shape(loaded.model)

@@ -18,7 +18,8 @@ def register(loaded_by_domain: dict) -> None:
         """Which (layer, unit, quantity) track a feature (a name from the domain's features, or for text a regex)."""
         module, loaded = pick(domain, model)
         try:
-            track, steps, hits = gpu.long_call(cli_experiments.probe, module, loaded, endpoint_input(module, loaded, text, file), str(feature),
+            track, steps, hits = gpu.long_call(cli_experiments.probe, module, loaded,
+                                               endpoint_input(module, loaded, text, file), str(feature),
                                                        top=clamp_int(top, 1, 100, 10))
         except ValueError as error:
             raise gr.Error(str(error)) from None
@@ -44,7 +45,8 @@ def register(loaded_by_domain: dict) -> None:
         module, first = pick(domain, model)
         _, second = pick(domain, model_b) if model_b else (module, first)
         try:
-            traces = [gpu.long_call(module.score, loaded, endpoint_input(module, loaded, text, file)).trace for loaded in (first, second)]
+            traces = [gpu.long_call(module.score, loaded, endpoint_input(module, loaded, text, file)).trace
+                      for loaded in (first, second)]
         except ValueError as error:
             raise gr.Error(str(error)) from None
         return {"cka": [{"layer_a": a, "layer_b": b, "cka": value} for a, b, value in cli_experiments.compare(*traces)]}

@@ -103,7 +103,8 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                 with gr.Row():
                     feature = inputs.Dropdown(names, value=names[0] if names else None,
                                               allow_custom_value=member(domain, "custom_feature") is not None,
-                                              label="Feature" + member(domain, "CUSTOM_FEATURE_HINT"), elem_id=f"{prefix}-xp-feature")
+                                              label="Feature" + member(domain, "CUSTOM_FEATURE_HINT"),
+                                              elem_id=f"{prefix}-xp-feature")
                     probe = gr.Button("Find the units that track it", elem_id=f"{prefix}-xp-probe")
             with gr.Tab("Pattern match", elem_id=f"{prefix}-xp-pattern-tab"):
                 with gr.Row():
@@ -222,7 +223,8 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             if not isinstance(feature, str) or not feature.strip():
                 raise ValueError("Pick a feature (or, for text, type a regex).")
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
-            return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(), limit=clamp_int(limit, 100, 200_000, 100_000))
+            return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(),
+                                 limit=clamp_int(limit, 100, 200_000, 100_000))
         except (ValueError, IndexError) as error:
             return _failed(error)
 
@@ -237,7 +239,8 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
             if found[0].trace is not trace:  # the selection itself is always shown among the matches
                 found.insert(0, reference.Source("this output", None, trace))
-            return gpu.long_call(reference.pattern, domain, loaded, trace, clamp_int(layer, 0, trace.num_layers - 1, 0), start, end,
+            return gpu.long_call(reference.pattern, domain, loaded, trace, clamp_int(layer, 0, trace.num_layers - 1, 0),
+                                 start, end,
                                      number_or(threshold, 0.5), quantity if quantity in PATTERN_QUANTITIES else "h", found)
         except ValueError as error:
             return _failed(error)

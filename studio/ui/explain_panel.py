@@ -18,7 +18,8 @@ from studio.ui.common import clamp_int, endpoint_input, endpoint_model
 HERE = Path(__file__).resolve().parent
 PANEL_JS = (HERE / "explain_panel.js").read_text(encoding="utf-8")
 PANEL_CSS = (HERE / "explain_panel.css").read_text(encoding="utf-8")
-METHODS = [("gradient x input (fast)", "gradient_x_input"), ("integrated gradients (32 passes: ~7 s at step 400, ~50 s at step 3,000)", "integrated_gradients")]
+METHODS = [("gradient x input (fast)", "gradient_x_input"),
+           ("integrated gradients (32 passes: ~7 s at step 400, ~50 s at step 3,000)", "integrated_gradients")]
 
 
 @dataclass
@@ -64,8 +65,10 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
     target = target.strip() if isinstance(target, str) and target.strip() else None
     try:
         method = method if method in dict(METHODS).values() else "gradient_x_input"
-        answer = (gpu.long_call(explain.explain_sequence, domain, loaded, domain.sequence_of(generation), step, layer, unit,
-                                target, method) if method == "integrated_gradients"  # the long one: a lent GPU on ZeroGPU
+        answer = (gpu.long_call(explain.explain_sequence, domain, loaded, domain.sequence_of(generation), step, layer,
+                                unit,
+                                target, method) if method == "integrated_gradients"  # the long one: a lent GPU on
+                                                                                     # ZeroGPU
                   else explain.explain(trace, ex, step, layer, unit, target, method))
     except ValueError as error:  # a target the model cannot have: say so, keep the rest
         answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")

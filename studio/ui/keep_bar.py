@@ -201,7 +201,8 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict) -> None:
         kept = generation.__dict__.pop(KEPT, None) if isinstance(generation, Generation) else None
         loaded = models.get(generation.trace.model) if kept is not None and generation.trace is not None else None
         if loaded is None or generation.settings is None:
-            return None, "This output was not kept (it has no model or settings to make it again).", None, "", "", "", hidden()
+            return (None, "This output was not kept (it has no model or settings to make it again).", None, "", "", "",
+                    hidden())
         files, seconds = kept
         try:
             record_id = library.record_generation(domain, loaded, generation.settings, generation, files,

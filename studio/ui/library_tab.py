@@ -116,7 +116,8 @@ def _date(text, end: bool = False) -> float | None:
 
 
 def _filters(domain, model, min_rating, since, until) -> dict:
-    return {"domain": domain if domain and domain != ANY else None, "model": model.strip() if isinstance(model, str) else None,
+    return {"domain": domain if domain and domain != ANY else None,
+            "model": model.strip() if isinstance(model, str) else None,
             "min_rating": int(min_rating) if min_rating not in (None, "", ANY) else None,
             "since": _date(since), "until": _date(until, end=True)}
 

@@ -59,8 +59,10 @@ def estimate(preset: str, minutes, size: int, fine_tune: bool) -> str:
     short = steps < MIN_STEPS or (passes is not None and passes < MIN_PASSES)
     if short and not fine_tune:
         need = max(MIN_STEPS * TOKENS_PER_STEP, MIN_PASSES * (size or 0)) / TOKENS_PER_S.get(preset, 12_000) / 60
-        line += (f"\n\n⚠ **Too short to learn anything**: fewer than {MIN_STEPS} steps or less than one pass over the data. "
-                 f"Give it at least {need:.1f} minutes, pick a smaller size, or fine-tune a shipped model (*Start from*).")
+        line += (f"\n\n⚠ **Too short to learn anything**: fewer than {MIN_STEPS} steps or less than one pass over "
+                 "the data. "
+                 f"Give it at least {need:.1f} minutes, pick a smaller size, or fine-tune a shipped model "
+                 "(*Start from*).")
     return line
 
 
@@ -122,13 +124,16 @@ def verdict(status: dict, paths) -> str:
                  "Train longer, or fine-tune a shipped model.")
     else:
         text = (f"**Verdict**: after {steps:,} steps its validation loss went from {first:.2f} to {best:.2f}"
-                + (" (it learned something)." if best < first - 0.05 else " (it has barely learned yet: train longer, or fine-tune a shipped model)."))
+                + (" (it learned something)." if best < first - 0.05 else " (it has barely learned yet: train longer, "
+                                                                          "or fine-tune a shipped model)."))
     samples = status.get("samples") or []
     if corpus and samples and samples[-1].get("sample"):
         shared = longest_shared(samples[-1]["sample"], corpus)
         if len(shared) >= COPY_NOTE_AT:
-            text += (f"\n\n**Copying**: its last sample shares {len(shared)} characters in a row with the training data "
+            text += (f"\n\n**Copying**: its last sample shares {len(shared)} characters in a row with the "
+                     "training data "
                      f"(`{shared[:80]!r}`…): it has memorised part of it.")
         else:
-            text += f"\n\nIts last sample shares at most {len(shared)} characters in a row with the training data (no copying)."
+            text += (f"\n\nIts last sample shares at most {len(shared)} characters in a row with the training data "
+                     "(no copying).")
     return text

@@ -116,11 +116,13 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             name = gr.Textbox("mine", label="Name of the new model", elem_id="train-name")
             preset = inputs.Radio(PRESET_LABELS, value="medium", label="Size")
             base = inputs.Dropdown([FROM_SCRATCH, *stems(first.NAME)], value=FROM_SCRATCH, label="Start from")
-            # a model made elsewhere, opened into the user models folder: listed in its tab, and a start to fine-tune from
+            # a model made elsewhere, opened into the user models folder: listed in its tab, and a start to fine-tune
+            # from
             for opener in (d for d in domains.ALL if domains.member(d, "from_network") and d in dropdowns):
                 byom.open_model_box(opener, loaded[opener], dropdowns[opener], None, f"train-{opener.NAME}",
                                     f" for the {opener.TITLE} tab").then(
-                    lambda chosen: gr.update(choices=[FROM_SCRATCH, *stems(chosen)]), domain, base, api_visibility="private")
+                    lambda chosen: gr.update(choices=[FROM_SCRATCH, *stems(chosen)]), domain, base,
+                    api_visibility="private")
             made_note = gr.Markdown(elem_id="train-made")
             with gr.Group(visible=first.TRAINING.drawn is not None) as drawing:
                 pad = drawing_pad("train-pad")
@@ -129,7 +131,8 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                 microphone = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Record a sentence",
                                       elem_id="train-microphone")
                 transcript = gr.Textbox(label="What the recording says", elem_id="train-transcript")
-                add_recording = gr.Button("Add this recording (with its transcript) to the data", elem_id="train-add-recording")
+                add_recording = gr.Button("Add this recording (with its transcript) to the data",
+                                          elem_id="train-add-recording")
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             verdict = gr.Markdown(elem_id="train-verdict")
@@ -156,7 +159,8 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
         picked = jobs.trainable(chosen)
         return (gr.update(choices=corpora(picked, data_dir), value=MY_UPLOADS),
                 gr.update(choices=[FROM_SCRATCH, *stems(chosen)], value=FROM_SCRATCH),
-                gr.update(label=upload_label(picked), value=(handed or {}).get(chosen)), gr.update(visible=picked.TRAINING.drawn is not None),
+                gr.update(label=upload_label(picked), value=(handed or {}).get(chosen)),
+                gr.update(visible=picked.TRAINING.drawn is not None),
                 gr.update(visible=picked.TRAINING.recorded is not None), [], "")
 
     def added(chosen, before, make):
@@ -209,7 +213,8 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             lists[k] = gr.update(choices=own_choices(listed[k], loaded[trained]))
         frame = loss_frame(found)
         said = train_advice.verdict(found, paths) if found["status"] in ("done", "cancelled") else gr.skip()
-        return (status_html(found), gr.skip() if frame is None else frame, captioned(found["pictures"]), samples_markdown(found),
+        return (status_html(found), gr.skip() if frame is None else frame, captioned(found["pictures"]),
+                samples_markdown(found),
                 found["files"] or None, gr.Timer(active=not finished), said, *lists)
 
     def on_cancel(job_id):
@@ -222,7 +227,8 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
     plan = [files, made, corpus, preset, minutes, base]
     for control in plan:
         control.change(on_plan, plan, advice, **private)
-    start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base], [job, status, timer, job_data, verdict],
+    start.click(on_start, [domain, files, made, corpus, name, preset, minutes, base],
+                [job, status, timer, job_data, verdict],
                 **private)
     # no progress overlay of gradio's own: a tick each second would flicker its timer over the status
     timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets],

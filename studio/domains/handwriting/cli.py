@@ -67,14 +67,17 @@ MODEL_OPTIONS = {  # train's model and data shape, beside the shared trainer fla
 def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--data", nargs="+", metavar="FILE", help="train on your own stroke files with transcripts "
-                            "(.json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz; a name.txt beside any "
-                            "without one; folders and .zip files of them; a tenth validates) instead of the synthetic set")
+                            "(.json {strokes, text}, IAM .xml, QuickDraw .ndjson, sketch-rnn .npz; a name.txt "
+                            "beside any "
+                            "without one; folders and .zip files of them; a tenth validates) instead of the "
+                            "synthetic set")
         parser.add_argument("--hand", choices=list(STYLE_NAMES), default=STYLE_NAMES[0],
                             help="with --data and an --init model with styles: the style your lines teach (the default "
                             "hand of unprimed writing is the first)")
         parser.add_argument("--data-dir", default="runs/handwriting-data", help="cache of the rendered set (built if missing)")
         parser.add_argument("--corpus", default="../shared/data/tinyshakespeare.txt", help="text to cut phrases from when building")
-        parser.add_argument("--samples", type=int, default=DataConfig.samples, help="handwriting samples drawn for the corpus")
+        parser.add_argument("--samples", type=int, default=DataConfig.samples, help="handwriting samples drawn for "
+                            "the corpus")
         parser.add_argument("--omniglot", help="also compose real print lines from these Omniglot strokes (builds a mixed "
                                                "set: Hershey cursive + print, alphabet with Q, X, Z and digits)")
         parser.add_argument("--init", help="start from this synthesis model's weights (the alphabet may grow)")
@@ -205,7 +208,8 @@ def run_train_files(args) -> int:
         kept = {k: v for k, v in base["config"].items() if k != "vocab_size"}
         for key, value in shape.items():
             if key in kept and kept[key] != value and key != "styles":
-                print(f"note: ignoring --{key.replace('_', '-')} {value}: fine-tuning keeps {Path(args.init).name}'s {kept[key]}",
+                print(f"note: ignoring --{key.replace('_', '-')} {value}: fine-tuning keeps {Path(args.init).name}'s "
+                      f"{kept[key]}",
                       file=sys.stderr)
         shape = kept
     torch.manual_seed(args.seed)
@@ -223,7 +227,8 @@ def run_train_files(args) -> int:
     names = [s.name for s in samples]
     print(f"training on {len(train_texts)} written line(s), validating on {len(val_texts)}; batch {batch_size}",
           file=sys.stderr)
-    data = {"source": args.source or "the user's stroke files: " + ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else ""),
+    data = {"source": args.source or "the user's stroke files: " + ", ".join(names[:20])
+            + (f" and {len(names) - 20} more" if len(names) > 20 else ""),
             "licence": args.licence or "as the stroke files' (not stated)", "samples": len(train_texts),
             "held_out_phrases": len(val_texts), "mean_points": float(np.mean([len(o) for o in offsets])),
             "normalised": "each line brought to the synthetic training data's letter height, baseline and point "
@@ -249,7 +254,8 @@ def run_generate(args) -> int:
         sys.exit(f"error: {error}")
     result = generation.result
     cli_common.print_notes(result.notes)
-    library.save_after(args, hw, loaded, settings, generation, input_files={"style": args.style} if args.style else None,
+    library.save_after(args, hw, loaded, settings, generation,
+                       input_files={"style": args.style} if args.style else None,
                        duration=seconds)
     out = Path(args.out)
     if out.suffix.lower() == ".png":

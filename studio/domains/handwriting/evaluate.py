@@ -292,7 +292,8 @@ def step_divergence(plain: dict, changed: dict, samples: int = 256) -> tuple[np.
     xy = torch.from_numpy(_draws(p, samples)).transpose(0, 1)  # (S, T, 2): log_prob broadcasts over the steps
     with torch.no_grad():
         kl = (mixture_p.log_prob(xy) - mixture_q.log_prob(xy)).mean(0).clamp(min=0).numpy()
-    return kl + bernoulli_kl(p["eos"], q["eos"]), "KL of the next pen move's mixture density (nats; the 2-D part sampled)"
+    return kl + bernoulli_kl(p["eos"], q["eos"]), ("KL of the next pen move's mixture density "
+                                                   "(nats; the 2-D part sampled)")
 
 
 def _mixture(d: dict) -> torch.distributions.MixtureSameFamily:
@@ -304,7 +305,8 @@ def _mixture(d: dict) -> torch.distributions.MixtureSameFamily:
     tril[..., 1, 0] = rho * sigma[..., 1]
     tril[..., 1, 1] = sigma[..., 1] * torch.sqrt(1 - rho**2)
     weights = torch.distributions.Categorical(logits=torch.from_numpy(np.log(np.maximum(d["pi"], 1e-30))))
-    return torch.distributions.MixtureSameFamily(weights, torch.distributions.MultivariateNormal(torch.from_numpy(d["mu"]), scale_tril=tril))
+    return torch.distributions.MixtureSameFamily(
+        weights, torch.distributions.MultivariateNormal(torch.from_numpy(d["mu"]), scale_tril=tril))
 
 
 def _draws(p: dict, samples: int) -> np.ndarray:
@@ -317,7 +319,8 @@ def _draws(p: dict, samples: int) -> np.ndarray:
     sigma = np.take_along_axis(p["sigma"], component[..., None], 1)
     rho = np.take_along_axis(p["rho"], component, 1)
     e1, e2 = rng.standard_normal((2, steps, samples))
-    return np.stack([mu[..., 0] + sigma[..., 0] * e1, mu[..., 1] + sigma[..., 1] * (rho * e1 + np.sqrt(1 - rho**2) * e2)], -1)
+    return np.stack([mu[..., 0] + sigma[..., 0] * e1,
+                     mu[..., 1] + sigma[..., 1] * (rho * e1 + np.sqrt(1 - rho**2) * e2)], -1)
 
 
 # ---------------------------------------------------------------- features
@@ -329,7 +332,8 @@ def features(sequence: Handwriting, scored=None) -> dict[str, np.ndarray]:
     offsets = sequence.offsets()
     travel = np.zeros(len(offsets), np.float32)
     travel[1:] = offsets[:-1, 2]
-    tracks = {"pen up": offsets[:, 2].astype(np.float32), "pen speed": np.hypot(offsets[:, 0], offsets[:, 1]).astype(np.float32),
+    tracks = {"pen up": offsets[:, 2].astype(np.float32),
+              "pen speed": np.hypot(offsets[:, 0], offsets[:, 1]).astype(np.float32),
               "pen-up travel": travel}
     if scored is not None and "phi" in scored.distributions:
         tracks["character under the window"] = scored.distributions["phi"].argmax(-1).astype(np.float32)

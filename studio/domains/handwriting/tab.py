@@ -72,7 +72,8 @@ def create_tab(models: dict, problems: list[str]):
                 pad = drawing_pad("handwriting-pad")
             # a style's own inputs show only when it is chosen, under the pad (which stays: writing on it picks it,
             # and nothing above it may move while one writes)
-            style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)", type="filepath",
+            style_file = gr.File(label="Style stroke file (.json {strokes, text}, .xml, .ndjson, .npz)",
+                                 type="filepath",
                                  visible=False, elem_id="handwriting-style-file")
             style_text = gr.Textbox(label="What the style sample says (overrides the file's transcript)",
                                     elem_id="handwriting-style-text", visible=False)
@@ -110,11 +111,13 @@ def create_tab(models: dict, problems: list[str]):
     # writing on the pad picks it as the style (an emptied pad leaves the choice alone)
     pad.change(lambda value: STYLES[3] if isinstance(value, dict) and value.get("strokes") else gr.update(),
                pad, style, api_visibility="private", queue=False, show_progress="hidden")
-    style.change(lambda chosen: (gr.update(visible=chosen == STYLES[2]), gr.update(visible=chosen in (STYLES[2], STYLES[3]))),
+    style.change(lambda chosen: (gr.update(visible=chosen == STYLES[2]),
+                                 gr.update(visible=chosen in (STYLES[2], STYLES[3]))),
                  style, [style_file, style_text], api_visibility="private", queue=False, show_progress="hidden")
     style_file.upload(lambda: STYLES[2], None, style, api_visibility="private", queue=False, show_progress="hidden")
     generate_inputs = [model_name, text_box, bias, seed, style, style_file, points, style_text, pad]
-    generate_outputs = [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file, generation_state]
+    generate_outputs = [notes, written, *panel.outputs, panel.selection, attention, svg_file, png_file,
+                        generation_state]
     generated = button.click(on_generate, generate_inputs, generate_outputs, api_name="generate_handwriting")
     blocks.example_on_load(button, on_generate, generate_inputs, generate_outputs)
     blocks.wire_panel(panel, generation_state, hw, models)

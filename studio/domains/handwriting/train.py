@@ -262,7 +262,8 @@ def warm_start(model, stem, chars: str) -> list[str]:
     return [c for c in chars if c not in old]
 
 
-# ---------------------------------------------------------------- a user's stroke files (python -m studio train handwriting --data, the Train tab)
+# ---------------------------------------------------------------- a user's stroke files (python -m studio train
+# handwriting --data, the Train tab)
 STROKE_SUFFIXES = (".json", ".xml", ".ndjson", ".npz")  # what load_stroke_file reads
 TRANSCRIPT_SUFFIX = ".txt"  # a transcript beside a stroke file of the same name (a.ndjson + a.txt)
 
@@ -286,7 +287,8 @@ def _stroke_files(paths, scratch: Path):
         elif path.suffix.lower() == ".zip":
             scratch.mkdir(parents=True, exist_ok=True)
             folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
-            found = limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX),
+            found = limits.extract_zip(path, folder,
+                                       lambda name: Path(name).suffix.lower() in (*STROKE_SUFFIXES, TRANSCRIPT_SUFFIX),
                                        None, "stroke files", StrokeFileError)
             yield from ((p, p.name) for p in sorted(found) if p.suffix.lower() in STROKE_SUFFIXES)
         elif path.suffix.lower() in STROKE_SUFFIXES:

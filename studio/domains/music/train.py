@@ -62,7 +62,8 @@ class MusicTask:
         return nll_per_frame(model, self.valid_pieces)[0]
 
 
-# ---------------------------------------------------------------- a user's files (python -m studio train music --data, the Train tab)
+# ---------------------------------------------------------------- a user's files (python -m studio train music --data,
+# the Train tab)
 def pieces_of(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
     """MIDI / MusicXML files (or a JSB Chorales JSON) go to the trainer as they are: it reads them."""
     return list(paths), [describe(path) for path in paths]

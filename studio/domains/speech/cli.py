@@ -60,9 +60,11 @@ def add_commands(command: str, parser) -> None:
     if command == "train":
         parser.add_argument("--kind", choices=["tts", "frame"], default="tts",
                             help="tts: text-to-mel attention model; frame: unconditional frame LSTM (continue mode)")
-        parser.add_argument("--data", nargs="+", metavar="FILE", help="train a text-to-mel model on your own recordings "
+        parser.add_argument("--data", nargs="+", metavar="FILE", help="train a text-to-mel model on your own "
+                                                                      "recordings "
                             "with transcripts: folders of name.wav + name.txt, CSV files of file,text, .zip files of "
-                            "either, or audio files with their .txt beside them (a tenth validates) instead of --corpus")
+                            "either, or audio files with their .txt beside them (a tenth validates) instead of "
+                            "--corpus")
         parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="folder holding corpus.npz (built if missing)")
         parser.add_argument("--sentences", type=int, default=3000, help="sentences to synthesize when building")
         # --source (shared flag): here the text file the sentences are cut from when the corpus is built
@@ -146,7 +148,8 @@ def run_train_files(args) -> int:
             sys.exit(f"error: --init {args.init} is a {base.card['kind']} model; --data fine-tunes a text-to-mel one")
         model, config = base.model.cpu(), base.model.config
         if args.hidden_size != config.hidden_size:
-            print(f"note: ignoring --hidden-size {args.hidden_size}: fine-tuning keeps {base.name}'s {config.hidden_size}",
+            print(f"note: ignoring --hidden-size {args.hidden_size}: fine-tuning keeps {base.name}'s "
+                  f"{config.hidden_size}",
                   file=sys.stderr)
     else:
         mean, std = corpus.stats()
@@ -159,7 +162,8 @@ def run_train_files(args) -> int:
         task = SpeechTask(corpus, config, batch_size, val_count=held)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    print(f"training on {len(corpus.texts) - held} recording(s), validating on {held}; batch {batch_size}", file=sys.stderr)
+    print(f"training on {len(corpus.texts) - held} recording(s), validating on {held}; batch {batch_size}",
+          file=sys.stderr)
     data = {"source": args.source or "the user's recordings with transcripts (" + f"{len(corpus.texts)} utterances)",
             "licence": args.licence or "as the recordings' (not stated)", "utterances": len(corpus.texts),
             "voice": "the recordings train voice 0", "split": f"{held} recording(s) validate"}

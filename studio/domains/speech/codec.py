@@ -57,7 +57,8 @@ class AudioError(ValueError):
 
 # ---------------------------------------------------------------- log-mel features
 def _librosa():
-    import librosa  # imported lazily: its import is slow (docs/benchmarks.md, App start-up) and it JIT-compiles on first use
+    import librosa  # imported lazily: its import is slow (docs/benchmarks.md, App start-up) and it JIT-compiles on
+                    # first use
 
     return librosa
 

@@ -331,7 +331,8 @@ def step_divergence(plain: dict, changed: dict) -> tuple[np.ndarray, str]:
     b = changed["frames"][:steps].reshape(steps, -1).astype(np.float64)
     values = 0.5 * ((a - b) ** 2).sum(1)
     if "stop" in plain and "stop" in changed:
-        values = values + bernoulli_kl(plain["stop"][:steps].reshape(steps, -1).mean(1), changed["stop"][:steps].reshape(steps, -1).mean(1))
+        values = values + bernoulli_kl(plain["stop"][:steps].reshape(steps, -1).mean(1),
+                                       changed["stop"][:steps].reshape(steps, -1).mean(1))
     return values, "½‖Δ predicted frames‖², the KL of unit-variance Gaussians around them (nats)"
 
 

@@ -125,7 +125,8 @@ def on_analyse(path):
         notes.append(f"Pitch is tracked over the first {PITCH_SECONDS:g} s only.")
     file = features_npz(output_dir() / "recording-features.npz", log_mel, f0=f0, voiced_prob=voiced)
     voiced_share = float(np.mean(np.isfinite(f0)))
-    notes.append(f"{len(recording.audio) / SAMPLE_RATE:.2f} s, {len(log_mel)} frames, voiced {voiced_share:.0%} of the time.")
+    notes.append(f"{len(recording.audio) / SAMPLE_RATE:.2f} s, {len(log_mel)} frames, voiced {voiced_share:.0%} of "
+                 "the time.")
     return notes_markdown(notes), mel_figure(log_mel, "log-mel spectrogram; cyan: pitch (pyin)", f0=f0), str(file)
 
 

@@ -176,7 +176,8 @@ class FrameTask:
             return float(self.loss(model, crops, generator))
 
 
-# ---------------------------------------------------------------- a user's recordings (python -m studio train speech --data, the Train tab)
+# ---------------------------------------------------------------- a user's recordings (python -m studio train speech
+# --data, the Train tab)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")  # what read_audio reads (libsndfile)
 TRANSCRIPT_SUFFIX = ".txt"  # name.wav + name.txt
 LIST_SUFFIX = ".csv"  # rows of file,text (the file relative to the CSV's folder)
@@ -218,11 +219,13 @@ def _recordings_in(folder: Path, shown: str) -> tuple[list[Recording], int]:
         found = [(audio, text) for csv_path in lists for audio, text in _listed(csv_path)]
         missing = [audio.name for audio, _ in found if not audio.is_file()]
         if missing:
-            raise AudioError(f"{shown}: the list names {len(missing)} recording(s) that are not there, the first {missing[0]}")
+            raise AudioError(f"{shown}: the list names {len(missing)} recording(s) that are not there, the first "
+                             f"{missing[0]}")
         return [Recording(audio, audio.name, _clean(text)) for audio, text in found], 0
     audio = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
                    and not limits.hidden(str(p.relative_to(folder))))
-    paired = [Recording(p, p.name, _clean(p.with_suffix(TRANSCRIPT_SUFFIX).read_text(encoding="utf-8", errors="replace")))
+    paired = [Recording(p, p.name,
+                        _clean(p.with_suffix(TRANSCRIPT_SUFFIX).read_text(encoding="utf-8", errors="replace")))
               for p in audio if p.with_suffix(TRANSCRIPT_SUFFIX).is_file()]
     return paired, len(audio) - len(paired)
 
@@ -234,14 +237,16 @@ def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
     recordings, untranscribed = [], 0
     loose = [Path(p) for p in paths]
     # a recording a CSV lists is read with the CSV's text (not again with its .txt)
-    listed = {audio.resolve() for p in loose if p.suffix.lower() == LIST_SUFFIX and p.is_file() for audio, _ in _listed(p)}
+    listed = {audio.resolve() for p in loose if p.suffix.lower() == LIST_SUFFIX and p.is_file()
+              for audio, _ in _listed(p)}
     for path in loose:
         if path.is_dir() or path.suffix.lower() == ".zip":
             folder = path
             if path.suffix.lower() == ".zip":
                 Path(scratch).mkdir(parents=True, exist_ok=True)
                 folder = Path(tempfile.mkdtemp(prefix="zip-", dir=scratch))  # a folder each: names never collide
-                limits.extract_zip(path, folder, lambda name: Path(name).suffix.lower() in (*AUDIO_SUFFIXES, TRANSCRIPT_SUFFIX,
+                limits.extract_zip(path, folder,
+                                   lambda name: Path(name).suffix.lower() in (*AUDIO_SUFFIXES, TRANSCRIPT_SUFFIX,
                                                                                             LIST_SUFFIX),
                                    None, "recordings", AudioError)
             found, missing = _recordings_in(folder, path.name)
@@ -251,7 +256,8 @@ def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
             rows = _listed(path)
             absent = [audio.name for audio, _ in rows if not audio.is_file()]
             if absent:
-                raise AudioError(f"{path.name} names {len(absent)} recording(s) that were not given, the first {absent[0]}; "
+                raise AudioError(f"{path.name} names {len(absent)} recording(s) that were not given, the first "
+                                 f"{absent[0]}; "
                                  "upload them with it (or a zip of the list and the recordings)")
             recordings += [Recording(audio, audio.name, _clean(text)) for audio, text in rows]
         elif path.suffix.lower() in AUDIO_SUFFIXES:
@@ -259,21 +265,26 @@ def read_recordings(paths, scratch) -> tuple[list[Recording], list[str]]:
             if path.resolve() in listed:
                 continue
             if transcript.is_file():
-                recordings.append(Recording(path, path.name, _clean(transcript.read_text(encoding="utf-8", errors="replace"))))
+                recordings.append(Recording(path, path.name,
+                                            _clean(transcript.read_text(encoding="utf-8", errors="replace"))))
             else:
                 untranscribed += 1
         elif path.suffix.lower() != TRANSCRIPT_SUFFIX:
-            raise AudioError(f"{path.name}: not a recording or a transcript; give name.wav (or .flac, .ogg) with name.txt, "
+            raise AudioError(f"{path.name}: not a recording or a transcript; give name.wav (or .flac, .ogg) with "
+                             "name.txt, "
                              "a CSV of file,text, or a folder or zip of them")
-    notes = [f"skipped {untranscribed} recording(s) without a transcript (name.txt beside name.wav)"] if untranscribed else []
+    notes = [f"skipped {untranscribed} recording(s) without a transcript (name.txt beside "
+             "name.wav)"] if untranscribed else []
     empty = [r.name for r in recordings if not r.text]
     if empty:
-        notes.append(f"skipped {len(empty)} recording(s) whose transcript has nothing the model reads, the first {empty[0]}")
+        notes.append(f"skipped {len(empty)} recording(s) whose transcript has nothing the model reads, the first "
+                     f"{empty[0]}")
         recordings = [r for r in recordings if r.text]
     if not recordings:
         raise AudioError("No recording has a transcript: a text-to-mel model learns to say a text, so give each "
                          "name.wav its name.txt (or a CSV of file,text)." if untranscribed else
-                         "No recordings were given: name.wav + name.txt pairs, a CSV of file,text, or a folder or zip of them.")
+                         "No recordings were given: name.wav + name.txt pairs, a CSV of file,text, or a folder or zip "
+                         "of them.")
     return recordings, notes
 
 
@@ -330,7 +341,8 @@ def prepare_recordings(paths: list[Path], folder: Path) -> tuple[list[Path], lis
         try:
             soundfile.info(str(recording.path))
         except (RuntimeError, soundfile.LibsndfileError, OSError):
-            raise ValueError(f"{recording.name} is not an audio file this studio can read (WAV, FLAC or OGG).") from None
+            raise ValueError(f"{recording.name} is not an audio file this studio can read (WAV, FLAC "
+                             "or OGG).") from None
         stem = out / f"{k:04d}-{Path(recording.name).stem[:40]}"
         shutil.copyfile(recording.path, stem.with_suffix(recording.path.suffix.lower()))
         stem.with_suffix(".txt").write_text(recording.text, encoding="utf-8")
@@ -338,7 +350,8 @@ def prepare_recordings(paths: list[Path], folder: Path) -> tuple[list[Path], lis
 
 
 TRAINING = Training(
-    suffixes=frozenset((*AUDIO_SUFFIXES, ".txt", ".csv")), what="recordings with transcripts", prepare=prepare_recordings,
+    suffixes=frozenset((*AUDIO_SUFFIXES, ".txt", ".csv")), what="recordings with transcripts",
+    prepare=prepare_recordings,
     shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--decoder-layers", str(shape[1])],
     hint="Your data: recordings with transcripts (name.wav + name.txt, or a CSV of file,text with the recordings), "
          "or a zip of them; or recordings made below",

@@ -34,8 +34,10 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--prompt", default="")
         parser.add_argument("--length", type=int, default=400)
         parser.add_argument("--window", type=int, default=0,
-                            help="N > 0: re-read the last N tokens from a zero state at each step, as a model trained on "
-                                 "fixed windows was (an imported model's card gives its training window); 0: carry the state on")
+                            help="N > 0: re-read the last N tokens from a zero state at each step, as a model "
+                                 "trained on "
+                                 "fixed windows was (an imported model's card gives its training window); 0: carry the "
+                                 "state on")
         cli_common.add_sampling_flags(parser, temperature=0.8)
         cli_common.add_output_flags(parser, "write the text here (default: print it)", required=False)
         library.add_save_flag(parser)

@@ -58,7 +58,8 @@ def score(loaded: LoadedModel, text: str) -> Scored:
     notes = [f"Dropped characters this model never saw: {dropped!r}."] if dropped else []
     logits, _, gates = loaded.model.trace(torch.tensor([ids], device=loaded.device))
     read = loaded.codec.decode(ids)
-    trace = Trace.from_sequence(gates, loaded.codec.labels(ids), domain="text", model=loaded.name, prompt_length=len(ids))
+    trace = Trace.from_sequence(gates, loaded.codec.labels(ids), domain="text", model=loaded.name,
+                                prompt_length=len(ids))
     return Scored(trace, {"logits": logits[0].float().cpu().numpy()}, read, notes)
 
 
@@ -91,7 +92,8 @@ def explainable(loaded: LoadedModel, text: str):
 
     def target_log_prob(x, step, target):
         if not isinstance(target, str) or target not in codec.index:
-            raise ValueError(f"the target must be one {'word' if codec.words else 'character'} this model knows, not {target!r}")
+            raise ValueError(f"the target must be one {'word' if codec.words else 'character'} this model knows, not "
+                             f"{target!r}")
         return log_probs(x)[:, step, codec.index[target]]
 
     names = [repr(ch)[1:-1] if ch in "\n\t" else ch for ch in codec.tokens]

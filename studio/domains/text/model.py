@@ -26,7 +26,8 @@ class TextModelConfig:
     hidden_size: int = 384  # LSTM units per layer
     num_layers: int = 2
     dropout: float = 0.2  # between layers and before the head, training only
-    hard_sigmoid: tuple[float, float] | None = None  # the gates' (slope, offset) hard sigmoid (a Keras model's): studio.lstm_hard
+    hard_sigmoid: tuple[float, float] | None = None  # the gates' (slope, offset) hard sigmoid (a Keras model's):
+                                                     # studio.lstm_hard
 
 
 class TextModel(nn.Module):
@@ -71,7 +72,8 @@ def extend_vocabulary(model: TextModel, codec: TextCodec, chars) -> tuple[TextMo
     are unchanged, only renormalised by the new characters' share. A new model and codec are always
     returned (the given ones are left alone); with nothing to add, a copy."""
     if codec.words:  # a word vocabulary: the text's unknown words, in first-seen order
-        extended = TextCodec("", codec.words + tuple(codec.encode(chars if isinstance(chars, str) else " ".join(chars))[1]))
+        extended = TextCodec("", codec.words
+                             + tuple(codec.encode(chars if isinstance(chars, str) else " ".join(chars))[1]))
     else:
         extended = TextCodec(codec.chars + "".join(sorted(set(chars) - set(codec.chars))))
     old = codec.size
@@ -95,7 +97,8 @@ def from_network(network, vocabulary: list[str], tokens: str = "chars") -> tuple
     ValueError in one sentence for what this domain cannot hold."""
     size = len(vocabulary)
     embedding = network.embedding if network.embedding is not None else torch.eye(size).numpy()
-    config = TextModelConfig(size, embedding.shape[1], network.hidden_size, len(network.layers), 0.0, network.hard_sigmoid)
+    config = TextModelConfig(size, embedding.shape[1], network.hidden_size, len(network.layers), 0.0,
+                             network.hard_sigmoid)
     model = TextModel(config).eval()
     model.embed.weight.copy_(torch.as_tensor(embedding))
     for layer, (w_ih, w_hh, bias) in zip(model.core.layers, network.layers, strict=True):
@@ -111,9 +114,12 @@ def from_network(network, vocabulary: list[str], tokens: str = "chars") -> tuple
     origin += f", Keras {source['keras_version']})" if source.get("keras_version") else ")"
     card = {
         "description": (f"Imported from {origin}: {'one-hot' if network.embedding is None else 'embedding'} input -> "
-                        f"{config.num_layers}-layer LSTM with {config.hidden_size} units -> softmax over {size} {'characters' if tokens == 'chars' else 'words'}."),
-        "data": {"source": f"imported from {source.get('file', 'a file')}", "licence": "unknown (the user's own model)"},
-        "imported": dict(source, vocabulary_size=size, tokens=tokens, input="one-hot" if network.embedding is None else "embedding"),
+                        f"{config.num_layers}-layer LSTM with {config.hidden_size} units -> softmax over {size} "
+                        f"{'characters' if tokens == 'chars' else 'words'}."),
+        "data": {"source": f"imported from {source.get('file', 'a file')}", "licence": "unknown (the user's "
+                 "own model)"},
+        "imported": dict(source, vocabulary_size=size, tokens=tokens,
+                         input="one-hot" if network.embedding is None else "embedding"),
         "training": {"window": network.window} if network.window else {},
     }
     return model, codec, card
@@ -129,7 +135,8 @@ def load(stem, device="cpu") -> LoadedModel:
         raise checkpoint.CheckpointError(f"{checkpoint.paths(stem)[0]} does not match its card: {error}") from None
     config, metrics = model.config, card["metrics"]
     val = metrics.get("val_nats_per_char", metrics.get("best_val_loss"))
-    summary = (f"{config.num_layers} layers × {config.hidden_size} units, {codec.size} {'words' if codec.words else 'characters'}"
+    summary = (f"{config.num_layers} layers × {config.hidden_size} units, {codec.size} "
+               f"{'words' if codec.words else 'characters'}"
                + (f", val loss {val:.3f} nats/char" if val else ""))
     return LoadedModel(checkpoint.paths(stem)[1].stem, model.to(device).eval(), codec, card,
                        [f"layer {k}" for k in range(config.num_layers)], summary)

@@ -87,7 +87,8 @@ def create_tab(models: dict, problems: list[str]):
     on_generate.batch_size = MAX_BATCH  # its own queue, a batch's worth at once (ui.common.apply_request_limits)
     blocks.follow_model(model_name, model_info, models)
     # an opened model's card may give its training window: offered as the window when it is picked
-    model_name.change(lambda name: (models[name].card.get("training", {}).get("window") or 0) if name in models else gr.skip(),
+    model_name.change(lambda name: (models[name].card.get("training", {}).get("window") or 0) if name in models
+                      else gr.skip(),
                       model_name, window, api_visibility="private")
     generate_inputs = [model_name, prompt, length, temperature, top_k, top_p, seed, window]
     generate_outputs = [notes, *panel.outputs, panel.selection, download_text, generation_state]

@@ -64,7 +64,8 @@ class TextTask:
         return nats_per_char(model, self.val_ids)
 
 
-# ---------------------------------------------------------------- a user's files (python -m studio train text --data, the Train tab)
+# ---------------------------------------------------------------- a user's files (python -m studio train text --data,
+# the Train tab)
 MIN_CHARACTERS = 2_000  # less text than this cannot train a model
 SUFFIXES = frozenset({".txt", ".md", ".text", ".csv", ".tsv", ".json", ".py", ".html", ".tex", ".rst", ""})
 
@@ -93,5 +94,6 @@ def corpus_of(paths: list[Path], folder: Path) -> tuple[list[Path], list[dict]]:
 
 TRAINING = Training(
     suffixes=SUFFIXES, what="text files", prepare=corpus_of,
-    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1]), "--embed-size", str(shape[2])],
+    shape_flags=lambda shape: ["--hidden-size", str(shape[0]), "--layers", str(shape[1]), "--embed-size",
+                               str(shape[2])],
     corpora=("tinyshakespeare.txt",), hint="Your data: text files (a zip of them too)")

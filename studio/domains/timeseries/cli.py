@@ -27,8 +27,10 @@ from studio.domains.timeseries.train import WindowTask, fine_tune_task, real_tra
 
 FINE_TUNE_STEPS = 300  # ~15-30 s on one core for a 100-point series
 VAL_HOW = "Gaussian NLL per future point (normalised units) of the validation windows' last up to 24 points"
-PRETRAIN_SOURCE = ("synthetic seasonal series (studio/domains/timeseries/train.py synthetic, generated while training) and "
-                   "packaged real series: statsmodels sunspots, nile, macrodata (10 quarterly columns), elnino (all but "
+PRETRAIN_SOURCE = ("synthetic seasonal series (studio/domains/timeseries/train.py synthetic, generated while "
+                   "training) and "
+                   "packaged real series: statsmodels sunspots, nile, macrodata (10 quarterly columns), elnino "
+                   "(all but "
                    "its last 10 years), co2 (all but its last 10 years)")
 
 
@@ -47,7 +49,8 @@ def add_commands(command: str, parser) -> None:
         parser.add_argument("--horizon", type=int, default=24, help="steps to forecast")
         parser.add_argument("--paths", type=int, default=100, help="sampled paths")
         parser.add_argument("--seed", type=int, default=0)
-        cli_common.add_output_flags(parser, "the forecast .json (forecast: the median per step; quantiles: level -> list)")
+        cli_common.add_output_flags(parser, "the forecast .json (forecast: the median per step; quantiles: level "
+                                            "-> list)")
         parser.add_argument("--plot", help="also write the fan chart (.png or .svg)")
         parser.set_defaults(run=run_generate)
     elif command == "eval":
@@ -133,7 +136,8 @@ def run_train(args) -> int:
     else:
         if args.init:
             base = cli_common.load_or_exit(timeseries, args.init)
-        config = base.model.config if base else ForecastModelConfig(hidden_size=args.hidden_size, num_layers=args.layers)
+        config = base.model.config if base else ForecastModelConfig(hidden_size=args.hidden_size,
+                                                                    num_layers=args.layers)
         real = real_training_series()
         rng = np.random.default_rng(12345)
         valid = [synthetic(rng, int(rng.integers(60, 200))) for _ in range(64)] + real

@@ -146,7 +146,8 @@ class SeriesCodec:
     def inputs(self, x: np.ndarray, first: int, scaling: Scaling) -> np.ndarray:
         """Normalised values at positions first.. -> (n, INPUT_SIZE) float32."""
         positions = np.arange(first, first + len(x))
-        return np.concatenate([np.asarray(x, np.float64)[:, None], self.phase_features(positions, scaling)], 1).astype(np.float32)
+        return np.concatenate([np.asarray(x, np.float64)[:, None], self.phase_features(positions, scaling)],
+                              1).astype(np.float32)
 
     def encode(self, series: Series) -> tuple[np.ndarray, Scaling, int]:
         """(inputs (T', INPUT_SIZE), the scaling fitted on the read part, first position read):

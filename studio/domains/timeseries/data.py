@@ -113,8 +113,10 @@ def _number(cell: str) -> float | None:
 # ---------------------------------------------------------------- dates
 # each reader: text -> (kind, ordinal) where kind is "month", "quarter", "year" or "day"
 _PATTERNS = [
-    (re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T].*)?$"), lambda m: ("day", dt.date(int(m[1]), int(m[2]), int(m[3])).toordinal())),
-    (re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$"), lambda m: ("day", dt.date(int(m[3]), int(m[1]), int(m[2])).toordinal())),
+    (re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T].*)?$"),
+     lambda m: ("day", dt.date(int(m[1]), int(m[2]), int(m[3])).toordinal())),
+    (re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$"),
+     lambda m: ("day", dt.date(int(m[3]), int(m[1]), int(m[2])).toordinal())),
     (re.compile(r"^(\d{1,4})[-/.](\d{1,2})$"), lambda m: ("month", int(m[1]) * 12 + _month(int(m[2])))),
     (re.compile(r"^(\d{4})\s*-?\s*[Qq]([1-4])$"), lambda m: ("quarter", int(m[1]) * 4 + int(m[2]) - 1)),
     (re.compile(r"^(\d{4})(?:\.0)?$"), lambda m: ("year", int(m[1]))),
@@ -168,10 +170,12 @@ def _grid(kinds: set[str], ordinals: np.ndarray) -> tuple[str, np.ndarray, int]:
     if spacing < 10:
         return "weekly", np.rint((ordinals - first) / 7).astype(int), min(day.isocalendar()[1] - 1, 51)
     if spacing < 45:  # month ends, month starts or any day of the month: count months
-        months = np.array([dt.date.fromordinal(int(o)).year * 12 + dt.date.fromordinal(int(o)).month - 1 for o in ordinals])
+        months = np.array([dt.date.fromordinal(int(o)).year * 12 + dt.date.fromordinal(int(o)).month - 1
+                           for o in ordinals])
         return "monthly", months - months.min(), int(months.min()) % 12
     if spacing < 135:
-        quarters = np.array([dt.date.fromordinal(int(o)).year * 4 + (dt.date.fromordinal(int(o)).month - 1) // 3 for o in ordinals])
+        quarters = np.array([dt.date.fromordinal(int(o)).year * 4 + (dt.date.fromordinal(int(o)).month - 1) // 3
+                             for o in ordinals])
         return "quarterly", quarters - quarters.min(), int(quarters.min()) % 4
     years = np.array([dt.date.fromordinal(int(o)).year for o in ordinals])
     return "yearly", years - years.min(), 0
@@ -210,7 +214,8 @@ def series_from_table(header: list[str], rows: list[list[str]], column: str | No
     """The series of one value column (`column`, else the first column of numbers) on its dates'
     grid; `season` 0 = from the dates (12 monthly, 52 weekly, 4 quarterly, 7 daily, 1 yearly)."""
     if len(rows) < MIN_POINTS:
-        raise ValueError(f"{name} has {len(rows)} row{'s' * (len(rows) != 1)}; a forecast needs at least {MIN_POINTS} points.")
+        raise ValueError(f"{name} has {len(rows)} row{'s' * (len(rows) != 1)}; a forecast needs at least "
+                         f"{MIN_POINTS} points.")
     if len(rows) > MAX_POINTS:
         raise ValueError(f"{name} has {len(rows):,} rows; at most {MAX_POINTS:,} points are read.")
     columns = value_columns(header, rows)
@@ -227,7 +232,8 @@ def series_from_table(header: list[str], rows: list[list[str]], column: str | No
     for row_number, row in enumerate(rows, start=2):
         cell = row[k]
         value = _number(cell)
-        if value is None and cell.strip() and cell.strip().lower() not in ("na", "nan", "null", "none", "-", "?", "n/a"):
+        if value is None and cell.strip() and cell.strip().lower() not in ("na", "nan", "null", "none", "-", "?",
+                                                                           "n/a"):
             raise ValueError(f"{name}: row {row_number} of column {column!r} holds {cell[:30]!r}, not a number.")
         values.append(np.nan if value is None else value)
     values = np.asarray(values, np.float64)
@@ -242,7 +248,8 @@ def series_from_table(header: list[str], rows: list[list[str]], column: str | No
         try:
             frequency, index, start = _grid({kind for kind, _ in parsed}, np.array([o for _, o in parsed]))
         except ValueError:
-            raise ValueError(f"{name}: the dates of column {header[date_k]!r} mix formats (months, days, years).") from None
+            raise ValueError(f"{name}: the dates of column {header[date_k]!r} mix formats (months, "
+                             "days, years).") from None
         order = np.argsort(index, kind="stable")
         if np.any(np.diff(index) < 0):
             notes.append("rows were out of date order: sorted")
@@ -299,7 +306,8 @@ def read_series(path, column: str | None = None, season: int = 0) -> Series:
     """A series from a user's file (see the module docstring)."""
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
-        raise ValueError(f"{path.name}: expected a CSV, TSV or JSON file, not {path.suffix or 'a file without a suffix'}.")
+        raise ValueError(f"{path.name}: expected a CSV, TSV or JSON file, not "
+                         f"{path.suffix or 'a file without a suffix'}.")
     header, rows = read_table(path)
     return series_from_table(header, rows, column, name=path.stem, season=season)
 
@@ -343,12 +351,14 @@ def shipped_co2() -> Series:
 
 def shipped_sunspots() -> Series:
     table = statsmodels_data("sunspots")
-    return Series(table["SUNACTIVITY"].to_numpy(np.float64), [str(int(y)) for y in table["YEAR"]], "sunspots", 1, "yearly", 0)
+    return Series(table["SUNACTIVITY"].to_numpy(np.float64), [str(int(y)) for y in table["YEAR"]], "sunspots", 1,
+                  "yearly", 0)
 
 
 def shipped_nile() -> Series:
     table = statsmodels_data("nile")
-    return Series(table["volume"].to_numpy(np.float64), [str(int(y)) for y in table["year"]], "Nile flow", 1, "yearly", 0)
+    return Series(table["volume"].to_numpy(np.float64), [str(int(y)) for y in table["year"]], "Nile flow", 1, "yearly",
+                  0)
 
 
 def shipped_elec_equip() -> Series:

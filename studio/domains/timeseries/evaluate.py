@@ -28,7 +28,8 @@ from studio.trace import Trace
 PINBALL_LEVELS = (0.1, 0.5, 0.9)
 BASELINES = ("seasonal_naive", "ets", "arima")
 BASELINE_CONTEXT = 150  # points of history the statistical baselines are fitted on
-BASELINE_TITLES = {"model": "LSTM (this model)", "seasonal_naive": "seasonal naive", "ets": "AutoETS", "arima": "AutoARIMA"}
+BASELINE_TITLES = {"model": "LSTM (this model)", "seasonal_naive": "seasonal naive", "ets": "AutoETS",
+                   "arima": "AutoARIMA"}
 
 
 # ---------------------------------------------------------------- metrics
@@ -56,7 +57,8 @@ def scores(history: np.ndarray, actual: np.ndarray, quantiles: dict[float, np.nd
     inside = (actual >= quantiles[0.1]) & (actual <= quantiles[0.9])
     return {"mase": float(np.abs(actual - median).mean() / mase_scale(history, season)),
             "smape": smape(actual, median),
-            "pinball": pinball(actual, {q: quantiles[q] for q in PINBALL_LEVELS}) / max(float(np.abs(history).mean()), 1e-12),
+            "pinball": (pinball(actual, {q: quantiles[q] for q in PINBALL_LEVELS})
+                        / max(float(np.abs(history).mean()), 1e-12)),
             "coverage80": float(inside.mean())}
 
 
@@ -94,7 +96,8 @@ class Backtest:
     forecasts: dict[str, list[dict]]  # method -> per origin {0.1, 0.5, 0.9: (H,)}
 
     def table(self) -> list[list]:
-        return [[BASELINE_TITLES[m], round(r["mase"], 3), round(r["smape"], 2), round(r["pinball"], 4), round(r["coverage80"], 2)]
+        return [[BASELINE_TITLES[m], round(r["mase"], 3), round(r["smape"], 2), round(r["pinball"], 4),
+                 round(r["coverage80"], 2)]
                 for m, r in self.rows.items()]
 
 
@@ -137,7 +140,8 @@ def score(loaded: LoadedModel, sequence: Series) -> Scored:
     trace = Trace.from_sequence(gates, list(sequence.dates[first:]), domain=NAME, model=loaded.name,
                                 prompt_length=x.shape[1], layer_names=list(loaded.layer_names),
                                 detail=TimeseriesDetail(scaling.season, x.shape[1], 0, 0))
-    notes = list(sequence.notes) + ([f"the model read the last {x.shape[1]} of {len(sequence)} points"] if first else [])
+    notes = list(sequence.notes) + ([f"the model read the last {x.shape[1]} of {len(sequence)} points"] if first
+                                    else [])
     return Scored(trace, {"mean": mean[0].cpu().numpy(), "scale": scale[0].cpu().numpy()}, sequence, notes)
 
 
@@ -190,7 +194,8 @@ def explainable(loaded: LoadedModel, sequence: Series):
                 "value": {"mean": centre, "low80": low, "high80": high}}
 
     layer_inputs = [x[0].cpu().numpy()] + [scored.trace.layers[k]["h"] for k in range(scored.trace.num_layers - 1)]
-    return scored, Explainable(x, log_likelihood, layer_inputs, core_weights(model.core), guesses, None, list(scored.trace.labels))
+    return scored, Explainable(x, log_likelihood, layer_inputs, core_weights(model.core), guesses, None,
+                               list(scored.trace.labels))
 
 
 def drivers(loaded: LoadedModel, sequence: Series, step: int) -> np.ndarray:
@@ -255,7 +260,8 @@ def features(sequence: Series, scored: Scored | None = None) -> dict[str, np.nda
     medians = np.array([np.median(padded[k : k + window]) for k in range(steps)])
     residual = values - medians
     spread = 1.4826 * np.median(np.abs(residual - np.median(residual))) or 1.0
-    tracks = {"level": level.astype(np.float32), "trend": trend.astype(np.float32), "season phase": phase.astype(np.float32),
+    tracks = {"level": level.astype(np.float32), "trend": trend.astype(np.float32),
+              "season phase": phase.astype(np.float32),
               "peak": peak.astype(np.float32), "trough": trough.astype(np.float32),
               "outlier": (np.abs(residual) > 3 * spread).astype(np.float32)}
     if sequence.frequency == "monthly":

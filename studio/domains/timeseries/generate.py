@@ -142,7 +142,8 @@ def generate(loaded: LoadedModel, settings: ForecastSettings, hooks=None) -> Gen
     steps = len(inputs)
     if first:
         notes.append(f"the model read the last {steps} of {len(series)} points")
-    noise = torch.randn(count, horizon, generator=torch.Generator().manual_seed(int(settings.seed)), dtype=torch.float64)
+    noise = torch.randn(count, horizon, generator=torch.Generator().manual_seed(int(settings.seed)),
+                        dtype=torch.float64)
     h, c = state
     state = (h.expand(-1, count, -1).contiguous(), c.expand(-1, count, -1).contiguous())
     mu = torch.full((count,), float(mean[-1]), dtype=torch.float64)
@@ -175,7 +176,8 @@ def generate(loaded: LoadedModel, settings: ForecastSettings, hooks=None) -> Gen
         "scale": np.concatenate([scale, [float(s.median()) for s in step_scales]]).astype(np.float32),
     }
     labels = list(series.dates[first:]) + future_dates[: horizon - 1]
-    trace = Trace(layers, labels, domain=NAME, model=loaded.name, prompt_length=steps, layer_names=list(loaded.layer_names),
+    trace = Trace(layers, labels, domain=NAME, model=loaded.name, prompt_length=steps,
+                  layer_names=list(loaded.layer_names),
                   detail=TimeseriesDetail(scaling.season, steps, horizon, path))
     result = ForecastResult(series, first, scaling, future, path, quantiles, future_dates, notes)
     return Generation(result, trace, distributions, settings)

@@ -25,7 +25,8 @@ def _figure(height: float = 3.6):
     return plt.subplots(figsize=(10, height), dpi=100)
 
 
-def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndarray | None = None, step: int | None = None):
+def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndarray | None = None,
+              step: int | None = None):
     """The history, the 50 / 80 / 95% bands, the median and the path the trace follows; with
     `saliency` (per point read up to `step`) those points are painted by how much each drove the
     prediction made at `step`."""
@@ -50,7 +51,8 @@ def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndar
         positions = first + np.arange(len(weights))
         path = result.paths[result.median_path]
         values = np.array([history[p] if p < n else path[p - n] for p in positions])
-        ax.scatter(positions, values, c=weights, cmap="Reds", s=10 + 60 * weights, zorder=3, label="what drove the step")
+        ax.scatter(positions, values, c=weights, cmap="Reds", s=10 + 60 * weights, zorder=3, label="what drove "
+                   "the step")
     if step is not None:
         ax.axvline(first + step + 1, color="#d62728", lw=1, ls=":")
     ticks = np.linspace(shown, n + horizon - 1, 8).astype(int)

@@ -21,7 +21,8 @@ INTRO = ("Upload a series (CSV, TSV or JSON with a date column and value columns
          "level, spread) and samples future paths from its Gaussian head; the fan chart shows their 50 / 80 / 95% "
          "bands. The backtest forecasts the last stretches from earlier origins, against well-kept statistical models. "
          "Click a step in the viewer to see which past points drove its prediction.")
-NO_MODEL = "No time-series model is available in `models/`. Train one with `python -m studio train timeseries --out models/NAME`."
+NO_MODEL = ("No time-series model is available in `models/`. "
+            "Train one with `python -m studio train timeseries --out models/NAME`.")
 NO_SHIPPED = "(none: use the upload)"
 BACKTEST_FOLDS = 2
 
@@ -55,12 +56,14 @@ def why_markdown(generation, step: int, amounts) -> str:
     history = generation.trace.prompt_length
     found = strongest_lags(amounts, step, generation.result.series.season)
     target = (f"forecast step {step + 2 - history}" if step + 1 >= history else f"history point {step + 2}")
-    lines = [f"**The prediction made after step {step + 1} ({generation.trace.labels[step]}), for {target}:** how far it "
+    lines = [f"**The prediction made after step {step + 1} ({generation.trace.labels[step]}), for {target}:** "
+             "how far it "
              "moves per unit moved of each past point (painted on the chart); the strongest lags:"]
     lines += [f"- lag {lag['lag']}: {lag['share']:.0%}" for lag in found["top"]]
     if found["seasonal"] is not None:
         lag = found["seasonal"]
-        lines.append(f"- the seasonal lag it looked at most: {lag['lag']} ({lag['share']:.0%}); the season's shape itself "
+        lines.append(f"- the seasonal lag it looked at most: {lag['lag']} ({lag['share']:.0%}); the season's "
+                     "shape itself "
                      "comes from the per-series seasonal indices the model reads the series through")
     return "\n".join(lines)
 
@@ -73,8 +76,10 @@ def create_tab(models: dict, problems: list[str]) -> None:
                 return
             model_name, model_info = header
             packaged = inputs.Dropdown([NO_SHIPPED, *SHIPPED], value=next(iter(SHIPPED)),
-                                       label="A packaged series (or upload your own below)", elem_id="timeseries-shipped")
-            horizon = inputs.Number(24, label=f"Horizon (steps, up to {MAX_HORIZON})", precision=0, elem_id="timeseries-horizon")
+                                       label="A packaged series (or upload your own below)",
+                                       elem_id="timeseries-shipped")
+            horizon = inputs.Number(24, label=f"Horizon (steps, up to {MAX_HORIZON})", precision=0,
+                                    elem_id="timeseries-horizon")
             # the main button in the first screen; the user's own file and the finer settings after it
             forecast = gr.Button("Forecast", variant="primary", elem_id="timeseries-generate")
             upload = gr.File(label="Series file (CSV, TSV or JSON)", file_types=[".csv", ".tsv", ".txt", ".json"],
@@ -133,7 +138,8 @@ def create_tab(models: dict, problems: list[str]) -> None:
     blocks.follow_model(model_name, model_info, models)
     upload.change(on_upload, upload, column, api_name="timeseries_columns")
     forecast_inputs = [model_name, upload, packaged, column, horizon, paths, seed]
-    forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state, table, why]
+    forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state,
+                        table, why]
     forecast.click(on_forecast, forecast_inputs, forecast_outputs,
                    api_name="forecast").then(on_backtest, [generation_state, model_name], table, api_name="backtest")
     blocks.example_on_load(forecast, on_forecast, forecast_inputs, forecast_outputs)  # the fan chart and gates at once

@@ -156,7 +156,8 @@ def synthetic(rng: np.random.Generator, length: int | None = None) -> Series:
         y[rng.integers(length // 3, length):] += rng.normal(0, 0.2)
     values = np.exp(y + rng.uniform(0, 8)) if rng.random() < 0.6 else (y * rng.uniform(1, 100) + rng.normal(0, 50))
     frequency = {12: "monthly", 4: "quarterly", 1: "yearly", 52: "weekly", 7: "daily"}[season]
-    return Series(values, [f"t{i + 1}" for i in range(length)], "synthetic", season, frequency, int(rng.integers(0, season)))
+    return Series(values, [f"t{i + 1}" for i in range(length)], "synthetic", season, frequency,
+                  int(rng.integers(0, season)))
 
 
 def real_training_series() -> list[Series]:
