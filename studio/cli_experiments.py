@@ -66,15 +66,15 @@ def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int
         track = feature_track(domain, read, None, feature)
         fast = member(domain, "fast_probe")
         if fast is not None and not exact:
-            return track, len(read), fast(loaded, read, track, top)
+            return track, len(track), fast(loaded, read, track, top)  # a track value per step (token)
         accumulator = None
         done = 0
-        for trace, part in pieces:
+        for trace, _ in pieces:
             if accumulator is None:
                 accumulator = probe_stream.ProbeAccumulator(trace.num_layers, trace.hidden_size,
                                                            experiments.is_binary(np.asarray(track, float)))
-            accumulator.add(trace, track[done : done + len(part)])
-            done += len(part)
+            accumulator.add(trace, track[done : done + trace.steps])
+            done += trace.steps
         return track, done, accumulator.top(top)
     scored = domain.score(loaded, sequence)
     track = feature_track(domain, sequence, scored, feature)

@@ -47,6 +47,10 @@ class Explainable:
     # (inputs, step, target) -> (N,) log-probability of a named target as the next value (None: not offered)
     target_log_prob: Callable[[torch.Tensor, int, Any], torch.Tensor] | None = None
     labels: list[str] = field(default_factory=list)  # per step, as the trace's
+    # a sequence whose steps were each computed apart (a window sampler re-reads its last N inputs from a
+    # zero state): step -> (the trace of what that step read, its Explainable, the step's index in it, the
+    # index in this sequence of its first input); explain() answers from it (None: one carried reading)
+    apart: Callable[[int], tuple[Trace, Explainable, int, int]] | None = None
 
     @property
     def steps(self) -> int:
@@ -165,8 +169,18 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
     step = int(step)
     if not 0 <= step < trace.steps:
         raise ValueError(f"Step {step} is not in this sequence: it has steps 0 to {trace.steps - 1}.")
-    considered = ex.guesses(step)
-    attributions = saliency(ex, step, target, method)
+    if ex.apart is None:
+        considered = ex.guesses(step)
+        attributions = saliency(ex, step, target, method)
+        microscope = anatomy(trace, ex, layer, unit, step)
+        extra = {}
+    else:  # what the step itself computed: its own reading, inputs before it have no part in it
+        part_trace, part, part_step, start = ex.apart(step)
+        considered = part.guesses(part_step)
+        attributions = np.zeros(step + 1)
+        attributions[start:] = saliency(part, part_step, target, method)
+        microscope = {**anatomy(part_trace, part, layer, unit, part_step), "step": step}
+        extra = {"window": {"start": start, "end": step}}
     surprises = surprise(ex)
     answer = {
         "step": step,
@@ -177,7 +191,8 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
         "saliency_method": method,
         "target": target,
         "saliency": [float(v) for v in attributions],
-        "anatomy": anatomy(trace, ex, layer, unit, step),
+        "anatomy": microscope,
+        **extra,
     }
     if method == "gradient_x_input" and np.abs(attributions).max(initial=0.0) < FLAT:
         # a generated value the model predicted exactly (speech frames are not sampled) sits at the

@@ -7,7 +7,11 @@ never silently mapped. Decoding joins the characters back.
 A word vocabulary (a model opened from a word-level PyTorch or Keras file, studio.importer) is stored
 as a list (`codec.words`): text is split at white space, each line break is the token <eos> (as
 pytorch/examples word_language_model's data.py); a word reads back as itself and a space, <eos> as a
-line break, so a trace's labels are whole words and "".join(labels) encodes to the same tokens."""
+line break, so a trace's labels are whole words and "".join(labels) encodes to the same tokens.
+
+The text a model read, as `score` and `sequence_of` hand it on, is a TokenText: the string itself plus
+its tokens' labels (the per-token features of a word model need them) and, for a generation sampled
+with a window, that window (its "ask why" re-reads each step's window)."""
 
 from __future__ import annotations
 
@@ -80,6 +84,29 @@ class TextCodec:
 
     def card(self) -> dict:
         return {"words": list(self.words)} if self.words else {"chars": self.chars}
+
+    def read(self, ids, window: int = 0) -> TokenText:
+        """decode(ids) with each token's label kept (a TokenText)."""
+        return TokenText(self.labels(ids), window)
+
+
+class TokenText(str):
+    """A text as a model read it: the string is "".join(labels); `labels` holds one string per token
+    (a character, or a word and its space); `window` > 0 says each step was read as the last
+    `window` tokens from a zero state (TextSettings.window). Slicing gives a plain str."""
+
+    def __new__(cls, labels, window: int = 0):
+        text = super().__new__(cls, "".join(labels))
+        text.labels, text.window = tuple(labels), int(window or 0)
+        return text
+
+    def __reduce__(self):  # pickled to a worker or a lent GPU with its labels and window
+        return TokenText, (self.labels, self.window)
+
+    @property
+    def words(self) -> bool:
+        """Whether the tokens are longer than one character (a word vocabulary's)."""
+        return any(len(label) != 1 for label in self.labels)
 
 
 def code_points(text: str) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from studio import probe_stream
 from studio.domains.base import LoadedModel, Scored
 from studio.domains.text.codec import TextCodec, code_points
-from studio.domains.text.generate import TextSettings
+from studio.domains.text.generate import TextSettings, read_windowed
 from studio.domains.text.model import TextModel, TextModelConfig
 from studio.trace import Trace
 
@@ -51,15 +51,20 @@ def nats_per_char(model, ids, streams: int = 16, chunk: int = 1024) -> float:
 @torch.no_grad()
 def score(loaded: LoadedModel, text: str) -> Scored:
     """Teacher-forced over `text` from a fresh state: the exact trace (one batched recovery, see
-    LSTMCore.trace) and after every character the logits of the next one."""
+    LSTMCore.trace) and after every token the logits of the next one. A text with a window (a
+    TokenText a window-sampled generation hands on) is read as the sampler read it: each step the
+    last `window` tokens from a zero state (generate.read_windowed)."""
     ids, dropped = loaded.codec.encode(text)
     if not ids:
         raise ValueError("the text has no character this model knows")
     notes = [f"Dropped characters this model never saw: {dropped!r}."] if dropped else []
-    logits, _, gates = loaded.model.trace(torch.tensor([ids], device=loaded.device))
-    read = loaded.codec.decode(ids)
-    trace = Trace.from_sequence(gates, loaded.codec.labels(ids), domain="text", model=loaded.name,
-                                prompt_length=len(ids))
+    window = getattr(text, "window", 0)
+    if window:
+        logits, gates = read_windowed(loaded, ids, window)
+    else:
+        logits, _, gates = loaded.model.trace(torch.tensor([ids], device=loaded.device))
+    read = loaded.codec.read(ids, window)
+    trace = Trace.from_sequence(gates, read.labels, domain="text", model=loaded.name, prompt_length=len(ids))
     return Scored(trace, {"logits": logits[0].float().cpu().numpy()}, read, notes)
 
 
@@ -74,16 +79,20 @@ def fused(loaded: LoadedModel, text: str) -> dict:
 
 def explainable(loaded: LoadedModel, text: str):
     """(Scored, studio.explain.Explainable) of `text`: what the explanations need, teacher-forced.
-    The differentiable input is each character's embedding."""
+    The differentiable input is each token's embedding. A window-sampled text (score) is explained
+    step by step as the sampler computed it: a step's guesses, saliency and equations are those of
+    its window read from zero (the Explainable's `apart`)."""
     from studio.explain import Explainable, core_weights, topk
 
     scored = score(loaded, text)
     model, codec = loaded.model, loaded.codec
-    ids = torch.tensor([codec.encode(scored.sequence)[0]], device=loaded.device)
-    following = torch.cat([ids[:, 1:], ids[:, -1:]], 1)  # the next character after each step
+    window = scored.sequence.window
+    plain_ids = codec.encode(scored.sequence)[0]
+    ids = torch.tensor([plain_ids], device=loaded.device)
+    following = torch.cat([ids[:, 1:], ids[:, -1:]], 1)  # the next token after each step
 
     def log_probs(x):
-        out, _ = model.core(x)
+        out = _windowed_outputs(model.core, x, window) if window else model.core(x)[0]
         return F.log_softmax(model.head(out), -1)  # (N, T, V)
 
     def log_likelihood(x):
@@ -106,20 +115,35 @@ def explainable(loaded: LoadedModel, text: str):
     with torch.no_grad():
         embedded = model.embed(ids)
     layer_inputs = [embedded[0].cpu().numpy()] + [scored.trace.layers[k]["h"] for k in range(scored.trace.num_layers - 1)]
+    def apart(step):  # the window the sampler read before this prediction, and the token that followed it
+        start = max(0, step - window + 1)
+        local, local_ex = explainable(loaded, codec.read(plain_ids[start : step + 2]))
+        return local.trace, local_ex, step - start, start
+
     ex = Explainable(embedded, log_likelihood, layer_inputs, core_weights(model.core), guesses, target_log_prob,
-                     list(scored.trace.labels))
+                     list(scored.trace.labels), apart if window else None)
     return scored, ex
+
+
+def _windowed_outputs(core, x, window: int):
+    """The top layer's output at the last position of each step's window (read from zero) over
+    inputs x (N, T, E): (N, T, H), differentiable (read_windowed's reading, for the log-likelihood)."""
+    n, steps, width = x.shape
+    head = min(window - 1, steps)
+    parts = [core(x[:, :head])[0]] if head else []
+    if steps > head:
+        windows = x.unfold(1, window, 1).permute(0, 1, 3, 2).reshape(-1, window, width)  # (N * (T - head), window, E)
+        parts.append(core(windows)[0][:, -1].reshape(n, steps - head, -1))
+    return torch.cat(parts, 1)
 
 
 def trace_chunks(loaded: LoadedModel, text: str, chunk: int = 10_000):
     """(the text as the model reads it, the exact teacher-forced trace of it `chunk` characters at a
     time with the state carried over, as one pass would give it): 100,000 characters never hold
-    1.8 GB of gates at once. The second yields (Trace of the chunk, the characters it read)."""
-    if loaded.codec.words:  # the features and regexes are tracks over characters, not words
-        raise ValueError("The probe's features are per character and this model reads words: probing a word-level "
-                         "model is not supported yet.")
+    1.8 GB of gates at once. The first is a TokenText (a word model's features are per token); the
+    second yields (Trace of the chunk, the text it read)."""
     ids, _ = loaded.codec.encode(text)
-    return loaded.codec.decode(ids), _chunks(loaded, ids, chunk)
+    return loaded.codec.read(ids), _chunks(loaded, ids, chunk)
 
 
 @torch.no_grad()
@@ -227,17 +251,58 @@ def regex_track(text: str, pattern: str) -> np.ndarray:
 
 def custom_feature(text: str, name: str) -> np.ndarray:
     """The contract's user-named feature: any name that is not one of `features` is a regex over
-    the text (ValueError with a sentence when it does not compile)."""
+    the text (ValueError with a sentence when it does not compile). Over a word model's reading, a
+    token is on where any of its characters lies in a match."""
+    per_word = getattr(text, "words", False)
+    if per_word and name in CHARACTER_FEATURES:
+        raise ValueError(f"{name!r} is a feature of characters and this model reads words: its features are "
+                         f"{', '.join(_word_features(text))}, or type a regex.")
     try:
-        return regex_track(text, name)
+        track = regex_track(str(text), name)
     except re.error as error:
         raise ValueError(f"{name!r} is neither a listed feature nor a regex: {error}") from None
+    return _per_token(text, track) if per_word else track
+
+
+CHARACTER_FEATURES = ("space", "vowel")  # features with no meaning for a word
+
+
+def _per_token(text, track: np.ndarray) -> np.ndarray:
+    """A per-character track of a TokenText as one value per token: the largest over its characters."""
+    if not text.labels:
+        return track[:0]
+    starts = np.concatenate([[0], np.cumsum([len(label) for label in text.labels])[:-1]])
+    return np.maximum.reduceat(track, starts)
+
+
+def _word_features(text) -> dict[str, np.ndarray]:
+    """features() per token of a word model's reading (a TokenText of words): <eos> (the line break),
+    a capitalised word, a token of punctuation only, inside quotes or parentheses (a token touching
+    them counts), and the position in the line in tokens."""
+    labels = text.labels
+    by_character = features(str(text))
+    line_end = np.array([label == "\n" for label in labels], dtype=np.float32)
+    steps = np.arange(len(labels))
+    line_end_at_or_before = np.maximum.accumulate(np.where(line_end > 0, steps, -1))
+    last_line_end_before = np.concatenate([[-1], line_end_at_or_before[:-1]])[: len(labels)]
+    return {
+        "newline": line_end,
+        "uppercase": np.array([label[:1].isupper() for label in labels], dtype=np.float32),
+        "punctuation": np.array([bool(label.strip()) and not any(ch.isalnum() for ch in label) for label in labels],
+                                dtype=np.float32),
+        "inside quotes": _per_token(text, by_character["inside quotes"]),
+        "inside parentheses": _per_token(text, by_character["inside parentheses"]),
+        "position in line": (steps - last_line_end_before - 1).astype(np.float32),
+    }
 
 
 def features(text: str, scored=None) -> dict[str, np.ndarray]:
     """Per character: on/off tracks and the position in the line (Karpathy's cells track these). In
     numpy over code points, each distinct character classified once: cheap next to the trace
-    (docs/benchmarks.md, Experiments on units; the probe computes them for its whole reference)."""
+    (docs/benchmarks.md, Experiments on units; the probe computes them for its whole reference).
+    A word model's reading (a TokenText of words, as score and trace_chunks give it): per token."""
+    if getattr(text, "words", False):
+        return _word_features(text)
     codes = code_points(text)
     distinct, inverse = np.unique(codes, return_inverse=True)
 

@@ -284,3 +284,23 @@ def _generate_windowed(loaded: LoadedModel, settings: TextSettings, hooks) -> Ge
     trace = Trace.from_steps(step_gates, codec.labels(ids), **fields)
     logits_per_step = torch.cat(step_logits).float().cpu().numpy()
     return Generation(result, trace, {"logits": logits_per_step.astype(np.float32)}, settings)
+
+
+@torch.no_grad()
+def read_windowed(loaded: LoadedModel, ids: list, window: int):
+    """Teacher-forced as the window sampler reads (_generate_windowed): step t is the last position of
+    ids[t - window + 1 .. t] read from a zero state. (logits (1, T, V), per-layer gates (1, T, H)).
+    Batched: the first window - 1 windows are prefixes of one read from zero; each later one's state
+    before its last token comes from the fused kernel, and only that token is traced."""
+    model, device = loaded.model, loaded.device
+    tokens = torch.tensor(ids, device=device)
+    head = min(window - 1, len(ids))
+    parts = [model.trace(tokens[None, :head])[::2]] if head else []
+    for start in range(head, len(ids), 512):  # 512 windows at a time: bounded memory for a long text
+        rows = tokens[start - window + 1 : min(start + 512, len(ids))].unfold(0, window, 1)  # (B, window)
+        state = model(rows[:, :-1])[1] if window > 1 else None
+        logits, _, gates = model.trace(rows[:, -1:], state)
+        parts.append((logits.transpose(0, 1), [{k: v.transpose(0, 1) for k, v in g.items()} for g in gates]))
+    logits = torch.cat([p[0] for p in parts], 1)
+    gates = [{k: torch.cat([p[1][layer][k] for p in parts], 1) for k in GATE_NAMES} for layer in range(len(parts[0][1]))]
+    return logits, gates

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from studio.domains.base import Generation, View
+from studio.domains.text.codec import TokenText
 from studio.viz import activation_colors, unit_values
 
 
@@ -30,10 +31,10 @@ def render(generation: Generation, view: View) -> str:
     return render_html(generation.trace, view.layer, view.quantity, view.unit)
 
 
-def sequence_of(generation: Generation) -> str:
-    """What `score` reads to give this generation's trace again: every character the model read
-    (a fresh start's implicit line break included)."""
-    return "".join(generation.trace.labels)
+def sequence_of(generation: Generation) -> TokenText:
+    """What `score` reads to give this generation's trace again: every token the model read (a fresh
+    start's implicit line break included), with the window it was sampled with (score re-reads it so)."""
+    return TokenText(generation.trace.labels, getattr(generation.settings, "window", 0))
 
 
 def track(generation: Generation) -> dict:
