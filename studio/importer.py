@@ -173,10 +173,22 @@ def _read_keras_h5(path: Path) -> Network:
             if name not in root:
                 raise ImportRefused(f"The weights of layer '{name}' are missing from {path.name}.")
             group = root[name]
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-            return [np.asarray(group[n]) for n in names]
+            return [np.asarray(group[n]) for n in _name_list(group, "weight_names")]
 
         return _network(_config_layers(config), tensors, version, "keras-h5", path.name)
+
+
+def _name_list(group, attribute: str) -> list[str]:
+    """A list of names Keras 2 saved as an attribute (save_attributes_to_hdf5_group): utf-8 bytes, cut
+    into `weight_names0`, `weight_names1`, ... where one attribute would pass HDF5's 64 KB header."""
+    if attribute in group.attrs:
+        values = list(group.attrs[attribute])
+    else:
+        values, chunk = [], 0
+        while f"{attribute}{chunk}" in group.attrs:
+            values.extend(group.attrs[f"{attribute}{chunk}"])
+            chunk += 1
+    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in values]
 
 
 def _config_layers(config) -> list[dict]:
@@ -207,6 +219,8 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
             continue
         if kind == "Dropout":
             continue
+        if kind == "Activation" and head is not None and config.get("activation") in ("softmax", "linear"):
+            continue  # Keras 2's examples: Dense(len(chars)) then Activation('softmax')
         if head is not None:
             raise ImportRefused(f"The layer '{name}' ({kind}) comes after the Dense head; the studio opens "
                                 f"{SUPPORTED}.")
@@ -219,8 +233,9 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
             (embedding,) = tensors(layer)
             input_size = embedding.shape[1]
         elif kind == "LSTM":
+            config = {"recurrent_activation": _default_recurrent(version), **config}
             _check_lstm(name, config, major)
-            if config.get("recurrent_activation") == "hard_sigmoid":
+            if config["recurrent_activation"] == "hard_sigmoid":
                 hard = HARD_SIGMOID[major]
             if stack and not stack[-1][3]:
                 raise ImportRefused(f"The LSTM layer below '{name}' does not return sequences, so '{name}' does not "
@@ -251,6 +266,13 @@ def _network(layers: list[dict], tensors, version: str, fmt: str, file_name: str
                    window if isinstance(window, int) else None, {"format": fmt, "keras_version": version})
 
 
+def _default_recurrent(version: str) -> str:
+    """The LSTM's recurrent activation when its config does not name one: hard_sigmoid in standalone
+    Keras before 2.3 (and Keras 1), sigmoid since."""
+    numbers = [int(n) for n in re.findall(r"\d+", version)[:2]] + [0, 0]
+    return "hard_sigmoid" if tuple(numbers[:2]) < (2, 3) else "sigmoid"
+
+
 def _check_lstm(name: str, config: dict, major: int) -> None:
     if config.get("activation", "tanh") != "tanh":
         raise ImportRefused(f"The LSTM layer '{name}' has activation {config['activation']!r}; the studio's cell "
@@ -261,7 +283,7 @@ def _check_lstm(name: str, config: dict, major: int) -> None:
     if config.get("go_backwards"):
         raise ImportRefused(f"The LSTM layer '{name}' reads its input backwards (go_backwards), which the studio "
                             "does not.")
-    if config.get("implementation") not in (None, 1, 2) and major == 2:
+    if config.get("implementation") not in (None, 0, 1, 2) and major == 2:  # 0: Keras 2.0-2.1's default
         raise ImportRefused(f"The LSTM layer '{name}' has an unknown implementation {config['implementation']!r}.")
 
 

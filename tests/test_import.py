@@ -320,3 +320,139 @@ def test_a_keras_2_file_uses_keras_2s_hard_sigmoid(tmp_path, text_file):
     with torch.no_grad():
         traced = loaded.model.trace(torch.tensor([ids]))[2][0]["h"][0].numpy()
     assert np.abs(traced - np.array(hs)).max() < TOL
+
+
+def keras2_h5(path, case: str, vocab: int, window: int, hidden: int, seed: int = 0):
+    """A file in Keras 2's HDF5 layout, written with h5py as Keras 2's own saving code writes it
+    (keras/engine/saving.py and tf.keras' hdf5_format.py: save_model, save_weights_to_hdf5_group,
+    save_attributes_to_hdf5_group): root attributes keras_version, backend and model_config (utf-8
+    bytes; the config JSON with batch_input_shape), a model_weights group with layer_names, and per
+    layer a group whose weight_names attribute lists its datasets by their variable names. No Keras 2
+    wrote it (none is installed here): a reproduction of its layout. Returns the weights as numpy
+    arrays: [embedding or None, (kernel, recurrent_kernel, bias) per LSTM, (dense kernel, bias)].
+
+    case "keras-2.2.4": standalone Keras 2.2, one-hot input, LSTM 'lstm_1' (weights 'lstm_1/kernel:0'),
+      recurrent_activation hard_sigmoid (its default then), Dense 'dense_1' then Activation softmax.
+    case "keras-2.1.6": its Sequential config is the bare list of layers, the LSTM's implementation 0
+      and no recurrent_activation in its config (Keras < 2.3's default: hard_sigmoid), weight_names cut
+      into weight_names0 / weight_names1 as save_attributes_to_hdf5_group does for a long list.
+    case "tf.keras-2.4.0": TensorFlow's Keras 2, an InputLayer, Embedding 'embedding', two LSTMs named
+      'lstm', 'lstm_1' (weights 'lstm/lstm_cell/kernel:0', 'lstm_1/lstm_cell_1/kernel:0'), sigmoid,
+      Dense softmax."""
+    import json
+
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    tf_keras = case.startswith("tf.")
+    embed = 6 if tf_keras else None
+    stacked = 2 if tf_keras else 1
+    embedding = rng.normal(0, 0.5, (vocab, embed)).astype(np.float32) if embed else None
+    lstms, width = [], embed or vocab
+    for _ in range(stacked):
+        lstms.append((rng.normal(0, 0.4, (width, 4 * hidden)).astype(np.float32),
+                      rng.normal(0, 0.4, (hidden, 4 * hidden)).astype(np.float32),
+                      rng.normal(0, 0.4, 4 * hidden).astype(np.float32)))
+        width = hidden
+    dense = (rng.normal(0, 0.5, (hidden, vocab)).astype(np.float32), rng.normal(0, 0.1, vocab).astype(np.float32))
+    layers, weights = [], {}  # config layers; layer name -> [(weight name, value)]
+    if tf_keras:
+        layers.append({"class_name": "InputLayer", "config": {"batch_input_shape": [None, window], "dtype": "float32",
+                                                              "sparse": False, "ragged": False, "name": "embedding_input"}})
+        layers.append({"class_name": "Embedding", "config": {"name": "embedding", "trainable": True,
+                                                             "batch_input_shape": [None, window], "input_dim": vocab,
+                                                             "output_dim": embed, "mask_zero": False,
+                                                             "input_length": window}})
+        weights["embedding"] = [("embedding/embeddings:0", embedding)]
+    for k, (kernel, recurrent, bias) in enumerate(lstms):
+        name = "lstm" + (f"_{k}" if k else "") if tf_keras else f"lstm_{k + 1}"
+        cell = f"{name}/lstm_cell" + (f"_{k}" if k else "") if tf_keras else name
+        config = {"name": name, "trainable": True, "return_sequences": k < stacked - 1, "return_state": False,
+                  "go_backwards": False, "stateful": False, "unroll": False, "units": hidden, "activation": "tanh",
+                  "recurrent_activation": "sigmoid" if tf_keras else "hard_sigmoid", "use_bias": True,
+                  "unit_forget_bias": True, "dropout": 0.0, "recurrent_dropout": 0.0, "implementation": 2 if tf_keras else 1}
+        if not tf_keras:
+            config["batch_input_shape"] = [None, window, vocab]
+        if case == "keras-2.1.6":
+            del config["recurrent_activation"]
+            config["implementation"] = 0
+        layers.append({"class_name": "LSTM", "config": config})
+        weights[name] = [(f"{cell}/kernel:0", kernel), (f"{cell}/recurrent_kernel:0", recurrent), (f"{cell}/bias:0", bias)]
+    dense_name = "dense" if tf_keras else "dense_1"
+    layers.append({"class_name": "Dense", "config": {"name": dense_name, "trainable": True, "units": vocab,
+                                                     "activation": "softmax" if tf_keras else "linear", "use_bias": True}})
+    weights[dense_name] = [(f"{dense_name}/kernel:0", dense[0]), (f"{dense_name}/bias:0", dense[1])]
+    if not tf_keras:
+        layers.append({"class_name": "Activation", "config": {"name": "activation_1", "trainable": True,
+                                                              "activation": "softmax"}})
+        weights["activation_1"] = []
+    version = case.split("-")[-1]
+    model_config = {"class_name": "Sequential",
+                    "config": layers if case == "keras-2.1.6" else {"name": "sequential_1", "layers": layers}}
+    with h5py.File(path, "w") as file:
+        file.attrs["keras_version"] = version.encode("utf8")
+        file.attrs["backend"] = b"tensorflow"
+        file.attrs["model_config"] = json.dumps(model_config).encode("utf8")
+        group = file.create_group("model_weights")
+        group.attrs["layer_names"] = [layer["config"]["name"].encode("utf8") for layer in layers
+                                      if layer["class_name"] != "InputLayer"]
+        group.attrs["backend"] = b"tensorflow"
+        group.attrs["keras_version"] = version.encode("utf8")
+        for name in sorted(weights):
+            layer_group = group.create_group(name)
+            names = [weight_name.encode("utf8") for weight_name, _ in weights[name]]
+            if case == "keras-2.1.6" and len(names) > 1:  # as a list too long for one attribute is saved
+                layer_group.attrs["weight_names0"], layer_group.attrs["weight_names1"] = names[:1], names[1:]
+            else:
+                layer_group.attrs["weight_names"] = names
+            for weight_name, value in weights[name]:
+                layer_group.create_dataset(weight_name, value.shape, dtype=value.dtype)[:] = value
+    return [embedding, lstms, dense]
+
+
+def numpy_lstm_stack(weights, ids, hard: bool):
+    """Keras 2's forward in plain numpy: every layer's h over `ids` from a zero state, and the softmax
+    after each step. Keras 2's hard_sigmoid is clip(0.2 x + 0.5, 0, 1)."""
+    embedding, lstms, (dense_kernel, dense_bias) = weights
+    vocab = dense_kernel.shape[1]
+    x = embedding[ids] if embedding is not None else np.eye(vocab)[ids]
+    gate = (lambda v: np.clip(0.2 * v + 0.5, 0, 1)) if hard else (lambda v: 1 / (1 + np.exp(-v)))
+    outputs = []
+    for kernel, recurrent, bias in lstms:
+        hidden = recurrent.shape[0]
+        h, c, hs = np.zeros(hidden), np.zeros(hidden), []
+        for row in x:
+            i, f, g, o = np.split(row @ kernel + h @ recurrent + bias, 4)
+            c = gate(f) * c + gate(i) * np.tanh(g)
+            h = gate(o) * np.tanh(c)
+            hs.append(h)
+        x = np.array(hs)
+        outputs.append(x)
+    logits = x @ dense_kernel + dense_bias
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return outputs, probs / probs.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("case", ["keras-2.2.4", "keras-2.1.6", "tf.keras-2.4.0"])
+def test_keras_2_hdf5_layouts_open_and_match_a_numpy_forward(tmp_path, text_file, case):
+    """Standalone Keras 2 and tf.keras 2 name their weights differently; both open, with Keras 2's
+    hard_sigmoid where the config says so (or leaves it to Keras < 2.3's default), and the studio's
+    next-token distribution on windows and h of every layer over 1,000 steps equal numpy's within 1e-5."""
+    weights = keras2_h5(tmp_path / "k2.h5", case, len(CHARS), WINDOW, HIDDEN)
+    hard = not case.startswith("tf.")
+    network = importer.read(tmp_path / "k2.h5", "keras")
+    assert network.hard_sigmoid == ((0.2, 0.5) if hard else None) and network.window == WINDOW
+    domain = by_name("text")
+    loaded = domain.load(import_cli.import_file(domain, tmp_path / "k2.h5", "keras", tmp_path / "o", vocab_text=text_file))
+    assert loaded.card["imported"]["keras_version"] == case.split("-")[-1]
+    for window in windows_of(TEXT):  # Keras's predict on a training-length window: from a zero state
+        _, expected = numpy_lstm_stack(weights, window, hard)
+        scored = domain.score(loaded, "".join(CHARS[k] for k in window))
+        got = torch.softmax(torch.tensor(scored.distributions["logits"][-1]), -1).numpy()
+        assert np.abs(got - expected[-1]).max() < TOL
+    ids = [CHARS.index(ch) for ch in TEXT[:1000]]
+    outputs, _ = numpy_lstm_stack(weights, ids, hard)
+    with torch.no_grad():
+        gates = loaded.model.trace(torch.tensor([ids]))[2]
+    for k, expected in enumerate(outputs):
+        assert np.abs(gates[k]["h"][0].numpy() - expected).max() < TOL, k
