@@ -124,7 +124,8 @@ def intervene(domain, loaded, seed: int, hooks: list, settings=None) -> dict:
     shown = {}
     for name, generation in (("original", plain), ("changed", changed)):
         labels = generation.trace.labels[generation.trace.shown_from :]
-        shown[name] = "".join(labels) if all(len(x) <= 1 for x in labels) else " ".join(labels)
+        # labels that carry their own spacing (characters; words with their space) read as running text
+        shown[name] = "".join(labels) if all(len(x) <= 1 or x[-1:].isspace() for x in labels) else " ".join(labels)
     return {**shown, **differences(domain, plain, changed)}
 
 

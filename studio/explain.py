@@ -16,6 +16,10 @@ saliency for a step is over the inputs 0..t that prediction saw.
   gate's pre-activation split into the input's part, the largest parts from units of h_{t-1} (the
   rest summed) and the bias; c_{t-1} -> c_t -> h_t.
 - trajectory(trace, layer, quantity): the layer's h (or c) over the sequence projected to 2D by PCA.
+
+A sequence whose steps were each computed apart (a window sampler re-reads the last N inputs from a
+zero state before each prediction) hands over `Explainable.apart`: a step's guesses, saliency and
+equations are then those of its own reading, and the inputs before its window get exactly 0.
 """
 
 from __future__ import annotations
@@ -180,7 +184,9 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
         attributions = np.zeros(step + 1)
         attributions[start:] = saliency(part, part_step, target, method)
         microscope = {**anatomy(part_trace, part, layer, unit, part_step), "step": step}
-        extra = {"window": {"start": start, "end": step}}
+        extra = {"window": {"start": start, "end": step},
+                 "note": f"This prediction read only steps {start} to {step}, from a zero state (the window sampler); "
+                         "the steps before them had no part in it."}
     surprises = surprise(ex)
     answer = {
         "step": step,
@@ -197,8 +203,9 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
     if method == "gradient_x_input" and np.abs(attributions).max(initial=0.0) < FLAT:
         # a generated value the model predicted exactly (speech frames are not sampled) sits at the
         # top of its log-likelihood: the slope there is 0 whatever the inputs did
-        answer["note"] = ("What came next is exactly what the model predicted, so its log-likelihood is at its "
-                          "maximum and gradient x input is flat here: choose integrated gradients, or name a target.")
+        flat = ("What came next is exactly what the model predicted, so its log-likelihood is at its maximum and "
+                "gradient x input is flat here: choose integrated gradients, or name a target.")
+        answer["note"] = f"{answer['note']} {flat}" if answer.get("note") else flat
     return answer
 
 
