@@ -133,6 +133,9 @@ def test_a_window_sampled_generation_is_read_again_as_it_was_sampled(windowed):
     logits = torch.tensor(generation.distributions["logits"])
     expected = -torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), ids[1:]].numpy()
     assert np.abs(explain.surprise(ex)[:-1] - expected).max() < 1e-5  # the sampler's own log-likelihoods
+    with torch.no_grad():  # and the differentiable reading of every window (saliency over the whole sequence)
+        again = -ex.log_likelihood(ex.inputs.clone())[0, :-1].numpy()
+    assert np.abs(again - expected).max() < 1e-5
 
 
 @pytest.mark.parametrize("step", [1, 6, 15])

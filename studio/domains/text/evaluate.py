@@ -92,6 +92,8 @@ def explainable(loaded: LoadedModel, text: str):
     following = torch.cat([ids[:, 1:], ids[:, -1:]], 1)  # the next token after each step
 
     def log_probs(x):
+        if window and x is embedded:  # the sequence as read (surprise): score has every window's logits
+            return F.log_softmax(torch.as_tensor(scored.distributions["logits"], device=x.device), -1)[None]
         out = _windowed_outputs(model.core, x, window) if window else model.core(x)[0]
         return F.log_softmax(model.head(out), -1)  # (N, T, V)
 
@@ -115,6 +117,7 @@ def explainable(loaded: LoadedModel, text: str):
     with torch.no_grad():
         embedded = model.embed(ids)
     layer_inputs = [embedded[0].cpu().numpy()] + [scored.trace.layers[k]["h"] for k in range(scored.trace.num_layers - 1)]
+
     def apart(step):  # the window the sampler read before this prediction, and the token that followed it
         start = max(0, step - window + 1)
         local, local_ex = explainable(loaded, codec.read(plain_ids[start : step + 2]))
