@@ -92,9 +92,10 @@ def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limi
         # one long text: chunked (the probe's own path), then a window read again to draw
         track, steps, hits = cli_experiments.probe(domain, loaded, found[0].sequence, feature, limit, top)
         start = _window_start(track)
-        window_trace = _steps_of(chunks(loaded, found[0].sequence[:limit])[1], start, start + WINDOW)
+        read, _ = chunks(loaded, found[0].sequence[:limit])  # as the model read it: one item per step
+        window_trace = domain.score(loaded, read[start : start + WINDOW]).trace
         window_track = np.asarray(track, np.float64)[start : start + window_trace.steps]
-        where = f"{found[0].name}, steps {start}–{start + window_trace.steps - 1} (read from its start)"
+        where = f"{found[0].name}, steps {start}–{start + window_trace.steps - 1} (read from a fresh state)"
     else:
         traces, tracks = [], []
         for source in found:
@@ -121,21 +122,6 @@ def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limi
         "window": {"where": where, "labels": [str(x) for x in window_trace.labels], "track": np.round(window_track, 4).tolist(),
                    "series": [np.round(window_trace.quantity(h.layer, h.quantity)[:, h.unit], 4).tolist() for h in hits[:5]]},
     }
-
-
-def _steps_of(pieces, start: int, end: int) -> Trace:
-    """Steps start..end - 1 of a trace read in pieces (trace_chunks' (Trace, part) iterator): the
-    pieces after them are never read."""
-    window, done = None, 0
-    for trace, _ in pieces:
-        a, b = max(start - done, 0), min(end - done, trace.steps)
-        if b > a:
-            part = trace.with_layers([{k: v[a:b] for k, v in layer.items()} for layer in trace.layers], trace.labels[a:b])
-            window = part if window is None else Trace.concat(window, part)
-        done += trace.steps
-        if done >= end:
-            break
-    return window
 
 
 def _window_start(track) -> int:

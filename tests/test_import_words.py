@@ -54,6 +54,8 @@ def test_features_are_per_word(opened):
     scored = text.score(loaded, 'The cat said "hello there" ( quietly ) .\nthe dog\n')
     labels = scored.trace.labels
     assert labels[:4] == ["The ", "cat ", "said ", '"hello ']
+    read = scored.sequence  # a TokenText: its length and slices count tokens, its string is the text
+    assert len(read) == scored.trace.steps and read[2:4] == 'said "hello ' and read[2:4].labels == ("said ", '"hello ')
     tracks = text.features(scored.sequence, scored)
     assert all(len(track) == scored.trace.steps for track in tracks.values())
     on = {name: [labels[k] for k in np.flatnonzero(track > 0)] for name, track in tracks.items()}

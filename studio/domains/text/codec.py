@@ -93,12 +93,20 @@ class TextCodec:
 class TokenText(str):
     """A text as a model read it: the string is "".join(labels); `labels` holds one string per token
     (a character, or a word and its space); `window` > 0 says each step was read as the last
-    `window` tokens from a zero state (TextSettings.window). Slicing gives a plain str."""
+    `window` tokens from a zero state (TextSettings.window). Its length and its slices count steps
+    (tokens), as every other domain's sequence does: text[a:b] is the TokenText of steps a..b-1. For
+    characters that is the str's own; str's methods (regexes, encode) see the whole text."""
 
     def __new__(cls, labels, window: int = 0):
         text = super().__new__(cls, "".join(labels))
         text.labels, text.window = tuple(labels), int(window or 0)
         return text
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return TokenText(self.labels[index], self.window) if isinstance(index, slice) else self.labels[index]
 
     def __reduce__(self):  # pickled to a worker or a lent GPU with its labels and window
         return TokenText, (self.labels, self.window)
