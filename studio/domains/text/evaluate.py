@@ -1,6 +1,6 @@
 """Text scoring: nats per character over a text, the contract's teacher-forced `score`, the
-per-character feature tracks the probes compare units against, and the tiny model and example of
-the tests."""
+per-token feature tracks the probes compare units against (per character, or per word for a word
+model), and the tiny model and example of the tests."""
 
 from __future__ import annotations
 
