@@ -94,6 +94,7 @@ MIGRATIONS = [
     """
     ALTER TABLE records ADD COLUMN kind TEXT NOT NULL DEFAULT 'generation';
     CREATE INDEX records_owner_kind ON records (owner, kind, created);
+    CREATE INDEX records_owner_last_made ON records (owner, last_made);
     """,
 ]
 KINDS = ("generation", "model", "lab run")  # a record's kind; only a generation is made again by replay

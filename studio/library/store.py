@@ -312,6 +312,11 @@ class Store:
             raise NotFound("No shared record has this link (it may have been unshared or deleted).")
         return self.with_files(found[0])
 
+    def last(self, owner: str) -> Stored | None:
+        """The owner's record made (or made again) most recently, None when there is none."""
+        found = self._read("owner = ? ORDER BY last_made DESC, id DESC LIMIT 1", (owner,))
+        return self.with_files(found[0]) if found else None
+
     def embedding(self, record_id: int) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM embeddings WHERE record_id = ?", (int(record_id),)).fetchone()
         return None if row is None else np.frombuffer(row[0], np.float32)

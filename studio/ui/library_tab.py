@@ -318,14 +318,19 @@ def register_api(load=None) -> None:
         return api.new_key()
 
     def library_search(key: str, query: str, like: float | None, domain: str, model: str, min_rating: float | None,
-                       limit: float) -> list:
-        """The owner's records, best first: words (all must occur), "more like" a record, filters ("" = any)."""
+                       limit: float, kind: str | None = None) -> list:
+        """The owner's records, best first: words (all must occur), "more like" a record, filters ("" = any;
+        kind: generation, model or lab run)."""
         return api.search(key if isinstance(key, str) else None, query if isinstance(query, str) else "",
                           like=None if like in (None, "") else number(like),
                           domain=domain if isinstance(domain, str) and domain else None,
                           model=model if isinstance(model, str) and model else None,
                           min_rating=None if min_rating in (None, "") else number(min_rating, "rating"),
-                          limit=number(limit or 50, "limit"))
+                          limit=number(limit or 50, "limit"), kind=kind if isinstance(kind, str) and kind else None)
+
+    def library_last(key: str) -> dict:
+        """{"record": your most recently made record, or None}: the id a /generate_* call was kept as."""
+        return api.last(key)
 
     def library_show(key: str, record: float) -> dict:
         return api.show(key, number(record))
@@ -371,6 +376,6 @@ def register_api(load=None) -> None:
         return run
 
     gr.api(words(library_new_key), api_name="library_new_key")
-    for endpoint in ( library_search, library_show, library_rate, library_tag, library_note,
+    for endpoint in (library_search, library_last, library_show, library_rate, library_tag, library_note,
                      library_delete, library_share, library_unshare, library_replay):
         gr.api(words(keyed(endpoint)), api_name=endpoint.__name__)
