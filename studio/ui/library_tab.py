@@ -22,6 +22,7 @@ import pandas as pd
 
 from studio import domains, library, owners
 from studio.library import api
+from studio.library.schema import KINDS
 from studio.ui import keep_bar
 from studio.ui.common import output_dir
 from studio.ui.viewer import trace_viewer, viewer_value
@@ -83,12 +84,15 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
         result = library.replay_shared(token, store, load=load)
         headline = ("## Reproduced exactly: the same model and settings made the same output again."
                     if result.reproduced else f"## Not reproduced: {result.why}.")
+        if record.kind != "generation":  # a trained model or a lab run: what was kept, nothing made again
+            headline, made = f"## A shared {record.kind} record", copies(store, record.files) or None
         about_text = (f"**{record.domain}**, model **{record.model}**, seed {record.seed}"
                       + (f", prompt: `{record.prompt[:300]}`" if record.prompt else "")
                       + "\n\n**Output**:\n\n" + fenced(record.output[:2000]) + "\n\n**Settings**:\n```json\n"
                       + json.dumps(api.shared(token)["settings"], indent=1)[:4000] + "\n```")
         if result.generation is None:
-            return gr.update(visible=True), headline, about_text, None, gr.skip()
+            return gr.update(visible=True), headline, about_text, made if record.kind != "generation" else None, \
+                gr.skip()
         domain = domains.by_name(record.domain)
         made = [str(path) for path in domain.write_files(result.generation, output_dir()).values()]
         value = viewer_value(result.generation.trace, domain.track(result.generation), f"{record.model}:")
@@ -98,6 +102,17 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
 
 
 # ---------------------------------------------------------------- the Library tab
+def copies(store, files: list[dict]) -> list[str]:
+    """A record's output files copied where the page may serve them (the app's output folder)."""
+    folder, copied = output_dir(), []
+    for kept in files:
+        if kept["role"] == "output" and store.file_path(kept["sha256"]).exists():
+            target = folder / kept["name"]
+            target.write_bytes(store.file_path(kept["sha256"]).read_bytes())
+            copied.append(str(target))
+    return copied
+
+
 def fenced(text: str) -> str:
     """Text shown as it is (line breaks kept, nothing read as Markdown)."""
     return "```text\n" + text.replace("```", "'''") + "\n```"
@@ -115,8 +130,8 @@ def _date(text, end: bool = False) -> float | None:
     return moment.timestamp()
 
 
-def _filters(domain, model, min_rating, since, until) -> dict:
-    return {"domain": domain if domain and domain != ANY else None,
+def _filters(domain, model, min_rating, since, until, kind=ANY) -> dict:
+    return {"domain": domain if domain and domain != ANY else None, "kind": kind if kind and kind != ANY else None,
             "model": model.strip() if isinstance(model, str) else None,
             "min_rating": int(min_rating) if min_rating not in (None, "", ANY) else None,
             "since": _date(since), "until": _date(until, end=True)}
@@ -131,7 +146,8 @@ def results_frame(hits: list[dict]) -> pd.DataFrame:
 
 def record_markdown(record: dict, token: str | None) -> str:
     made = datetime.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M")
-    lines = [f"### Record {record['id']}: {record['domain']}, {record['model']}",
+    kind = "" if record.get("kind", "generation") == "generation" else f" ({record['kind']})"
+    lines = [f"### Record {record['id']}{kind}: {record['domain']}, {record['model']}",
              f"Seed {record['seed']} · made {made}" + (f" in {record['duration']:.2f} s" if record["duration"] else "")
              + (f" · made {record['count']} times" if record["count"] > 1 else "")
              + f" · rating {'★' * (record['rating'] or 0) or 'none'} · studio {record['version']}"]
@@ -162,6 +178,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         min_rating = gr.Dropdown([ANY, "1", "2", "3", "4", "5"], value=ANY, label="At least ★", scale=1)
         since = gr.Textbox(label="From (YYYY-MM-DD)", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD)", scale=1)
+        kind = gr.Dropdown([ANY, *KINDS], value=ANY, label="Kind", scale=1, elem_id="library-kind")
     with gr.Row():
         search = gr.Button("Search", variant="primary", elem_id="library-search")
         like = gr.Button("More like the picked record", size="sm", elem_id="library-like")
@@ -195,9 +212,10 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
             html_file = gr.File(label="The record as one HTML page", visible=False, elem_id="library-html-file")
     found = gr.State([])  # the ids of the last search, for export and training
 
-    def run_search(key_value, words, domain_value, model_value, rating, since_value, until_value, like_id=None):
+    def run_search(key_value, words, domain_value, model_value, rating, since_value, until_value, kind_value=ANY,
+                   like_id=None):
         hits = api.search(key_value, words or "", like=like_id, limit=200,
-                          **_filters(domain_value, model_value, rating, since_value, until_value))
+                          **_filters(domain_value, model_value, rating, since_value, until_value, kind_value))
         what = f"{len(hits)} record{'s' * (len(hits) != 1)}" + (" (the first 200)" if len(hits) == 200 else "")
         return results_frame(hits), [h["id"] for h in hits], what
 
@@ -210,14 +228,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         record = api.show(key_value, keep_bar._record_id(record_id))
         store = library.open_store()
         token = store.get(record["id"], owners.owner_of(key_value)).share_token
-        folder = output_dir()
-        copies = []
-        for kept in record["files"]:
-            if kept["role"] == "output" and store.file_path(kept["sha256"]).exists():
-                target = folder / kept["name"]
-                target.write_bytes(store.file_path(kept["sha256"]).read_bytes())
-                copies.append(str(target))
-        return (record_markdown(record, token), copies or None, record["rating"] or 0, " ".join(record["tags"]),
+        return (record_markdown(record, token), copies(store, record["files"]) or None, record["rating"] or 0, " ".join(record["tags"]),
                 record["note"], "", "")
 
     def on_pick(frame, event: gr.SelectData):
@@ -275,7 +286,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         return message, chosen, paths, {**(handed or {}), chosen: paths}
 
     words = keep_bar.in_words
-    filters = [query, domain, model, min_rating, since, until]
+    filters = [query, domain, model, min_rating, since, until, kind]
     for trigger in (search.click, query.submit):
         trigger(words(run_search), [key, *filters], [results, found, summary], **PRIVATE)
     like.click(words(on_like), [key, picked, *filters], [results, found, summary], **PRIVATE)
