@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio import library, owners
-from studio.domains import text
+from studio.domains import text, timeseries
 from studio.domains.text.codec import TextCodec
 from studio.domains.text.generate import TextSettings
 from studio.domains.text.model import TextModel, TextModelConfig
@@ -32,6 +32,8 @@ def shared_studio(tmp_path_factory, serve):
     codec = TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
     model = TextModel(TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
     text.save(models_dir / "tiny", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
+    series_model, series_codec = timeseries.tiny(seed=0)
+    timeseries.save(models_dir / "tiny-ts", series_model, series_codec)
     url = serve(app.build_demo(models_dir, user_models_dir=tmp_path_factory.mktemp("user-models")))
     yield url, models_dir
     patch.undo()
@@ -130,6 +132,37 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     assert os.environ.get(owners.SHARED_ENV) == "1"
 
 
+def test_api_generations_are_kept_for_the_key_they_pass(shared_studio, tmp_path):
+    """A /generate_* call (no page, no chained keep event) is kept for the owner key it passes last;
+    /library_last gives its record; a call without a key on a shared server is not kept."""
+    from gradio_client import Client, handle_file
+
+    from studio.domains.timeseries.data import example_series
+
+    url, _ = shared_studio
+    client = Client(url, verbose=False)
+    alice, bob = client.predict(api_name="/library_new_key"), client.predict(api_name="/library_new_key")
+    client.predict("tiny", "Thither", 20, 0.8, 0, 1.0, 7, 0, alice, api_name="/generate_text")
+    kept = client.predict(alice, api_name="/library_last")["record"]
+    assert kept["domain"] == "text" and kept["prompt"] == "Thither" and kept["seed"] == 7 and kept["kind"] == "generation"
+    assert client.predict(bob, api_name="/library_last") == {"record": None}
+    client.predict("tiny", "Nobody's", 20, 0.8, 0, 1.0, 8, api_name="/generate_text")  # no key: answered, not kept
+    assert client.predict(alice, api_name="/library_last")["record"]["id"] == kept["id"]
+    assert client.predict(alice, "Nobody*", None, "", "", None, 10, api_name="/library_search") == []
+
+    series = example_series(48)
+    data = tmp_path / "sales.csv"
+    data.write_text("Month,Sales\n" + "\n".join(f"{d},{v:.2f}" for d, v in zip(series.dates, series.values, strict=True)))
+    client.predict("tiny-ts", handle_file(str(data)), "(none: use the upload)", "Sales", 6, 20, 3, bob,
+                   api_name="/forecast")
+    forecast = client.predict(bob, api_name="/library_last")["record"]
+    assert forecast["domain"] == "timeseries" and "6-step forecast" in forecast["output"]
+    assert {(f["role"], f["label"]) for f in forecast["files"]} >= {("input", "series file"), ("output", "json")}
+    assert client.predict(bob, forecast["id"], "", api_name="/library_replay")["reproduced"] is True
+    found = client.predict(bob, "forecast", None, "timeseries", "", None, 10, "generation", api_name="/library_search")
+    assert [hit["id"] for hit in found] == [forecast["id"]]
+
+
 BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
 
 
@@ -142,7 +175,8 @@ def test_bad_values_in_every_library_parameter_get_words(shared_studio, capfd):
     client = Client(url, verbose=False)
     key = client.predict(api_name="/library_new_key")
     record = keep_text(models_dir, key, "fuzzed", 3)
-    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10], "/library_show": [key, record],
+    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10, "generation"], "/library_last": [key],
+             "/library_show": [key, record],
              "/library_rate": [key, record, 4], "/library_tag": [key, record, "a b"], "/library_note": [key, record, "n"],
              "/library_share": [key, record], "/library_unshare": [key, record], "/library_replay": [key, record, ""]}
     capfd.readouterr()
