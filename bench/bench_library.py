@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import statistics
 import sys
@@ -151,6 +152,40 @@ def bench_recording(store: Store, generations: int) -> None:
               f"{first:5.1f} ms (hashes the weights), then {summary(times)}")
 
 
+def bench_events(store: Store, repeats: int) -> None:
+    """The records of a finished training (the shipped text model, its 1.1 MB corpus kept) and of a lab
+    run (a loss figure drawn and kept): made once per training or run, after minutes of it."""
+    import argparse as argparse_module
+
+    from studio import checkpoint
+    from studio.library import events
+
+    print("\nrecording a trained model and a lab run (ms)")
+    sys.stderr = io.StringIO()  # their "saved: N" lines
+    corpus = Path(os.environ.get("LSTM_STUDIO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    corpus = corpus / "tinyshakespeare.txt"
+    stems = [stem for stem in checkpoint.MODELS_DIR.glob("*.safetensors")]
+    stem = stems[0].with_suffix("") if stems else None
+    if stem is not None:
+        args = argparse_module.Namespace(out=str(stem), data=[str(corpus)] if corpus.exists() else None, seed=0,
+                                         progress=None)
+        metrics = {"best_val_loss": 1.5, "steps_done": 1000}
+        first = timed(lambda: events.record_training("text", args, metrics, 60.0, store=store), 1)
+        again = timed(lambda: events.record_training("text", args, metrics, 60.0, store=store), repeats)
+        print(f"  trained model: first {first[0]:5.1f} ms (hashes the weights and the corpus), the same model again "
+              f"{summary(again)}")
+    lab_result = {"config": {"task": "adding", "length": 100, "cells": ["rnn", "lstm"]},
+                  "task": {"loss_name": "MSE"},
+                  "cells": {k: {"curve": [{"step": s, "loss": 1 / (s + 1)} for s in range(0, 4000, 10)],
+                                "val": [], "gradients": [], "baseline": 0.17} for k in ("rnn", "lstm")}}
+    runs = iter(range(10**6))
+    lab_args = argparse_module.Namespace(task="adding", cells="rnn,lstm", progress=None)
+    lab = timed(lambda: events.record_lab_run({**lab_result, "config": {**lab_result["config"], "seed": next(runs)}},
+                                              ["cell=lstm T=100 loss=0.01"], lab_args, 60.0, store=store), repeats)
+    sys.stderr = sys.__stderr__
+    print(f"  lab run (with its loss figure drawn): {summary(lab)}")
+
+
 def _seeded(settings, seed):
     import dataclasses
 
@@ -183,6 +218,7 @@ def main() -> int:
         bench_search(store, args.repeats)
         if args.generations:
             bench_recording(store, args.generations)
+            bench_events(store, args.repeats)
     return 0
 
 

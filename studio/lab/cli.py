@@ -110,10 +110,11 @@ def main(argv=None) -> int:
         print("interrupted: the curves so far are kept")
     if args.json_out:
         save(result, args.json_out)
+    seconds = time.perf_counter() - started
+    write_progress({"done": True, "interrupted": bool(result.get("interrupted")), "out": args.json_out})
     from studio.library.events import record_lab_run
 
-    record_lab_run(result, lines, args, time.perf_counter() - started)
-    write_progress({"done": True, "interrupted": bool(result.get("interrupted")), "out": args.json_out})
+    record_lab_run(result, lines, args, seconds)  # after "done": drawing its loss figure takes a second or so
     return 0
 
 
