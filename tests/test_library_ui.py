@@ -163,6 +163,33 @@ def test_api_generations_are_kept_for_the_key_they_pass(shared_studio, tmp_path)
     assert [hit["id"] for hit in found] == [forecast["id"]]
 
 
+@pytest.mark.browser
+def test_a_forecasts_link_opens_the_time_series_tab_and_reproduces(shared_studio, chromium_page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from studio.domains.timeseries.data import example_series
+
+    url, _ = shared_studio
+    client = Client(url, verbose=False)
+    key = client.predict(api_name="/library_new_key")
+    series = example_series(40)
+    data = tmp_path / "visits.csv"
+    data.write_text("Month,Visits\n" + "\n".join(f"{d},{v:.2f}" for d, v in zip(series.dates, series.values, strict=True)))
+    client.predict("tiny-ts", handle_file(str(data)), "(none: use the upload)", "Visits", 5, 10, 2, key, api_name="/forecast")
+    record = client.predict(key, api_name="/library_last")["record"]
+    query = client.predict(key, record["id"], api_name="/library_share")["query"]
+    page = chromium_page
+    page.goto(url.rstrip("/") + "/" + query)
+    page.locator("#shared-status").get_by_text("Reproduced exactly").wait_for(timeout=60_000)
+    assert "5-step forecast" in page.locator("#shared-about").inner_text()
+    tab = page.get_by_role("tab", name="Time series")
+    page.wait_for_function("() => [...document.querySelectorAll('button[role=tab]')].some("
+                           "(b) => b.innerText.trim() === 'Time series' && b.getAttribute('aria-selected') === 'true')",
+                           timeout=30_000)
+    assert tab.get_attribute("aria-selected") == "true"
+    page.locator("#timeseries-keep-status").wait_for(state="attached", timeout=30_000)  # the tab's own keep bar
+
+
 BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
 
 

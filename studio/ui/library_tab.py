@@ -60,10 +60,16 @@ def warm(loaded_by_domain: dict) -> None:
 
 
 # ---------------------------------------------------------------- a ?run=TOKEN link
+# the shared record's tab (its title) clicked open in the page's tab bar
+OPEN_TAB = """(title) => { if (title) [...document.querySelectorAll("button[role=tab]")]
+    .find((b) => b.innerText.trim() === title)?.click(); }"""
+
+
 def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
     """A panel above the tabs, shown only when the page is opened by a share link: the record's
     output, settings and model, made again with the same model and settings, checked against the
-    stored output hash ("Reproduced exactly", or why not), with its trace in the viewer."""
+    stored output hash ("Reproduced exactly", or why not), with its trace in the viewer; the
+    record's tab is opened below it."""
     load = loader(loaded_by_domain)
     with gr.Group(visible=False, elem_id="shared-record") as panel:
         status = gr.Markdown(elem_id="shared-status")
@@ -71,34 +77,36 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
         files = gr.File(label="Its output, made again", file_count="multiple", elem_id="shared-files")
         with gr.Accordion("Inside the LSTM while it made this", open=True):
             viewer = trace_viewer("shared")
+    tab_title = gr.Textbox(visible=False, elem_id="shared-tab")  # the record's tab, opened by the browser
 
     def on_load(request: gr.Request):
         token = (dict(getattr(request, "query_params", None) or {})).get("run")
         if not token:
-            return gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         store = library.open_store()
         try:
             record = store.by_token(token)
         except library.NotFound as error:
-            return gr.update(visible=True), f"## {error}", "", None, gr.skip()
+            return gr.update(visible=True), f"## {error}", "", None, gr.skip(), gr.skip()
         result = library.replay_shared(token, store, load=load)
         headline = ("## Reproduced exactly: the same model and settings made the same output again."
                     if result.reproduced else f"## Not reproduced: {result.why}.")
-        if record.kind != "generation":  # a trained model or a lab run: what was kept, nothing made again
-            headline, made = f"## A shared {record.kind} record", copies(store, record.files) or None
         about_text = (f"**{record.domain}**, model **{record.model}**, seed {record.seed}"
                       + (f", prompt: `{record.prompt[:300]}`" if record.prompt else "")
                       + "\n\n**Output**:\n\n" + fenced(record.output[:2000]) + "\n\n**Settings**:\n```json\n"
                       + json.dumps(api.shared(token)["settings"], indent=1)[:4000] + "\n```")
+        if record.kind != "generation":  # a trained model or a lab run: what was kept, nothing made again
+            headline, made = f"## A shared {record.kind} record", copies(store, record.files) or None
+            return gr.update(visible=True), headline, about_text, made, gr.skip(), gr.skip()
         if result.generation is None:
-            return gr.update(visible=True), headline, about_text, made if record.kind != "generation" else None, \
-                gr.skip()
+            return gr.update(visible=True), headline, about_text, None, gr.skip(), gr.skip()
         domain = domains.by_name(record.domain)
         made = [str(path) for path in domain.write_files(result.generation, output_dir()).values()]
         value = viewer_value(result.generation.trace, domain.track(result.generation), f"{record.model}:")
-        return gr.update(visible=True), headline, about_text, made, value
+        return gr.update(visible=True), headline, about_text, made, value, domain.TITLE
 
-    demo.load(on_load, None, [panel, status, about, files, viewer.html], **PRIVATE)
+    demo.load(on_load, None, [panel, status, about, files, viewer.html, tab_title], **PRIVATE).then(
+        None, tab_title, None, js=OPEN_TAB, **PRIVATE)
 
 
 # ---------------------------------------------------------------- the Library tab
