@@ -230,7 +230,7 @@ def keep_for_api(domain, models: dict):
             return
         try:
             record(domain, models, generation, owner_id)
-        except (*USER_ERRORS, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 (the answer is made: a library's failure must not lose it)
             print(f"warning: an API generation was not kept in the library: {error}", file=sys.stderr)
 
     return keep
