@@ -108,6 +108,7 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     status = page.locator("#text-keep-status")
     status.get_by_text("Kept in your library as").wait_for(timeout=60_000)
     record_id = status.inner_text().split("record ")[1].split(":")[0].split()[0]
+    assert "made 2 times" not in status.inner_text()  # the page's own call is kept once (by its keep event only)
     page.locator("#text-keep-stars").get_by_text("★★★★★", exact=True).click()
     status.get_by_text(f"Rated record {record_id}: ★★★★★").wait_for(timeout=30_000)
 
