@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import statistics
 import sys
@@ -127,10 +128,10 @@ def bench_recording(store: Store, generations: int) -> None:
     from studio.domains import ALL
     from studio.library import record_generation
 
-    print("\nrecording (record_generation after the tab's generate + write_files; ms)")
+    print("\nrecording (record_generation after the tab's generate + write_files; wall and CPU ms)")
     for domain in ALL:
         loaded = domain.load(domain.DEFAULT_MODEL)
-        times, generate_times, first = [], [], None
+        times, cpu_times, generate_times, first = [], [], [], None
         for seed in range(1, generations + 1):
             settings = domain.Settings()
             settings = _seeded(settings, seed)
@@ -139,16 +140,53 @@ def bench_recording(store: Store, generations: int) -> None:
             generate_times.append((time.perf_counter() - start) * 1000)
             with tempfile.TemporaryDirectory() as folder:
                 files = domain.write_files(generation, Path(folder))
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 record_generation(domain, loaded, settings, generation, files, owners.LOCAL, stem=domain.DEFAULT_MODEL,
                                   duration=generate_times[-1] / 1000, store=store)
                 elapsed = (time.perf_counter() - start) * 1000
+                cpu = (time.process_time() - cpu) * 1000
             if first is None:
                 first = elapsed
             else:
                 times.append(elapsed)
+                cpu_times.append(cpu)
         print(f"  {domain.NAME:12s} generate median {statistics.median(generate_times):7.0f} ms; record: first "
-              f"{first:5.1f} ms (hashes the weights), then {summary(times)}")
+              f"{first:5.1f} ms (hashes the weights), then {summary(times)}; CPU time median "
+              f"{statistics.median(cpu_times):5.1f} ms (the rest of the wall time: waiting for a core)")
+
+
+def bench_events(store: Store, repeats: int) -> None:
+    """The records of a finished training (the shipped text model, its 1.1 MB corpus kept) and of a lab
+    run (a loss figure drawn and kept): made once per training or run, after minutes of it."""
+    import argparse as argparse_module
+
+    from studio import checkpoint
+    from studio.library import events
+
+    print("\nrecording a trained model and a lab run (ms)")
+    sys.stderr = io.StringIO()  # their "saved: N" lines
+    corpus = Path(os.environ.get("LSTM_STUDIO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    corpus = corpus / "tinyshakespeare.txt"
+    stems = [stem for stem in checkpoint.MODELS_DIR.glob("*.safetensors")]
+    stem = stems[0].with_suffix("") if stems else None
+    if stem is not None:
+        args = argparse_module.Namespace(out=str(stem), data=[str(corpus)] if corpus.exists() else None, seed=0,
+                                         progress=None)
+        metrics = {"best_val_loss": 1.5, "steps_done": 1000}
+        first = timed(lambda: events.record_training("text", args, metrics, 60.0, store=store), 1)
+        again = timed(lambda: events.record_training("text", args, metrics, 60.0, store=store), repeats)
+        print(f"  trained model: first {first[0]:5.1f} ms (hashes the weights and the corpus), the same model again "
+              f"{summary(again)}")
+    lab_result = {"config": {"task": "adding", "length": 100, "cells": ["rnn", "lstm"]},
+                  "task": {"loss_name": "MSE"},
+                  "cells": {k: {"curve": [{"step": s, "loss": 1 / (s + 1)} for s in range(0, 4000, 10)],
+                                "val": [], "gradients": [], "baseline": 0.17} for k in ("rnn", "lstm")}}
+    runs = iter(range(10**6))
+    lab_args = argparse_module.Namespace(task="adding", cells="rnn,lstm", progress=None)
+    lab = timed(lambda: events.record_lab_run({**lab_result, "config": {**lab_result["config"], "seed": next(runs)}},
+                                              ["cell=lstm T=100 loss=0.01"], lab_args, 60.0, store=store), repeats)
+    sys.stderr = sys.__stderr__
+    print(f"  lab run (with its loss figure drawn): {summary(lab)}")
 
 
 def _seeded(settings, seed):
@@ -183,6 +221,7 @@ def main() -> int:
         bench_search(store, args.repeats)
         if args.generations:
             bench_recording(store, args.generations)
+            bench_events(store, args.repeats)
     return 0
 
 

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 import app  # noqa: E402
 
-TABS = ["generate_text", "generate_music", "generate_handwriting", "generate_speech"]
+TABS = ["generate_text", "generate_music", "generate_handwriting", "generate_speech", "forecast"]
 
 
 def main(seeds: int = 8) -> None:
@@ -35,7 +35,8 @@ def main(seeds: int = 8) -> None:
     print("| tab | generate (median) | first keep | later keeps: median | max |\n| --- | --- | --- | --- | --- |")
     for name in TABS:
         generate = next(f for f in fns if f.api_name == name)
-        keep = next(k for k in keeps if k.inputs[0] is generate.outputs[-1])  # the keep reading this tab's state
+        keep = next(k for k in keeps if k.inputs[0] in generate.outputs)  # the keep reading this tab's state
+        state_at = generate.outputs.index(keep.inputs[0])
         seed_at = next(i for i, c in enumerate(generate.inputs) if (c.elem_id or "").endswith("-seed"))
         generated, kept = [], []
         for seed in range(1, seeds + 1):
@@ -45,7 +46,7 @@ def main(seeds: int = 8) -> None:
             result = generate.fn(*values)
             generated.append(time.perf_counter() - start)
             start = time.perf_counter()
-            answer = keep.fn(result[-1], "")
+            answer = keep.fn(result[state_at], "")
             kept.append(time.perf_counter() - start)
             assert answer[0] is not None, answer[1]
         print(f"| {name} | {statistics.median(generated) * 1000:,.0f} ms | {kept[0] * 1000:.1f} ms | "

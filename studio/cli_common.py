@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -210,6 +211,7 @@ def run_training(domain: str, model, task, args, card: dict, val_name: str, val_
 
         watcher = ProgressFile(args.progress, domain, model, codec, card, append=args.resume)
     both = on_progress if watcher is None else (lambda p: (on_progress(p), watcher(p)))
+    started = time.perf_counter()
     metrics = train(model, task, config, out=args.out, card=card, resume=args.resume, on_progress=both,
                     slice_seconds=getattr(args, "slice_seconds", None), stop_file=getattr(args, "stop_file", None))
     close_progress()
@@ -220,6 +222,10 @@ def run_training(domain: str, model, task, args, card: dict, val_name: str, val_
         saved["metrics"][val_name] = round(metrics["best_val_loss"], 4)
         saved["metrics"][f"{val_name}_how"] = val_how
         checkpoint.write_card(args.out, saved)
+        if not metrics.get("sliced"):  # the model is made: kept in the library (a slice's run goes on)
+            from studio.library.events import record_training
+
+            record_training(domain, args, metrics, time.perf_counter() - started, val_name)
     print(f"best_{val_name}: {metrics['best_val_loss']:.4f}")
     if metrics.get("interrupted"):
         print("stopped by hand: the best checkpoint so far is kept", file=sys.stderr)

@@ -264,10 +264,44 @@ def test_a_first_version_library_upgrades_keeping_every_record(tmp_path):
     assert [r.id for r in store.search("alice", "kept")] == [2]
     assert store.usage("alice") == (3, 60) and store.usage("bob") == (2, 90)
     assert store.integrity() == "ok"
+    assert {r.kind for r in alice} == {"generation"}  # every record made before kinds were kept is a generation
     new_id = store.add(synthetic("a new one", [1, 0]), "alice")  # the upgraded library takes new records
     assert store.usage("alice")[0] == 4 and store.get(new_id, "alice").count == 1
     store.close()
     assert Store(path).migrate() == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_a_second_version_library_upgrades_keeping_every_record(tmp_path):
+    """Version 2 (counts, share tokens, embeddings, usage) -> the current one: kinds added, nothing lost."""
+    from studio.library.schema import MIGRATIONS, statements
+
+    path = tmp_path / "v2.sqlite3"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:2]:
+        for statement in statements(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    for k in range(4):
+        db.execute("INSERT INTO records (owner, domain, model, model_stem, weights_sha256, settings_type, settings, "
+                   "seed, prompt, output, content_hash, created, version, rating, count, last_made, share_token, bytes) "
+                   "VALUES (?, 'd', 'm', '/m', ?, 'x:y', '{}', ?, ?, ?, ?, ?, '0.1.0', ?, ?, ?, ?, 10)",
+                   ("alice" if k < 2 else "bob", "0" * 64, k, f"prompt {k}", f"second output osprey{k}", f"hash{k}",
+                    1000.0 + k, 4 if k == 1 else None, k + 1, 2000.0 + k, "tok" if k == 0 else None))
+        db.execute("INSERT INTO files VALUES (?, 'output', 'text', 'generated.txt', ?, 10)", (k + 1, f"sha{k}"))
+        db.execute("INSERT INTO embeddings VALUES (?, ?)", (k + 1, np.asarray([1, k], np.float32).tobytes()))
+    db.commit()
+    db.close()
+    store = Store(path)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    alice = store.search("alice", "", limit=10)
+    assert sorted(r.id for r in alice) == [1, 2] and sorted(r.id for r in store.search("bob", "")) == [3, 4]
+    assert [r.kind for r in alice] == ["generation", "generation"] and [r.count for r in sorted(alice, key=lambda r: r.id)] == [1, 2]
+    assert store.by_token("tok").id == 1 and store.get(2, "alice").rating == 4
+    assert [r.id for r in store.search("alice", "osprey1")] == [2]
+    assert [r.id for r in store.search("alice", "", kind="generation")] == [2, 1]
+    assert store.search("alice", "", kind="model") == []
+    assert store.embedding(4) is not None and store.usage("bob") == (2, 20)
+    assert store.last("alice").id == 2 and store.integrity() == "ok"
 
 
 # ---------------------------------------------------------------- crashes and concurrency
@@ -537,3 +571,86 @@ def test_an_input_file_is_kept_and_given_back(tmp_path, monkeypatch):
 class WithFile:
     style: str | None = None
     primer: np.ndarray | None = None
+
+
+# ---------------------------------------------------------------- forecasts, trained models, lab runs
+def test_a_forecast_keeps_its_series_file_and_replays(tiny_models, tmp_path, capsys):
+    from studio.__main__ import main
+    from studio.domains import timeseries
+    from studio.domains.timeseries.data import example_series
+
+    series = example_series(48)
+    data = tmp_path / "sales.csv"
+    data.write_text("Month,Sales\n" + "\n".join(f"{d},{v:.2f}" for d, v in zip(series.dates, series.values, strict=True)))
+    stem = str(tiny_models[timeseries.NAME])
+    assert main(["generate", "timeseries", "--data", str(data), "--model", stem, "--horizon", "6", "--paths", "20",
+                 "--seed", "4", "--out", str(tmp_path / "f.json"), "--save"]) == 0
+    record_id = int(capsys.readouterr().err.split("saved: ")[1].split()[0])
+    kept = library.open_store().get(record_id, owners.LOCAL)
+    assert kept.kind == "generation" and kept.seed == 4 and "6-step forecast from 20 sampled paths" in kept.output
+    files = {(f["role"], f["label"]): f for f in kept.files}
+    assert library.open_store().file_path(files["input", "series file"]["sha256"]).read_bytes() == data.read_bytes()
+    assert ("output", "forecast (JSON)") in files and ("output", "forecast (CSV)") in files
+    assert main(["library", "search", "forecast"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] == str(record_id)
+    assert main(["library", "replay", str(record_id)]) == 0
+    assert capsys.readouterr().out.strip().endswith("reproduced: yes")
+
+
+def test_trainings_and_lab_runs_are_kept(tmp_path, capsys):
+    from studio.__main__ import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question. " * 200)
+    out = tmp_path / "models" / "mine"
+    assert main(["train", "text", "--data", str(corpus), "--out", str(out), "--steps", "4", "--hidden-size", "8",
+                 "--layers", "1", "--seed", "2"]) == 0
+    assert main(["lab", "--task", "adding", "--length", "10", "--cells", "rnn,lstm", "--minutes", "0.01",
+                 "--hidden", "4", "--checkpoints", "0", "--seed", "5"]) == 0
+    capsys.readouterr()
+    store = library.open_store()
+    (model,) = store.search(owners.LOCAL, "", kind="model")
+    (lab,) = store.search(owners.LOCAL, "", kind="lab run")
+    assert model.domain == "text" and model.model == "mine" and model.seed == 2 and model.duration > 0
+    assert model.weights_sha256 == records_module.weights_sha256(out) and "trained on corpus.txt" in model.output
+    settings = json.loads(model.settings)
+    assert settings["metrics"]["steps_done"] == 4 and settings["data"][0]["name"] == "corpus.txt"
+    files = {(f["role"], f["label"]) for f in store.get(model.id, owners.LOCAL).files}
+    assert files == {("input", "data 1"), ("output", "card")}
+    assert lab.domain == "lab" and lab.seed == 5 and "cell=lstm T=10" in lab.output and lab.prompt == "adding T=10"
+    assert {f["label"] for f in store.get(lab.id, owners.LOCAL).files} >= {"run (JSON)"}
+    assert [hit.id for hit in store.search(owners.LOCAL, "trained corpus")] == [model.id]
+    assert [hit.id for hit in store.search(owners.LOCAL, "lstm", kind="lab run")] == [lab.id]
+    replayed = library.replay(model.id)
+    assert not replayed.reproduced and "only generations are made again" in replayed.why
+    assert main(["library", "rate", str(lab.id), "5"]) == 0 and main(["library", "tag", str(model.id), "mine"]) == 0
+    assert main(["library", "list", "--kind", "lab run", "--min-rating", "5"]) == 0
+    assert capsys.readouterr().out.startswith(f"{lab.id}\t")
+    assert main(["library", "export", "--files", str(tmp_path / "data")]) == 0  # a card is not training data
+    assert not (tmp_path / "data" / "text").exists()
+    assert main(["library", "delete", str(model.id)]) == 0 and store.search(owners.LOCAL, "", kind="model") == []
+
+
+def test_a_shared_servers_jobs_keep_their_owners_records(tmp_path, monkeypatch, tiny_models):
+    from studio.library import events
+
+    monkeypatch.setenv(owners.SHARED_ENV, "1")
+    alice = owners.owner_of(owners.new_key())
+    stem = tmp_path / "user-models" / alice / "hers"
+    stem.parent.mkdir(parents=True)
+    for path in records_module.weights_path(tiny_models["text"]).parent.glob("text.*"):
+        (stem.parent / f"hers{path.suffix}").write_bytes(path.read_bytes())
+    args = argparse.Namespace(out=str(stem), data=None, seed=1, progress=str(tmp_path / "p.jsonl"))
+    metrics = {"best_val_loss": 1.5, "steps_done": 3}
+    record_id = events.record_training("text", args, metrics, 1.0)
+    assert library.open_store().get(record_id, alice).kind == "model"
+    assert library.open_store().search(owners.LOCAL, "", kind="model") == []
+    # a job in no owner's folder on a shared server is nobody's: not kept; the command line is the local owner's
+    stray = argparse.Namespace(**{**vars(args), "out": str(tiny_models["text"])})
+    assert events.record_training("text", stray, metrics, 1.0) is None
+    assert events.record_training("text", argparse.Namespace(**{**vars(stray), "progress": None}), metrics, 1.0)
+    lab = argparse.Namespace(task="adding", cells="lstm", seed=0, progress="p", library_owner=alice)
+    lab_id = events.record_lab_run({"config": {"task": "adding", "length": 5, "cells": ["lstm"]}}, ["cell=lstm"], lab, 1.0)
+    assert library.open_store().get(lab_id, alice).kind == "lab run"
+    assert events.record_lab_run({"config": {}}, ["x"], argparse.Namespace(**{**vars(lab), "library_owner": None}),
+                                 1.0) is None

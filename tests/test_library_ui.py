@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio import library, owners
-from studio.domains import text
+from studio.domains import text, timeseries
 from studio.domains.text.codec import TextCodec
 from studio.domains.text.generate import TextSettings
 from studio.domains.text.model import TextModel, TextModelConfig
@@ -32,6 +32,8 @@ def shared_studio(tmp_path_factory, serve):
     codec = TextCodec.from_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,:;!?'\n")
     model = TextModel(TextModelConfig(codec.size, embed_size=8, hidden_size=16, num_layers=2))
     text.save(models_dir / "tiny", model, codec, {"data": {"source": "made by the test", "licence": "none"}})
+    series_model, series_codec = timeseries.tiny(seed=0)
+    timeseries.save(models_dir / "tiny-ts", series_model, series_codec)
     url = serve(app.build_demo(models_dir, user_models_dir=tmp_path_factory.mktemp("user-models")))
     yield url, models_dir
     patch.undo()
@@ -106,6 +108,7 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     status = page.locator("#text-keep-status")
     status.get_by_text("Kept in your library as").wait_for(timeout=60_000)
     record_id = status.inner_text().split("record ")[1].split(":")[0].split()[0]
+    assert "made 2 times" not in status.inner_text()  # the page's own call is kept once (by its keep event only)
     page.locator("#text-keep-stars").get_by_text("★★★★★", exact=True).click()
     status.get_by_text(f"Rated record {record_id}: ★★★★★").wait_for(timeout=30_000)
 
@@ -130,6 +133,64 @@ def test_generate_rate_reload_find_and_share_reproduces(shared_studio, chromium_
     assert os.environ.get(owners.SHARED_ENV) == "1"
 
 
+def test_api_generations_are_kept_for_the_key_they_pass(shared_studio, tmp_path):
+    """A /generate_* call (no page, no chained keep event) is kept for the owner key it passes last;
+    /library_last gives its record; a call without a key on a shared server is not kept."""
+    from gradio_client import Client, handle_file
+
+    from studio.domains.timeseries.data import example_series
+
+    url, _ = shared_studio
+    client = Client(url, verbose=False)
+    alice, bob = client.predict(api_name="/library_new_key"), client.predict(api_name="/library_new_key")
+    client.predict("tiny", "Thither", 20, 0.8, 0, 1.0, 7, 0, alice, api_name="/generate_text")
+    kept = client.predict(alice, api_name="/library_last")["record"]
+    assert kept["domain"] == "text" and kept["prompt"] == "Thither" and kept["seed"] == 7 and kept["kind"] == "generation"
+    assert client.predict(bob, api_name="/library_last") == {"record": None}
+    client.predict("tiny", "Nobody's", 20, 0.8, 0, 1.0, 8, api_name="/generate_text")  # no key: answered, not kept
+    assert client.predict(alice, api_name="/library_last")["record"]["id"] == kept["id"]
+    assert client.predict(alice, "Nobody*", None, "", "", None, 10, api_name="/library_search") == []
+
+    series = example_series(48)
+    data = tmp_path / "sales.csv"
+    data.write_text("Month,Sales\n" + "\n".join(f"{d},{v:.2f}" for d, v in zip(series.dates, series.values, strict=True)))
+    client.predict("tiny-ts", handle_file(str(data)), "(none: use the upload)", "Sales", 6, 20, 3, bob,
+                   api_name="/forecast")
+    forecast = client.predict(bob, api_name="/library_last")["record"]
+    assert forecast["domain"] == "timeseries" and "6-step forecast" in forecast["output"]
+    assert {(f["role"], f["label"]) for f in forecast["files"]} >= {("input", "series file"), ("output", "json")}
+    assert client.predict(bob, forecast["id"], "", api_name="/library_replay")["reproduced"] is True
+    found = client.predict(bob, "forecast", None, "timeseries", "", None, 10, "generation", api_name="/library_search")
+    assert [hit["id"] for hit in found] == [forecast["id"]]
+
+
+@pytest.mark.browser
+def test_a_forecasts_link_opens_the_time_series_tab_and_reproduces(shared_studio, chromium_page, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from studio.domains.timeseries.data import example_series
+
+    url, _ = shared_studio
+    client = Client(url, verbose=False)
+    key = client.predict(api_name="/library_new_key")
+    series = example_series(40)
+    data = tmp_path / "visits.csv"
+    data.write_text("Month,Visits\n" + "\n".join(f"{d},{v:.2f}" for d, v in zip(series.dates, series.values, strict=True)))
+    client.predict("tiny-ts", handle_file(str(data)), "(none: use the upload)", "Visits", 5, 10, 2, key, api_name="/forecast")
+    record = client.predict(key, api_name="/library_last")["record"]
+    query = client.predict(key, record["id"], api_name="/library_share")["query"]
+    page = chromium_page
+    page.goto(url.rstrip("/") + "/" + query)
+    page.locator("#shared-status").get_by_text("Reproduced exactly").wait_for(timeout=60_000)
+    assert "5-step forecast" in page.locator("#shared-about").inner_text()
+    tab = page.get_by_role("tab", name="Time series")
+    page.wait_for_function("() => [...document.querySelectorAll('button[role=tab]')].some("
+                           "(b) => b.innerText.trim() === 'Time series' && b.getAttribute('aria-selected') === 'true')",
+                           timeout=30_000)
+    assert tab.get_attribute("aria-selected") == "true"
+    page.locator("#timeseries-keep-status").wait_for(state="attached", timeout=30_000)  # the tab's own keep bar
+
+
 BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
 
 
@@ -142,7 +203,8 @@ def test_bad_values_in_every_library_parameter_get_words(shared_studio, capfd):
     client = Client(url, verbose=False)
     key = client.predict(api_name="/library_new_key")
     record = keep_text(models_dir, key, "fuzzed", 3)
-    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10], "/library_show": [key, record],
+    valid = {"/library_search": [key, "fuzzed", None, "text", "", None, 10, "generation"], "/library_last": [key],
+             "/library_show": [key, record],
              "/library_rate": [key, record, 4], "/library_tag": [key, record, "a b"], "/library_note": [key, record, "n"],
              "/library_share": [key, record], "/library_unshare": [key, record], "/library_replay": [key, record, ""]}
     capfd.readouterr()

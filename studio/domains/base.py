@@ -68,6 +68,9 @@ OPTIONAL = {
     # from_network(network, vocabulary, tokens) -> (model, codec, card fields): the domain's model of a
     # network read from a Keras or PyTorch file (studio.importer); None: the tab opens no outside models
     "from_network": None,
+    # summary_of(generation) -> str: the output in words for the library (search, the Library tab) where
+    # the trace's labels are not the output (a forecast's labels are dates); None: the labels
+    "summary_of": None,
 }
 
 

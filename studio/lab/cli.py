@@ -24,6 +24,7 @@ import json
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -55,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", help="write the curves here (and the weights beside it)")
     p.add_argument("--progress", help="append JSON progress lines here while training")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--library-owner", help=argparse.SUPPRESS)  # the app's job: whose library keeps the run
     return p
 
 
@@ -80,6 +82,7 @@ def main(argv=None) -> int:
                 file.write(json.dumps(line) + "\n")
 
     command = "python -m studio lab " + shlex.join(argv)
+    started = time.perf_counter()
     try:
         if lengths:
             result = sweep(config, lengths, write_progress)
@@ -89,22 +92,29 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     result["command"] = command
+    lines = []  # what is printed, kept in the library's record of the run
     if lengths:
         for row in result["runs"]:
             for name, cell in row["cells"].items():
-                print(summary_line(name, row["T"], cell))
-        print("longest T learned: "
-              + " ".join(f"{k}={v if v is not None else 'none'}" for k, v in result["longest"].items()))
+                lines.append(summary_line(name, row["T"], cell))
+        lines.append("longest T learned: "
+                     + " ".join(f"{k}={v if v is not None else 'none'}" for k, v in result["longest"].items()))
+        print("\n".join(lines))
     else:
         for name, cell in result["cells"].items():
-            print(summary_line(name, result["task"]["length"], cell))
+            lines.append(summary_line(name, result["task"]["length"], cell))
+            print(lines[-1])
             if cell["ratio_floored"]:
                 print(f"note: {name}'s dL/dx_1 is exactly 0 even in float64; its ratio is shown as {gradients.FLOOR:g}")
     if result.get("interrupted"):
         print("interrupted: the curves so far are kept")
     if args.json_out:
         save(result, args.json_out)
+    seconds = time.perf_counter() - started
     write_progress({"done": True, "interrupted": bool(result.get("interrupted")), "out": args.json_out})
+    from studio.library.events import record_lab_run
+
+    record_lab_run(result, lines, args, seconds)  # after "done": drawing its loss figure takes a second or so
     return 0
 
 

@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from studio import train_progress
+from studio import owners, train_progress, user_models
 from studio.lab import explainer, plots
 from studio.lab.cells import ALL_CELLS, parse_cells
 from studio.lab.run import SWEEP_LENGTHS, load_cell
@@ -52,6 +52,8 @@ def start(trainer, task: str, length, cells, minutes, text_path: str | None = No
                "--json", str(folder / "run.json")]
     command += ["--sweep", ",".join(map(str, lengths))] if sweep else ["--length", str(int(length))]
     command += ["--text", str(text)] if text else []
+    owner = user_models.current_owner.get()  # the asker: the run is kept in their library (studio.library.events)
+    command += ["--library-owner", owner] if owner and owner != owners.LOCAL else []
     return trainer.submit_command("lab", command, folder, minutes)
 
 

@@ -56,6 +56,9 @@ def _replay(store: Store, record: Stored, load=None) -> Replayed:
     from studio.checkpoint import CheckpointError
     from studio.domains import by_name
 
+    if record.kind != "generation":  # a trained model or a lab run is kept, not made again
+        return Replayed(None, False, f"it is a {record.kind} record: only generations are made again")
+
     try:
         domain = by_name(record.domain)
     except ValueError as error:

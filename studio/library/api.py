@@ -20,12 +20,21 @@ def new_key() -> str:
 
 def search(key: str | None, query: str = "", like: int | None = None, domain: str | None = None,
            model: str | None = None, min_rating: int | None = None, since: float | None = None,
-           until: float | None = None, limit: int = 50) -> list[dict]:
-    """The owner's records, best first (see Store.search): keyword, "more like this", filters."""
+           until: float | None = None, limit: int = 50, kind: str | None = None) -> list[dict]:
+    """The owner's records, best first (see Store.search): keyword, "more like this", filters
+    (kind: "generation", "model" or "lab run")."""
     store = open_store()
     hits = store.search(owners.owner_of(key), query or "", like=like, domain=domain or None, model=model or None,
-                        min_rating=min_rating, since=since, until=until, limit=max(1, min(int(limit), 1000)))
+                        min_rating=min_rating, since=since, until=until, limit=max(1, min(int(limit), 1000)),
+                        kind=kind or None)
     return [as_json(hit) for hit in hits]
+
+
+def last(key: str | None) -> dict:
+    """{"record": the owner's most recently made record, or None}: what an API client reads after a
+    /generate_* call to learn the id its generation was kept as."""
+    found = open_store().last(owners.owner_of(key))
+    return {"record": None if found is None else as_json(found)}
 
 
 def show(key: str | None, record_id: int) -> dict:

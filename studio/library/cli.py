@@ -14,6 +14,7 @@ from pathlib import Path
 from studio import owners
 from studio.library import LibraryFull, NotFound, as_json, open_store, replay
 from studio.library.datasets import export_jsonl, export_training_files
+from studio.library.schema import KINDS
 
 STARS = "★"
 
@@ -34,6 +35,7 @@ def _rating(text: str) -> int:
 def _filters(parser) -> None:
     parser.add_argument("--domain", help="only this domain's records")
     parser.add_argument("--model", help="only this model's records (its name)")
+    parser.add_argument("--kind", choices=KINDS, help="only records of this kind (generation, model, lab run)")
     parser.add_argument("--min-rating", type=_rating, help="only records rated at least this (1-5)")
     parser.add_argument("--since", type=_date, help="only records made on or after this date (YYYY-MM-DD)")
     parser.add_argument("--until", type=_date, help="only records made before this date (YYYY-MM-DD)")
@@ -82,12 +84,14 @@ def _line(record) -> str:
     when = datetime.datetime.fromtimestamp(record.created).strftime("%Y-%m-%d %H:%M")
     text = " ".join((record.prompt + " → " + record.output if record.prompt else record.output).split())
     count = f" x{record.count}" if record.count > 1 else ""
-    return f"{record.id}\t{record.domain}/{record.model}\t{stars}\t{when}{count}\t{text[:80]}"
+    kind = "" if record.kind == "generation" else f" ({record.kind})"
+    return f"{record.id}\t{record.domain}/{record.model}{kind}\t{stars}\t{when}{count}\t{text[:80]}"
 
 
 def _search(store, args):
     return store.search(owners.LOCAL, getattr(args, "query", ""), like=args.like, domain=args.domain, model=args.model,
-                        min_rating=args.min_rating, since=args.since, until=args.until, limit=args.limit)
+                        min_rating=args.min_rating, since=args.since, until=args.until, limit=args.limit,
+                        kind=args.kind)
 
 
 def run(args) -> int:

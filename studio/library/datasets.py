@@ -10,7 +10,7 @@ from pathlib import Path
 
 from studio.library.store import as_json
 
-JSONL_KEYS = ("id", "domain", "model", "seed", "prompt", "output", "settings", "rating", "tags", "note")
+JSONL_KEYS = ("id", "kind", "domain", "model", "seed", "prompt", "output", "settings", "rating", "tags", "note")
 
 
 def export_jsonl(hits, out) -> int:
@@ -31,6 +31,8 @@ def export_training_files(store, hits, folder) -> dict[str, list[Path]]:
     folder = Path(folder)
     written: dict[str, list[Path]] = {}
     for record in hits:
+        if record.kind != "generation":  # a model's card or a lab run's curves are not training data
+            continue
         try:
             domain = by_name(record.domain)
         except ValueError:

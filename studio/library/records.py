@@ -56,6 +56,7 @@ class Record:
     embedding: np.ndarray | None = None  # (H,) float32 unit vector, or None
     blobs: dict[str, bytes] = dataclasses.field(default_factory=dict)  # sha256 -> .npy bytes of arrays in the settings
     inputs: dict[str, Path] = dataclasses.field(default_factory=dict)  # field -> an input file the settings named
+    kind: str = "generation"  # schema.KINDS: a generation, a trained model or a lab run
 
 
 # ---------------------------------------------------------------- settings <-> JSON
@@ -247,6 +248,15 @@ def output_text(trace) -> str:
     return " ".join(labels)
 
 
+def output_of(domain, generation) -> str:
+    """The output as text: the domain's summary_of where it has one (a forecast in words and numbers),
+    else the generated steps' labels (output_text)."""
+    from studio.domains import member
+
+    summary = member(domain, "summary_of")
+    return summary(generation) if summary is not None else output_text(generation.trace)
+
+
 def _canonical(value, out: list) -> None:
     """Append an unambiguous byte form of value (type tag, length, content) to out."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):
@@ -367,6 +377,6 @@ def build_record(domain, loaded, settings, generation, stem=None, input_files=No
     return Record(
         domain=domain.NAME, model=loaded.name or loaded.card.get("name", ""), model_stem=str(Path(stem).resolve()),
         weights_sha256=weights_sha256(stem), settings_type=_qualname(type(settings)), settings=settings_json,
-        seed=seed_of(settings), prompt=prompt_of(settings, input_files), output=output_text(generation.trace),
+        seed=seed_of(settings), prompt=prompt_of(settings, input_files), output=output_of(domain, generation),
         content_hash=content_hash(domain, generation), duration=duration, embedding=embedding_of(generation.trace),
         blobs=blobs, inputs=input_files)

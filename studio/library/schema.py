@@ -1,7 +1,8 @@
 """The library's schema and its migrations: MIGRATIONS[k] upgrades version k to k+1 (PRAGMA
 user_version), run in one transaction when a library is opened, so a later studio opens an older
 library without losing a record. Version 1: records, their files, the keyword index. Version 2:
-counts of identical outputs, share tokens, embeddings, per-owner usage for the caps."""
+counts of identical outputs, share tokens, embeddings, per-owner usage for the caps. Version 3: a
+record's kind (a generation, a trained model, a lab run)."""
 
 from __future__ import annotations
 
@@ -89,11 +90,18 @@ MIGRATIONS = [
         UPDATE counters SET value = value + 1 WHERE name = 'embedding_deletions';
     END;
     """,
+    # 2 -> 3: what a record is: a generation (every record so far), a trained model or a lab run
+    """
+    ALTER TABLE records ADD COLUMN kind TEXT NOT NULL DEFAULT 'generation';
+    CREATE INDEX records_owner_kind ON records (owner, kind, created);
+    CREATE INDEX records_owner_last_made ON records (owner, last_made);
+    """,
 ]
+KINDS = ("generation", "model", "lab run")  # a record's kind; only a generation is made again by replay
 SCHEMA_VERSION = len(MIGRATIONS)
 
 COLUMNS = ("id, owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, prompt, output, "
-           "content_hash, created, duration, version, rating, tags, note, count, last_made, share_token, bytes")
+           "content_hash, created, duration, version, rating, tags, note, count, last_made, share_token, bytes, kind")
 
 
 def statements(script: str) -> list[str]:
@@ -135,6 +143,7 @@ class Stored:
     last_made: float
     share_token: str | None
     bytes: int
+    kind: str = "generation"
     files: list[dict] = field(default_factory=list)  # {"role", "label", "name", "sha256", "size"}
     score: float = 0.0  # its rank score in a search
 

@@ -27,14 +27,14 @@ def fts_query(text: str) -> str:
 
 def search(store, owner: str, query: str = "", *, like: int | None = None, domain: str | None = None,
            model: str | None = None, min_rating: int | None = None, since: float | None = None,
-           until: float | None = None, limit: int = 50) -> list[Stored]:
+           until: float | None = None, limit: int = 50, kind: str | None = None) -> list[Stored]:
     """The owner's records, best first. `query`: keyword search (FTS5 bm25 over prompt, output, tags,
     note, weighted 2, 1, 4, 2: what the user wrote about an output counts more than its text); `like`:
     a record id whose output the hits should resemble (cosine of the embeddings, among records of the
     same model); both: one list by reciprocal rank fusion; neither: newest first. Filters narrow
     every list."""
     filters, args = ["r.owner = ?"], [owner]
-    for column, value in (("r.domain", domain), ("r.model", model)):
+    for column, value in (("r.domain", domain), ("r.model", model), ("r.kind", kind)):
         if value:
             filters.append(f"{column} = ?")
             args.append(value)

@@ -185,11 +185,11 @@ class Store:
                 self._keep(sha, source, data)
             cursor = self.db.execute(
                 "INSERT INTO records (owner, domain, model, model_stem, weights_sha256, settings_type, settings, seed, "
-                "prompt, output, content_hash, created, duration, version, count, last_made, bytes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                "prompt, output, content_hash, created, duration, version, count, last_made, bytes, kind) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 (owner, record.domain, record.model, record.model_stem, record.weights_sha256, record.settings_type,
                  record.settings, record.seed, record.prompt, record.output, record.content_hash, now, record.duration,
-                 record.version, now, size))
+                 record.version, now, size, record.kind))
             record_id = cursor.lastrowid
             self.db.executemany("INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?, ?, ?)",
                                 [(record_id, role, label, name, sha, length)
@@ -312,6 +312,11 @@ class Store:
             raise NotFound("No shared record has this link (it may have been unshared or deleted).")
         return self.with_files(found[0])
 
+    def last(self, owner: str) -> Stored | None:
+        """The owner's record made (or made again) most recently, None when there is none."""
+        found = self._read("owner = ? ORDER BY last_made DESC, id DESC LIMIT 1", (owner,))
+        return self.with_files(found[0]) if found else None
+
     def embedding(self, record_id: int) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM embeddings WHERE record_id = ?", (int(record_id),)).fetchone()
         return None if row is None else np.frombuffer(row[0], np.float32)
@@ -363,4 +368,4 @@ def as_json(record: Stored) -> dict:
             "settings": plain_settings(record.settings),
             "rating": record.rating, "tags": record.tag_list(), "note": record.note, "created": record.created,
             "duration": record.duration, "version": record.version, "count": record.count,
-            "content_hash": record.content_hash, "files": record.files}
+            "content_hash": record.content_hash, "kind": record.kind, "files": record.files}

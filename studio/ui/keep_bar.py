@@ -15,6 +15,7 @@ anyway) and how long it took, then a chained event keeps the generation under th
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,10 +162,25 @@ def _on_kept(function):
 
 
 # ---------------------------------------------------------------- recording a tab's generations
-def remembering(handler):
+def api_call() -> bool:
+    """Whether the running handler answers an API client rather than the page: the page's own events
+    send `x-gradio-user: app` (gradio_client and the JS client send `api`; a bare HTTP client sends
+    none). The page keeps its outputs in a chained event; an API call runs no chained event, so its
+    generation is kept in the handler."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    headers = getattr(request, "headers", None)
+    if headers is None:  # not a request (a test calling the handler itself)
+        return False
+    return headers.get("x-gradio-user") != "app"
+
+
+def remembering(handler, uploads: dict[str, int] | None = None, on_api=None):
     """The tab's handler, noting on the Generation it returns the files it returned (paths under the
-    app's output folder, labelled by their type: "txt", "mid", "wav", "png") and the seconds the whole
-    answer took."""
+    app's output folder, labelled by their type: "txt", "mid", "wav", "png"), the uploaded files among
+    its arguments (uploads: {label: argument position}) and the seconds the whole answer took; for an
+    API call, on_api(generation) keeps it at once."""
 
     @functools.wraps(handler)  # keeps the signature (gradio reads it) and marks like batch_size
     def run(*args, **kwargs):
@@ -179,10 +195,45 @@ def remembering(handler):
                     path = Path(value)
                     if path.is_file():  # labelled by type (a chorale's .mid and .wav share a name)
                         files[path.name if path.suffix[1:] in files else path.suffix[1:] or path.name] = path
-            setattr(generation, KEPT, (files, time.perf_counter() - start))
+            given = {label: args[at] for label, at in (uploads or {}).items()
+                     if at < len(args) and isinstance(args[at], str) and args[at] and Path(args[at]).is_file()}
+            setattr(generation, KEPT, (files, time.perf_counter() - start, given))
+            if on_api is not None and api_call():
+                on_api(generation)
         return result
 
     return run
+
+
+def record(domain, models: dict, generation, owner_id: str) -> int | None:
+    """Keep a Generation the wrapped handler noted (None when it has no model or settings to make it
+    again); the library's refusals are raised (USER_ERRORS, TypeError)."""
+    kept = generation.__dict__.pop(KEPT, None) if isinstance(generation, Generation) else None
+    loaded = models.get(generation.trace.model) if kept is not None and generation.trace is not None else None
+    if loaded is None or generation.settings is None:
+        return None
+    files, seconds, given = kept
+    return library.record_generation(domain, loaded, generation.settings, generation, files, owner_id,
+                                     input_files=given, stem=loaded.stem, duration=seconds)
+
+
+def keep_for_api(domain, models: dict):
+    """on_api for remembering: keep an API call's generation for the owner its `owner_key` names
+    (studio.user_models.current_owner, set for every handler by studio.ui.common); a shared server's
+    call without a key is not kept. The client reads the record with /library_last. Never fails the
+    generation: a refusal is printed on the server's console."""
+    from studio import user_models
+
+    def keep(generation) -> None:
+        owner_id = user_models.current_owner.get()
+        if owner_id is None:
+            return
+        try:
+            record(domain, models, generation, owner_id)
+        except Exception as error:  # noqa: BLE001 (the answer is made: a library's failure must not lose it)
+            print(f"warning: an API generation was not kept in the library: {error}", file=sys.stderr)
+
+    return keep
 
 
 def page_key():
@@ -190,30 +241,28 @@ def page_key():
     return owner.page_key() or gr.State("")
 
 
-def wire(bar: KeepBar, event, state: gr.State, domain, models: dict) -> None:
+def wire(bar: KeepBar, event, state: gr.State, domain, models: dict, uploads: dict | None = None) -> None:
     """Keep each generation `event` makes (its handler's last output `state` holds the Generation)
-    and answer the bar's controls."""
+    and answer the bar's controls. uploads: {label: an input component of the event holding an
+    uploaded file} kept with the record by hash (a forecast's series file)."""
     block_fn = gr.context.Context.root_block.fns[event["id"]]
-    block_fn.fn = remembering(block_fn.fn)
+    positions = {label: block_fn.inputs.index(component) for label, component in (uploads or {}).items()}
+    block_fn.fn = remembering(block_fn.fn, positions, keep_for_api(domain, models))
     key = page_key()
 
     def keep(generation, key_value):
-        kept = generation.__dict__.pop(KEPT, None) if isinstance(generation, Generation) else None
-        loaded = models.get(generation.trace.model) if kept is not None and generation.trace is not None else None
-        if loaded is None or generation.settings is None:
-            return (None, "This output was not kept (it has no model or settings to make it again).", None, "", "", "",
-                    hidden())
-        files, seconds = kept
         try:
-            record_id = library.record_generation(domain, loaded, generation.settings, generation, files,
-                                                  owners.owner_of(key_value), stem=loaded.stem, duration=seconds)
-            record = library.open_store().get(record_id, owners.owner_of(key_value))
+            record_id = record(domain, models, generation, owners.owner_of(key_value))
+            if record_id is None:
+                return (None, "This output was not kept (it has no model or settings to make it again).", None, "",
+                        "", "", hidden())
+            record_kept = library.open_store().get(record_id, owners.owner_of(key_value))
         except (*USER_ERRORS, TypeError) as error:
             return None, f"Not kept in the library: {error}", None, "", "", "", hidden()
-        again = f" (made {record.count} times)" if record.count > 1 else ""
+        again = f" (made {record_kept.count} times)" if record_kept.count > 1 else ""
         status = (f"Kept in your library as **record {record_id}**{again}: rate, tag or note it here, find it in the "
                   "Library tab.")
-        return record_id, status, record.rating, " ".join(record.tag_list()), record.note, "", hidden()
+        return record_id, status, record_kept.rating, " ".join(record_kept.tag_list()), record_kept.note, "", hidden()
 
     event.success(keep, [state, key], [bar.record, bar.status, bar.stars, bar.tags, bar.note, bar.link, bar.html_file],
                   **PRIVATE)

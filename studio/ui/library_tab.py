@@ -22,6 +22,7 @@ import pandas as pd
 
 from studio import domains, library, owners
 from studio.library import api
+from studio.library.schema import KINDS
 from studio.ui import keep_bar
 from studio.ui.common import output_dir
 from studio.ui.viewer import trace_viewer, viewer_value
@@ -59,10 +60,16 @@ def warm(loaded_by_domain: dict) -> None:
 
 
 # ---------------------------------------------------------------- a ?run=TOKEN link
+# the shared record's tab (its title) clicked open in the page's tab bar
+OPEN_TAB = """(title) => { if (title) [...document.querySelectorAll("button[role=tab]")]
+    .find((b) => b.innerText.trim() === title)?.click(); }"""
+
+
 def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
     """A panel above the tabs, shown only when the page is opened by a share link: the record's
     output, settings and model, made again with the same model and settings, checked against the
-    stored output hash ("Reproduced exactly", or why not), with its trace in the viewer."""
+    stored output hash ("Reproduced exactly", or why not), with its trace in the viewer; the
+    record's tab is opened below it."""
     load = loader(loaded_by_domain)
     with gr.Group(visible=False, elem_id="shared-record") as panel:
         status = gr.Markdown(elem_id="shared-status")
@@ -70,16 +77,17 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
         files = gr.File(label="Its output, made again", file_count="multiple", elem_id="shared-files")
         with gr.Accordion("Inside the LSTM while it made this", open=True):
             viewer = trace_viewer("shared")
+    tab_title = gr.Textbox(visible=False, elem_id="shared-tab")  # the record's tab, opened by the browser
 
     def on_load(request: gr.Request):
         token = (dict(getattr(request, "query_params", None) or {})).get("run")
         if not token:
-            return gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.update(visible=False), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         store = library.open_store()
         try:
             record = store.by_token(token)
         except library.NotFound as error:
-            return gr.update(visible=True), f"## {error}", "", None, gr.skip()
+            return gr.update(visible=True), f"## {error}", "", None, gr.skip(), gr.skip()
         result = library.replay_shared(token, store, load=load)
         headline = ("## Reproduced exactly: the same model and settings made the same output again."
                     if result.reproduced else f"## Not reproduced: {result.why}.")
@@ -87,17 +95,32 @@ def shared_record(demo: gr.Blocks, loaded_by_domain: dict) -> None:
                       + (f", prompt: `{record.prompt[:300]}`" if record.prompt else "")
                       + "\n\n**Output**:\n\n" + fenced(record.output[:2000]) + "\n\n**Settings**:\n```json\n"
                       + json.dumps(api.shared(token)["settings"], indent=1)[:4000] + "\n```")
+        if record.kind != "generation":  # a trained model or a lab run: what was kept, nothing made again
+            headline, made = f"## A shared {record.kind} record", copies(store, record.files) or None
+            return gr.update(visible=True), headline, about_text, made, gr.skip(), gr.skip()
         if result.generation is None:
-            return gr.update(visible=True), headline, about_text, None, gr.skip()
+            return gr.update(visible=True), headline, about_text, None, gr.skip(), gr.skip()
         domain = domains.by_name(record.domain)
         made = [str(path) for path in domain.write_files(result.generation, output_dir()).values()]
         value = viewer_value(result.generation.trace, domain.track(result.generation), f"{record.model}:")
-        return gr.update(visible=True), headline, about_text, made, value
+        return gr.update(visible=True), headline, about_text, made, value, domain.TITLE
 
-    demo.load(on_load, None, [panel, status, about, files, viewer.html], **PRIVATE)
+    demo.load(on_load, None, [panel, status, about, files, viewer.html, tab_title], **PRIVATE).then(
+        None, tab_title, None, js=OPEN_TAB, **PRIVATE)
 
 
 # ---------------------------------------------------------------- the Library tab
+def copies(store, files: list[dict]) -> list[str]:
+    """A record's output files copied where the page may serve them (the app's output folder)."""
+    folder, copied = output_dir(), []
+    for kept in files:
+        if kept["role"] == "output" and store.file_path(kept["sha256"]).exists():
+            target = folder / kept["name"]
+            target.write_bytes(store.file_path(kept["sha256"]).read_bytes())
+            copied.append(str(target))
+    return copied
+
+
 def fenced(text: str) -> str:
     """Text shown as it is (line breaks kept, nothing read as Markdown)."""
     return "```text\n" + text.replace("```", "'''") + "\n```"
@@ -115,8 +138,8 @@ def _date(text, end: bool = False) -> float | None:
     return moment.timestamp()
 
 
-def _filters(domain, model, min_rating, since, until) -> dict:
-    return {"domain": domain if domain and domain != ANY else None,
+def _filters(domain, model, min_rating, since, until, kind=ANY) -> dict:
+    return {"domain": domain if domain and domain != ANY else None, "kind": kind if kind and kind != ANY else None,
             "model": model.strip() if isinstance(model, str) else None,
             "min_rating": int(min_rating) if min_rating not in (None, "", ANY) else None,
             "since": _date(since), "until": _date(until, end=True)}
@@ -131,7 +154,8 @@ def results_frame(hits: list[dict]) -> pd.DataFrame:
 
 def record_markdown(record: dict, token: str | None) -> str:
     made = datetime.datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M")
-    lines = [f"### Record {record['id']}: {record['domain']}, {record['model']}",
+    kind = "" if record.get("kind", "generation") == "generation" else f" ({record['kind']})"
+    lines = [f"### Record {record['id']}{kind}: {record['domain']}, {record['model']}",
              f"Seed {record['seed']} · made {made}" + (f" in {record['duration']:.2f} s" if record["duration"] else "")
              + (f" · made {record['count']} times" if record["count"] > 1 else "")
              + f" · rating {'★' * (record['rating'] or 0) or 'none'} · studio {record['version']}"]
@@ -162,6 +186,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         min_rating = gr.Dropdown([ANY, "1", "2", "3", "4", "5"], value=ANY, label="At least ★", scale=1)
         since = gr.Textbox(label="From (YYYY-MM-DD)", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD)", scale=1)
+        kind = gr.Dropdown([ANY, *KINDS], value=ANY, label="Kind", scale=1, elem_id="library-kind")
     with gr.Row():
         search = gr.Button("Search", variant="primary", elem_id="library-search")
         like = gr.Button("More like the picked record", size="sm", elem_id="library-like")
@@ -195,9 +220,10 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
             html_file = gr.File(label="The record as one HTML page", visible=False, elem_id="library-html-file")
     found = gr.State([])  # the ids of the last search, for export and training
 
-    def run_search(key_value, words, domain_value, model_value, rating, since_value, until_value, like_id=None):
+    def run_search(key_value, words, domain_value, model_value, rating, since_value, until_value, kind_value=ANY,
+                   like_id=None):
         hits = api.search(key_value, words or "", like=like_id, limit=200,
-                          **_filters(domain_value, model_value, rating, since_value, until_value))
+                          **_filters(domain_value, model_value, rating, since_value, until_value, kind_value))
         what = f"{len(hits)} record{'s' * (len(hits) != 1)}" + (" (the first 200)" if len(hits) == 200 else "")
         return results_frame(hits), [h["id"] for h in hits], what
 
@@ -210,14 +236,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         record = api.show(key_value, keep_bar._record_id(record_id))
         store = library.open_store()
         token = store.get(record["id"], owners.owner_of(key_value)).share_token
-        folder = output_dir()
-        copies = []
-        for kept in record["files"]:
-            if kept["role"] == "output" and store.file_path(kept["sha256"]).exists():
-                target = folder / kept["name"]
-                target.write_bytes(store.file_path(kept["sha256"]).read_bytes())
-                copies.append(str(target))
-        return (record_markdown(record, token), copies or None, record["rating"] or 0, " ".join(record["tags"]),
+        return (record_markdown(record, token), copies(store, record["files"]) or None, record["rating"] or 0, " ".join(record["tags"]),
                 record["note"], "", "")
 
     def on_pick(frame, event: gr.SelectData):
@@ -275,7 +294,7 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         return message, chosen, paths, {**(handed or {}), chosen: paths}
 
     words = keep_bar.in_words
-    filters = [query, domain, model, min_rating, since, until]
+    filters = [query, domain, model, min_rating, since, until, kind]
     for trigger in (search.click, query.submit):
         trigger(words(run_search), [key, *filters], [results, found, summary], **PRIVATE)
     like.click(words(on_like), [key, picked, *filters], [results, found, summary], **PRIVATE)
@@ -318,14 +337,19 @@ def register_api(load=None) -> None:
         return api.new_key()
 
     def library_search(key: str, query: str, like: float | None, domain: str, model: str, min_rating: float | None,
-                       limit: float) -> list:
-        """The owner's records, best first: words (all must occur), "more like" a record, filters ("" = any)."""
+                       limit: float, kind: str | None = None) -> list:
+        """The owner's records, best first: words (all must occur), "more like" a record, filters ("" = any;
+        kind: generation, model or lab run)."""
         return api.search(key if isinstance(key, str) else None, query if isinstance(query, str) else "",
                           like=None if like in (None, "") else number(like),
                           domain=domain if isinstance(domain, str) and domain else None,
                           model=model if isinstance(model, str) and model else None,
                           min_rating=None if min_rating in (None, "") else number(min_rating, "rating"),
-                          limit=number(limit or 50, "limit"))
+                          limit=number(limit or 50, "limit"), kind=kind if isinstance(kind, str) and kind else None)
+
+    def library_last(key: str) -> dict:
+        """{"record": your most recently made record, or None}: the id a /generate_* call was kept as."""
+        return api.last(key)
 
     def library_show(key: str, record: float) -> dict:
         return api.show(key, number(record))
@@ -371,6 +395,6 @@ def register_api(load=None) -> None:
         return run
 
     gr.api(words(library_new_key), api_name="library_new_key")
-    for endpoint in ( library_search, library_show, library_rate, library_tag, library_note,
+    for endpoint in (library_search, library_last, library_show, library_rate, library_tag, library_note,
                      library_delete, library_share, library_unshare, library_replay):
         gr.api(words(keyed(endpoint)), api_name=endpoint.__name__)

@@ -12,7 +12,7 @@ from studio.domains.timeseries.data import read_input
 from studio.domains.timeseries.evaluate import example, explainable, features, fused, score, step_divergence, tiny
 from studio.domains.timeseries.generate import ForecastSettings, generate
 from studio.domains.timeseries.model import NAME, load, save
-from studio.domains.timeseries.render import sequence_of, track, write_files
+from studio.domains.timeseries.render import sequence_of, summary_of, track, write_files
 from studio.domains.timeseries.train import TRAINING
 
 TITLE = "Time series"
@@ -22,4 +22,4 @@ Settings = ForecastSettings
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
-           "step_divergence"]
+           "step_divergence", "summary_of"]

@@ -2,7 +2,7 @@
 
     python -m studio train timeseries --out models/ts-global --minutes 22          # pretrain (packaged + synthetic)
     python -m studio train timeseries --data sales.csv --init models/ts-global --out models/sales --minutes 1
-    python -m studio generate timeseries --data sales.csv [--column C] --horizon 12 --out forecast.json
+    python -m studio generate timeseries --data sales.csv [--column C] --horizon 12 --out forecast.json [--save]
     python -m studio eval timeseries --data sales.csv --horizon 12
         # last line: mase=X smape=Y coverage80=Z seasonal_naive_mase=A ets_mase=B arima_mase=C
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studio import checkpoint, cli_common
+from studio import checkpoint, cli_common, library
 from studio.domains import timeseries
 from studio.domains.timeseries.codec import SeriesCodec
 from studio.domains.timeseries.data import SHIPPED_LICENCES, read_series
@@ -52,6 +52,7 @@ def add_commands(command: str, parser) -> None:
         cli_common.add_output_flags(parser, "the forecast .json (forecast: the median per step; quantiles: level "
                                             "-> list)")
         parser.add_argument("--plot", help="also write the fan chart (.png or .svg)")
+        library.add_save_flag(parser)
         parser.set_defaults(run=run_generate)
     elif command == "eval":
         _data_flags(parser)
@@ -80,7 +81,8 @@ def _series(args):
 def run_generate(args) -> int:
     loaded = cli_common.load_or_exit(timeseries, args.model)
     series = _series(args)
-    generation = timeseries.generate(loaded, ForecastSettings(series, args.horizon, args.paths, 0, args.seed))
+    settings = ForecastSettings(series, args.horizon, args.paths, 0, args.seed)
+    generation, seconds = library.timed(timeseries.generate, loaded, settings)
     result = generation.result
     cli_common.print_notes(result.notes)
     out = Path(args.out)
@@ -93,6 +95,9 @@ def run_generate(args) -> int:
 
         fan_chart(generation).savefig(args.plot)
     print(f"wrote {out}: {len(result.forecast)} steps of {series.name} ({len(series)} points, season {series.season})")
+    # the uploaded file is kept beside the series the settings hold (replay reads the settings' copy)
+    library.save_after(args, timeseries, loaded, settings, generation, input_files={"series file": args.data},
+                       duration=seconds)
     return 0
 
 

@@ -106,3 +106,16 @@ def write_files(generation: Generation, folder) -> dict[str, Path]:
         for k, date in enumerate(data["dates"]):
             writer.writerow([date, data["forecast"][k], *[data["quantiles"][level][k] for level in levels]])
     return {"forecast (JSON)": json_path, "forecast (CSV)": csv_path}
+
+
+def summary_of(generation: Generation) -> str:
+    """The forecast in words for the library (its trace's labels are only dates): the series, the
+    settings, the median per step (the first 60) and the last step's 80% band."""
+    result = generation.result
+    series, forecast = result.series, result.forecast
+    steps = ", ".join(f"{date} {value:.4g}" for date, value in zip(result.future_dates[:60], forecast[:60],
+                                                                  strict=False))
+    low, high = result.quantiles["0.1"][-1], result.quantiles["0.9"][-1]
+    return (f"{series.name}: {len(series)} points, season {series.season} ({series.frequency}); a {len(forecast)}-step "
+            f"forecast from {result.paths.shape[0]} sampled paths. Median: {steps}"
+            f"{' …' if len(forecast) > 60 else ''}. The last step's 80% band: {low:.4g} to {high:.4g}.")

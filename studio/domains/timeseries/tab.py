@@ -13,7 +13,7 @@ from studio.domains.timeseries.data import SHIPPED, read_series, read_table, shi
 from studio.domains.timeseries.evaluate import BACKTEST_COLUMNS, backtest, drivers, strongest_lags
 from studio.domains.timeseries.generate import MAX_HORIZON, MAX_PATHS, ForecastSettings
 from studio.domains.timeseries.render import fan_chart
-from studio.ui import blocks, inputs
+from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, output_dir
 
 INTRO = ("Upload a series (CSV, TSV or JSON with a date column and value columns) or pick one that ships with "
@@ -94,6 +94,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
             table = gr.Dataframe(headers=BACKTEST_COLUMNS, label="Rolling-origin backtest (mean over the origins)",
                                  elem_id="timeseries-backtest", interactive=False)
             why = gr.Markdown(elem_id="timeseries-why")
+            keep = keep_bar.keep_bar("timeseries")  # each forecast kept in the library: rate, tag, share
             panel = blocks.gate_panel("timeseries", timeseries, models)
     generation_state = gr.State()
 
@@ -140,8 +141,9 @@ def create_tab(models: dict, problems: list[str]) -> None:
     forecast_inputs = [model_name, upload, packaged, column, horizon, paths, seed]
     forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state,
                         table, why]
-    forecast.click(on_forecast, forecast_inputs, forecast_outputs,
-                   api_name="forecast").then(on_backtest, [generation_state, model_name], table, api_name="backtest")
+    forecasted = forecast.click(on_forecast, forecast_inputs, forecast_outputs, api_name="forecast")
+    forecasted.then(on_backtest, [generation_state, model_name], table, api_name="backtest")
+    keep_bar.wire(keep, forecasted, generation_state, timeseries, models, uploads={"series file": upload})
     blocks.example_on_load(forecast, on_forecast, forecast_inputs, forecast_outputs)  # the fan chart and gates at once
     blocks.wire_panel(panel, generation_state, timeseries, models)
     panel.viewer.events.select(on_step, [generation_state, panel.viewer.events], [chart, why], api_visibility="private")
