@@ -174,3 +174,30 @@ def test_the_verdict_compares_with_the_unigram_baseline_and_names_copying(tmp_pa
     nothing = {"step": 9, "progress": [{"step": 9, "loss": 4.0, "val": baseline + 0.5}], "samples": []}
     assert "no more than letter frequencies" in train_advice.verdict(nothing, [str(data)])
     assert "before its first validation" in train_advice.verdict({"step": 3, "progress": []}, [str(data)])
+
+
+@pytest.mark.parametrize("name", ["text", "music", "handwriting", "speech", "timeseries"])
+def test_the_verdict_says_whether_the_prompt_changes_what_comes_next(name, tmp_path):
+    """A tiny random LSTM reads its input; the same with every input weight zeroed ignores it: the verdict
+    tells them apart through the contract alone (or says nothing where the domain cannot tell)."""
+    import torch
+
+    from studio.domains import by_name
+    from studio.ui import train_advice
+
+    domain = by_name(name)
+    model, codec = domain.tiny(seed=0)
+    domain.save(tmp_path / "tiny", model, codec, {"name": "tiny"})
+    loaded = domain.load(tmp_path / "tiny")
+    reads = train_advice.prompt_effect(domain, loaded)
+    with torch.no_grad():
+        for key, weights in loaded.model.named_parameters():
+            if "weight_ih" in key or "embed" in key:
+                weights.zero_()
+    ignores = train_advice.prompt_effect(domain, loaded)
+    if name in ("text", "music"):  # token models: both answers are certain
+        assert reads.startswith("**The prompt changes what comes next**"), reads
+        assert ignores.startswith("**The prompt makes no difference yet**") and "fine-tune" in ignores, ignores
+    assert all(said == "" or said.startswith("**The prompt") for said in (reads, ignores))
+    said = train_advice.verdict({"step": 300, "progress": [{"step": 300, "loss": 1.0, "val": 2.0}]}, [], ignores)
+    assert said.endswith(ignores)
