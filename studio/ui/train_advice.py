@@ -33,6 +33,7 @@ PROMPT_SEEDS = (0, 1, 2)  # the domain's example settings generated with these s
 # least this share of how much one generation's predictions differ between its own steps (an untrained LSTM's
 # ratio is ~0.7; one that ignores its input scores 0)
 PROMPT_MATTERS_AT = 0.05
+PROMPT_IGNORED_BELOW = 0.001  # under this share it makes no difference at all (between: "only a little")
 
 
 def data_bytes(paths) -> int:
@@ -156,6 +157,9 @@ def prompt_effect(domain, loaded) -> str:
                 f"{ratio:.0%} of how much they move between its own steps)")
     if ratio >= PROMPT_MATTERS_AT:
         return f"**The prompt changes what comes next** {measured}."
+    if ratio >= PROMPT_IGNORED_BELOW:
+        return (f"**The prompt changes what comes next only a little yet** {measured}. Train longer, or fine-tune "
+                "a shipped model.")
     return (f"**The prompt makes no difference yet** {measured}: it predicts much the same whatever it has read. "
             "Train longer, or fine-tune a shipped model.")
 
