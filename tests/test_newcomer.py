@@ -201,3 +201,62 @@ def test_the_verdict_says_whether_the_prompt_changes_what_comes_next(name, tmp_p
     assert all(said == "" or said.startswith("**The prompt") for said in (reads, ignores))
     said = train_advice.verdict({"step": 300, "progress": [{"step": 300, "loss": 1.0, "val": 2.0}]}, [], ignores)
     assert said.endswith(ignores)
+
+
+class FakeProgress:
+    """What a gr.Progress hears, recorded: (fraction, desc) per call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fraction, desc=None):
+        self.calls.append((fraction, desc))
+
+
+def test_integrated_gradients_says_its_time_first_then_reports_its_passes(text_loaded):
+    from studio.domains import text
+    from studio.ui.explain_panel import explanation
+
+    generation = text.generate(text_loaded, text.Settings(prompt="Twinkle, twinkle", length=30, seed=1))
+    step = generation.trace.steps - 2
+    heard = FakeProgress()
+    answer = explanation(text, text_loaded, generation, {"kind": "step", "step": step}, None, "integrated_gradients",
+                         heard)
+    assert answer["saliency_method"] == "integrated_gradients" and len(answer["saliency"]) == step + 1
+    fractions = [fraction for fraction, _ in heard.calls]
+    assert heard.calls[0][0] == 0.0 and "about" in heard.calls[0][1] and f"step {step}" in heard.calls[0][1]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(set(fractions)) >= 4, fractions
+    quiet = FakeProgress()  # the fast method says nothing
+    explanation(text, text_loaded, generation, {"kind": "step", "step": step}, None, "gradient_x_input", quiet)
+    assert quiet.calls == []
+
+
+def test_a_heatmap_row_is_added_to_the_intervene_units_only_when_asked_and_it_says_so():
+    from studio.ui.experiments_panel import fill_from_viewer
+
+    plain = fill_from_viewer({"kind": "unit", "unit": 7, "layer": 1}, "")
+    assert all(getattr(value, "__class__", None).__name__ != "str" for value in plain)  # nothing filled, nothing said
+    added = fill_from_viewer({"kind": "unit", "unit": 7, "layer": 1, "add": True}, "0:2")
+    assert added[3] == "0:2, 1:7" and "Added unit 1:7" in added[5]
+    again = fill_from_viewer({"kind": "unit", "unit": 7, "layer": 1, "add": True}, "0:2, 1:7")
+    assert "already" in again[5] and not isinstance(again[3], str)
+
+
+def test_pattern_match_with_the_default_threshold_finds_the_dragged_range_and_its_repeats(text_loaded):
+    """An empty threshold is set from the dragged steps: the selection itself and its repeats are found
+    (with the old fixed 0.5 a tiny model's h found no unit at all)."""
+    from studio import experiments, reference
+    from studio.domains import text
+    from studio.ui.experiments_panel import AUTO_UNITS, auto_threshold
+
+    rhyme = "how I wonder what you are. " * 4
+    scored = text.score(text_loaded, rhyme)
+    trace = scored.trace
+    start, end = 30, 40  # inside the second repeat
+    assert experiments.pattern(trace, 1, start, end, 0.5, "h")[0] == []  # the old default: nothing
+    level = auto_threshold(trace, 1, start, end, "h")
+    answer = reference.pattern(text, text_loaded, trace, 1, start, end, level, "h",
+                               [reference.Source("this output", None, trace)])
+    assert len(answer["units"]) >= AUTO_UNITS
+    assert any(m["selection"] for m in answer["matches"]), answer["matches"][:3]
+    assert answer["total"] >= 2  # and somewhere else too

@@ -540,7 +540,11 @@ function wire() {
     if (!st.data) return;
     const p = heatPoint(event), start = down;
     down = null;
-    if (p.gutter) { if (p.unit !== null) { setUnit(p.unit); send({kind: 'unit', unit: p.unit, layer: st.layer}); } return; }
+    // a row's label picks the unit; with shift it is also added to the experiments' Intervene units (said there)
+    if (p.gutter) {
+      if (p.unit !== null) { setUnit(p.unit); send({kind: 'unit', unit: p.unit, layer: st.layer, add: event.shiftKey}); }
+      return;
+    }
     if (start !== null && start !== p.step) {
       st.brush = [Math.min(start, p.step), Math.max(start, p.step)]; drawOverlay();
       send({kind: 'range', start: st.brush[0], end: st.brush[1], layer: st.layer, quantity: st.quantity});
@@ -646,6 +650,10 @@ function wire() {
     if (!st.data || event.target.tagName === 'INPUT' || event.target.tagName === 'SELECT') return;
     const moves = {ArrowLeft: -1, ArrowRight: 1};
     if (event.key in moves) { event.preventDefault(); setCursor((st.cursor ?? st.v0) + moves[event.key]); }
+    if (event.key === 'Home' || event.key === 'End') {
+      event.preventDefault(); setCursor(event.key === 'Home' ? st.data.first : st.data.steps - 1);
+    }
+    if (event.key === '+') { event.preventDefault(); send({kind: 'unit', unit: st.unit, layer: st.layer, add: true}); }
     if (event.key === 'ArrowUp' || event.key === 'ArrowDown') {
       event.preventDefault();
       const rows = order(), row = rows.indexOf(st.unit) + (event.key === 'ArrowUp' ? -1 : 1);
@@ -677,7 +685,8 @@ async function load() {
   $('.lv-layer').value = String(st.layer);
   $('.lv-status').textContent = `${payload.title || ''} ${st.data.steps - st.data.first} steps × ${st.data.units} units × ` +
     `${st.data.layers.length} layers. Hover for values; click a step or a unit row; drag to select steps; ` +
-    `wheel to zoom; ←/→ move the step, ↑/↓ the unit.`;
+    `wheel to zoom; with the viewer focused ←/→ (Home/End) move the step, ↑/↓ the unit, ` +
+    `+ adds it to Intervene.`;
   drawAll();
   $('.lv-root').dataset.ready = 'yes';
   $('.lv-loaded').textContent = payload.blob;  // which trace is drawn (benches wait for it to change)
