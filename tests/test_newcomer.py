@@ -67,31 +67,94 @@ def open_tab(page, label: str) -> None:
 VISIBLE_PRIMARY = """() => [...document.querySelectorAll('button.primary')]
     .filter(b => b.offsetParent !== null && b.getBoundingClientRect().width > 0)
     .map(b => ({text: b.innerText, top: b.getBoundingClientRect().top, bottom: b.getBoundingClientRect().bottom}))"""
-# the tab's first viewer, drawn (no viewer in the tab: nothing to wait for)
-FIRST_VIEWER_DRAWN = """() => { const v = [...document.querySelectorAll('.lv-root')].find(v => v.offsetParent !== null);
-    return !v || v.dataset.ready === 'yes'; }"""
+# tabs whose viewer shows a run of their own at load (Train has no viewer; the Library's shows a record once one
+# is opened)
+LAB_TAB = "Why LSTM"
 
 
 def test_every_tab_shows_its_main_button_and_a_finished_example_first(app_url, page):
-    """Every tab: its main button in the first screen; every domain's tab: its viewer drawn (the Why
-    LSTM lab's viewer shows a model the user trains there, so it starts empty)."""
+    """Every tab (the Library's Search and the Train tab's Train included): its main button in the first
+    screen; every domain's tab and the Why LSTM lab: its viewer drawn before any click."""
     from studio.domains import ALL
 
-    domain_tabs = {domain.TITLE for domain in ALL}
+    with_example = {domain.TITLE for domain in ALL} | {LAB_TAB}
     page.goto(app_url)
     tabs = top_tabs(page)
-    assert len(tabs) >= 5, tabs
+    assert len(tabs) >= 5 and LAB_TAB in tabs, tabs
     for label in tabs:
         open_tab(page, label)
         buttons = page.evaluate(VISIBLE_PRIMARY)
         assert buttons, f"{label}: no main button"
         assert buttons[0]["bottom"] <= VIEWPORT["height"], f"{label}: {buttons[0]} is below the first screen"
-        if label not in domain_tabs:
+        if label not in with_example:
             continue
         try:
-            page.wait_for_function(FIRST_VIEWER_DRAWN, timeout=120_000)  # before any click
+            page.wait_for_function(FIRST_VIEWER_DRAWN_HERE, timeout=120_000)  # before any click
         except Exception:  # noqa: BLE001 (say which tab)
             pytest.fail(f"{label}: its viewer shows no example")
+
+
+# the tab's first viewer, drawn (there must be one)
+FIRST_VIEWER_DRAWN_HERE = """() => { const v = [...document.querySelectorAll('.lv-root')].find(v => v.offsetParent !== null);
+    return !!v && v.dataset.ready === 'yes'; }"""
+FOCUSED = """() => { const e = document.activeElement; if (!e) return {};
+    const root = e.classList.contains('lv-root') ? e : null;
+    return {tag: e.tagName, role: e.getAttribute('role'), text: (e.innerText || '').trim().slice(0, 40),
+            primary: e.classList.contains('primary') && e.offsetParent !== null,
+            top: !!e.closest('[role=tablist]') && e.closest('[role=tablist]') === document.querySelector('[role=tablist]'),
+            viewer: root && root.offsetParent !== null ? root.closest('[id$="-viewer"]')?.id : null}; }"""
+
+
+def press_until(page, key: str, reached, what: str, limit: int = 120) -> dict:
+    """Press `key` until the focused element is what `reached` wants; fail, saying `what`, otherwise."""
+    seen = []
+    for _ in range(limit):
+        page.keyboard.press(key)
+        focused = page.evaluate(FOCUSED)
+        if reached(focused):
+            return focused
+        seen.append(focused.get("text") or focused.get("tag"))
+    pytest.fail(f"{key} x {limit} never reached {what}; the last focused: {seen[-8:]}")
+
+
+def test_the_keyboard_alone_reaches_each_domain_tab_its_main_action_and_the_viewers_steps(app_url, page):
+    """Tab, arrows and Enter only: each domain's tab is opened, its main action run, and its viewer's
+    selected step moved (the step reaches the server: the selection below the viewer says it)."""
+    from studio.domains import ALL
+
+    for domain in ALL:
+        page.goto(app_url)
+        top_tabs(page)
+        focused = press_until(page, "Tab", lambda f: f.get("role") == "tab" and f.get("top"), "the tab list")
+        for _ in range(12):  # arrows move along the tab list; where they do not, Tab does
+            if focused.get("text") == domain.TITLE:
+                break
+            before = focused.get("text")
+            page.keyboard.press("ArrowRight")
+            focused = page.evaluate(FOCUSED)
+            if focused.get("text") == before:
+                focused = press_until(page, "Tab", lambda f: f.get("role") == "tab", "the next tab", limit=3)
+        assert focused.get("text") == domain.TITLE, focused
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(300)
+        selected = page.locator("[role=tablist]").first.get_by_role("tab", name=domain.TITLE, exact=True)
+        assert selected.get_attribute("aria-selected") == "true", domain.TITLE
+        main = press_until(page, "Tab", lambda f: f.get("primary"), f"{domain.TITLE}'s main button")
+        shown = page.evaluate("""() => [...document.querySelectorAll('.lv-root')].find(v => v.offsetParent !== null)
+            ?.querySelector('.lv-loaded').textContent || ''""")
+        page.keyboard.press("Enter")  # the main action: a new result reaches the viewer
+        page.wait_for_function("""(shown) => { const v = [...document.querySelectorAll('.lv-root')]
+            .find(v => v.offsetParent !== null);
+            return v && v.dataset.ready === 'yes' && v.querySelector('.lv-loaded').textContent !== shown; }""",
+                               arg=shown, timeout=120_000)
+        viewer = press_until(page, "Tab", lambda f: bool(f.get("viewer")), f"{domain.TITLE}'s viewer")["viewer"]
+        prefix = viewer.removesuffix("-viewer")
+        page.keyboard.press("End")
+        page.keyboard.press("ArrowLeft")
+        cursor = page.get_attribute(f"#{viewer} .lv-root", "data-cursor")
+        assert cursor not in (None, ""), f"{domain.TITLE}: the arrow keys select no step ({main})"
+        page.wait_for_function(f"document.querySelector('#{prefix}-selection').innerText.includes('Step {cursor}')",
+                               timeout=60_000)
 
 
 def test_an_error_after_a_success_greys_out_the_old_result(app_url, page):

@@ -277,7 +277,7 @@ def create_tab(trainer) -> None:
     checkpoint.release(on_checkpoint, [job, checkpoint], [gradient_plot, follow], **private)
     open_viewer.click(on_open, [job, which], [viewer.html, generation], **private)
     viewer.events.select(on_event, [generation, viewer.events, why.target, why.method], [selection, why.html],
-                         **private)
+                         trigger_mode="always_last", **private)
     # the page opens on a finished run: curves, table and the trained LSTM's gates, before any click
     blocks.example_on_load(start, on_example, [],
                            [status, loss_plot, gradient_plot, ratios, checkpoint, table, viewer.html, generation])

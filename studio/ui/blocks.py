@@ -240,7 +240,8 @@ def wire_panel(panel: GatePanel, state: gr.State, domain=None, models: dict | No
     why_outputs = [panel.why.html] if panel.why is not None else [gr.State()]
     controls = [panel.why.target, panel.why.method] if panel.why is not None else [gr.State(), gr.State()]
     panel.viewer.events.select(on_event, [state, panel.viewer.events, *controls],
-                               [panel.selection, panel.export, *why_outputs, last_step], api_visibility="private")
+                               [panel.selection, panel.export, *why_outputs, last_step], api_visibility="private",
+                               trigger_mode="always_last")  # the step the user stopped on is answered last
     if panel.why is not None:
         for control in controls:
             control.change(ask_why, [state, last_step, *controls], why_outputs, api_visibility="private")

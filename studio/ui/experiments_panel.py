@@ -311,4 +311,5 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
     panel.compare.click(run_compare, [state, panel.model_b], [panel.results, panel.compare_viewer.html], **private)
     events.select(fill_from_viewer, [events, panel.units],
                   [panel.steps, panel.layer, panel.quantity, panel.units, panel.from_step, panel.units_note],
+                  trigger_mode="always_last",
                   **private)

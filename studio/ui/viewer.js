@@ -494,6 +494,14 @@ function setCursor(step, announce = true) {
   }
 }
 
+// keys move the cursor at once and tell the server the step they stop on (a request per key press would queue up)
+let keyTimer = null;
+function keyCursor(step) {
+  setCursor(step, false);
+  clearTimeout(keyTimer);
+  keyTimer = setTimeout(() => setCursor(st.cursor), 250);
+}
+
 // a linked viewer (two models reading one output) follows this one's cursor and hover, and back
 function tellLinked(detail) {
   if (props.link_id) document.dispatchEvent(new CustomEvent('lstm-viewer-cursor', {detail: {viewer: props.viewer_id, ...detail}}));
@@ -649,9 +657,9 @@ function wire() {
   $('.lv-root').addEventListener('keydown', (event) => {
     if (!st.data || event.target.tagName === 'INPUT' || event.target.tagName === 'SELECT') return;
     const moves = {ArrowLeft: -1, ArrowRight: 1};
-    if (event.key in moves) { event.preventDefault(); setCursor((st.cursor ?? st.v0) + moves[event.key]); }
+    if (event.key in moves) { event.preventDefault(); keyCursor((st.cursor ?? st.v0) + moves[event.key]); }
     if (event.key === 'Home' || event.key === 'End') {
-      event.preventDefault(); setCursor(event.key === 'Home' ? st.data.first : st.data.steps - 1);
+      event.preventDefault(); keyCursor(event.key === 'Home' ? st.data.first : st.data.steps - 1);
     }
     if (event.key === '+') { event.preventDefault(); send({kind: 'unit', unit: st.unit, layer: st.layer, add: true}); }
     if (event.key === 'ArrowUp' || event.key === 'ArrowDown') {
