@@ -226,7 +226,7 @@ def test_brush_a_range_and_find_where_its_units_are_on_together(studio_url, chro
     page.wait_for_function("document.querySelector('#text-xp-steps textarea').value.includes('-')", timeout=20_000)
     start, end = map(int, page.input_value("#text-xp-steps textarea").split("-"))
     assert 0 < end - start <= 10
-    assert page.input_value("#text-xp-threshold input") == ""  # the default: set from the selection
+    assert page.input_value("#text-xp-threshold textarea") == ""  # the default: set from the selection
     page.click("#text-xp-match")
     results = "#text-xp-results .xp-root"
     page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'pattern'", timeout=60_000)

@@ -54,7 +54,7 @@ class ExperimentsPanel:
     steps: gr.Textbox
     layer: gr.Number
     quantity: gr.Dropdown
-    threshold: gr.Number
+    threshold: gr.Textbox
     match: gr.Button
     units: gr.Textbox
     units_note: gr.Markdown  # says when a shift-click on the viewer added a unit
@@ -117,8 +117,9 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                     steps = gr.Textbox(label="Steps (drag across the viewer's heatmap, or type 120-140)", elem_id=f"{prefix}-xp-steps")
                     layer = inputs.Number(0, label="Layer", precision=0, minimum=0)
                     quantity = inputs.Dropdown(PATTERN_QUANTITIES, value="h", label="Quantity")
-                    threshold = inputs.Number(None, label="On above (empty: set from your selection)",
-                                              elem_id=f"{prefix}-xp-threshold")
+                    # text, not a Number: a Number field cannot show "empty" (it shows 0)
+                    threshold = gr.Textbox("", label="On above (empty: set from your selection)", placeholder="auto",
+                                           elem_id=f"{prefix}-xp-threshold")
                     match = gr.Button("Find where they are on together", elem_id=f"{prefix}-xp-match")
             with gr.Tab("Intervene", elem_id=f"{prefix}-xp-intervene-tab"):
                 with gr.Row():
