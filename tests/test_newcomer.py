@@ -97,6 +97,8 @@ def test_every_tab_shows_its_main_button_and_a_finished_example_first(app_url, p
 # the tab's first viewer, drawn (there must be one)
 FIRST_VIEWER_DRAWN_HERE = """() => { const v = [...document.querySelectorAll('.lv-root')].find(v => v.offsetParent !== null);
     return !!v && v.dataset.ready === 'yes'; }"""
+VIEWER_SETTLED = """() => { const v = [...document.querySelectorAll('.lv-root')].find(v => v.offsetParent !== null);
+    return !v || v.dataset.ready === 'yes'; }"""
 FOCUSED = """() => { const e = document.activeElement; if (!e) return {};
     const root = e.classList.contains('lv-root') ? e : null;
     return {tag: e.tagName, role: e.getAttribute('role'), text: (e.innerText || '').trim().slice(0, 40),
@@ -203,6 +205,8 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_tab(app_url, page):
     found = {}
     for label in top_tabs(page):
         open_tab(page, label)
+        # the settled page: a tab's example still on its way dims its outputs (gradio's pending state)
+        page.wait_for_function(VIEWER_SETTLED, timeout=120_000)
         page.wait_for_timeout(1000)
         results = axe.run(page, options={"resultTypes": ["violations"]}).response
         bad = {v["id"]: [n["target"] for n in v["nodes"] if not excluded(v["id"], n["html"])][:6]
