@@ -31,7 +31,9 @@ from studio.trace import Trace
 
 GATES = ("i", "f", "g", "o")
 TOP_UNITS = 5  # recurrent contributions named in the anatomy; the rest are summed
-IG_PARTS = 4  # integrated gradients' passes in this many batches when progress is shown (a few % slower than one)
+# integrated gradients' passes in this many batches when progress is shown: ~1.15x the time of one batch (step 400
+# of the shipped text model, one thread: 6.0 s against 5.3 s, medians of 3 on a loaded 2-core machine)
+IG_PARTS = 4
 FLAT = 1e-5  # gradient x input below this everywhere says nothing (the prediction is at its optimum)
 
 
