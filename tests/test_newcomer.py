@@ -327,3 +327,18 @@ def test_pattern_match_with_the_default_threshold_finds_the_dragged_range_and_it
     assert len(answer["units"]) >= AUTO_UNITS
     assert any(m["selection"] for m in answer["matches"]), answer["matches"][:3]
     assert answer["total"] >= 2  # and somewhere else too
+
+
+def test_the_lab_opens_on_its_shipped_run_and_asks_why_of_it():
+    """The Why LSTM tab's example: the shipped run's cells (the LSTM learned the task), its LSTM's trace for
+    the viewer, and ask why on it, integrated gradients included (with progress)."""
+    from studio.lab import tab
+    from studio.ui.explain_panel import explanation
+
+    found, made = tab.example_run()
+    assert found["status"] == "done" and found["result"]["cells"]["lstm"]["learned"]
+    assert "LSTM" in found["message"] and made.trace.steps == found["result"]["task"]["length"]
+    heard = FakeProgress()
+    answer = explanation(None, None, made, {"kind": "step", "step": made.trace.steps - 1}, None,
+                         "integrated_gradients", heard)
+    assert len(answer["saliency"]) == made.trace.steps and heard.calls[-1][0] == 1.0
