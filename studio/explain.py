@@ -35,6 +35,9 @@ from studio.trace import Trace
 
 GATES = ("i", "f", "g", "o")
 TOP_UNITS = 5  # recurrent contributions named in the anatomy; the rest are summed
+# integrated gradients' passes in this many batches when progress is shown: ~1.15x the time of one batch (step 400
+# of the shipped text model, one thread: 6.0 s against 5.3 s, medians of 3 on a loaded 2-core machine)
+IG_PARTS = 4
 FLAT = 1e-5  # gradient x input below this everywhere says nothing (the prediction is at its optimum)
 
 
@@ -80,10 +83,11 @@ def surprise(ex: Explainable) -> np.ndarray:
 
 # ---------------------------------------------------------------- which earlier inputs mattered
 def saliency(ex: Explainable, step: int, target: Any = None, method: str = "gradient_x_input",
-             ig_steps: int = 32) -> np.ndarray:
+             ig_steps: int = 32, progress: Callable[[float], None] | None = None) -> np.ndarray:
     """(step + 1,): how much each input 0..step moved the prediction made at `step`: the log-
     likelihood of the actual next value, or of `target`. Attributions by captum, summed over each
-    input's features. method: "gradient_x_input" or "integrated_gradients" (zero baseline)."""
+    input's features. method: "gradient_x_input" or "integrated_gradients" (zero baseline).
+    `progress(fraction)` is told as integrated gradients' passes are done (IG_PARTS batches)."""
     from captum.attr import InputXGradient, IntegratedGradients
 
     step = int(step)
@@ -102,7 +106,18 @@ def saliency(ex: Explainable, step: int, target: Any = None, method: str = "grad
     inputs = ex.inputs.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         if method == "integrated_gradients":
-            attributions = IntegratedGradients(forward).attribute(inputs, n_steps=ig_steps, internal_batch_size=ig_steps)
+            batch = ig_steps if progress is None else -(-ig_steps // IG_PARTS)
+            parts, done = -(-ig_steps // batch), [0]
+
+            def counted(x):  # captum calls the forward once per batch of passes
+                if progress is not None:
+                    progress(done[0] / parts)
+                    done[0] += 1
+                return forward(x)
+
+            attributions = IntegratedGradients(counted).attribute(inputs, n_steps=ig_steps, internal_batch_size=batch)
+            if progress is not None:
+                progress(1.0)
         elif method == "gradient_x_input":
             attributions = InputXGradient(forward).attribute(inputs)
         else:
@@ -167,7 +182,7 @@ def trajectory(trace: Trace, layer: int, quantity: str = "h") -> tuple[np.ndarra
 
 # ---------------------------------------------------------------- everything for one step
 def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int = 0, target: Any = None,
-            method: str = "gradient_x_input") -> dict:
+            method: str = "gradient_x_input", progress: Callable[[float], None] | None = None) -> dict:
     """The answer the CLI's `explain --json` and the API's /explain give: {"step", "label",
     "topk", "entropy", "surprise", "saliency", "anatomy", ...domain extras}."""
     step = int(step)
@@ -175,14 +190,14 @@ def explain(trace: Trace, ex: Explainable, step: int, layer: int = 0, unit: int 
         raise ValueError(f"Step {step} is not in this sequence: it has steps 0 to {trace.steps - 1}.")
     if ex.apart is None:
         considered = ex.guesses(step)
-        attributions = saliency(ex, step, target, method)
+        attributions = saliency(ex, step, target, method, progress=progress)
         microscope = anatomy(trace, ex, layer, unit, step)
         extra = {}
     else:  # what the step itself computed: its own reading, inputs before it have no part in it
         part_trace, part, part_step, start = ex.apart(step)
         considered = part.guesses(part_step)
         attributions = np.zeros(step + 1)
-        attributions[start:] = saliency(part, part_step, target, method)
+        attributions[start:] = saliency(part, part_step, target, method, progress=progress)
         microscope = {**anatomy(part_trace, part, layer, unit, part_step), "step": step}
         extra = {"window": {"start": start, "end": step},
                  "note": f"This prediction read only steps {start} to {step}, from a zero state (the window sampler); "
@@ -216,8 +231,8 @@ def core_weights(core) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def explain_sequence(domain, loaded, sequence, step: int, layer: int = 0, unit: int = 0, target: Any = None,
-                     method: str = "gradient_x_input") -> dict:
+                     method: str = "gradient_x_input", progress: Callable[[float], None] | None = None) -> dict:
     """explain() of a sequence read afresh (domain.explainable): what a lent GPU call runs (studio.gpu), since
     an Explainable's closures cannot be pickled over to it."""
     scored, ex = domain.explainable(loaded, sequence)
-    return explain(scored.trace, ex, step, layer, unit, target, method)
+    return explain(scored.trace, ex, step, layer, unit, target, method, progress)

@@ -226,13 +226,14 @@ def test_brush_a_range_and_find_where_its_units_are_on_together(studio_url, chro
     page.wait_for_function("document.querySelector('#text-xp-steps textarea').value.includes('-')", timeout=20_000)
     start, end = map(int, page.input_value("#text-xp-steps textarea").split("-"))
     assert 0 < end - start <= 10
-    page.fill("#text-xp-threshold input", "0")
+    assert page.input_value("#text-xp-threshold textarea") == ""  # the default: set from the selection
     page.click("#text-xp-match")
     results = "#text-xp-results .xp-root"
     page.wait_for_function(f"document.querySelector('{results}').dataset.kind === 'pattern'", timeout=60_000)
     matches = page.locator(f"{results} li.xp-match")
     assert matches.count() >= 1
     assert f"step {start}–{end}" in page.inner_text(f"{results} h4")
+    assert "(set from your selection)" in page.inner_text(f"{results} h4")
     assert page.locator(f"{results} li.xp-selected").count() == 1  # the selection itself is among them
     other = page.locator(f"{results} li.xp-onscreen:not(.xp-selected)")
     target = other.first if other.count() else matches.first
@@ -247,6 +248,19 @@ def test_ablate_units_and_see_both_outputs_side_by_side(studio_url, chromium_pag
     they part marked, the KL per step zero before the intervention."""
     page = generate_in_browser(chromium_page, studio_url, prompt="To be", seed="6")
     open_experiment(page, "Intervene")
+    # a click on a row's label only picks the unit; a shift-click adds it to the units, and says so
+    overlay = page.locator("#text-viewer .lv-overlay")
+    overlay.scroll_into_view_if_needed()
+    box = overlay.bounding_box()
+    page.mouse.click(box["x"] + 20, box["y"] + 5)
+    page.wait_for_timeout(1500)
+    assert page.input_value("#text-xp-units textarea") == ""
+    page.keyboard.down("Shift")
+    page.mouse.click(box["x"] + 20, box["y"] + 5)
+    page.keyboard.up("Shift")
+    page.wait_for_function("document.querySelector('#text-xp-units textarea').value.includes(':')", timeout=20_000)
+    added = page.input_value("#text-xp-units textarea")
+    assert f"Added unit {added}" in page.inner_text("#text-xp-units-note")
     page.fill("#text-xp-units textarea", "1:3, 1:7, 0:2, 0:9")
     page.fill("#text-xp-from input", "20")
     page.click("#text-xp-intervene")

@@ -7,18 +7,26 @@ watch the gradient that reaches back k steps, measured. The only gradio in studi
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gradio as gr
 import pandas as pd
 
-from studio.lab import plots, service
+from studio.lab import explainer, plots, service
 from studio.lab.cells import ALL_CELLS, CELLS, TITLES
-from studio.lab.run import SWEEP_LENGTHS
+from studio.lab.run import SWEEP_LENGTHS, load_cell
+from studio.lab.tasks import make_task
+from studio.ui import blocks
 from studio.ui.explain_panel import explain_panel, explanation
 from studio.ui.viewer import trace_viewer, viewer_value
 
+# the finished run the tab opens with (its curves, table and trained LSTM in the viewer), made by the command in it
+EXAMPLE_RUN = Path(__file__).resolve().parents[2] / "assets" / "lab-adding-50.json"
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 TASK_CHOICES = [("adding problem (Le et al. 2015)", "adding"), ("copy / recall", "copy"),
                 ("close the quote (your text)", "quote")]
+TASK_NAMES = {"adding": "adding problem", "copy": "copy task", "quote": "close-the-quote task"}
 
 INTRO = """
 ### Why an LSTM remembers
@@ -108,6 +116,20 @@ def result_frame(found: dict) -> pd.DataFrame:
             for k, c in result.get("cells", {}).items()]
     return pd.DataFrame(rows,
                         columns=["cell", "hidden", "parameters", "loss", "baseline", "learned", "log10_grad_ratio"])
+
+
+def example_run() -> tuple[dict, explainer.LabGeneration]:
+    """(service.state's record of the shipped example run, its LSTM on one task sequence)."""
+    result = json.loads(EXAMPLE_RUN.read_text(encoding="utf-8"))
+    task = result["task"]
+    learned = [TITLES.get(k, k) for k, c in result["cells"].items() if c["learned"]]
+    message = (f"An example run, shipped: the {TASK_NAMES.get(task['name'], task['name'])} at T = {task['length']}, "
+               f"{result['seconds'] / 60:.0f} minutes; learned it: {', '.join(learned) or 'none'}. "
+               "Start your own above.")
+    found = {"status": "done", "message": message, "record": result, "result": result, "sweep": False}
+    made = explainer.generation(load_cell(EXAMPLE_RUN, "lstm"), make_task(task["name"], task["length"]),
+                                model="lab-lstm")
+    return found, made
 
 
 def create_tab(trainer) -> None:
@@ -227,16 +249,22 @@ def create_tab(trainer) -> None:
         trace = made.trace
         return viewer_value(trace, {"kind": "labels"}, trace.layer_name(0)), made
 
-    def on_event(made, event, target, method):
+    def on_event(made, event, target, method, progress=gr.Progress()):  # noqa: B008 (its tracker)
         if made is None or not isinstance(event, dict) or event.get("kind") != "step":
             return gr.skip(), gr.skip()
         trace = made.trace
         step = min(max(int(event.get("step") or 0), 0), trace.steps - 1)
         try:
-            answer = explanation(None, None, made, event, target, method)
+            answer = explanation(None, None, made, event, target, method, progress)
         except ValueError as error:
             answer = {"message": str(error)}
         return f"**Step {step}** ({trace.labels[step]!r})", answer
+
+    def on_example():
+        found, made = example_run()
+        loss, gradient, ratio, slider = figures(found, None)
+        return (status_html(found), loss, gradient, ratio, slider, result_frame(found),
+                viewer_value(made.trace, {"kind": "labels"}, made.trace.layer_name(0)), made)
 
     inputs = [task, length, cells, minutes, text]
     start.click(on_start, inputs, [job, status, timer, follow], **private)
@@ -249,7 +277,10 @@ def create_tab(trainer) -> None:
     checkpoint.release(on_checkpoint, [job, checkpoint], [gradient_plot, follow], **private)
     open_viewer.click(on_open, [job, which], [viewer.html, generation], **private)
     viewer.events.select(on_event, [generation, viewer.events, why.target, why.method], [selection, why.html],
-                         **private)
+                         trigger_mode="always_last", **private)
+    # the page opens on a finished run: curves, table and the trained LSTM's gates, before any click
+    blocks.example_on_load(start, on_example, [],
+                           [status, loss_plot, gradient_plot, ratios, checkpoint, table, viewer.html, generation])
     gr.api(lab_api(trainer), api_name="lab")
 
 

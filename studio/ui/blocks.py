@@ -215,31 +215,33 @@ def wire_panel(panel: GatePanel, state: gr.State, domain=None, models: dict | No
     tab's Generation."""
     last_step = gr.State()  # the viewer event the explanation answers (the target/method controls re-ask it)
 
-    def ask_why(generation, event, target, method):
+    def ask_why(generation, event, target, method, progress=gr.Progress()):  # noqa: B008 (its tracker)
         if panel.why is None or generation is None or not isinstance(event, dict) or event.get("kind") != "step":
             return gr.skip()
         loaded = (models or {}).get(generation.trace.model)
         if loaded is None:
             return {"message": "The model that made this output is no longer loaded; generate again."}
         try:
-            return explanation(domain, loaded, generation, event, target, method)
+            return explanation(domain, loaded, generation, event, target, method, progress)
         except ValueError as error:
             return {"message": str(error)}
 
-    def on_event(generation, event, target, method):
+    def on_event(generation, event, target, method, progress=gr.Progress()):  # noqa: B008 (its tracker)
         trace = generation.trace if generation is not None else None
         if trace is None or not isinstance(event, dict):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         if event.get("kind") == "export":
             return gr.skip(), export_view(trace, event, output_dir()), gr.skip(), gr.skip()
         remembered = event if event.get("kind") == "step" else gr.skip()
-        return describe_selection(trace, event), gr.skip(), ask_why(generation, event, target, method), remembered
+        why = ask_why(generation, event, target, method, progress)
+        return describe_selection(trace, event), gr.skip(), why, remembered
 
     panel.save_trace.click(save_trace, state, panel.trace_file, api_name=f"{panel.prefix.replace('-', '_')}_trace")
     why_outputs = [panel.why.html] if panel.why is not None else [gr.State()]
     controls = [panel.why.target, panel.why.method] if panel.why is not None else [gr.State(), gr.State()]
     panel.viewer.events.select(on_event, [state, panel.viewer.events, *controls],
-                               [panel.selection, panel.export, *why_outputs, last_step], api_visibility="private")
+                               [panel.selection, panel.export, *why_outputs, last_step], api_visibility="private",
+                               trigger_mode="always_last")  # the step the user stopped on is answered last
     if panel.why is not None:
         for control in controls:
             control.change(ask_why, [state, last_step, *controls], why_outputs, api_visibility="private")

@@ -54,7 +54,8 @@ function pattern(a) {
     `<span class="xp-where">${esc(m.source)}, steps ${m.start}–${m.end} (${m.length})${m.selection ? ' · your selection' : ''}</span> ` +
     `<code>${esc(joined(m.before)).replace(/\n/g, '⏎')}<mark>${esc(joined(m.inside)).replace(/\n/g, '⏎')}</mark>${esc(joined(m.after)).replace(/\n/g, '⏎')}</code></li>`).join('');
   return `<div class="xp-block"><h4>${a.units.length} unit${a.units.length > 1 ? 's' : ''} of ${esc(a.layer_name)} keep ${a.quantity} above ` +
-    `${fmt(a.threshold, 2)} at every step ${a.start}–${a.end}: ${a.units.slice(0, 40).join(', ')}${a.units.length > 40 ? ', …' : ''}</h4>` +
+    `${fmt(a.threshold, 2)}${a.auto_threshold ? ' (set from your selection)' : ''} ` +
+    `at every step ${a.start}–${a.end}: ${a.units.slice(0, 40).join(', ')}${a.units.length > 40 ? ', …' : ''}</h4>` +
     `<div class="xp-small">${a.total} place${a.total === 1 ? '' : 's'} where they are all on together, longest first` +
     `${a.total > a.matches.length ? ` (the first ${a.matches.length} shown)` : ''}. Click one in this output to see it in the viewer.</div>` +
     `<ol class="xp-matches">${items}</ol></div>`;

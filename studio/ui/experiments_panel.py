@@ -15,10 +15,12 @@ work is studio/reference.py and studio/experiments.py, written once for every do
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from studio import cli_experiments, experiments, gpu, reference
 from studio.domains import member
@@ -36,6 +38,9 @@ ACTIONS = [("ablate: h = 0", "h=0"), ("hold the forget gate open: f = 1", "f=1")
            ("clamp c to the value", "c")]
 SAME_MODEL = "(this model: its layers with each other)"
 PATTERN_QUANTITIES = [*GATE_NAMES, "tanh_c"]  # the viewer's quantities: a brush passes its own
+# an empty threshold is set from the selection: just under the level this many units keep through all of it (a
+# fixed 0.5 found no unit on most selections: h and tanh(c) seldom stay above it for many steps)
+AUTO_UNITS = 3
 
 
 @dataclass
@@ -49,9 +54,10 @@ class ExperimentsPanel:
     steps: gr.Textbox
     layer: gr.Number
     quantity: gr.Dropdown
-    threshold: gr.Number
+    threshold: gr.Textbox
     match: gr.Button
     units: gr.Textbox
+    units_note: gr.Markdown  # says when a shift-click on the viewer added a unit
     action: gr.Dropdown
     value: gr.Number
     from_step: gr.Number
@@ -111,16 +117,20 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                     steps = gr.Textbox(label="Steps (drag across the viewer's heatmap, or type 120-140)", elem_id=f"{prefix}-xp-steps")
                     layer = inputs.Number(0, label="Layer", precision=0, minimum=0)
                     quantity = inputs.Dropdown(PATTERN_QUANTITIES, value="h", label="Quantity")
-                    threshold = inputs.Number(0.5, label="On above", elem_id=f"{prefix}-xp-threshold")
+                    # text, not a Number: a Number field cannot show "empty" (it shows 0)
+                    threshold = gr.Textbox("", label="On above (empty: set from your selection)", placeholder="auto",
+                                           elem_id=f"{prefix}-xp-threshold")
                     match = gr.Button("Find where they are on together", elem_id=f"{prefix}-xp-match")
             with gr.Tab("Intervene", elem_id=f"{prefix}-xp-intervene-tab"):
                 with gr.Row():
-                    units = gr.Textbox(label="Units (layer:unit, …; a click on a heatmap row adds it)", elem_id=f"{prefix}-xp-units")
+                    units = gr.Textbox(label="Units (layer:unit, …; shift-click a heatmap row's label to add it)",
+                                       elem_id=f"{prefix}-xp-units")
                     action = inputs.Dropdown(ACTIONS, value="h=0", label="Change")
                     value = inputs.Number(0.0, label="Value (for a clamp)")
                     from_step = inputs.Number(0, label="From step (a click on a step sets it)", precision=0, minimum=0,
                                           elem_id=f"{prefix}-xp-from")
                     intervene = gr.Button("Generate both", elem_id=f"{prefix}-xp-intervene")
+                units_note = gr.Markdown(elem_id=f"{prefix}-xp-units-note")
             with gr.Tab("Compare", elem_id=f"{prefix}-xp-compare-tab"):
                 with gr.Row():
                     model_b = inputs.Dropdown([SAME_MODEL, *models], value=SAME_MODEL, label="Read the output with")
@@ -135,7 +145,14 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
 
     accordion.expand(fill_features, feature, feature, api_visibility="private")
     return ExperimentsPanel(results, reference_choice, upload, limit, feature, probe, steps, layer, quantity, threshold, match,
-                            units, action, value, from_step, intervene, model_b, compare, compare_viewer)
+                            units, units_note, action, value, from_step, intervene, model_b, compare, compare_viewer)
+
+
+def auto_threshold(trace, layer: int, start: int, end: int, quantity: str) -> float:
+    """A threshold the selection itself passes: under the AUTO_UNITS-th highest of the units' lowest values over
+    steps start..end (the units that stay most on through it), floored to two decimals and one hundredth below."""
+    lowest = np.sort(trace.quantity(layer, quantity)[start : end + 1].min(0))[::-1]
+    return math.floor(float(lowest[min(AUTO_UNITS, len(lowest)) - 1]) * 100) / 100 - 0.01
 
 
 def _failed(error: Exception) -> dict:
@@ -205,6 +222,28 @@ def comparison(domain, models: dict, loaded, generation: Generation, model_b: st
     return answer, viewer_value(trace_b, track, f"{other.name} reading the same output:")
 
 
+def fill_from_viewer(event, units_text):
+    """A brush fills the pattern's steps, a shift-click on a heatmap row's label the intervention's units
+    (said in a note: a plain click only picks the unit to look at), a step its start."""
+    skip = gr.skip()
+    if not isinstance(event, dict):
+        return skip, skip, skip, skip, skip, skip
+    kind = event.get("kind")
+    if kind == "range":
+        quantity = event.get("quantity") if event.get("quantity") in PATTERN_QUANTITIES else "h"
+        return f"{event.get('start')}-{event.get('end')}", event.get("layer", 0), quantity, skip, skip, skip
+    if kind == "unit" and event.get("add"):
+        pair = f"{event.get('layer', 0)}:{event.get('unit', 0)}"
+        listed = [p.strip() for p in str(units_text or "").split(",") if p.strip()]
+        if pair in listed:
+            return skip, skip, skip, skip, skip, f"Unit {pair} is already in the Intervene units."
+        return (skip, skip, skip, ", ".join([*listed, pair]), skip,
+                f"Added unit {pair} to the Intervene units (shift-click on a row's label adds one).")
+    if kind == "step":
+        return skip, skip, skip, skip, event.get("step", 0), skip
+    return skip, skip, skip, skip, skip, skip
+
+
 def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: dict, events: gr.HTML) -> None:
     """Answer the panel's buttons, and fill its fields from the viewer's clicks and brushes."""
     def loaded_of(generation):
@@ -215,7 +254,7 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             raise ValueError("The model that made this output is no longer loaded; generate again.")
         return loaded
 
-    def run_probe(generation, choice, file, limit, feature):
+    def run_probe(generation, choice, file, limit, feature, progress=gr.Progress()):  # noqa: B008 (its tracker)
         try:
             # the model on screen; before any generation, a file or the validation text is read by the first
             on_screen = generation is not None and generation.trace is not None
@@ -223,6 +262,9 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             if not isinstance(feature, str) or not feature.strip():
                 raise ValueError("Pick a feature (or, for text, type a regex).")
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
+            # its time first (docs/benchmarks.md: ~2.4 s per 100,000 characters read fast, ~12 s exactly)
+            progress(None, desc=f"Probing '{feature.strip()}' over up to {clamp_int(limit, 100, 200_000, 100_000):,} "
+                                "steps: a few seconds per 100,000")
             return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(),
                                  limit=clamp_int(limit, 100, 200_000, 100_000))
         except (ValueError, IndexError) as error:
@@ -239,9 +281,13 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
             if found[0].trace is not trace:  # the selection itself is always shown among the matches
                 found.insert(0, reference.Source("this output", None, trace))
-            return gpu.long_call(reference.pattern, domain, loaded, trace, clamp_int(layer, 0, trace.num_layers - 1, 0),
-                                 start, end,
-                                     number_or(threshold, 0.5), quantity if quantity in PATTERN_QUANTITIES else "h", found)
+            layer = clamp_int(layer, 0, trace.num_layers - 1, 0)
+            quantity = quantity if quantity in PATTERN_QUANTITIES else "h"
+            chosen = number_or(threshold, math.nan)
+            level = auto_threshold(trace, layer, start, end, quantity) if math.isnan(chosen) else chosen
+            answer = gpu.long_call(reference.pattern, domain, loaded, trace, layer, start, end, level, quantity, found)
+            answer["auto_threshold"] = math.isnan(chosen)
+            return answer
         except ValueError as error:
             return _failed(error)
 
@@ -257,21 +303,6 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
         except ValueError as error:
             return _failed(error), gr.skip()
 
-    def on_viewer_event(event, units_text):
-        """A brush fills the pattern's steps, a heatmap row the intervention's units, a step its start."""
-        if not isinstance(event, dict):
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        kind, skip = event.get("kind"), gr.skip()
-        if kind == "range":
-            return f"{event.get('start')}-{event.get('end')}", event.get("layer", 0), event.get("quantity") if event.get("quantity") in PATTERN_QUANTITIES else "h", skip, skip
-        if kind == "unit":
-            pair = f"{event.get('layer', 0)}:{event.get('unit', 0)}"
-            listed = [p.strip() for p in str(units_text or "").split(",") if p.strip()]
-            return skip, skip, skip, ", ".join(listed if pair in listed else [*listed, pair]), skip
-        if kind == "step":
-            return skip, skip, skip, skip, event.get("step", 0)
-        return skip, skip, skip, skip, skip
-
     private = {"api_visibility": "private"}
     panel.probe.click(run_probe, [state, panel.reference, panel.upload, panel.limit, panel.feature], panel.results, **private)
     panel.match.click(run_match, [state, panel.reference, panel.upload, panel.limit, panel.steps, panel.layer, panel.quantity,
@@ -279,5 +310,7 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
     panel.intervene.click(run_intervention, [state, panel.units, panel.action, panel.value, panel.from_step], panel.results,
                           **private)
     panel.compare.click(run_compare, [state, panel.model_b], [panel.results, panel.compare_viewer.html], **private)
-    events.select(on_viewer_event, [events, panel.units], [panel.steps, panel.layer, panel.quantity, panel.units, panel.from_step],
+    events.select(fill_from_viewer, [events, panel.units],
+                  [panel.steps, panel.layer, panel.quantity, panel.units, panel.from_step, panel.units_note],
+                  trigger_mode="always_last",
                   **private)

@@ -18,6 +18,8 @@ from studio.ui.common import clamp_int, endpoint_input, endpoint_model
 HERE = Path(__file__).resolve().parent
 PANEL_JS = (HERE / "explain_panel.js").read_text(encoding="utf-8")
 PANEL_CSS = (HERE / "explain_panel.css").read_text(encoding="utf-8")
+IG_SECONDS_PER_STEP = 7 / 400  # integrated gradients' time on this server's kind (docs/benchmarks.md: ~7 s at step
+                                # 400, ~50 s at step 3,000 with the shipped text model)
 METHODS = [("gradient x input (fast)", "gradient_x_input"),
            ("integrated gradients (32 passes: ~7 s at step 400, ~50 s at step 3,000)", "integrated_gradients")]
 
@@ -55,8 +57,11 @@ def trajectory_of(generation, trace, layer: int):
     return generation.trajectories[layer]
 
 
-def explanation(domain, loaded, generation, event: dict, target=None, method: str = "gradient_x_input") -> dict:
-    """The panel's value for a viewer event (a step, with the viewer's layer and unit)."""
+def explanation(domain, loaded, generation, event: dict, target=None, method: str = "gradient_x_input",
+                progress=None) -> dict:
+    """The panel's value for a viewer event (a step, with the viewer's layer and unit). `progress` (a
+    gr.Progress, or anything called as progress(fraction, desc=...)) hears integrated gradients' expected
+    time first, then its passes as they are done."""
     scored, ex = explainable_of(domain, loaded, generation)
     trace = scored.trace
     step = clamp_int(event.get("step"), 0, trace.steps - 1, trace.steps - 1)
@@ -65,11 +70,19 @@ def explanation(domain, loaded, generation, event: dict, target=None, method: st
     target = target.strip() if isinstance(target, str) and target.strip() else None
     try:
         method = method if method in dict(METHODS).values() else "gradient_x_input"
-        answer = (gpu.long_call(explain.explain_sequence, domain, loaded, domain.sequence_of(generation), step, layer,
-                                unit,
-                                target, method) if method == "integrated_gradients"  # the long one: a lent GPU on
-                                                                                     # ZeroGPU
-                  else explain.explain(trace, ex, step, layer, unit, target, method))
+        if method == "integrated_gradients":  # the long one: a lent GPU on ZeroGPU
+            told = None
+            if progress is not None:
+                said = f"Integrated gradients up to step {step}: about {max(1, round(step * IG_SECONDS_PER_STEP))} s"
+                progress(0.0, desc=said)
+                # a GPU call gets no callback (it could not cross over to it): the time alone is said there
+                told = None if gpu.available() else (lambda done: progress(done, desc=said))
+            # a domain's sequence is read afresh where the call runs; the lab's (no domain) is read here
+            answer = (gpu.long_call(explain.explain_sequence, domain, loaded, domain.sequence_of(generation), step,
+                                    layer, unit, target, method, told) if domain is not None
+                      else explain.explain(trace, ex, step, layer, unit, target, method, told))
+        else:
+            answer = explain.explain(trace, ex, step, layer, unit, target, method)
     except ValueError as error:  # a target the model cannot have: say so, keep the rest
         answer = explain.explain(trace, ex, step, layer, unit, None, "gradient_x_input")
         answer["note"] = str(error)

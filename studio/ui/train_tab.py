@@ -212,7 +212,11 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
             k = modules.index(trained)
             lists[k] = gr.update(choices=own_choices(listed[k], loaded[trained]))
         frame = loss_frame(found)
-        said = train_advice.verdict(found, paths) if found["status"] in ("done", "cancelled") else gr.skip()
+        said = gr.skip()
+        if found["status"] in ("done", "cancelled"):
+            model = (loaded[trained][found["name"]]
+                     if found["status"] == "done" and trained in modules and found["name"] in loaded[trained] else None)
+            said = train_advice.verdict(found, paths, train_advice.prompt_effect(trained, model) if model else "")
         return (status_html(found), gr.skip() if frame is None else frame, captioned(found["pictures"]),
                 samples_markdown(found),
                 found["files"] or None, gr.Timer(active=not finished), said, *lists)

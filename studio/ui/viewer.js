@@ -86,6 +86,13 @@ function colour(name, v) {
   return lut(name)[k];
 }
 function css(rgb) { return `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; }
+// black or white text, whichever contrasts more with the background (WCAG's relative luminance: the
+// better of the two is always at least 4.58:1, AA; a fixed luma cut left mid tones below it)
+function inkOn(rgb) {
+  const [r, g, b] = rgb.map((v) => { const c = v / 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+  const light = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  return (light + 0.05) / 0.05 >= 1.05 / (light + 0.05) ? '#000' : '#fff';
+}
 
 // ---------------------------------------------------------------- row order (over the shown steps)
 // Per unit, how often each code (for h: each pair of o and tanh(c) codes) occurs over the shown
@@ -266,8 +273,7 @@ function drawStrip() {
       ctx.fillStyle = css(rgb); ctx.fillRect(x, 2, Math.max(1, cellW), height - 4);
       if (track.kind === 'pen' && track.pen_up && track.pen_up[t]) { ctx.fillStyle = '#000'; ctx.fillRect(x, 0, 1, height); }
       if (cellW >= 7 && track.kind === 'labels') {
-        const lum = 0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2];
-        ctx.fillStyle = lum > 140 ? '#000' : '#fff'; ctx.textAlign = 'center'; ctx.font = '12px monospace';
+        ctx.fillStyle = inkOn(rgb); ctx.textAlign = 'center'; ctx.font = '12px monospace';
         ctx.fillText(shown(st.data.labels[t]), x + cellW / 2, height - 6);
       }
     }
@@ -297,8 +303,8 @@ function paintText() {
   const overlaid = st.overlay !== null && st.overlay !== undefined;
   const at = overlaid ? (u, t) => overlayValue(t) : accessor(st.layer, st.quantity);
   const [lo, hi] = overlaid ? [-1, 1] : range(st.quantity), table = lut(overlaid ? 'g' : st.quantity);
-  const styles = table.map((rgb) => `background:${css(rgb)};color:${0.3 * rgb[0] + 0.59 * rgb[1] + 0.11 * rgb[2] > 140 ? '#000' : '#fff'}`);
-  const blank = 'background:#eee;color:#888';
+  const styles = table.map((rgb) => `background:${css(rgb)};color:${inkOn(rgb)}`);
+  const blank = 'background:#eee;color:#555';  // 6.4:1
   const spans = box.children, first = st.data.first;
   const key = `${st.version}/${st.layer}/${st.quantity}/${st.unit}/${overlaid ? st.overlay.id : ''}`;
   st.paintSpans = (a, b) => {
@@ -494,6 +500,14 @@ function setCursor(step, announce = true) {
   }
 }
 
+// keys move the cursor at once and tell the server the step they stop on (a request per key press would queue up)
+let keyTimer = null;
+function keyCursor(step) {
+  setCursor(step, false);
+  clearTimeout(keyTimer);
+  keyTimer = setTimeout(() => setCursor(st.cursor), 250);
+}
+
 // a linked viewer (two models reading one output) follows this one's cursor and hover, and back
 function tellLinked(detail) {
   if (props.link_id) document.dispatchEvent(new CustomEvent('lstm-viewer-cursor', {detail: {viewer: props.viewer_id, ...detail}}));
@@ -540,7 +554,11 @@ function wire() {
     if (!st.data) return;
     const p = heatPoint(event), start = down;
     down = null;
-    if (p.gutter) { if (p.unit !== null) { setUnit(p.unit); send({kind: 'unit', unit: p.unit, layer: st.layer}); } return; }
+    // a row's label picks the unit; with shift it is also added to the experiments' Intervene units (said there)
+    if (p.gutter) {
+      if (p.unit !== null) { setUnit(p.unit); send({kind: 'unit', unit: p.unit, layer: st.layer, add: event.shiftKey}); }
+      return;
+    }
     if (start !== null && start !== p.step) {
       st.brush = [Math.min(start, p.step), Math.max(start, p.step)]; drawOverlay();
       send({kind: 'range', start: st.brush[0], end: st.brush[1], layer: st.layer, quantity: st.quantity});
@@ -645,7 +663,11 @@ function wire() {
   $('.lv-root').addEventListener('keydown', (event) => {
     if (!st.data || event.target.tagName === 'INPUT' || event.target.tagName === 'SELECT') return;
     const moves = {ArrowLeft: -1, ArrowRight: 1};
-    if (event.key in moves) { event.preventDefault(); setCursor((st.cursor ?? st.v0) + moves[event.key]); }
+    if (event.key in moves) { event.preventDefault(); keyCursor((st.cursor ?? st.v0) + moves[event.key]); }
+    if (event.key === 'Home' || event.key === 'End') {
+      event.preventDefault(); keyCursor(event.key === 'Home' ? st.data.first : st.data.steps - 1);
+    }
+    if (event.key === '+') { event.preventDefault(); send({kind: 'unit', unit: st.unit, layer: st.layer, add: true}); }
     if (event.key === 'ArrowUp' || event.key === 'ArrowDown') {
       event.preventDefault();
       const rows = order(), row = rows.indexOf(st.unit) + (event.key === 'ArrowUp' ? -1 : 1);
@@ -677,7 +699,8 @@ async function load() {
   $('.lv-layer').value = String(st.layer);
   $('.lv-status').textContent = `${payload.title || ''} ${st.data.steps - st.data.first} steps × ${st.data.units} units × ` +
     `${st.data.layers.length} layers. Hover for values; click a step or a unit row; drag to select steps; ` +
-    `wheel to zoom; ←/→ move the step, ↑/↓ the unit.`;
+    `wheel to zoom; with the viewer focused ←/→ (Home/End) move the step, ↑/↓ the unit, ` +
+    `+ adds it to Intervene.`;
   drawAll();
   $('.lv-root').dataset.ready = 'yes';
   $('.lv-loaded').textContent = payload.blob;  // which trace is drawn (benches wait for it to change)

@@ -35,7 +35,8 @@ VIEWER_CSS = (HERE / "viewer.css").read_text(encoding="utf-8")
 BLOB_DIR = OUTPUT_ROOT / "viewer"
 
 TEMPLATE = """
-<div class="lv-root" tabindex="0">
+<div class="lv-root" tabindex="0" role="group"
+     aria-label="Trace viewer. Left and right arrows select the step, up and down the unit, plus adds it to Intervene">
   <div class="lv-bar">
     <label>Layer <select class="lv-layer"></select></label>
     <label>Quantity <select class="lv-quantity"></select></label>
