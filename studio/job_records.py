@@ -7,7 +7,8 @@ it with its outcome, final numbers and loss curve (studio.jobs.Trainer.restore r
 
 A training that was queued or running when the app stopped is read back as "interrupted" (its
 process died with the app), saying whether it left a checkpoint: the trainer saves the best one at
-each validation, so such a model is in its owner's list, usable, and the run can be started again.
+each validation, so such a model is in its owner's list and usable. One whose trainer had finished
+(its progress file ends with the "done" line and its model is there) is read back as done.
 Each file is written to a temporary name and moved into place (os.replace), so a kill mid-write
 leaves the old file or the new one, never half of one.
 """

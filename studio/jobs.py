@@ -36,7 +36,7 @@ from studio import checkpoint, domains, gpu, gpu_slices, job_records, limits, ow
 from studio.domains.base import describe
 
 REPO = Path(__file__).resolve().parent.parent
-USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
+USER_MODELS_DIR = owners.user_models_dir()  # LSTM_STUDIO_USER_MODELS, else LSTM_STUDIO_HOME/models
 JOBS_DIR = Path(tempfile.gettempdir()) / "lstm-studio" / "training"
 MAX_UPLOAD_MB = float(os.environ.get("LSTM_STUDIO_MAX_UPLOAD_MB", "20"))  # all of one job's files, unzipped
 MAX_MINUTES = float(os.environ.get("LSTM_STUDIO_MAX_TRAIN_MINUTES", "30"))

@@ -132,7 +132,7 @@ def test_a_restart_under_load_loses_no_record_and_no_finished_training(repo_root
         finished = train(client, KEY_A, "start", name="finished", minutes=0.05)
         running = train(client, KEY_A, "start", name="running", minutes=3)  # waits in line behind it
         kept: dict[str, list[int]] = {KEY_A: [], KEY_B: []}  # ids answered before the kill, per owner
-        stop, failures = threading.Event(), []
+        stop, full_speed, failures = threading.Event(), threading.Event(), []
 
         def browser(key: str, k: int) -> None:
             with httpx.Client(timeout=60) as http:
@@ -147,7 +147,7 @@ def test_a_restart_under_load_loses_no_record_and_no_finished_training(repo_root
                         return
                     kept[key].append(record)
                     n += 1
-                    stop.wait(PACE)  # steady load that leaves the trainings some of the 2 cores
+                    stop.wait(0 if full_speed.is_set() else PACE)  # paced while the trainings start
 
         browsers = [threading.Thread(target=browser, args=(key, k)) for k, key in enumerate([KEY_A, KEY_B, KEY_A])]
         for thread in browsers:
@@ -155,8 +155,11 @@ def test_a_restart_under_load_loses_no_record_and_no_finished_training(repo_root
         done = until(lambda: (s := train(client, KEY_A, "progress", finished["job"]))["status"] not in
                      ("queued", "running") and s, 120, 1.0)
         assert done["status"] == "done", done
-        until(lambda: train(client, KEY_A, "progress", running["job"])["step"] > 0, 90, 1.0)
+        # running, past its first validation: its best checkpoint so far is on disk
+        until(lambda: any("val" in p for p in train(client, KEY_A, "progress", running["job"])["progress"]), 90, 1.0)
         until(lambda: len(kept[KEY_A]) >= 3 and len(kept[KEY_B]) >= 2, 60)
+        full_speed.set()  # then every browser has an event in flight nearly all the time
+        time.sleep(2)
         assert not failures, failures
         app.kill()  # in the middle of the load: the browsers' events are in flight
         stop.set()
@@ -186,9 +189,15 @@ def test_a_restart_under_load_loses_no_record_and_no_finished_training(repo_root
         assert any("val" in point for point in kept_run["progress"])  # its loss curve and validation
         interrupted = trainings[running["job"]]
         assert interrupted["status"] == "interrupted" and "Interrupted by a restart" in interrupted["message"]
+        assert "best checkpoint so far is kept" in interrupted["message"] and len(interrupted["files"]) == 2
         assert train(client, KEY_B, "list")["trainings"] == []  # another browser sees none of them
 
-        assert "finished" in app.text_menu(KEY_A) and "finished" not in app.text_menu(KEY_B)
+        assert {"finished", "running"} <= set(app.text_menu(KEY_A))  # the interrupted run's checkpoint too
+        assert not {"finished", "running"} & set(app.text_menu(KEY_B))
+        with httpx.Client(timeout=60) as http:  # the Train tab lists the browser's trainings on a page load
+            listed = app.event(app.fn_index("trainings_of"), [KEY_A], uuid.uuid4().hex, http)[0]
+            assert "| finished | text | done |" in listed and "| running | text | interrupted |" in listed
+            assert app.event(app.fn_index("trainings_of"), [KEY_B], uuid.uuid4().hex, http)[0] == ""
         answer = client.predict("finished", "the", 5, 0.8, 0, 1.0, 1, 0, KEY_A, api_name="/generate_text")
         assert answer[0] is not None
         with pytest.raises(Exception, match="Unknown model 'finished'"):
@@ -196,3 +205,37 @@ def test_a_restart_under_load_loses_no_record_and_no_finished_training(repo_root
         assert "Traceback" not in (tmp_path / "app.log").read_text()
     finally:
         app.kill()
+
+
+# ---------------------------------------------------------------- the records alone (no app, no training)
+def kept_record(folder: Path, out: Path, status: str, owner: str = "someone", **extra) -> dict:
+    return {"job": f"job-{status}", "status": status, "message": "", "name": out.name, "domain": "text",
+            "minutes": 1.0, "step": 0, "steps": None, "progress": [], "samples": [], "data": [], "owner": owner,
+            "out": str(out), "folder": str(folder), "submitted": time.time(), "started": None, "finished": None,
+            **extra}
+
+
+def test_records_are_read_back_as_they_are_after_a_restart(tmp_path, saved_text_model):
+    from studio import checkpoint, job_records, jobs
+
+    root, folder = tmp_path / "trainings", tmp_path / "job"
+    folder.mkdir()
+    (folder / "progress.jsonl").write_text('{"step": 5, "steps": 9, "loss": 2.0}\n{"step": 9, "steps": 9, '
+                                           '"loss": 1.5, "val": 1.6}\n{"done": true}\n', encoding="utf-8")
+    for status in ("queued", "running", "done"):  # running: its trainer had finished and left the model
+        out = saved_text_model if status == "running" else tmp_path / f"none-{status}"
+        job_records.write(root, kept_record(folder if status == "running" else tmp_path, out, status,
+                                            progress=[{"step": k, "loss": 1.0} for k in range(3000)]))
+    (root / "job-broken.json").write_text("{not json", encoding="utf-8")  # skipped, with a warning
+    assert not list(root.glob("*.tmp"))  # written in place, no temporary file left
+    assert len(json.loads((root / "job-done.json").read_text())["progress"]) == job_records.MAX_POINTS
+
+    trainer = jobs.Trainer(tmp_path / "models", records_dir=root)
+    assert trainer.restore() == 3
+    queued, running = trainer.status("job-queued"), trainer.status("job-running")
+    assert queued["status"] == "interrupted" and "before it started" in queued["message"]
+    assert running["status"] == "done" and running["step"] == 9 and running["progress"][-1]["val"] == 1.6
+    assert running["files"] == [str(p) for p in checkpoint.paths(saved_text_model)]
+    assert json.loads((root / "job-queued.json").read_text())["status"] == "interrupted"  # kept so
+    assert [t["job"] for t in trainer.trainings("someone")] and trainer.trainings("another") == []
+    assert trainer.trainings(None) == []

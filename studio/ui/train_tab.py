@@ -249,9 +249,12 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
 
     if users is not None:
         publish.click(on_publish, job, None, **private)
-    if owner.page_key() is not None:  # each page load lists its browser's trainings (studio.job_records)
-        gr.context.Context.root_block.load(lambda key: history_markdown(trainer.trainings(user_models.owner_or_none(key))),
-                                           owner.page_key(), history, api_visibility="private", queue=False)
+    def trainings_of(key):  # the browser's trainings, those from before a restart too (studio.job_records)
+        return history_markdown(trainer.trainings(user_models.owner_or_none(key)))
+
+    if owner.page_key() is not None:  # each page load lists them
+        gr.context.Context.root_block.load(trainings_of, owner.page_key(), history, api_visibility="private",
+                                           queue=False)
     return domain, files, incoming
 
 
