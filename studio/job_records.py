@@ -77,7 +77,8 @@ def after_restart(record: dict, title: str, now: float) -> dict:
     if steps:
         record = {**record, "step": steps[-1]["step"], "steps": steps[-1].get("steps"),
                   "progress": [{k: line[k] for k in ("step", "loss", "val") if k in line} for line in steps],
-                  "samples": [{"step": line["step"], "sample": line.get("sample", "")} for line in steps if "val" in line]}
+                  "samples": [{"step": line["step"], "sample": line.get("sample", "")}
+                              for line in steps if "val" in line]}
     stem = Path(record.get("out") or "-")
     kept = record.get("status") == "running" and checkpoint.paths(stem)[1].exists()
     if kept and any(line.get("done") for line in lines):

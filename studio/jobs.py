@@ -221,7 +221,8 @@ class Trainer:
                 job.message = "Cancelling: keeping the best checkpoint…"
                 if job.process is not None:  # else _run sees the message and never starts it
                     job.process.send_signal(signal.SIGINT)
-        self._keep(job)  # outside the lock: status() takes it
+        if job.status == "cancelled":  # (a running one is kept when it ends) outside the lock: status() takes it
+            self._keep(job)
         return self.status(job_id)
 
     def status(self, job_id: str) -> dict:

@@ -266,10 +266,10 @@ def history_markdown(trainings: list[dict]) -> str:
     for found in trainings[:20]:
         vals = [point["val"] for point in found.get("progress") or [] if "val" in point]
         best = f"{min(vals):.3f}" if vals else "–"
-        rows.append(f"| {found['name']} | {found['domain']} | {found['status']} | {found.get('step') or 0:,} | {best} | "
-                    f"{found['message'].replace('|', '/')} |")
-    return ("**Your trainings**\n\n| model | domain | status | steps | best validation loss | |\n|---|---|---|---|---|---|\n"
-            + "\n".join(rows))
+        rows.append(f"| {found['name']} | {found['domain']} | {found['status']} | {found.get('step') or 0:,} | "
+                    f"{best} | {found['message'].replace('|', '/')} |")
+    return ("**Your trainings**\n\n| model | domain | status | steps | best validation loss | |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def own_choices(shipped_names: list[str], table) -> list[str]:
