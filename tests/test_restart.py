@@ -29,7 +29,7 @@ from studio import owners
 
 KEY_A = "restart-owner-a-" + "a" * 8  # two browsers' owner keys
 KEY_B = "restart-owner-b-" + "b" * 8
-PACE = 1.0  # seconds between one browser's generations
+PACE = 2.0  # seconds between one browser's generations
 CORPUS = "the cat sat on the mat. the dog sat on the log. " * 120
 
 
@@ -48,7 +48,7 @@ class App:
         self.url = f"http://127.0.0.1:{self.port}/"
         env = {**os.environ, "LSTM_STUDIO_HOME": str(home), "LSTM_STUDIO_USER_MODELS": str(home / "models"),
                owners.SHARED_ENV: "1", "GRADIO_SERVER_PORT": str(self.port), "GRADIO_ANALYTICS_ENABLED": "False",
-               "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "LSTM_STUDIO_WORKERS": "2", "TMPDIR": str(home.parent)}
+               "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "LSTM_STUDIO_WORKERS": "1", "TMPDIR": str(home.parent)}
         self.log = log
         with open(log, "a") as out:
             self.process = subprocess.Popen([sys.executable, "app.py"], cwd=repo_root, env=env, stdout=out,
