@@ -81,7 +81,9 @@ def build_demo(models_dir=checkpoint.MODELS_DIR, user_models_dir=jobs.USER_MODEL
     # a finished training's model is on disk in its owner's folder: their tables list it from there
     # (loaded when first asked for), so the trainer needs no callback
     trainer = jobs.Trainer(user_models_dir, data_dir=reference.DATA_DIR,
-                           models_dir_of=lambda: users.folder_of(user_models.current_owner.get()))
+                           models_dir_of=lambda: users.folder_of(user_models.current_owner.get()),
+                           owner_of=user_models.current_owner.get)
+    trainer.restore()  # every owner's trainings from before a restart (studio.job_records), in their lists again
     for problem in [p for _, problems in loaded.values() for p in problems]:
         print(f"warning: {problem}", file=sys.stderr)  # also on the console, for whoever started the server
     # Gradio's cache (uploads) is swept hourly of files older than an hour; our outputs are capped

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def save(stem, tensors: dict[str, torch.Tensor], card: dict) -> Path:
     """Write STEM.safetensors and STEM.json; returns the weights path."""
     weights_path = paths(stem)[0]
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(weights_path))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    _replace(weights_path, lambda temporary: save_file(tensors, str(temporary)))
     card = {"format_version": FORMAT_VERSION, **card}
     if not card.get("name") and RESUME_KEY not in card:
         card["name"] = weights_path.stem  # a model is named after its file unless its card says otherwise
@@ -98,7 +100,19 @@ def save(stem, tensors: dict[str, torch.Tensor], card: dict) -> Path:
 
 def write_card(stem, card: dict) -> None:
     """(Re)write STEM.json, e.g. to add metrics measured after training."""
-    paths(stem)[1].write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(card, indent=2, ensure_ascii=False) + "\n"
+    _replace(paths(stem)[1], lambda temporary: temporary.write_text(text))
+
+
+def _replace(path: Path, write) -> None:
+    """write(a temporary path beside `path`), then rename it into place: a process killed mid-write (the
+    trainer at a validation, the app restarted) leaves the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_card(stem) -> dict:

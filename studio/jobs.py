@@ -7,7 +7,8 @@ gives. One training at a time on a shared server; later ones wait in line and kn
 lower priority, so the app's generation keeps the rest of the machine; cancel
 sends it Ctrl-C, on which the trainer validates and keeps its best checkpoint. A finished model lands
 in the user models folder with a complete card (its data: file names, sizes, hashes) and is handed
-to `on_done` (the app adds it to its tab's list).
+to `on_done` (the app adds it to its tab's list). Each training's state is also kept on disk
+(studio.job_records), so that `restore` at start-up gives back every owner's trainings after a restart.
 
     trainer = Trainer(models_dir, on_done=lambda job, stem: ...)
     job = trainer.submit(TrainRequest("text", files=["essays.txt"], name="mine", minutes=5))
@@ -31,11 +32,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio import checkpoint, domains, gpu, gpu_slices, limits, train_progress
+from studio import checkpoint, domains, gpu, gpu_slices, job_records, limits, owners, train_progress
 from studio.domains.base import describe
 
 REPO = Path(__file__).resolve().parent.parent
-USER_MODELS_DIR = Path(os.environ.get("LSTM_STUDIO_USER_MODELS", Path.home() / ".lstm-studio" / "models"))
+USER_MODELS_DIR = owners.user_models_dir()  # LSTM_STUDIO_USER_MODELS, else LSTM_STUDIO_HOME/models
 JOBS_DIR = Path(tempfile.gettempdir()) / "lstm-studio" / "training"
 MAX_UPLOAD_MB = float(os.environ.get("LSTM_STUDIO_MAX_UPLOAD_MB", "20"))  # all of one job's files, unzipped
 MAX_MINUTES = float(os.environ.get("LSTM_STUDIO_MAX_TRAIN_MINUTES", "30"))
@@ -63,7 +64,7 @@ class Job:
     out: Path
     command: list[str]
     data: list[dict]  # {"name", "bytes", "sha256"} per file it read
-    status: str = "queued"  # queued, running, done, cancelled, failed
+    status: str = "queued"  # queued, running, done, cancelled, failed (interrupted: a restored one, job_records)
     message: str = ""
     submitted: float = field(default_factory=time.time)
     started: float | None = None
@@ -71,6 +72,7 @@ class Job:
     process: subprocess.Popen | None = None
     trains_model: bool = True  # a `train` command leaving a checkpoint at `out`; else a command writing its own results
                                # (the lab)
+    owner: str | None = owners.LOCAL  # whose training it is (studio.owners): whose list shows it after a restart
 
     @property
     def progress_path(self) -> Path:
@@ -144,12 +146,15 @@ def command_for(request: TrainRequest, data: list[Path], out: Path, progress: Pa
 
 
 class Trainer:
-    def __init__(self, models_dir=USER_MODELS_DIR, on_done=None, data_dir: Path | None = None, models_dir_of=None):
+    def __init__(self, models_dir=USER_MODELS_DIR, on_done=None, data_dir: Path | None = None, models_dir_of=None,
+                 owner_of=None, records_dir=None):
         self.models_dir = Path(models_dir)
         # () -> the folder of the model a request trains (the asker's own on a shared server, None when
         # the asker has no owner key); None: models_dir
         self.models_dir_of = models_dir_of
         self.on_done = on_done  # (job, stem) -> None, called when a run leaves a checkpoint
+        self.owner_of = owner_of  # () -> the asker's owner (None: owners.LOCAL)
+        self.records = job_records.Records(records_dir)  # each training's state on disk, and those from before
         self.data_dir = data_dir
         self.jobs: dict[str, Job] = {}
         self.queue: list[str] = []
@@ -180,8 +185,9 @@ class Trainer:
         models_dir = Path(models_dir)
         models_dir.mkdir(parents=True, exist_ok=True)
         out = models_dir / safe_name(request.name, models_dir)
-        job = Job(job_id, request, folder, out, command_for(request, data, out, folder / "progress.jsonl"), described)
-        return self._enqueue(job)
+        job = Job(job_id, request, folder, out, command_for(request, data, out, folder / "progress.jsonl"), described,
+                  owner=self.owner_of() if self.owner_of is not None else owners.LOCAL)
+        return self._keep(self._enqueue(job))
 
     def _enqueue(self, job: Job) -> Job:
         """The job at the end of the line, with the worker that runs the line started if it is not running."""
@@ -215,10 +221,14 @@ class Trainer:
                 job.message = "Cancelling: keeping the best checkpoint…"
                 if job.process is not None:  # else _run sees the message and never starts it
                     job.process.send_signal(signal.SIGINT)
+        if job.status == "cancelled":  # (a running one is kept when it ends) outside the lock: status() takes it
+            self._keep(job)
         return self.status(job_id)
 
     def status(self, job_id: str) -> dict:
         job = self.jobs.get(job_id)
+        if job is None and job_id in self.records.restored:  # from before a restart: as it was kept
+            return self.records.status(job_id)
         if job is None:
             raise ValueError(f"No training {job_id!r}.")
         lines = train_progress.read(job.progress_path)
@@ -249,7 +259,9 @@ class Trainer:
                     self.jobs[job_id].started, self.jobs[job_id].status = time.time(), "running"
             if job_id is None:
                 continue
+            self._keep(self.jobs[job_id])
             self._run(self.jobs[job_id])
+            self._keep(self.jobs[job_id])
 
     def _run(self, job: Job) -> None:
         """The job in its own CPU process; on a ZeroGPU Space in slices of lent GPU calls (studio.gpu), and the
@@ -307,6 +319,25 @@ class Trainer:
             job.status = "cancelled" if cancelled else "failed"
             job.message = errors[-1][len("error: "):] if errors else (
                 "Cancelled before the first checkpoint." if cancelled else f"Training stopped (exit {code}): {tail[-1] if tail else ''}")
+
+    # ---------------------------------------------------------------- kept across restarts (studio.job_records)
+    def _keep(self, job: Job) -> Job:
+        """The job's state on disk (a training; the lab's commands keep their own results)."""
+        if job.trains_model:
+            self.records.keep(self.status(job.id), job.owner, job.out, job.folder, job.submitted, job.started,
+                              job.finished)
+        return job
+
+    def restore(self) -> int:
+        """Every owner's trainings kept by an earlier run of the app, back in their lists (one that was queued or
+        running then is interrupted now); how many."""
+        return self.records.restore(self.jobs, lambda name: trainable(name).TITLE)
+
+    def trainings(self, owner: str | None) -> list[dict]:
+        """This owner's trainings, from before and since the last restart, newest first (None: nobody's)."""
+        live = [self.status(job.id) | {"submitted": job.submitted} for job in list(self.jobs.values())
+                if job.trains_model and job.owner == owner and owner is not None]
+        return sorted(live + self.records.of_owner(owner), key=lambda found: -(found.get("submitted") or 0))
 
     def _complete_card(self, job: Job) -> None:
         """The card says what the model learnt from: the uploaded files (name, size, hash)."""

@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import domains, jobs, user_models
-from studio.ui import byom, inputs, train_advice
+from studio.ui import byom, inputs, owner, train_advice
 from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
@@ -143,6 +143,7 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                                  height="auto", object_fit="contain", elem_id="train-gallery")
             samples = gr.Markdown(elem_id="train-samples")
             download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
+            history = gr.Markdown(elem_id="train-history")  # this browser's trainings, kept across restarts
     job = gr.State()
     job_data = gr.State([])  # the files the running job learns from (for the verdict)
     made = gr.State([])  # files made in the page (drawings, recordings) for the chosen domain
@@ -252,7 +253,27 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
 
     if users is not None:
         publish.click(on_publish, job, None, **private)
+    def trainings_of(key):  # the browser's trainings, those from before a restart too (studio.job_records)
+        return history_markdown(trainer.trainings(user_models.owner_or_none(key)))
+
+    if owner.page_key() is not None:  # each page load lists them
+        gr.context.Context.root_block.load(trainings_of, owner.page_key(), history, api_visibility="private",
+                                           queue=False)
     return domain, files, incoming
+
+
+def history_markdown(trainings: list[dict]) -> str:
+    """This browser's trainings, newest first: name, tab, outcome and best validation loss."""
+    if not trainings:
+        return ""
+    rows = []
+    for found in trainings[:20]:
+        vals = [point["val"] for point in found.get("progress") or [] if "val" in point]
+        best = f"{min(vals):.3f}" if vals else "–"
+        rows.append(f"| {found['name']} | {found['domain']} | {found['status']} | {found.get('step') or 0:,} | "
+                    f"{best} | {found['message'].replace('|', '/')} |")
+    return ("**Your trainings**\n\n| model | domain | status | steps | best validation loss | |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def own_choices(shipped_names: list[str], table) -> list[str]:
@@ -279,7 +300,8 @@ def refresh_on_load(demo: gr.Blocks, key, dropdowns: dict, loaded: dict) -> None
 
 def train_api(trainer: jobs.Trainer, stems):
     """The /train endpoint: action "start" (domain, text or file (a zip for several), name, preset, minutes, base),
-    "progress" or "cancel" (job); every answer is the job's status as JSON."""
+    "progress" or "cancel" (job); every answer is the job's status as JSON. Action "list": {"trainings": the
+    statuses of the caller's trainings, those from before a restart too}."""
 
     def train_endpoint(action: str, job: str, domain: str, text: str, file: str | None, name: str, preset: str,
                        minutes: float, base: str) -> dict:
@@ -302,7 +324,9 @@ def train_api(trainer: jobs.Trainer, stems):
                 return trainer.status(job)
             if action == "cancel":
                 return trainer.cancel(job)
-            raise ValueError(f"action must be start, progress or cancel, not {action!r}")
+            if action == "list":
+                return {"trainings": trainer.trainings(user_models.current_owner.get())}
+            raise ValueError(f"action must be start, progress, cancel or list, not {action!r}")
         except ValueError as error:
             raise gr.Error(str(error)) from None
 
