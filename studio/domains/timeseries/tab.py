@@ -155,7 +155,10 @@ def create_tab(models: dict, problems: list[str]) -> None:
     forecast_inputs = [model_name, upload, packaged, column, horizon, paths, seed]
     forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state,
                         table, why]
-    forecast.click(on_forecast, forecast_inputs, forecast_outputs, api_name="forecast").then(
+    # shown in progress: the chart and the viewer only (each output shown so costs the page at every
+    # later status change, docs/timeseries.md, Speed)
+    forecast.click(on_forecast, forecast_inputs, forecast_outputs, api_name="forecast",
+                   show_progress_on=[chart, panel.viewer.html]).then(
         None, js=AFTER_DRAWN).then(on_backtest, [generation_state, model_name], table, api_name="backtest")
     blocks.example_on_load(forecast, on_forecast, forecast_inputs, forecast_outputs)  # the fan chart and gates at once
     blocks.wire_panel(panel, generation_state, timeseries, models)
