@@ -8,6 +8,8 @@
 4. The held-out table: the last 12 points of each monthly series forecast from the ones before
    (the two development series and packaged series pretraining never saw): MASE of the LSTM, seasonal
    naive, AutoETS and AutoARIMA, and the LSTM's 80% interval coverage.
+With --browser: click-to-result in chromium (wall clock and the page's own marks); with --baseline DIR,
+that checkout's app.py and this one's in turn, round by round, and the ratios.
 
 python bench/bench_timeseries.py [--model models/ts-global] [--repeats 5] [--skip-train]
     [--browser [--baseline DIR --rounds 2] [--browser-only]]
