@@ -8,8 +8,11 @@
 4. The held-out table: the last 12 points of each monthly series forecast from the ones before
    (the two development series and packaged series pretraining never saw): MASE of the LSTM, seasonal
    naive, AutoETS and AutoARIMA, and the LSTM's 80% interval coverage.
+With --browser: click-to-result in chromium (wall clock and the page's own marks); with --baseline DIR,
+that checkout's app.py and this one's in turn, round by round, and the ratios.
 
 python bench/bench_timeseries.py [--model models/ts-global] [--repeats 5] [--skip-train]
+    [--browser [--baseline DIR --rounds 2] [--browser-only]]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from studio.domains.timeseries.codec import Series  # noqa: E402
 from studio.domains.timeseries.data import read_series, shipped_elnino  # noqa: E402
 from studio.domains.timeseries.evaluate import backtest  # noqa: E402
 from studio.domains.timeseries.generate import ForecastSettings  # noqa: E402
-from studio.domains.timeseries.render import fan_chart  # noqa: E402
+from studio.domains.timeseries.render import fan_chart_svg  # noqa: E402
 from studio.domains.timeseries.train import held_out_series  # noqa: E402
 from studio.ui.payload import trace_payload  # noqa: E402
 
@@ -54,42 +57,130 @@ def checking_series() -> list[Series]:
     return found
 
 
-def browser_click_to_result(history: Series, repeats: int) -> None:
+# In the page: each animation frame, note when the chart (an <img>'s src or an <svg>'s markup) and
+# the viewer's painted trace first differ from what they were at the click.
+WATCH_JS = """() => {
+  const chart = () => { const e = document.querySelector('#timeseries-chart img, #timeseries-chart svg[aria-label]');
+    return e ? (e.tagName === 'IMG' ? (e.complete && e.naturalWidth > 0 ? e.src : null) : e.outerHTML) : null; };
+  const painted = () => { const e = document.querySelector('#timeseries-viewer .lv-root');
+    return e && e.dataset.ready === 'yes' ? e.dataset.painted : null; };
+  window.__ts = null;
+  document.addEventListener('click', (event) => {
+    if (!event.target.closest('#timeseries-generate')) return;
+    const marks = {click: performance.now(), before: [chart(), painted()]};
+    window.__ts = marks;
+    const frame = () => {
+      const now = performance.now() - marks.click;
+      if (marks.chart == null && chart() && chart() !== marks.before[0]) marks.chart = now;
+      if (marks.viewer == null && painted() && painted() !== marks.before[1]) marks.viewer = now;
+      if (marks.chart == null || marks.viewer == null) requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+  }, true);
+}"""
+
+
+def series_csv(history: Series, folder) -> Path:
+    path = Path(folder) / "elnino-500.csv"
+    path.write_text("date,value\n" + "\n".join(f"{d},{v}" for d, v in zip(history.dates, history.values, strict=True)))
+    return path
+
+
+def browser_click_to_result(url: str, csv_path: Path, repeats: int) -> dict:
     """Seconds from a click on Forecast (a 500-point CSV uploaded, 24 steps, 100 paths, a new seed each
-    time) until the viewer holds the new trace and the fan chart is drawn; before each click the
-    previous click's backtest table has arrived, so the two do not share the CPU."""
-    from common import CHROMIUM, CHROMIUM_ARGS, serve
+    time) until the viewer holds the new trace and the fan chart is drawn, and the page's own marks
+    (click to the new chart, click to the viewer drawn, click to the backtest table); before each
+    click the previous click's backtest table has arrived, so the two do not share the CPU. The
+    first click warms caches and is not counted."""
+    from common import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
+    found = {"result": [], "chart": [], "viewer": [], "table": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("tab", name=timeseries.TITLE).click()
+        page.locator("#timeseries-upload input[type=file]").set_input_files(str(csv_path))
+        page.wait_for_timeout(2000)
+        page.evaluate(WATCH_JS)
+        for k in range(repeats + 1):
+            page.locator("#timeseries-seed input").fill(str(100 + k))
+            start = time.perf_counter()
+            page.click("#timeseries-generate")
+            page.wait_for_function("() => window.__ts && window.__ts.chart != null && window.__ts.viewer != null",
+                                   timeout=120_000)
+            took = time.perf_counter() - start
+            # the forecast emptied the table; the next click waits for this one's backtest
+            page.wait_for_function("document.querySelector('#timeseries-backtest').innerText.includes('AutoARIMA')",
+                                   timeout=120_000)
+            table = time.perf_counter() - start
+            marks = page.evaluate("() => window.__ts")
+            if k:
+                found["result"].append(took)
+                found["chart"].append(marks["chart"] / 1000)
+                found["viewer"].append(marks["viewer"] / 1000)
+                found["table"].append(table)
+            page.wait_for_timeout(500)
+        browser.close()
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
+def start_app(app_dir: Path):
+    """`python app.py` of a checkout on a free port (the real app, its warm-up included): (process, url)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    while time.monotonic() - started < 300:
+        if process.poll() is not None:
+            raise SystemExit(f"app.py in {app_dir} exited: {Path(log.name).read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(3)  # the warm-up's imports start with the page
+                return process, f"http://127.0.0.1:{port}/"
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("app.py did not start within 300 s")
+
+
+def report(name: str, found: dict) -> None:
+    print(f"{name}: forecast click-to-result in chromium (500 points, 24 steps, 100 paths): median {found['result']:.3f} s "
+          f"(goal <= 0.5 s); in the page: new chart {found['chart']:.3f} s, viewer drawn {found['viewer']:.3f} s, "
+          f"backtest table {found['table']:.2f} s (goal <= 5 s)")
+
+
+def browser_rounds(history: Series, repeats: int, baseline: Path | None, rounds: int) -> None:
+    """Click-to-result in the app served in process; with `baseline`, each round runs that checkout's
+    app.py and this one's, one after the other (the same machine, minutes apart), and compares them."""
+    from common import serve
+
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "elnino-500.csv"
-        path.write_text("date,value\n" + "\n".join(f"{d},{v}" for d, v in zip(history.dates, history.values, strict=True)))
-        times = []
-        with serve() as url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.get_by_role("tab", name=timeseries.TITLE).click()
-            page.locator("#timeseries-upload input[type=file]").set_input_files(str(path))
-            page.wait_for_timeout(2000)
-            for k in range(repeats + 1):
-                page.locator("#timeseries-seed input").fill(str(100 + k))
-                marker = page.evaluate("() => { const e = document.querySelector('#timeseries-viewer .lv-root');"
-                                       " return e ? e.dataset.painted : null; }")
-                start = time.perf_counter()
-                page.click("#timeseries-generate")
-                page.wait_for_function("([m]) => { const e = document.querySelector('#timeseries-viewer .lv-root');"
-                                       " const img = document.querySelector('#timeseries-chart img');"
-                                       " return e && e.dataset.ready === 'yes' && e.dataset.painted !== m"
-                                       " && img && img.complete && img.naturalWidth > 0; }", arg=[marker], timeout=120_000)
-                if k:
-                    times.append(time.perf_counter() - start)
-                # the forecast emptied the table; the next click waits for this one's backtest
-                page.wait_for_function("document.querySelector('#timeseries-backtest').innerText.includes('AutoARIMA')",
-                                       timeout=120_000)
-            browser.close()
-        print(f"forecast click-to-result in chromium (500 points, 24 steps, 100 paths): median "
-              f"{statistics.median(times):.3f} s over {len(times)} clicks (goal <= 0.5 s)")
+        csv_path = series_csv(history, folder)
+        if baseline is None:
+            with serve() as url:
+                report("this", browser_click_to_result(url, csv_path, repeats))
+            return
+        ratios = []
+        for round_number in range(rounds):
+            found = {}
+            for name, app_dir in (("baseline", baseline.resolve()), ("this", ROOT)):
+                process, url = start_app(app_dir)
+                try:
+                    found[name] = browser_click_to_result(url, csv_path, repeats)
+                finally:
+                    process.terminate()
+                    process.wait(30)
+                report(f"round {round_number + 1}, {name}", found[name])
+            ratios.append({key: found["this"][key] / found["baseline"][key] for key in found["this"]})
+            print("   this / baseline: " + ", ".join(f"{key} {value:.2f}x" for key, value in ratios[-1].items()))
+        for key in ratios[0]:
+            print(f"{key}, this / baseline, per round: {', '.join(f'{r[key]:.2f}x' for r in ratios)}")
 
 
 def main() -> None:
@@ -98,6 +189,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--browser", action="store_true", help="also time click-to-result in chromium (the real app)")
+    parser.add_argument("--baseline", type=Path, help="with --browser: a checkout of another revision (git worktree "
+                        "add DIR REV) whose app.py is timed alternately with this one's, round by round")
+    parser.add_argument("--rounds", type=int, default=2, help="with --baseline: rounds of each")
+    parser.add_argument("--browser-only", action="store_true", help="only the browser timing (no backtest, held-out)")
     parser.add_argument("--write-card", action="store_true", help="write the held-out table into the model's card metrics")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -114,15 +209,16 @@ def main() -> None:
         alone.append(time.perf_counter() - start)
         with tempfile.TemporaryDirectory() as folder:
             timeseries.write_files(generation, folder)
-        figure = fan_chart(generation)
-        figure.canvas.draw()
+        fan_chart_svg(generation)
         trace_payload(generation.trace, timeseries.track(generation))
         button.append(time.perf_counter() - start)
     print(f"forecast 500 points, 24 steps, 100 paths: generate {statistics.median(alone) * 1000:.0f} ms, "
           f"with files + fan chart + viewer payload {statistics.median(button) * 1000:.0f} ms (median of {args.repeats})")
 
     if args.browser:
-        browser_click_to_result(history, args.repeats)
+        browser_rounds(history, args.repeats, args.baseline, args.rounds)
+        if args.browser_only:
+            return
 
     start = time.perf_counter()
     table = backtest(loaded, history, 24, folds=2)

@@ -129,6 +129,19 @@ def test_forecast_quantiles_are_ordered(loaded):
     assert result.future_dates[0] == "2003-05"
 
 
+def test_the_fan_chart_svg_draws_the_bands_and_says_what_it_shows(loaded):
+    from studio.domains.timeseries.render import fan_chart_svg
+
+    generation = timeseries.generate(loaded, ForecastSettings(example_series(40), horizon=6, paths=50))
+    svg = fan_chart_svg(generation)
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and 'role="img"' in svg
+    assert svg.count("<polygon") == 3 and svg.count("<polyline") == 3  # 95 / 80 / 50%; history, median, path
+    label = re.search(r'aria-label="([^"]*)"', svg).group(1)
+    assert "6-step forecast from 50 sampled paths" in label and "80% interval" in label
+    painted = fan_chart_svg(generation, saliency=np.linspace(0, 1, 40), step=38)
+    assert painted.count("<circle") >= 40 and "what drove the step" in painted
+
+
 def test_the_backtest_sees_no_point_after_its_origin(loaded):
     series = example_series(60)
     spiked = Series(series.values.copy(), series.dates, series.name, 12, "monthly", 0)

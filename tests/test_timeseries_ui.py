@@ -63,7 +63,8 @@ def test_upload_forecast_backtest_and_ask_why_in_the_browser(timeseries_url, ser
     page.click("#timeseries-generate")
     ts_viewer = viewer(page, "timeseries")
     ts_viewer.wait_ready()
-    page.wait_for_selector("#timeseries-chart img, #timeseries-chart svg, #timeseries-chart canvas", timeout=60_000)
+    chart = page.wait_for_selector("#timeseries-chart svg[aria-label]", timeout=60_000)
+    assert "step forecast" in chart.get_attribute("aria-label") and chart.is_visible()
     # the backtest table follows the forecast: the four methods' rows
     page.wait_for_function("document.querySelector('#timeseries-backtest').innerText.includes('AutoARIMA')", timeout=90_000)
     assert "seasonal naive" in page.inner_text("#timeseries-backtest")
@@ -71,3 +72,4 @@ def test_upload_forecast_backtest_and_ask_why_in_the_browser(timeseries_url, ser
     ts_viewer.click_step(62)
     page.wait_for_function("document.querySelector('#timeseries-why').innerText.includes('lag')", timeout=60_000)
     assert "forecast step" in page.inner_text("#timeseries-why")
+    page.wait_for_selector("#timeseries-chart svg circle", timeout=30_000)  # the points that drove it, painted

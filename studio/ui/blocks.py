@@ -104,7 +104,10 @@ def example_on_load(button: gr.Button, handler, inputs: list, outputs: list) -> 
     root = gr.context.Context.root_block
     if root is None:  # a tab built outside a gr.Blocks (some tests): nothing to load into
         return
-    shown = root.load(first_example, inputs, outputs, api_visibility="private", show_progress="minimal")
+    # its progress on the first output only: the page re-renders every output any event has shown in
+    # progress on every later status change of any event (Gradio 6), so each one counts on every click
+    shown = root.load(first_example, inputs, outputs, api_visibility="private", show_progress="minimal",
+                      show_progress_on=outputs[:1])
     button.click(None, cancels=[shown], queue=False, api_visibility="private")
 
 

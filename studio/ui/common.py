@@ -7,6 +7,7 @@ import inspect
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def output_dir() -> Path:
     """A fresh folder per request for downloads (the oldest outputs pruned past MAX_OUTPUT_BYTES)."""
     global _last_prune
     OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
-    if time.time() - _last_prune > PRUNE_EVERY_SECONDS:  # a walk over every file: not on every request
-        _last_prune = time.time()
-        prune_outputs()
+    if time.time() - _last_prune > PRUNE_EVERY_SECONDS:  # a walk over every file: not on every request, and
+        _last_prune = time.time()                        # beside it (thousands of folders take 0.1-0.5 s)
+        threading.Thread(target=prune_outputs, daemon=True).start()
     return Path(tempfile.mkdtemp(dir=OUTPUT_ROOT))
 
 
@@ -53,13 +54,14 @@ def prune_outputs(limit: int | None = None) -> int:
     pictures) until the rest fit in PRUNE_AT of `limit` bytes; returns the bytes freed."""
     limit = PRUNE_AT * (MAX_OUTPUT_BYTES if limit is None else limit)
     files = []
-    for path in OUTPUT_ROOT.rglob("*"):
-        try:
-            if path.is_file():
-                stat = path.stat()
-                files.append((stat.st_mtime, stat.st_size, path))
-        except OSError:  # deleted meanwhile by another request
-            continue
+    for folder, _, names in os.walk(OUTPUT_ROOT):  # a third of rglob's time: no Path per entry
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                stat = os.stat(path)
+            except OSError:  # deleted meanwhile by another request
+                continue
+            files.append((stat.st_mtime, stat.st_size, Path(path)))
     total, freed, now = sum(size for _, size, _ in files), 0, time.time()
     for mtime, size, path in sorted(files):
         if total - freed <= limit or now - mtime < KEEP_SECONDS:

@@ -1,9 +1,11 @@
-"""Pictures and files of a forecast: the fan chart, saliency painted on the history, the viewer's
-strip (the series itself, one dot per step), the JSON and CSV downloads."""
+"""Pictures and files of a forecast: the fan chart (an inline SVG for the tab, a matplotlib figure
+for the CLI's picture), saliency painted on the history, the viewer's strip (the series itself, one
+dot per step), the JSON and CSV downloads."""
 
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -62,6 +64,104 @@ def fan_chart(generation: Generation, show_history: int = 240, saliency: np.ndar
     ax.legend(fontsize=7, loc="upper left", ncols=3)
     fig.tight_layout()
     return fig
+
+
+# The tab's chart: SVG drawn from the arrays, no matplotlib on the click's path (a figure plus the
+# PNG that gr.Plot encodes cost about 100 ms a click; this string costs about 1 ms).
+SVG_WIDTH, SVG_HEIGHT = 1000, 360
+SVG_MARGIN = (64, 36, 56, 42)  # left, right, top, bottom
+BLUE, ORANGE, INK, RED = "#1f77b4", "#c85a00", "#333", "#b71c1c"  # orange darkened to pass AA as legend text
+
+
+def nice_ticks(low: float, high: float, count: int = 8) -> np.ndarray:
+    """Round values (1, 2 or 5 times a power of ten apart) covering low..high."""
+    raw = (high - low) / max(count, 1) or 1.0
+    power = 10 ** np.floor(np.log10(raw))
+    step = power * min((m for m in (1, 2, 5, 10) if m * power >= raw), default=10)
+    return np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
+
+
+def _points(xs, ys) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+
+
+def fan_chart_svg(generation: Generation, show_history: int = 240, saliency: np.ndarray | None = None,
+                  step: int | None = None) -> str:
+    """`fan_chart` as an inline SVG (the same history, bands, median, traced path, saliency and
+    step), with a text alternative for screen readers."""
+    result = generation.result
+    series, first, history = result.series, result.first, result.series.values
+    n, horizon = len(history), result.paths.shape[1]
+    shown = max(0, n - show_history)
+    path = result.paths[result.median_path]
+    q = {level: np.asarray(values, np.float64) for level, values in result.quantiles.items()}
+    seen = np.concatenate([history[shown:], q["0.025"], q["0.975"], path])
+    low, high = float(np.nanmin(seen)), float(np.nanmax(seen))
+    pad = (high - low) * 0.05 or 1.0
+    low, high = low - pad, high + pad
+    left, right, top, bottom = SVG_MARGIN
+    width, height = SVG_WIDTH - left - right, SVG_HEIGHT - top - bottom
+    span = max(n + horizon - 1 - shown, 1)
+
+    def x(at):
+        return left + (np.asarray(at, np.float64) - shown) / span * width
+
+    def y(value):
+        return top + (high - np.asarray(value, np.float64)) / (high - low) * height
+
+    future = np.arange(n, n + horizon)
+    title = f"{series.name}: {horizon}-step forecast from {result.paths.shape[0]} sampled paths"
+    summary = (f"{title}. History of {n} points ({series.dates[0]} to {series.dates[-1]}), the last {n - shown} "
+               f"drawn; median forecast from {result.forecast[0]:.4g} to {result.forecast[-1]:.4g}; the 80% "
+               f"interval at the last step {q['0.1'][-1]:.4g} to {q['0.9'][-1]:.4g}.")
+    parts = [f'<svg viewBox="0 0 {SVG_WIDTH} {SVG_HEIGHT}" width="100%" role="img" aria-label="{html.escape(summary)}" '
+             f'font-family="sans-serif" font-size="11" style="background:#fff;display:block;max-width:{SVG_WIDTH}px">',
+             f'<rect width="{SVG_WIDTH}" height="{SVG_HEIGHT}" fill="#fff"/>',
+             f'<text x="{SVG_WIDTH / 2}" y="18" text-anchor="middle" font-size="14" fill="{INK}">{html.escape(title)}</text>']
+    for value in nice_ticks(low, high):
+        parts.append(f'<line x1="{left}" x2="{left + width}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#e5e5e5"/>'
+                     f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="{INK}">{value:.6g}</text>')
+    dates = list(series.dates) + list(result.future_dates)
+    for tick in np.linspace(shown, n + horizon - 1, 8).astype(int):
+        parts.append(f'<text x="{x(tick):.1f}" y="{top + height + 16}" text-anchor="middle" fill="{INK}">'
+                     f'{html.escape(dates[tick]) if tick < len(dates) else ""}</text>')
+    for low_q, high_q, _, alpha in BANDS:
+        outline = _points(np.concatenate([x(future), x(future[::-1])]),
+                          np.concatenate([y(q[f"{low_q:g}"]), y(q[f"{high_q:g}"][::-1])]))
+        parts.append(f'<polygon points="{outline}" fill="{BLUE}" fill-opacity="{alpha}"/>')
+    parts += [f'<polyline points="{_points(x(np.arange(shown, n)), y(history[shown:]))}" fill="none" stroke="{INK}" '
+              'stroke-width="1.2"/>',
+              f'<polyline points="{_points(x(future), y(result.forecast))}" fill="none" stroke="{BLUE}" stroke-width="1.8"/>',
+              f'<polyline points="{_points(x(future), y(path))}" fill="none" stroke="{ORANGE}" stroke-width="1" '
+              'stroke-dasharray="4 3"/>']
+    if saliency is not None:  # the history's points and the traced path's (those read before the step)
+        weights = np.abs(np.asarray(saliency, np.float64))
+        weights = weights / (weights.max() or 1.0)
+        positions = first + np.arange(len(weights))
+        values = np.array([history[p] if p < n else path[p - n] for p in positions])
+        for at, value, weight in zip(positions, values, weights, strict=True):
+            if at >= shown:
+                parts.append(f'<circle cx="{x(at):.1f}" cy="{y(value):.1f}" r="{2 + 4 * weight:.1f}" fill="{RED}" '
+                             f'fill-opacity="{0.25 + 0.75 * weight:.2f}"/>')
+    if step is not None:
+        parts.append(f'<line x1="{x(first + step + 1):.1f}" x2="{x(first + step + 1):.1f}" y1="{top}" '
+                     f'y2="{top + height}" stroke="{RED}" stroke-dasharray="2 2"/>')
+    legend = [("history", INK, ""), ("median", BLUE, ""), ("traced path", ORANGE, "4 3")]
+    legend += [(f"{label} interval", None, alpha) for _, _, label, alpha in BANDS]
+    if saliency is not None:
+        legend.append(("what drove the step", RED, None))
+    for k, (label, colour, style) in enumerate(legend):
+        lx, ly = left + (k % 4) * 150, 25 + (k // 4) * 14
+        if colour is None:
+            mark = f'<rect x="{lx}" y="{ly}" width="18" height="8" fill="{BLUE}" fill-opacity="{style}"/>'
+        elif style is None:
+            mark = f'<circle cx="{lx + 9}" cy="{ly + 4}" r="4" fill="{colour}"/>'
+        else:
+            mark = (f'<line x1="{lx}" x2="{lx + 18}" y1="{ly + 4}" y2="{ly + 4}" stroke="{colour}" stroke-width="2" '
+                    f'stroke-dasharray="{style}"/>')
+        parts.append(f'{mark}<text x="{lx + 24}" y="{ly + 8}" fill="{INK}">{label}</text>')
+    parts.append(f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#999"/></svg>')
+    return "".join(parts)
 
 
 def render(generation: Generation, view=None, title: str | None = None):

@@ -12,7 +12,7 @@ from studio.domains import timeseries
 from studio.domains.timeseries.data import SHIPPED, read_series, read_table, shipped, value_columns
 from studio.domains.timeseries.evaluate import BACKTEST_COLUMNS, backtest, drivers, strongest_lags
 from studio.domains.timeseries.generate import MAX_HORIZON, MAX_PATHS, ForecastSettings
-from studio.domains.timeseries.render import fan_chart
+from studio.domains.timeseries.render import fan_chart_svg
 from studio.ui import blocks, inputs, keep_bar
 from studio.ui.common import clamp_int, notes_markdown, output_dir
 
@@ -25,6 +25,20 @@ NO_MODEL = ("No time-series model is available in `models/`. "
             "Train one with `python -m studio train timeseries --out models/NAME`.")
 NO_SHIPPED = "(none: use the upload)"
 BACKTEST_FOLDS = 2
+CHART_LABEL = "Forecast: history, median, 50 / 80 / 95% bands"
+# Between the forecast and its backtest, in the page: wait (at most 3 s) until the viewer has drawn
+# the new trace. A step that runs no Python sets no loading status, so the page's status pass over
+# every output of every tab, which the backtest's start costs, and the backtest's CPU come after
+# the drawing instead of before it (docs/timeseries.md, Speed).
+AFTER_DRAWN = """() => new Promise((resolve) => {
+  const start = performance.now();
+  const check = () => {
+    const root = document.querySelector('#timeseries-viewer .lv-root');
+    if (!root || root.dataset.ready !== 'loading' || performance.now() - start > 3000) resolve([]);
+    else setTimeout(check, 20);
+  };
+  requestAnimationFrame(() => setTimeout(check, 0));
+})"""
 
 
 def read_choice(path, label, column, season=0):
@@ -90,7 +104,8 @@ def create_tab(models: dict, problems: list[str]) -> None:
             download_json, download_csv = blocks.downloads("Forecast (.json)", "Forecast (.csv)")
         with gr.Column(scale=3):
             notes = gr.Markdown(elem_id="timeseries-notes")
-            chart = gr.Plot(label="Forecast: history, median, 50 / 80 / 95% bands", elem_id="timeseries-chart")
+            chart = gr.HTML(label=CHART_LABEL, show_label=True, container=True, js_on_load=None,
+                            elem_id="timeseries-chart")  # an inline SVG (render.fan_chart_svg)
             table = gr.Dataframe(headers=BACKTEST_COLUMNS, label="Rolling-origin backtest (mean over the origins)",
                                  elem_id="timeseries-backtest", interactive=False)
             why = gr.Markdown(elem_id="timeseries-why")
@@ -108,7 +123,7 @@ def create_tab(models: dict, problems: list[str]) -> None:
         summary = (f"{series.name}: {len(series)} points, season {series.season} ({series.frequency}); "
                    f"{len(result.forecast)} steps forecast from {result.paths.shape[0]} paths.")
         values = blocks.gate_values(generation.trace, timeseries.track(generation), f"{name}:")
-        return (notes_markdown(result.notes + [summary]), fan_chart(generation), *values, "",
+        return (notes_markdown(result.notes + [summary]), fan_chart_svg(generation), *values, "",
                 str(files["forecast (JSON)"]), str(files["forecast (CSV)"]), generation, None, "")
 
     def on_backtest(generation, name):
@@ -134,15 +149,18 @@ def create_tab(models: dict, problems: list[str]) -> None:
             amounts = drivers(loaded, timeseries.sequence_of(generation), step)
         except ValueError as error:
             return gr.skip(), str(error)
-        return fan_chart(generation, saliency=amounts, step=step), why_markdown(generation, step, amounts)
+        return fan_chart_svg(generation, saliency=amounts, step=step), why_markdown(generation, step, amounts)
 
     blocks.follow_model(model_name, model_info, models)
     upload.change(on_upload, upload, column, api_name="timeseries_columns")
     forecast_inputs = [model_name, upload, packaged, column, horizon, paths, seed]
     forecast_outputs = [notes, chart, *panel.outputs, panel.selection, download_json, download_csv, generation_state,
                         table, why]
-    forecasted = forecast.click(on_forecast, forecast_inputs, forecast_outputs, api_name="forecast")
-    forecasted.then(on_backtest, [generation_state, model_name], table, api_name="backtest")
+    # shown in progress: the chart and the viewer only (each output shown so costs the page at every
+    # later status change, docs/timeseries.md, Speed)
+    forecasted = forecast.click(on_forecast, forecast_inputs, forecast_outputs, api_name="forecast",
+                                show_progress_on=[chart, panel.viewer.html])
+    forecasted.then(None, js=AFTER_DRAWN).then(on_backtest, [generation_state, model_name], table, api_name="backtest")
     keep_bar.wire(keep, forecasted, generation_state, timeseries, models, uploads={"series file": upload})
     blocks.example_on_load(forecast, on_forecast, forecast_inputs, forecast_outputs)  # the fan chart and gates at once
     blocks.wire_panel(panel, generation_state, timeseries, models)
