@@ -112,7 +112,7 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
             refs = reference.choices(domain, first)
             reference_choice = inputs.Radio(refs, value=refs[0][1], label="Reference for the probe and the pattern match",
                                         elem_id=f"{prefix}-xp-reference", scale=3)
-            upload = gr.File(label="Uploaded reference (the domain's format)", scale=2)
+            upload = gr.File(label="Uploaded reference (the domain's format)", scale=2, elem_id=f"{prefix}-xp-upload")
             limit = inputs.Number(100_000, label="Read at most (the model's steps)", precision=0, scale=1,
                                   info="a step is what the model reads at once: a character, or a word for a word model",
                                   elem_id=f"{prefix}-xp-limit")
