@@ -156,11 +156,15 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                             accordion)
 
 
-def fill_features(domain, models: dict, generation, chosen):
+def fill_features(domain, models: dict, generation, chosen, quick: bool = False):
     """The feature menu for the model on screen (the one the probe reads with; before any output, the
-    first): its own features, the choice kept where that model has it (a typed regex is kept too)."""
+    first): its own features, the choice kept where that model has it (a typed regex is kept too).
+    quick: only where they are known or the domain says them at once (gr.skip() otherwise: a new
+    output never waits on a domain's example; opening the panel works them out)."""
     on_screen = generation.trace.model if generation is not None and generation.trace is not None else None
     loaded = models.get(on_screen) or next(iter(models.values()), None)
+    if quick and (domain.NAME, id(loaded)) not in _feature_names and member(domain, "feature_names") is None:
+        return gr.skip()
     names = features_of(domain, loaded)
     custom = member(domain, "custom_feature") is not None
     others = set().union(*(_feature_names.get((domain.NAME, id(m)), []) for m in models.values())) - set(names)
@@ -338,13 +342,12 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
         except ValueError as error:
             return _failed(error), gr.skip()
 
-    def follow(generation, chosen):
-        return fill_features(domain, models, generation, chosen)
-
     private = {"api_visibility": "private"}
     # the menu follows the model on screen: when the panel opens and whenever a new output comes
-    panel.accordion.expand(follow, [state, panel.feature], panel.feature, **private)
-    state.change(follow, [state, panel.feature], panel.feature, **private)
+    panel.accordion.expand(lambda generation, chosen: fill_features(domain, models, generation, chosen),
+                           [state, panel.feature], panel.feature, **private)
+    state.change(lambda generation, chosen: fill_features(domain, models, generation, chosen, quick=True),
+                 [state, panel.feature], panel.feature, **private)
     panel.probe.click(run_probe, [state, panel.reference, panel.upload, panel.limit, panel.feature], panel.results, **private)
     panel.match.click(run_match, [state, panel.reference, panel.upload, panel.limit, panel.steps, panel.layer, panel.quantity,
                                   panel.threshold], panel.results, **private)
