@@ -18,7 +18,7 @@ def add_probe_command(parser, domain) -> None:
     parser.add_argument("--feature", required=True, help="a feature track of the domain"
                         + member(domain, "CUSTOM_FEATURE_HINT"))
     parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
-    parser.add_argument("--limit", type=int, default=200_000, help="read at most this many steps of the input")
+    parser.add_argument("--limit", type=int, default=200_000, help="read at most this many of the model's steps of the input (a word model's words)")
     parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
     if member(domain, "fast_probe") is not None:
         parser.add_argument("--exact", action="store_true",
@@ -56,29 +56,47 @@ def run_probe(domain, args) -> int:
     return 0
 
 
-def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False):
-    """(track, steps, hits): the probe over `sequence`, traced in chunks where the domain can
-    (`trace_chunks`), so a long reference never holds every gate at once; with the domain's
-    `fast_probe` (text: parallel streams with bfloat16 products) unless `exact`."""
+def probe(domain, loaded, sequence, feature: str, limit: int = 200_000, top: int = 10, exact: bool = False,
+          progress=None):
+    """(track, steps, hits): the probe over the first `limit` steps of `sequence` (the model's steps: a
+    word model's words), traced in chunks where the domain can (`trace_chunks`), so a long reference
+    never holds every gate at once; with the domain's `fast_probe` (text: parallel streams with
+    bfloat16 products) unless `exact`. progress(fraction) hears the share of the steps read so far."""
     chunks = member(domain, "trace_chunks")
     if chunks is not None:
-        read, pieces = chunks(loaded, sequence[:limit])
+        read = first_steps(chunks, loaded, sequence, limit)
         track = feature_track(domain, read, None, feature)
         fast = member(domain, "fast_probe")
         if fast is not None and not exact:
-            return track, len(track), fast(loaded, read, track, top)  # a track value per step (token)
+            return track, len(track), fast(loaded, read, track, top, progress=progress)  # a track value per step
         accumulator = None
         done = 0
-        for trace, _ in pieces:
+        for trace, _ in chunks(loaded, read)[1]:
             if accumulator is None:
                 accumulator = probe_stream.ProbeAccumulator(trace.num_layers, trace.hidden_size,
                                                            experiments.is_binary(np.asarray(track, float)))
             accumulator.add(trace, track[done : done + trace.steps])
             done += trace.steps
+            if progress is not None:
+                progress(done / max(len(track), 1))
         return track, done, accumulator.top(top)
     scored = domain.score(loaded, sequence)
     track = feature_track(domain, sequence, scored, feature)
+    if progress is not None:
+        progress(1.0)
     return track, scored.trace.steps, experiments.probe(scored.trace, track, top)
+
+
+def first_steps(chunks, loaded, sequence, limit: int):
+    """The first `limit` steps of `sequence` as a domain's trace_chunks reads it (a word model's step
+    is a word, not a character). Read in growing spans (a step is at least one item of the
+    sequence), one step more than needed, so that a span cut inside a word never counts."""
+    span = limit + 1
+    while True:
+        read, _ = chunks(loaded, sequence[:span])
+        if len(read) > limit or span >= len(sequence):
+            return read[:limit]
+        span *= 4
 
 
 def add_intervene_command(parser, domain) -> None:

@@ -5,7 +5,7 @@ does; accumulate_parts runs several of them side by side, one per thread, and me
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ import torch
 from studio import limits, probe_kernel
 from studio.experiments import QUANTITIES, ProbeHit, is_binary
 from studio.trace import Trace
+
+PROGRESS_EVERY = 0.25  # seconds between the threaded probe's progress reports
 
 
 class ProbeAccumulator:
@@ -138,30 +140,44 @@ def _numpy(values):
     return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
 
 
-def accumulate_parts(parts: list, track: np.ndarray, num_layers: int, hidden: int) -> ProbeAccumulator:
+def accumulate_parts(parts: list, track: np.ndarray, num_layers: int, hidden: int, progress=None) -> ProbeAccumulator:
     """A ProbeAccumulator fed by `parts`: iterables of (blocks, positions) over disjoint groups of a
     sequence's steps, as text.evaluate.trace_streams returns them. With several, each runs in its
     own thread with one torch thread (the count is restored afterwards), so they never wait for
-    each other, where two intra-op threads meet at every step's small GEMM."""
+    each other, where two intra-op threads meet at every step's small GEMM. progress(fraction)
+    hears the share of the track's steps read so far, always in the calling thread (gr.Progress
+    finds its page through context variables a pool thread lacks), ending with 1.0."""
     values = torch.as_tensor(np.asarray(track, np.float64))
     binary = is_binary(values.numpy())
+    total = max(len(values), 1)
+    read = [0] * max(len(parts), 1)  # steps read, one slot per part (each thread writes its own)
 
-    def run(chunks) -> ProbeAccumulator:
+    def run(j: int, chunks, tell=None) -> ProbeAccumulator:
         accumulator = ProbeAccumulator(num_layers, hidden, binary)
         for blocks, positions in chunks:
             accumulator.add_blocks(blocks, values[positions.cpu()])
+            read[j] += len(positions)
+            if tell is not None:
+                tell(read[j] / total)
         return accumulator
 
     if len(parts) <= 1:
-        return run(parts[0] if parts else [])
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)  # a new thread takes this count when it first runs a torch op
-    try:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            accumulators = list(pool.map(run, parts))
-    finally:
-        torch.set_num_threads(threads_before)
-    return functools.reduce(ProbeAccumulator.merge, accumulators)
+        found = run(0, parts[0] if parts else [], progress)
+    else:
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(1)  # a new thread takes this count when it first runs a torch op
+        try:
+            with ThreadPoolExecutor(len(parts)) as pool:
+                futures = [pool.submit(run, j, part) for j, part in enumerate(parts)]
+                while progress is not None and wait(futures, PROGRESS_EVERY).not_done:
+                    progress(sum(read) / total)
+                accumulators = [future.result() for future in futures]
+        finally:
+            torch.set_num_threads(threads_before)
+        found = functools.reduce(ProbeAccumulator.merge, accumulators)
+    if progress is not None:
+        progress(1.0)
+    return found
 
 
 def fast_gemm_dtype(device) -> torch.dtype | None:

@@ -29,6 +29,7 @@ MORE_GENERATIONS = 7
 CONTEXT = 30  # steps shown each side of a match
 MAX_MATCHES = 40
 WINDOW = 300  # steps of the probe's picture of the top units next to the feature
+PROBE_SECONDS, SHIPPED_WEIGHTS = 2.4, 1_900_000  # expected_seconds' yardstick: the shipped text model
 
 
 @dataclass
@@ -57,10 +58,10 @@ def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200
         if not file:
             raise ValueError("Upload a file to read (or pick another reference).")
         sequence = domain.read_input(file, loaded)
-        return [Source(Path(file).name, sequence[:limit] if isinstance(sequence, str) else sequence)]
+        return [Source(Path(file).name, _first(domain, loaded, sequence, limit) if isinstance(sequence, str) else sequence)]
     own = {reference.value: reference for reference in _own(domain, loaded)}
     if choice in own:
-        return [Source(own[choice].label, own[choice].read()[:limit])]
+        return [Source(own[choice].label, _first(domain, loaded, own[choice].read(), limit))]
     if choice not in ("output", "generations"):
         raise ValueError(f"This model offers no reference {choice!r}; upload a file instead.")
     if generation is None or generation.trace is None:
@@ -76,6 +77,26 @@ def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200
     return found
 
 
+def _first(domain, loaded, sequence, limit: int):
+    """The first `limit` steps of a long input, counted as the model reads it (a word model's words)."""
+    chunks = member(domain, "trace_chunks")
+    return cli_experiments.first_steps(chunks, loaded, sequence, limit) if chunks is not None else sequence[:limit]
+
+
+def expected_seconds(loaded, found: list[Source]) -> float:
+    """About how long the probe of these sources takes: the fast probe's time on the shipped text
+    model (2 x 384 units, PROBE_SECONDS per 100,000 steps on 2 cores: docs/benchmarks.md,
+    Experiments on units) scaled by the steps and by the model's weights (its matrix products)."""
+    steps = sum(source.trace.steps if source.trace is not None else length(source.sequence) for source in found)
+    weights = sum(p.numel() for p in loaded.model.parameters())
+    return PROBE_SECONDS * steps / 100_000 * max(weights / SHIPPED_WEIGHTS, 0.1)
+
+
+def length(sequence) -> int:
+    """A sequence's steps where it says (a text's tokens), else 0."""
+    return len(sequence) if hasattr(sequence, "__len__") else 0
+
+
 def _traced(domain, loaded, source: Source):
     """(trace, track source) of a source: the known trace, else a teacher-forced read."""
     if source.trace is not None:
@@ -84,24 +105,28 @@ def _traced(domain, loaded, source: Source):
     return scored.trace, scored
 
 
-def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limit: int = 200_000) -> dict:
+def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limit: int = 200_000,
+          progress=None) -> dict:
     """The probe over every source: the ranked hits, and a picture of the top units next to the
-    feature over WINDOW steps where it changes."""
+    feature over WINDOW steps where it changes. progress(fraction) hears the share read so far."""
     chunks = member(domain, "trace_chunks")
     if len(found) == 1 and found[0].trace is None and chunks is not None:
         # one long text: chunked (the probe's own path), then a window read again to draw
-        track, steps, hits = cli_experiments.probe(domain, loaded, found[0].sequence, feature, limit, top)
+        track, steps, hits = cli_experiments.probe(domain, loaded, found[0].sequence, feature, limit, top,
+                                                   progress=progress)
         start = _window_start(track)
-        read, _ = chunks(loaded, found[0].sequence[:limit])  # as the model read it: one item per step
+        read = cli_experiments.first_steps(chunks, loaded, found[0].sequence, limit)  # as the model read it: one item per step
         window_trace = domain.score(loaded, read[start : start + WINDOW]).trace
         window_track = np.asarray(track, np.float64)[start : start + window_trace.steps]
         where = f"{found[0].name}, steps {start}–{start + window_trace.steps - 1} (read from a fresh state)"
     else:
         traces, tracks = [], []
-        for source in found:
+        for k, source in enumerate(found):
             trace, scored = _traced(domain, loaded, source)
             tracks.append(np.asarray(cli_experiments.feature_track(domain, source.sequence, scored, feature), np.float64)[: trace.steps])
             traces.append(trace)
+            if progress is not None:
+                progress((k + 1) / len(found))
         track = np.concatenate(tracks)
         steps = len(track)
         whole = traces[0]

@@ -156,3 +156,30 @@ def test_the_fast_probe_agrees_with_the_exact_one(loaded, name):
         assert len(hits) == every and fast_steps == steps
         assert max(abs(h.score - scores[(h.layer, h.quantity, h.unit)]) for h in hits) < tolerance
         assert (hits[0].layer, hits[0].quantity, hits[0].unit) == (exact[0].layer, exact[0].quantity, exact[0].unit)
+
+
+def test_the_threaded_probe_tells_its_progress_in_the_calling_thread(loaded, monkeypatch):
+    """accumulate_parts' progress (what the panel's gr.Progress hears): shares of the steps read, rising
+    to 1.0, always told in the thread that called it (gr.Progress finds its page through context
+    variables a pool thread lacks); the same hits as without a listener."""
+    import threading
+
+    from studio.domains.text.evaluate import trace_streams
+
+    monkeypatch.setattr(probe_stream, "PROGRESS_EVERY", 0.001)
+    long_text = (SENTENCE * 200)[:8000]
+    track = text.features(long_text)["newline"]
+    config = loaded.model.core.config
+    told, threads = [], set()
+
+    def progress(fraction):
+        told.append(fraction)
+        threads.add(threading.get_ident())
+
+    heard = probe_stream.accumulate_parts(trace_streams(loaded, long_text, parts=4), track, config.num_layers,
+                                          config.hidden_size, progress).top(5)
+    silent = probe_stream.accumulate_parts(trace_streams(loaded, long_text, parts=4), track, config.num_layers,
+                                           config.hidden_size).top(5)
+    assert told[-1] == 1.0 and told == sorted(told) and all(0 <= f <= 1 for f in told)
+    assert threads == {threading.get_ident()}
+    assert [vars(h) for h in heard] == [vars(h) for h in silent]

@@ -173,3 +173,47 @@ def test_ask_why_on_a_window_step_from_the_command_line(opened, tmp_path):
                  "--window", str(WINDOW), "--step", "7", "--json", str(out)]) == 0
     answer = json.loads(out.read_text())
     assert answer["window"] == {"start": 7 - WINDOW + 1, "end": 7} and not any(answer["saliency"][: 7 - WINDOW + 1])
+
+
+class FakeProgress:
+    """Stands in for gr.Progress: keeps every (fraction, desc) it is told."""
+
+    def __init__(self):
+        self.told = []
+
+    def __call__(self, fraction, desc=None):
+        self.told.append((fraction, desc))
+
+
+def test_the_panel_offers_the_features_of_the_model_on_screen(opened, tiny_text):
+    from studio.ui.experiments_panel import fill_features, probe_answer
+
+    words, characters = text.load(opened[0][0]), tiny_text(0)
+    models = {"chars": characters, words.name: words}  # a tab whose first model reads characters
+    before = fill_features(text, models, None, None)
+    assert "space" in before["choices"] and "punctuation" not in before["choices"]
+    generation = text.generate(words, text.Settings(prompt="the cat sat", length=20))
+    after = fill_features(text, models, generation, "space")  # "space" means nothing to a word model
+    assert after["choices"] == text.feature_names(words) and after["value"] == after["choices"][0]
+    assert "punctuation" in after["choices"] and "space" not in after["choices"] and "vowel" not in after["choices"]
+    assert fill_features(text, models, generation, "punctuation")["value"] == "punctuation"
+    assert fill_features(text, models, generation, r"\bsa\w+")["value"] == r"\bsa\w+"  # a typed regex stays
+    # the probe from the panel: "read at most" counts the model's steps (words), and its progress rises to 1
+    progress = FakeProgress()
+    answer = probe_answer(text, models, generation, "file", str(opened[1]), 150, "punctuation", progress)
+    assert answer["kind"] == "probe" and answer["steps"] == 150 and answer["hits"]
+    fractions = [fraction for fraction, _ in progress.told]
+    assert progress.told[0][1].startswith("Probing 'punctuation' over 150 steps: about ")
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions) and len(set(fractions)) > 2
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_the_probe_counts_steps_and_tells_its_progress(opened, exact):
+    from studio import cli_experiments
+
+    loaded = text.load(opened[0][0])
+    told = []
+    track, steps, hits = cli_experiments.probe(text, loaded, TEXT * 3, "newline", limit=1000, exact=exact,
+                                               progress=told.append)
+    assert steps == len(track) == 1000 and hits  # 1,000 words and line ends, not 1,000 characters
+    assert told[-1] == 1.0 and told == sorted(told) and all(0 < f <= 1 for f in told)

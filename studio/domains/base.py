@@ -49,8 +49,10 @@ REQUIRED = ("NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "s
 #       differ; otherwise where the prediction first moves)
 #   trace_chunks(loaded, sequence) -> (the sequence as the model reads it, iterator of (Trace, part)): a
 #       long input read in pieces, the state carried over (None: read whole)
-#   fast_probe(loaded, read, track, top) -> hits: a probe over trace_chunks' reading faster than the
-#       exact chunked one (None: the exact one)
+#   fast_probe(loaded, read, track, top, progress=None) -> hits: a probe over trace_chunks' reading faster
+#       than the exact chunked one (None: the exact one); progress(fraction) hears the steps read so far
+#   feature_names(loaded) -> [names]: the feature tracks `features` gives for what this model reads (text:
+#       a word model's differ from a character model's); None: those of the domain's example
 #   sequence_from_text(text) -> sequence, or None: an API call's plain-text input (text: the text itself)
 #   generate_batch(loaded, [settings]) -> [Generation], or None: several requests stepped together
 #   WORKER_LANE: worker processes of its own for batched generation (0 = the shared pool)
@@ -62,6 +64,7 @@ OPTIONAL = {
     "TOKENS": False,
     "trace_chunks": None,
     "fast_probe": None,
+    "feature_names": None,
     "sequence_from_text": None,
     "generate_batch": None,
     "WORKER_LANE": 0,

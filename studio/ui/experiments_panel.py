@@ -65,19 +65,25 @@ class ExperimentsPanel:
     model_b: gr.Dropdown
     compare: gr.Button
     compare_viewer: TraceViewer
+    accordion: gr.Accordion
 
 
-_feature_names: dict[tuple[str, int], list[str]] = {}  # (domain, id of its first model) -> names
+_feature_names: dict[tuple[str, int], list[str]] = {}  # (domain, id of the model) -> names
 
 
-def feature_names(domain, models: dict) -> list[str]:
-    """The domain's feature tracks (those that need a scored read included, where the first model
-    gives them). Remembered: a domain's example may take seconds the first time (speech imports
-    librosa for its mel), so the page is built without them and they fill the list when the panel
-    opens (app.py works them out in the background after the page is served)."""
-    loaded = next(iter(models.values()), None)
+def features_of(domain, loaded) -> list[str]:
+    """The feature tracks the probe offers for this model: the domain's `feature_names` of it (a text
+    model of words has its own), else those of the domain's example as the model reads it (a
+    scored read included, where it gives some). Remembered: a domain's example may take seconds the
+    first time (speech imports librosa for its mel), so the page is built without them and they
+    fill the list when the panel opens (app.py works them out in the background after the page is
+    served)."""
     key = (domain.NAME, id(loaded))
     if key not in _feature_names:
+        names = member(domain, "feature_names")
+        if names is not None and loaded is not None:
+            _feature_names[key] = list(names(loaded))
+            return _feature_names[key]
         sequence, _ = domain.example()
         try:
             scored = domain.score(loaded, sequence) if loaded is not None else None
@@ -86,6 +92,11 @@ def feature_names(domain, models: dict) -> list[str]:
         _feature_names[key] = list(domain.features(
             scored.sequence if scored is not None and scored.sequence is not None else sequence, scored))
     return _feature_names[key]
+
+
+def feature_names(domain, models: dict) -> list[str]:
+    """features_of the first model (the one a tab opens with)."""
+    return features_of(domain, next(iter(models.values()), None))
 
 
 def known_feature_names(domain, models: dict) -> list[str]:
@@ -101,8 +112,10 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
             refs = reference.choices(domain, first)
             reference_choice = inputs.Radio(refs, value=refs[0][1], label="Reference for the probe and the pattern match",
                                         elem_id=f"{prefix}-xp-reference", scale=3)
-            upload = gr.File(label="Uploaded reference (the domain's format)", scale=2)
-            limit = inputs.Number(100_000, label="Read at most (steps)", precision=0, scale=1)
+            upload = gr.File(label="Uploaded reference (the domain's format)", scale=2, elem_id=f"{prefix}-xp-upload")
+            limit = inputs.Number(100_000, label="Read at most (the model's steps)", precision=0, scale=1,
+                                  info="a step is what the model reads at once: a character, or a word for a word model",
+                                  elem_id=f"{prefix}-xp-limit")
         with gr.Tabs():
             with gr.Tab("Probe", elem_id=f"{prefix}-xp-probe-tab"):
                 names = known_feature_names(domain, models)  # filled when the panel opens
@@ -138,14 +151,50 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                 compare_viewer = trace_viewer(f"{prefix}-compare", link=viewer_id)
         results = gr.HTML(None, html_template='<div class="xp-root"></div>', css_template=PANEL_CSS, js_on_load=PANEL_JS,
                           elem_id=f"{prefix}-xp-results", viewer_id=viewer_id, apply_default_css=False)
-
-    def fill_features(chosen):
-        names = feature_names(domain, models)
-        return gr.update(choices=names, value=chosen if chosen else (names[0] if names else None))
-
-    accordion.expand(fill_features, feature, feature, api_visibility="private")
     return ExperimentsPanel(results, reference_choice, upload, limit, feature, probe, steps, layer, quantity, threshold, match,
-                            units, units_note, action, value, from_step, intervene, model_b, compare, compare_viewer)
+                            units, units_note, action, value, from_step, intervene, model_b, compare, compare_viewer,
+                            accordion)
+
+
+def fill_features(domain, models: dict, generation, chosen, quick: bool = False):
+    """The feature menu for the model on screen (the one the probe reads with; before any output, the
+    first): its own features, the choice kept where that model has it (a typed regex is kept too).
+    quick: only where they are known or the domain says them at once (gr.skip() otherwise: a new
+    output never waits on a domain's example; opening the panel works them out)."""
+    on_screen = generation.trace.model if generation is not None and generation.trace is not None else None
+    loaded = models.get(on_screen) or next(iter(models.values()), None)
+    if quick and (domain.NAME, id(loaded)) not in _feature_names and member(domain, "feature_names") is None:
+        return gr.skip()
+    names = features_of(domain, loaded)
+    custom = member(domain, "custom_feature") is not None
+    others = set().union(*(_feature_names.get((domain.NAME, id(m)), []) for m in models.values())) - set(names)
+    keep = isinstance(chosen, str) and chosen and (chosen in names or (custom and chosen not in others))
+    return gr.update(choices=names, value=chosen if keep else (names[0] if names else None))
+
+
+def probe_answer(domain, models: dict, generation, choice, file, limit, feature, progress=None) -> dict:
+    """The probe's answer for the panel's fields, by the model on screen (before any output, the first).
+    `progress` (a gr.Progress, or anything called as progress(fraction, desc=...)) hears the expected
+    time first, then the share of the reference read."""
+    on_screen = generation is not None and generation.trace is not None
+    loaded = models.get(generation.trace.model) if on_screen else next(iter(models.values()))
+    if loaded is None:
+        raise ValueError("The model that made this output is no longer loaded; generate again.")
+    if not isinstance(feature, str) or not feature.strip():
+        raise ValueError("Pick a feature (or, for text, type a regex).")
+    limit = clamp_int(limit, 100, 200_000, 100_000)
+    found = reference.sources(domain, loaded, generation, choice, file, limit)
+    told = None
+    if progress is not None:
+        said = f"Probing '{feature.strip()}' over {_steps(found):,} steps: about {max(1, round(reference.expected_seconds(loaded, found)))} s"
+        progress(0.0, desc=said)
+        # a GPU call gets no callback (it could not cross over to it): the time alone is said there
+        told = None if gpu.available() else (lambda done: progress(done, desc=said))
+    return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(), limit=limit, progress=told)
+
+
+def _steps(found: list) -> int:
+    return sum(source.trace.steps if source.trace is not None else reference.length(source.sequence) for source in found)
 
 
 def auto_threshold(trace, layer: int, start: int, end: int, quantity: str) -> float:
@@ -256,17 +305,7 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
 
     def run_probe(generation, choice, file, limit, feature, progress=gr.Progress()):  # noqa: B008 (its tracker)
         try:
-            # the model on screen; before any generation, a file or the validation text is read by the first
-            on_screen = generation is not None and generation.trace is not None
-            loaded = loaded_of(generation) if on_screen else next(iter(models.values()))
-            if not isinstance(feature, str) or not feature.strip():
-                raise ValueError("Pick a feature (or, for text, type a regex).")
-            found = reference.sources(domain, loaded, generation, choice, file, clamp_int(limit, 100, 200_000, 100_000))
-            # its time first (docs/benchmarks.md: ~2.4 s per 100,000 characters read fast, ~12 s exactly)
-            progress(None, desc=f"Probing '{feature.strip()}' over up to {clamp_int(limit, 100, 200_000, 100_000):,} "
-                                "steps: a few seconds per 100,000")
-            return gpu.long_call(reference.probe, domain, loaded, found, feature.strip(),
-                                 limit=clamp_int(limit, 100, 200_000, 100_000))
+            return probe_answer(domain, models, generation, choice, file, limit, feature, progress)
         except (ValueError, IndexError) as error:
             return _failed(error)
 
@@ -304,6 +343,11 @@ def wire_experiments(panel: ExperimentsPanel, state: gr.State, domain, models: d
             return _failed(error), gr.skip()
 
     private = {"api_visibility": "private"}
+    # the menu follows the model on screen: when the panel opens and whenever a new output comes
+    panel.accordion.expand(lambda generation, chosen: fill_features(domain, models, generation, chosen),
+                           [state, panel.feature], panel.feature, **private)
+    state.change(lambda generation, chosen: fill_features(domain, models, generation, chosen, quick=True),
+                 [state, panel.feature], panel.feature, **private)
     panel.probe.click(run_probe, [state, panel.reference, panel.upload, panel.limit, panel.feature], panel.results, **private)
     panel.match.click(run_match, [state, panel.reference, panel.upload, panel.limit, panel.steps, panel.layer, panel.quantity,
                                   panel.threshold], panel.results, **private)

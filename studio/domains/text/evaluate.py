@@ -159,15 +159,16 @@ def _chunks(loaded: LoadedModel, ids: list, chunk: int):
         yield Trace.from_sequence(gates, loaded.codec.labels(part), domain="text", model=loaded.name), read
 
 
-def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10) -> list:
+def fast_probe(loaded: LoadedModel, text: str, track, top: int = 10, progress=None) -> list:
     """The probe over a long text read as parallel streams, each from a 100-character burn-in, with
     bfloat16 matrix products where the hardware has them (trace_streams; docs/benchmarks.md,
     Experiments on units, measures its speed and its agreement with the exact ranking), in
-    probe_stream.probe_parts() threads. `text` as trace_chunks reads it, `track` one value per character."""
+    probe_stream.probe_parts() threads. `text` as trace_chunks reads it, `track` one value per step;
+    progress(fraction) hears the steps read so far (probe_stream.accumulate_parts)."""
     config = loaded.model.core.config
     parts = trace_streams(loaded, text, parts=probe_stream.probe_parts(loaded.device),  # runs the burn-in
                           gemm_dtype=probe_stream.fast_gemm_dtype(loaded.device))
-    return probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size).top(top)
+    return probe_stream.accumulate_parts(parts, track, config.num_layers, config.hidden_size, progress).top(top)
 
 
 @torch.no_grad()
@@ -324,6 +325,12 @@ def features(text: str, scored=None) -> dict[str, np.ndarray]:
         "inside parentheses": _inside(codes, "(", ")"),
         "position in line": (steps - last_newline_before - 1).astype(np.float32),
     }
+
+
+def feature_names(loaded: LoadedModel) -> list[str]:
+    """The contract's names of `features` for what this model reads: a word model's are per word (no
+    "space" or "vowel"; "punctuation"), worked out from its own vocabulary read as a text."""
+    return list(features(loaded.codec.read(range(loaded.codec.size))))
 
 
 def example() -> tuple[str, object]:
