@@ -191,6 +191,40 @@ def test_a_forecasts_link_opens_the_time_series_tab_and_reproduces(shared_studio
     page.locator("#timeseries-keep-status").wait_for(state="attached", timeout=30_000)  # the tab's own keep bar
 
 
+@pytest.mark.browser
+def test_a_training_in_the_train_tab_is_kept_rated_and_found_by_kind(shared_studio, chromium_page, tmp_path, corpus):
+    """Train a tiny text model in the Train tab: when it ends, the keep bar under it shows its record;
+    five stars there, and the Library tab filtered to kind "model" lists it with five stars."""
+    url, _ = shared_studio
+    data = tmp_path / "rhyme.txt"
+    data.write_text(corpus * 4, encoding="utf-8")
+    page = chromium_page
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-files input[type=file]").set_input_files(str(data))
+    page.fill("#train-name textarea", "kept rhyme")
+    page.get_by_label("tiny (1 × 64)").check()
+    page.fill("#train-minutes input", "0.05")  # 3 s
+    page.wait_for_timeout(500)
+    page.click("#train-start")
+    status = page.locator("#train-keep-status")
+    status.get_by_text("Kept in your library as").wait_for(timeout=120_000)
+    assert "(a model)" in status.inner_text()
+    record_id = status.inner_text().split("record ")[1].split()[0]
+    page.locator("#train-keep-stars").get_by_text("★★★★★", exact=True).click()
+    status.get_by_text(f"Rated record {record_id}: ★★★★★").wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#library-kind input").click()
+    page.get_by_role("option", name="model", exact=True).click()
+    page.click("#library-search")
+    results = page.locator("#library-results")
+    results.get_by_test_id("cell-0-3").get_by_text("★★★★★").wait_for(timeout=30_000)
+    assert results.get_by_test_id("cell-0-0").inner_text().strip() == record_id
+    assert results.get_by_test_id("cell-0-2").inner_text().strip() == "kept-rhyme"
+    assert results.get_by_test_id("cell-1-0").count() == 0  # only the model: no generation of the other tests
+
+
 BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
 
 

@@ -339,3 +339,4 @@ def wire_job(bar: KeepBar, poll, job: gr.State, trainer) -> None:
             return cleared(f"Not found in your library: {error}")
 
     poll.then(fill, [job, bar.record, key], bar.outputs(), show_progress="hidden", **PRIVATE)
+    wire_controls(bar, key)
