@@ -321,22 +321,27 @@ def job_record(trainer, job_id) -> tuple[bool, int | None]:
 
 def wire_job(bar: KeepBar, poll, job: gr.State, trainer) -> None:
     """The bar under a job's output (the Train tab's training, the lab's run): after each answer of the
-    page's `poll` event, once the job in `job` has ended and its process kept it, the bar stands for
-    that record; a new job clears it. Only the record's owner sees it (shown() reads it as theirs)."""
+    page's `poll` event, and then each second of the bar's own timer until the job's process has ended
+    (a page may say "done" from the job's result file a second before its process has kept the record),
+    the bar stands for the record that process kept; a new job clears it. Only the record's owner sees
+    it (shown() reads it as theirs)."""
     key = page_key()
+    watch = gr.Timer(1.0, active=False)
+    same = (gr.skip(),) * 7
 
     def fill(job_id, record_id, key_value):
         if not job_id:
-            return (gr.skip(),) * 7
+            return *same, gr.Timer(active=False)
         ended, kept = job_record(trainer, job_id)
         if not ended:  # a new job runs: the bar no longer stands for the last one's record
-            return cleared(bar.intro) if record_id is not None else (gr.skip(),) * 7
+            return *(cleared(bar.intro) if record_id is not None else same), gr.Timer(active=True)
         if kept is None or kept == record_id:
-            return (gr.skip(),) * 7
+            return *same, gr.Timer(active=False)
         try:
-            return shown(kept, owners.owner_of(key_value))
+            return *shown(kept, owners.owner_of(key_value)), gr.Timer(active=False)
         except USER_ERRORS as error:
-            return cleared(f"Not found in your library: {error}")
+            return *cleared(f"Not found in your library: {error}"), gr.Timer(active=False)
 
-    poll.then(fill, [job, bar.record, key], bar.outputs(), show_progress="hidden", **PRIVATE)
+    for event in (poll.then, watch.tick):
+        event(fill, [job, bar.record, key], [*bar.outputs(), watch], show_progress="hidden", **PRIVATE)
     wire_controls(bar, key)
