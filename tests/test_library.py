@@ -654,3 +654,53 @@ def test_a_shared_servers_jobs_keep_their_owners_records(tmp_path, monkeypatch, 
     assert library.open_store().get(lab_id, alice).kind == "lab run"
     assert events.record_lab_run({"config": {}}, ["x"], argparse.Namespace(**{**vars(lab), "library_owner": None}),
                                  1.0) is None
+
+
+def test_a_models_and_a_lab_runs_record_as_one_html_page(tmp_path, capsys):
+    """A training with a progress file keeps its loss curve; its record's page is its card with the curve
+    as inline SVG, a lab run's is its result table and loss figure; both name what they keep, offline."""
+    from studio.__main__ import main
+    from studio.library import events
+    from studio.library.html import export_html
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question. " * 200)
+    assert main(["train", "text", "--data", str(corpus), "--out", str(tmp_path / "mine"), "--steps", "30",
+                 "--hidden-size", "8", "--layers", "1", "--seed", "2", "--progress", str(tmp_path / "p.jsonl")]) == 0
+    (tmp_path / "train.log").write_text(capsys.readouterr().err)  # what a job's log holds (studio.jobs)
+    model_id = events.saved_id(tmp_path / "train.log")
+    assert main(["lab", "--task", "adding", "--length", "10", "--cells", "rnn,lstm", "--minutes", "0.01",
+                 "--hidden", "4", "--checkpoints", "0", "--seed", "5"]) == 0
+    lab_id = int(capsys.readouterr().err.split("saved: ")[-1].split()[0])
+    store = library.open_store()
+    model = store.get(model_id, owners.LOCAL)
+    curve = json.loads(model.settings)["curve"]
+    assert model.kind == "model" and [step for step, _ in curve["train"]][-1] == 30 and curve["val"][-1][0] == 30
+
+    page = export_html(store, model, tmp_path / "model.html").read_text()
+    assert "text model mine" in page and "<svg" in page and 'class="curve-train"' in page and 'class="curve-val"' in page
+    assert "best_val_loss" in page and "corpus.txt" in page and records_module.weights_sha256(tmp_path / "mine") in page
+    assert "Trained for" in page and 'download="mine.json"' in page and "src=\"http" not in page
+
+    page = export_html(store, store.get(lab_id, owners.LOCAL), tmp_path / "lab.html").read_text()
+    assert "Lab run: adding T=10, cells rnn, lstm" in page and "<th>log10_grad_ratio</th>" in page
+    assert "<td>tanh RNN</td>" in page and "<td>LSTM</td>" in page and 'src="data:image/png;base64,' in page
+    assert events.saved_id(tmp_path / "no-such.log") is None
+
+
+def test_a_jobs_record_is_found_once_it_has_ended(tmp_path):
+    """The Train and lab tabs' keep bar: a job's record is the last `saved: ID` of its log, once it ended."""
+    from types import SimpleNamespace
+
+    from studio.ui.keep_bar import job_record
+
+    job = SimpleNamespace(status="running", folder=tmp_path)
+    trainer = SimpleNamespace(jobs={"j1": job})
+    (tmp_path / "train.log").write_text("step 1\nsaved: 41\n")
+    assert job_record(trainer, "j1") == (False, None)
+    job.status = "done"
+    (tmp_path / "train.log").write_text("step 1\nsaved: 41\nsaved: 42\nbest_val: 1.0\n")
+    assert job_record(trainer, "j1") == (True, 42)
+    job.status = "failed"
+    (tmp_path / "train.log").write_text("error: no data\n")
+    assert job_record(trainer, "j1") == (True, None) and job_record(trainer, "nope") == (True, None)

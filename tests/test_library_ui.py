@@ -191,6 +191,84 @@ def test_a_forecasts_link_opens_the_time_series_tab_and_reproduces(shared_studio
     page.locator("#timeseries-keep-status").wait_for(state="attached", timeout=30_000)  # the tab's own keep bar
 
 
+@pytest.mark.browser
+def test_a_training_in_the_train_tab_is_kept_rated_and_found_by_kind(shared_studio, chromium_page, tmp_path, corpus):
+    """Train a tiny text model in the Train tab: when it ends, the keep bar under it shows its record;
+    five stars there, and the Library tab filtered to kind "model" lists it with five stars."""
+    url, _ = shared_studio
+    data = tmp_path / "rhyme.txt"
+    data.write_text(corpus * 4, encoding="utf-8")
+    page = chromium_page
+    page.goto(url)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-files input[type=file]").set_input_files(str(data))
+    page.fill("#train-name textarea", "kept rhyme")
+    page.get_by_label("tiny (1 × 64)").check()
+    page.fill("#train-minutes input", "0.05")  # 3 s
+    page.wait_for_timeout(500)
+    page.click("#train-start")
+    status = page.locator("#train-keep-status")
+    status.get_by_text("Kept in your library as").wait_for(timeout=120_000)
+    assert "(a model)" in status.inner_text()
+    record_id = status.inner_text().split("record ")[1].split()[0]
+    page.locator("#train-keep-stars").get_by_text("★★★★★", exact=True).click()
+    status.get_by_text(f"Rated record {record_id}: ★★★★★").wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#library-kind input").click()
+    page.get_by_role("option", name="model", exact=True).click()
+    page.click("#library-search")
+    results = page.locator("#library-results")
+    results.get_by_test_id("cell-0-3").get_by_text("★★★★★").wait_for(timeout=30_000)
+    assert results.get_by_test_id("cell-0-0").inner_text().strip() == record_id
+    assert results.get_by_test_id("cell-0-2").inner_text().strip() == "kept-rhyme"
+    assert results.get_by_test_id("cell-1-0").count() == 0  # only the model: no generation of the other tests
+
+
+
+@pytest.fixture(scope="module")
+def lab_page(tmp_path_factory, serve):
+    """A page with the lab tab alone (and an owner key), not shared, on its own job queue and library."""
+    import gradio as gr
+
+    from studio import jobs
+    from studio.lab import tab as lab_tab
+    from studio.ui import owner
+
+    folder = tmp_path_factory.mktemp("lab")
+    patch = pytest.MonkeyPatch()
+    patch.setenv(owners.HOME_ENV, str(folder / "home"))
+    patch.setenv(owners.SHARED_ENV, "0")
+    patch.setattr(jobs, "JOBS_DIR", folder / "jobs")
+    with gr.Blocks() as demo:
+        owner.browser_key()
+        with gr.Tab("Why LSTM"):
+            lab_tab.create_tab(jobs.Trainer(folder / "models"))
+    yield serve(demo)
+    patch.undo()
+
+
+@pytest.mark.browser
+def test_a_lab_run_is_kept_under_its_result(lab_page, chromium_page):
+    """The lab's page says "done" from the run's result file before its process has kept the run: the
+    bar under the result still comes to stand for the record, rates it and exports it as one HTML page."""
+    page = chromium_page
+    page.goto(lab_page)
+    page.fill("#lab-length input", "10")
+    page.fill("#lab-minutes input", "0.05")
+    page.wait_for_timeout(300)
+    page.click("#lab-start")
+    status = page.locator("#lab-keep-status")
+    status.get_by_text("Kept in your library as").wait_for(timeout=120_000)
+    assert "(a lab run)" in status.inner_text()
+    record_id = status.inner_text().split("record ")[1].split()[0]
+    page.locator("#lab-keep-stars").get_by_text("★★★★", exact=True).click()
+    status.get_by_text(f"Rated record {record_id}: ★★★★.").wait_for(timeout=30_000)
+    page.click("#lab-keep-html")
+    page.locator("#lab-keep-html-file a").first.wait_for(timeout=30_000)
+    assert f"lab-record-{record_id}" in page.locator("#lab-keep-html-file").inner_text()
+
+
 BAD = ["abc", [1, 2], None, math.nan, math.inf, -1e30, 2**40, {"a": 1}, ""]
 
 

@@ -17,7 +17,7 @@ from studio.lab import explainer, plots, service
 from studio.lab.cells import ALL_CELLS, CELLS, TITLES
 from studio.lab.run import SWEEP_LENGTHS, load_cell
 from studio.lab.tasks import make_task
-from studio.ui import blocks
+from studio.ui import blocks, keep_bar
 from studio.ui.explain_panel import explain_panel, explanation
 from studio.ui.viewer import trace_viewer, viewer_value
 
@@ -163,6 +163,8 @@ def create_tab(trainer) -> None:
     gr.Markdown(EXPLAIN_GRADIENT, latex_delimiters=LATEX)
     table = gr.Dataframe(label="Results (a sweep: the longest T each cell learned)", elem_id="lab-table",
                          interactive=False)
+    kept = keep_bar.keep_bar("lab", "When a run ends, it is kept in your library (the Library tab): rate, tag or "
+                                    "note it here.")
     gr.Markdown(EXPLAIN_VIEWER)
     with gr.Row():
         which = gr.Dropdown([(TITLES[k], k) for k in ALL_CELLS if k.startswith("lstm")], value="lstm",
@@ -270,8 +272,9 @@ def create_tab(trainer) -> None:
     start.click(on_start, inputs, [job, status, timer, follow], **private)
     sweep.click(on_sweep, inputs, [job, status, timer, follow], **private)
     cancel.click(on_cancel, job, status, **private)
-    timer.tick(on_tick, [job, follow, checkpoint], [status, loss_plot, gradient_plot, ratios, checkpoint, table, timer],
-               **private)
+    polled = timer.tick(on_tick, [job, follow, checkpoint],
+                        [status, loss_plot, gradient_plot, ratios, checkpoint, table, timer], **private)
+    keep_bar.wire_job(kept, polled, job, trainer)  # the finished run's record (studio.library.events)
     replay.click(on_replay, job, [gradient_plot, checkpoint, follow, player], **private)
     player.tick(on_play, [job, checkpoint], [gradient_plot, checkpoint, player], **private)
     checkpoint.release(on_checkpoint, [job, checkpoint], [gradient_plot, follow], **private)

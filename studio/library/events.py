@@ -6,6 +6,10 @@ says whether the model's weights are still the ones recorded.
 
     record_training(domain, args, metrics, seconds)   # studio.cli_common.run_training, when a training ends
     record_lab_run(result, lines, args, seconds)      # studio.lab.cli, when a run (or a sweep) ends
+    saved_id(log)                                     # the app: the record a finished job's log names
+
+Both print `saved: ID` on stderr, as `generate --save` does; the app's job writes its output to its log
+(studio.jobs), so the page that started the job finds the record there (studio.ui.keep_bar.wire_job).
 
 Both run in the process that trained (the command line, or the app's job of the Train or Lab tab). The
 owner: the local owner for the command line; for a job of the app on a shared server, the owner whose
@@ -28,6 +32,8 @@ from studio.library.records import Record, weights_path, weights_sha256
 
 MODEL, LAB_RUN = "model", "lab run"
 KEEP_DATA_MB = 20.0  # training files kept with a model record up to this much in all (their hashes always)
+CURVE_POINTS = 200  # a model record keeps its loss curve (from the job's progress file) thinned to this many points
+SAVED = re.compile(r"^saved: (\d+)\s*$", re.MULTILINE)
 OWNER_FOLDER = re.compile(r"k[0-9a-f]{32}")  # owners.owner_of's ids: a shared server's models folder per owner
 
 
@@ -85,11 +91,37 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def saved_id(log) -> int | None:
+    """The record id the last `saved: ID` line of a job's log names (None: nothing was kept)."""
+    try:
+        found = SAVED.findall(Path(log).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return int(found[-1]) if found else None
+
+
+def _thinned(points: list) -> list:
+    stride = max(1, -(-len(points) // CURVE_POINTS))
+    return points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
+
+
+def loss_curve(progress) -> dict:
+    """{"train": [[step, loss], ...], "val": [[step, val loss], ...]} of a progress file (each thinned to
+    CURVE_POINTS); {} without one."""
+    from studio import train_progress
+
+    lines = train_progress.read(progress) if progress else []
+    train = [[line["step"], line["loss"]] for line in lines if "step" in line and "loss" in line]
+    val = [[line["step"], line["val"]] for line in lines if "step" in line and "val" in line]
+    return {"train": _thinned(train), "val": _thinned(val)} if train else {}
+
+
 def record_training(domain: str, args, metrics: dict, seconds: float | None, val_name: str = "val_loss",
                     store=None) -> int | None:
     """Keep a finished training (a checkpoint at args.out) as a "model" record: the domain, the model's
     name and weights' sha256, the command's settings and seed, the data files by hash (kept up to
-    KEEP_DATA_MB), the final metrics and the card; its text is the metrics in words."""
+    KEEP_DATA_MB), the final metrics, the loss curve (with --progress) and the card; its text is the
+    metrics in words."""
     stem = Path(args.out)
     if not weights_path(stem).exists():
         return None
@@ -100,7 +132,8 @@ def record_training(domain: str, args, metrics: dict, seconds: float | None, val
     keep_data = sum(d["bytes"] for d in described) <= KEEP_DATA_MB * 1e6
     final = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()
              if isinstance(v, (bool, int, float, str))}
-    settings = {"command": settings_of(args), "data": described, "metrics": final}
+    settings = {"command": settings_of(args), "data": described, "metrics": final,
+                "curve": loss_curve(getattr(args, "progress", None))}
     weights = weights_sha256(stem)
     trained_on = ", ".join(f"{d['name']} ({d['bytes']:,} bytes)" for d in described) or "its packaged data"
     text = (f"{domain} model {stem.name} trained on {trained_on}: best {val_name} {metrics.get('best_val_loss', 0):.4f} "

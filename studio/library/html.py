@@ -3,7 +3,8 @@ interactive trace viewer (studio/ui/viewer.js, its payload inlined as a data: UR
 course pages; it opens from disk with no server.
 
 The record keeps its settings, not its trace: the page's trace comes from making the record again
-(`replay`), and the page says whether that reproduced the stored output exactly.
+(`replay`), and the page says whether that reproduced the stored output exactly. A trained model's or a
+lab run's record has no trace: its page is its card, curves and table (studio.library.kept_html).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import base64
 import html
 import json
-import mimetypes
 from pathlib import Path
 
+from studio.library.kept_html import data_url, export_kept
 from studio.library.records import plain_settings
 
 # how a kept file is shown, by its suffix (anything else is a download link)
@@ -51,11 +52,6 @@ body {{ font: 14px sans-serif; max-width: 1100px; margin: 1.5em auto; padding: 0
 """
 
 
-def _data_url(data: bytes, name: str) -> str:
-    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
-
-
 def _files(store, record) -> str:
     parts = []
     for kept in record.files:
@@ -63,7 +59,7 @@ def _files(store, record) -> str:
             continue
         data = store.file_path(kept["sha256"]).read_bytes()
         name, suffix = html.escape(kept["name"]), Path(kept["name"]).suffix.lower()
-        url = _data_url(data, kept["name"])
+        url = data_url(data, kept["name"])
         if suffix in PICTURES:
             parts.append(f'<figure><img alt="{name}" src="{url}"><figcaption>{name}</figcaption></figure>')
         elif suffix in SOUNDS:
@@ -81,6 +77,8 @@ def export_html(store, record, out) -> Path:
     from studio.ui.payload import trace_payload
     from studio.ui.viewer import TEMPLATE, VIEWER_CSS, VIEWER_JS, colormaps
 
+    if record.kind != "generation":
+        return export_kept(store, record, Path(out))
     generation, reproduced, why = _replay(store, record)
     if generation is None:
         raise ValueError(f"Record {record.id} cannot be made again for its trace: {why}.")

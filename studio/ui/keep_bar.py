@@ -6,6 +6,9 @@ link, downloads it as one self-contained HTML page, or deletes it.
     event = button.click(on_generate, inputs, [..., state], ...)
     keep_bar.wire(bar, event, state, text, models)               # after it: record, then fill the bar
 
+A training's or a lab run's bar (`wire_job`) shows the record the job's own process kept when it
+ended (studio.library.events prints `saved: ID` into the job's log), found after the page's poll.
+
 `wire` records after the tab's handler returns, in the app's process (generation itself may run in a
 worker, studio/workers.py): it wraps the handler to note the files it returned (what the tab wrote
 anyway) and how long it took, then a chained event keeps the generation under the page's owner key
@@ -30,6 +33,7 @@ from studio.ui import owner
 from studio.ui.common import OUTPUT_ROOT, output_dir
 
 STARS = [("★" * n, n) for n in range(1, 6)]
+INTRO = "Each output is kept in your library (the Library tab)."
 KEPT = "_library_kept"  # a Generation's attribute: (files, seconds) noted by the wrapped handler
 PRIVATE = {"api_visibility": "private"}
 
@@ -54,11 +58,16 @@ class KeepBar:
     link: gr.Markdown
     html_file: gr.File
     prefix: str
+    intro: str = INTRO  # what the bar says before anything is kept
+
+    def outputs(self) -> list:
+        """What a keep or a delete fills: the record id, the words, stars, tags, note, link and page."""
+        return [self.record, self.status, self.stars, self.tags, self.note, self.link, self.html_file]
 
 
-def keep_bar(prefix: str) -> KeepBar:
+def keep_bar(prefix: str, intro: str = INTRO) -> KeepBar:
     with gr.Group(elem_id=f"{prefix}-keep"):
-        status = gr.Markdown("Each output is kept in your library (the Library tab).", elem_id=f"{prefix}-keep-status")
+        status = gr.Markdown(intro, elem_id=f"{prefix}-keep-status")
         with gr.Row():
             stars = gr.Radio(STARS, label="Rating", elem_id=f"{prefix}-keep-stars", scale=4, min_width=400)
             tags = gr.Textbox(label="Tags (Enter keeps them)", placeholder="words, separated by spaces or commas",
@@ -72,7 +81,7 @@ def keep_bar(prefix: str) -> KeepBar:
         link = gr.Markdown(elem_id=f"{prefix}-keep-link")
         html_file = gr.File(label="The record as one HTML page (opens without a server)", visible=False,
                             elem_id=f"{prefix}-keep-html-file")  # shown with its file
-    return KeepBar(gr.State(), status, stars, tags, note, share, html, delete, link, html_file, prefix)
+    return KeepBar(gr.State(), status, stars, tags, note, share, html, delete, link, html_file, prefix, intro)
 
 
 # ---------------------------------------------------------------- what the bar and the Library tab both do
@@ -254,18 +263,32 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict, uploads: di
         try:
             record_id = record(domain, models, generation, owners.owner_of(key_value))
             if record_id is None:
-                return (None, "This output was not kept (it has no model or settings to make it again).", None, "",
-                        "", "", hidden())
-            record_kept = library.open_store().get(record_id, owners.owner_of(key_value))
+                return cleared("This output was not kept (it has no model or settings to make it again).")
+            return shown(record_id, owners.owner_of(key_value))
         except (*USER_ERRORS, TypeError) as error:
-            return None, f"Not kept in the library: {error}", None, "", "", "", hidden()
-        again = f" (made {record_kept.count} times)" if record_kept.count > 1 else ""
-        status = (f"Kept in your library as **record {record_id}**{again}: rate, tag or note it here, find it in the "
-                  "Library tab.")
-        return record_id, status, record_kept.rating, " ".join(record_kept.tag_list()), record_kept.note, "", hidden()
+            return cleared(f"Not kept in the library: {error}")
 
-    event.success(keep, [state, key], [bar.record, bar.status, bar.stars, bar.tags, bar.note, bar.link, bar.html_file],
-                  **PRIVATE)
+    event.success(keep, [state, key], bar.outputs(), **PRIVATE)
+    wire_controls(bar, key)
+
+
+def cleared(status: str) -> tuple:
+    """The bar standing for no record, saying `status`."""
+    return None, status, None, "", "", "", hidden()
+
+
+def shown(record_id: int, owner_id: str) -> tuple:
+    """The bar standing for the owner's record (NotFound when it is not theirs)."""
+    kept = library.open_store().get(record_id, owner_id)
+    what = "" if kept.kind == "generation" else f" (a {kept.kind})"
+    again = f" (made {kept.count} times)" if kept.count > 1 else ""
+    status = (f"Kept in your library as **record {record_id}**{what}{again}: rate, tag or note it here, find it in the "
+              "Library tab.")
+    return record_id, status, kept.rating, " ".join(kept.tag_list()), kept.note, "", hidden()
+
+
+def wire_controls(bar: KeepBar, key) -> None:
+    """The bar's stars, tags, note, share, page and delete act on the record it stands for."""
     bar.stars.input(_on_kept(rate), [key, bar.record, bar.stars], bar.status, **PRIVATE)
     bar.tags.submit(_on_kept(tag), [key, bar.record, bar.tags], bar.status, **PRIVATE)
     bar.note.blur(lambda k, r, text: gr.skip() if r is None else note(k, r, text), [key, bar.record, bar.note],
@@ -277,7 +300,48 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict, uploads: di
     def delete(key_value, record_id):
         record_id = _record_id(record_id)
         api.delete(key_value, record_id)
-        return None, f"Deleted record {record_id} from your library.", None, "", "", "", hidden()
+        return cleared(f"Deleted record {record_id} from your library.")
 
-    bar.delete.click(delete, [key, bar.record],
-                     [bar.record, bar.status, bar.stars, bar.tags, bar.note, bar.link, bar.html_file], **PRIVATE)
+    bar.delete.click(delete, [key, bar.record], bar.outputs(), **PRIVATE)
+
+
+# ---------------------------------------------------------------- a training's or a lab run's record
+def job_record(trainer, job_id) -> tuple[bool, int | None]:
+    """(whether the trainer's job has ended, the record its process kept: the last `saved: ID` line of
+    its log, studio.jobs' train.log; None when nothing was kept)."""
+    from studio.library.events import saved_id
+
+    job = trainer.jobs.get(job_id) if isinstance(job_id, str) else None
+    if job is None:
+        return True, None
+    if job.status in ("queued", "running"):
+        return False, None
+    return True, saved_id(job.folder / "train.log")
+
+
+def wire_job(bar: KeepBar, poll, job: gr.State, trainer) -> None:
+    """The bar under a job's output (the Train tab's training, the lab's run): after each answer of the
+    page's `poll` event, and then each second of the bar's own timer until the job's process has ended
+    (a page may say "done" from the job's result file a second before its process has kept the record),
+    the bar stands for the record that process kept; a new job clears it. Only the record's owner sees
+    it (shown() reads it as theirs)."""
+    key = page_key()
+    watch = gr.Timer(1.0, active=False)
+    same = (gr.skip(),) * 7
+
+    def fill(job_id, record_id, key_value):
+        if not job_id:
+            return *same, gr.Timer(active=False)
+        ended, kept = job_record(trainer, job_id)
+        if not ended:  # a new job runs: the bar no longer stands for the last one's record
+            return *(cleared(bar.intro) if record_id is not None else same), gr.Timer(active=True)
+        if kept is None or kept == record_id:
+            return *same, gr.Timer(active=False)
+        try:
+            return *shown(kept, owners.owner_of(key_value)), gr.Timer(active=False)
+        except USER_ERRORS as error:
+            return *cleared(f"Not found in your library: {error}"), gr.Timer(active=False)
+
+    for event in (poll.then, watch.tick):
+        event(fill, [job, bar.record, key], [*bar.outputs(), watch], show_progress="hidden", **PRIVATE)
+    wire_controls(bar, key)

@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import domains, jobs, user_models
-from studio.ui import byom, inputs, owner, train_advice
+from studio.ui import byom, inputs, keep_bar, owner, train_advice
 from studio.ui.drawing_pad import drawing_pad
 
 FROM_SCRATCH = "(from scratch)"
@@ -143,6 +143,8 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                                  height="auto", object_fit="contain", elem_id="train-gallery")
             samples = gr.Markdown(elem_id="train-samples")
             download = gr.File(label="The model (.safetensors + card .json)", file_count="multiple", elem_id="train-download")
+            kept = keep_bar.keep_bar("train", "When the training ends, its model is kept in your library (the Library "
+                                              "tab): rate, tag or note it here.")
             history = gr.Markdown(elem_id="train-history")  # this browser's trainings, kept across restarts
     job = gr.State()
     job_data = gr.State([])  # the files the running job learns from (for the verdict)
@@ -236,8 +238,9 @@ def create_tab(trainer: jobs.Trainer, stems, dropdowns: dict, loaded: dict, data
                 [job, status, timer, job_data, verdict],
                 **private)
     # no progress overlay of gradio's own: a tick each second would flicker its timer over the status
-    timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets],
-               show_progress="hidden", **private)
+    polled = timer.tick(on_tick, [job, job_data], [status, plot, gallery, samples, download, timer, verdict, *targets],
+                        show_progress="hidden", **private)
+    keep_bar.wire_job(kept, polled, job, trainer)  # the finished training's record (studio.library.events)
     cancel.click(on_cancel, job, status, **private)
 
     def on_publish(job_id):
