@@ -268,7 +268,9 @@ def wire(bar: KeepBar, event, state: gr.State, domain, models: dict, uploads: di
         except (*USER_ERRORS, TypeError) as error:
             return cleared(f"Not kept in the library: {error}")
 
-    event.success(keep, [state, key], bar.outputs(), **PRIVATE)
+    # no spinner: keeping takes milliseconds, and every output ever shown in progress costs the page at each
+    # later status change (docs/timeseries.md, Speed)
+    event.success(keep, [state, key], bar.outputs(), show_progress="hidden", **PRIVATE)
     wire_controls(bar, key)
 
 
