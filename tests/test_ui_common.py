@@ -44,3 +44,29 @@ def test_outputs_are_pruned_oldest_first_past_the_cap(tmp_path, monkeypatch):
     assert common.prune_outputs(limit=2500) == 3000  # the three oldest go; 2,000 bytes stay
     assert sorted(p.parent.name for p in tmp_path.rglob("*.npz")) == ["request3", "request4"]
     assert common.prune_outputs(limit=0) == 1000  # the newest is younger than KEEP_SECONDS: kept
+
+
+def test_the_owner_key_reaches_a_handler_with_a_defaulted_parameter_after_its_inputs():
+    """A shared server adds the browser key as the last input. Gradio fills a defaulted parameter that no
+    input fills (the lab's `on_start(..., is_sweep=False)`) with its default before the key: the key must
+    still be read as the key and the default stay the default (the lab's Start once ran a sweep and kept
+    the run for nobody)."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    from studio import user_models
+    from studio.ui.common import _session_aware
+
+    seen = []
+
+    def on_start(chosen, is_sweep=False, progress=gr.Progress()):
+        seen.append((chosen, is_sweep, user_models.current_owner.get()))
+
+    with gr.Blocks():
+        chosen, key = gr.Textbox(), gr.BrowserState()
+    inputs = [chosen]
+    wrapped = _session_aware(on_start, inputs, [], key)
+    assert inputs == [chosen, key]
+    args, *_ = special_args(wrapped, ["adding", "k" + "a" * 32])  # what gradio hands the handler
+    wrapped(*args)
+    assert seen == [("adding", False, user_models.owner_or_none("k" + "a" * 32))]
