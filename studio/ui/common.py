@@ -15,6 +15,7 @@ import gradio as gr
 
 from studio import limits, state_store, user_models
 from studio.domains import member
+from studio.ui.owner import key_parameter, key_position
 
 # Every file the tabs make (downloads, audio, the viewer's trace blobs) lies under this folder, which
 # Gradio serves in place (serve_outputs_in_place): no second copy in Gradio's cache, no hashing of
@@ -169,7 +170,8 @@ def _quiet(method):
         try:
             return method(*args, **kwargs)
         except gr.Error as error:
-            error.print_exception, error.duration = False, None  # and it stays until closed (a fading one is missed)
+            error.print_exception = False
+            error.duration = None  # the message stays until the user closes it (a fading one is easily missed)
             raise
 
     return run
@@ -180,11 +182,13 @@ def _session_aware(fn, inputs: list, outputs: list, key=None):
     current_owner; the key is added as the last input when `fn` does not take it) and (2) keeps large
     gr.State values in studio.state_store: a ticket goes out in their place and comes back as the value
     (or as the store's one sentence when it expired)."""
-    states_in, states_out = ([k for k, b in enumerate(blocks) if isinstance(b, gr.State)] for blocks in (inputs, outputs))
+    states_in = [k for k, block in enumerate(inputs) if isinstance(block, gr.State)]
+    states_out = [k for k, block in enumerate(outputs) if isinstance(block, gr.State)]
     key_at = next((k for k, block in enumerate(inputs) if block is key), None)
     added = key is not None and key_at is None
-    inputs += [key] if added else []
-    key_from = _key_position(fn, len(inputs) - 1) if added else None  # None: the last argument
+    if added:
+        inputs.append(key)
+    key_from = key_position(fn, len(inputs) - 1) if added else None  # None: the last argument
 
     def enter(args):
         """(owner, the handler's arguments: the added key taken out, tickets made values again)."""
@@ -228,7 +232,7 @@ def _session_aware(fn, inputs: list, outputs: list, key=None):
                     user_models.current_owner.reset(token)
                 yield leave(value)
 
-        return _with_key_parameter(run_generator, fn, key_from) if added else run_generator
+        return key_parameter(run_generator, fn, key_from) if added else run_generator
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return fn
 
@@ -241,43 +245,7 @@ def _session_aware(fn, inputs: list, outputs: list, key=None):
         finally:
             user_models.current_owner.reset(token)
 
-    return _with_key_parameter(run, fn, key_from) if added else run
-
-
-def _with_key_parameter(wrapper, fn, at: int | None):
-    """The API names the added last input `owner_key`, optional (None): an API client on a shared server
-    passes the key it was given; one that does not sees the shipped and published models only."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return wrapper
-    parameters = list(signature.parameters.values())
-    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
-        return wrapper
-    at = len(parameters) if at is None else at  # the end, or before the defaults gradio fills (_key_position)
-    key = inspect.Parameter("owner_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
-    wrapper.__signature__ = signature.replace(parameters=[*parameters[:at], key, *parameters[at:]])
-    return wrapper
-
-
-def _key_position(fn, values: int) -> int | None:
-    """The added key's place among the handler's arguments when a defaulted parameter follows the `values`
-    ones the inputs fill: gradio fills it with its default, so the end holds that default, not the key
-    (the lab's `on_start(..., is_sweep=False)` once took the key as is_sweep). None: the key is last."""
-    try:
-        parameters, hints = inspect.signature(fn).parameters.values(), gr.utils.get_type_hints(fn)
-    except (TypeError, ValueError, NameError):
-        return None
-    filled = 0
-    for at, p in enumerate(parameters):
-        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            return None
-        if filled == values and p.default is not p.empty:
-            return at
-        hint = str(hints.get(p.name, ""))  # what gradio passes itself: progress, the request, event data, a login
-        given = isinstance(p.default, gr.Progress) or any(n in hint for n in ("Request", "Data", "OAuth", "Header"))
-        filled += 0 if given else 1
-    return None
+    return key_parameter(run, fn, key_from) if added else run
 
 
 def _input_name(block_fn, index: int) -> str:

@@ -7,9 +7,12 @@ never needed.
     owner.issue_on_load(demo, key)        # after the layout: a browser without a key gets one
     fn(..., key)  ->  owners.owner_of(key)   # in a handler that takes `key` as an input
     owner.page_key()                      # the page's key component, for builders called after browser_key()
+    key_position / key_parameter          # where the key sits among a handler's arguments (studio.ui.common adds it)
 """
 
 from __future__ import annotations
+
+import inspect
 
 import gradio as gr
 
@@ -47,3 +50,39 @@ def owner(key) -> str:
         return owners.owner_of(key if isinstance(key, str) else None)
     except owners.OwnerError as error:
         raise gr.Error(str(error)) from None
+
+
+def key_parameter(wrapper, fn, at: int | None):
+    """The API names the added last input `owner_key`, optional (None): an API client on a shared server
+    passes the key it was given; one that does not sees the shipped and published models only."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return wrapper
+    parameters = list(signature.parameters.values())
+    if any(p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters):
+        return wrapper
+    at = len(parameters) if at is None else at  # the end, or before the defaults gradio fills (key_position)
+    key = inspect.Parameter("owner_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+    wrapper.__signature__ = signature.replace(parameters=[*parameters[:at], key, *parameters[at:]])
+    return wrapper
+
+
+def key_position(fn, values: int) -> int | None:
+    """The added key's place among the handler's arguments when a defaulted parameter follows the `values`
+    ones the inputs fill: gradio fills it with its default, so the end holds that default, not the key
+    (the lab's `on_start(..., is_sweep=False)` once took the key as is_sweep). None: the key is last."""
+    try:
+        parameters, hints = inspect.signature(fn).parameters.values(), gr.utils.get_type_hints(fn)
+    except (TypeError, ValueError, NameError):
+        return None
+    filled = 0
+    for at, p in enumerate(parameters):
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            return None
+        if filled == values and p.default is not p.empty:
+            return at
+        hint = str(hints.get(p.name, ""))  # what gradio passes itself: progress, the request, event data, a login
+        given = isinstance(p.default, gr.Progress) or any(n in hint for n in ("Request", "Data", "OAuth", "Header"))
+        filled += 0 if given else 1
+    return None
