@@ -18,7 +18,8 @@ def add_probe_command(parser, domain) -> None:
     parser.add_argument("--feature", required=True, help="a feature track of the domain"
                         + member(domain, "CUSTOM_FEATURE_HINT"))
     parser.add_argument("--input", required=True, help="a file in the domain's format, read teacher-forced")
-    parser.add_argument("--limit", type=int, default=200_000, help="read at most this many of the model's steps of the input (a word model's words)")
+    parser.add_argument("--limit", type=int, default=200_000,
+                        help="read at most this many of the model's steps of the input (a word model's words)")
     parser.add_argument("--top", type=int, default=10, help="how many (layer, unit, quantity) to list")
     if member(domain, "fast_probe") is not None:
         parser.add_argument("--exact", action="store_true",

@@ -58,7 +58,8 @@ def sources(domain, loaded, generation, choice: str, file=None, limit: int = 200
         if not file:
             raise ValueError("Upload a file to read (or pick another reference).")
         sequence = domain.read_input(file, loaded)
-        return [Source(Path(file).name, _first(domain, loaded, sequence, limit) if isinstance(sequence, str) else sequence)]
+        first = _first(domain, loaded, sequence, limit) if isinstance(sequence, str) else sequence
+        return [Source(Path(file).name, first)]
     own = {reference.value: reference for reference in _own(domain, loaded)}
     if choice in own:
         return [Source(own[choice].label, _first(domain, loaded, own[choice].read(), limit))]
@@ -115,7 +116,8 @@ def probe(domain, loaded, found: list[Source], feature: str, top: int = 10, limi
         track, steps, hits = cli_experiments.probe(domain, loaded, found[0].sequence, feature, limit, top,
                                                    progress=progress)
         start = _window_start(track)
-        read = cli_experiments.first_steps(chunks, loaded, found[0].sequence, limit)  # as the model read it: one item per step
+        # as the model read it: one item per step
+        read = cli_experiments.first_steps(chunks, loaded, found[0].sequence, limit)
         window_trace = domain.score(loaded, read[start : start + WINDOW]).trace
         window_track = np.asarray(track, np.float64)[start : start + window_trace.steps]
         where = f"{found[0].name}, steps {start}–{start + window_trace.steps - 1} (read from a fresh state)"

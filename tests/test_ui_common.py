@@ -59,7 +59,7 @@ def test_the_owner_key_reaches_a_handler_with_a_defaulted_parameter_after_its_in
 
     seen = []
 
-    def on_start(chosen, is_sweep=False, progress=gr.Progress()):
+    def on_start(chosen, is_sweep=False, progress=gr.Progress()):  # noqa: B008 (gradio reads the default)
         seen.append((chosen, is_sweep, user_models.current_owner.get()))
 
     with gr.Blocks():

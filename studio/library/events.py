@@ -136,12 +136,14 @@ def record_training(domain: str, args, metrics: dict, seconds: float | None, val
                 "curve": loss_curve(getattr(args, "progress", None))}
     weights = weights_sha256(stem)
     trained_on = ", ".join(f"{d['name']} ({d['bytes']:,} bytes)" for d in described) or "its packaged data"
-    text = (f"{domain} model {stem.name} trained on {trained_on}: best {val_name} {metrics.get('best_val_loss', 0):.4f} "
+    text = (f"{domain} model {stem.name} trained on {trained_on}: "
+            f"best {val_name} {metrics.get('best_val_loss', 0):.4f} "
             f"after {metrics.get('steps_done', 0)} steps"
             + (" (stopped by hand)" if metrics.get("interrupted") else "") + ".")
     record = Record(domain=domain, model=stem.name, model_stem=str(stem.resolve()), weights_sha256=weights,
                     settings_type="", settings=json.dumps(settings, sort_keys=True), seed=getattr(args, "seed", None),
-                    prompt=trained_on, output=text, content_hash=hashlib.sha256(f"model:{weights}".encode()).hexdigest(),
+                    prompt=trained_on, output=text,
+                    content_hash=hashlib.sha256(f"model:{weights}".encode()).hexdigest(),
                     duration=seconds, kind=MODEL,
                     inputs={f"data {k + 1}": p for k, p in enumerate(data)} if keep_data else {})
     card = weights_path(stem).with_suffix(".json")

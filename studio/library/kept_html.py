@@ -88,7 +88,8 @@ def loss_svg(curve: dict, loss_name: str = "loss") -> str:
              f'<text x="{MARGIN - 4}" y="{MARGIN + 4}" font-size="12" text-anchor="end">{y1:.4g}</text>',
              f'<text x="{MARGIN - 4}" y="{MARGIN + height}" font-size="12" text-anchor="end">{y0:.4g}</text>',
              f'<text x="{MARGIN}" y="{MARGIN + height + 16}" font-size="12">step {x0:g}</text>',
-             f'<text x="{MARGIN + width}" y="{MARGIN + height + 16}" font-size="12" text-anchor="end">step {x1:g}</text>']
+             f'<text x="{MARGIN + width}" y="{MARGIN + height + 16}" font-size="12" text-anchor="end">'
+             f'step {x1:g}</text>']
     for k, (kind, kept) in enumerate(lines.items()):
         if kept:
             parts.append(f'<polyline class="curve-{kind}" fill="none" stroke="{COLOURS[kind]}" stroke-width="1.5" '
@@ -106,7 +107,8 @@ def _model_body(settings: dict, record) -> str:
              f"<p>Trained for {record.duration:.1f} seconds.</p>" if record.duration else "",
              "<h2>Loss</h2>", curve or "<p>No loss curve was kept (a training started without a progress file).</p>",
              "<h2>Data</h2>", _table(data) or "<p>Its packaged data.</p>",
-             "<h2>Settings</h2>", _table([{"setting": k, "value": v} for k, v in (settings.get("command") or {}).items()])]
+             "<h2>Settings</h2>",
+             _table([{"setting": k, "value": v} for k, v in (settings.get("command") or {}).items()])]
     return "\n".join(parts)
 
 
@@ -119,7 +121,8 @@ def _lab_rows(result: dict) -> list[dict]:
             row = {"cell": TITLES.get(kind, kind), "longest T learned": longest if longest is not None else "none"}
             for run in result["runs"]:
                 cell = run["cells"].get(kind) or {}
-                row[f"T={run.get('T')}"] = f"{cell.get('loss', float('nan')):.3g}" + (" ✓" if cell.get("learned") else "")
+                learned = " ✓" if cell.get("learned") else ""
+                row[f"T={run.get('T')}"] = f"{cell.get('loss', float('nan')):.3g}{learned}"
             rows.append(row)
         return rows
     return [{"cell": TITLES.get(kind, kind), **{c: cell.get(c) for c in LAB_COLUMNS}}

@@ -114,7 +114,8 @@ def experiments_panel(prefix: str, domain, models: dict, viewer_id: str) -> Expe
                                         elem_id=f"{prefix}-xp-reference", scale=3)
             upload = gr.File(label="Uploaded reference (the domain's format)", scale=2, elem_id=f"{prefix}-xp-upload")
             limit = inputs.Number(100_000, label="Read at most (the model's steps)", precision=0, scale=1,
-                                  info="a step is what the model reads at once: a character, or a word for a word model",
+                                  info=("a step is what the model reads at once: a character, or a word for a "
+                                        "word model"),
                                   elem_id=f"{prefix}-xp-limit")
         with gr.Tabs():
             with gr.Tab("Probe", elem_id=f"{prefix}-xp-probe-tab"):
@@ -186,7 +187,8 @@ def probe_answer(domain, models: dict, generation, choice, file, limit, feature,
     found = reference.sources(domain, loaded, generation, choice, file, limit)
     told = None
     if progress is not None:
-        said = f"Probing '{feature.strip()}' over {_steps(found):,} steps: about {max(1, round(reference.expected_seconds(loaded, found)))} s"
+        seconds = max(1, round(reference.expected_seconds(loaded, found)))
+        said = f"Probing '{feature.strip()}' over {_steps(found):,} steps: about {seconds} s"
         progress(0.0, desc=said)
         # a GPU call gets no callback (it could not cross over to it): the time alone is said there
         told = None if gpu.available() else (lambda done: progress(done, desc=said))
@@ -194,7 +196,8 @@ def probe_answer(domain, models: dict, generation, choice, file, limit, feature,
 
 
 def _steps(found: list) -> int:
-    return sum(source.trace.steps if source.trace is not None else reference.length(source.sequence) for source in found)
+    return sum(source.trace.steps if source.trace is not None else reference.length(source.sequence)
+               for source in found)
 
 
 def auto_threshold(trace, layer: int, start: int, end: int, quantity: str) -> float:

@@ -236,8 +236,8 @@ def create_tab(loaded_by_domain: dict, train_inbox=None) -> None:
         record = api.show(key_value, keep_bar._record_id(record_id))
         store = library.open_store()
         token = store.get(record["id"], owners.owner_of(key_value)).share_token
-        return (record_markdown(record, token), copies(store, record["files"]) or None, record["rating"] or 0, " ".join(record["tags"]),
-                record["note"], "", "")
+        return (record_markdown(record, token), copies(store, record["files"]) or None, record["rating"] or 0,
+                " ".join(record["tags"]), record["note"], "", "")
 
     def on_pick(frame, event: gr.SelectData):
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index

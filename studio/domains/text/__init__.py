@@ -32,5 +32,5 @@ Settings = TextSettings
 # the contract: studio.domains.base.REQUIRED and the OPTIONAL members this domain has
 __all__ = ["NAME", "TITLE", "DEFAULT_MODEL", "Settings", "TRAINING", "load", "save", "read_input", "score", "generate",
            "features", "write_files", "fused", "tiny", "example", "explainable", "track", "sequence_of",
-           "CUSTOM_FEATURE_HINT", "custom_feature", "references", "TOKENS", "trace_chunks", "fast_probe", "feature_names",
-           "sequence_from_text", "generate_batch", "WORKER_LANE", "from_network"]
+           "CUSTOM_FEATURE_HINT", "custom_feature", "references", "TOKENS", "trace_chunks", "fast_probe",
+           "feature_names", "sequence_from_text", "generate_batch", "WORKER_LANE", "from_network"]

@@ -302,5 +302,6 @@ def read_windowed(loaded: LoadedModel, ids: list, window: int):
         logits, _, gates = model.trace(rows[:, -1:], state)
         parts.append((logits.transpose(0, 1), [{k: v.transpose(0, 1) for k, v in g.items()} for g in gates]))
     logits = torch.cat([p[0] for p in parts], 1)
-    gates = [{k: torch.cat([p[1][layer][k] for p in parts], 1) for k in GATE_NAMES} for layer in range(len(parts[0][1]))]
+    gates = [{k: torch.cat([p[1][layer][k] for p in parts], 1) for k in GATE_NAMES}
+             for layer in range(len(parts[0][1]))]
     return logits, gates

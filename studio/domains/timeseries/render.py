@@ -117,7 +117,8 @@ def fan_chart_svg(generation: Generation, show_history: int = 240, saliency: np.
     parts = [f'<svg viewBox="0 0 {SVG_WIDTH} {SVG_HEIGHT}" width="100%" role="img" aria-label="{html.escape(summary)}" '
              f'font-family="sans-serif" font-size="11" style="background:#fff;display:block;max-width:{SVG_WIDTH}px">',
              f'<rect width="{SVG_WIDTH}" height="{SVG_HEIGHT}" fill="#fff"/>',
-             f'<text x="{SVG_WIDTH / 2}" y="18" text-anchor="middle" font-size="14" fill="{INK}">{html.escape(title)}</text>']
+             f'<text x="{SVG_WIDTH / 2}" y="18" text-anchor="middle" font-size="14" fill="{INK}">'
+             f'{html.escape(title)}</text>']
     for value in nice_ticks(low, high):
         parts.append(f'<line x1="{left}" x2="{left + width}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#e5e5e5"/>'
                      f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end" fill="{INK}">{value:.6g}</text>')
@@ -131,7 +132,8 @@ def fan_chart_svg(generation: Generation, show_history: int = 240, saliency: np.
         parts.append(f'<polygon points="{outline}" fill="{BLUE}" fill-opacity="{alpha}"/>')
     parts += [f'<polyline points="{_points(x(np.arange(shown, n)), y(history[shown:]))}" fill="none" stroke="{INK}" '
               'stroke-width="1.2"/>',
-              f'<polyline points="{_points(x(future), y(result.forecast))}" fill="none" stroke="{BLUE}" stroke-width="1.8"/>',
+              f'<polyline points="{_points(x(future), y(result.forecast))}" fill="none" stroke="{BLUE}" '
+              'stroke-width="1.8"/>',
               f'<polyline points="{_points(x(future), y(path))}" fill="none" stroke="{ORANGE}" stroke-width="1" '
               'stroke-dasharray="4 3"/>']
     if saliency is not None:  # the history's points and the traced path's (those read before the step)
