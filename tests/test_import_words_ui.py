@@ -7,19 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-TEXT = ('The cat said "hello there" ( quietly ) .\nthe dog sat on the mat .\n'
-        'A bird flew over "the old mat" .\nthe cat ( and the dog ) sat .\n') * 20
-
-
-class RNNModel(torch.nn.Module):
-    """word_language_model's layout: encoder Embedding, rnn LSTM, decoder Linear."""
-
-    def __init__(self, vocab, embed, hidden, layers):
-        super().__init__()
-        self.encoder = torch.nn.Embedding(vocab, embed)
-        self.rnn = torch.nn.LSTM(embed, hidden, layers)
-        self.decoder = torch.nn.Linear(hidden, vocab)
+from test_import_words import TEXT, RNNModel  # the text and word_language_model's layout, as the CLI test builds them
 
 
 @pytest.fixture(scope="module")
