@@ -91,11 +91,13 @@ def browser_click_to_result(url: str, csv_path: Path, repeats: int) -> dict:
     time) until the viewer holds the new trace and the fan chart is drawn, and the page's own marks
     (click to the new chart, click to the viewer drawn, click to the backtest table); before each
     click the previous click's backtest table has arrived, so the two do not share the CPU. The
-    first click warms caches and is not counted."""
+    first click warms caches (the first backtest imports statsforecast, here and in a worker) and is
+    reported apart."""
     from common import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
     found = {"result": [], "chart": [], "viewer": [], "table": []}
+    first = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -116,14 +118,17 @@ def browser_click_to_result(url: str, csv_path: Path, repeats: int) -> dict:
                                    timeout=120_000)
             table = time.perf_counter() - start
             marks = page.evaluate("() => window.__ts")
-            if k:
+            if not k:
+                first = {"result": took, "table": table}
+            else:
                 found["result"].append(took)
                 found["chart"].append(marks["chart"] / 1000)
                 found["viewer"].append(marks["viewer"] / 1000)
                 found["table"].append(table)
             page.wait_for_timeout(500)
         browser.close()
-    return {name: statistics.median(values) for name, values in found.items()}
+    return {**{name: statistics.median(values) for name, values in found.items()},
+            **{f"first {name}": value for name, value in first.items()}}
 
 
 def start_app(app_dir: Path):
@@ -152,35 +157,54 @@ def start_app(app_dir: Path):
 def report(name: str, found: dict) -> None:
     print(f"{name}: forecast click-to-result in chromium (500 points, 24 steps, 100 paths): median {found['result']:.3f} s "
           f"(goal <= 0.5 s); in the page: new chart {found['chart']:.3f} s, viewer drawn {found['viewer']:.3f} s, "
-          f"backtest table {found['table']:.2f} s (goal <= 5 s)")
+          f"backtest table {found['table']:.2f} s (goal <= 5 s); the first click after start: result "
+          f"{found['first result']:.3f} s, table {found['first table']:.2f} s")
 
 
 def browser_rounds(history: Series, repeats: int, baseline: Path | None, rounds: int) -> None:
-    """Click-to-result in the app served in process; with `baseline`, each round runs that checkout's
-    app.py and this one's, one after the other (the same machine, minutes apart), and compares them."""
-    from common import serve
-
+    """Click-to-result in `python app.py` as shipped (its worker processes included: the backtest's
+    folds run in them); with `baseline`, each round runs that checkout's app.py and this one's, one
+    after the other (the same machine, minutes apart), and compares them."""
     with tempfile.TemporaryDirectory() as folder:
         csv_path = series_csv(history, folder)
-        if baseline is None:
-            with serve() as url:
-                report("this", browser_click_to_result(url, csv_path, repeats))
-            return
         ratios = []
-        for round_number in range(rounds):
+        for round_number in range(rounds if baseline is not None else 1):
             found = {}
-            for name, app_dir in (("baseline", baseline.resolve()), ("this", ROOT)):
+            for name, app_dir in ((("baseline", baseline.resolve()),) if baseline is not None else ()) + (("this", ROOT),):
                 process, url = start_app(app_dir)
                 try:
                     found[name] = browser_click_to_result(url, csv_path, repeats)
                 finally:
                     process.terminate()
                     process.wait(30)
-                report(f"round {round_number + 1}, {name}", found[name])
-            ratios.append({key: found["this"][key] / found["baseline"][key] for key in found["this"]})
-            print("   this / baseline: " + ", ".join(f"{key} {value:.2f}x" for key, value in ratios[-1].items()))
-        for key in ratios[0]:
+                report(f"round {round_number + 1}, {name}" if baseline is not None else name, found[name])
+            if baseline is not None:
+                ratios.append({key: found["this"][key] / found["baseline"][key] for key in found["this"]})
+                print("   this / baseline: " + ", ".join(f"{key} {value:.2f}x" for key, value in ratios[-1].items()))
+        for key in ratios[0] if ratios else ():
             print(f"{key}, this / baseline, per round: {', '.join(f'{r[key]:.2f}x' for r in ratios)}")
+
+
+def backtest_in_workers(loaded, history: Series, runs: int = 6) -> str:
+    """Seconds per backtest with the app's worker processes (2) running one fold each, run after
+    run: the first ones include statsforecast's import in the worker that gets the fold."""
+    from studio import workers
+    from studio.domains.timeseries import evaluate
+
+    workers.start([timeseries])
+    try:
+        while not workers.pool_ready():
+            time.sleep(0.2)
+        took = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            backtest(loaded, history, 24, folds=2,
+                     run_folds=lambda calls: workers.call_all(evaluate, loaded, "backtest_fold", calls))
+            took.append(time.perf_counter() - start)
+    finally:
+        workers.stop()
+    return (f"runs {', '.join(f'{t:.2f}' for t in took)} s; median of the last {runs - 2}: "
+            f"{statistics.median(took[2:]):.2f} s")
 
 
 def main() -> None:
@@ -222,9 +246,10 @@ def main() -> None:
 
     start = time.perf_counter()
     table = backtest(loaded, history, 24, folds=2)
-    print(f"backtest table (2 origins, 4 methods) {time.perf_counter() - start:.2f} s")
+    print(f"backtest table (2 origins, 4 methods) one fold after the other: {time.perf_counter() - start:.2f} s")
     for row in table.table():
         print("   ", row)
+    print(f"the same, the folds at once (studio.workers.call_all, as the app): {backtest_in_workers(loaded, history)}")
 
     if not args.skip_train:
         with tempfile.TemporaryDirectory() as folder:

@@ -29,6 +29,7 @@ Off unless `start()` is called (app.py does on a CPU; tests and the CLI generate
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import functools
 import multiprocessing
 import os
@@ -149,6 +150,29 @@ def call(domain, loaded, function: str, *args, lane: str = ""):
     finally:
         with _lock:
             _busy[0] -= 1
+
+
+def call_all(module, loaded, function: str, calls: list[tuple]) -> list:
+    """[module.<function>(loaded, *args) for args in calls], run at once: the first here when
+    nothing else is running (as `call` decides), each other in a shared worker, while this thread
+    waits on them. For independent pieces of one request that each take seconds (a backtest's
+    folds); without workers, one after the other here."""
+    if len(calls) < 2 or not _pools:
+        return [call(module, loaded, function, *args) for args in calls]
+    with _lock:
+        here = LOCAL_WHEN_IDLE and _busy[0] == 0
+        _busy[0] += len(calls)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(calls) - 1) as threads:
+            # each in a copy of this context: the request's deadline (limits.stop_time) goes along
+            rest = [threads.submit(contextvars.copy_context().run, _call_worker, module, loaded, function, args, "")
+                    for args in calls[1:]]
+            first = (_function(module, function)(loaded, *calls[0]) if here
+                     else _call_worker(module, loaded, function, calls[0], ""))
+            return [first, *(future.result() for future in rest)]
+    finally:
+        with _lock:
+            _busy[0] -= len(calls)
 
 
 def _call_worker(domain, loaded, function: str, args: tuple, lane: str):

@@ -104,25 +104,36 @@ class Backtest:
 BACKTEST_COLUMNS = ["method", "MASE", "sMAPE %", "pinball (scaled)", "80% coverage"]
 
 
+def backtest_fold(loaded: LoadedModel, series: Series, origin: int, horizon: int, paths: int = 100, seed: int = 0,
+                  methods: tuple[str, ...] = ("model",) + BASELINES) -> dict[str, tuple[dict, dict]]:
+    """One fold: per method, (scores, quantiles) of its forecast of `horizon` points from `origin`,
+    seeing only the points before it. A module-level function of plain arguments, so a worker
+    process can run it (studio.workers.call_all)."""
+    history = series.head(origin)
+    actual = series.values[origin : origin + horizon]
+    found = {}
+    for method in methods:
+        quantiles = (model_quantiles(loaded, history, horizon, paths, seed) if method == "model"
+                     else baseline_quantiles(method, history.values, horizon, series.season))
+        found[method] = (scores(history.values, actual, quantiles, series.season), quantiles)
+    return found
+
+
 def backtest(loaded: LoadedModel, series: Series, horizon: int, folds: int = 2, paths: int = 100, seed: int = 0,
-             methods: tuple[str, ...] = ("model",) + BASELINES) -> Backtest:
+             methods: tuple[str, ...] = ("model",) + BASELINES, run_folds=None) -> Backtest:
     """Each fold forecasts `horizon` points from an origin seeing only the points before it; the
-    origins are the last `folds` multiples of `horizon` before the end."""
+    origins are the last `folds` multiples of `horizon` before the end. `run_folds(calls)`: the
+    results of backtest_fold(loaded, *args) for each args in `calls`, in order (the tab runs them at
+    once in worker processes: AutoARIMA's search is most of the time, one fold per core); by
+    default one after the other here."""
     horizon = int(max(1, min(horizon, len(series) // 3)))
     origins = [len(series) - horizon * k for k in range(folds, 0, -1) if len(series) - horizon * k >= max(8, horizon)]
     if not origins:
         raise ValueError(f"{series.name} has {len(series)} points: too few for a backtest of {horizon} steps.")
-    collected, forecasts = {m: [] for m in methods}, {m: [] for m in methods}
-    for origin in origins:
-        history = series.head(origin)
-        actual = series.values[origin : origin + horizon]
-        for method in methods:
-            quantiles = (model_quantiles(loaded, history, horizon, paths, seed) if method == "model"
-                         else baseline_quantiles(method, history.values, horizon, series.season))
-            collected[method].append(scores(history.values, actual, quantiles, series.season))
-            forecasts[method].append(quantiles)
-    rows = {m: {key: float(np.mean([s[key] for s in found])) for key in found[0]} for m, found in collected.items()}
-    return Backtest(origins, horizon, rows, forecasts)
+    calls = [(series, origin, horizon, paths, seed, methods) for origin in origins]
+    found = run_folds(calls) if run_folds is not None else [backtest_fold(loaded, *args) for args in calls]
+    rows = {m: {key: float(np.mean([fold[m][0][key] for fold in found])) for key in found[0][m][0]} for m in methods}
+    return Backtest(origins, horizon, rows, {m: [fold[m][1] for fold in found] for m in methods})
 
 
 # ---------------------------------------------------------------- the contract

@@ -9,6 +9,7 @@ import gradio as gr
 
 from studio import workers
 from studio.domains import timeseries
+from studio.domains.timeseries import evaluate
 from studio.domains.timeseries.data import SHIPPED, read_series, read_table, shipped, value_columns
 from studio.domains.timeseries.evaluate import BACKTEST_COLUMNS, backtest, drivers, strongest_lags
 from studio.domains.timeseries.generate import MAX_HORIZON, MAX_PATHS, ForecastSettings
@@ -132,7 +133,8 @@ def create_tab(models: dict, problems: list[str]) -> None:
         loaded = blocks.loaded_or_error(models, name)
         series = generation.result.series
         try:
-            found = backtest(loaded, series, len(generation.result.forecast), folds=BACKTEST_FOLDS)
+            found = backtest(loaded, series, len(generation.result.forecast), folds=BACKTEST_FOLDS,
+                             run_folds=lambda calls: workers.call_all(evaluate, loaded, "backtest_fold", calls))
         except ValueError as error:
             raise gr.Error(str(error)) from None
         return found.table()
