@@ -6,7 +6,8 @@ server's threads, the lock and not the cores is the limit: the server leaves mos
 while requests wait (docs/benchmarks.md, Load and requests). A domain's `generate` therefore runs in one of WORKERS processes (started with the app,
 `spawn`ed: no fork of a threaded server; any of them runs any domain); the server's threads only
 wait on it, and do the drawing and the files. The Generation comes back serialised (size and time
-in docs/benchmarks.md, Load and requests).
+in docs/benchmarks.md, Load and requests). `call_all` runs the independent pieces of one request
+(a backtest's folds) in several workers at once.
 
 Models reach a worker once, with the first request it gets for them (a model trained in the Train
 tab too), and stay there while they are among its WORKER_MODELS most recently used (a model is known
@@ -153,23 +154,20 @@ def call(domain, loaded, function: str, *args, lane: str = ""):
 
 
 def call_all(module, loaded, function: str, calls: list[tuple]) -> list:
-    """[module.<function>(loaded, *args) for args in calls], run at once: the first here when
-    nothing else is running (as `call` decides), each other in a shared worker, while this thread
-    waits on them. For independent pieces of one request that each take seconds (a backtest's
-    folds); without workers, one after the other here."""
-    if len(calls) < 2 or not _pools:
+    """[module.<function>(loaded, *args) for args in calls], each in a shared worker, all at once,
+    while this thread waits on them; without workers, one after the other here. For independent
+    pieces of one request that each take seconds of CPU (a backtest's folds): with the interpreter
+    lock held that long in the app, the server's other requests would get half of it."""
+    if not _pools:
         return [call(module, loaded, function, *args) for args in calls]
     with _lock:
-        here = LOCAL_WHEN_IDLE and _busy[0] == 0
         _busy[0] += len(calls)
     try:
-        with concurrent.futures.ThreadPoolExecutor(len(calls) - 1) as threads:
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(calls))) as threads:
             # each in a copy of this context: the request's deadline (limits.stop_time) goes along
-            rest = [threads.submit(contextvars.copy_context().run, _call_worker, module, loaded, function, args, "")
-                    for args in calls[1:]]
-            first = (_function(module, function)(loaded, *calls[0]) if here
-                     else _call_worker(module, loaded, function, calls[0], ""))
-            return [first, *(future.result() for future in rest)]
+            futures = [threads.submit(contextvars.copy_context().run, _call_worker, module, loaded, function, args, "")
+                       for args in calls]
+            return [future.result() for future in futures]
     finally:
         with _lock:
             _busy[0] -= len(calls)
