@@ -168,9 +168,10 @@ def browser_rounds(history: Series, repeats: int, baseline: Path | None, rounds:
     with tempfile.TemporaryDirectory() as folder:
         csv_path = series_csv(history, folder)
         ratios = []
+        apps = [("this", ROOT)] if baseline is None else [("baseline", baseline.resolve()), ("this", ROOT)]
         for round_number in range(rounds if baseline is not None else 1):
             found = {}
-            for name, app_dir in ((("baseline", baseline.resolve()),) if baseline is not None else ()) + (("this", ROOT),):
+            for name, app_dir in apps:
                 process, url = start_app(app_dir)
                 try:
                     found[name] = browser_click_to_result(url, csv_path, repeats)
